@@ -1,0 +1,78 @@
+"""Run batches of LLM work items through declared, staged retries."""
+
+from . import validators
+from ._clock import Clock, SystemClock
+from ._outcomes import (
+    AttemptError,
+    FatalError,
+    FieldError,
+    Outcome,
+    OutcomeKind,
+    PlanError,
+    RateLimited,
+    ResourceError,
+    ResourceLost,
+    Rule,
+    StagedRetryError,
+    TransientError,
+    ValidationFailed,
+)
+from ._plan import Backoff, Plan, Stage
+from ._resources import RenewReason, SharedResource
+from ._results import (
+    Attempt,
+    BatchResult,
+    ItemResult,
+    ItemStatus,
+    ResponseMeta,
+    Usage,
+    WorkItem,
+)
+from ._runner import ResultStream, Runner
+from ._stages import FullStage, PartialStage, StageKind, Validator, builtin_kinds
+from ._state import ItemState, Scratch
+from ._strategy import Request, Response, StageContext, Strategy
+
+__all__ = [
+    "Attempt",
+    "AttemptError",
+    "Backoff",
+    "BatchResult",
+    "Clock",
+    "FatalError",
+    "FieldError",
+    "FullStage",
+    "ItemResult",
+    "ItemState",
+    "ItemStatus",
+    "Outcome",
+    "OutcomeKind",
+    "PartialStage",
+    "Plan",
+    "PlanError",
+    "RateLimited",
+    "RenewReason",
+    "Request",
+    "ResourceError",
+    "ResourceLost",
+    "Response",
+    "ResponseMeta",
+    "ResultStream",
+    "Rule",
+    "Runner",
+    "Scratch",
+    "SharedResource",
+    "Stage",
+    "StageContext",
+    "StageKind",
+    "StagedRetryError",
+    "Strategy",
+    "SystemClock",
+    "TransientError",
+    "Usage",
+    "ValidationFailed",
+    "Validator",
+    "WorkItem",
+    "builtin_kinds",
+    "validators",
+]

@@ -1,0 +1,200 @@
+"""What an attempt came to, and how an exception is turned into that.
+
+The exception hierarchy, for strategies and validators that want to say what
+went wrong without being classified from the outside::
+
+    StagedRetryError
+     ├─ PlanError (also ValueError)        a declared plan or config is wrong
+     ├─ ResourceError                      a shared resource could not be prepared
+     ├─ ValidationFailed                   the answer does not validate        -> INVALID
+     └─ AttemptError                       a strategy's verdict on one request
+         ├─ TransientError                 timeout, connection, 5xx            -> TRANSIENT
+         ├─ RateLimited(retry_after=)      429                                 -> RATE_LIMITED
+         ├─ ResourceLost(resource=)        a shared resource vanished          -> RESOURCE_LOST
+         └─ FatalError                     bad request, auth, bug              -> FATAL
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._results import ResponseMeta
+
+
+class OutcomeKind(enum.Enum):
+    """The closed set of things one attempt can come to."""
+
+    SUCCEEDED = "succeeded"
+    INVALID = "invalid"
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    RESOURCE_LOST = "resource_lost"
+    FATAL = "fatal"
+
+    @property
+    def spends_prompt(self) -> bool:
+        """Whether an attempt of this kind counts toward ``max_prompts`` (it may be billed)."""
+        return self not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST)
+
+
+@attrs.frozen
+class Outcome:
+    """A classified attempt: its kind and what the engine needs to act on it."""
+
+    kind: OutcomeKind
+    message: str = ""
+    retry_after: float | None = attrs.field(default=None, kw_only=True)
+    resource: str | None = attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen
+class FieldError:
+    """One field that failed validation: a dotted *path* (``""`` for the whole answer)."""
+
+    path: str
+    message: str
+
+
+class StagedRetryError(Exception):
+    """Base of every exception this library raises on purpose."""
+
+
+class PlanError(StagedRetryError, ValueError):
+    """A plan or configuration is invalid; the message names the path of the mistake."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+
+class ResourceError(StagedRetryError):
+    """A shared resource could not be prepared or renewed; the run stops."""
+
+
+class ValidationFailed(StagedRetryError):
+    """The answer does not validate.
+
+    *errors* name the failing fields by path; *partial* holds the part of the
+    answer that did validate (``None`` when nothing could be read, e.g. the
+    text was not JSON), which a partial stage keeps while it re-asks the rest.
+    """
+
+    def __init__(
+        self,
+        errors: Sequence[FieldError],
+        partial: dict[str, object] | None = None,
+        *,
+        text: str | None = None,
+    ) -> None:
+        self.errors = tuple(errors)
+        self.partial = partial
+        self.text = text
+        shown = "; ".join(f"{e.path or '<answer>'}: {e.message}" for e in self.errors[:5])
+        more = f" (+{len(self.errors) - 5} more)" if len(self.errors) > 5 else ""
+        super().__init__(f"{len(self.errors)} invalid field(s): {shown}{more}")
+
+
+class AttemptError(StagedRetryError):
+    """Raised by a strategy to state what a request came to.
+
+    *meta* keeps whatever the response told before it failed (safety ratings,
+    finish reason) so it reaches the item's attempt record.
+    """
+
+    kind: OutcomeKind = OutcomeKind.FATAL
+
+    def __init__(self, message: str = "", *, meta: ResponseMeta | None = None) -> None:
+        super().__init__(message)
+        self.meta = meta
+
+    def outcome(self) -> Outcome:
+        """The outcome this error stands for."""
+        return Outcome(self.kind, str(self))
+
+
+class TransientError(AttemptError):
+    """The request may succeed if sent again: timeout, dropped connection, 5xx."""
+
+    kind = OutcomeKind.TRANSIENT
+
+
+class RateLimited(AttemptError):
+    """The provider refused the request for now; *retry_after* is its advice in seconds."""
+
+    kind = OutcomeKind.RATE_LIMITED
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_after: float | None = None,
+        meta: ResponseMeta | None = None,
+    ) -> None:
+        super().__init__(message, meta=meta)
+        self.retry_after = retry_after
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.kind, str(self), retry_after=self.retry_after)
+
+
+class ResourceLost(AttemptError):
+    """A shared resource the request used is gone (e.g. an expired context cache)."""
+
+    kind = OutcomeKind.RESOURCE_LOST
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        resource: str | None = None,
+        meta: ResponseMeta | None = None,
+    ) -> None:
+        super().__init__(message, meta=meta)
+        self.resource = resource
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.kind, str(self), resource=self.resource)
+
+
+class FatalError(AttemptError):
+    """Retrying cannot help: a bad request, failed authentication, a bug."""
+
+    kind = OutcomeKind.FATAL
+
+
+Rule = Callable[[BaseException], Outcome | None]
+"""A classifier rule: an outcome for the exceptions it knows, ``None`` for the rest."""
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line summary of *exc* for attempt records and logs."""
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def default_outcome(exc: BaseException) -> Outcome:
+    """The engine's own rules, applied after the user's and the strategy's."""
+    if isinstance(exc, AttemptError):
+        return exc.outcome()
+    if isinstance(exc, ValidationFailed):
+        return Outcome(OutcomeKind.INVALID, describe(exc))
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionError):
+        return Outcome(OutcomeKind.TRANSIENT, describe(exc))
+    return Outcome(OutcomeKind.FATAL, describe(exc))
+
+
+def classify(exc: BaseException, rules: Sequence[Rule]) -> Outcome:
+    """Run *rules* in order; the first outcome wins, else the engine's defaults."""
+    for rule in rules:
+        outcome = rule(exc)
+        if outcome is not None:
+            return outcome
+    return default_outcome(exc)

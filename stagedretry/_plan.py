@@ -1,0 +1,472 @@
+"""The declared plan: ordered stages, a prompt budget and the policy per outcome.
+
+A plan is parsed and checked once, at the edge; every mistake is reported with
+the path of the offending value before any work starts.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+import attrs
+
+from ._outcomes import PlanError
+
+ParamValue = str | int | float | bool | tuple[str | int | float | bool, ...]
+"""What a stage parameter may be: a scalar, or a tuple of scalars."""
+
+NEXT: Final = "next"
+FAIL: Final = "fail"
+EXHAUST: Final = "exhaust"
+RETRY: Final = "retry"
+BUILTIN_KINDS: Final = ("full", "partial")
+_SPECIAL_TARGETS: Final = (NEXT, FAIL, EXHAUST)
+
+
+def _freeze_params(value: Mapping[str, Any] | None) -> Mapping[str, ParamValue]:
+    return MappingProxyType(
+        {k: tuple(v) if isinstance(v, list) else v for k, v in (value or {}).items()}
+    )
+
+
+@attrs.frozen
+class Backoff:
+    """Exponential backoff with full jitter: wait ``uniform(0, min(maximum, initial * multiplier**n))``."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    multiplier: float = 2.0
+
+    def ceiling(self, retry: int) -> float:
+        """The upper bound of the wait before retry number *retry* (1-based)."""
+        exponent = min(retry - 1, 64)
+        return float(min(self.maximum, self.initial * self.multiplier**exponent))
+
+
+@attrs.frozen
+class Stage:
+    """One declared stage.
+
+    *kind* names a stage kind (``"full"``, ``"partial"`` or one the user
+    registers); *params* go to the strategy unchanged.  ``on_invalid`` is where a
+    validation failure leads (``"next"``, ``"fail"``, ``"exhaust"`` or a stage
+    name); ``on_transient`` is ``"retry"`` (stay) or a target like ``on_invalid``.
+    After ``max_attempts`` attempts at this stage a transient error follows
+    ``on_invalid``: the stage has given up.
+    """
+
+    name: str
+    kind: str = "full"
+    params: Mapping[str, ParamValue] = attrs.field(factory=dict, converter=_freeze_params)
+    on_invalid: str = NEXT
+    on_transient: str = RETRY
+    max_attempts: int | None = None
+    timeout: float | None = None
+    backoff: Backoff | None = None
+
+    def param(self, name: str, default: Any = None) -> Any:
+        """A parameter's value, or *default*."""
+        return self.params.get(name, default)
+
+
+@attrs.frozen
+class Plan:
+    """An immutable, validated declaration of how one item is worked on."""
+
+    stages: tuple[Stage, ...] = attrs.field(converter=tuple)
+    max_prompts: int = 5
+    deadline: float | None = None
+    timeout: float | None = None
+    backoff: Backoff = Backoff()
+    rate_limit_backoff: Backoff = Backoff(initial=2.0, maximum=60.0)
+    max_rate_limit_waits: int = 20
+    max_resource_lost: int = 2
+
+    def __attrs_post_init__(self) -> None:
+        _check_plan(self, "plan")
+
+    @classmethod
+    def ladder(cls, *, max_prompts: int = 5) -> Plan:
+        """The default plan: ``full@0.0 -> partial@0.0 -> full@0.25 -> partial@0.25``."""
+        return cls(
+            stages=(
+                Stage("full_t0", "full", {"temperature": 0.0}),
+                Stage("partial_t0", "partial", {"temperature": 0.0}),
+                Stage("full_t25", "full", {"temperature": 0.25}),
+                Stage("partial_t25", "partial", {"temperature": 0.25}),
+            ),
+            max_prompts=max_prompts,
+        )
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        kinds: Iterable[str] = BUILTIN_KINDS,
+        where: str = "plan",
+    ) -> Plan:
+        """Build a plan from plain data (a parsed TOML/YAML document or code).
+
+        *kinds* are the stage kind names that exist; *where* prefixes every
+        error path.
+        """
+        return _parse_plan(data, tuple(kinds), where)
+
+    @classmethod
+    def load(cls, path: str | Path, *, kinds: Iterable[str] = BUILTIN_KINDS) -> Plan:
+        """Read a plan from a TOML or YAML file (at the top level or under ``[plan]``)."""
+        path = Path(path)
+        data = load_document(path)
+        where = f"{path.name}: plan"
+        if "plan" in data:
+            extra = sorted(set(data) - {"plan"})
+            if extra:
+                raise PlanError(path.name, f"unknown top-level key(s) {extra} beside [plan]")
+            data = _expect_table(data["plan"], where)
+        return cls.from_dict(data, kinds=kinds, where=where)
+
+    def stage(self, name: str) -> Stage:
+        """The stage called *name*."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that :meth:`from_dict` turns back into an equal plan."""
+        out: dict[str, Any] = {"max_prompts": self.max_prompts}
+        if self.deadline is not None:
+            out["deadline"] = self.deadline
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
+        out["backoff"] = attrs.asdict(self.backoff)
+        out["rate_limit_backoff"] = attrs.asdict(self.rate_limit_backoff)
+        out["max_rate_limit_waits"] = self.max_rate_limit_waits
+        out["max_resource_lost"] = self.max_resource_lost
+        stages = []
+        for s in self.stages:
+            d: dict[str, Any] = {"name": s.name, "kind": s.kind}
+            if s.params:
+                d["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in s.params.items()}
+            d["on"] = {"invalid": s.on_invalid, "transient": s.on_transient}
+            if s.max_attempts is not None:
+                d["max_attempts"] = s.max_attempts
+            if s.timeout is not None:
+                d["timeout"] = s.timeout
+            if s.backoff is not None:
+                d["backoff"] = attrs.asdict(s.backoff)
+            stages.append(d)
+        out["stages"] = stages
+        return out
+
+    def to_mermaid(self) -> str:
+        """The Mermaid state diagram of the declared machine."""
+        from ._machine import compile_plan
+
+        return compile_plan(self).to_mermaid()
+
+
+def load_document(path: Path) -> dict[str, Any]:
+    """Parse a TOML or YAML file into plain data, with errors that name the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PlanError(str(path), f"cannot read the file ({exc.strerror or exc})") from None
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        try:
+            return tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise PlanError(path.name, f"not valid TOML: {exc}") from None
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise PlanError(
+                path.name, "YAML needs PyYAML: pip install 'stagedretry[yaml]'"
+            ) from None
+        try:
+            data = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise PlanError(path.name, f"not valid YAML: {exc}") from None
+        return _expect_table(data if data is not None else {}, path.name)
+    raise PlanError(path.name, f"unknown file type {suffix!r} (expected .toml, .yaml or .yml)")
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+_PLAN_KEYS = (
+    "stages",
+    "max_prompts",
+    "deadline",
+    "timeout",
+    "backoff",
+    "rate_limit_backoff",
+    "max_rate_limit_waits",
+    "max_resource_lost",
+)
+_STAGE_KEYS = ("name", "kind", "params", "on", "max_attempts", "timeout", "backoff")
+_ON_KEYS = ("invalid", "transient")
+_BACKOFF_KEYS = ("initial", "max", "maximum", "multiplier")
+
+
+def _expect_table(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise PlanError(where, f"expected a table, got {_show(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise PlanError(where, f"keys must be strings, got {key!r}")
+    return dict(value)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a table"
+    return type(value).__name__
+
+
+def _reject_unknown(table: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise PlanError(
+                f"{where}.{key}", f"unknown key (allowed: {', '.join(allowed)})"
+            )
+
+
+def _int(value: object, where: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PlanError(where, f"expected an integer, got {_show(value)}")
+    if value < minimum:
+        raise PlanError(where, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PlanError(where, f"expected a number of seconds, got {_show(value)}")
+    if not math.isfinite(value) or value <= 0:
+        raise PlanError(where, f"must be a positive number of seconds, got {value}")
+    return float(value)
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise PlanError(where, f"expected a string, got {_show(value)}")
+    return value
+
+
+def _backoff(value: object, where: str) -> Backoff:
+    table = _expect_table(value, where)
+    _reject_unknown(table, _BACKOFF_KEYS, where)
+    default = Backoff()
+    initial = _seconds(table.get("initial", default.initial), f"{where}.initial")
+    maximum = _seconds(
+        table.get("max", table.get("maximum", default.maximum)), f"{where}.max"
+    )
+    multiplier = table.get("multiplier", default.multiplier)
+    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or multiplier < 1:
+        raise PlanError(f"{where}.multiplier", f"expected a number >= 1, got {_show(multiplier)}")
+    if maximum < initial:
+        raise PlanError(where, f"max ({maximum}) is smaller than initial ({initial})")
+    return Backoff(initial, maximum, float(multiplier))
+
+
+def _params(value: object, where: str) -> dict[str, ParamValue]:
+    table = _expect_table(value, where)
+    out: dict[str, ParamValue] = {}
+    for key, item in table.items():
+        if isinstance(item, list):
+            for i, element in enumerate(item):
+                if not isinstance(element, str | int | float | bool):
+                    raise PlanError(
+                        f"{where}.{key}[{i}]", f"expected a scalar, got {_show(element)}"
+                    )
+            out[key] = tuple(item)
+        elif isinstance(item, str | int | float | bool):
+            out[key] = item
+        else:
+            raise PlanError(f"{where}.{key}", f"expected a scalar or a list, got {_show(item)}")
+    return out
+
+
+def _parse_stage(value: object, where: str, kinds: tuple[str, ...]) -> Stage:
+    table = _expect_table(value, where)
+    _reject_unknown(table, _STAGE_KEYS, where)
+    if "name" not in table:
+        raise PlanError(f"{where}.name", "missing (every stage needs a unique name)")
+    name = _str(table["name"], f"{where}.name")
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise PlanError(
+            f"{where}.name", f"{name!r} is not a valid name (letters, digits, '_' and '-')"
+        )
+    kind = _str(table.get("kind", "full"), f"{where}.kind")
+    if kind not in kinds:
+        raise PlanError(
+            f"{where}.kind", f"unknown stage kind {kind!r} (known: {', '.join(kinds)})"
+        )
+    on = _expect_table(table.get("on", {}), f"{where}.on")
+    _reject_unknown(on, _ON_KEYS, f"{where}.on")
+    return Stage(
+        name=name,
+        kind=kind,
+        params=_params(table.get("params", {}), f"{where}.params"),
+        on_invalid=_str(on.get("invalid", NEXT), f"{where}.on.invalid"),
+        on_transient=_str(on.get("transient", RETRY), f"{where}.on.transient"),
+        max_attempts=(
+            None
+            if table.get("max_attempts") is None
+            else _int(table["max_attempts"], f"{where}.max_attempts", minimum=1)
+        ),
+        timeout=(
+            None if table.get("timeout") is None else _seconds(table["timeout"], f"{where}.timeout")
+        ),
+        backoff=(
+            None if table.get("backoff") is None else _backoff(table["backoff"], f"{where}.backoff")
+        ),
+    )
+
+
+def _parse_plan(data: Mapping[str, Any], kinds: tuple[str, ...], where: str) -> Plan:
+    table = _expect_table(data, where)
+    _reject_unknown(table, _PLAN_KEYS, where)
+    raw_stages = table.get("stages")
+    if raw_stages is None:
+        raise PlanError(f"{where}.stages", "missing (a plan needs at least one stage)")
+    if not isinstance(raw_stages, list | tuple):
+        raise PlanError(f"{where}.stages", f"expected a list of stages, got {_show(raw_stages)}")
+    stages = tuple(
+        _parse_stage(s, f"{where}.stages[{i}]", kinds) for i, s in enumerate(raw_stages)
+    )
+    kwargs: dict[str, Any] = {}
+    if "max_prompts" in table:
+        kwargs["max_prompts"] = _int(table["max_prompts"], f"{where}.max_prompts", minimum=1)
+    for key in ("deadline", "timeout"):
+        if table.get(key) is not None:
+            kwargs[key] = _seconds(table[key], f"{where}.{key}")
+    for key in ("backoff", "rate_limit_backoff"):
+        if key in table:
+            kwargs[key] = _backoff(table[key], f"{where}.{key}")
+    if "max_rate_limit_waits" in table:
+        kwargs["max_rate_limit_waits"] = _int(
+            table["max_rate_limit_waits"], f"{where}.max_rate_limit_waits", minimum=0
+        )
+    if "max_resource_lost" in table:
+        kwargs["max_resource_lost"] = _int(
+            table["max_resource_lost"], f"{where}.max_resource_lost", minimum=0
+        )
+    # Check with the caller's path prefix first; the constructor checks again as "plan".
+    _check_fields(stages, kwargs.get("max_prompts", 5), where)
+    return Plan(stages=stages, **kwargs)
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def _check_plan(plan: Plan, where: str) -> None:
+    _check_fields(plan.stages, plan.max_prompts, where)
+    if plan.max_rate_limit_waits < 0:
+        raise PlanError(f"{where}.max_rate_limit_waits", "must be at least 0")
+    if plan.max_resource_lost < 0:
+        raise PlanError(f"{where}.max_resource_lost", "must be at least 0")
+    for key in ("deadline", "timeout"):
+        value = getattr(plan, key)
+        if value is not None and not value > 0:
+            raise PlanError(f"{where}.{key}", f"must be a positive number of seconds, got {value}")
+
+
+def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None:
+    if isinstance(max_prompts, bool) or not isinstance(max_prompts, int) or max_prompts < 1:
+        raise PlanError(f"{where}.max_prompts", f"must be an integer of at least 1, got {max_prompts!r}")
+    if not stages:
+        raise PlanError(f"{where}.stages", "a plan needs at least one stage")
+    names: dict[str, int] = {}
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, Stage):
+            raise PlanError(f"{where}.stages[{i}]", f"expected a Stage, got {_show(stage)}")
+        if stage.name in names:
+            raise PlanError(
+                f"{where}.stages[{i}].name",
+                f"duplicate stage name {stage.name!r} (also stages[{names[stage.name]}])",
+            )
+        if stage.name in ("succeeded", "failed", "exhausted", *_SPECIAL_TARGETS, RETRY):
+            raise PlanError(f"{where}.stages[{i}].name", f"{stage.name!r} is a reserved name")
+        names[stage.name] = i
+    known = ", ".join(names)
+    for i, stage in enumerate(stages):
+        here = f"{where}.stages[{i}]"
+        if stage.on_invalid not in names and stage.on_invalid not in _SPECIAL_TARGETS:
+            raise PlanError(
+                f"{here}.on.invalid",
+                f"unknown stage {stage.on_invalid!r} (known: {known}; or next, fail, exhaust)",
+            )
+        if (
+            stage.on_transient not in names
+            and stage.on_transient not in (*_SPECIAL_TARGETS, RETRY)
+        ):
+            raise PlanError(
+                f"{here}.on.transient",
+                f"unknown stage {stage.on_transient!r} (known: {known}; or retry, next, fail, exhaust)",
+            )
+        if stage.max_attempts is not None and stage.max_attempts < 1:
+            raise PlanError(f"{here}.max_attempts", "must be at least 1")
+    if stages[0].kind == "partial":
+        raise PlanError(
+            f"{where}.stages[0].kind",
+            "the first stage cannot be 'partial': there is nothing to repair yet",
+        )
+    reachable = _reachable(stages)
+    for i, stage in enumerate(stages):
+        if stage.name not in reachable:
+            raise PlanError(
+                f"{where}.stages[{i}]",
+                f"stage {stage.name!r} is unreachable from {stages[0].name!r}",
+            )
+
+
+def resolve_target(stages: Sequence[Stage], index: int, target: str) -> str:
+    """The state a stage's *target* leads to: a stage name or a terminal state."""
+    if target == NEXT:
+        return stages[index + 1].name if index + 1 < len(stages) else "exhausted"
+    if target == FAIL:
+        return "failed"
+    if target == EXHAUST:
+        return "exhausted"
+    return target
+
+
+def can_skip(stage: Stage) -> bool:
+    """Whether a stage of this kind may be skipped (nothing to repair); ``full`` never is."""
+    return stage.kind != "full"
+
+
+def _reachable(stages: Sequence[Stage]) -> set[str]:
+    index = {s.name: i for i, s in enumerate(stages)}
+    seen = {stages[0].name}
+    todo = [0]
+    while todo:
+        i = todo.pop()
+        stage = stages[i]
+        targets = [resolve_target(stages, i, stage.on_invalid)]
+        if stage.on_transient != RETRY:
+            targets.append(resolve_target(stages, i, stage.on_transient))
+        if can_skip(stage):
+            targets.append(resolve_target(stages, i, NEXT))
+        for name in targets:
+            if name in index and name not in seen:
+                seen.add(name)
+                todo.append(index[name])
+    return seen

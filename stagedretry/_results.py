@@ -1,0 +1,199 @@
+"""Value objects that leave the engine: usage, response metadata, attempts and results."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from ._outcomes import FieldError, OutcomeKind
+
+
+@attrs.frozen
+class Usage:
+    """Tokens of every kind for one attempt, item or batch.
+
+    ``input_tokens`` is every prompt token, those served from a cache included;
+    ``cached_tokens`` is the part of it that was served from a cache.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    thinking_tokens: int = 0
+
+    def __add__(self, other: object) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.thinking_tokens + other.thinking_tokens,
+        )
+
+    def __radd__(self, other: object) -> Usage:
+        # ``sum(usages)`` starts from 0.
+        if other == 0:
+            return self
+        return self.__add__(other)
+
+    @property
+    def fresh_input_tokens(self) -> int:
+        """Input tokens billed at the full price (not served from a cache)."""
+        return self.input_tokens - self.cached_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.thinking_tokens
+
+
+NO_USAGE = Usage()
+
+
+def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return MappingProxyType(dict(value or {}))
+
+
+@attrs.frozen
+class ResponseMeta:
+    """What a provider told about one response, on success and on failure alike.
+
+    ``safety_ratings`` maps a category to its probability, by enum name.
+    ``raw`` is the provider's own response object for whoever needs more.
+    """
+
+    finish_reason: str | None = None
+    safety_ratings: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
+    blocked: bool = False
+    block_reason: str | None = None
+    model_version: str | None = None
+    response_id: str | None = None
+    raw: Any = attrs.field(default=None, repr=False, eq=False)
+
+
+class ItemStatus(enum.Enum):
+    """How an item ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXHAUSTED = "exhausted"
+    CANCELLED = "cancelled"
+
+
+@attrs.frozen
+class Attempt:
+    """One request of one item (or a refusal of one), whatever it came to."""
+
+    stage: str
+    outcome: OutcomeKind
+    number: int
+    counted: bool
+    usage: Usage = NO_USAGE
+    meta: ResponseMeta | None = None
+    error: str | None = None
+    fields: tuple[str, ...] | None = None
+    started: float = 0.0
+    duration: float = 0.0
+
+
+@attrs.frozen
+class WorkItem:
+    """One unit of work: an id, the prompt, and any context the caller wants back."""
+
+    id: str
+    prompt: str
+    context: Any = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen
+class ItemResult:
+    """The terminal result of one item."""
+
+    id: str
+    status: ItemStatus
+    output: Any = None
+    final_stage: str | None = None
+    prompts: int = 0
+    attempts: tuple[Attempt, ...] = ()
+    reason: str | None = None
+    errors: tuple[FieldError, ...] = ()
+    last_invalid: Any = attrs.field(default=None, repr=False)
+    context: Any = attrs.field(default=None, repr=False, eq=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ItemStatus.SUCCEEDED
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens of every attempt of this item, failed ones included."""
+        return sum((a.usage for a in self.attempts), NO_USAGE)
+
+
+@attrs.frozen
+class BatchResult:
+    """Totals of a run; ``results`` is empty when the run was streamed."""
+
+    results: tuple[ItemResult, ...]
+    counts: Mapping[ItemStatus, int]
+    usage: Usage
+    prompts: int
+    attempts: int
+    successes_per_stage: Mapping[str, int]
+    transitions: Mapping[str, int]
+    wall_time: float
+
+    @property
+    def total_input_tokens(self) -> int:
+        return self.usage.input_tokens
+
+    @property
+    def total_output_tokens(self) -> int:
+        return self.usage.output_tokens
+
+    @property
+    def total_cached_tokens(self) -> int:
+        return self.usage.cached_tokens
+
+    @property
+    def total_thinking_tokens(self) -> int:
+        return self.usage.thinking_tokens
+
+    @property
+    def items(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def succeeded(self) -> int:
+        return self.counts.get(ItemStatus.SUCCEEDED, 0)
+
+    @property
+    def cached_share(self) -> float:
+        """Share of input tokens served from a cache."""
+        return self.usage.cached_tokens / self.usage.input_tokens if self.usage.input_tokens else 0.0
+
+    def summary(self) -> str:
+        """A readable plain-text table of the run."""
+        rate = self.items / self.wall_time if self.wall_time > 0 else 0.0
+        lines = [
+            f"items        {self.items:>10}   ({rate:,.1f} items/s over {self.wall_time:.2f} s)",
+        ]
+        lines += [f"  {s.value:<10} {self.counts.get(s, 0):>10}" for s in ItemStatus]
+        lines += [
+            f"prompts      {self.prompts:>10}   ({self.attempts} attempts)",
+            f"tokens in    {self.usage.input_tokens:>10}",
+            f"  cached     {self.usage.cached_tokens:>10}   ({self.cached_share:.1%})",
+            f"tokens out   {self.usage.output_tokens:>10}",
+            f"thinking     {self.usage.thinking_tokens:>10}",
+        ]
+        if self.successes_per_stage:
+            lines.append("successes per stage")
+            lines += [f"  {k:<10} {v:>10}" for k, v in self.successes_per_stage.items()]
+        if self.transitions:
+            lines.append("transitions fired")
+            lines += [f"  {k:<13} {v:>7}" for k, v in sorted(self.transitions.items())]
+        return "\n".join(lines)

@@ -1,0 +1,533 @@
+"""The runner: N workers take items from a stream and walk each through the plan.
+
+Per attempt the engine builds the request (stage kind), calls the strategy,
+validates, classifies the outcome and fires exactly one trigger on the plan's
+machine.  Sleeps, timeouts and timestamps all go through the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from ._clock import Clock, SystemClock
+from ._machine import Trigger, compile_plan
+from ._outcomes import (
+    FieldError,
+    Outcome,
+    OutcomeKind,
+    PlanError,
+    Rule,
+    ValidationFailed,
+    classify,
+)
+from ._plan import Plan
+from ._resources import ResourcePool, SharedResource
+from ._results import Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
+from ._stages import StageKind, Validator, builtin_kinds
+from ._state import ItemState
+from ._strategy import StageContext, Strategy
+
+ItemLike = WorkItem | tuple[Any, ...]
+Items = Iterable[ItemLike] | AsyncIterable[ItemLike]
+
+_STATUS = {
+    "succeeded": ItemStatus.SUCCEEDED,
+    "failed": ItemStatus.FAILED,
+    "exhausted": ItemStatus.EXHAUSTED,
+}
+_TRIGGER_FOR = {
+    OutcomeKind.SUCCEEDED: Trigger.SUCCEED,
+    OutcomeKind.INVALID: Trigger.INVALID,
+    OutcomeKind.TRANSIENT: Trigger.TRANSIENT,
+    OutcomeKind.RATE_LIMITED: Trigger.RATE_LIMITED,
+    OutcomeKind.RESOURCE_LOST: Trigger.RESOURCE_LOST,
+    OutcomeKind.FATAL: Trigger.FATAL,
+}
+_SUCCESS = Outcome(OutcomeKind.SUCCEEDED)
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def as_work_item(value: object, position: int) -> WorkItem:
+    """Accept a :class:`WorkItem` or an ``(id, prompt[, context])`` tuple."""
+    if isinstance(value, WorkItem):
+        return value
+    if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[1], str):
+        return WorkItem(str(value[0]), value[1], value[2] if len(value) == 3 else None)
+    raise TypeError(
+        f"item #{position}: expected a WorkItem or an (id, prompt) tuple, got {type(value).__name__}"
+    )
+
+
+class _Tally:
+    """Running totals, updated as each item ends (constant memory)."""
+
+    __slots__ = ("attempts", "counts", "prompts", "started", "successes", "transitions", "usage")
+
+    def __init__(self, started: float) -> None:
+        self.counts: Counter[ItemStatus] = Counter()
+        self.usage = Usage()
+        self.prompts = 0
+        self.attempts = 0
+        self.successes: Counter[str] = Counter()
+        self.transitions: Counter[str] = Counter()
+        self.started = started
+
+    def add(self, result: ItemResult) -> None:
+        self.counts[result.status] += 1
+        self.prompts += result.prompts
+        self.attempts += len(result.attempts)
+        for attempt in result.attempts:
+            self.usage = self.usage + attempt.usage
+        if result.status is ItemStatus.SUCCEEDED and result.final_stage is not None:
+            self.successes[result.final_stage] += 1
+
+    def batch(self, results: tuple[ItemResult, ...], now: float) -> BatchResult:
+        return BatchResult(
+            results=results,
+            counts={s: self.counts.get(s, 0) for s in ItemStatus},
+            usage=self.usage,
+            prompts=self.prompts,
+            attempts=self.attempts,
+            successes_per_stage=dict(self.successes),
+            transitions=dict(self.transitions),
+            wall_time=now - self.started,
+        )
+
+
+class ResultStream(AsyncIterator[ItemResult]):
+    """Item results in completion order; :attr:`batch` holds the totals once it ends."""
+
+    def __init__(self, runner: Runner, items: Items) -> None:
+        self.batch: BatchResult | None = None
+        self._agen = runner._stream(items, self)
+
+    def __aiter__(self) -> ResultStream:
+        return self
+
+    async def __anext__(self) -> ItemResult:
+        return await self._agen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the run: in-flight work is cancelled."""
+        close = getattr(self._agen, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class Runner:
+    """Runs items through a plan with a strategy, a validator and shared resources.
+
+    Use :meth:`run` to collect a :class:`BatchResult`, or :meth:`stream` to get
+    results as they complete with memory bounded by *concurrency*.  As an async
+    context manager the runner keeps its shared resources across runs and
+    closes them on exit; otherwise each run closes them when it ends.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        strategy: Strategy,
+        *,
+        validator: Validator | None = None,
+        concurrency: int = 16,
+        resources: Iterable[SharedResource] = (),
+        clock: Clock | None = None,
+        rules: Iterable[Rule] = (),
+        kinds: Mapping[str, StageKind] | None = None,
+        seed: int | None = None,
+        logger: Any = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        kinds = builtin_kinds() if kinds is None else dict(kinds)
+        for i, stage in enumerate(plan.stages):
+            if stage.kind not in kinds:
+                raise PlanError(
+                    f"plan.stages[{i}].kind",
+                    f"unknown stage kind {stage.kind!r} (known: {', '.join(kinds)})",
+                )
+        self.plan = plan
+        self.strategy = strategy
+        self.concurrency = concurrency
+        self._compiled = compile_plan(plan)
+        self._kinds = tuple(kinds[s.kind] for s in plan.stages)
+        self._validator = validator or _identity
+        self._clock = clock or SystemClock()
+        self._rules = (*rules, strategy.classify)
+        self._random = random.Random(seed)
+        self._log = logger
+        self._pool = ResourcePool(list(resources))
+        self._in_context = False
+        self._cooldown_until = 0.0
+        self._draining = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._cancelled: list[ItemResult] = []
+        self._tally = _Tally(0.0)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runner:
+        self._in_context = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._in_context = False
+        await self._pool.close()
+
+    async def aclose(self) -> None:
+        """Close the shared resources (each by its own keep/release policy)."""
+        await self._pool.close()
+
+    def drain(self) -> None:
+        """Take no new items; the ones in flight finish."""
+        self._draining = True
+
+    def cancel(self) -> None:
+        """Take no new items and cancel those in flight; they end ``cancelled``."""
+        self._draining = True
+        for task in self._tasks:
+            task.cancel()
+
+    @property
+    def resource_renewals(self) -> Mapping[str, int]:
+        """How many times each shared resource was renewed by this runner."""
+        return self._pool.renewals()
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self, items: Items) -> BatchResult:
+        """Run every item and collect the results."""
+        results: list[ItemResult] = []
+
+        async def emit(result: ItemResult) -> None:
+            results.append(result)
+
+        await self._drive(items, emit)
+        return self._tally.batch(tuple(results), self._clock.monotonic())
+
+    def stream(self, items: Items) -> ResultStream:
+        """Yield results as items end, in completion order, with bounded memory."""
+        return ResultStream(self, items)
+
+    async def _stream(self, items: Items, stream: ResultStream) -> AsyncIterator[ItemResult]:
+        queue: asyncio.Queue[ItemResult | _End] = asyncio.Queue(maxsize=self.concurrency)
+
+        async def produce() -> None:
+            error: BaseException | None = None
+            try:
+                await self._drive(items, queue.put)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                error = exc
+            await queue.put(_End(error))
+
+        producer = asyncio.create_task(produce())
+        try:
+            while True:
+                got = await queue.get()
+                if isinstance(got, _End):
+                    if got.error is not None:
+                        raise got.error
+                    break
+                yield got
+            await producer
+            stream.batch = self._tally.batch((), self._clock.monotonic())
+        finally:
+            if not producer.done():
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+
+    async def _drive(self, items: Items, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
+        self._draining = False
+        self._cancelled = []
+        self._tally = _Tally(self._clock.monotonic())
+        take = _Source(items)
+        tasks = [asyncio.create_task(self._worker(take, emit)) for _ in range(self.concurrency)]
+        self._tasks = tasks
+        try:
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            except asyncio.CancelledError:
+                await _cancel_all(tasks)
+                raise
+            failure = next(
+                (t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception()),
+                None,
+            )
+            if failure is not None:
+                await _cancel_all(tasks)
+                raise failure
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Items cancelled on purpose (runner.cancel()) still get their result.
+            for result in self._cancelled:
+                self._tally.add(result)
+                await emit(result)
+            self._cancelled = []
+        finally:
+            self._tasks = []
+            await take.aclose()
+            if not self._in_context:
+                await self._pool.close()
+
+    async def _worker(self, take: _Source, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
+        while not self._draining:
+            got = await take.next()
+            if got is None:
+                return
+            position, raw = got
+            try:
+                item = as_work_item(raw, position)
+            except TypeError as exc:
+                result = ItemResult(f"#{position}", ItemStatus.FAILED, reason=f"input_error: {exc}")
+            else:
+                result = await self._run_item(item)
+            self._tally.add(result)
+            await emit(result)
+
+    async def _run_item(self, item: WorkItem) -> ItemResult:
+        plan = self.plan
+        clock = self._clock
+        compiled = self._compiled
+        state = ItemState(item, compiled.initial, len(plan.stages), clock.monotonic())
+        deadline = state.started + plan.deadline if plan.deadline is not None else None
+        log = self._log.bind(item=item.id) if self._log is not None else None
+        try:
+            while True:
+                index = compiled.stage_index[state.state]
+                stage = plan.stages[index]
+                if state.prompts >= plan.max_prompts:
+                    return self._finish(state, Trigger.EXHAUST, "budget spent", log)
+                if deadline is not None and clock.monotonic() >= deadline:
+                    return self._finish(state, Trigger.EXHAUST, "deadline passed", log)
+                kind = self._kinds[index]
+                request = kind.build(item, state, stage)
+                if request is None:
+                    if self._fire(state, Trigger.SKIP, log) not in compiled.stage_index:
+                        return self._result(state, "nothing left to repair")
+                    continue
+                while (wait := self._cooldown_until - clock.monotonic()) > 0:
+                    await clock.sleep(wait)
+                handles, generations = await self._pool.current(clock)
+                number = len(state.attempts) + 1
+                ctx = StageContext(item, state, stage, plan, handles, clock, number)
+                timeout = stage.timeout or plan.timeout
+                started = clock.monotonic()
+                if deadline is not None:
+                    timeout = min(timeout or deadline - started, deadline - started)
+                response = None
+                meta = None
+                error: str | None = None
+                try:
+                    if timeout is None:
+                        response = await self.strategy.generate(request, ctx)
+                    else:
+                        async with clock.timeout(timeout):
+                            response = await self.strategy.generate(request, ctx)
+                    meta = response.meta
+                    output = kind.parse(response, state, self._validator)
+                    outcome = _SUCCESS
+                except ValidationFailed as exc:
+                    outcome = Outcome(OutcomeKind.INVALID, str(exc))
+                    error = str(exc)
+                    state.errors = exc.errors
+                    state.partial = exc.partial
+                    state.last_invalid = exc.text if exc.text is not None else (
+                        response.text if response is not None else None
+                    )
+                except Exception as exc:
+                    outcome = classify(exc, self._rules)
+                    error = outcome.message
+                    meta = getattr(exc, "meta", None)
+                    if outcome.kind is OutcomeKind.INVALID:
+                        state.errors = (FieldError("", outcome.message),)
+                        state.partial = None
+                counted = outcome.kind.spends_prompt
+                if counted:
+                    state.prompts += 1
+                state.attempts_at[index] += 1
+                state.attempts.append(
+                    Attempt(
+                        stage.name,
+                        outcome.kind,
+                        number,
+                        counted,
+                        response.usage if response is not None else Usage(),
+                        meta,
+                        error,
+                        request.fields,
+                        started,
+                        clock.monotonic() - started,
+                    )
+                )
+                if log is not None:
+                    log.info(
+                        "attempt",
+                        stage=stage.name,
+                        attempt=number,
+                        outcome=outcome.kind.value,
+                        error=error,
+                    )
+                kind_of = outcome.kind
+                if kind_of is OutcomeKind.SUCCEEDED:
+                    self._fire(state, Trigger.SUCCEED, log)
+                    return self._result(state, None, output)
+                if kind_of is not OutcomeKind.RESOURCE_LOST:
+                    state.lost_in_row = 0
+                if kind_of is OutcomeKind.TRANSIENT:
+                    trigger = Trigger.TRANSIENT
+                    if stage.max_attempts is not None and state.attempts_at[index] >= stage.max_attempts:
+                        trigger = Trigger.GIVE_UP
+                    if self._fire(state, trigger, log) == stage.name:
+                        backoff = stage.backoff or plan.backoff
+                        await self._sleep(
+                            self._random.uniform(0, backoff.ceiling(state.attempts_at[index])),
+                            deadline,
+                        )
+                elif kind_of is OutcomeKind.RATE_LIMITED:
+                    state.rate_limit_waits += 1
+                    if state.rate_limit_waits > plan.max_rate_limit_waits:
+                        return self._finish(
+                            state, Trigger.ABORT, f"rate limited {state.rate_limit_waits} times", log
+                        )
+                    self._fire(state, Trigger.RATE_LIMITED, log)
+                    delay = outcome.retry_after
+                    if delay is None:
+                        delay = self._random.uniform(
+                            0, plan.rate_limit_backoff.ceiling(state.rate_limit_waits)
+                        )
+                    # One refusal pauses every worker: the API is not hammered meanwhile.
+                    self._cooldown_until = max(self._cooldown_until, clock.monotonic() + delay)
+                elif kind_of is OutcomeKind.RESOURCE_LOST:
+                    state.lost_in_row += 1
+                    if state.lost_in_row > plan.max_resource_lost:
+                        return self._finish(
+                            state, Trigger.ABORT, f"resource lost {state.lost_in_row} times in a row", log
+                        )
+                    self._fire(state, Trigger.RESOURCE_LOST, log)
+                    await self._pool.lost(outcome.resource, generations, clock)
+                elif kind_of is OutcomeKind.FATAL:
+                    self._fire(state, Trigger.FATAL, log)
+                    return self._result(state, outcome.message)
+                else:
+                    self._fire(state, Trigger.INVALID, log)
+                if state.state not in compiled.stage_index:
+                    return self._result(state, _terminal_reason(state.state))
+        except asyncio.CancelledError:
+            self._cancelled.append(self._result(state, "cancelled", status=ItemStatus.CANCELLED))
+            raise
+
+    def _fire(self, state: ItemState, trigger: Trigger, log: Any) -> str:
+        before = state.state
+        after = self._compiled.fire(state, trigger)
+        self._tally.transitions[trigger.value] += 1
+        if log is not None and after != before:
+            log.debug("transition", trigger=trigger.value, source=before, dest=after)
+        return after
+
+    def _finish(self, state: ItemState, trigger: Trigger, reason: str, log: Any) -> ItemResult:
+        self._fire(state, trigger, log)
+        return self._result(state, reason)
+
+    def _result(
+        self,
+        state: ItemState,
+        reason: str | None,
+        output: Any = None,
+        *,
+        status: ItemStatus | None = None,
+    ) -> ItemResult:
+        final = state.attempts[-1].stage if state.attempts else None
+        result = ItemResult(
+            state.item.id,
+            status or _STATUS[state.state],
+            output,
+            final,
+            state.prompts,
+            tuple(state.attempts),
+            reason,
+            state.errors if status is not ItemStatus.SUCCEEDED else (),
+            state.last_invalid,
+            state.item.context,
+        )
+        if self._log is not None:
+            self._log.info(
+                "item_end",
+                item=state.item.id,
+                status=result.status.value,
+                stage=final,
+                prompts=state.prompts,
+                reason=reason,
+            )
+        return result
+
+    async def _sleep(self, seconds: float, deadline: float | None) -> None:
+        if deadline is not None:
+            seconds = min(seconds, deadline - self._clock.monotonic())
+        if seconds > 0:
+            await self._clock.sleep(seconds)
+
+
+def _terminal_reason(state: str) -> str | None:
+    return {"exhausted": "no stage left", "failed": "failed"}.get(state)
+
+
+class _End:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Source:
+    """Hands items to workers one at a time from a sync or async iterable."""
+
+    __slots__ = ("_aiter", "_iter", "_lock", "_position")
+
+    def __init__(self, items: Items) -> None:
+        self._position = 0
+        self._iter: Iterable[ItemLike] | None = None
+        self._aiter: AsyncIterator[ItemLike] | None = None
+        if isinstance(items, AsyncIterable):
+            self._aiter = aiter(items)
+            # Async generators refuse concurrent __anext__ calls.
+            self._lock: asyncio.Lock | None = asyncio.Lock()
+        else:
+            self._iter = iter(items)
+            self._lock = None
+
+    async def next(self) -> tuple[int, ItemLike] | None:
+        if self._iter is not None:
+            value = next(self._iter, _DONE)  # type: ignore[call-overload]
+        else:
+            assert self._aiter is not None and self._lock is not None
+            async with self._lock:
+                try:
+                    value = await anext(self._aiter)
+                except StopAsyncIteration:
+                    value = _DONE
+        if value is _DONE:
+            return None
+        self._position += 1
+        return self._position, value
+
+    async def aclose(self) -> None:
+        close = getattr(self._aiter, "aclose", None)
+        if close is not None:
+            await close()
+
+
+_DONE: Any = object()

@@ -1,0 +1,141 @@
+"""Stage kinds: how a stage builds its request and reads the answer.
+
+``full`` asks the item's prompt.  ``partial`` re-asks only the fields that
+failed, keeps the valid ones, merges the answer by path and re-validates the
+whole.  Users add their own kinds by implementing :class:`StageKind`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from ._outcomes import FieldError, ValidationFailed
+from ._plan import Stage
+from ._results import WorkItem
+from ._state import ItemState
+from ._strategy import Request, Response
+
+Validator = Callable[[str], Any]
+"""Turns an answer's text into the output, or raises :class:`ValidationFailed`."""
+
+
+class StageKind(Protocol):
+    """How one kind of stage talks to the model."""
+
+    def build(self, item: WorkItem, state: ItemState, stage: Stage) -> Request | None:
+        """The request to send, or ``None`` to skip the stage without spending a prompt."""
+
+    def parse(self, response: Response, state: ItemState, validator: Validator) -> Any:
+        """The validated output, or raise :class:`ValidationFailed`."""
+
+
+def _no_text(response: Response) -> ValidationFailed:
+    meta = response.meta
+    why = "no text in the response"
+    if meta is not None and meta.blocked:
+        why += f" (prompt blocked: {meta.block_reason})"
+    elif meta is not None and meta.finish_reason:
+        why += f" (finish reason {meta.finish_reason})"
+    return ValidationFailed([FieldError("", why)], None, text=None)
+
+
+class FullStage:
+    """Send the item's own prompt and validate the whole answer."""
+
+    __slots__ = ()
+
+    def build(self, item: WorkItem, state: ItemState, stage: Stage) -> Request:
+        return Request(item.id, stage, item.prompt)
+
+    def parse(self, response: Response, state: ItemState, validator: Validator) -> Any:
+        if response.text is None:
+            raise _no_text(response)
+        return validator(response.text)
+
+    def __repr__(self) -> str:
+        return "FullStage()"
+
+
+def repairable_fields(errors: tuple[FieldError, ...]) -> tuple[str, ...]:
+    """The top-level fields to re-ask for, or ``()`` when an error covers the whole answer."""
+    fields: list[str] = []
+    for error in errors:
+        head = error.path.split(".", 1)[0]
+        if not head:
+            return ()
+        if head not in fields:
+            fields.append(head)
+    return tuple(fields)
+
+
+def merge(kept: Mapping[str, Any], answer: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge *answer* into *kept* by path: nested objects merge, everything else replaces."""
+    merged = dict(kept)
+    for key, value in answer.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def repair_prompt(prompt: str, errors: tuple[FieldError, ...], kept: Mapping[str, Any], fields: tuple[str, ...]) -> str:
+    """The text of a partial request: what failed, what is already right, what to answer."""
+    failed = "\n".join(f"- {e.path}: {e.message}" for e in errors)
+    return (
+        f"{prompt}\n\n"
+        "A previous answer had invalid fields:\n"
+        f"{failed}\n"
+        "These fields are already valid and are kept:\n"
+        f"{json.dumps(kept, sort_keys=True, ensure_ascii=False, default=str)}\n"
+        f"Answer with a JSON object holding only these fields: {', '.join(fields)}."
+    )
+
+
+class PartialStage:
+    """Re-ask only the fields that failed; merge the answer into the valid part."""
+
+    __slots__ = ()
+
+    def build(self, item: WorkItem, state: ItemState, stage: Stage) -> Request | None:
+        if state.partial is None or not state.errors:
+            return None
+        fields = repairable_fields(state.errors)
+        if not fields:
+            return None
+        kept = {k: v for k, v in state.partial.items() if k not in fields}
+        return Request(
+            item.id,
+            stage,
+            repair_prompt(item.prompt, state.errors, kept, fields),
+            fields=fields,
+            kept=kept,
+        )
+
+    def parse(self, response: Response, state: ItemState, validator: Validator) -> Any:
+        if response.text is None:
+            raise _no_text(response)
+        kept = state.partial or {}
+        try:
+            answer = json.loads(response.text)
+        except ValueError as exc:
+            # Keep what was valid, so a later partial stage can still repair.
+            raise ValidationFailed(
+                [FieldError("", f"the repair is not JSON: {exc}")], kept, text=response.text
+            ) from None
+        if not isinstance(answer, dict):
+            raise ValidationFailed(
+                [FieldError("", "the repair is not a JSON object")], kept, text=response.text
+            )
+        return validator(json.dumps(merge(kept, answer), ensure_ascii=False))
+
+    def __repr__(self) -> str:
+        return "PartialStage()"
+
+
+def builtin_kinds() -> dict[str, StageKind]:
+    """A fresh mapping of the built-in stage kinds, to extend with your own."""
+    return {"full": FullStage(), "partial": PartialStage()}

@@ -1,0 +1,85 @@
+"""What a stage sends and what a strategy answers, and the strategy protocol.
+
+A strategy (a provider adapter, in the top-level ``strategies`` package) turns
+a :class:`Request` into a :class:`Response`, or raises.  It also offers its own
+classifier rules, which run after the user's and before the engine's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from ._clock import Clock
+from ._outcomes import Outcome
+from ._plan import Plan, Stage
+from ._results import NO_USAGE, ResponseMeta, Usage, WorkItem
+from ._state import ItemState
+
+
+@attrs.frozen
+class Request:
+    """One request a stage wants sent.
+
+    ``fields`` lists the top-level fields asked for (``None``: the whole answer);
+    ``kept`` is the already valid part a partial stage keeps.
+    """
+
+    item_id: str
+    stage: Stage
+    prompt: str
+    fields: tuple[str, ...] | None = None
+    kept: Mapping[str, Any] | None = None
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self.stage.params
+
+
+@attrs.frozen
+class Response:
+    """A strategy's answer: the text, the tokens it cost and what the provider said."""
+
+    text: str | None
+    usage: Usage = NO_USAGE
+    meta: ResponseMeta | None = None
+
+
+class StageContext:
+    """Everything a strategy may need besides the request, for one attempt."""
+
+    __slots__ = ("attempt", "clock", "item", "plan", "resources", "stage", "state")
+
+    def __init__(
+        self,
+        item: WorkItem,
+        state: ItemState,
+        stage: Stage,
+        plan: Plan,
+        resources: Mapping[str, Any],
+        clock: Clock,
+        attempt: int,
+    ) -> None:
+        self.item = item
+        self.state = state
+        self.stage = stage
+        self.plan = plan
+        self.resources = resources
+        self.clock = clock
+        self.attempt = attempt
+
+    def __repr__(self) -> str:
+        return f"StageContext(item={self.item.id!r}, stage={self.stage.name!r}, attempt={self.attempt})"
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """A provider adapter."""
+
+    async def generate(self, request: Request, ctx: StageContext) -> Response:
+        """Send *request*; return the answer or raise."""
+
+    def classify(self, exc: BaseException) -> Outcome | None:
+        """This provider's verdict on *exc*, or ``None`` to leave it to the engine."""

@@ -1,0 +1,98 @@
+"""Validators: turn an answer's text into the output or raise ``ValidationFailed``.
+
+A validator is any ``Callable[[str], T]``.  These adapters build one from a
+function over parsed JSON or from a pydantic model (pydantic is optional).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ._outcomes import FieldError, ValidationFailed
+
+T = TypeVar("T")
+
+__all__ = ["json_object", "pydantic"]
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """Parse *text* as a JSON object, or raise ``ValidationFailed`` with nothing to keep."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValidationFailed(
+            [FieldError("", f"not valid JSON: {exc.args[0] if exc.args else exc}")], None, text=text
+        ) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed(
+            [FieldError("", f"expected a JSON object, got {type(data).__name__}")], None, text=text
+        )
+    return data
+
+
+class _JsonObjectValidator:
+    __slots__ = ("_check",)
+
+    def __init__(self, check: Callable[[dict[str, Any]], Any]) -> None:
+        self._check = check
+
+    def __call__(self, text: str) -> Any:
+        data = parse_json_object(text)
+        try:
+            return self._check(data)
+        except ValidationFailed as exc:
+            if exc.text is None:
+                exc.text = text
+            raise
+
+    def __repr__(self) -> str:
+        return f"json_object({self._check!r})"
+
+
+def json_object(check: Callable[[dict[str, Any]], T] | None = None) -> Callable[[str], T | dict[str, Any]]:
+    """A validator that parses a JSON object and hands it to *check* (if given).
+
+    *check* returns the output or raises ``ValidationFailed`` naming the fields.
+    """
+    return _JsonObjectValidator(check or (lambda data: data))
+
+
+class _PydanticValidator:
+    __slots__ = ("_adapter", "_model")
+
+    def __init__(self, model: type[Any]) -> None:
+        try:
+            from pydantic import TypeAdapter
+        except ImportError:
+            raise ImportError(
+                "validators.pydantic needs pydantic: pip install 'stagedretry[pydantic]'"
+            ) from None
+        self._model = model
+        self._adapter = TypeAdapter(model)
+
+    def __call__(self, text: str) -> Any:
+        from pydantic import ValidationError
+
+        data = parse_json_object(text)
+        try:
+            return self._adapter.validate_python(data)
+        except ValidationError as exc:
+            errors = []
+            failed: set[str] = set()
+            for e in exc.errors(include_url=False):
+                path = ".".join(str(p) for p in e["loc"])
+                errors.append(FieldError(path, e["msg"]))
+                failed.add(str(e["loc"][0]) if e["loc"] else "")
+            # Everything at the top level that did not fail is kept for a partial stage.
+            partial = None if "" in failed else {k: v for k, v in data.items() if k not in failed}
+            raise ValidationFailed(errors, partial, text=text) from None
+
+    def __repr__(self) -> str:
+        return f"pydantic({self._model.__name__})"
+
+
+def pydantic(model: type[T]) -> Callable[[str], T]:
+    """A validator that parses JSON into *model* (a pydantic model or any type pydantic knows)."""
+    return _PydanticValidator(model)

@@ -1,0 +1,41 @@
+"""Wrap any async function as a strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from stagedretry import Outcome, Request, Response, Rule, StageContext
+
+Generate = Callable[[Request, StageContext], Awaitable[Response | str]]
+
+
+class CallableStrategy:
+    """A strategy made of an async function returning a :class:`Response` or plain text.
+
+    *rules* classify the function's own exceptions, before the engine's defaults.
+    """
+
+    __slots__ = ("_fn", "_rules")
+
+    def __init__(self, fn: Generate, *, rules: Iterable[Rule] = ()) -> None:
+        self._fn = fn
+        self._rules = tuple(rules)
+
+    async def generate(self, request: Request, ctx: StageContext) -> Response:
+        answer = await self._fn(request, ctx)
+        return answer if isinstance(answer, Response) else Response(answer)
+
+    def classify(self, exc: BaseException) -> Outcome | None:
+        for rule in self._rules:
+            outcome = rule(exc)
+            if outcome is not None:
+                return outcome
+        return None
+
+    def __repr__(self) -> str:
+        return f"CallableStrategy({getattr(self._fn, '__name__', self._fn)!r})"
+
+
+def from_callable(fn: Generate, *, rules: Iterable[Rule] = ()) -> CallableStrategy:
+    """Wrap *fn* (``async (request, ctx) -> Response | str``) as a strategy."""
+    return CallableStrategy(fn, rules=rules)
