@@ -6,7 +6,9 @@ the path of the offending value before any work starts.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -192,11 +194,35 @@ def load_document(path: Path) -> dict[str, Any]:
                 path.name, "YAML needs PyYAML: pip install 'stagedretry[yaml]'"
             ) from None
         try:
-            data = yaml.safe_load(raw)
+            data = yaml.load(raw, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
         except yaml.YAMLError as exc:
             raise PlanError(path.name, f"not valid YAML: {exc}") from None
         return _expect_table(data if data is not None else {}, path.name)
     raise PlanError(path.name, f"unknown file type {suffix!r} (expected .toml, .yaml or .yml)")
+
+
+@functools.cache
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader with YAML 1.2 booleans.
+
+    YAML 1.1 reads ``on``, ``off``, ``yes`` and ``no`` as booleans, which would
+    turn a stage's ``on:`` table into the key ``True``; only ``true``/``false``
+    are booleans here.
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    bool_tag = "tag:yaml.org,2002:bool"
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != bool_tag]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    return Loader
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -237,6 +263,16 @@ def _show(value: object) -> str:
     if isinstance(value, Mapping):
         return "a table"
     return type(value).__name__
+
+
+def _valid_name(name: object) -> bool:
+    # Names become machine states and Mermaid node ids: keep them plain.
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and name.isascii()
+        and name.replace("_", "").replace("-", "").isalnum()
+    )
 
 
 def _reject_unknown(table: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
@@ -309,7 +345,7 @@ def _parse_stage(value: object, where: str, kinds: tuple[str, ...]) -> Stage:
     if "name" not in table:
         raise PlanError(f"{where}.name", "missing (every stage needs a unique name)")
     name = _str(table["name"], f"{where}.name")
-    if not name or not name.replace("_", "").replace("-", "").isalnum():
+    if not _valid_name(name):
         raise PlanError(
             f"{where}.name", f"{name!r} is not a valid name (letters, digits, '_' and '-')"
         )
@@ -376,15 +412,40 @@ def _parse_plan(data: Mapping[str, Any], kinds: tuple[str, ...], where: str) -> 
 # -- checks ------------------------------------------------------------------------------------
 
 
+def _check_backoff(backoff: object, where: str) -> None:
+    if not isinstance(backoff, Backoff):
+        raise PlanError(where, f"expected a Backoff, got {_show(backoff)}")
+    for key in ("initial", "maximum"):
+        value = getattr(backoff, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and value > 0
+        ):
+            raise PlanError(
+                f"{where}.{key}", f"must be a positive number of seconds, got {value!r}"
+            )
+    multiplier = backoff.multiplier
+    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or not (
+        math.isfinite(multiplier) and multiplier >= 1
+    ):
+        raise PlanError(f"{where}.multiplier", f"expected a number >= 1, got {multiplier!r}")
+    if backoff.maximum < backoff.initial:
+        raise PlanError(
+            where, f"max ({backoff.maximum}) is smaller than initial ({backoff.initial})"
+        )
+
+
 def _check_plan(plan: Plan, where: str) -> None:
     _check_fields(plan.stages, plan.max_prompts, where)
+    # Plans built in code get the same checks as parsed ones.
+    _check_backoff(plan.backoff, f"{where}.backoff")
+    _check_backoff(plan.rate_limit_backoff, f"{where}.rate_limit_backoff")
     if plan.max_rate_limit_waits < 0:
         raise PlanError(f"{where}.max_rate_limit_waits", "must be at least 0")
     if plan.max_resource_lost < 0:
         raise PlanError(f"{where}.max_resource_lost", "must be at least 0")
     for key in ("deadline", "timeout"):
         value = getattr(plan, key)
-        if value is not None and not value > 0:
+        if value is not None and not (math.isfinite(value) and value > 0):
             raise PlanError(f"{where}.{key}", f"must be a positive number of seconds, got {value}")
 
 
@@ -404,6 +465,23 @@ def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None
             )
         if stage.name in ("succeeded", "failed", "exhausted", *_SPECIAL_TARGETS, RETRY):
             raise PlanError(f"{where}.stages[{i}].name", f"{stage.name!r} is a reserved name")
+        if not _valid_name(stage.name):
+            raise PlanError(
+                f"{where}.stages[{i}].name",
+                f"{stage.name!r} is not a valid name (letters, digits, '_' and '-')",
+            )
+        if stage.timeout is not None and not (
+            isinstance(stage.timeout, int | float)
+            and not isinstance(stage.timeout, bool)
+            and math.isfinite(stage.timeout)
+            and stage.timeout > 0
+        ):
+            raise PlanError(
+                f"{where}.stages[{i}].timeout",
+                f"must be a positive number of seconds, got {stage.timeout!r}",
+            )
+        if stage.backoff is not None:
+            _check_backoff(stage.backoff, f"{where}.stages[{i}].backoff")
         names[stage.name] = i
     known = ", ".join(names)
     for i, stage in enumerate(stages):

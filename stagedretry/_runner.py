@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+from types import MappingProxyType
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any
 
 from ._clock import Clock, SystemClock
@@ -26,7 +35,7 @@ from ._outcomes import (
 )
 from ._plan import Plan
 from ._resources import ResourcePool, SharedResource
-from ._results import Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
+from ._results import NO_USAGE, Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
 from ._stages import StageKind, Validator, builtin_kinds
 from ._state import ItemState
 from ._strategy import StageContext, Strategy
@@ -68,11 +77,22 @@ def as_work_item(value: object, position: int) -> WorkItem:
 class _Tally:
     """Running totals, updated as each item ends (constant memory)."""
 
-    __slots__ = ("attempts", "counts", "prompts", "started", "successes", "transitions", "usage")
+    __slots__ = (
+        "attempts",
+        "cached",
+        "counts",
+        "input",
+        "output",
+        "prompts",
+        "started",
+        "successes",
+        "thinking",
+        "transitions",
+    )
 
     def __init__(self, started: float) -> None:
         self.counts: Counter[ItemStatus] = Counter()
-        self.usage = Usage()
+        self.input = self.output = self.cached = self.thinking = 0
         self.prompts = 0
         self.attempts = 0
         self.successes: Counter[str] = Counter()
@@ -84,9 +104,18 @@ class _Tally:
         self.prompts += result.prompts
         self.attempts += len(result.attempts)
         for attempt in result.attempts:
-            self.usage = self.usage + attempt.usage
+            usage = attempt.usage
+            if usage is not NO_USAGE:
+                self.input += usage.input_tokens
+                self.output += usage.output_tokens
+                self.cached += usage.cached_tokens
+                self.thinking += usage.thinking_tokens
         if result.status is ItemStatus.SUCCEEDED and result.final_stage is not None:
             self.successes[result.final_stage] += 1
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.input, self.output, self.cached, self.thinking)
 
     def batch(self, results: tuple[ItemResult, ...], now: float) -> BatchResult:
         return BatchResult(
@@ -279,7 +308,7 @@ class Runner:
 
     async def _worker(self, take: _Source, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
         while not self._draining:
-            got = await take.next()
+            got = take.next_sync() if take.is_sync else await take.next()
             if got is None:
                 return
             position, raw = got
@@ -315,7 +344,10 @@ class Runner:
                     continue
                 while (wait := self._cooldown_until - clock.monotonic()) > 0:
                     await clock.sleep(wait)
-                handles, generations = await self._pool.current(clock)
+                if self._pool:
+                    handles, generations = await self._pool.current(clock)
+                else:
+                    handles, generations = _NO_HANDLES, ()
                 number = len(state.attempts) + 1
                 ctx = StageContext(item, state, stage, plan, handles, clock, number)
                 timeout = stage.timeout or plan.timeout
@@ -359,7 +391,7 @@ class Runner:
                         outcome.kind,
                         number,
                         counted,
-                        response.usage if response is not None else Usage(),
+                        response.usage if response is not None else NO_USAGE,
                         meta,
                         error,
                         request.fields,
@@ -499,7 +531,7 @@ class _Source:
 
     def __init__(self, items: Items) -> None:
         self._position = 0
-        self._iter: Iterable[ItemLike] | None = None
+        self._iter: Iterator[ItemLike] | None = None
         self._aiter: AsyncIterator[ItemLike] | None = None
         if isinstance(items, AsyncIterable):
             self._aiter = aiter(items)
@@ -508,6 +540,17 @@ class _Source:
         else:
             self._iter = iter(items)
             self._lock = None
+
+    @property
+    def is_sync(self) -> bool:
+        return self._iter is not None
+
+    def next_sync(self) -> tuple[int, ItemLike] | None:
+        value = next(self._iter, _DONE)  # type: ignore[arg-type]
+        if value is _DONE:
+            return None
+        self._position += 1
+        return self._position, value
 
     async def next(self) -> tuple[int, ItemLike] | None:
         if self._iter is not None:
@@ -531,3 +574,4 @@ class _Source:
 
 
 _DONE: Any = object()
+_NO_HANDLES: Mapping[str, Any] = MappingProxyType({})
