@@ -93,7 +93,10 @@ def throughput(n: int, repeat: int) -> None:
         f"N={n:,} concurrency={CONCURRENCY} plan=ladder (4 stages) "
         f"no-op {'yields once' if YIELD else 'never yields'} python={sys.version.split()[0]}"
     )
-    print(f"{'run':>4} {'bare items/s':>14} {'run() items/s':>14} {'ratio':>6} {'stream() items/s':>17} {'ratio':>6}")
+    print(
+        f"{'run':>4} {'bare items/s':>14} {'run() items/s':>14} {'ratio':>6} "
+        f"{'stream() items/s':>17} {'ratio':>6}"
+    )
     for i, (b, e, s) in enumerate(rows, 1):
         print(f"{i:>4} {b:>14,.0f} {e:>14,.0f} {e / b:>6.2f} {s:>17,.0f} {s / b:>6.2f}")
     best = max(rows, key=lambda r: r[1] / r[0])

@@ -25,7 +25,7 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Wait *seconds* on this clock."""
 
-    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[None]:
+    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[object]:
         """Raise ``TimeoutError`` out of the block if it runs longer than *seconds*."""
 
 
@@ -43,7 +43,7 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
-    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[None]:
+    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[object]:
         if seconds is None:
             return nullcontext()
         return asyncio.timeout(seconds)

@@ -95,14 +95,15 @@ class CompiledPlan:
             model=None,
             states=states,
             transitions=[
-                {"trigger": e.trigger.value, "source": e.source, "dest": e.dest}
-                for e in self.edges
+                {"trigger": e.trigger.value, "source": e.source, "dest": e.dest} for e in self.edges
             ],
             initial=self.initial,
             auto_transitions=False,
             send_event=False,
         )
-        self._events = {t: self.machine.events[t.value] for t in Trigger if t.value in self.machine.events}
+        self._events = {
+            t: self.machine.events[t.value] for t in Trigger if t.value in self.machine.events
+        }
         self.stage_index = {s.name: i for i, s in enumerate(plan.stages)}
 
     def fire(self, cursor: Positioned, trigger: Trigger) -> str:

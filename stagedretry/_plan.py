@@ -38,7 +38,10 @@ def _freeze_params(value: Mapping[str, Any] | None) -> Mapping[str, ParamValue]:
 
 @attrs.frozen
 class Backoff:
-    """Exponential backoff with full jitter: wait ``uniform(0, min(maximum, initial * multiplier**n))``."""
+    """Exponential backoff with full jitter.
+
+    Before retry *n* the wait is ``uniform(0, min(maximum, initial * multiplier**(n-1)))``.
+    """
 
     initial: float = 0.5
     maximum: float = 30.0
@@ -76,11 +79,16 @@ class Stage:
         return self.params.get(name, default)
 
 
+def _to_stages(value: Iterable[Stage]) -> tuple[Stage, ...]:
+    # A typed converter: mypy cannot infer ``converter=tuple``'s element type.
+    return tuple(value)
+
+
 @attrs.frozen
 class Plan:
     """An immutable, validated declaration of how one item is worked on."""
 
-    stages: tuple[Stage, ...] = attrs.field(converter=tuple)
+    stages: tuple[Stage, ...] = attrs.field(converter=_to_stages)
     max_prompts: int = 5
     deadline: float | None = None
     timeout: float | None = None
@@ -155,7 +163,9 @@ class Plan:
         for s in self.stages:
             d: dict[str, Any] = {"name": s.name, "kind": s.kind}
             if s.params:
-                d["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in s.params.items()}
+                d["params"] = {
+                    k: list(v) if isinstance(v, tuple) else v for k, v in s.params.items()
+                }
             d["on"] = {"invalid": s.on_invalid, "transient": s.on_transient}
             if s.max_attempts is not None:
                 d["max_attempts"] = s.max_attempts
@@ -278,9 +288,7 @@ def _valid_name(name: object) -> bool:
 def _reject_unknown(table: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     for key in table:
         if key not in allowed:
-            raise PlanError(
-                f"{where}.{key}", f"unknown key (allowed: {', '.join(allowed)})"
-            )
+            raise PlanError(f"{where}.{key}", f"unknown key (allowed: {', '.join(allowed)})")
 
 
 def _int(value: object, where: str, *, minimum: int) -> int:
@@ -310,9 +318,7 @@ def _backoff(value: object, where: str) -> Backoff:
     _reject_unknown(table, _BACKOFF_KEYS, where)
     default = Backoff()
     initial = _seconds(table.get("initial", default.initial), f"{where}.initial")
-    maximum = _seconds(
-        table.get("max", table.get("maximum", default.maximum)), f"{where}.max"
-    )
+    maximum = _seconds(table.get("max", table.get("maximum", default.maximum)), f"{where}.max")
     multiplier = table.get("multiplier", default.multiplier)
     if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or multiplier < 1:
         raise PlanError(f"{where}.multiplier", f"expected a number >= 1, got {_show(multiplier)}")
@@ -351,9 +357,7 @@ def _parse_stage(value: object, where: str, kinds: tuple[str, ...]) -> Stage:
         )
     kind = _str(table.get("kind", "full"), f"{where}.kind")
     if kind not in kinds:
-        raise PlanError(
-            f"{where}.kind", f"unknown stage kind {kind!r} (known: {', '.join(kinds)})"
-        )
+        raise PlanError(f"{where}.kind", f"unknown stage kind {kind!r} (known: {', '.join(kinds)})")
     on = _expect_table(table.get("on", {}), f"{where}.on")
     _reject_unknown(on, _ON_KEYS, f"{where}.on")
     return Stage(
@@ -384,9 +388,7 @@ def _parse_plan(data: Mapping[str, Any], kinds: tuple[str, ...], where: str) -> 
         raise PlanError(f"{where}.stages", "missing (a plan needs at least one stage)")
     if not isinstance(raw_stages, list | tuple):
         raise PlanError(f"{where}.stages", f"expected a list of stages, got {_show(raw_stages)}")
-    stages = tuple(
-        _parse_stage(s, f"{where}.stages[{i}]", kinds) for i, s in enumerate(raw_stages)
-    )
+    stages = tuple(_parse_stage(s, f"{where}.stages[{i}]", kinds) for i, s in enumerate(raw_stages))
     kwargs: dict[str, Any] = {}
     if "max_prompts" in table:
         kwargs["max_prompts"] = _int(table["max_prompts"], f"{where}.max_prompts", minimum=1)
@@ -417,15 +419,19 @@ def _check_backoff(backoff: object, where: str) -> None:
         raise PlanError(where, f"expected a Backoff, got {_show(backoff)}")
     for key in ("initial", "maximum"):
         value = getattr(backoff, key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not (
-            math.isfinite(value) and value > 0
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (math.isfinite(value) and value > 0)
         ):
             raise PlanError(
                 f"{where}.{key}", f"must be a positive number of seconds, got {value!r}"
             )
     multiplier = backoff.multiplier
-    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or not (
-        math.isfinite(multiplier) and multiplier >= 1
+    if (
+        isinstance(multiplier, bool)
+        or not isinstance(multiplier, int | float)
+        or not (math.isfinite(multiplier) and multiplier >= 1)
     ):
         raise PlanError(f"{where}.multiplier", f"expected a number >= 1, got {multiplier!r}")
     if backoff.maximum < backoff.initial:
@@ -451,7 +457,9 @@ def _check_plan(plan: Plan, where: str) -> None:
 
 def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None:
     if isinstance(max_prompts, bool) or not isinstance(max_prompts, int) or max_prompts < 1:
-        raise PlanError(f"{where}.max_prompts", f"must be an integer of at least 1, got {max_prompts!r}")
+        raise PlanError(
+            f"{where}.max_prompts", f"must be an integer of at least 1, got {max_prompts!r}"
+        )
     if not stages:
         raise PlanError(f"{where}.stages", "a plan needs at least one stage")
     names: dict[str, int] = {}
@@ -491,13 +499,11 @@ def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None
                 f"{here}.on.invalid",
                 f"unknown stage {stage.on_invalid!r} (known: {known}; or next, fail, exhaust)",
             )
-        if (
-            stage.on_transient not in names
-            and stage.on_transient not in (*_SPECIAL_TARGETS, RETRY)
-        ):
+        if stage.on_transient not in names and stage.on_transient not in (*_SPECIAL_TARGETS, RETRY):
             raise PlanError(
                 f"{here}.on.transient",
-                f"unknown stage {stage.on_transient!r} (known: {known}; or retry, next, fail, exhaust)",
+                f"unknown stage {stage.on_transient!r} "
+                f"(known: {known}; or retry, next, fail, exhaust)",
             )
         if stage.max_attempts is not None and stage.max_attempts < 1:
             raise PlanError(f"{here}.max_attempts", "must be at least 1")

@@ -86,9 +86,7 @@ class _Slot:
         try:
             self.handle = await self.resource.renew(self.handle, reason, clock)
         except Exception as exc:
-            raise ResourceError(
-                f"could not renew resource {self.resource.name!r}: {exc}"
-            ) from exc
+            raise ResourceError(f"could not renew resource {self.resource.name!r}: {exc}") from exc
         self.generation += 1
         self.renewals += 1
 

@@ -174,7 +174,9 @@ class BatchResult:
     @property
     def cached_share(self) -> float:
         """Share of input tokens served from a cache."""
-        return self.usage.cached_tokens / self.usage.input_tokens if self.usage.input_tokens else 0.0
+        return (
+            self.usage.cached_tokens / self.usage.input_tokens if self.usage.input_tokens else 0.0
+        )
 
     def summary(self) -> str:
         """A readable plain-text table of the run."""

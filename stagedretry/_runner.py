@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from types import MappingProxyType
 from collections import Counter
 from collections.abc import (
     AsyncIterable,
@@ -20,6 +19,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
+from types import MappingProxyType
 from typing import Any
 
 from ._clock import Clock, SystemClock
@@ -70,7 +70,8 @@ def as_work_item(value: object, position: int) -> WorkItem:
     if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[1], str):
         return WorkItem(str(value[0]), value[1], value[2] if len(value) == 3 else None)
     raise TypeError(
-        f"item #{position}: expected a WorkItem or an (id, prompt) tuple, got {type(value).__name__}"
+        f"item #{position}: expected a WorkItem or an (id, prompt) tuple, "
+        f"got {type(value).__name__}"
     )
 
 
@@ -327,7 +328,10 @@ class Runner:
         compiled = self._compiled
         state = ItemState(item, compiled.initial, len(plan.stages), clock.monotonic())
         deadline = state.started + plan.deadline if plan.deadline is not None else None
-        log = self._log.bind(item=item.id) if self._log is not None else None
+        log = None
+        if self._log is not None:
+            log = self._log.bind(item=item.id)
+            log.debug("item_start", stage=compiled.initial)
         try:
             while True:
                 index = compiled.stage_index[state.state]
@@ -342,8 +346,10 @@ class Runner:
                     if self._fire(state, Trigger.SKIP, log) not in compiled.stage_index:
                         return self._result(state, "nothing left to repair")
                     continue
-                while (wait := self._cooldown_until - clock.monotonic()) > 0:
-                    await clock.sleep(wait)
+                if self._cooldown_until > clock.monotonic():
+                    await self._cool_down(deadline)
+                    if deadline is not None and clock.monotonic() >= deadline:
+                        return self._finish(state, Trigger.EXHAUST, "deadline passed", log)
                 if self._pool:
                     handles, generations = await self._pool.current(clock)
                 else:
@@ -371,8 +377,10 @@ class Runner:
                     error = str(exc)
                     state.errors = exc.errors
                     state.partial = exc.partial
-                    state.last_invalid = exc.text if exc.text is not None else (
-                        response.text if response is not None else None
+                    state.last_invalid = (
+                        exc.text
+                        if exc.text is not None
+                        else (response.text if response is not None else None)
                     )
                 except Exception as exc:
                     outcome = classify(exc, self._rules)
@@ -415,7 +423,10 @@ class Runner:
                     state.lost_in_row = 0
                 if kind_of is OutcomeKind.TRANSIENT:
                     trigger = Trigger.TRANSIENT
-                    if stage.max_attempts is not None and state.attempts_at[index] >= stage.max_attempts:
+                    if (
+                        stage.max_attempts is not None
+                        and state.attempts_at[index] >= stage.max_attempts
+                    ):
                         trigger = Trigger.GIVE_UP
                     if self._fire(state, trigger, log) == stage.name:
                         backoff = stage.backoff or plan.backoff
@@ -427,7 +438,10 @@ class Runner:
                     state.rate_limit_waits += 1
                     if state.rate_limit_waits > plan.max_rate_limit_waits:
                         return self._finish(
-                            state, Trigger.ABORT, f"rate limited {state.rate_limit_waits} times", log
+                            state,
+                            Trigger.ABORT,
+                            f"rate limited {state.rate_limit_waits} times",
+                            log,
                         )
                     self._fire(state, Trigger.RATE_LIMITED, log)
                     delay = outcome.retry_after
@@ -441,7 +455,10 @@ class Runner:
                     state.lost_in_row += 1
                     if state.lost_in_row > plan.max_resource_lost:
                         return self._finish(
-                            state, Trigger.ABORT, f"resource lost {state.lost_in_row} times in a row", log
+                            state,
+                            Trigger.ABORT,
+                            f"resource lost {state.lost_in_row} times in a row",
+                            log,
                         )
                     self._fire(state, Trigger.RESOURCE_LOST, log)
                     await self._pool.lost(outcome.resource, generations, clock)
@@ -477,14 +494,16 @@ class Runner:
         status: ItemStatus | None = None,
     ) -> ItemResult:
         final = state.attempts[-1].stage if state.attempts else None
+        status = status or _STATUS[state.state]
         result = ItemResult(
             state.item.id,
-            status or _STATUS[state.state],
+            status,
             output,
             final,
             state.prompts,
             tuple(state.attempts),
             reason,
+            # A success has no errors left, whatever earlier attempts reported.
             state.errors if status is not ItemStatus.SUCCEEDED else (),
             state.last_invalid,
             state.item.context,
@@ -499,6 +518,15 @@ class Runner:
                 reason=reason,
             )
         return result
+
+    async def _cool_down(self, deadline: float | None) -> None:
+        # The cooldown may be extended by other workers' 429s while this one waits.
+        while (wait := self._cooldown_until - self._clock.monotonic()) > 0:
+            if deadline is not None:
+                wait = min(wait, deadline - self._clock.monotonic())
+                if wait <= 0:
+                    return
+            await self._clock.sleep(wait)
 
     async def _sleep(self, seconds: float, deadline: float | None) -> None:
         if deadline is not None:
@@ -554,9 +582,10 @@ class _Source:
 
     async def next(self) -> tuple[int, ItemLike] | None:
         if self._iter is not None:
-            value = next(self._iter, _DONE)  # type: ignore[call-overload]
+            value = next(self._iter, _DONE)
         else:
-            assert self._aiter is not None and self._lock is not None
+            assert self._aiter is not None
+            assert self._lock is not None
             async with self._lock:
                 try:
                     value = await anext(self._aiter)

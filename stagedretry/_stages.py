@@ -82,7 +82,9 @@ def merge(kept: Mapping[str, Any], answer: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def repair_prompt(prompt: str, errors: tuple[FieldError, ...], kept: Mapping[str, Any], fields: tuple[str, ...]) -> str:
+def repair_prompt(
+    prompt: str, errors: tuple[FieldError, ...], kept: Mapping[str, Any], fields: tuple[str, ...]
+) -> str:
     """The text of a partial request: what failed, what is already right, what to answer."""
     failed = "\n".join(f"- {e.path}: {e.message}" for e in errors)
     return (

@@ -71,7 +71,10 @@ class StageContext:
         self.attempt = attempt
 
     def __repr__(self) -> str:
-        return f"StageContext(item={self.item.id!r}, stage={self.stage.name!r}, attempt={self.attempt})"
+        return (
+            f"StageContext(item={self.item.id!r}, stage={self.stage.name!r}, "
+            f"attempt={self.attempt})"
+        )
 
 
 @runtime_checkable

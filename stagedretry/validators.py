@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ._outcomes import FieldError, ValidationFailed
 
@@ -51,12 +51,20 @@ class _JsonObjectValidator:
         return f"json_object({self._check!r})"
 
 
-def json_object(check: Callable[[dict[str, Any]], T] | None = None) -> Callable[[str], T | dict[str, Any]]:
+def _as_is(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+@overload
+def json_object() -> Callable[[str], dict[str, Any]]: ...
+@overload
+def json_object(check: Callable[[dict[str, Any]], T]) -> Callable[[str], T]: ...
+def json_object(check: Callable[[dict[str, Any]], Any] | None = None) -> Callable[[str], Any]:
     """A validator that parses a JSON object and hands it to *check* (if given).
 
     *check* returns the output or raises ``ValidationFailed`` naming the fields.
     """
-    return _JsonObjectValidator(check or (lambda data: data))
+    return _JsonObjectValidator(check or _as_is)
 
 
 class _PydanticValidator:
