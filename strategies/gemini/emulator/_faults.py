@@ -1,0 +1,159 @@
+"""Fault injection: declarative rules and the deterministic book that decides when they fire."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import random
+import threading
+
+import attrs
+
+
+class FaultKind(enum.Enum):
+    """What an injected fault does to the request it hits."""
+
+    RATE_LIMIT = "rate_limit"
+    """429 RESOURCE_EXHAUSTED with QuotaFailure, Help and RetryInfo details."""
+    INTERNAL = "internal"
+    """500 INTERNAL."""
+    UNAVAILABLE = "unavailable"
+    """503 UNAVAILABLE, "The model is overloaded"."""
+    BAD_GATEWAY = "bad_gateway"
+    """502 with a ``text/html`` body, as a Google front end sends it."""
+    SLOW = "slow"
+    """Answer normally after ``delay`` real seconds."""
+    HANG = "hang"
+    """Never answer, until the client disconnects or the emulator stops."""
+    TRUNCATED_JSON = "truncated_json"
+    """200 with a JSON content type and the body cut in half."""
+    NOT_JSON = "not_json"
+    """200 with a ``text/html`` body."""
+    CACHE_DROPPED = "cache_dropped"
+    """Delete the request's cache server-side, then handle the request normally."""
+    BLOCKED_PROMPT = "blocked_prompt"
+    """200 with ``promptFeedback.blockReason`` SAFETY and no candidates."""
+    SAFETY_STOP = "safety_stop"
+    """200 with a candidate stopped for SAFETY, carrying no content."""
+    MAX_TOKENS = "max_tokens"
+    """200 with the answer cut to half its tokens and ``finishReason`` MAX_TOKENS."""
+    UNKNOWN_ENUM = "unknown_enum"
+    """200 with ``finishReason`` "BRAND_NEW_REASON", a value the SDK does not know."""
+    NO_CANDIDATES = "no_candidates"
+    """200 with only ``usageMetadata``."""
+
+
+CONTENT_FAULTS = frozenset(
+    {
+        FaultKind.BLOCKED_PROMPT,
+        FaultKind.SAFETY_STOP,
+        FaultKind.MAX_TOKENS,
+        FaultKind.UNKNOWN_ENUM,
+        FaultKind.NO_CANDIDATES,
+    }
+)
+"""Kinds that shape a generateContent answer; they never fire on other routes."""
+
+ROUTES = frozenset({"generateContent", "cachedContents", "*"})
+
+
+def _check_rate(
+    instance: Fault, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be in [0, 1], got {value!r}")
+
+
+def _check_route(instance: Fault, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in ROUTES:
+        raise ValueError(f"route must be one of {sorted(ROUTES)}, got {value!r}")
+
+
+def _to_schedule(value: object) -> frozenset[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return frozenset({value})
+    if not isinstance(value, (set, frozenset, list, tuple, range)):
+        raise TypeError(f"at must be a set of 1-based request indices, got {value!r}")
+    return frozenset(int(index) for index in value)
+
+
+@attrs.frozen(kw_only=True)
+class Fault:
+    """One fault rule.
+
+    With neither ``rate`` nor ``at`` the fault hits every matching request; with ``at`` only
+    the listed 1-based indices (counted over requests this rule matches); with ``rate`` each
+    candidate request is hit with that probability from a seeded RNG; with both, a request
+    must be scheduled *and* win the draw. ``times`` caps how often it fires in total.
+    """
+
+    kind: FaultKind = attrs.field(validator=attrs.validators.instance_of(FaultKind))
+    rate: float | None = attrs.field(default=None, validator=_check_rate)
+    at: frozenset[int] | None = attrs.field(default=None, converter=_to_schedule)
+    times: int | None = attrs.field(default=None)
+    route: str = attrs.field(default="generateContent", validator=_check_route)
+    retry_delay: float | None = 2.0
+    """RATE_LIMIT: seconds sent as RetryInfo ``retryDelay``; None sends no RetryInfo."""
+    retry_after_header: bool = False
+    """RATE_LIMIT: also send a ``Retry-After`` header (whole seconds, rounded up)."""
+    delay: float = 1.0
+    """SLOW: real seconds to wait before answering."""
+
+
+@attrs.define
+class _Rule:
+    fault: Fault
+    rng: random.Random
+    seen: int = 0
+    fired: int = 0
+
+
+class FaultBook:
+    """The injected rules, consulted in order of injection; thread-safe and deterministic.
+
+    Every rule counts every request it matches (so ``at`` indices do not depend on other
+    rules); the first rule that decides to fire wins and only it spends one of its ``times``.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._rules: list[_Rule] = []
+        self._added = 0
+        self._lock = threading.Lock()
+
+    def add(self, fault: Fault) -> None:
+        """Append a rule; its RNG is seeded from the emulator seed and the rule's position."""
+        with self._lock:
+            self._added += 1
+            digest = hashlib.blake2b(f"{self._seed}:{self._added}".encode(), digest_size=8)
+            self._rules.append(_Rule(fault, random.Random(int.from_bytes(digest.digest()))))
+
+    def clear(self) -> None:
+        """Remove every rule."""
+        with self._lock:
+            self._rules.clear()
+
+    def pick(self, family: str) -> Fault | None:
+        """Return the fault that hits this request of route ``family``, if any."""
+        with self._lock:
+            chosen: Fault | None = None
+            for rule in self._rules:
+                fault = rule.fault
+                if fault.route not in ("*", family):
+                    continue
+                if fault.kind in CONTENT_FAULTS and family != "generateContent":
+                    continue
+                rule.seen += 1
+                if chosen is not None:
+                    continue
+                if fault.times is not None and rule.fired >= fault.times:
+                    continue
+                if fault.at is not None and rule.seen not in fault.at:
+                    continue
+                if fault.rate is not None and rule.rng.random() >= fault.rate:
+                    continue
+                rule.fired += 1
+                chosen = fault
+            return chosen

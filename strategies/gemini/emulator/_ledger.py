@@ -1,0 +1,114 @@
+"""The ledger: what the emulator was asked and what it billed, as frozen snapshots."""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+
+from ._faults import FaultKind
+
+
+@attrs.frozen(kw_only=True)
+class RequestRecord:
+    """One HTTP request as the emulator saw it.
+
+    ``headers`` holds lower-cased header *names* only and the ``key`` query parameter is
+    redacted, so no API key value is ever stored. ``status`` is None when no answer was
+    sent (a HANG, or a client that went away).
+    """
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    status: int | None
+    model: str | None = None
+    cached_content: str | None = None
+    headers: tuple[str, ...] = ()
+    fault: FaultKind | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """The usage numbers of one well-formed generateContent answer."""
+
+    prompt_tokens: int
+    cached_tokens: int = 0
+    candidates_tokens: int = 0
+    thoughts_tokens: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Ledger:
+    """A consistent snapshot of the emulator's counters.
+
+    Token totals cover the well-formed 200 generateContent answers only (the ones whose
+    ``usageMetadata`` a client can read); ``prompt_tokens`` includes ``cached_tokens``.
+    """
+
+    requests: tuple[RequestRecord, ...] = ()
+    caches_created: int = 0
+    caches_updated: int = 0
+    caches_deleted: int = 0
+    caches_listed: int = 0
+    generate_calls: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    candidates_tokens: int = 0
+    thoughts_tokens: int = 0
+    cache_tokens_created: int = 0
+    faults_fired: int = 0
+
+    @property
+    def fresh_prompt_tokens(self) -> int:
+        """Prompt tokens billed at the full input price (prompt minus cached)."""
+        return self.prompt_tokens - self.cached_tokens
+
+
+class LedgerBook:
+    """The mutable, lock-protected side of the ledger; :meth:`snapshot` freezes it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = Ledger()
+        self._requests: list[RequestRecord] = []
+
+    def record_request(self, record: RequestRecord) -> None:
+        """Append one request record (and count a fired fault)."""
+        with self._lock:
+            self._requests.append(record)
+            if record.fault is not None:
+                self._bump(faults_fired=1)
+
+    def bill(self, usage: Usage) -> None:
+        """Add one billed generateContent answer."""
+        with self._lock:
+            self._bump(
+                generate_calls=1,
+                prompt_tokens=usage.prompt_tokens,
+                cached_tokens=usage.cached_tokens,
+                candidates_tokens=usage.candidates_tokens,
+                thoughts_tokens=usage.thoughts_tokens,
+            )
+
+    def count(self, **increments: int) -> None:
+        """Add to cache counters, e.g. ``count(caches_created=1, cache_tokens_created=n)``."""
+        with self._lock:
+            self._bump(**increments)
+
+    def reset(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._state = Ledger()
+            self._requests.clear()
+
+    def snapshot(self) -> Ledger:
+        """Return a frozen copy taken under the lock."""
+        with self._lock:
+            return attrs.evolve(self._state, requests=tuple(self._requests))
+
+    def _bump(self, **increments: int) -> None:
+        self._state = attrs.evolve(
+            self._state,
+            **{name: getattr(self._state, name) + value for name, value in increments.items()},
+        )

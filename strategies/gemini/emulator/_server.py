@@ -1,0 +1,499 @@
+"""The loopback HTTP server: routing, auth, fault application and the thread lifecycle.
+
+The aiohttp app runs on its own event loop in a daemon thread bound to ``127.0.0.1:0``, so
+one emulator serves the sync SDK client and ``client.aio`` in any test's event loop alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Final
+
+import attrs
+from aiohttp import web
+
+from ._caches import ExpiryStyle, cache_id_of
+from ._faults import CONTENT_FAULTS, Fault, FaultBook, FaultKind
+from ._ledger import Ledger, LedgerBook, RequestRecord
+from ._model import SimulatedModel
+from ._service import GeminiService, Reply
+from ._wire import (
+    BAD_GATEWAY_HTML,
+    JSON_CONTENT_TYPE,
+    MSG_BAD_KEY,
+    MSG_INTERNAL,
+    MSG_NO_KEY,
+    MSG_OVERLOADED,
+    MSG_QUOTA,
+    ApiError,
+    dumps,
+    format_duration,
+    invalid,
+)
+
+_ROUTE: Final = re.compile(r"^(?:/[^/]+)*?/(?P<version>v1|v1beta|v1alpha)/(?P<rest>.+?)/?$")
+_GENERATE: Final = re.compile(r"^models/(?P<model>[^/:]+):generateContent$")
+_CACHE: Final = re.compile(r"^cachedContents/(?P<id>[^/]+)$")
+_QUOTA_METRIC: Final = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+_STARTUP_TIMEOUT: Final = 10.0
+_SHUTDOWN_TIMEOUT: Final = 1.0
+_DISCONNECT_POLL: Final = 0.05
+
+
+@attrs.define
+class _Exchange:
+    """What the ledger records about one request, filled in as handling proceeds."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    headers: tuple[str, ...]
+    status: int | None = None
+    model: str | None = None
+    cached_content: str | None = None
+    fault: FaultKind | None = None
+
+    def record(self) -> RequestRecord:
+        return RequestRecord(
+            method=self.method,
+            path=self.path,
+            query=self.query,
+            status=self.status,
+            model=self.model,
+            cached_content=self.cached_content,
+            headers=self.headers,
+            fault=self.fault,
+        )
+
+
+def _json_response(
+    status: int, body: Any, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        text=dumps(body),
+        headers={"Content-Type": JSON_CONTENT_TYPE, **(headers or {})},
+    )
+
+
+def _error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> web.Response:
+    return _json_response(error.code, error.body(), headers)
+
+
+def _rate_limit(fault: Fault, model: str | None) -> tuple[ApiError, dict[str, str]]:
+    details: list[dict[str, Any]] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": _QUOTA_METRIC,
+                    "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                    "quotaDimensions": {
+                        "location": "global",
+                        "model": (model or "models/gemini-2.5-flash").removeprefix("models/"),
+                    },
+                    "quotaValue": "10",
+                }
+            ],
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [
+                {
+                    "description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                }
+            ],
+        },
+    ]
+    message = MSG_QUOTA
+    headers: dict[str, str] = {}
+    if fault.retry_delay is not None:
+        delay = format_duration(fault.retry_delay)
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay})
+        message = f"{MSG_QUOTA} Please retry in {delay}."
+        if fault.retry_after_header:
+            headers["Retry-After"] = str(math.ceil(fault.retry_delay))
+    return ApiError(429, message, details=details), headers
+
+
+class GeminiEmulator:
+    """A faithful, deterministic stand-in for the Gemini Developer API over loopback HTTP.
+
+    Use it as ``with GeminiEmulator(seed=1) as emu:`` or call :meth:`start` / :meth:`stop`.
+    The clock is read on every request, so a virtual clock can jump past cache expiry.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        clock: Callable[[], float] | None = None,
+        min_cache_tokens: int | Mapping[str, int] = 1024,
+        expiry_style: ExpiryStyle = ExpiryStyle.GEMINI,
+        invalid_rate: float = 0.15,
+        invalid_rate_slope: float = 0.4,
+        implicit_caching: bool = False,
+        latency: float = 0.0,
+        api_key: str | None = None,
+    ) -> None:
+        if not 0.0 <= invalid_rate <= 1.0:
+            raise ValueError(f"invalid_rate must be in [0, 1], got {invalid_rate!r}")
+        if latency < 0:
+            raise ValueError(f"latency must not be negative, got {latency!r}")
+        if not isinstance(expiry_style, ExpiryStyle):
+            raise TypeError(f"expiry_style must be an ExpiryStyle, got {expiry_style!r}")
+        self._clock = clock or time.time
+        self._latency = latency
+        self._api_key = api_key.strip() if api_key is not None else None
+        self._ledger = LedgerBook()
+        self._faults = FaultBook(seed)
+        self._service = GeminiService(
+            seed=seed,
+            clock=self._clock,
+            min_cache_tokens=min_cache_tokens,
+            expiry_style=expiry_style,
+            model=SimulatedModel(
+                seed=seed, invalid_rate=invalid_rate, invalid_rate_slope=invalid_rate_slope
+            ),
+            implicit_caching=implicit_caching,
+            ledger=self._ledger,
+        )
+        self._life = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._startup_error: BaseException | None = None
+        self._stopped = False
+
+    # -- public surface ------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``; raises RuntimeError before :meth:`start`."""
+        if self._base_url is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return self._base_url
+
+    @property
+    def ledger(self) -> Ledger:
+        """A frozen snapshot of every counter, taken under a lock."""
+        return self._ledger.snapshot()
+
+    def reset_ledger(self) -> None:
+        """Forget every recorded request and counter (caches are kept)."""
+        self._ledger.reset()
+
+    def inject(self, fault: Fault) -> None:
+        """Add a fault rule; rules are consulted in order of injection."""
+        self._faults.add(fault)
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule."""
+        self._faults.clear()
+
+    def delete_cache(self, name: str) -> bool:
+        """Drop a cache server-side (``cachedContents/<id>`` or a bare id); True if it existed."""
+        return self._service.drop_cache(name)
+
+    def expire_all_caches(self) -> None:
+        """Make every cache expire at the current clock reading."""
+        self._service.expire_all()
+
+    def cache_names(self) -> tuple[str, ...]:
+        """Names of every stored cache, for assertions about leaks."""
+        return self._service.cache_names()
+
+    def start(self) -> str:
+        """Start serving in a daemon thread and return the base URL."""
+        with self._life:
+            if self._stopped:
+                raise RuntimeError("a stopped GeminiEmulator cannot be restarted")
+            if self._thread is not None:
+                return self.base_url
+            ready = threading.Event()
+            thread = threading.Thread(
+                target=self._run, args=(ready,), name="gemini-emulator", daemon=True
+            )
+            self._thread = thread
+            thread.start()
+            if not ready.wait(_STARTUP_TIMEOUT):
+                raise RuntimeError("the Gemini emulator did not start in time")
+            if self._startup_error is not None:
+                raise RuntimeError("the Gemini emulator failed to start") from self._startup_error
+            return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving and join the thread; idempotent. Hanging requests are abandoned."""
+        with self._life:
+            self._stopped = True
+            thread, loop = self._thread, self._loop
+            if thread is None or loop is None or not thread.is_alive():
+                return
+            loop.call_soon_threadsafe(self._begin_stop)
+            thread.join(_STARTUP_TIMEOUT)
+
+    def __enter__(self) -> GeminiEmulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- thread and loop -----------------------------------------------------------------
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:  # surfaced to start() in the caller's thread
+            self._startup_error = exc
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            if self._runner is not None:
+                loop.run_until_complete(self._runner.cleanup())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stopping = asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            handler_cancellation=True,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        sockets = runner.addresses
+        port = sockets[0][1]
+        self._base_url = f"http://127.0.0.1:{port}"
+
+    def _begin_stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+        assert self._loop is not None
+        self._loop.stop()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep for real seconds, cut short when the emulator stops."""
+        if seconds <= 0:
+            return
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _hang(self, request: web.Request) -> None:
+        """Never answer: wait until the client goes away or the emulator stops, then drop.
+
+        Raising CancelledError is how aiohttp is told to close the connection without a
+        response (it treats it as a premature disconnect); the ledger records status None.
+        """
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                break
+            await self._pause(_DISCONNECT_POLL)
+        transport = request.transport
+        if transport is not None:
+            transport.close()
+        raise asyncio.CancelledError
+
+    # -- request handling ----------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        exchange = _Exchange(
+            method=request.method,
+            path=request.path,
+            query=tuple(
+                (k, "<redacted>" if k.lower() == "key" else v) for k, v in request.query.items()
+            ),
+            headers=tuple(sorted({name.lower() for name in request.headers})),
+        )
+        try:
+            response = await self._respond(request, exchange)
+            exchange.status = response.status
+            return response
+        finally:
+            self._ledger.record_request(exchange.record())
+
+    async def _respond(self, request: web.Request, exchange: _Exchange) -> web.Response:
+        route = _ROUTE.match(request.path)
+        rest = route.group("rest") if route else ""
+        generate = _GENERATE.match(rest)
+        cache = _CACHE.match(rest)
+        method = request.method
+        if generate and method == "POST":
+            family = "generateContent"
+            exchange.model = f"models/{generate.group('model')}"
+        elif (rest == "cachedContents" and method in ("GET", "POST")) or (
+            cache and method in ("GET", "PATCH", "DELETE")
+        ):
+            family = "cachedContents"
+            if cache:
+                exchange.cached_content = f"cachedContents/{cache.group('id')}"
+        else:
+            return _error_response(ApiError(404, "Requested entity was not found."))
+        try:
+            self._authenticate(request)
+            raw = await request.read()
+            body = self._parse_body(raw) if method in ("POST", "PATCH") else {}
+            if family == "generateContent":
+                cached = body.get("cachedContent", body.get("cached_content"))
+                if isinstance(cached, str):
+                    exchange.cached_content = (
+                        cached
+                        if cached.startswith("cachedContents/")
+                        else f"cachedContents/{cached}"
+                    )
+            elif rest == "cachedContents" and method == "POST":
+                model = body.get("model")
+                exchange.model = model if isinstance(model, str) else None
+            fault = self._faults.pick(family)
+            exchange.fault = fault.kind if fault else None
+            early = await self._early_fault(request, fault, exchange)
+            if early is not None:
+                return early
+            if family == "generateContent" and self._latency:
+                await self._pause(self._latency)
+            reply = self._dispatch(
+                method=method,
+                generate=generate,
+                cache=cache,
+                body=body,
+                request=request,
+                fault=fault,
+            )
+        except ApiError as error:
+            return _error_response(error)
+        text = dumps(reply.body)
+        kind = fault.kind if fault else None
+        if kind is FaultKind.TRUNCATED_JSON:
+            return web.Response(
+                status=200, text=text[: len(text) // 2], headers={"Content-Type": JSON_CONTENT_TYPE}
+            )
+        if kind is FaultKind.NOT_JSON:
+            return web.Response(
+                status=200,
+                text="<html><body><p>Service temporarily rerouted.</p></body></html>",
+                headers={"Content-Type": "text/html; charset=UTF-8"},
+            )
+        if reply.usage is not None:
+            self._ledger.bill(reply.usage)
+        return web.Response(status=200, text=text, headers={"Content-Type": JSON_CONTENT_TYPE})
+
+    def _authenticate(self, request: web.Request) -> None:
+        key = (request.headers.get("x-goog-api-key") or request.query.get("key") or "").strip()
+        if not key:
+            raise ApiError(403, MSG_NO_KEY)
+        if self._api_key is not None and key != self._api_key:
+            raise ApiError(
+                400,
+                MSG_BAD_KEY,
+                details=[
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                        "metadata": {"service": "generativelanguage.googleapis.com"},
+                    },
+                    {
+                        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                        "locale": "en-US",
+                        "message": MSG_BAD_KEY,
+                    },
+                ],
+            )
+
+    @staticmethod
+    def _parse_body(raw: bytes) -> dict[str, Any]:
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise invalid("Invalid JSON payload received. Unexpected token.") from None
+        if not isinstance(body, dict):
+            raise invalid("Invalid JSON payload received. Expected an object.")
+        return body
+
+    async def _early_fault(
+        self, request: web.Request, fault: Fault | None, exchange: _Exchange
+    ) -> web.Response | None:
+        """Apply the faults that act before normal handling; a response ends the request."""
+        if fault is None:
+            return None
+        kind = fault.kind
+        if kind is FaultKind.RATE_LIMIT:
+            error, headers = _rate_limit(fault, exchange.model)
+            return _error_response(error, headers)
+        if kind is FaultKind.INTERNAL:
+            return _error_response(ApiError(500, MSG_INTERNAL))
+        if kind is FaultKind.UNAVAILABLE:
+            return _error_response(ApiError(503, MSG_OVERLOADED))
+        if kind is FaultKind.BAD_GATEWAY:
+            return web.Response(
+                status=502,
+                text=BAD_GATEWAY_HTML,
+                headers={"Content-Type": "text/html; charset=UTF-8"},
+            )
+        if kind is FaultKind.HANG:
+            await self._hang(request)
+        if kind is FaultKind.SLOW:
+            await self._pause(fault.delay)
+        elif kind is FaultKind.CACHE_DROPPED and exchange.cached_content:
+            with contextlib.suppress(ApiError):  # a malformed name is reported later
+                self._service.drop_cache(exchange.cached_content)
+        return None
+
+    def _dispatch(
+        self,
+        *,
+        method: str,
+        generate: re.Match[str] | None,
+        cache: re.Match[str] | None,
+        body: dict[str, Any],
+        request: web.Request,
+        fault: Fault | None,
+    ) -> Reply:
+        service = self._service
+        if generate:
+            content_fault = fault.kind if fault and fault.kind in CONTENT_FAULTS else None
+            return service.generate(generate.group("model"), body, content_fault)
+        if cache is None:
+            if method == "POST":
+                return service.create_cache(body)
+            return service.list_caches(request.query)
+        name = cache_id_of(cache.group("id"))
+        if method == "GET":
+            return service.get_cache(name)
+        if method == "PATCH":
+            return service.update_cache(name, body, request.query)
+        return service.delete_cache(name)

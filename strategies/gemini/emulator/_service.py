@@ -1,0 +1,401 @@
+"""The API semantics: cachedContents CRUD and generateContent, independent of HTTP.
+
+Each method takes parsed JSON, reads the clock once, and returns a :class:`Reply` or raises
+:class:`~._wire.ApiError`. State lives in one :class:`~._caches.CacheStore` guarded by one
+lock, because the public helpers (``delete_cache``...) run on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import attrs
+
+from ._caches import CacheStore, ExpiryStyle, cache_id_of, page_size_of
+from ._faults import FaultKind
+from ._ledger import LedgerBook, Usage
+from ._model import GenerationConfig, SimulatedModel
+from ._tokens import (
+    content_text,
+    content_tokens,
+    contents_tokens,
+    count_tokens,
+    json_tokens,
+    truncate_tokens,
+)
+from ._wire import MSG_CACHE_WITH_SYSTEM, invalid, parse_duration, parse_timestamp
+
+DEFAULT_TTL: Final = 3600.0
+DEFAULT_MIN_CACHE_TOKENS: Final = 1024
+MAX_DISPLAY_NAME: Final = 128
+
+_HARM_CATEGORIES: Final = (
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+)
+
+
+@attrs.frozen(kw_only=True)
+class Reply:
+    """A successful answer: the JSON body, and the usage to bill if it is delivered intact."""
+
+    body: dict[str, Any]
+    usage: Usage | None = None
+
+
+def _safety_ratings(flagged: str | None = None) -> list[dict[str, Any]]:
+    """The four usual ratings, NEGLIGIBLE unless one category is ``flagged`` HIGH."""
+    ratings: list[dict[str, Any]] = []
+    for category in _HARM_CATEGORIES:
+        if category == flagged:
+            ratings.append({"category": category, "probability": "HIGH", "blocked": True})
+        else:
+            ratings.append({"category": category, "probability": "NEGLIGIBLE"})
+    return ratings
+
+
+def _field(body: Mapping[str, Any], camel: str) -> Any:
+    """Read a top-level request field in camelCase or snake_case."""
+    if camel in body:
+        return body[camel]
+    return body.get("".join("_" + c.lower() if c.isupper() else c for c in camel))
+
+
+class GeminiService:
+    """The emulated Gemini Developer API, minus HTTP."""
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        clock: Callable[[], float],
+        min_cache_tokens: int | Mapping[str, int],
+        expiry_style: ExpiryStyle,
+        model: SimulatedModel,
+        implicit_caching: bool,
+        ledger: LedgerBook,
+    ) -> None:
+        self.lock = threading.RLock()
+        self._seed = seed
+        self._clock = clock
+        self._min_cache_tokens = min_cache_tokens
+        self._model = model
+        self._implicit = implicit_caching
+        self._ledger = ledger
+        self._store = CacheStore(seed=seed, style=expiry_style)
+        self._prefixes: dict[str, int] = {}
+        self._answers = 0
+
+    # -- helpers used by the public emulator object ------------------------------------
+
+    def drop_cache(self, name: str) -> bool:
+        """Delete a cache server-side, as if the service dropped it; True if it existed."""
+        with self.lock:
+            return self._store.drop(cache_id_of(name))
+
+    def expire_all(self) -> None:
+        """Expire every cache at the current clock reading."""
+        with self.lock:
+            self._store.expire_all(self._clock())
+
+    def cache_names(self) -> tuple[str, ...]:
+        """Names of every stored cache (including lingering expired ones in VERTEX style)."""
+        with self.lock:
+            return self._store.names()
+
+    def min_tokens_for(self, model: str) -> int:
+        """The minimum cache size for ``model`` (``models/x`` or ``x``)."""
+        if isinstance(self._min_cache_tokens, int):
+            return self._min_cache_tokens
+        bare = model.removeprefix("models/")
+        for key in (model, bare, f"models/{bare}", "*"):
+            if key in self._min_cache_tokens:
+                return self._min_cache_tokens[key]
+        return DEFAULT_MIN_CACHE_TOKENS
+
+    # -- cachedContents ------------------------------------------------------------------
+
+    def create_cache(self, body: Mapping[str, Any]) -> Reply:
+        """``POST cachedContents``: validate, count tokens, store, return the 7 fields."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise invalid("* CreateCachedContentRequest.cached_content.model: model is required\n")
+        if not model.startswith("models/") or model == "models/":
+            raise invalid(f"Invalid model name: {model}. Expected format: models/{{model}}.")
+        display_name = _field(body, "displayName")
+        if display_name is not None and (
+            not isinstance(display_name, str) or len(display_name) > MAX_DISPLAY_NAME
+        ):
+            raise invalid("display_name must be a string of at most 128 characters.")
+        contents = body.get("contents") or []
+        system = _field(body, "systemInstruction")
+        tools = body.get("tools")
+        tool_config = _field(body, "toolConfig")
+        if not isinstance(contents, list):
+            raise invalid("Invalid JSON payload received. contents must be a list.")
+        with self.lock:
+            now = self._clock()
+            expire = self._expiry(body, now, "cached_content")
+            total = (
+                contents_tokens(contents)
+                + content_tokens(system)
+                + json_tokens(tools)
+                + json_tokens(tool_config)
+            )
+            minimum = self.min_tokens_for(model)
+            if total < minimum:
+                raise invalid(
+                    "Cached content is too small. "
+                    f"total_token_count={total}, min_total_token_count={minimum}"
+                )
+            texts = [content_text(system)] + [content_text(c) for c in contents]
+            entry = self._store.add(
+                cache_id=self._store.new_id(),
+                model=model,
+                display_name=display_name or None,
+                create_time=now,
+                update_time=now,
+                expire_time=expire,
+                total_tokens=total,
+                prompt_text="\n".join(texts) + json.dumps([tools, tool_config], sort_keys=True),
+            )
+            self._ledger.count(caches_created=1, cache_tokens_created=total)
+            return Reply(body=entry.to_json())
+
+    def get_cache(self, name: str) -> Reply:
+        """``GET cachedContents/{id}``."""
+        with self.lock:
+            return Reply(body=self._store.get(cache_id_of(name), self._clock()).to_json())
+
+    def list_caches(self, query: Mapping[str, str]) -> Reply:
+        """``GET cachedContents``: one page of live caches, in creation order."""
+        size = page_size_of(query)
+        token = query.get("pageToken", query.get("page_token")) or None
+        with self.lock:
+            entries, next_token = self._store.page(self._clock(), size, token)
+            self._ledger.count(caches_listed=1)
+        body: dict[str, Any] = {}
+        if entries:
+            body["cachedContents"] = [entry.to_json() for entry in entries]
+        if next_token:
+            body["nextPageToken"] = next_token
+        return Reply(body=body)
+
+    def update_cache(self, name: str, body: Mapping[str, Any], query: Mapping[str, str]) -> Reply:
+        """``PATCH cachedContents/{id}``: only the expiration changes; ``updateTime`` moves."""
+        mask_text = query.get("updateMask", query.get("update_mask"))
+        fields = dict(body)
+        if mask_text:
+            mask = {m.strip() for m in mask_text.split(",") if m.strip()}
+            allowed = {"ttl", "expireTime", "expire_time"}
+            if not mask <= allowed:
+                raise invalid(
+                    f"Field mask {sorted(mask - allowed)} is not updatable; "
+                    "only expiration (ttl or expire_time) can be updated."
+                )
+            fields = {k: v for k, v in fields.items() if k in mask or _snake_in(k, mask)}
+        else:
+            for key in ("displayName", "display_name", "contents", "model", "systemInstruction"):
+                if key in fields:
+                    raise invalid("Only expiration (ttl or expire_time) can be updated.")
+        if "ttl" not in fields and _field(fields, "expireTime") is None:
+            raise invalid("Either ttl or expire_time must be set to update a CachedContent.")
+        with self.lock:
+            now = self._clock()
+            entry = self._store.get(cache_id_of(name), now)
+            entry.expire_time = self._expiry(fields, now, "cached_content", default=None)
+            entry.update_time = now
+            self._ledger.count(caches_updated=1)
+            return Reply(body=entry.to_json())
+
+    def delete_cache(self, name: str) -> Reply:
+        """``DELETE cachedContents/{id}``: 200 with ``{}``."""
+        with self.lock:
+            self._store.delete(cache_id_of(name), self._clock())
+            self._ledger.count(caches_deleted=1)
+        return Reply(body={})
+
+    def _expiry(
+        self, body: Mapping[str, Any], now: float, where: str, default: float | None = DEFAULT_TTL
+    ) -> float:
+        ttl = body.get("ttl")
+        expire_time = _field(body, "expireTime")
+        if ttl is not None and expire_time is not None:
+            raise invalid("Only one of ttl or expire_time can be set on a CachedContent.")
+        if ttl is not None:
+            seconds = parse_duration(ttl, f"{where}.ttl")
+            if seconds <= 0:
+                raise invalid("ttl must be positive.")
+            return now + seconds
+        if expire_time is not None:
+            moment = parse_timestamp(expire_time, f"{where}.expire_time")
+            if moment <= now:
+                raise invalid("expire_time must be in the future.")
+            return moment
+        assert default is not None
+        return now + default
+
+    # -- generateContent -----------------------------------------------------------------
+
+    def generate(self, model_id: str, body: Mapping[str, Any], fault: FaultKind | None) -> Reply:
+        """``POST models/{model}:generateContent``, shaped by a content fault if one fired."""
+        model = f"models/{model_id}"
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents:
+            raise invalid("* GenerateContentRequest.contents: contents is not specified\n")
+        system = _field(body, "systemInstruction")
+        tools = body.get("tools")
+        tool_config = _field(body, "toolConfig")
+        cache_name = _field(body, "cachedContent")
+        config = GenerationConfig.from_json(_field(body, "generationConfig"))
+        with self.lock:
+            cached = 0
+            prefix = ""
+            if cache_name is not None:
+                cache_id = cache_id_of(cache_name)
+                if system is not None or tools is not None or tool_config is not None:
+                    raise invalid(MSG_CACHE_WITH_SYSTEM)
+                entry = self._store.get(cache_id, self._clock())
+                if entry.model != model:
+                    raise invalid(
+                        f"Model used by GenerateContent request ({model}) and CachedContent "
+                        f"({entry.model}) has to be the same."
+                    )
+                cached = entry.total_tokens
+                prefix = entry.prompt_text
+            fresh = (
+                contents_tokens(contents)
+                + content_tokens(system)
+                + json_tokens(tools)
+                + json_tokens(tool_config)
+            )
+            if cache_name is None and self._implicit:
+                cached = self._implicit_hit(model, [system, tools, tool_config, *contents])
+            self._answers += 1
+            response_id = self._response_id(self._answers)
+        prompt_tokens = fresh + (cached if cache_name is not None else 0)
+        prompt = "\n".join([prefix, content_text(system), *(content_text(c) for c in contents)])
+        answer = self._model.answer(model=model_id, prompt=prompt, config=config)
+        usage_tail: dict[str, Any] = {"modelVersion": model_id, "responseId": response_id}
+
+        if fault is FaultKind.BLOCKED_PROMPT or fault is FaultKind.NO_CANDIDATES:
+            usage = Usage(prompt_tokens=prompt_tokens, cached_tokens=cached)
+            if fault is FaultKind.NO_CANDIDATES:
+                return Reply(body={"usageMetadata": _usage_json(usage)}, usage=usage)
+            feedback = {
+                "blockReason": "SAFETY",
+                "safetyRatings": _safety_ratings("HARM_CATEGORY_HARASSMENT"),
+            }
+            return Reply(
+                body={
+                    "promptFeedback": feedback,
+                    "usageMetadata": _usage_json(usage),
+                    **usage_tail,
+                },
+                usage=usage,
+            )
+        if fault is FaultKind.SAFETY_STOP:
+            usage = Usage(
+                prompt_tokens=prompt_tokens,
+                cached_tokens=cached,
+                thoughts_tokens=answer.thoughts_tokens,
+            )
+            candidate = {
+                "finishReason": "SAFETY",
+                "index": 0,
+                "safetyRatings": _safety_ratings("HARM_CATEGORY_DANGEROUS_CONTENT"),
+            }
+            return Reply(
+                body={"candidates": [candidate], "usageMetadata": _usage_json(usage), **usage_tail},
+                usage=usage,
+            )
+
+        text = answer.text
+        finish = "BRAND_NEW_REASON" if fault is FaultKind.UNKNOWN_ENUM else "STOP"
+        full = count_tokens(text)
+        if fault is FaultKind.MAX_TOKENS:
+            text = truncate_tokens(text, max(1, full // 2))
+            finish = "MAX_TOKENS"
+        if config.max_output_tokens is not None:
+            # Thinking spends the same budget first, as it does on Gemini 2.5 models.
+            room = max(0, config.max_output_tokens - answer.thoughts_tokens)
+            if count_tokens(text) > room:
+                text = truncate_tokens(text, room)
+                finish = "MAX_TOKENS"
+        content: dict[str, Any] = {"role": "model"}
+        if text:
+            content = {"parts": [{"text": text}], "role": "model"}
+        usage = Usage(
+            prompt_tokens=prompt_tokens,
+            cached_tokens=cached,
+            candidates_tokens=count_tokens(text),
+            thoughts_tokens=answer.thoughts_tokens,
+        )
+        candidate = {
+            "content": content,
+            "finishReason": finish,
+            "index": 0,
+            "safetyRatings": _safety_ratings(),
+        }
+        return Reply(
+            body={"candidates": [candidate], "usageMetadata": _usage_json(usage), **usage_tail},
+            usage=usage,
+        )
+
+    def _implicit_hit(self, model: str, items: list[Any]) -> int:
+        """Tokens of the longest previously seen request prefix, if large enough to count."""
+        best = 0
+        running = 0
+        digest = hashlib.blake2b(model.encode(), digest_size=16)
+        seen: list[tuple[str, int]] = []
+        for item in items:
+            if item is None:
+                continue
+            digest.update(json.dumps(item, sort_keys=True).encode())
+            running += (
+                content_tokens(item)
+                if isinstance(item, dict) and "parts" in item
+                else json_tokens(item)
+            )
+            key = digest.copy().hexdigest()
+            if key in self._prefixes:
+                best = self._prefixes[key]
+            seen.append((key, running))
+        self._prefixes.update(seen)
+        return best if best >= self.min_tokens_for(model) else 0
+
+    def _response_id(self, number: int) -> str:
+        digest = hashlib.blake2b(f"{self._seed}:response:{number}".encode(), digest_size=16)
+        return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
+
+
+def _snake_in(camel: str, mask: set[str]) -> bool:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel) in mask
+
+
+def _usage_json(usage: Usage) -> dict[str, Any]:
+    """Render ``usageMetadata`` with proto3 JSON rules: zero fields are omitted."""
+    total = usage.prompt_tokens + usage.candidates_tokens + usage.thoughts_tokens
+    body: dict[str, Any] = {}
+    if usage.prompt_tokens:
+        body["promptTokenCount"] = usage.prompt_tokens
+    if usage.candidates_tokens:
+        body["candidatesTokenCount"] = usage.candidates_tokens
+    if total:
+        body["totalTokenCount"] = total
+    if usage.cached_tokens:
+        body["cachedContentTokenCount"] = usage.cached_tokens
+    if usage.prompt_tokens:
+        body["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": usage.prompt_tokens}]
+    if usage.cached_tokens:
+        body["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": usage.cached_tokens}]
+    if usage.thoughts_tokens:
+        body["thoughtsTokenCount"] = usage.thoughts_tokens
+    return body
