@@ -8,6 +8,8 @@ reports the peak RSS, to show memory grows with concurrency, not with N.
 
     python benchmarks/engine_overhead.py --items 100000
     python benchmarks/engine_overhead.py --rss 10000 1000000
+
+``--json`` prints the figures as one JSON object instead (read by ``plot_overhead.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import resource
 import subprocess
 import sys
@@ -79,7 +82,7 @@ async def engine_stream(n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def throughput(n: int, repeat: int) -> None:
+def throughput(n: int, repeat: int, as_json: bool = False) -> None:
     rows = []
     for _ in range(repeat):
         gc.collect()
@@ -89,6 +92,12 @@ def throughput(n: int, repeat: int) -> None:
         gc.collect()
         s = asyncio.run(engine_stream(n))
         rows.append((b, e, s))
+    if as_json:
+        runs = [{"bare": b, "run": e, "stream": s} for b, e, s in rows]
+        python = sys.version.split()[0]
+        figures = {"items": n, "concurrency": CONCURRENCY, "yields": YIELD, "python": python}
+        print(json.dumps({**figures, "runs": runs}))
+        return
     print(
         f"N={n:,} concurrency={CONCURRENCY} plan=ladder (4 stages) "
         f"no-op {'yields once' if YIELD else 'never yields'} python={sys.version.split()[0]}"
@@ -110,7 +119,7 @@ def _rss_child(n: int) -> None:
     print(peak_kib)
 
 
-def rss(sizes: list[int]) -> None:
+def rss(sizes: list[int], as_json: bool = False) -> None:
     peaks = {}
     for n in sizes:
         out = subprocess.run(
@@ -120,7 +129,12 @@ def rss(sizes: list[int]) -> None:
             text=True,
         )
         peaks[n] = int(out.stdout.strip().splitlines()[-1])
+        if as_json:
+            continue
         print(f"stream N={n:>10,}: peak RSS {peaks[n] / 1024:8.1f} MiB")
+    if as_json:
+        print(json.dumps({"concurrency": CONCURRENCY, "peak_rss_kib": peaks}))
+        return
     low, high = peaks[sizes[0]], peaks[sizes[-1]]
     print(f"peak RSS ratio N={sizes[-1]:,} / N={sizes[0]:,} = {high / low:.2f}")
 
@@ -131,6 +145,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rss", type=int, nargs="+", metavar="N")
     parser.add_argument("--no-yield", action="store_true", help="the no-op never suspends")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     global YIELD  # noqa: PLW0603 - a benchmark switch, set once before anything runs
@@ -138,9 +153,9 @@ def main() -> None:
     if args.rss_child:
         _rss_child(args.rss_child)
     elif args.rss:
-        rss(args.rss)
+        rss(args.rss, args.json)
     else:
-        throughput(args.items, args.repeat)
+        throughput(args.items, args.repeat, args.json)
 
 
 if __name__ == "__main__":

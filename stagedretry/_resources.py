@@ -50,7 +50,7 @@ class SharedResource(Protocol):
 class _Slot:
     """One resource's handle, guarded so only one worker prepares or renews it."""
 
-    __slots__ = ("generation", "handle", "lock", "renewals", "resource")
+    __slots__ = ("failure", "generation", "handle", "lock", "renewals", "resource")
 
     def __init__(self, resource: SharedResource) -> None:
         self.resource = resource
@@ -58,18 +58,23 @@ class _Slot:
         self.generation = 0
         self.renewals = 0
         self.lock = asyncio.Lock()
+        # Set once preparing or renewing failed: the workers queued on the lock must not
+        # try again one after the other while the run is being stopped.
+        self.failure: ResourceError | None = None
 
     async def current(self, clock: Clock) -> Any:
         if self.generation and not self.resource.needs_renewal(self.handle, clock):
             return self.handle
         async with self.lock:
+            self._raise_failure()
             if not self.generation:
                 try:
                     self.handle = await self.resource.prepare(clock)
                 except Exception as exc:
-                    raise ResourceError(
+                    self.failure = ResourceError(
                         f"could not prepare resource {self.resource.name!r}: {exc}"
-                    ) from exc
+                    )
+                    raise self.failure from exc
                 self.generation = 1
             elif self.resource.needs_renewal(self.handle, clock):
                 await self._renew(RenewReason.EXPIRING, clock)
@@ -77,6 +82,7 @@ class _Slot:
 
     async def lost(self, seen: int, clock: Clock) -> None:
         async with self.lock:
+            self._raise_failure()
             # Another worker already renewed since this attempt's handle was taken.
             if self.generation != seen or not self.generation:
                 return
@@ -86,9 +92,14 @@ class _Slot:
         try:
             self.handle = await self.resource.renew(self.handle, reason, clock)
         except Exception as exc:
-            raise ResourceError(f"could not renew resource {self.resource.name!r}: {exc}") from exc
+            self.failure = ResourceError(f"could not renew resource {self.resource.name!r}: {exc}")
+            raise self.failure from exc
         self.generation += 1
         self.renewals += 1
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            raise ResourceError(str(self.failure)) from self.failure.__cause__
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -128,6 +139,7 @@ class ResourcePool:
         """Close every prepared resource once; a later run prepares them again."""
         for slot in self._slots:
             async with slot.lock:
+                slot.failure = None  # a later run tries again
                 if slot.generation:
                     handle, slot.handle, slot.generation = slot.handle, None, 0
                     await slot.resource.close(handle)

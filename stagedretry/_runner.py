@@ -38,7 +38,7 @@ from ._resources import ResourcePool, SharedResource
 from ._results import NO_USAGE, Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
 from ._stages import StageKind, Validator, builtin_kinds
 from ._state import ItemState
-from ._strategy import StageContext, Strategy
+from ._strategy import Response, StageContext, Strategy
 
 ItemLike = WorkItem | tuple[Any, ...]
 Items = Iterable[ItemLike] | AsyncIterable[ItemLike]
@@ -91,12 +91,13 @@ class _Tally:
         "transitions",
     )
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, stages: Iterable[str] = ()) -> None:
         self.counts: Counter[ItemStatus] = Counter()
         self.input = self.output = self.cached = self.thinking = 0
         self.prompts = 0
         self.attempts = 0
-        self.successes: Counter[str] = Counter()
+        # Seeded in plan order, so reports list stages in that order, not in completion order.
+        self.successes: Counter[str] = Counter(dict.fromkeys(stages, 0))
         self.transitions: Counter[str] = Counter()
         self.started = started
 
@@ -125,7 +126,7 @@ class _Tally:
             usage=self.usage,
             prompts=self.prompts,
             attempts=self.attempts,
-            successes_per_stage=dict(self.successes),
+            successes_per_stage={k: v for k, v in self.successes.items() if v},
             transitions=dict(self.transitions),
             wall_time=now - self.started,
         )
@@ -198,6 +199,10 @@ class Runner:
         self._cooldown_until = 0.0
         self._draining = False
         self._tasks: list[asyncio.Task[None]] = []
+        # Workers running an item, and workers waiting for the source to give one: the
+        # only ones cancel() and drain() interrupt (a worker handing over a result is not).
+        self._busy: set[asyncio.Task[Any]] = set()
+        self._idle: set[asyncio.Task[Any]] = set()
         self._cancelled: list[ItemResult] = []
         self._tally = _Tally(0.0)
 
@@ -218,11 +223,13 @@ class Runner:
     def drain(self) -> None:
         """Take no new items; the ones in flight finish."""
         self._draining = True
+        for task in tuple(self._idle):
+            task.cancel()
 
     def cancel(self) -> None:
         """Take no new items and cancel those in flight; they end ``cancelled``."""
         self._draining = True
-        for task in self._tasks:
+        for task in (*self._busy, *self._idle):
             task.cancel()
 
     @property
@@ -276,9 +283,14 @@ class Runner:
                 await asyncio.gather(producer, return_exceptions=True)
 
     async def _drive(self, items: Items, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
+        if self._tasks:
+            # Two runs at once would share one tally, one drain flag and one set of workers.
+            raise RuntimeError(
+                "this runner is already running; wait for the run to end or use another runner"
+            )
         self._draining = False
         self._cancelled = []
-        self._tally = _Tally(self._clock.monotonic())
+        self._tally = _Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
         take = _Source(items)
         tasks = [asyncio.create_task(self._worker(take, emit)) for _ in range(self.concurrency)]
         self._tasks = tasks
@@ -307,9 +319,26 @@ class Runner:
             if not self._in_context:
                 await self._pool.close()
 
+    def _stopping(self) -> bool:
+        # A method, not the attribute: the flag changes while a worker awaits.
+        return self._draining
+
     async def _worker(self, take: _Source, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         while not self._draining:
-            got = take.next_sync() if take.is_sync else await take.next()
+            if take.is_sync:
+                got = take.next_sync()
+            else:
+                self._idle.add(task)
+                try:
+                    got = await take.next()
+                except asyncio.CancelledError:
+                    if self._stopping():
+                        return  # drain() or cancel(): stop waiting for the source
+                    raise
+                finally:
+                    self._idle.discard(task)
             if got is None:
                 return
             position, raw = got
@@ -318,7 +347,11 @@ class Runner:
             except TypeError as exc:
                 result = ItemResult(f"#{position}", ItemStatus.FAILED, reason=f"input_error: {exc}")
             else:
-                result = await self._run_item(item)
+                self._busy.add(task)
+                try:
+                    result = await self._run_item(item)
+                finally:
+                    self._busy.discard(task)
             self._tally.add(result)
             await emit(result)
 
@@ -383,16 +416,26 @@ class Runner:
                         else (response.text if response is not None else None)
                     )
                 except Exception as exc:
-                    outcome = classify(exc, self._rules)
+                    failure: Exception = exc
+                    if _not_a_response(response):
+                        # A strategy bug fails its item, not the whole run.
+                        failure = TypeError(
+                            f"{type(self.strategy).__name__}.generate returned "
+                            f"{type(response).__name__}, not a Response"
+                        )
+                        response = None
+                    outcome = classify(failure, self._rules)
                     error = outcome.message
-                    meta = getattr(exc, "meta", None)
+                    meta = getattr(failure, "meta", None)
                     if outcome.kind is OutcomeKind.INVALID:
                         state.errors = (FieldError("", outcome.message),)
                         state.partial = None
                 counted = outcome.kind.spends_prompt
                 if counted:
                     state.prompts += 1
-                state.attempts_at[index] += 1
+                    # max_attempts caps the requests a stage sent; refusals (rate
+                    # limits, lost resources) are not billed and have caps of their own.
+                    state.attempts_at[index] += 1
                 state.attempts.append(
                     Attempt(
                         stage.name,
@@ -533,6 +576,10 @@ class Runner:
             seconds = min(seconds, deadline - self._clock.monotonic())
         if seconds > 0:
             await self._clock.sleep(seconds)
+
+
+def _not_a_response(value: object) -> bool:
+    return value is not None and not isinstance(value, Response)
 
 
 def _terminal_reason(state: str) -> str | None:

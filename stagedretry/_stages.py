@@ -97,6 +97,22 @@ def repair_prompt(
     )
 
 
+_UNREADABLE = " (the last repair was unreadable: "
+
+
+def _unreadable_repair(state: ItemState, why: str, text: str | None) -> ValidationFailed:
+    """A repair that could not be read changes nothing: the same fields still fail.
+
+    The errors and the kept part stay as they were (with *why* noted), so a
+    later partial stage can still repair instead of being skipped.
+    """
+    errors = [
+        FieldError(e.path, f"{e.message.split(_UNREADABLE, 1)[0]}{_UNREADABLE}{why})")
+        for e in state.errors
+    ]
+    return ValidationFailed(errors, dict(state.partial or {}), text=text)
+
+
 class PartialStage:
     """Re-ask only the fields that failed; merge the answer into the valid part."""
 
@@ -119,19 +135,14 @@ class PartialStage:
 
     def parse(self, response: Response, state: ItemState, validator: Validator) -> Any:
         if response.text is None:
-            raise _no_text(response)
+            raise _unreadable_repair(state, _no_text(response).errors[0].message, None)
         kept = state.partial or {}
         try:
             answer = json.loads(response.text)
         except ValueError as exc:
-            # Keep what was valid, so a later partial stage can still repair.
-            raise ValidationFailed(
-                [FieldError("", f"the repair is not JSON: {exc}")], kept, text=response.text
-            ) from None
+            raise _unreadable_repair(state, f"not JSON: {exc}", response.text) from None
         if not isinstance(answer, dict):
-            raise ValidationFailed(
-                [FieldError("", "the repair is not a JSON object")], kept, text=response.text
-            )
+            raise _unreadable_repair(state, "not a JSON object", response.text)
         return validator(json.dumps(merge(kept, answer), ensure_ascii=False))
 
     def __repr__(self) -> str:

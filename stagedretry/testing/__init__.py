@@ -1,8 +1,69 @@
 """Public helpers for testing code built on stagedretry.
 
-``VirtualClock`` runs backoffs and cooldowns in virtual time.
+``VirtualClock`` runs backoffs and cooldowns in virtual time;
+``ScriptedStrategy`` replays scripted outcomes and records every request;
+``expected_path`` is the pure reference model of a plan.  The hypothesis-based
+helpers (``plans``, ``outcomes``, ``outcome_scripts``, ``near_misses``,
+``plan_state_machine``, ``check_plan``) need the ``stagedretry[testing]`` extra
+and are imported on first use, so this package works without hypothesis.
 """
 
-from ._clock import VirtualClock
+from __future__ import annotations
 
-__all__ = ["VirtualClock"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._clock import VirtualClock
+from ._reference import ExpectedPath, ReferenceItem, expected_path
+from ._scripted import DEFAULT_ANSWER, RecordedRequest, ScriptedStrategy, ScriptStep, Step
+
+if TYPE_CHECKING:
+    from ._generators import NearMiss, backoffs, near_misses, outcome_scripts, outcomes, plans
+    from ._stateful import PlanCheckFailed, check_plan, plan_state_machine
+
+__all__ = [
+    "DEFAULT_ANSWER",
+    "ExpectedPath",
+    "NearMiss",
+    "PlanCheckFailed",
+    "RecordedRequest",
+    "ReferenceItem",
+    "ScriptStep",
+    "ScriptedStrategy",
+    "Step",
+    "VirtualClock",
+    "backoffs",
+    "check_plan",
+    "expected_path",
+    "near_misses",
+    "outcome_scripts",
+    "outcomes",
+    "plan_state_machine",
+    "plans",
+]
+
+# Names whose modules import hypothesis: loaded when first asked for.
+_LAZY = {
+    "NearMiss": "._generators",
+    "backoffs": "._generators",
+    "near_misses": "._generators",
+    "outcome_scripts": "._generators",
+    "outcomes": "._generators",
+    "plans": "._generators",
+    "PlanCheckFailed": "._stateful",
+    "check_plan": "._stateful",
+    "plan_state_machine": "._stateful",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 __all__ = ["VirtualClock"]
@@ -50,11 +51,13 @@ class VirtualClock:
         "_autojump",
         "_epoch",
         "_heap",
+        "_holds",
         "_jumper",
         "_live",
         "_loop",
         "_now",
         "_real_idle",
+        "_released",
         "_seq",
         "_settle_rounds",
     )
@@ -83,6 +86,9 @@ class VirtualClock:
         self._activity = 0
         self._jumper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._holds = 0
+        self._released = asyncio.Event()
+        self._released.set()
 
     # -- the Clock protocol ---------------------------------------------------
 
@@ -122,6 +128,23 @@ class VirtualClock:
             raise ValueError(f"cannot move a clock backwards ({seconds})")
         self._run_until(self._now + seconds)
 
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep autojump from moving time while the block runs.
+
+        For code that waits on something outside the clock which the test will
+        provide (the next scripted answer, say) inside a virtual timeout: time
+        must not jump to that timeout meanwhile.  ``advance()`` still works.
+        """
+        self._holds += 1
+        self._released.clear()
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self._holds:
+                self._released.set()
+
     def pending(self) -> int:
         """How many sleeps and timeouts are waiting on this clock."""
         return self._live
@@ -132,10 +155,7 @@ class VirtualClock:
         return self._heap[0][0] if self._heap else None
 
     def __repr__(self) -> str:
-        return (
-            f"VirtualClock(now={self._now!r}, pending={self._live}, "
-            f"autojump={self._autojump!r})"
-        )
+        return f"VirtualClock(now={self._now!r}, pending={self._live}, autojump={self._autojump!r})"
 
     # -- machinery ------------------------------------------------------------
 
@@ -147,6 +167,9 @@ class VirtualClock:
             self._loop = loop
             self._heap.clear()
             self._jumper = None
+            self._released = asyncio.Event()
+            if not self._holds:
+                self._released.set()
         return loop
 
     def _schedule(self, deadline: float, callback: Callable[[], None]) -> _Entry:
@@ -201,6 +224,9 @@ class VirtualClock:
         """Jump to the earliest deadline whenever the loop has gone quiet; end when none waits."""
         while self._live:
             await self._settle()
+            if self._holds:
+                await self._released.wait()
+                continue
             if self._real_idle:
                 seen = self._activity
                 await asyncio.sleep(self._real_idle)
@@ -221,8 +247,16 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 class _VirtualTimeout:
     """The async context manager behind ``VirtualClock.timeout`` (mirrors ``asyncio.Timeout``)."""
 
-    __slots__ = ("_cancelling", "_clock", "_entered", "_entry", "_expired", "_handle", "_seconds",
-                 "_task")
+    __slots__ = (
+        "_cancelling",
+        "_clock",
+        "_entered",
+        "_entry",
+        "_expired",
+        "_handle",
+        "_seconds",
+        "_task",
+    )
 
     def __init__(self, clock: VirtualClock, seconds: float | None) -> None:
         self._clock = clock

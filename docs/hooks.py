@@ -1,0 +1,32 @@
+"""MkDocs hooks for the documentation site (excluded from the site itself).
+
+The code's docstrings use Sphinx roles (``:class:`Plan```); Markdown renders those as
+``:class:<code>Plan</code>``.  This hook turns each into an optional cross-reference
+that mkdocs-autorefs resolves to the reference page when the name is documented, and
+into plain code otherwise, so the source keeps its conventional roles.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+_ROLE = re.compile(
+    r":(?:class|meth|func|attr|mod|exc|data|obj):<code>~?(?P<name>[A-Za-z_][\w.]*)(?P<call>\(\))?</code>"
+)
+
+
+def _autoref(match: re.Match[str]) -> str:
+    name = match["name"]
+    identifier = name if "." in name else f"stagedretry.{name}"
+    shown = html.escape(name.rsplit(".", 1)[-1] + (match["call"] or ""))
+    return (
+        f'<autoref identifier="{html.escape(identifier)}" optional>'
+        f"<code>{shown}</code></autoref>"
+    )
+
+
+def on_page_content(html_text: str, **_: Any) -> str:
+    """Replace the rendered Sphinx roles in a page's HTML."""
+    return _ROLE.sub(_autoref, html_text)

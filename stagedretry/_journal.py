@@ -1,0 +1,394 @@
+"""The crash-safe journal: nothing lost, nothing paid twice.
+
+One SQLite file in WAL mode holds one row per item id per pipeline
+fingerprint.  A terminal :class:`ItemResult` is committed here *before*
+anything else (the output file, the progress bar) learns of it, so after a
+crash, a Ctrl-C or ``kill -9`` a new run knows exactly which items are done and
+never sends them again.  Rows are plain JSON: no pickles, and secrets given to
+the journal are redacted before anything is written.
+
+Durability: ``synchronous=NORMAL`` in WAL mode survives the death of the
+process (the case that matters: Ctrl-C, ``kill -9``, an OOM kill).  A power
+cut may lose the last few commits; those items are then simply run again,
+never duplicated, since the output is rebuilt from the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from ._outcomes import FieldError, OutcomeKind, StagedRetryError
+from ._results import Attempt, ItemResult, ItemStatus, ResponseMeta, Usage
+
+SCHEMA_VERSION: Final = 1
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    fingerprint TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    line INTEGER,
+    digest TEXT NOT NULL,
+    result TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, item_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    stats TEXT
+);
+"""
+REDACTED: Final = "[redacted]"
+
+
+class JournalError(StagedRetryError):
+    """The journal cannot be opened or used (locked by another run, not a journal, too new)."""
+
+
+@attrs.frozen
+class JournalEntry:
+    """One committed result with where its item came from."""
+
+    result: ItemResult
+    line: int | None
+    digest: str
+    run: int
+
+
+@attrs.frozen
+class RunRecord:
+    """One run of a pipeline against this journal."""
+
+    id: int
+    started_at: float
+    finished_at: float | None
+    stats: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+# -- JSON form of a result ---------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data for *value*: pydantic models, attrs classes, mappings, sequences."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if attrs.has(type(value)):
+        return jsonable(attrs.asdict(value, recurse=False))
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def _usage_json(usage: Usage) -> dict[str, int]:
+    return {
+        "input": usage.input_tokens,
+        "output": usage.output_tokens,
+        "cached": usage.cached_tokens,
+        "thinking": usage.thinking_tokens,
+    }
+
+
+def _meta_json(meta: ResponseMeta | None) -> dict[str, Any] | None:
+    if meta is None:
+        return None
+    return {
+        "finish_reason": meta.finish_reason,
+        "safety_ratings": dict(meta.safety_ratings),
+        "blocked": meta.blocked,
+        "block_reason": meta.block_reason,
+        "model_version": meta.model_version,
+        "response_id": meta.response_id,
+    }
+
+
+def result_to_json(result: ItemResult) -> dict[str, Any]:
+    """The JSON form of *result* (the provider's raw response and the context are left out)."""
+    return {
+        "id": result.id,
+        "status": result.status.value,
+        "output": jsonable(result.output),
+        "final_stage": result.final_stage,
+        "prompts": result.prompts,
+        "reason": result.reason,
+        "errors": [{"path": e.path, "message": e.message} for e in result.errors],
+        "last_invalid": jsonable(result.last_invalid),
+        "attempts": [
+            {
+                "stage": a.stage,
+                "outcome": a.outcome.value,
+                "number": a.number,
+                "counted": a.counted,
+                "usage": _usage_json(a.usage),
+                "meta": _meta_json(a.meta),
+                "error": a.error,
+                "fields": list(a.fields) if a.fields is not None else None,
+                "started": a.started,
+                "duration": a.duration,
+            }
+            for a in result.attempts
+        ],
+    }
+
+
+def result_from_json(data: Mapping[str, Any]) -> ItemResult:
+    """Rebuild an :class:`ItemResult` from :func:`result_to_json` (``output`` stays plain data)."""
+    attempts = []
+    for a in data.get("attempts", ()):
+        u = a.get("usage") or {}
+        m = a.get("meta")
+        attempts.append(
+            Attempt(
+                stage=a["stage"],
+                outcome=OutcomeKind(a["outcome"]),
+                number=a["number"],
+                counted=a["counted"],
+                usage=Usage(
+                    u.get("input", 0), u.get("output", 0), u.get("cached", 0), u.get("thinking", 0)
+                ),
+                meta=ResponseMeta(**m) if m is not None else None,
+                error=a.get("error"),
+                fields=tuple(a["fields"]) if a.get("fields") is not None else None,
+                started=a.get("started", 0.0),
+                duration=a.get("duration", 0.0),
+            )
+        )
+    return ItemResult(
+        id=data["id"],
+        status=ItemStatus(data["status"]),
+        output=data.get("output"),
+        final_stage=data.get("final_stage"),
+        prompts=data.get("prompts", 0),
+        attempts=tuple(attempts),
+        reason=data.get("reason"),
+        errors=tuple(FieldError(e["path"], e["message"]) for e in data.get("errors", ())),
+        last_invalid=data.get("last_invalid"),
+    )
+
+
+# -- the journal -------------------------------------------------------------------------------
+
+
+class _Lock:
+    """An advisory lock on a sidecar file, so two runs never work from one journal at once.
+
+    The operating system drops it when the process dies, ``kill -9`` included.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks, rely on SQLite
+            return
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise JournalError(
+                f"another stagedretry run is using the journal {str(self._path.with_suffix(''))!r}"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Journal:
+    """The results of one pipeline (by *fingerprint*) in a SQLite file at *path*.
+
+    Open it as a context manager; it holds an exclusive lock until closed.
+    *secrets* are replaced by ``[redacted]`` in everything written.
+    """
+
+    def __init__(self, path: str | Path, fingerprint: str, *, secrets: Iterable[str] = ()) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self._secrets = tuple(s for s in secrets if s)
+        self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
+        self._db: sqlite3.Connection | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def open(self) -> Journal:
+        """Create or open the file, take the lock, check the schema."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(
+                f"cannot create the journal's folder: {exc.strerror or exc}"
+            ) from None
+        self._lock.acquire()
+        try:
+            db = sqlite3.connect(self.path, timeout=10.0)
+        except sqlite3.Error as exc:
+            self._lock.release()
+            raise JournalError(f"cannot open the journal {str(self.path)!r}: {exc}") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                db.commit()
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise JournalError(
+                    f"the journal {str(self.path)!r} was written by a newer stagedretry "
+                    f"(schema {row[0]})"
+                )
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            self._lock.release()
+            raise JournalError(f"{str(self.path)!r} is not a stagedretry journal ({exc})") from None
+        except BaseException:
+            db.close()
+            self._lock.release()
+            raise
+        self._db = db
+        return self
+
+    def close(self) -> None:
+        """Close the file and release the lock."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        self._lock.release()
+
+    def __enter__(self) -> Journal:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalError("the journal is not open")
+        return self._db
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def done(self) -> dict[str, str]:
+        """Item id -> input digest, for every item that needs no further work.
+
+        ``cancelled`` items are not done: a later run picks them up again.
+        """
+        rows = self._conn.execute(
+            "SELECT item_id, digest FROM results WHERE fingerprint = ? AND status != ?",
+            (self.fingerprint, ItemStatus.CANCELLED.value),
+        )
+        return dict(rows)
+
+    def entries(self) -> Iterator[JournalEntry]:
+        """Every committed result of this pipeline, in input order."""
+        rows = self._conn.execute(
+            "SELECT result, line, digest, run FROM results WHERE fingerprint = ? "
+            "ORDER BY line, item_id",
+            (self.fingerprint,),
+        )
+        for text, line, digest, run in rows:
+            yield JournalEntry(result_from_json(json.loads(text)), line, digest, run)
+
+    def count(self) -> int:
+        """How many results this pipeline has in the journal."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM results WHERE fingerprint = ?", (self.fingerprint,)
+        ).fetchone()
+        return int(row[0])
+
+    def foreign(self) -> int:
+        """How many results belong to other pipelines (or other versions of this one)."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM results WHERE fingerprint != ?", (self.fingerprint,)
+        ).fetchone()
+        return int(row[0])
+
+    def runs(self) -> list[RunRecord]:
+        """The runs of this pipeline, oldest first."""
+        rows = self._conn.execute(
+            "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ? ORDER BY id",
+            (self.fingerprint,),
+        )
+        return [RunRecord(i, s, f, json.loads(t) if t else {}) for i, s, f, t in rows]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def discard(self) -> int:
+        """Forget this pipeline's results (``--fresh``); return how many were dropped."""
+        with self._conn as db:
+            cursor = db.execute("DELETE FROM results WHERE fingerprint = ?", (self.fingerprint,))
+        return cursor.rowcount
+
+    def begin_run(self) -> int:
+        """Record the start of a run and return its number."""
+        with self._conn as db:
+            cursor = db.execute(
+                "INSERT INTO runs (fingerprint, started_at) VALUES (?, ?)",
+                (self.fingerprint, time.time()),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def end_run(self, run: int, stats: Mapping[str, Any]) -> None:
+        """Record the end of run *run* with its statistics (plain JSON data)."""
+        with self._conn as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, stats = ? WHERE id = ?",
+                (time.time(), self._text(stats), run),
+            )
+
+    def record(self, result: ItemResult, *, line: int | None, digest: str, run: int) -> None:
+        """Commit *result*, replacing any earlier row of the same item (a cancelled one)."""
+        with self._conn as db:
+            db.execute(
+                "INSERT OR REPLACE INTO results "
+                "(fingerprint, item_id, status, line, digest, result, run, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.fingerprint,
+                    result.id,
+                    result.status.value,
+                    line,
+                    digest,
+                    self._text(result_to_json(result)),
+                    run,
+                    time.time(),
+                ),
+            )
+
+    def _text(self, data: object) -> str:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r}, fingerprint={self.fingerprint!r})"

@@ -1,0 +1,650 @@
+"""The ``stagedretry`` command: run, demo, plan show/check, caches list/delete.
+
+Exit codes: 0 when every item succeeded (or a command did what it was asked),
+1 when some item did not or a run stopped on an error, 2 on a usage or
+configuration error, which is always found before any request is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import attrs
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .._journal import JournalError
+from .._outcomes import PlanError, ResourceError
+from .._pipeline import BackendKind, Pipeline, load_pipeline, parse_override
+from ._backends import API_KEY_ENV, BackendError, api_key_from_env, check_backend, gemini_client
+from ._input import InputError, read_input
+from ._job import run_job
+from ._logging import LEVELS, command_logging
+from ._summary import Summary, render_summary
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USAGE_ERROR = 2
+SOME_FAILED = 1
+
+
+@attrs.define
+class App:
+    """Where the command writes: results on *out*, progress, logs and errors on *err*."""
+
+    out: Console = attrs.field(factory=lambda: Console(highlight=False))
+    err: Console = attrs.field(factory=lambda: Console(stderr=True, highlight=False))
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def _fail(app: App, message: str, code: int = USAGE_ERROR) -> NoReturn:
+    app.err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    raise SystemExit(code)
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+# -- shared options ----------------------------------------------------------------------------
+
+
+def _pipeline_options(func: F) -> F:
+    options = [
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Override any value of the pipeline file, e.g. --set run.concurrency=8 "
+            "--set plan.stages[0].params.temperature=0.1 "
+            "(values are TOML; bare words are strings).",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice([k.value for k in BackendKind]),
+            help="Same as --set backend.kind=...",
+        ),
+        click.option("--model", help="Same as --set backend.model=..."),
+        click.option("--input", "input_path", metavar="PATH", help="Same as --set input.path=..."),
+        click.option(
+            "--output", "output_path", metavar="PATH", help="Same as --set output.path=..."
+        ),
+        click.option(
+            "--journal", "journal_path", metavar="PATH", help="Same as --set journal.path=..."
+        ),
+        click.option(
+            "--concurrency", type=click.IntRange(min=1), help="Same as --set run.concurrency=..."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _overrides(
+    app: App,
+    overrides: Sequence[str],
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    input_path: str | None = None,
+    output_path: str | None = None,
+    journal_path: str | None = None,
+    concurrency: int | None = None,
+) -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = []
+    try:
+        pairs += [parse_override(text) for text in overrides]
+    except PlanError as exc:
+        _fail(app, str(exc))
+    for key, value in (
+        ("backend.kind", backend),
+        ("backend.model", model),
+        ("input.path", input_path),
+        ("output.path", output_path),
+        ("journal.path", journal_path),
+        ("run.concurrency", concurrency),
+    ):
+        if value is not None:
+            pairs.append((key, value))
+    return pairs
+
+
+def _load(app: App, path: Path, overrides: Sequence[tuple[str, Any]]) -> Pipeline:
+    try:
+        return load_pipeline(path, overrides=overrides)
+    except PlanError as exc:
+        _fail(app, str(exc))
+
+
+def _log_options(func: F) -> F:
+    func = click.option(
+        "--log-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write every event as a JSON line to this file.",
+    )(func)
+    return click.option(
+        "--log-level",
+        type=click.Choice(list(LEVELS)),
+        help="Console log level (default: warning); also the file's (default: info).",
+    )(func)
+
+
+def _output_options(func: F) -> F:
+    func = click.option("--no-progress", is_flag=True, help="Do not show the live progress bar.")(
+        func
+    )
+    return click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")(func)
+
+
+# -- the group ---------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="stagedretry", prog_name="stagedretry")
+def main() -> None:
+    """Run batches of LLM work items through declared, staged retries.
+
+    Start with `stagedretry demo`.
+    """
+
+
+def _execute(
+    app: App,
+    pipeline: Pipeline,
+    *,
+    fresh: bool,
+    as_json: bool,
+    no_progress: bool,
+    log_level: str | None,
+    log_file: Path | None,
+    after: Callable[[], None] | None = None,
+) -> NoReturn:
+    key = api_key_from_env() if pipeline.backend.kind is BackendKind.GEMINI else None
+    try:
+        check_backend(pipeline, need_key=True)
+    except (BackendError, PlanError) as exc:
+        _fail(app, str(exc))
+    summary: Summary | None = None
+    with command_logging(
+        app.err, level=log_level, log_file=log_file, secrets=(key,) if key else ()
+    ) as log:
+        try:
+            summary = asyncio.run(
+                run_job(
+                    pipeline,
+                    console=app.err,
+                    log=log,
+                    fresh=fresh,
+                    progress=not no_progress,
+                    api_key=key,
+                )
+            )
+        except (InputError, JournalError, BackendError, PlanError) as exc:
+            _fail(app, _redact(str(exc), key))
+        except ResourceError as exc:
+            log.error("run_failed", error=str(exc))
+            _fail(app, _redact(f"the run stopped: {exc}", key), SOME_FAILED)
+    if as_json:
+        app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
+    else:
+        render_summary(summary, app.out)
+        if after is not None:
+            after()
+    raise SystemExit(summary.exit_code)
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@_pipeline_options
+@click.option(
+    "--fresh", is_flag=True, help="Ignore (and forget) this pipeline's results in the journal."
+)
+@_output_options
+@_log_options
+@pass_app
+def run(
+    app: App,
+    pipeline: Path,
+    overrides: tuple[str, ...],
+    backend: str | None,
+    model: str | None,
+    input_path: str | None,
+    output_path: str | None,
+    journal_path: str | None,
+    concurrency: int | None,
+    fresh: bool,
+    as_json: bool,
+    no_progress: bool,
+    log_level: str | None,
+    log_file: Path | None,
+) -> None:
+    """Run PIPELINE to the end; run it again to resume after a crash or Ctrl-C.
+
+    Exit code 0 when every item succeeded, 1 when some did not, 2 on a usage or
+    configuration error.
+    """
+    pairs = _overrides(
+        app,
+        overrides,
+        backend=backend,
+        model=model,
+        input_path=input_path,
+        output_path=output_path,
+        journal_path=journal_path,
+        concurrency=concurrency,
+    )
+    loaded = _load(app, pipeline, pairs)
+    _execute(
+        app,
+        loaded,
+        fresh=fresh,
+        as_json=as_json,
+        no_progress=no_progress,
+        log_level=log_level,
+        log_file=log_file,
+    )
+
+
+@contextmanager
+def demo_pipeline_path() -> Iterator[Path]:
+    """The bundled demo pipeline as a real file, wherever the package is installed."""
+    with resources.as_file(resources.files("stagedretry.demo")) as folder:
+        yield Path(folder) / "pipeline.toml"
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("stagedretry-demo"),
+    show_default=True,
+    help="Where the demo writes its output, journal and log.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a value of the demo pipeline.",
+)
+@_output_options
+@_log_options
+@pass_app
+def demo(
+    app: App,
+    workdir: Path,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    no_progress: bool,
+    log_level: str | None,
+    log_file: Path | None,
+) -> None:
+    """Enrich the bundled book records against an in-process Gemini emulator.
+
+    No key and no network: the emulator injects rate limits (429 with a retry
+    delay), overloads (503) and invalid fields, and the engine's stages, shared
+    cache and journal deal with them.
+    """
+    workdir = workdir.resolve()
+    pairs = [
+        ("output.path", str(workdir / "books.out.jsonl")),
+        ("journal.path", str(workdir / "journal.sqlite")),
+        *_overrides(app, overrides),
+    ]
+    with demo_pipeline_path() as path:
+        pipeline = _load(app, path, pairs)
+        if not as_json:
+            app.err.print(
+                Text.assemble(
+                    ("demo: ", "bold"),
+                    f"{pipeline.input.path.name} through the {pipeline.backend.kind.value} backend "
+                    f"({pipeline.backend.model}) with injected 429s, 503s and invalid fields; "
+                    f"writing to {workdir}",
+                ),
+                soft_wrap=True,
+            )
+
+        def after() -> None:
+            app.out.print(
+                Text(
+                    f"the demo's pipeline is {path}\n"
+                    f"see its plan with: stagedretry plan show {path}",
+                    style="dim",
+                ),
+                soft_wrap=True,
+            )
+
+        _execute(
+            app,
+            pipeline,
+            fresh=True,
+            as_json=as_json,
+            no_progress=no_progress,
+            log_level=log_level,
+            log_file=log_file,
+            after=after,
+        )
+
+
+# -- plan --------------------------------------------------------------------------------------
+
+
+@main.group()
+def plan() -> None:
+    """Show or check a pipeline's plan."""
+
+
+@plan.command("show")
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "mermaid", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@pass_app
+def plan_show(app: App, pipeline: Path, fmt: str, overrides: tuple[str, ...]) -> None:
+    """Print the declared state machine of PIPELINE."""
+    loaded = _load(app, pipeline, _overrides(app, overrides))
+    declared = loaded.plan
+    if fmt == "mermaid":
+        app.out.print(Text(declared.to_mermaid().rstrip("\n")), soft_wrap=True)
+        return
+    if fmt == "json":
+        app.out.print(Text(json.dumps(declared.to_dict(), indent=2)), soft_wrap=True)
+        return
+    table = Table(title=f"{loaded.name}: plan", box=box.SIMPLE_HEAD, title_justify="left")
+    limits = [_limits(stage) for stage in declared.stages]
+    headers = ["stage", "kind", "params", "on invalid", "on transient"]
+    if any(limits):
+        headers.append("limits")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for i, stage in enumerate(declared.stages):
+        transient = (
+            "retry"
+            if stage.on_transient == "retry"
+            else _target(declared.stages, i, stage.on_transient)
+        )
+        row = [
+            stage.name,
+            stage.kind,
+            ", ".join(f"{k}={v}" for k, v in stage.params.items()) or "-",
+            _target(declared.stages, i, stage.on_invalid),
+            transient,
+        ]
+        table.add_row(*row, *([limits[i] or "-"] if any(limits) else []))
+    app.out.print(table)
+    budget = [
+        f"max_prompts {declared.max_prompts}",
+        f"max_rate_limit_waits {declared.max_rate_limit_waits}",
+        f"max_resource_lost {declared.max_resource_lost}",
+    ]
+    if declared.deadline is not None:
+        budget.append(f"deadline {declared.deadline:g} s per item")
+    if declared.timeout is not None:
+        budget.append(f"timeout {declared.timeout:g} s per attempt")
+    app.out.print(Text("budget: " + ", ".join(budget)))
+    app.out.print(
+        Text(
+            "every stage: succeed -> succeeded; fatal -> failed; rate_limited and resource_lost "
+            "-> same stage (not counted); budget or deadline spent -> exhausted",
+            style="dim",
+        ),
+        soft_wrap=True,
+    )
+
+
+def _limits(stage: Any) -> str:
+    parts = []
+    if stage.max_attempts is not None:
+        parts.append(f"{stage.max_attempts} tries")
+    if stage.timeout is not None:
+        parts.append(f"{stage.timeout:g} s")
+    return ", ".join(parts)
+
+
+def _target(stages: Sequence[Any], index: int, target: str) -> str:
+    from .._plan import resolve_target
+
+    return resolve_target(stages, index, target)
+
+
+@plan.command("check")
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@pass_app
+def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...]) -> None:
+    """Check PIPELINE and its input without sending anything; exit 2 on any mistake."""
+    loaded = _load(app, pipeline, _overrides(app, overrides))
+    try:
+        check_backend(loaded, need_key=False)
+        records = read_input(loaded.input)
+    except (BackendError, PlanError, InputError) as exc:
+        _fail(app, str(exc))
+    bad = [r for r in records if r.error is not None]
+    app.out.print(
+        Text.assemble(
+            ("ok: ", "bold green"),
+            f"{pipeline.name}: {len(loaded.plan.stages)} stages, "
+            f"max {loaded.plan.max_prompts} prompts per item; "
+            f"backend {loaded.backend.kind.value} ({loaded.backend.model}); "
+            f"{len(records)} items in {loaded.input.path.name}",
+        ),
+        soft_wrap=True,
+    )
+    for record in bad[:10]:
+        app.out.print(Text(f"  will fail with {record.reason}", style="yellow"), soft_wrap=True)
+    if len(bad) > 10:
+        app.out.print(Text(f"  ... and {len(bad) - 10} more bad lines", style="yellow"))
+    if loaded.backend.kind is BackendKind.GEMINI and api_key_from_env() is None:
+        app.out.print(
+            Text(f"note: `run` will need {API_KEY_ENV} in the environment", style="yellow")
+        )
+    if loaded.price is None:
+        app.out.print(
+            Text(
+                f"note: no price for {loaded.backend.model!r} in [prices]: no cost report",
+                style="dim",
+            )
+        )
+
+
+# -- caches ------------------------------------------------------------------------------------
+
+
+@main.group()
+def caches() -> None:
+    """List or delete the Gemini context caches stagedretry made."""
+
+
+def _connection_options(func: F) -> F:
+    func = click.option(
+        "--api-version",
+        type=click.Choice(["v1", "v1beta", "v1alpha"]),
+        help="API version (default: the pipeline's, else v1beta).",
+    )(func)
+    return click.option(
+        "--base-url", help="Talk to this Gemini endpoint instead (e.g. an emulator)."
+    )(func)
+
+
+def _client(
+    app: App, pipeline: Pipeline | None, base_url: str | None, api_version: str | None
+) -> tuple[Any, str]:
+    if pipeline is not None and pipeline.backend.kind is not BackendKind.GEMINI:
+        _fail(
+            app,
+            f"{pipeline.source.name} uses the {pipeline.backend.kind.value} backend, whose caches "
+            "live and end with the run's own process: there is nothing to list or delete",
+        )
+    key = api_key_from_env()
+    if key is None:
+        _fail(app, f"talking to Gemini needs an API key in the {API_KEY_ENV} environment variable")
+    try:
+        import google.genai  # noqa: F401
+    except ImportError:
+        _fail(app, "the caches commands need google-genai: pip install 'stagedretry[cli]'")
+    url = base_url or (pipeline.backend.base_url if pipeline is not None else None)
+    version = api_version or (pipeline.backend.api_version if pipeline is not None else "v1beta")
+    return gemini_client(key, version, url), key
+
+
+def _display_name_of(pipeline: Pipeline, client: Any) -> str:
+    from strategies.gemini import GeminiContextCache
+
+    cache = pipeline.cache
+    if cache is None or not cache.enabled:
+        raise PlanError(f"{pipeline.source.name}: cache", "this pipeline declares no cache")
+    return GeminiContextCache(
+        client,
+        pipeline.backend.model,
+        system_instruction=cache.system_instruction,
+        ttl=cache.ttl,
+        renew_margin=cache.renew_margin,
+        tag=cache.tag,
+    ).display_name
+
+
+def _ours(display_name: str | None) -> bool:
+    return bool(display_name) and str(display_name).startswith("stagedretry:")
+
+
+@caches.command("list")
+@click.option(
+    "--pipeline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Mark the caches this pipeline uses.",
+)
+@click.option("--all", "show_all", is_flag=True, help="Also list caches stagedretry did not make.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_connection_options
+@pass_app
+def caches_list(
+    app: App,
+    pipeline: Path | None,
+    show_all: bool,
+    as_json: bool,
+    base_url: str | None,
+    api_version: str | None,
+) -> None:
+    """List the context caches stagedretry made (their display name starts with 'stagedretry:')."""
+    loaded = _load(app, pipeline, ()) if pipeline is not None else None
+    client, key = _client(app, loaded, base_url, api_version)
+    try:
+        wanted = _display_name_of(loaded, client) if loaded is not None else None
+        rows = []
+        now = time.time()
+        for cached in client.caches.list(config={"page_size": 100}):
+            if not show_all and not _ours(cached.display_name):
+                continue
+            expire = cached.expire_time.timestamp() if cached.expire_time is not None else None
+            usage = cached.usage_metadata
+            rows.append(
+                {
+                    "name": cached.name,
+                    "display_name": cached.display_name,
+                    "model": cached.model,
+                    "expire_time": cached.expire_time.isoformat() if cached.expire_time else None,
+                    "expires_in": round(expire - now, 1) if expire is not None else None,
+                    "tokens": usage.total_token_count if usage is not None else None,
+                    "matches_pipeline": wanted is not None and cached.display_name == wanted,
+                }
+            )
+    except PlanError as exc:
+        _fail(app, str(exc))
+    except Exception as exc:
+        _fail(app, _redact(f"listing the caches failed: {exc}", key), SOME_FAILED)
+    finally:
+        client.close()
+    if as_json:
+        app.out.print(Text(json.dumps(rows, indent=2)), soft_wrap=True)
+        return
+    if not rows:
+        app.out.print(Text("no caches made by stagedretry" if not show_all else "no caches"))
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for header in ("name", "display name", "model", "expires in", "tokens"):
+        table.add_column(header)
+    for row in rows:
+        left = row["expires_in"]
+        table.add_row(
+            row["name"],
+            Text(str(row["display_name"]), style="bold green" if row["matches_pipeline"] else ""),
+            row["model"],
+            f"{left / 60:.1f} min" if left is not None else "?",
+            str(row["tokens"]) if row["tokens"] is not None else "?",
+        )
+    app.out.print(table)
+
+
+@caches.command("delete")
+@click.argument("names", nargs=-1)
+@click.option(
+    "--all-matching",
+    "pipeline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Delete every cache made for this pipeline (same model, instruction and tag).",
+)
+@_connection_options
+@pass_app
+def caches_delete(
+    app: App,
+    names: tuple[str, ...],
+    pipeline: Path | None,
+    base_url: str | None,
+    api_version: str | None,
+) -> None:
+    """Delete the caches NAMES, or every cache made for a pipeline with --all-matching."""
+    if bool(names) == (pipeline is not None):
+        raise click.UsageError("give cache NAMES or --all-matching PIPELINE (one of the two)")
+    loaded = _load(app, pipeline, ()) if pipeline is not None else None
+    client, key = _client(app, loaded, base_url, api_version)
+    failed = 0
+    try:
+        targets = [n if n.startswith("cachedContents/") else f"cachedContents/{n}" for n in names]
+        if loaded is not None:
+            wanted = _display_name_of(loaded, client)
+            targets = [
+                c.name
+                for c in client.caches.list(config={"page_size": 100})
+                if c.display_name == wanted and c.name
+            ]
+            if not targets:
+                app.out.print(Text(f"no cache matches {loaded.source.name} ({wanted})"))
+        for name in targets:
+            try:
+                client.caches.delete(name=name)
+            except Exception as exc:
+                failed += 1
+                app.err.print(
+                    Text(_redact(f"could not delete {name}: {exc}", key), style="red"),
+                    soft_wrap=True,
+                )
+            else:
+                app.out.print(Text(f"deleted {name}"))
+    except PlanError as exc:
+        _fail(app, str(exc))
+    except Exception as exc:
+        _fail(app, _redact(f"listing the caches failed: {exc}", key), SOME_FAILED)
+    finally:
+        client.close()
+    if failed:
+        raise SystemExit(SOME_FAILED)

@@ -1,0 +1,273 @@
+"""One run of a pipeline: input, journal, backend, runner, progress and output, in that order.
+
+The order of writes is what makes a run crash-safe: a result is committed to
+the journal first, and only then appended to the output file and shown.  A
+new run skips every item the journal holds (unless its input line changed or
+it ended ``cancelled``), so nothing is sent twice, and rebuilds the output file
+from the journal at its start and at its end.
+
+Ctrl-C (or SIGTERM) once: no new items are taken, those in flight finish and
+the summary is printed.  Twice: the items in flight are cancelled, recorded as
+``cancelled`` and run again by the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from .._journal import Journal
+from .._pipeline import Pipeline
+from .._results import ItemResult, ItemStatus, WorkItem
+from .._runner import Runner
+from ._backends import build_backend
+from ._input import InputRecord, read_input
+from ._output import OutputWriter
+from ._progress import LiveProgress
+from ._summary import RunStats, Summary, build_summary
+
+
+class _Interrupts:
+    """Ctrl-C once: drain; twice: cancel."""
+
+    def __init__(self, console: Console, log: Any) -> None:
+        self.count = 0
+        self.deadline_passed = False
+        self._console = console
+        self._log = log
+        self.runner: Runner | None = None
+        self.progress: LiveProgress | None = None
+
+    def interrupt(self) -> None:
+        self.count += 1
+        runner, progress = self.runner, self.progress
+        if runner is None:
+            return
+        if self.count == 1:
+            runner.drain()
+            if progress is not None:
+                progress.describe("draining")
+            self._console.print(
+                Text(
+                    "interrupted: taking no new items, letting those in flight finish "
+                    "(interrupt again to cancel them)",
+                    style="yellow",
+                ),
+                soft_wrap=True,
+            )
+            self._log.warning("run_draining", reason="interrupt")
+        elif self.count == 2:
+            runner.cancel()
+            if progress is not None:
+                progress.describe("cancelling")
+            self._console.print(
+                Text("cancelling the items in flight; the next run retries them", style="yellow"),
+                soft_wrap=True,
+            )
+            self._log.warning("run_cancelling", reason="interrupt")
+
+    def deadline(self) -> None:
+        self.deadline_passed = True
+        if self.runner is not None:
+            self.runner.drain()
+        if self.progress is not None:
+            self.progress.describe("deadline")
+        self._log.warning("run_draining", reason="run deadline passed")
+
+
+@contextlib.contextmanager
+def _signals(handler: Callable[[], None]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, handler)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _ordered(
+    results: list[ItemResult], records: dict[str, InputRecord]
+) -> list[tuple[ItemResult, int | None]]:
+    rows: list[tuple[ItemResult, int | None]] = [(r, records[r.id].line) for r in results]
+    rows.sort(key=lambda row: row[1] or 0)
+    return rows
+
+
+async def run_job(
+    pipeline: Pipeline,
+    *,
+    console: Console,
+    log: Any,
+    fresh: bool = False,
+    progress: bool = True,
+    api_key: str | None = None,
+) -> Summary:
+    """Run *pipeline* to the end (or to an interrupt) and return the job's summary.
+
+    Raises ``InputError``, ``JournalError`` or ``BackendError`` before any
+    request is sent when the job cannot start.
+    """
+    records = read_input(pipeline.input)
+    by_id = {r.id: r for r in records}
+    secrets = (api_key,) if api_key else ()
+    with Journal(pipeline.journal.path, pipeline.fingerprint, secrets=secrets) as journal:
+        notes = []
+        if fresh:
+            dropped = journal.discard()
+            if dropped:
+                notes.append(f"--fresh: forgot {dropped} earlier results")
+        foreign = journal.foreign()
+        if foreign:
+            notes.append(
+                f"the journal also holds {foreign} results of other pipelines or of earlier "
+                "versions of this one (a changed plan, model, instruction, template or output "
+                "model); they are not reused"
+            )
+        done = journal.done()
+        todo = [r for r in records if done.get(r.id) != r.digest]
+        todo_ids = {r.id for r in todo}
+        kept = [
+            e.result
+            for e in journal.entries()
+            if e.result.id in by_id and e.result.id not in todo_ids
+        ]
+        writer = OutputWriter(pipeline.output.path)
+        writer.rebuild(_ordered(kept, by_id))
+        log.info(
+            "run_start",
+            pipeline=pipeline.name,
+            fingerprint=pipeline.fingerprint,
+            items=len(records),
+            to_run=len(todo),
+            from_journal=len(kept),
+        )
+        runnable = [r for r in todo if r.error is None]
+        backend = await build_backend(pipeline, api_key=api_key) if runnable else None
+        run_id = journal.begin_run()
+        started = time.monotonic()
+        this_run: Counter[str] = Counter()
+        cache_tokens = 0
+        interrupts = _Interrupts(console, log)
+        try:
+            with LiveProgress(console, total=len(records), done=len(kept), enabled=progress) as bar:
+                bar.seed(kept)
+
+                def commit(result: ItemResult, record: InputRecord) -> None:
+                    journal.record(result, line=record.line, digest=record.digest, run=run_id)
+                    writer.append(result, record.line)
+                    this_run[result.status.value] += 1
+                    bar.advance(result)
+                    log.info(
+                        "item_recorded",
+                        item=result.id,
+                        stage=result.final_stage,
+                        attempt=len(result.attempts),
+                        outcome=result.status.value,
+                        line=record.line,
+                        prompts=result.prompts,
+                        reason=result.reason,
+                    )
+
+                for record in todo:
+                    if record.error is not None:
+                        commit(
+                            ItemResult(record.id, ItemStatus.FAILED, reason=record.reason), record
+                        )
+                if backend is not None:
+                    runner = Runner(
+                        pipeline.plan,
+                        backend.strategy,
+                        validator=backend.validator,
+                        concurrency=pipeline.run.concurrency,
+                        resources=backend.resources,
+                        seed=pipeline.run.seed,
+                        logger=log,
+                    )
+                    interrupts.runner, interrupts.progress = runner, bar
+                    loop = asyncio.get_running_loop()
+                    timer = (
+                        loop.call_later(pipeline.run.deadline, interrupts.deadline)
+                        if pipeline.run.deadline is not None
+                        else None
+                    )
+                    items = (WorkItem(r.id, r.prompt or "", r) for r in runnable)
+                    try:
+                        with _signals(interrupts.interrupt):
+                            stream = runner.stream(items)
+                            try:
+                                async for result in stream:
+                                    context = result.context
+                                    record = (
+                                        context
+                                        if isinstance(context, InputRecord)
+                                        else by_id[result.id]
+                                    )
+                                    commit(result, record)
+                                    for attempt in result.attempts:
+                                        cache_tokens = max(
+                                            cache_tokens, attempt.usage.cached_tokens
+                                        )
+                            finally:
+                                await stream.aclose()
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
+        finally:
+            if backend is not None:
+                await backend.aclose()
+            wall = time.monotonic() - started
+            stats = RunStats(
+                wall_time=wall,
+                items=sum(this_run.values()),
+                cache=backend.cache_stats() if backend is not None else None,
+                cache_tokens=cache_tokens,
+            )
+            journal.end_run(run_id, stats.to_json())
+            writer.close()
+            final = [e.result for e in journal.entries() if e.result.id in by_id]
+            writer.rebuild(_ordered(final, by_id))
+        interrupted = interrupts.count > 0 or interrupts.deadline_passed
+        pending = len(records) - len(final)
+        if interrupted and (pending or this_run.get(ItemStatus.CANCELLED.value)):
+            notes.append("the run was stopped early: run the same command again to finish the job")
+        if not runnable and not todo:
+            notes.append(
+                f"nothing to do: all {len(records)} items are in the journal (--fresh to redo)"
+            )
+        summary = build_summary(
+            pipeline,
+            backend=backend.label if backend is not None else pipeline.backend.kind.value,
+            total=len(records),
+            results=final,
+            this_run=dict(this_run),
+            from_journal=len(kept),
+            runs=[RunStats.from_json(r.stats) for r in journal.runs()],
+            cache=stats.cache,
+            wall_time=wall,
+            interrupted=interrupted,
+            notes=notes,
+        )
+        log.info(
+            "run_end",
+            items=len(records),
+            succeeded=summary.succeeded,
+            this_run=sum(this_run.values()),
+            interrupted=interrupted,
+            cached_share=round(summary.cached_share, 4),
+        )
+        return summary

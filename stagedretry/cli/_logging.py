@@ -1,0 +1,147 @@
+"""structlog set up for the command line: coloured console lines and a JSON-lines file.
+
+Every event carries ``item``, ``stage``, ``attempt`` and ``outcome`` (``None``
+where they do not apply), and every string value is scrubbed of the secrets
+given (the API key).  The configuration is the command's while it runs and is
+restored afterwards, so the library itself never depends on global logging
+state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, MutableMapping
+from pathlib import Path
+from typing import IO, Any, Final
+
+import structlog
+from rich.console import Console
+from rich.text import Text
+
+LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+STANDARD_KEYS: Final = ("item", "stage", "attempt", "outcome")
+_REDACTED: Final = "[redacted]"
+
+EventDict = MutableMapping[str, Any]
+
+
+def standard_keys(logger: Any, method: str, event: EventDict) -> EventDict:
+    """Give every event the four keys a reader filters on."""
+    name = event.get("event")
+    if name == "transition":
+        event.setdefault("stage", event.get("source"))
+        event.setdefault("outcome", event.get("trigger"))
+    elif name == "item_end":
+        event.setdefault("outcome", event.get("status"))
+    for key in STANDARD_KEYS:
+        event.setdefault(key, None)
+    return event
+
+
+class Redact:
+    """Replace each secret by ``[redacted]`` in every string value of an event."""
+
+    __slots__ = ("_secrets",)
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = tuple(s for s in secrets if s)
+
+    def __call__(self, logger: Any, method: str, event: EventDict) -> EventDict:
+        if not self._secrets:
+            return event
+        for key, value in event.items():
+            text = value if isinstance(value, str) else None
+            if text is None and not isinstance(value, int | float | bool | type(None)):
+                text = str(value)
+            if text is not None:
+                for secret in self._secrets:
+                    text = text.replace(secret, _REDACTED)
+                event[key] = text
+        return event
+
+
+class _Sinks:
+    """structlog's final logger: each event rendered for the console and for the file."""
+
+    def __init__(
+        self,
+        console: Console | None,
+        console_level: int,
+        file: IO[str] | None,
+        file_level: int,
+    ) -> None:
+        self._console = console
+        self._console_level = console_level
+        self._file = file
+        self._file_level = file_level
+        self._pretty = structlog.dev.ConsoleRenderer(
+            colors=console is not None and console.is_terminal, sort_keys=True
+        )
+
+    def _emit(self, event: EventDict) -> None:
+        level = LEVELS.get(str(event.get("level", "info")), logging.INFO)
+        if self._file is not None and level >= self._file_level:
+            plain = structlog.processors.format_exc_info(None, "", dict(event))
+            self._file.write(json.dumps(plain, default=str, ensure_ascii=False) + "\n")
+            self._file.flush()
+        if self._console is not None and level >= self._console_level:
+            line = self._pretty(None, "", dict(event))
+            self._console.print(Text.from_ansi(str(line)), soft_wrap=True)
+
+    def msg(self, event: EventDict) -> None:
+        self._emit(event)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _fan_out(logger: Any, method: str, event: EventDict) -> tuple[tuple[EventDict], dict[str, Any]]:
+    return (event,), {}
+
+
+@contextlib.contextmanager
+def command_logging(
+    console: Console | None,
+    *,
+    level: str | None,
+    log_file: Path | None,
+    secrets: Iterable[str] = (),
+) -> Iterator[Any]:
+    """Configure structlog for one command and yield a logger for the runner.
+
+    Console lines appear at *level* (default: warnings only, so the progress
+    bar stays readable); the file gets JSON lines at *level* (default: info).
+    """
+    console_level = LEVELS[level or "warning"]
+    file_level = LEVELS[level or "info"]
+    file: IO[str] | None = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file = log_file.open("a", encoding="utf-8")
+    floor = min(console_level, file_level) if file is not None else console_level
+    sinks = _Sinks(console, console_level, file, file_level)
+    saved = structlog.get_config()
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            standard_keys,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            Redact(secrets),
+            _fan_out,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(floor),
+        logger_factory=lambda *args: sinks,
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield structlog.get_logger("stagedretry")
+    finally:
+        structlog.configure(**saved)
+        if file is not None:
+            file.close()

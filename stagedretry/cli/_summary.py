@@ -1,0 +1,448 @@
+"""The end-of-run summary: statuses, stages, tokens of every kind, the cache and the cost.
+
+The summary covers the whole job, not only this run: after a resume it counts
+the items the journal already held, so the totals and the cost are those of
+the job.  :meth:`Summary.to_json` is what ``--json`` prints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .._outcomes import OutcomeKind
+from .._pipeline import CacheClose, Pipeline, Price
+from .._results import ItemResult, ItemStatus, Usage
+
+PENDING: Final = "pending"
+STATUS_ORDER: Final = (*(s.value for s in ItemStatus), PENDING)
+_STATUS_STYLE: Final = {
+    "succeeded": "green",
+    "failed": "red",
+    "exhausted": "yellow",
+    "cancelled": "magenta",
+    PENDING: "dim",
+}
+_MILLION: Final = 1_000_000
+_HOUR: Final = 3600.0
+
+
+@attrs.frozen
+class StageRow:
+    """What happened at one stage, over every attempt of every item."""
+
+    name: str
+    kind: str
+    attempts: int
+    outcomes: Mapping[str, int]
+    finished: int
+    usage: Usage
+
+
+@attrs.frozen
+class RunStats:
+    """One run's own figures, kept in the journal so a later summary can add them up."""
+
+    wall_time: float = 0.0
+    items: int = 0
+    cache: Mapping[str, int] | None = None
+    cache_tokens: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "wall_time": self.wall_time,
+            "items": self.items,
+            "cache": dict(self.cache) if self.cache is not None else None,
+            "cache_tokens": self.cache_tokens,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunStats:
+        return cls(
+            wall_time=float(data.get("wall_time", 0.0)),
+            items=int(data.get("items", 0)),
+            cache=data.get("cache"),
+            cache_tokens=int(data.get("cache_tokens", 0)),
+        )
+
+
+@attrs.frozen
+class Cost:
+    """The job's cost with the cache, and what the same tokens would cost without it."""
+
+    model: str
+    fresh_input: float
+    cached_input: float
+    output: float
+    cache_creation: float
+    cache_storage: float
+    storage_hours: float
+    without_cache: float
+
+    @property
+    def with_cache(self) -> float:
+        return (
+            self.fresh_input
+            + self.cached_input
+            + self.output
+            + self.cache_creation
+            + self.cache_storage
+        )
+
+    @property
+    def saving(self) -> float:
+        return self.without_cache - self.with_cache
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "with_cache": round(self.with_cache, 6),
+            "without_cache": round(self.without_cache, 6),
+            "saving": round(self.saving, 6),
+            "parts": {
+                "fresh_input": round(self.fresh_input, 6),
+                "cached_input": round(self.cached_input, 6),
+                "output": round(self.output, 6),
+                "cache_creation": round(self.cache_creation, 6),
+                "cache_storage": round(self.cache_storage, 6),
+            },
+            "storage_hours": round(self.storage_hours, 4),
+        }
+
+
+def price_job(
+    price: Price, model: str, usage: Usage, runs: Sequence[RunStats], *, ttl: float, keep: bool
+) -> Cost:
+    """Price *usage* (every attempt of every item) plus the cache's creation and storage.
+
+    Output and thinking tokens are billed at the output price.  Storage is an
+    estimate: a run that created or extended the cache paid for its wall time,
+    and, when the cache is kept, for one more TTL after the run.
+    """
+    creation_tokens = 0
+    storage_token_hours = 0.0
+    storage_hours = 0.0
+    for run in runs:
+        stats = run.cache or {}
+        made = int(stats.get("created", 0))
+        extended = int(stats.get("updated", 0))
+        creation_tokens += made * run.cache_tokens
+        if made or extended:
+            hours = (run.wall_time + (ttl if keep else 0.0)) / _HOUR
+            storage_hours += hours
+            storage_token_hours += run.cache_tokens * hours
+    out_tokens = usage.output_tokens + usage.thinking_tokens
+    return Cost(
+        model=model,
+        fresh_input=usage.fresh_input_tokens * price.input / _MILLION,
+        cached_input=usage.cached_tokens * price.cached_input / _MILLION,
+        output=out_tokens * price.output / _MILLION,
+        cache_creation=creation_tokens * price.input / _MILLION,
+        cache_storage=storage_token_hours * price.cache_storage / _MILLION,
+        storage_hours=storage_hours,
+        without_cache=(usage.input_tokens * price.input + out_tokens * price.output) / _MILLION,
+    )
+
+
+@attrs.frozen
+class Summary:
+    """Everything the end of a run reports."""
+
+    pipeline: str
+    fingerprint: str
+    backend: str
+    model: str
+    total: int
+    counts: Mapping[str, int]
+    this_run: Mapping[str, int]
+    from_journal: int
+    input_errors: int
+    interrupted: bool
+    prompts: int
+    attempts: int
+    usage: Usage
+    stages: tuple[StageRow, ...]
+    cache: Mapping[str, int] | None
+    cost: Cost | None
+    wall_time: float
+    output_path: Path
+    journal_path: Path
+    notes: tuple[str, ...] = ()
+
+    @property
+    def succeeded(self) -> int:
+        return self.counts.get(ItemStatus.SUCCEEDED.value, 0)
+
+    @property
+    def cached_share(self) -> float:
+        """Share of prompt tokens served from the cache."""
+        u = self.usage
+        return u.cached_tokens / u.input_tokens if u.input_tokens else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Items finished per second by this run."""
+        done = sum(self.this_run.values())
+        return done / self.wall_time if self.wall_time > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every item of the input succeeded, else 1."""
+        return 0 if self.total > 0 and self.succeeded == self.total else 1
+
+    def to_json(self) -> dict[str, Any]:
+        u = self.usage
+        return {
+            "pipeline": self.pipeline,
+            "fingerprint": self.fingerprint,
+            "backend": self.backend,
+            "model": self.model,
+            "items": {
+                "total": self.total,
+                **{s: self.counts.get(s, 0) for s in STATUS_ORDER},
+                "from_journal": self.from_journal,
+                "input_errors": self.input_errors,
+            },
+            "this_run": {s: self.this_run.get(s, 0) for s in STATUS_ORDER if s != PENDING},
+            "interrupted": self.interrupted,
+            "prompts": self.prompts,
+            "attempts": self.attempts,
+            "tokens": {
+                "input": u.input_tokens,
+                "cached": u.cached_tokens,
+                "fresh_input": u.fresh_input_tokens,
+                "output": u.output_tokens,
+                "thinking": u.thinking_tokens,
+            },
+            "cached_share": round(self.cached_share, 6),
+            "stages": [
+                {
+                    "name": s.name,
+                    "kind": s.kind,
+                    "attempts": s.attempts,
+                    "outcomes": dict(s.outcomes),
+                    "finished": s.finished,
+                    "tokens": {
+                        "input": s.usage.input_tokens,
+                        "cached": s.usage.cached_tokens,
+                        "output": s.usage.output_tokens,
+                    },
+                }
+                for s in self.stages
+            ],
+            "cache": dict(self.cache) if self.cache is not None else None,
+            "cost": self.cost.to_json() if self.cost is not None else None,
+            "wall_time": round(self.wall_time, 3),
+            "items_per_second": round(self.rate, 3),
+            "output": str(self.output_path),
+            "journal": str(self.journal_path),
+            "exit_code": self.exit_code,
+            "notes": list(self.notes),
+        }
+
+
+def build_summary(
+    pipeline: Pipeline,
+    *,
+    backend: str,
+    total: int,
+    results: Iterable[ItemResult],
+    this_run: Mapping[str, int],
+    from_journal: int,
+    runs: Sequence[RunStats],
+    cache: Mapping[str, int] | None,
+    wall_time: float,
+    interrupted: bool,
+    notes: Iterable[str] = (),
+) -> Summary:
+    """Add up *results* (one per item of the input that has one) into a :class:`Summary`."""
+    counts: Counter[str] = Counter()
+    prompts = attempts = input_errors = 0
+    usage = Usage()
+    per_stage: dict[str, Counter[str]] = {s.name: Counter() for s in pipeline.plan.stages}
+    stage_usage: dict[str, Usage] = {s.name: Usage() for s in pipeline.plan.stages}
+    finished: Counter[str] = Counter()
+    for result in results:
+        counts[result.status.value] += 1
+        prompts += result.prompts
+        attempts += len(result.attempts)
+        if result.reason is not None and result.reason.startswith("input_error"):
+            input_errors += 1
+        if result.status is ItemStatus.SUCCEEDED and result.final_stage is not None:
+            finished[result.final_stage] += 1
+        for attempt in result.attempts:
+            usage = usage + attempt.usage
+            per_stage.setdefault(attempt.stage, Counter())[attempt.outcome.value] += 1
+            stage_usage[attempt.stage] = stage_usage.get(attempt.stage, Usage()) + attempt.usage
+    counts[PENDING] = max(0, total - sum(counts.values()))
+    kinds = {s.name: s.kind for s in pipeline.plan.stages}
+    stages = tuple(
+        StageRow(
+            name=name,
+            kind=kinds.get(name, "?"),
+            attempts=sum(outcomes.values()),
+            outcomes=dict(outcomes),
+            finished=finished.get(name, 0),
+            usage=stage_usage[name],
+        )
+        for name, outcomes in per_stage.items()
+    )
+    price = pipeline.price
+    cost = None
+    if price is not None:
+        cache_config = pipeline.cache
+        cost = price_job(
+            price,
+            pipeline.backend.model,
+            usage,
+            runs,
+            ttl=cache_config.ttl if cache_config is not None else 0.0,
+            keep=cache_config is not None and cache_config.on_close is CacheClose.KEEP,
+        )
+    return Summary(
+        pipeline=pipeline.name,
+        fingerprint=pipeline.fingerprint,
+        backend=backend,
+        model=pipeline.backend.model,
+        total=total,
+        counts=dict(counts),
+        this_run=dict(this_run),
+        from_journal=from_journal,
+        input_errors=input_errors,
+        interrupted=interrupted,
+        prompts=prompts,
+        attempts=attempts,
+        usage=usage,
+        stages=stages,
+        cache=cache,
+        cost=cost,
+        wall_time=wall_time,
+        output_path=pipeline.output.path,
+        journal_path=pipeline.journal.path,
+        notes=tuple(notes),
+    )
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _money(value: float) -> str:
+    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def render_summary(summary: Summary, console: Console) -> None:
+    """Print the summary as tables."""
+    title = Text.assemble(
+        ("stagedretry ", "bold"), (summary.pipeline, "bold cyan"), f" · {summary.backend}"
+    )
+    console.print(title)
+
+    items = Table(title="Items", box=box.SIMPLE_HEAD, title_justify="left")
+    items.add_column("status")
+    items.add_column("this run", justify="right")
+    items.add_column("job", justify="right")
+    for status in STATUS_ORDER:
+        job = summary.counts.get(status, 0)
+        run = summary.this_run.get(status, 0) if status != PENDING else None
+        if status in ("cancelled", PENDING) and not job and not run:
+            continue
+        items.add_row(
+            Text(status, style=_STATUS_STYLE[status]),
+            "" if run is None else _n(run),
+            _n(job),
+        )
+    items.add_row("total", _n(sum(summary.this_run.values())), _n(summary.total), style="bold")
+
+    stages = Table(
+        title="Stages (attempts by outcome; ended: items that succeeded there)",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+    )
+    stages.add_column("stage", no_wrap=True)
+    for header in ("tries", "ok", "invalid", "transient", "429", "lost", "fatal", "ended"):
+        stages.add_column(header, justify="right", no_wrap=True)
+    for row in summary.stages:
+        o = row.outcomes
+        stages.add_row(
+            row.name,
+            _n(row.attempts),
+            _n(o.get(OutcomeKind.SUCCEEDED.value, 0)),
+            _n(o.get(OutcomeKind.INVALID.value, 0)),
+            _n(o.get(OutcomeKind.TRANSIENT.value, 0)),
+            _n(o.get(OutcomeKind.RATE_LIMITED.value, 0)),
+            _n(o.get(OutcomeKind.RESOURCE_LOST.value, 0)),
+            _n(o.get(OutcomeKind.FATAL.value, 0)),
+            _n(row.finished),
+        )
+
+    u = summary.usage
+    tokens = Table(title="Tokens", box=box.SIMPLE_HEAD, title_justify="left")
+    tokens.add_column("kind")
+    tokens.add_column("tokens", justify="right")
+    tokens.add_row("input (all)", _n(u.input_tokens))
+    tokens.add_row(
+        "  served from cache", f"{_n(u.cached_tokens)}  ({summary.cached_share:.1%} cached share)"
+    )
+    tokens.add_row("  fresh", _n(u.fresh_input_tokens))
+    tokens.add_row("output", _n(u.output_tokens))
+    tokens.add_row("thinking", _n(u.thinking_tokens))
+    tokens.add_row("prompts sent", f"{_n(summary.prompts)}  ({_n(summary.attempts)} attempts)")
+
+    parts: list[Any] = [items, stages, tokens]
+    if summary.cache is not None:
+        c = summary.cache
+        cache = Table(title="Cache (this run)", box=box.SIMPLE_HEAD, title_justify="left")
+        for header in ("created", "reused", "renewed", "recovered", "deleted", "inline fallbacks"):
+            cache.add_column(header, justify="right")
+        cache.add_row(
+            *(
+                _n(c.get(k, 0))
+                for k in ("created", "reused", "updated", "lost", "deleted", "inline_fallbacks")
+            )
+        )
+        parts.append(cache)
+    if summary.cost is not None:
+        k = summary.cost
+        cost = Table(title=f"Cost ({k.model})", box=box.SIMPLE_HEAD, title_justify="left")
+        cost.add_column("")
+        cost.add_column("with the cache", justify="right")
+        cost.add_column("without", justify="right")
+        cost.add_row(
+            "input at full price", _money(k.fresh_input), _money(k.without_cache - k.output)
+        )
+        cost.add_row("input from the cache", _money(k.cached_input), "")
+        cost.add_row("output + thinking", _money(k.output), _money(k.output))
+        cost.add_row("cache creation", _money(k.cache_creation), "")
+        cost.add_row(f"cache storage (est. {k.storage_hours:.2f} h)", _money(k.cache_storage), "")
+        cost.add_row("total", _money(k.with_cache), _money(k.without_cache), style="bold")
+        share = k.saving / k.without_cache if k.without_cache else 0.0
+        cost.caption = f"the cache saved {_money(k.saving)} ({share:.0%})"
+        cost.caption_justify = "left"
+        parts.append(cost)
+    else:
+        parts.append(
+            Text(f"no price for {summary.model!r} in [prices]: cost not shown", style="dim")
+        )
+    console.print(Group(*parts))
+    footer = Text.assemble(
+        f"{_n(sum(summary.this_run.values()))} items in {summary.wall_time:.1f} s "
+        f"({summary.rate:,.1f} items/s)",
+        (f"; {_n(summary.from_journal)} already in the journal" if summary.from_journal else ""),
+    )
+    console.print(footer)
+    console.print(Text(f"output:  {summary.output_path}"))
+    console.print(Text(f"journal: {summary.journal_path} (pipeline {summary.fingerprint})"))
+    for note in summary.notes:
+        console.print(Text(note, style="yellow"), soft_wrap=True)

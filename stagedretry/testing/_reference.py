@@ -1,0 +1,249 @@
+"""The pure reference model of a plan: what the engine must do for a script of outcomes.
+
+Written from the documented semantics (the outcome/budget table in the design
+notes), not from the runner, so the two can be checked against each other:
+
+* before each request: a partial stage with nothing to repair is skipped (to
+  the next stage by order); then, if the prompt budget is spent, the item is
+  ``exhausted``;
+* ``SUCCEEDED`` ends ``succeeded``; ``FATAL`` ends ``failed``;
+* ``INVALID`` follows the stage's ``on_invalid``; it leaves the failed fields
+  for a later partial stage to repair (none if the answer was unreadable);
+* ``TRANSIENT`` stays, unless the stage's ``on_transient`` names a target; once
+  the stage has sent ``max_attempts`` requests it gives up and follows
+  ``on_invalid``;
+* ``RATE_LIMITED`` and ``RESOURCE_LOST`` stay and spend no prompt; past
+  ``max_rate_limit_waits`` refusals in all, or ``max_resource_lost`` losses in
+  a row, the item ends ``failed``.
+
+The plan's deadline is not modelled: it depends on jittered waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import attrs
+
+from .._outcomes import OutcomeKind
+from .._plan import Plan, Stage
+from .._results import ItemResult, ItemStatus
+from ._scripted import ScriptStep, Step
+
+__all__ = ["ExpectedPath", "ReferenceItem", "expected_path"]
+
+_TERMINAL = {
+    "succeeded": ItemStatus.SUCCEEDED,
+    "failed": ItemStatus.FAILED,
+    "exhausted": ItemStatus.EXHAUSTED,
+}
+
+
+@attrs.frozen
+class ExpectedPath:
+    """What one item must go through: one entry per attempt, then how it ends.
+
+    ``stages``, ``outcomes``, ``counted`` (spent a prompt) and ``fields`` (what
+    was asked for: ``None`` for the whole answer) run in parallel.  ``skipped``
+    lists partial stages passed over with nothing to repair; ``steps_used`` is
+    how many script steps were played (the default step included).
+    """
+
+    stages: tuple[str, ...]
+    outcomes: tuple[OutcomeKind, ...]
+    counted: tuple[bool, ...]
+    fields: tuple[tuple[str, ...] | None, ...]
+    prompts: int
+    status: ItemStatus
+    skipped: tuple[str, ...] = ()
+    steps_used: int = 0
+
+    def differences(self, result: ItemResult) -> list[str]:
+        """How *result* departs from this path (empty when it follows it)."""
+        out: list[str] = []
+        actual_stages = tuple(a.stage for a in result.attempts)
+        if actual_stages != self.stages:
+            out.append(f"stages: expected {list(self.stages)}, got {list(actual_stages)}")
+        actual_outcomes = tuple(a.outcome for a in result.attempts)
+        if actual_outcomes != self.outcomes:
+            out.append(
+                f"outcomes: expected {[o.name for o in self.outcomes]}, "
+                f"got {[o.name for o in actual_outcomes]}"
+            )
+        actual_counted = tuple(a.counted for a in result.attempts)
+        if actual_counted != self.counted:
+            out.append(f"counted: expected {list(self.counted)}, got {list(actual_counted)}")
+        actual_fields = tuple(a.fields for a in result.attempts)
+        if actual_fields != self.fields:
+            out.append(f"fields: expected {list(self.fields)}, got {list(actual_fields)}")
+        if result.prompts != self.prompts:
+            out.append(f"prompts: expected {self.prompts}, got {result.prompts}")
+        if result.status is not self.status:
+            out.append(f"status: expected {self.status.name}, got {result.status.name}")
+        return out
+
+    def check(self, result: ItemResult) -> None:
+        """Raise ``AssertionError`` listing every difference between *result* and this path."""
+        wrong = self.differences(result)
+        if wrong:
+            raise AssertionError(f"item {result.id!r} left the expected path: " + "; ".join(wrong))
+
+
+def _heads(fields: Iterable[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for path in fields:
+        head = path.split(".", 1)[0]
+        if head not in out:
+            out.append(head)
+    return tuple(out)
+
+
+class ReferenceItem:
+    """One item walked through a plan by the reference rules, one step at a time.
+
+    :meth:`needs_step` says whether it waits for the next outcome; :meth:`play`
+    feeds it one.  Used by :func:`expected_path` and the stateful checker.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        for i, stage in enumerate(plan.stages):
+            if stage.kind not in ("full", "partial"):
+                raise ValueError(
+                    f"plan.stages[{i}]: the reference model knows only the 'full' and "
+                    f"'partial' kinds, not {stage.kind!r}"
+                )
+        self.plan = plan
+        self._index = {s.name: i for i, s in enumerate(plan.stages)}
+        self.state = plan.stages[0].name
+        self.prompts = 0
+        self.sent_at = [0] * len(plan.stages)
+        self.rate_limit_waits = 0
+        self.lost_in_row = 0
+        self.repair: tuple[str, ...] = ()
+        self.stages: list[str] = []
+        self.outcomes: list[OutcomeKind] = []
+        self.counted: list[bool] = []
+        self.fields: list[tuple[str, ...] | None] = []
+        self.skipped: list[str] = []
+        self.steps_used = 0
+        self._settle()
+
+    @property
+    def done(self) -> bool:
+        """Whether the item has reached a terminal state."""
+        return self.state in _TERMINAL
+
+    @property
+    def status(self) -> ItemStatus | None:
+        """The terminal status, or ``None`` while the item is still running."""
+        return _TERMINAL.get(self.state)
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage the item is at (``None`` once it has ended)."""
+        index = self._index.get(self.state)
+        return None if index is None else self.plan.stages[index]
+
+    def asks_for(self) -> tuple[str, ...] | None:
+        """The fields the next request asks for (``None``: the whole answer)."""
+        stage = self.stage
+        if stage is None or stage.kind != "partial":
+            return None
+        return self.repair
+
+    def needs_step(self) -> bool:
+        """Whether the next thing to happen is a request (so a step is needed)."""
+        return not self.done
+
+    def play(self, step: Step) -> None:
+        """Feed the outcome of the request the item is about to send."""
+        if self.done:
+            raise RuntimeError(f"the item has already ended {self.state}")
+        step = ScriptStep.of(step)
+        stage = self.stage
+        assert stage is not None
+        index = self._index[stage.name]
+        kind = step.kind
+        spent = kind not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST)
+        self.steps_used += 1
+        self.stages.append(stage.name)
+        self.outcomes.append(kind)
+        self.counted.append(spent)
+        self.fields.append(self.asks_for())
+        if spent:
+            self.prompts += 1
+            self.sent_at[index] += 1
+        if kind is not OutcomeKind.RESOURCE_LOST:
+            self.lost_in_row = 0
+
+        if kind is OutcomeKind.SUCCEEDED:
+            self.state = "succeeded"
+        elif kind is OutcomeKind.FATAL:
+            self.state = "failed"
+        elif kind is OutcomeKind.INVALID:
+            self.repair = _heads(step.fields)
+            self.state = self._target(index, stage.on_invalid)
+        elif kind is OutcomeKind.TRANSIENT:
+            if stage.max_attempts is not None and self.sent_at[index] >= stage.max_attempts:
+                self.state = self._target(index, stage.on_invalid)
+            elif stage.on_transient != "retry":
+                self.state = self._target(index, stage.on_transient)
+        elif kind is OutcomeKind.RATE_LIMITED:
+            self.rate_limit_waits += 1
+            if self.rate_limit_waits > self.plan.max_rate_limit_waits:
+                self.state = "failed"
+        else:  # RESOURCE_LOST
+            self.lost_in_row += 1
+            if self.lost_in_row > self.plan.max_resource_lost:
+                self.state = "failed"
+        self._settle()
+
+    def path(self) -> ExpectedPath:
+        """The path so far (complete once :attr:`done`)."""
+        status = self.status
+        if status is None:
+            raise RuntimeError("the item has not ended yet")
+        return ExpectedPath(
+            tuple(self.stages),
+            tuple(self.outcomes),
+            tuple(self.counted),
+            tuple(self.fields),
+            self.prompts,
+            status,
+            tuple(self.skipped),
+            self.steps_used,
+        )
+
+    def _target(self, index: int, target: str) -> str:
+        if target == "next":
+            stages = self.plan.stages
+            return stages[index + 1].name if index + 1 < len(stages) else "exhausted"
+        if target == "fail":
+            return "failed"
+        if target == "exhaust":
+            return "exhausted"
+        return target
+
+    def _settle(self) -> None:
+        """Apply what happens without a request: skips, then the budget check."""
+        while not self.done:
+            stage = self.stage
+            assert stage is not None
+            if stage.kind == "partial" and not self.repair:
+                self.skipped.append(stage.name)
+                self.state = self._target(self._index[stage.name], "next")
+                continue
+            if self.prompts >= self.plan.max_prompts:
+                self.state = "exhausted"
+            return
+
+
+def expected_path(
+    plan: Plan, script: Sequence[Step], *, default: Step = OutcomeKind.SUCCEEDED
+) -> ExpectedPath:
+    """What the engine must do with one item whose requests come to *script*, then *default*."""
+    item = ReferenceItem(plan)
+    steps: Iterator[Step] = iter(script)
+    while not item.done:
+        item.play(next(steps, default))
+    return item.path()

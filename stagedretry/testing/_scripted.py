@@ -1,0 +1,267 @@
+"""A strategy that replays scripted outcomes, for testing plans and the engine.
+
+Each item gets a script: what each of its requests comes to, in order.  The
+strategy answers or raises accordingly and records every request, so a test can
+assert on the stages visited, the parameters sent and the fields a partial stage
+asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from .._outcomes import (
+    FatalError,
+    FieldError,
+    Outcome,
+    OutcomeKind,
+    RateLimited,
+    ResourceLost,
+    TransientError,
+    ValidationFailed,
+)
+from .._results import Usage
+from .._strategy import Request, Response, StageContext
+
+__all__ = ["DEFAULT_ANSWER", "RecordedRequest", "ScriptStep", "ScriptedStrategy", "Step"]
+
+DEFAULT_ANSWER: Mapping[str, Any] = MappingProxyType(
+    {"title": "Dune", "author": "Frank Herbert", "year": 1965, "pages": 412}
+)
+"""The answer a :class:`ScriptedStrategy` gives unless told otherwise."""
+
+
+def _fields(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(repr=False)
+class ScriptStep:
+    """What one request comes to.
+
+    ``fields`` are the fields an ``INVALID`` answer gets wrong (top-level names
+    or dotted paths); none means the answer could not be read at all, so a
+    partial stage has nothing to repair.  ``retry_after`` is a ``RATE_LIMITED``
+    refusal's advised delay and ``resource`` the name of a lost resource.
+    """
+
+    kind: OutcomeKind
+    fields: tuple[str, ...] = attrs.field(default=(), converter=_fields, kw_only=True)
+    retry_after: float | None = attrs.field(default=None, kw_only=True)
+    resource: str | None = attrs.field(default=None, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.fields and self.kind is not OutcomeKind.INVALID:
+            raise ValueError(f"only an INVALID step has failed fields, not {self.kind.name}")
+        if self.retry_after is not None and self.kind is not OutcomeKind.RATE_LIMITED:
+            raise ValueError(f"only a RATE_LIMITED step has retry_after, not {self.kind.name}")
+        if self.resource is not None and self.kind is not OutcomeKind.RESOURCE_LOST:
+            raise ValueError(f"only a RESOURCE_LOST step names a resource, not {self.kind.name}")
+
+    @classmethod
+    def of(cls, step: Step) -> ScriptStep:
+        """*step* as a ``ScriptStep`` (a bare kind becomes a step without extras)."""
+        return step if isinstance(step, ScriptStep) else cls(step)
+
+    def _extras(self) -> list[str]:
+        extras = []
+        if self.fields:
+            extras.append(f"fields={self.fields!r}")
+        if self.retry_after is not None:
+            extras.append(f"retry_after={self.retry_after!r}")
+        if self.resource is not None:
+            extras.append(f"resource={self.resource!r}")
+        return extras
+
+    def __str__(self) -> str:
+        extras = self._extras()
+        return f"{self.kind.name}({', '.join(extras)})" if extras else self.kind.name
+
+    def __repr__(self) -> str:
+        # Short and evaluable: hypothesis prints it in every counterexample.
+        return f"ScriptStep({', '.join([f'OutcomeKind.{self.kind.name}', *self._extras()])})"
+
+
+Step = OutcomeKind | ScriptStep
+"""A script entry: a bare outcome kind or a :class:`ScriptStep` with its extras."""
+
+
+@attrs.frozen
+class RecordedRequest:
+    """One request a :class:`ScriptedStrategy` received, and the step it replayed."""
+
+    item_id: str
+    stage: str
+    params: Mapping[str, Any]
+    fields: tuple[str, ...] | None
+    attempt: int
+    step: ScriptStep
+    prompt: str = attrs.field(repr=False)
+    kept: Mapping[str, Any] | None = attrs.field(default=None, repr=False)
+
+
+UsageFor = Usage | Callable[[RecordedRequest], Usage]
+"""The usage a scripted answer reports: fixed, or computed from the request."""
+
+SCRIPTED_USAGE = Usage(input_tokens=10, output_tokens=5)
+"""What each scripted answer reports as its usage unless told otherwise."""
+
+
+class ScriptedStrategy:
+    """A strategy that plays each item's script of outcomes, then *default*.
+
+    *scripts* maps item ids to their scripts; a plain sequence is every item's
+    script.  A success answers *answer* as a JSON object (only the requested
+    fields when a partial stage asks for some); :meth:`validator` accepts
+    exactly that answer.  *usage* is the usage reported with each answer, or a
+    function of the request.  Everything received is in :attr:`requests`.
+    """
+
+    def __init__(
+        self,
+        scripts: Mapping[str, Sequence[Step]] | Sequence[Step] = (),
+        *,
+        default: Step = OutcomeKind.SUCCEEDED,
+        answer: Mapping[str, Any] = DEFAULT_ANSWER,
+        usage: UsageFor = SCRIPTED_USAGE,
+    ) -> None:
+        if isinstance(scripts, Mapping):
+            self._scripts: dict[str, tuple[ScriptStep, ...]] = {
+                str(k): tuple(ScriptStep.of(s) for s in v) for k, v in scripts.items()
+            }
+            self._shared: tuple[ScriptStep, ...] = ()
+        else:
+            self._scripts = {}
+            self._shared = tuple(ScriptStep.of(s) for s in scripts)
+        self.default = ScriptStep.of(default)
+        self.answer: Mapping[str, Any] = MappingProxyType(dict(answer))
+        self._usage = usage
+        self._played: dict[str, int] = {}
+        self.requests: list[RecordedRequest] = []
+
+    # -- what tests read ------------------------------------------------------
+
+    def script(self, item_id: str) -> tuple[ScriptStep, ...]:
+        """The script *item_id* plays before falling back to the default step."""
+        return self._scripts.get(item_id, self._shared)
+
+    def requests_for(self, item_id: str) -> tuple[RecordedRequest, ...]:
+        """The requests made for *item_id*, in order."""
+        return tuple(r for r in self.requests if r.item_id == item_id)
+
+    def played(self, item_id: str) -> int:
+        """How many steps *item_id* has used (the default step included)."""
+        return self._played.get(item_id, 0)
+
+    def feed(self, item_id: str, *steps: Step) -> None:
+        """Append *steps* to *item_id*'s script."""
+        self._scripts[item_id] = self.script(item_id) + tuple(ScriptStep.of(s) for s in steps)
+
+    def validator(self) -> Callable[[str], dict[str, Any]]:
+        """A validator that accepts exactly :attr:`answer` (as JSON) and names what differs."""
+        return _AnswerValidator(self.answer)
+
+    # -- the Strategy protocol --------------------------------------------------
+
+    async def generate(self, request: Request, ctx: StageContext) -> Response:
+        step = await self.next_step(request, ctx)
+        recorded = RecordedRequest(
+            request.item_id,
+            request.stage.name,
+            MappingProxyType(dict(request.params)),
+            request.fields,
+            ctx.attempt,
+            step,
+            request.prompt,
+            request.kept,
+        )
+        self.requests.append(recorded)
+        return self.act(step, recorded)
+
+    def classify(self, exc: BaseException) -> Outcome | None:
+        return None  # everything raised is already one of the engine's own exceptions
+
+    # -- for subclasses ---------------------------------------------------------
+
+    async def next_step(self, request: Request, ctx: StageContext) -> ScriptStep:
+        """The step for this request; a subclass may wait for it to be fed."""
+        item_id = request.item_id
+        played = self._played.get(item_id, 0)
+        self._played[item_id] = played + 1
+        script = self.script(item_id)
+        return script[played] if played < len(script) else self.default
+
+    def act(self, step: ScriptStep, request: RecordedRequest) -> Response:
+        """Answer as *step* says, or raise the exception that stands for it."""
+        kind = step.kind
+        if kind is OutcomeKind.SUCCEEDED:
+            wanted = (
+                self.answer
+                if request.fields is None
+                else {k: v for k, v in self.answer.items() if k in request.fields}
+            )
+            usage = self._usage(request) if callable(self._usage) else self._usage
+            return Response(json.dumps(dict(wanted)), usage)
+        if kind is OutcomeKind.INVALID:
+            raise _invalid(step.fields, self.answer)
+        if kind is OutcomeKind.TRANSIENT:
+            raise TransientError("scripted transient error")
+        if kind is OutcomeKind.RATE_LIMITED:
+            raise RateLimited("scripted rate limit", retry_after=step.retry_after)
+        if kind is OutcomeKind.RESOURCE_LOST:
+            raise ResourceLost("scripted lost resource", resource=step.resource)
+        raise FatalError("scripted fatal error")
+
+    def __repr__(self) -> str:
+        return f"ScriptedStrategy(items={len(self._scripts)}, requests={len(self.requests)})"
+
+
+def _invalid(fields: tuple[str, ...], answer: Mapping[str, Any]) -> ValidationFailed:
+    if not fields:
+        return ValidationFailed(
+            [FieldError("", "scripted unreadable answer")], None, text="<not json>"
+        )
+    heads = {f.split(".", 1)[0] for f in fields}
+    kept = {k: v for k, v in answer.items() if k not in heads}
+    broken = dict(answer) | dict.fromkeys(heads)
+    return ValidationFailed(
+        [FieldError(f, "scripted invalid value") for f in fields],
+        kept,
+        text=json.dumps(broken),
+    )
+
+
+class _AnswerValidator:
+    """Accepts a JSON object equal to the expected answer."""
+
+    __slots__ = ("_answer",)
+
+    def __init__(self, answer: Mapping[str, Any]) -> None:
+        self._answer = answer
+
+    def __call__(self, text: str) -> dict[str, Any]:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValidationFailed([FieldError("", f"not JSON: {exc}")], None, text=text) from None
+        if not isinstance(data, dict):
+            raise ValidationFailed([FieldError("", "not a JSON object")], None, text=text)
+        wrong = [k for k, v in self._answer.items() if data.get(k, _MISSING) != v]
+        if wrong:
+            raise ValidationFailed(
+                [FieldError(k, "missing or wrong") for k in wrong],
+                {k: v for k, v in data.items() if k not in wrong},
+                text=text,
+            )
+        return data
+
+    def __repr__(self) -> str:
+        return f"ScriptedStrategy.validator({sorted(self._answer)!r})"
+
+
+_MISSING = object()

@@ -1,0 +1,317 @@
+"""Stateful checking of a plan: the real engine against the reference model (needs hypothesis).
+
+Each hypothesis rule decides what the live item's next request comes to; the
+real ``Runner`` (with a :class:`ScriptedStrategy` and a :class:`VirtualClock`)
+plays it, and invariants compare where the engine went with where the
+reference model says it must go.  A failure is shrunk to the shortest script of
+outcomes that shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, ClassVar
+
+import attrs
+from hypothesis import HealthCheck
+from hypothesis import settings as Settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from .._outcomes import OutcomeKind
+from .._plan import Plan
+from .._results import Attempt, BatchResult, ItemResult, WorkItem
+from .._runner import Runner
+from .._state import ItemState
+from .._strategy import Request, StageContext
+from ._clock import VirtualClock
+from ._generators import outcomes
+from ._reference import ReferenceItem
+from ._scripted import DEFAULT_ANSWER, ScriptedStrategy, ScriptStep
+
+__all__ = ["PlanCheckFailed", "check_plan", "plan_state_machine"]
+
+_ITEM = "item"
+# Real seconds the engine may take to react to one step before the check calls it stuck.
+_STUCK_AFTER = 10.0
+
+
+class PlanCheckFailed(AssertionError):
+    """The engine left the reference path; ``script`` is the (shrunk) script that shows it."""
+
+    def __init__(self, message: str, script: Sequence[ScriptStep]) -> None:
+        super().__init__(message)
+        self.script = tuple(script)
+
+
+class _LiveStrategy(ScriptedStrategy):
+    """A scripted strategy whose steps arrive while the item runs, one rule at a time."""
+
+    def __init__(self, answer: Mapping[str, Any]) -> None:
+        super().__init__({}, answer=answer)
+        self._queue: deque[ScriptStep] = deque()
+        self.hungry = asyncio.Event()
+        self._fed = asyncio.Event()
+        self.state: ItemState | None = None
+
+    def push(self, step: ScriptStep) -> None:
+        self._queue.append(step)
+        self.hungry.clear()
+        self._fed.set()
+
+    async def next_step(self, request: Request, ctx: StageContext) -> ScriptStep:
+        self.state = ctx.state
+        while not self._queue:
+            # The next rule has not run yet: virtual time must not move meanwhile,
+            # or a request timeout would fire while the "model" is still thinking.
+            hold: AbstractContextManager[None] = (
+                ctx.clock.hold() if isinstance(ctx.clock, VirtualClock) else nullcontext()
+            )
+            with hold:
+                self.hungry.set()
+                await self._fed.wait()
+            self._fed.clear()
+        self.hungry.clear()
+        return self._queue.popleft()
+
+
+@attrs.frozen
+class _Seen:
+    """What the engine shows of the live item: its position, prompts and attempts."""
+
+    position: str
+    prompts: int
+    attempts: tuple[Attempt, ...]
+    result: ItemResult | None
+
+
+def plan_state_machine(
+    plan: Plan,
+    *,
+    reference: Plan | None = None,
+    answer: Mapping[str, Any] = DEFAULT_ANSWER,
+    kinds: Sequence[OutcomeKind] = tuple(OutcomeKind),
+    max_steps: int = 30,
+) -> type[RuleBasedStateMachine]:
+    """A hypothesis state machine checking the engine running *plan* against the reference.
+
+    The reference model follows *reference* (default: *plan* itself); pass the
+    plan you meant to write to check the one you wrote against it.  Rules draw
+    outcomes of the given *kinds* (``INVALID`` ones name fields of *answer*).
+    Use ``plan_state_machine(plan).TestCase`` as a unittest/pytest test class.
+    The plan's item deadline is left out: it depends on jittered waits.
+    """
+    engine_plan = attrs.evolve(plan, deadline=None)
+    model_plan = attrs.evolve(reference if reference is not None else plan, deadline=None)
+    ReferenceItem(model_plan)  # reject plans the model cannot follow, now rather than per example
+    answer = dict(answer)
+    step_strategy = outcomes(tuple(answer), kinds=tuple(kinds))
+
+    class PlanMachine(RuleBasedStateMachine):
+        """Feeds outcomes to one live item and checks every move against the reference."""
+
+        last_failure: ClassVar[tuple[str, tuple[ScriptStep, ...]] | None] = None
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._loop = asyncio.new_event_loop()
+            self._strategy = _LiveStrategy(answer)
+            self._validate = self._strategy.validator()
+            runner = Runner(
+                engine_plan,
+                self._strategy,
+                validator=self._validate,
+                clock=VirtualClock(),
+                concurrency=1,
+                seed=0,
+            )
+            self._model = ReferenceItem(model_plan)
+            self._script: list[ScriptStep] = []
+            self._requests_at_end: int | None = None
+            self._task: asyncio.Task[BatchResult] = self._loop.create_task(
+                runner.run([WorkItem(_ITEM, "Describe the book.")])
+            )
+            try:
+                self._settle()
+            except BaseException:
+                self.teardown()  # hypothesis only tears down machines it got back
+                raise
+
+        # -- driving ------------------------------------------------------------
+
+        @rule(step=step_strategy)
+        def request_comes_to(self, step: ScriptStep) -> None:
+            self._script.append(step)
+            if not self._model.done:
+                self._model.play(step)
+            self._strategy.push(step)
+            self._settle()
+
+        def _settle(self) -> None:
+            """Run the loop until the engine waits for the next step or the item ends."""
+            task = self._task
+
+            async def quiet() -> bool:
+                hungry = asyncio.ensure_future(self._strategy.hungry.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        {task, hungry}, timeout=_STUCK_AFTER, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    hungry.cancel()
+                return bool(done)
+
+            if task.done():
+                return
+            if not self._loop.run_until_complete(quiet()):
+                self._fail(f"the engine neither asked for a request nor ended in {_STUCK_AFTER} s")
+            if task.done() and task.exception() is not None:
+                self._fail(f"the engine raised {task.exception()!r}")
+            if task.done() and self._requests_at_end is None:
+                self._requests_at_end = len(self._strategy.requests)
+
+        def _seen(self) -> _Seen:
+            if self._task.done():
+                result = self._task.result().results[0]
+                return _Seen(result.status.value, result.prompts, result.attempts, result)
+            state = self._strategy.state
+            assert state is not None, "the engine has not sent its first request"
+            return _Seen(state.state, state.prompts, tuple(state.attempts), None)
+
+        def _fail(self, problem: str) -> None:
+            script = tuple(self._script)
+            type(self).last_failure = (problem, script)
+            shown = ", ".join(str(s) for s in script) or "no steps"
+            raise AssertionError(f"{problem}\n  script: [{shown}]")
+
+        def _last(self) -> str:
+            return f"after {self._script[-1]}" if self._script else "at the start"
+
+        # -- invariants -----------------------------------------------------------
+
+        @invariant()
+        def prompt_budget_is_never_exceeded(self) -> None:
+            seen = self._seen()
+            if seen.prompts > engine_plan.max_prompts:
+                self._fail(f"{seen.prompts} prompts spent, the budget is {engine_plan.max_prompts}")
+            if seen.prompts != self._model.prompts:
+                self._fail(
+                    f"{self._last()}: {seen.prompts} prompts counted, "
+                    f"the reference counts {self._model.prompts}"
+                )
+
+        @invariant()
+        def moves_as_declared(self) -> None:
+            # TRANSIENT stays unless on_transient/max_attempts say otherwise; INVALID
+            # follows on_invalid; a partial stage with nothing to repair is skipped.
+            seen = self._seen()
+            if seen.position != self._model.state:
+                where = self._model.stages[-1] if self._model.stages else engine_plan.stages[0].name
+                self._fail(
+                    f"{self._last()} at stage {where!r}: the engine is at {seen.position!r}, "
+                    f"the reference says {self._model.state!r}"
+                )
+
+        @invariant()
+        def attempts_follow_the_reference(self) -> None:
+            seen = self._seen()
+            actual = [(a.stage, a.outcome, a.counted) for a in seen.attempts]
+            expected = list(
+                zip(self._model.stages, self._model.outcomes, self._model.counted, strict=True)
+            )
+            if actual != expected:
+                self._fail(f"{self._last()}: attempts {actual}, the reference has {expected}")
+
+        @invariant()
+        def partial_stages_ask_only_for_failed_fields(self) -> None:
+            asked = [r.fields for r in self._strategy.requests]
+            expected = self._model.fields[: len(asked)]
+            if asked != expected:
+                self._fail(f"{self._last()}: requests asked for {asked}, expected {expected}")
+
+        @invariant()
+        def terminal_states_absorb(self) -> None:
+            if self._requests_at_end is not None and (
+                len(self._strategy.requests) != self._requests_at_end
+            ):
+                self._fail("the item sent a request after it had ended")
+
+        @invariant()
+        def a_success_validates(self) -> None:
+            result = self._seen().result
+            if result is not None and result.ok:
+                try:
+                    self._validate(json.dumps(result.output))
+                except Exception as exc:
+                    self._fail(f"the item succeeded with an invalid output: {exc}")
+
+        def teardown(self) -> None:
+            loop = self._loop
+            try:
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    PlanMachine.__name__ = PlanMachine.__qualname__ = "PlanMachine"
+    PlanMachine.TestCase.settings = Settings(
+        stateful_step_count=max_steps,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    return PlanMachine
+
+
+def check_plan(
+    plan: Plan,
+    *,
+    reference: Plan | None = None,
+    answer: Mapping[str, Any] = DEFAULT_ANSWER,
+    kinds: Sequence[OutcomeKind] = tuple(OutcomeKind),
+    max_examples: int = 100,
+    max_steps: int = 30,
+    settings: Settings | None = None,
+) -> None:
+    """Check the engine running *plan* against the reference model, in one call.
+
+    Raises :class:`PlanCheckFailed` (an ``AssertionError``) naming the first
+    broken property and the shrunk script of outcomes that breaks it.  Runs its
+    own event loop: call it from synchronous code.  *settings* replaces the
+    hypothesis settings built from *max_examples* and *max_steps*.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("check_plan() runs its own event loop: call it from synchronous code")
+    machine = plan_state_machine(
+        plan, reference=reference, answer=answer, kinds=kinds, max_steps=max_steps
+    )
+    chosen = settings or Settings(
+        max_examples=max_examples,
+        stateful_step_count=max_steps,
+        deadline=None,
+        report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    try:
+        run_state_machine_as_test(machine, settings=chosen)
+    except AssertionError as exc:
+        failure = getattr(machine, "last_failure", None)
+        if failure is None:
+            raise
+        problem, script = failure
+        shown = ", ".join(str(s) for s in script) or "no steps"
+        raise PlanCheckFailed(
+            f"the engine leaves the reference path: {problem.splitlines()[0]}\n"
+            f"  shrunk script ({len(script)} step(s)): [{shown}]",
+            script,
+        ) from exc

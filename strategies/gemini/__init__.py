@@ -1,0 +1,28 @@
+"""Gemini through the real google-genai SDK: the strategy, the shared context cache, the rules.
+
+``GeminiStrategy`` sends each stage's request with ``client.aio.models.generate_content``;
+``GeminiContextCache`` is the one explicit context cache every item and worker shares;
+``gemini_rules`` classify the SDK's exceptions.  The loopback emulator used by the tests
+lives in ``strategies.gemini.emulator``.  This package is the only one that imports
+``google.genai``.
+"""
+
+from ._cache import CacheHandle, CacheStats, ClosePolicy, GeminiContextCache
+from ._errors import classify, gemini_rules
+from ._meta import response_meta, response_usage
+from ._schema import subset_schema
+from ._strategy import STAGE_PARAMS, GeminiStrategy
+
+__all__ = [
+    "STAGE_PARAMS",
+    "CacheHandle",
+    "CacheStats",
+    "ClosePolicy",
+    "GeminiContextCache",
+    "GeminiStrategy",
+    "classify",
+    "gemini_rules",
+    "response_meta",
+    "response_usage",
+    "subset_schema",
+]

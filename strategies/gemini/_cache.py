@@ -1,0 +1,446 @@
+"""One explicit Gemini context cache, shared by every item and every worker of a run.
+
+``GeminiContextCache`` is a :class:`stagedretry.SharedResource`: the runner
+prepares it once, hands its :class:`CacheHandle` to every attempt, renews it
+(single-flight) when the server's expiry approaches or when a request finds it
+gone, and closes it once.  The cache is found before it is created: its
+``display_name`` carries a fingerprint of everything that goes into it, so a
+second run, or a second process, reuses a live match instead of paying to
+create another.  All times of expiry are the server's.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import inspect
+import json
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import attrs
+import structlog
+from google.genai import errors, types
+
+from stagedretry import Clock, OutcomeKind, RenewReason
+
+from ._errors import cache_gone, classify
+from ._errors import redact as _redact
+
+if TYPE_CHECKING:
+    from google import genai
+
+__all__ = [
+    "CacheHandle",
+    "CacheStats",
+    "ClosePolicy",
+    "GeminiContextCache",
+    "check_client",
+    "model_path",
+]
+
+T = TypeVar("T")
+
+_log = structlog.get_logger("stagedretry.gemini")
+
+DISPLAY_PREFIX: Final = "stagedretry"
+MAX_DISPLAY_NAME: Final = 128
+MAX_TAG: Final = 64
+_TOO_SMALL: Final = "Cached content is too small"
+_CALL_ATTEMPTS: Final = 4
+_CALL_BACKOFF: Final = 0.5
+_CALL_BACKOFF_MAX: Final = 8.0
+_LIST_PAGE_SIZE: Final = 100
+
+
+class ClosePolicy(enum.Enum):
+    """What closing the resource does to the server-side cache."""
+
+    KEEP = "keep"
+    """Leave it to expire by its TTL, so the next run (or process) reuses it."""
+    DELETE = "delete"
+    """Delete it: nothing is stored (or billed for storage) after the run."""
+
+
+@attrs.frozen
+class CacheHandle:
+    """What every attempt receives: the cache to name, and the server's word on its life.
+
+    ``name`` is ``None`` when the content was too small to cache and is sent
+    inline instead.  ``expire_time`` and ``create_time`` are epoch seconds as
+    the server reported them.
+    """
+
+    name: str | None
+    model: str
+    display_name: str
+    expire_time: float | None = None
+    create_time: float | None = None
+    token_count: int | None = None
+
+    @property
+    def inline(self) -> bool:
+        """Whether requests carry the instructions themselves instead of naming a cache."""
+        return self.name is None
+
+
+@attrs.frozen
+class CacheStats:
+    """How often the cache was created, reused, extended, recovered and deleted."""
+
+    created: int = 0
+    """Caches created (``caches.create``), re-creations included."""
+    reused: int = 0
+    """Live matches found by listing instead of creating."""
+    updated: int = 0
+    """TTL extensions (``caches.update``)."""
+    lost: int = 0
+    """Recoveries after a request found the cache gone."""
+    deleted: int = 0
+    """Caches deleted on close."""
+    inline_fallbacks: int = 0
+    """Times the content was too small to cache and went inline instead."""
+
+
+def model_path(model: str) -> str:
+    """``gemini-2.5-flash`` -> ``models/gemini-2.5-flash``, the form caches report."""
+    return model if "/" in model else f"models/{model}"
+
+
+def check_client(client: genai.Client, *, stacklevel: int = 3) -> None:
+    """Warn when the SDK client retries on its own, hiding requests from the engine."""
+    import warnings
+
+    api_client = getattr(client, "_api_client", None)
+    options = getattr(api_client, "_http_options", None)
+    retry = getattr(options, "retry_options", None)
+    if retry is None:
+        return
+    attempts = getattr(retry, "attempts", None)
+    if attempts is None or attempts > 1:
+        warnings.warn(
+            f"the google-genai client retries on its own ({attempts or 'default 5'} attempts): "
+            "those retries are invisible to stagedretry's budget and accounting; build it with "
+            "HttpOptions(retry_options=HttpRetryOptions(attempts=1))",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def _canonical(value: Any) -> Any:
+    """Plain JSON data standing for *value*, stable across runs, for the fingerprint."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return {"bytes.sha256": hashlib.sha256(value).hexdigest()}
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _canonical(dump(mode="json", exclude_none=True))
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, Sequence):
+        return [_canonical(v) for v in value]
+    if callable(value):
+        try:
+            signature = str(inspect.signature(value))
+        except (TypeError, ValueError):
+            signature = "(?)"
+        name = getattr(value, "__qualname__", type(value).__qualname__)
+        return {"callable": f"{getattr(value, '__module__', '?')}.{name}{signature}"}
+    raise TypeError(f"cannot fingerprint a {type(value).__name__} for the cache")
+
+
+def fingerprint(
+    model: str, system_instruction: object, contents: Sequence[object], tools: Sequence[object]
+) -> str:
+    """A short hash of everything that goes into the cache."""
+    document = {
+        "model": model_path(model),
+        "system_instruction": _canonical(system_instruction),
+        "contents": _canonical(list(contents)),
+        "tools": _canonical(list(tools)),
+    }
+    text = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _duration(seconds: float) -> str:
+    """A protobuf Duration string: ``3600s``, ``1.5s``."""
+    text = f"{seconds:.6f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+def _epoch(moment: Any) -> float | None:
+    timestamp = getattr(moment, "timestamp", None)
+    return float(timestamp()) if callable(timestamp) else None
+
+
+def _too_small(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, errors.APIError)
+        and exc.code == 400
+        and _TOO_SMALL in (exc.message if isinstance(exc.message, str) else "")
+    )
+
+
+class GeminiContextCache:
+    """An explicit context cache that every stage of every item shares.
+
+    *system_instruction*, *contents* and *tools* all go into the cache; requests
+    then name it instead of repeating them.  *ttl* is the lifetime asked for on
+    create and on every extension; the cache is extended once less than
+    *renew_margin* seconds of its server-side life remain.  *tag* joins the
+    fingerprint in the ``display_name`` (``stagedretry:<tag>:<hash>``), to keep
+    the caches of different jobs apart.  *on_close* keeps the cache for the next
+    run (default) or deletes it.  *name* is the key under which stages find the
+    handle in ``ctx.resources``.
+
+    Build the client with ``HttpOptions(retry_options=HttpRetryOptions(attempts=1))``
+    so every request is the engine's to count and retry.
+    """
+
+    def __init__(
+        self,
+        client: genai.Client,
+        model: str,
+        *,
+        system_instruction: Any = None,
+        contents: Any = (),
+        tools: Sequence[Any] = (),
+        ttl: float = 3600.0,
+        renew_margin: float = 300.0,
+        tag: str | None = None,
+        on_close: ClosePolicy | str = ClosePolicy.KEEP,
+        name: str = "gemini_cache",
+    ) -> None:
+        if not math.isfinite(ttl) or ttl <= 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if not math.isfinite(renew_margin) or renew_margin < 0:
+            raise ValueError(f"renew_margin must be zero or more seconds, got {renew_margin!r}")
+        if renew_margin >= ttl:
+            raise ValueError(
+                f"renew_margin ({renew_margin:g} s) must be shorter than ttl ({ttl:g} s), "
+                "or every use would renew the cache"
+            )
+        if tag is not None and (not tag or len(tag) > MAX_TAG or any(c in tag for c in ":\n\r")):
+            raise ValueError(
+                f"tag must be 1 to {MAX_TAG} characters without ':' or newlines, got {tag!r}"
+            )
+        self._client = client
+        self._model = model_path(model)
+        self.system_instruction = system_instruction
+        self.contents: tuple[Any, ...] = (
+            (contents,) if isinstance(contents, str) else tuple(contents)
+        )
+        self.tools: tuple[Any, ...] = tuple(tools)
+        self.ttl = float(ttl)
+        self.renew_margin = float(renew_margin)
+        self.tag = tag
+        try:
+            self.on_close = ClosePolicy(on_close)
+        except ValueError:
+            raise ValueError(
+                f"on_close must be one of {[p.value for p in ClosePolicy]}, got {on_close!r}"
+            ) from None
+        self._name = name
+        self.fingerprint = fingerprint(self._model, system_instruction, self.contents, self.tools)
+        parts = [DISPLAY_PREFIX, *([tag] if tag else []), self.fingerprint]
+        self.display_name = ":".join(parts)
+        assert len(self.display_name) <= MAX_DISPLAY_NAME
+        self._inline = False
+        self._stats = CacheStats()
+        check_client(client)
+
+    # -- SharedResource -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The key under which stages find the handle in ``ctx.resources``."""
+        return self._name
+
+    @property
+    def model(self) -> str:
+        """The model the cache is made for, as ``models/<id>``."""
+        return self._model
+
+    @property
+    def stats(self) -> CacheStats:
+        """A snapshot of the counters since this object was made."""
+        return self._stats
+
+    async def prepare(self, clock: Clock) -> CacheHandle:
+        """Reuse a live cache with this fingerprint, else create one (or go inline if too small)."""
+        if self._inline:
+            return self._inline_handle()
+        return await self._find_or_create(clock, exclude=None)
+
+    def needs_renewal(self, handle: CacheHandle, clock: Clock) -> bool:
+        """Whether the server's expiry is within ``renew_margin`` of now (no I/O)."""
+        expire = handle.expire_time
+        return expire is not None and expire <= clock.time() + self.renew_margin
+
+    async def renew(self, handle: CacheHandle, reason: RenewReason, clock: Clock) -> CacheHandle:
+        """Extend the cache before it expires; find or re-create it once it is gone."""
+        if handle.name is None:
+            return handle
+        if reason is RenewReason.LOST:
+            self._bump(lost=1)
+            return await self._find_or_create(clock, exclude=handle.name)
+        name = handle.name
+        try:
+            updated = await self._call(
+                clock,
+                lambda: self._client.aio.caches.update(
+                    name=name, config=types.UpdateCachedContentConfig(ttl=_duration(self.ttl))
+                ),
+            )
+        except errors.APIError as exc:
+            if not cache_gone(exc):
+                raise
+            self._bump(lost=1)
+            return await self._find_or_create(clock, exclude=name)
+        self._bump(updated=1)
+        return self._handle(updated)
+
+    async def close(self, handle: CacheHandle | None) -> None:
+        """Keep the cache for the next run, or delete it, as ``on_close`` says.
+
+        A failure to delete is logged, never raised: the run's results matter more.
+        """
+        if handle is None or handle.name is None or self.on_close is ClosePolicy.KEEP:
+            return
+        name = handle.name
+        try:
+            await self._call(clock=None, make=lambda: self._client.aio.caches.delete(name=name))
+        except Exception as exc:
+            if not cache_gone(exc):
+                _log.warning(
+                    "gemini_cache_delete_failed", cache=name, error=_redact(f"{exc!r}")[:300]
+                )
+            return
+        self._bump(deleted=1)
+
+    # -- the work -------------------------------------------------------------------------------
+
+    async def _find_or_create(self, clock: Clock, *, exclude: str | None) -> CacheHandle:
+        found = await self._call(clock, lambda: self._find(exclude))
+        if found is not None:
+            handle = self._handle(found)
+            if not self.needs_renewal(handle, clock):
+                self._bump(reused=1)
+                return handle
+            # A match close to its end is extended before its first use, never trusted as is.
+            extended = await self._extend(handle, clock)
+            if extended is not None:
+                self._bump(reused=1, updated=1)
+                return extended
+        return await self._create(clock)
+
+    async def _find(self, exclude: str | None) -> types.CachedContent | None:
+        """The live cache with this fingerprint and model that lives longest, if any."""
+        pager = await self._client.aio.caches.list(
+            config=types.ListCachedContentsConfig(page_size=_LIST_PAGE_SIZE)
+        )
+        best: types.CachedContent | None = None
+        best_expiry = -math.inf
+        async for cached in pager:
+            if cached.display_name != self.display_name or cached.name == exclude:
+                continue
+            if model_path(cached.model or "") != self._model:
+                continue
+            expiry = _epoch(cached.expire_time)
+            if expiry is not None and expiry > best_expiry:
+                best, best_expiry = cached, expiry
+        return best
+
+    async def _extend(self, handle: CacheHandle, clock: Clock) -> CacheHandle | None:
+        name = handle.name
+        assert name is not None
+        try:
+            updated = await self._call(
+                clock,
+                lambda: self._client.aio.caches.update(
+                    name=name, config=types.UpdateCachedContentConfig(ttl=_duration(self.ttl))
+                ),
+            )
+        except errors.APIError as exc:
+            if cache_gone(exc):
+                return None
+            raise
+        return self._handle(updated)
+
+    async def _create(self, clock: Clock) -> CacheHandle:
+        config = types.CreateCachedContentConfig(
+            display_name=self.display_name,
+            ttl=_duration(self.ttl),
+            system_instruction=self.system_instruction,
+            contents=list(self.contents) or None,
+            tools=list(self.tools) or None,
+        )
+        try:
+            created = await self._call(
+                clock, lambda: self._client.aio.caches.create(model=self._model, config=config)
+            )
+        except errors.APIError as exc:
+            if not _too_small(exc):
+                raise
+            self._inline = True
+            self._bump(inline_fallbacks=1)
+            _log.warning(
+                "gemini_cache_too_small",
+                display_name=self.display_name,
+                detail=exc.message,
+                fallback="instructions are sent inline with every request",
+            )
+            return self._inline_handle()
+        self._bump(created=1)
+        return self._handle(created)
+
+    async def _call(self, clock: Clock | None, make: Callable[[], Awaitable[T]]) -> T:
+        """Run one cache API call, retrying transient faults and 429s a few times."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await make()
+            except Exception as exc:
+                outcome = classify(exc)
+                retryable = outcome is not None and outcome.kind in (
+                    OutcomeKind.TRANSIENT,
+                    OutcomeKind.RATE_LIMITED,
+                )
+                if not retryable or attempt >= _CALL_ATTEMPTS or clock is None:
+                    raise
+                assert outcome is not None
+                delay = outcome.retry_after
+                if delay is None:
+                    delay = min(_CALL_BACKOFF_MAX, _CALL_BACKOFF * 2 ** (attempt - 1))
+                await clock.sleep(delay)
+
+    def _handle(self, cached: types.CachedContent) -> CacheHandle:
+        usage = cached.usage_metadata
+        return CacheHandle(
+            name=cached.name,
+            model=model_path(cached.model or self._model),
+            display_name=cached.display_name or self.display_name,
+            expire_time=_epoch(cached.expire_time),
+            create_time=_epoch(cached.create_time),
+            token_count=usage.total_token_count if usage is not None else None,
+        )
+
+    def _inline_handle(self) -> CacheHandle:
+        return CacheHandle(name=None, model=self._model, display_name=self.display_name)
+
+    def _bump(self, **increments: int) -> None:
+        stats = self._stats
+        self._stats = attrs.evolve(
+            stats, **{key: getattr(stats, key) + value for key, value in increments.items()}
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"GeminiContextCache(model={self._model!r}, display_name={self.display_name!r}, "
+            f"ttl={self.ttl:g}, renew_margin={self.renew_margin:g}, "
+            f"on_close={self.on_close.value!r})"
+        )

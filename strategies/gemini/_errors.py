@@ -1,0 +1,253 @@
+"""How the google-genai SDK's exceptions map onto the engine's outcomes.
+
+The rules run in a fixed order so the specific ones win over the general ones:
+
+1. cache gone (400 ``Cache content N is expired.``, 403 ``CachedContent not found``)
+   -> RESOURCE_LOST
+2. 429 -> RATE_LIMITED, with the server's ``RetryInfo.retryDelay`` or ``Retry-After`` as the wait
+3. 408 / 5xx, timeouts, dropped connections, a body that is not JSON -> TRANSIENT
+4. any other 4xx -> FATAL
+
+A truncated answer (``MAX_TOKENS``) or answer text that is not JSON is not an
+exception at all: it comes back as text and fails validation, which the engine
+records as INVALID.  Every message built here is cut short and scrubbed of
+anything that looks like an API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
+
+from google.genai import errors
+
+from stagedretry import Outcome, OutcomeKind, Rule
+
+__all__ = [
+    "cache_gone",
+    "classify",
+    "gemini_rules",
+    "redact",
+    "retry_delay",
+]
+
+_EXPIRED: Final = re.compile(r"Cache content \S+ is expired")
+_NOT_FOUND: Final = "CachedContent not found"
+_TRANSIENT_CODES: Final = frozenset({408, 500, 502, 503, 504})
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)s\s*$")
+_RETRY_IN: Final = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
+_KEY_PATTERNS: Final = (
+    re.compile(r"AIza[0-9A-Za-z_\-]{20,}"),
+    re.compile(r"(?i)(key=)[^&\s'\"]+"),
+    re.compile(r"(?i)(x-goog-api-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+)
+_MESSAGE_LIMIT: Final = 300
+
+
+def redact(text: str, *secrets: str) -> str:
+    """*text* with API keys (the given *secrets*, and anything shaped like one) masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "<redacted>")
+    for pattern in _KEY_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "<redacted>", text)
+    return text
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
+
+
+def _api_message(exc: errors.APIError) -> str:
+    message = exc.message if isinstance(exc.message, str) else ""
+    status = f" {exc.status}" if exc.status else ""
+    return redact(_short(f"{exc.code}{status}: {message}" if message else f"{exc.code}{status}"))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return redact(_short(f"{name}: {text}" if text else name))
+
+
+def cache_gone(exc: BaseException) -> bool:
+    """Whether *exc* says the context cache named by the request no longer exists."""
+    if not isinstance(exc, errors.APIError):
+        return False
+    message = exc.message if isinstance(exc.message, str) else ""
+    if exc.code == 403:
+        return _NOT_FOUND in message
+    if exc.code == 400:
+        return _EXPIRED.search(message) is not None
+    return False
+
+
+def parse_duration(text: object) -> float | None:
+    """Seconds in a protobuf Duration string such as ``"17s"`` or ``"1.5s"`` (else ``None``)."""
+    if not isinstance(text, str):
+        return None
+    match = _DURATION.match(text)
+    return float(match.group(1)) if match else None
+
+
+def _error_details(body: Any) -> Iterator[Mapping[str, Any]]:
+    """The ``error.details`` entries of an error body (``e.details`` is the whole body)."""
+    if isinstance(body, list) and len(body) == 1:
+        body = body[0]
+    if not isinstance(body, Mapping):
+        return
+    error = body.get("error", body)
+    details = error.get("details") if isinstance(error, Mapping) else None
+    if isinstance(details, list):
+        yield from (d for d in details if isinstance(d, Mapping))
+
+
+def _header(response: Any, name: str) -> str | None:
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get(name)
+    except Exception:  # a foreign response object: no usable headers
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _retry_after_header(value: str, now: Callable[[], float]) -> float | None:
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - now())
+
+
+def retry_delay(exc: errors.APIError, *, now: Callable[[], float] = time.time) -> float | None:
+    """The wait a 429 asks for: ``RetryInfo.retryDelay``, else ``Retry-After``, else the message.
+
+    ``None`` when the server gave no advice (the engine then backs off on its own).
+    """
+    for detail in _error_details(exc.details):
+        if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            seconds = parse_duration(detail.get("retryDelay"))
+            if seconds is not None:
+                return seconds
+    header = _header(exc.response, "Retry-After")
+    if header is not None:
+        seconds = _retry_after_header(header, now)
+        if seconds is not None:
+            return seconds
+    match = _RETRY_IN.search(exc.message or "") if isinstance(exc.message, str) else None
+    return float(match.group(1)) if match else None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The transport exceptions of every HTTP stack the SDK may use (those installed)."""
+    found: list[type[BaseException]] = [TimeoutError, asyncio.TimeoutError, ConnectionError]
+    import httpx2
+
+    found += [httpx2.TransportError, httpx2.DecodingError]
+    try:
+        from google.auth import exceptions as auth_exceptions
+    except ImportError:  # pragma: no cover - google-auth is a dependency of the SDK
+        pass
+    else:
+        found.append(auth_exceptions.TransportError)
+    try:
+        import aiohttp
+    except ImportError:
+        pass
+    else:
+        found.append(aiohttp.ClientError)
+    return tuple(found)
+
+
+def _config_errors() -> tuple[type[BaseException], ...]:
+    """Transport exceptions that are a mistake in the setup, not a passing fault."""
+    try:
+        import aiohttp
+    except ImportError:
+        return ()
+    return (aiohttp.InvalidURL,)
+
+
+_TRANSPORT: Final = _transport_errors()
+_CONFIG: Final = _config_errors()
+
+
+def classify(exc: BaseException, *, resource: str | None = None) -> Outcome | None:
+    """The Gemini verdict on *exc*, or ``None`` to leave it to the engine's defaults.
+
+    *resource* names the shared cache a RESOURCE_LOST outcome should renew
+    (``None``: every shared resource of the runner).
+    """
+    if isinstance(exc, errors.APIError):
+        code = exc.code
+        if cache_gone(exc):
+            return Outcome(OutcomeKind.RESOURCE_LOST, _api_message(exc), resource=resource)
+        if code == 429:
+            return Outcome(
+                OutcomeKind.RATE_LIMITED, _api_message(exc), retry_after=retry_delay(exc)
+            )
+        if code in _TRANSIENT_CODES or (500 <= code <= 599 and code != 501):
+            return Outcome(OutcomeKind.TRANSIENT, _api_message(exc))
+        if 400 <= code <= 499 or code == 501:
+            return Outcome(OutcomeKind.FATAL, _api_message(exc))
+        # An odd status (201, 204, 3xx) where only 200 means success: a garbled answer.
+        return Outcome(OutcomeKind.TRANSIENT, _api_message(exc))
+    if _CONFIG and isinstance(exc, _CONFIG):
+        return Outcome(OutcomeKind.FATAL, _describe(exc))
+    if isinstance(exc, _TRANSPORT):
+        return Outcome(OutcomeKind.TRANSIENT, _describe(exc))
+    if isinstance(exc, json.JSONDecodeError):
+        # A 200 whose body is not JSON (aiohttp raises the decoder's error as is).
+        return Outcome(OutcomeKind.TRANSIENT, f"the response body is not JSON: {_describe(exc)}")
+    return None
+
+
+class GeminiRules(tuple[Rule, ...]):
+    """The Gemini rules in their order, usable as ``rules=gemini_rules`` or as one rule.
+
+    Iterating gives the individual rules; calling it runs them in order and
+    returns the first verdict.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, exc: BaseException) -> Outcome | None:
+        for rule in self:
+            outcome = rule(exc)
+            if outcome is not None:
+                return outcome
+        return None
+
+    def __repr__(self) -> str:
+        return "gemini_rules"
+
+
+def _cache_rule(exc: BaseException) -> Outcome | None:
+    return classify(exc) if cache_gone(exc) else None
+
+
+def _rate_limit_rule(exc: BaseException) -> Outcome | None:
+    if isinstance(exc, errors.APIError) and exc.code == 429:
+        return classify(exc)
+    return None
+
+
+def _general_rule(exc: BaseException) -> Outcome | None:
+    return classify(exc)
+
+
+gemini_rules: Final = GeminiRules((_cache_rule, _rate_limit_rule, _general_rule))
+"""The Gemini classifier rules: cache gone, 429, then transient / fatal by status and type."""

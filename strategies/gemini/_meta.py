@@ -1,0 +1,120 @@
+"""Typed metadata and token usage read from a ``GenerateContentResponse``.
+
+Every attempt keeps these, whatever it came to: a SAFETY stop or a blocked
+prompt keeps its ratings on the failed attempt.  Enum values are recorded by
+their names, so a value the SDK does not know yet (``BRAND_NEW_REASON``) is
+kept as the server sent it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final
+
+from google.genai import types
+
+from stagedretry import ResponseMeta, Usage
+
+__all__ = [
+    "SAFETY_FINISH_REASONS",
+    "answer_text",
+    "enum_name",
+    "response_meta",
+    "response_usage",
+]
+
+SAFETY_FINISH_REASONS: Final = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "MODEL_ARMOR",
+        "LANGUAGE",
+    }
+)
+"""Finish reasons meaning the answer was withheld (or cut) by a policy, not by length."""
+
+_UNSET_BLOCK: Final = "BLOCKED_REASON_UNSPECIFIED"
+
+
+def enum_name(value: object) -> str | None:
+    """An SDK enum member's name (also for the SDK's pseudo-members of unknown values)."""
+    if value is None:
+        return None
+    if isinstance(value, enum.Enum):
+        return str(value.name)
+    return str(value)
+
+
+def response_usage(response: types.GenerateContentResponse) -> Usage:
+    """The tokens one response billed: input includes the cached part, as Gemini counts it."""
+    usage = response.usage_metadata
+    if usage is None:
+        return Usage()
+    return Usage(
+        input_tokens=usage.prompt_token_count or 0,
+        output_tokens=usage.candidates_token_count or 0,
+        cached_tokens=usage.cached_content_token_count or 0,
+        thinking_tokens=usage.thoughts_token_count or 0,
+    )
+
+
+def _ratings(ratings: list[types.SafetyRating] | None, into: dict[str, str]) -> None:
+    for rating in ratings or ():
+        category = enum_name(rating.category)
+        probability = enum_name(rating.probability)
+        if category is not None and probability is not None:
+            into[category] = probability
+
+
+def response_meta(response: types.GenerateContentResponse) -> ResponseMeta:
+    """What the response said besides its text: finish reason, safety, model and id."""
+    ratings: dict[str, str] = {}
+    feedback = response.prompt_feedback
+    block_reason = None
+    if feedback is not None:
+        _ratings(feedback.safety_ratings, ratings)
+        block_reason = enum_name(feedback.block_reason)
+        if block_reason == _UNSET_BLOCK:
+            block_reason = None
+    finish_reason = None
+    candidates = response.candidates
+    if candidates:
+        first = candidates[0]
+        finish_reason = enum_name(first.finish_reason)
+        # The candidate's own ratings are about the answer, so they win over the prompt's.
+        _ratings(first.safety_ratings, ratings)
+    return ResponseMeta(
+        finish_reason=finish_reason,
+        safety_ratings=ratings,
+        blocked=block_reason is not None,
+        block_reason=block_reason,
+        model_version=response.model_version,
+        response_id=response.response_id,
+        raw=response,
+    )
+
+
+def answer_text(response: types.GenerateContentResponse) -> str | None:
+    """The text of the first candidate without thought parts; ``None`` when there is none.
+
+    Read directly rather than through ``response.text``, which logs a warning
+    for every answer holding non-text parts.
+    """
+    candidates = response.candidates
+    if not candidates:
+        return None
+    content = candidates[0].content
+    if content is None or not content.parts:
+        return None
+    texts: list[str] = []
+    for part in content.parts:
+        text: Any = part.text
+        if isinstance(text, str) and not part.thought:
+            texts.append(text)
+    return "".join(texts) if texts else None

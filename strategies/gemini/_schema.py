@@ -1,0 +1,144 @@
+"""Response schemas: the whole answer's, and one of only the fields a partial stage re-asks.
+
+A schema is given as a pydantic model or as a dict.  A dict whose root ``type``
+is upper case (``"OBJECT"``) is a Gemini ``Schema`` and goes out as
+``responseSchema``; anything else is JSON Schema and goes out as
+``responseJsonSchema``, as does a pydantic model's ``model_json_schema()``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+__all__ = ["ResponseSchema", "subset_schema"]
+
+_ORDERING_KEYS: Final = ("propertyOrdering", "property_ordering")
+_REF_PREFIXES: Final = ("#/$defs/", "#/definitions/")
+
+
+def _refs(node: Any) -> Iterator[str]:
+    """Every local ``$ref`` target name below *node*."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                for prefix in _REF_PREFIXES:
+                    if value.startswith(prefix):
+                        yield value[len(prefix) :]
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def _prune_definitions(schema: dict[str, Any]) -> None:
+    """Drop the ``$defs`` / ``definitions`` no longer reachable from the kept properties."""
+    for defs_key in ("$defs", "definitions"):
+        defs = schema.get(defs_key)
+        if not isinstance(defs, dict):
+            continue
+        body = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
+        wanted: set[str] = set()
+        pending = list(_refs(body))
+        while pending:
+            name = pending.pop()
+            if name in wanted or name not in defs:
+                continue
+            wanted.add(name)
+            pending.extend(_refs(defs[name]))
+        kept = {name: value for name, value in defs.items() if name in wanted}
+        if kept:
+            schema[defs_key] = kept
+        else:
+            del schema[defs_key]
+
+
+def _root(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object node of *schema*, following a root ``$ref`` into its definitions."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and "properties" not in schema:
+        for prefix, defs_key in zip(_REF_PREFIXES, ("$defs", "definitions"), strict=True):
+            defs = schema.get(defs_key)
+            if ref.startswith(prefix) and isinstance(defs, Mapping):
+                target = defs.get(ref[len(prefix) :])
+                if isinstance(target, Mapping):
+                    merged = {k: v for k, v in schema.items() if k != "$ref"}
+                    merged.update(target)
+                    return merged
+    return schema
+
+
+def subset_schema(schema: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """A copy of object *schema* describing only the top-level *fields* (in that order).
+
+    Fields the schema does not declare are ignored; if none is declared the
+    whole schema is returned, so a request never goes out with an empty object.
+    """
+    root = _root(schema)
+    properties = root.get("properties")
+    if not isinstance(properties, Mapping):
+        return copy.deepcopy(dict(schema))
+    chosen = [f for f in dict.fromkeys(fields) if f in properties]
+    if not chosen:
+        return copy.deepcopy(dict(schema))
+    out: dict[str, Any] = {
+        k: copy.deepcopy(v)
+        for k, v in root.items()
+        if k not in ("properties", "required", *_ORDERING_KEYS)
+    }
+    out["properties"] = {name: copy.deepcopy(properties[name]) for name in chosen}
+    required = root.get("required")
+    if isinstance(required, list):
+        out["required"] = [name for name in required if name in chosen]
+    for key in _ORDERING_KEYS:
+        if isinstance(root.get(key), list):
+            out[key] = [name for name in root[key] if name in chosen]
+    _prune_definitions(out)
+    return out
+
+
+def _is_gemini_dialect(schema: Mapping[str, Any]) -> bool:
+    kind = schema.get("type")
+    return isinstance(kind, str) and kind.isupper()
+
+
+@attrs.frozen
+class ResponseSchema:
+    """The answer's schema in one dialect, and the subsets already built, by field list.
+
+    ``json_schema`` says whether it travels as ``responseJsonSchema`` (JSON
+    Schema) or as ``responseSchema`` (the Gemini dialect).
+    """
+
+    schema: Mapping[str, Any]
+    json_schema: bool
+    _subsets: dict[tuple[str, ...], dict[str, Any]] = attrs.field(
+        factory=dict, init=False, repr=False, eq=False
+    )
+
+    @classmethod
+    def of(cls, source: object) -> ResponseSchema | None:
+        """Read a pydantic model class or a schema dict; ``None`` stays ``None``."""
+        if source is None:
+            return None
+        if isinstance(source, Mapping):
+            schema = copy.deepcopy(dict(source))
+            return cls(schema, not _is_gemini_dialect(schema))
+        to_schema = getattr(source, "model_json_schema", None)
+        if isinstance(source, type) and callable(to_schema):
+            return cls(to_schema(), True)
+        raise TypeError(f"response_schema must be a pydantic model class or a dict, got {source!r}")
+
+    def for_fields(self, fields: tuple[str, ...] | None) -> Mapping[str, Any]:
+        """The schema to send: the whole one, or only *fields* for a partial request."""
+        if fields is None:
+            return self.schema
+        found = self._subsets.get(fields)
+        if found is None:
+            found = subset_schema(self.schema, fields)
+            self._subsets[fields] = found
+        return found

@@ -1,0 +1,203 @@
+"""Fixtures for the command-line tests: pipelines on disk, a scrubbed environment, invoking."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from click.testing import CliRunner, Result
+from rich.console import Console
+
+from stagedretry.cli import main
+from stagedretry.cli._app import App
+
+# google-genai's aiohttp transport subclasses aiohttp.ClientSession, which aiohttp deprecates
+# on every new session: the SDK's doing, tolerated here as in tests/gemini.
+AIOHTTP_SUBCLASS_WARNING = (
+    "ignore:Inheritance class AiohttpClientSession from ClientSession is discouraged"
+    ":DeprecationWarning"
+)
+
+LADDER_TOML = """
+[plan]
+max_prompts = 5
+backoff = { initial = 0.001, max = 0.01 }
+
+[[plan.stages]]
+name = "full_t0"
+params = { temperature = 0.0 }
+
+[[plan.stages]]
+name = "partial_t0"
+kind = "partial"
+params = { temperature = 0.0 }
+
+[[plan.stages]]
+name = "full_t25"
+params = { temperature = 0.25 }
+
+[[plan.stages]]
+name = "partial_t25"
+kind = "partial"
+params = { temperature = 0.25 }
+"""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tolerate the SDK's own aiohttp deprecation warning in this directory only."""
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.filterwarnings(AIOHTTP_SUBCLASS_WARNING))
+
+
+@pytest.fixture(autouse=True)
+def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No key, no Vertex switch, no proxy from the developer's environment."""
+    for name in list(os.environ):
+        if name in ("GOOGLE_API_KEY", "GEMINI_API_KEY") or name.startswith("GOOGLE_GENAI_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+
+def records(count: int, *, start: int = 1) -> list[dict[str, Any]]:
+    """Simple input records ``{"id": "item-0001", "title": ..., "author": ...}``."""
+    return [
+        {"id": f"item-{n:04d}", "title": f"Title {n}", "author": f"Author {n % 7}"}
+        for n in range(start, start + count)
+    ]
+
+
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any] | str]) -> Path:
+    """Write *rows* (objects, or raw lines as given) as a JSONL file."""
+    with path.open("w", encoding="utf-8") as file:
+        for row in rows:
+            file.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
+    return path
+
+
+@attrs.define
+class Job:
+    """A pipeline on disk: the file and the paths it names."""
+
+    folder: Path
+    pipeline: Path
+    input: Path
+    output: Path
+    journal: Path
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The output file, parsed (every line must be a JSON object)."""
+        return [json.loads(line) for line in self.output.read_text("utf-8").splitlines()]
+
+
+def sim_pipeline(
+    folder: Path,
+    *,
+    items: int = 20,
+    rows: Sequence[dict[str, Any] | str] | None = None,
+    sim: str = "seed = 3\ninvalid_rate = 0.2",
+    extra: str = "",
+    run: str = "concurrency = 4",
+    template: str = "Describe {title} by {author}.",
+) -> Job:
+    """Write a sim-backed pipeline with its input under *folder*."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = write_jsonl(folder / "input.jsonl", rows if rows is not None else records(items))
+    text = (
+        f'name = "test-job"\n{LADDER_TOML}\n'
+        f'[backend]\nkind = "sim"\n\n[backend.sim]\n{sim}\n\n'
+        f'[input]\npath = "input.jsonl"\ntemplate = "{template}"\n\n'
+        f'[output]\npath = "out/results.jsonl"\n\n'
+        f'[journal]\npath = "out/journal.sqlite"\n\n'
+        f"[run]\n{run}\n\n{extra}\n"
+    )
+    pipeline = folder / "pipeline.toml"
+    pipeline.write_text(text, encoding="utf-8")
+    return Job(folder, pipeline, data, folder / "out/results.jsonl", folder / "out/journal.sqlite")
+
+
+@pytest.fixture
+def make_job(tmp_path: Path) -> Callable[..., Job]:
+    """Build a sim pipeline in a fresh folder of this test."""
+    counter = iter(range(1000))
+
+    def make(**kwargs: Any) -> Job:
+        return sim_pipeline(tmp_path / f"job{next(counter)}", **kwargs)
+
+    return make
+
+
+@attrs.define
+class Invocation:
+    """What a command printed and how it exited."""
+
+    result: Result
+    out: str
+    err: str
+
+    @property
+    def code(self) -> int:
+        return self.result.exit_code
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def recording_console(width: int = 120, *, terminal: bool = False) -> Console:
+    """A console writing into memory that keeps what it printed."""
+    return Console(
+        file=io.StringIO(),
+        width=width,
+        force_terminal=terminal,
+        color_system=None,
+        record=True,
+        highlight=False,
+        legacy_windows=False,
+    )
+
+
+def invoke(args: Sequence[str], *, width: int = 160, terminal: bool = False) -> Invocation:
+    """Run the command in-process; consoles record what it printed."""
+    app = App(out=recording_console(width, terminal=terminal), err=recording_console(width, terminal=terminal))
+    result = CliRunner().invoke(main, list(args), obj=app, catch_exceptions=False)
+    return Invocation(
+        result,
+        app.out.export_text() + result.stdout,
+        app.err.export_text() + result.stderr,
+    )
+
+
+@pytest.fixture
+def cli() -> Callable[..., Invocation]:
+    """``cli("run", path, "--json")``: run the command in-process."""
+
+    def run(*args: str, width: int = 160, terminal: bool = False) -> Invocation:
+        return invoke(args, width=width, terminal=terminal)
+
+    return run
+
+
+def command(*args: str) -> list[str]:
+    """The argv of the installed command run with this interpreter, for subprocess tests."""
+    return [sys.executable, "-m", "stagedretry.cli", *args]
+
+
+@pytest.fixture
+def subprocess_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An environment for a child ``stagedretry`` process: no keys, loopback not proxied."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY") and not k.startswith("GOOGLE_GENAI_")
+    }
+    env["NO_PROXY"] = "127.0.0.1"
+    env["PYTHONUNBUFFERED"] = "1"
+    yield env

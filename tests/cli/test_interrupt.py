@@ -1,0 +1,105 @@
+"""Ctrl-C: once drains (in-flight items finish), twice cancels them; both print the summary."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from .conftest import Job, command, sim_pipeline
+
+_ATTEMPT = re.compile(r"\] attempt\s")
+SLOW = "seed = 4\ninvalid_rate = 0.1\nlatency = 0.2"
+RUN = 'concurrency = 6\nrequest_log = "out/requests.jsonl"'
+
+
+def _interrupt(job: Job, env: dict[str, str], *, times: int) -> tuple[int, dict[str, object], str]:
+    """Start a run, press Ctrl-C *times* after its first attempt; its code, summary and stderr."""
+    child = subprocess.Popen(
+        command("run", str(job.pipeline), "--json", "--no-progress", "--log-level", "info"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    err = []
+    pressed = 0
+    for line in child.stderr:
+        err.append(line)
+        # One press at a time: signals sent together may be delivered as one.
+        if (pressed == 0 and _ATTEMPT.search(line)) or (0 < pressed < times and "interrupted:" in line):
+            child.send_signal(signal.SIGINT)
+            pressed += 1
+            if pressed == times:
+                break
+    rest_out, rest_err = child.communicate(timeout=30)
+    return child.returncode, json.loads(rest_out), "".join(err) + rest_err
+
+
+def _statuses(journal: Path) -> dict[str, str]:
+    db = sqlite3.connect(journal)
+    try:
+        return dict(db.execute("SELECT item_id, status FROM results").fetchall())
+    finally:
+        db.close()
+
+
+def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    job = sim_pipeline(tmp_path / "job", items=30, sim=SLOW, run=RUN)
+    code, summary, err = _interrupt(job, subprocess_env, times=1)
+    assert code == 1
+    assert "interrupted: taking no new items" in err
+    assert summary["interrupted"] is True
+    items = summary["items"]
+    assert isinstance(items, dict)
+    assert items["pending"] > 0
+    assert items["cancelled"] == 0
+    assert "cancelled" not in _statuses(job.journal).values()
+    # Every item that was sent has its result: in flight ones were finished, not dropped.
+    sent = {json.loads(line)["item"] for line in (job.folder / "out/requests.jsonl").read_text().splitlines()}
+    assert sent == set(_statuses(job.journal))
+    assert len(job.lines()) == len(sent)
+
+    resumed = subprocess.run(
+        command("run", str(job.pipeline), "--json", "--no-progress"),
+        capture_output=True, env=subprocess_env, text=True, timeout=60, check=False,
+    )
+    final = json.loads(resumed.stdout)
+    assert final["items"]["pending"] == 0
+    assert final["items"]["from_journal"] == len(sent)
+    assert len(job.lines()) == 30
+
+
+def test_a_second_interrupt_cancels_in_flight_items_which_the_next_run_retries(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    job = sim_pipeline(tmp_path / "job", items=30, sim=SLOW, run=RUN)
+    code, summary, err = _interrupt(job, subprocess_env, times=2)
+    assert code == 1
+    assert "cancelling the items in flight" in err
+    this_run = summary["this_run"]
+    assert isinstance(this_run, dict)
+    assert this_run["cancelled"] > 0
+    cancelled = {k for k, v in _statuses(job.journal).items() if v == "cancelled"}
+    assert len(cancelled) == this_run["cancelled"]
+    assert {row["id"] for row in job.lines() if row["status"] == "cancelled"} == cancelled
+
+    resumed = subprocess.run(
+        command("run", str(job.pipeline), "--json", "--no-progress"),
+        capture_output=True, env=subprocess_env, text=True, timeout=60, check=False,
+    )
+    final = json.loads(resumed.stdout)
+    assert final["items"]["cancelled"] == 0
+    assert final["items"]["pending"] == 0
+    statuses = _statuses(job.journal)
+    assert len(statuses) == 30
+    assert "cancelled" not in statuses.values()
+    lines = job.lines()
+    assert len(lines) == 30
+    assert len({row["id"] for row in lines}) == 30

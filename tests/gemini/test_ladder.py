@@ -1,0 +1,180 @@
+"""The default four-stage ladder over the emulator: partial stages repair, and cost less.
+
+With invalid fields injected by the simulated model, items climb
+``full@0 -> partial@0 -> full@0.25 -> partial@0.25``; a partial request asks only for
+the failed fields (its response schema holds nothing else) and costs a fraction of a
+full request.  Request bodies are read off the wire by a recording httpx2 transport.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx2
+import pydantic
+import pytest
+from google import genai
+from google.genai import types
+
+import stagedretry as sr
+from stagedretry.testing import VirtualClock
+from strategies.gemini import GeminiContextCache, GeminiStrategy
+from strategies.gemini.emulator import GeminiEmulator
+
+from .conftest import MODEL, doc
+
+SYSTEM = "You catalogue books for a library; answer with the record. " + doc(1500, "shelf")
+
+# Gemini 2.5 Flash list prices per million tokens: input, cached input, output.
+PRICE_INPUT, PRICE_CACHED, PRICE_OUTPUT = 0.30, 0.03, 2.50
+
+
+class Record(pydantic.BaseModel):
+    title: str
+    author: str
+    year: int
+    pages: int
+    publisher: str
+    language: str
+    summary: str
+    edition: int
+
+
+FIELDS = list(Record.model_fields)
+
+
+class Recorder(httpx2.AsyncHTTPTransport):
+    """A real httpx2 transport that also keeps the JSON body of every generateContent call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[dict[str, Any]] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith(":generateContent"):
+            self.bodies.append(json.loads(request.content))
+        return await super().handle_async_request(request)
+
+
+@pytest.fixture
+async def setup(
+    start_emulator: Callable[..., GeminiEmulator], virtual_clock: VirtualClock
+) -> AsyncIterator[tuple[GeminiEmulator, genai.Client, Recorder]]:
+    # One field in ten is invalid at temperature 0, one in four at 0.25... enough to
+    # send many items down the ladder, few enough for most to come back up.
+    emulator = start_emulator(seed=21, clock=virtual_clock.time, invalid_rate=0.1,
+                              invalid_rate_slope=0.2)
+    recorder = Recorder()
+    client = genai.Client(
+        api_key="test-key",
+        http_options=types.HttpOptions(
+            base_url=emulator.base_url,
+            api_version="v1beta",
+            retry_options=types.HttpRetryOptions(attempts=1),
+            async_client_args={"transport": recorder},
+        ),
+    )
+    yield emulator, client, recorder
+    await client.aio.aclose()
+    client.close()
+
+
+def cost(usage: sr.Usage) -> float:
+    """Dollars per million such attempts, at list prices."""
+    return (
+        PRICE_INPUT * usage.fresh_input_tokens
+        + PRICE_CACHED * usage.cached_tokens
+        + PRICE_OUTPUT * (usage.output_tokens + usage.thinking_tokens)
+    )
+
+
+async def test_items_recover_through_partial_stages_that_ask_only_the_failed_fields(
+    setup: tuple[GeminiEmulator, genai.Client, Recorder], virtual_clock: VirtualClock
+) -> None:
+    emulator, client, recorder = setup
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Record)
+    runner = sr.Runner(
+        sr.Plan.ladder(),
+        strategy,
+        validator=sr.validators.pydantic(Record),
+        resources=[cache],
+        clock=virtual_clock,
+        concurrency=1,  # attempts and recorded bodies then line up one to one
+    )
+    batch = await runner.run([(f"r{i}", f"Catalogue record {i}.") for i in range(150)])
+
+    assert batch.items == 150
+    per_stage = batch.successes_per_stage
+    assert per_stage.get("partial_t0", 0) > 20
+    assert batch.succeeded >= 140
+    for result in batch.results:
+        if result.ok:
+            assert isinstance(result.output, Record)
+
+    attempts = [a for r in batch.results for a in r.attempts]
+    assert len(attempts) == len(recorder.bodies) == emulator.ledger.generate_calls
+    full: list[sr.Attempt] = []
+    partial: list[sr.Attempt] = []
+    for attempt, body in zip(attempts, recorder.bodies, strict=True):
+        schema = body["generationConfig"]["responseJsonSchema"]
+        assert body["cachedContent"]  # every stage reads the shared cache
+        if attempt.fields is None:
+            full.append(attempt)
+            assert list(schema["properties"]) == FIELDS
+            continue
+        partial.append(attempt)
+        # Only the failed fields are asked for, and only they come back.
+        assert list(schema["properties"]) == list(attempt.fields)
+        assert set(schema["required"]) == set(attempt.fields)
+        assert len(attempt.fields) < len(FIELDS)
+        assert attempt.meta is not None
+        answer = json.loads(attempt.meta.raw.text)
+        assert set(answer) == set(attempt.fields)
+    assert len(partial) > 20
+
+    mean_full = sum(cost(a.usage) for a in full) / len(full)
+    mean_partial = sum(cost(a.usage) for a in partial) / len(partial)
+    out_full = sum(a.usage.output_tokens for a in full) / len(full)
+    out_partial = sum(a.usage.output_tokens for a in partial) / len(partial)
+    assert out_partial < 0.4 * out_full
+    assert mean_partial < 0.75 * mean_full, (mean_partial, mean_full)
+
+    u = batch.usage
+    led = emulator.ledger
+    assert (u.input_tokens, u.cached_tokens, u.output_tokens) == (
+        led.prompt_tokens,
+        led.cached_tokens,
+        led.candidates_tokens,
+    )
+
+
+async def test_a_partial_stage_keeps_the_valid_fields_of_the_first_answer(
+    setup: tuple[GeminiEmulator, genai.Client, Recorder], virtual_clock: VirtualClock
+) -> None:
+    _, client, _ = setup
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Record)
+    runner = sr.Runner(
+        sr.Plan.ladder(),
+        strategy,
+        validator=sr.validators.pydantic(Record),
+        resources=[cache],
+        clock=virtual_clock,
+        concurrency=8,
+    )
+    batch = await runner.run([(f"r{i}", f"Catalogue record {i}.") for i in range(80)])
+    repaired = [
+        r for r in batch.results if r.ok and r.final_stage == "partial_t0" and len(r.attempts) == 2
+    ]
+    assert repaired
+    for result in repaired:
+        first, fix = result.attempts
+        assert first.meta is not None and fix.fields is not None
+        original = json.loads(first.meta.raw.text)
+        output = result.output.model_dump()
+        for name in FIELDS:
+            if name not in fix.fields:
+                assert output[name] == original[name]  # kept, not asked again

@@ -1,0 +1,427 @@
+"""GeminiStrategy over the real SDK and real HTTP: what goes on the wire, what comes back.
+
+Request bodies are read off the wire by a recording httpx2 transport (the SDK's own
+httpx2 path, forced the way ``make_client`` forces it); nothing inside the SDK is patched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx2
+import pydantic
+import pytest
+import structlog
+from google import genai
+from google.genai import types
+
+import stagedretry as sr
+from stagedretry.testing import VirtualClock
+from strategies.gemini import (
+    STAGE_PARAMS,
+    CacheHandle,
+    GeminiContextCache,
+    GeminiStrategy,
+    response_meta,
+)
+from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator
+
+from .conftest import MODEL, doc
+
+SYSTEM = "You are a meticulous librarian; answer with the book's record. " + doc(1200, "shelf")
+
+
+class Book(pydantic.BaseModel):
+    title: str
+    author: str
+    year: int
+    pages: int
+
+
+BOOK_FIELDS = ["title", "author", "year", "pages"]
+VALIDATOR = sr.validators.pydantic(Book)
+
+
+class Recorder(httpx2.AsyncHTTPTransport):
+    """A real httpx2 transport that also keeps the JSON body of every generateContent call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith(":generateContent"):
+            self.paths.append(request.url.path)
+            self.bodies.append(json.loads(request.content))
+        return await super().handle_async_request(request)
+
+
+@pytest.fixture
+async def recorded(
+    start_emulator: Callable[..., GeminiEmulator], virtual_clock: VirtualClock
+) -> AsyncIterator[tuple[GeminiEmulator, genai.Client, Recorder]]:
+    """An emulator on the virtual clock, and a client whose requests are recorded."""
+    emulator = start_emulator(seed=3, clock=virtual_clock.time, invalid_rate=0.0,
+                              invalid_rate_slope=0.0)
+    recorder = Recorder()
+    client = genai.Client(
+        api_key="test-key",
+        http_options=types.HttpOptions(
+            base_url=emulator.base_url,
+            api_version="v1beta",
+            retry_options=types.HttpRetryOptions(attempts=1),
+            async_client_args={"transport": recorder},
+        ),
+    )
+    yield emulator, client, recorder
+    await client.aio.aclose()
+    client.close()
+
+
+def runner(
+    strategy: GeminiStrategy,
+    clock: VirtualClock,
+    *,
+    cache: GeminiContextCache | None = None,
+    plan: sr.Plan | None = None,
+    concurrency: int = 4,
+) -> sr.Runner:
+    return sr.Runner(
+        plan or sr.Plan.ladder(),
+        strategy,
+        validator=VALIDATOR,
+        resources=[cache] if cache is not None else [],
+        clock=clock,
+        concurrency=concurrency,
+    )
+
+
+def items(n: int, prefix: str = "book") -> list[tuple[str, str]]:
+    return [(f"{prefix}-{i}", f"Catalogue book number {i}.") for i in range(n)]
+
+
+def usage_of(batch: sr.BatchResult) -> tuple[int, int, int, int]:
+    u = batch.usage
+    return (u.input_tokens, u.cached_tokens, u.output_tokens, u.thinking_tokens)
+
+
+def billed(emulator: GeminiEmulator) -> tuple[int, int, int, int]:
+    led = emulator.ledger
+    return (led.prompt_tokens, led.cached_tokens, led.candidates_tokens, led.thoughts_tokens)
+
+
+# -- what goes on the wire ----------------------------------------------------------------------
+
+
+async def test_request_names_the_cache_and_carries_no_instructions(
+    recorded: tuple[GeminiEmulator, genai.Client, Recorder], virtual_clock: VirtualClock
+) -> None:
+    emulator, client, recorder = recorded
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
+    batch = await runner(strategy, virtual_clock, cache=cache).run(items(3))
+    assert batch.succeeded == 3
+    (name,) = emulator.cache_names()
+    assert len(recorder.bodies) == 3
+    for body in recorder.bodies:
+        assert body["cachedContent"] == name
+        assert "systemInstruction" not in body
+        assert "tools" not in body
+        config = body["generationConfig"]
+        assert config["temperature"] == 0.0
+        assert config["responseMimeType"] == "application/json"
+        assert list(config["responseJsonSchema"]["properties"]) == BOOK_FIELDS
+    assert recorder.paths == [f"/v1beta/models/{MODEL}:generateContent"] * 3
+
+
+async def test_stage_params_map_onto_generation_config(
+    recorded: tuple[GeminiEmulator, genai.Client, Recorder], virtual_clock: VirtualClock
+) -> None:
+    _, client, recorder = recorded
+    params = {
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "top_k": 20,
+        "max_output_tokens": 400,
+        "seed": 11,
+        "stop_sequences": ("END",),
+        "presence_penalty": 0.25,
+        "frequency_penalty": 0.5,
+        "thinking_budget": 32,
+    }
+    plan = sr.Plan(stages=[sr.Stage("only", "full", params)], max_prompts=1)
+    strategy = GeminiStrategy(client, MODEL, response_schema=Book, system_instruction="Be brief.")
+    batch = await runner(strategy, virtual_clock, plan=plan).run(items(1))
+    assert batch.items == 1
+    (body,) = recorder.bodies
+    config = body["generationConfig"]
+    assert config["temperature"] == 0.5
+    assert config["topP"] == 0.9
+    assert config["topK"] == 20
+    assert config["maxOutputTokens"] == 400
+    assert config["seed"] == 11
+    assert config["stopSequences"] == ["END"]
+    assert config["presencePenalty"] == 0.25
+    assert config["frequencyPenalty"] == 0.5
+    thinking = config["thinkingConfig"]
+    assert thinking.get("thinkingBudget", thinking.get("thinking_budget")) == 32
+    assert body["systemInstruction"]["parts"] == [{"text": "Be brief."}]
+    assert "cachedContent" not in body
+    # The thinking tokens the emulator spent are the thinking tokens recorded.
+    attempt = batch.results[0].attempts[0]
+    assert attempt.usage.thinking_tokens > 0
+    assert {"temperature", "model", "thinking_budget"} <= STAGE_PARAMS
+
+
+async def test_a_stage_on_another_model_sends_the_instructions_inline(
+    recorded: tuple[GeminiEmulator, genai.Client, Recorder], virtual_clock: VirtualClock
+) -> None:
+    emulator, client, recorder = recorded
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    plan = sr.Plan(
+        stages=[sr.Stage("pro", "full", {"temperature": 0.0, "model": "gemini-2.5-pro"})],
+        max_prompts=1,
+    )
+    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
+    batch = await runner(strategy, virtual_clock, cache=cache, plan=plan).run(items(2))
+    assert batch.succeeded == 2
+    assert recorder.paths == ["/v1beta/models/gemini-2.5-pro:generateContent"] * 2
+    for body in recorder.bodies:
+        # The cache belongs to another model: naming it would be refused.
+        assert "cachedContent" not in body
+        assert body["systemInstruction"]["parts"][0]["text"] == SYSTEM
+    assert batch.usage.cached_tokens == 0
+    assert usage_of(batch) == billed(emulator)
+
+
+async def test_cache_contents_go_inline_ahead_of_the_prompt_when_not_cached(
+    recorded: tuple[GeminiEmulator, genai.Client, Recorder], virtual_clock: VirtualClock
+) -> None:
+    emulator, client, recorder = recorded
+    document = doc(300, "chapter")
+    cache = GeminiContextCache(
+        client, MODEL, system_instruction="Answer from the document.", contents=[document]
+    )
+    plan = sr.Plan(
+        stages=[sr.Stage("pro", "full", {"model": "gemini-2.5-pro"})], max_prompts=1
+    )
+    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
+    batch = await runner(strategy, virtual_clock, cache=cache, plan=plan).run(items(1))
+    assert batch.items == 1
+    (body,) = recorder.bodies
+    texts = [part["text"] for content in body["contents"] for part in content["parts"]]
+    assert texts == [document, "Catalogue book number 0."]
+    assert emulator.ledger.caches_created == 0  # too small for the emulator's 1,024 minimum
+
+
+# -- what comes back ----------------------------------------------------------------------------
+
+
+async def test_every_attempt_keeps_typed_metadata_and_usage(
+    start_emulator: Callable[..., GeminiEmulator],
+    connect: Callable[..., genai.Client],
+    virtual_clock: VirtualClock,
+) -> None:
+    emulator = start_emulator(seed=5, clock=virtual_clock.time)
+    client = connect(emulator)
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
+    batch = await runner(strategy, virtual_clock, cache=cache).run(items(40))
+    assert batch.items == 40
+    invalid = 0
+    for result in batch.results:
+        for attempt in result.attempts:
+            meta = attempt.meta
+            assert meta is not None
+            assert meta.finish_reason == "STOP"
+            assert meta.model_version == MODEL
+            assert meta.response_id
+            assert meta.safety_ratings["HARM_CATEGORY_HARASSMENT"] == "NEGLIGIBLE"
+            assert not meta.blocked
+            assert isinstance(meta.raw, types.GenerateContentResponse)
+            assert attempt.usage.cached_tokens > 0
+            assert attempt.usage.input_tokens > attempt.usage.cached_tokens
+            invalid += attempt.outcome is sr.OutcomeKind.INVALID
+    assert invalid > 0  # failed attempts keep their metadata too
+    assert usage_of(batch) == billed(emulator)
+
+
+@pytest.mark.parametrize(
+    ("kind", "finish", "category", "blocked"),
+    [
+        (FaultKind.BLOCKED_PROMPT, None, "HARM_CATEGORY_HARASSMENT", True),
+        (FaultKind.SAFETY_STOP, "SAFETY", "HARM_CATEGORY_DANGEROUS_CONTENT", False),
+    ],
+)
+async def test_a_safety_refusal_is_invalid_and_keeps_its_ratings(
+    start_emulator: Callable[..., GeminiEmulator],
+    connect: Callable[..., genai.Client],
+    virtual_clock: VirtualClock,
+    kind: FaultKind,
+    finish: str | None,
+    category: str,
+    blocked: bool,
+) -> None:
+    emulator = start_emulator(seed=5, clock=virtual_clock.time, invalid_rate=0.0,
+                              invalid_rate_slope=0.0)
+    emulator.inject(Fault(kind=kind, at=1))
+    client = connect(emulator)
+    strategy = GeminiStrategy(client, MODEL, response_schema=Book, system_instruction=SYSTEM)
+    batch = await runner(strategy, virtual_clock, concurrency=1).run(items(1))
+    (result,) = batch.results
+    assert result.ok
+    first, second = result.attempts
+    assert first.outcome is sr.OutcomeKind.INVALID
+    assert first.counted
+    meta = first.meta
+    assert meta is not None
+    assert meta.blocked is blocked
+    assert meta.block_reason == ("SAFETY" if blocked else None)
+    assert meta.finish_reason == finish
+    assert meta.safety_ratings[category] == "HIGH"
+    assert first.usage.input_tokens > 0  # the refusal was billed, and is counted
+    assert second.outcome is sr.OutcomeKind.SUCCEEDED
+    assert usage_of(batch) == billed(emulator)
+
+
+async def test_max_tokens_truncation_fails_validation_with_its_finish_reason(
+    start_emulator: Callable[..., GeminiEmulator],
+    connect: Callable[..., genai.Client],
+    virtual_clock: VirtualClock,
+) -> None:
+    emulator = start_emulator(seed=5, clock=virtual_clock.time, invalid_rate=0.0,
+                              invalid_rate_slope=0.0)
+    client = connect(emulator)
+    plan = sr.Plan(
+        stages=[
+            sr.Stage("tight", "full", {"max_output_tokens": 8}),
+            sr.Stage("roomy", "full", {"max_output_tokens": 512}),
+        ],
+        max_prompts=2,
+    )
+    strategy = GeminiStrategy(client, MODEL, response_schema=Book, system_instruction=SYSTEM)
+    batch = await runner(strategy, virtual_clock, plan=plan).run(items(3))
+    assert batch.succeeded == 3
+    for result in batch.results:
+        cut, whole = result.attempts
+        assert cut.outcome is sr.OutcomeKind.INVALID
+        assert cut.meta is not None and cut.meta.finish_reason == "MAX_TOKENS"
+        assert cut.usage.output_tokens == 8
+        assert whole.meta is not None and whole.meta.finish_reason == "STOP"
+    assert usage_of(batch) == billed(emulator)
+
+
+def test_response_meta_reads_enum_names_and_prompt_feedback() -> None:
+    response = types.GenerateContentResponse.model_validate(
+        {
+            "candidates": [
+                {
+                    "finish_reason": "RECITATION",
+                    "safety_ratings": [
+                        {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "LOW"}
+                    ],
+                }
+            ],
+            "prompt_feedback": {
+                "safety_ratings": [
+                    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+                    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "MEDIUM"},
+                ]
+            },
+            "model_version": "m-1",
+            "response_id": "r-1",
+        }
+    )
+    meta = response_meta(response)
+    assert meta.finish_reason == "RECITATION"
+    # The answer's own rating wins over the prompt's for the same category.
+    assert dict(meta.safety_ratings) == {
+        "HARM_CATEGORY_HATE_SPEECH": "LOW",
+        "HARM_CATEGORY_HARASSMENT": "MEDIUM",
+    }
+    assert not meta.blocked
+    assert (meta.model_version, meta.response_id) == ("m-1", "r-1")
+
+
+# -- construction and misuse --------------------------------------------------------------------
+
+
+async def test_a_client_with_sdk_retries_is_warned_about(
+    start_emulator: Callable[..., GeminiEmulator],
+) -> None:
+    emulator = start_emulator(seed=1)
+    client = genai.Client(
+        api_key="k",
+        http_options=types.HttpOptions(
+            base_url=emulator.base_url,
+            api_version="v1beta",
+            retry_options=types.HttpRetryOptions(attempts=3),
+        ),
+    )
+    try:
+        with pytest.warns(UserWarning, match="retries on its own"):
+            GeminiStrategy(client, MODEL)
+        with pytest.warns(UserWarning, match="attempts=1"):
+            GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    finally:
+        client.close()
+
+
+async def test_a_system_instruction_beside_a_cache_is_refused(
+    start_emulator: Callable[..., GeminiEmulator], connect: Callable[..., genai.Client]
+) -> None:
+    client = connect(start_emulator(seed=1))
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    with pytest.raises(ValueError, match="give the system instruction to the GeminiContextCache"):
+        GeminiStrategy(client, MODEL, cache=cache, system_instruction="also this")
+    with pytest.raises(ValueError, match="http_timeout"):
+        GeminiStrategy(client, MODEL, http_timeout=0)
+    with pytest.raises(TypeError, match="pydantic model class or a dict"):
+        GeminiStrategy(client, MODEL, response_schema=Book(title="t", author="a", year=1, pages=2))
+
+
+async def test_a_cache_missing_from_the_runner_fails_items_with_the_fix(
+    start_emulator: Callable[..., GeminiEmulator],
+    connect: Callable[..., genai.Client],
+    virtual_clock: VirtualClock,
+) -> None:
+    emulator = start_emulator(seed=1, clock=virtual_clock.time)
+    client = connect(emulator)
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
+    batch = await runner(strategy, virtual_clock).run(items(2))  # resources=[] by mistake
+    assert batch.counts[sr.ItemStatus.FAILED] == 2
+    assert all("resources=[cache]" in (r.reason or "") for r in batch.results)
+    assert emulator.ledger.generate_calls == 0
+
+
+async def test_unknown_stage_params_are_warned_about_once_and_bad_values_fail(
+    start_emulator: Callable[..., GeminiEmulator],
+    connect: Callable[..., genai.Client],
+    virtual_clock: VirtualClock,
+) -> None:
+    emulator = start_emulator(seed=1, clock=virtual_clock.time, invalid_rate=0.0,
+                              invalid_rate_slope=0.0)
+    client = connect(emulator)
+    strategy = GeminiStrategy(client, MODEL, response_schema=Book)
+    plan = sr.Plan(stages=[sr.Stage("s", "full", {"temprature": 0.3})], max_prompts=1)
+    with structlog.testing.capture_logs() as logs:
+        batch = await runner(strategy, virtual_clock, plan=plan).run(items(5))
+    assert batch.succeeded == 5
+    ignored = [e for e in logs if e["event"] == "gemini_stage_param_ignored"]
+    assert len(ignored) == 1
+    assert ignored[0]["param"] == "temprature"
+
+    bad = sr.Plan(stages=[sr.Stage("s", "full", {"temperature": "hot"})], max_prompts=1)
+    batch = await runner(strategy, virtual_clock, plan=bad).run(items(1))
+    (result,) = batch.results
+    assert result.status is sr.ItemStatus.FAILED
+    assert "must be a number" in (result.reason or "")
+
+
+def test_cache_handle_is_inline_without_a_name() -> None:
+    assert CacheHandle(name=None, model="models/m", display_name="d").inline
+    assert not CacheHandle(name="cachedContents/x", model="models/m", display_name="d").inline
