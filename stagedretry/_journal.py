@@ -342,9 +342,10 @@ class Journal:
     # -- writing -------------------------------------------------------------------------------
 
     def discard(self) -> int:
-        """Forget this pipeline's results (``--fresh``); return how many were dropped."""
+        """Forget this pipeline's results and runs (``--fresh``); return how many results."""
         with self._conn as db:
             cursor = db.execute("DELETE FROM results WHERE fingerprint = ?", (self.fingerprint,))
+            db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
         return cursor.rowcount
 
     def begin_run(self) -> int:

@@ -6,6 +6,27 @@ and a price table.  :func:`load_pipeline` reads it, applies command-line
 overrides and checks everything before any request is sent; every mistake is a
 :class:`PlanError` naming the file, the dotted path of the value and what was
 expected.
+
+The sections (relative paths are relative to the pipeline file; those given
+with ``--set`` are relative to the current directory)::
+
+    name = "books"                      # default: the file's stem
+    [plan]                              # the schema of Plan.from_dict
+    [backend]                           # or backend = "sim"
+    kind = "gemini" | "emulator" | "sim"   model = "gemini-2.5-flash"
+    api_version = "v1beta"              base_url = "..."   (gemini only)
+    [backend.emulator]                  seed, invalid_rate, invalid_rate_slope, latency,
+                                        min_cache_tokens, expiry_style, [[...faults]]
+    [backend.sim]                       seed, invalid_rate, temperature_slope,
+                                        transient_rate, rate_limit_rate, retry_after, latency
+    [cache]                             system_instruction = "file", enabled, ttl,
+                                        renew_margin, on_close = "keep" | "delete", tag
+    [input]                             path, id_field = "id", template | template_file
+    [output]                            path, model = "module:Class" | schema = "file.json"
+    [journal]                           path (default: beside the output)
+    [run]                               concurrency, deadline (whole run, s), seed, request_log
+    [prices."<model>"]                  input, cached_input, output (per 1M tokens),
+                                        cache_storage (per 1M tokens per hour)
 """
 
 from __future__ import annotations
@@ -367,7 +388,7 @@ def split_key(key: str) -> tuple[str | int, ...]:
             )
         pos = match.end()
         expect_dot = True
-    if not out or not isinstance(out[0], str) or not out[0]:
+    if not out or not isinstance(out[0], str) or not out[0] or key.endswith("."):
         raise PlanError(f"--set {key}", "empty key")
     return tuple(out)
 

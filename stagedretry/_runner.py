@@ -32,6 +32,7 @@ from ._outcomes import (
     Rule,
     ValidationFailed,
     classify,
+    describe,
 )
 from ._plan import Plan
 from ._resources import ResourcePool, SharedResource
@@ -374,7 +375,12 @@ class Runner:
                 if deadline is not None and clock.monotonic() >= deadline:
                     return self._finish(state, Trigger.EXHAUST, "deadline passed", log)
                 kind = self._kinds[index]
-                request = kind.build(item, state, stage)
+                try:
+                    request = kind.build(item, state, stage)
+                except Exception as exc:
+                    # A bug in a stage kind fails its item, never the whole run.
+                    reason = f"stage kind {stage.kind!r} failed to build a request: {describe(exc)}"
+                    return self._finish(state, Trigger.FATAL, reason, log)
                 if request is None:
                     if self._fire(state, Trigger.SKIP, log) not in compiled.stage_index:
                         return self._result(state, "nothing left to repair")
@@ -521,7 +527,13 @@ class Runner:
         after = self._compiled.fire(state, trigger)
         self._tally.transitions[trigger.value] += 1
         if log is not None and after != before:
-            log.debug("transition", trigger=trigger.value, source=before, dest=after)
+            log.debug(
+                "transition",
+                trigger=trigger.value,
+                source=before,
+                dest=after,
+                attempt=len(state.attempts),
+            )
         return after
 
     def _finish(self, state: ItemState, trigger: Trigger, reason: str, log: Any) -> ItemResult:
@@ -557,6 +569,7 @@ class Runner:
                 item=state.item.id,
                 status=result.status.value,
                 stage=final,
+                attempt=len(state.attempts),
                 prompts=state.prompts,
                 reason=reason,
             )

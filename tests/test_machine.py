@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import re
 import weakref
@@ -147,15 +149,28 @@ class _CountingMachines:
         monkeypatch.setattr(transitions.Machine, "__init__", counting_init)
 
 
+def live_machines() -> list[Any]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, transitions.Machine)]
+
+
 async def test_one_machine_per_plan_not_per_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two honest counts: every Machine constructed (the public constructor, wrapped), and
+    # every Machine alive while 50 items are in flight (the garbage collector's view).
+    earlier = live_machines()  # held, so their ids cannot be reused meanwhile
+    before = {id(m) for m in earlier}
     counting = _CountingMachines(monkeypatch)
     seen_states: set[str] = set()
+    alive_mid_run: list[set[int]] = []
 
     async def answer(request: sr.Request, ctx: sr.StageContext) -> str:
         seen_states.add(ctx.state.state)
+        if request.item_id == "500":
+            alive_mid_run.append({id(m) for m in live_machines()} - before)
         # Every third item fails validation once, so items walk more than one stage.
         if int(request.item_id) % 3 == 0 and ctx.stage.name == "full_t0":
             return "not json"
+        await asyncio.sleep(0)  # let the other workers' items be in flight meanwhile
         return '{"ok": true}'
 
     runner = sr.Runner(
@@ -172,4 +187,5 @@ async def test_one_machine_per_plan_not_per_item(monkeypatch: pytest.MonkeyPatch
     machine = counting.built[0]()
     assert machine is not None
     assert machine is runner._compiled.machine
+    assert alive_mid_run == [{id(machine)}]
     assert machine.models == []

@@ -981,3 +981,31 @@ class TestWithScriptedStrategy:
             "full_t25",
         ]
         assert virtual_clock.monotonic() == pytest.approx(2.0)
+
+
+class _BrokenKind:
+    """A user stage kind whose build has a bug."""
+
+    def build(self, item: sr.WorkItem, state: sr.ItemState, stage: sr.Stage) -> sr.Request | None:
+        raise KeyError("missing template field")
+
+    def parse(self, response: sr.Response, state: sr.ItemState, validator: sr.Validator) -> Any:
+        raise AssertionError("never reached")
+
+
+async def test_a_stage_kind_that_raises_fails_only_its_item() -> None:
+    """A bug in a user's stage kind ends that item as failed with the reason, and sends nothing."""
+    plan = sr.Plan(stages=[sr.Stage("only", "broken")])
+    calls: list[str] = []
+
+    async def answer(request: sr.Request, ctx: sr.StageContext) -> str:
+        calls.append(request.item_id)
+        return GOOD
+
+    kinds = {**sr.builtin_kinds(), "broken": _BrokenKind()}
+    runner = sr.Runner(plan, from_callable(answer), kinds=kinds, concurrency=2)
+    batch = await runner.run([("a", "p"), ("b", "p")])
+    assert [r.status for r in batch.results] == [sr.ItemStatus.FAILED] * 2
+    assert all("missing template field" in (r.reason or "") for r in batch.results)
+    assert batch.prompts == 0
+    assert calls == []

@@ -30,6 +30,7 @@ from ._backends import API_KEY_ENV, BackendError, api_key_from_env, check_backen
 from ._input import InputError, read_input
 from ._job import run_job
 from ._logging import LEVELS, command_logging
+from ._output import OutputError
 from ._summary import Summary, render_summary
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,11 +194,15 @@ def _execute(
                     api_key=key,
                 )
             )
-        except (InputError, JournalError, BackendError, PlanError) as exc:
+        except (InputError, OutputError, JournalError, BackendError, PlanError) as exc:
             _fail(app, _redact(str(exc), key))
         except ResourceError as exc:
             log.error("run_failed", error=str(exc))
             _fail(app, _redact(f"the run stopped: {exc}", key), SOME_FAILED)
+        except OSError as exc:
+            log.error("run_failed", error=str(exc))
+            where = f" ({exc.filename})" if exc.filename else ""
+            _fail(app, f"the run stopped: {exc.strerror or exc}{where}", SOME_FAILED)
     if as_json:
         app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
     else:
@@ -499,7 +504,7 @@ def _client(
     if key is None:
         _fail(app, f"talking to Gemini needs an API key in the {API_KEY_ENV} environment variable")
     try:
-        import google.genai  # noqa: F401
+        import strategies.gemini  # noqa: F401
     except ImportError:
         _fail(app, "the caches commands need google-genai: pip install 'stagedretry[cli]'")
     url = base_url or (pipeline.backend.base_url if pipeline is not None else None)

@@ -131,23 +131,24 @@ def check_backend(pipeline: Pipeline, *, need_key: bool) -> None:
         sim_fields(pipeline)
         return
     try:
-        import google.genai  # noqa: F401
+        import strategies.gemini
 
-        import strategies.gemini  # noqa: F401
+        if kind is BackendKind.EMULATOR:
+            import strategies.gemini.emulator  # noqa: F401
     except ImportError as exc:
         raise BackendError(
             f"the {kind.value} backend needs google-genai and aiohttp ({exc}); "
             "install them with: pip install 'stagedretry[cli]'"
         ) from None
+    if kind is BackendKind.GEMINI and need_key and api_key_from_env() is None:
+        raise BackendError(
+            f"the gemini backend needs an API key in the {API_KEY_ENV} environment variable"
+        )
     if pipeline.output.model_class is None and pipeline.output.schema is None:
         raise PlanError(
             f"{pipeline.source.name}: output",
             f"the {kind.value} backend needs output.model or output.schema: the answer's shape "
             "is what the stages validate and repair",
-        )
-    if kind is BackendKind.GEMINI and need_key and api_key_from_env() is None:
-        raise BackendError(
-            f"the gemini backend needs an API key in the {API_KEY_ENV} environment variable"
         )
 
 
@@ -251,7 +252,12 @@ def _sim_backend(pipeline: Pipeline) -> Backend:
 
 
 def gemini_client(api_key: str, api_version: str, base_url: str | None) -> genai.Client:
-    """An SDK client with its own retries off, so every request is the engine's to count."""
+    """An SDK client with its own retries off, so every request is the engine's to count.
+
+    The one place outside ``strategies.gemini`` that touches the SDK, until that
+    package offers a client factory for real use (``emulator.make_client`` is
+    for the emulator).
+    """
     from google import genai
     from google.genai import types
 

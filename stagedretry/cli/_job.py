@@ -30,7 +30,7 @@ from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
 from ._backends import build_backend
 from ._input import InputRecord, read_input
-from ._output import OutputWriter
+from ._output import OutputError, OutputWriter
 from ._progress import LiveProgress
 from ._summary import RunStats, Summary, build_summary
 
@@ -119,8 +119,8 @@ async def run_job(
 ) -> Summary:
     """Run *pipeline* to the end (or to an interrupt) and return the job's summary.
 
-    Raises ``InputError``, ``JournalError`` or ``BackendError`` before any
-    request is sent when the job cannot start.
+    Raises ``InputError``, ``OutputError``, ``JournalError`` or ``BackendError``
+    before any request is sent when the job cannot start.
     """
     records = read_input(pipeline.input)
     by_id = {r.id: r for r in records}
@@ -147,7 +147,12 @@ async def run_job(
             if e.result.id in by_id and e.result.id not in todo_ids
         ]
         writer = OutputWriter(pipeline.output.path)
-        writer.rebuild(_ordered(kept, by_id))
+        try:
+            writer.rebuild(_ordered(kept, by_id))
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the output file {str(pipeline.output.path)!r}: {exc.strerror or exc}"
+            ) from None
         log.info(
             "run_start",
             pipeline=pipeline.name,
@@ -239,13 +244,20 @@ async def run_job(
             )
             journal.end_run(run_id, stats.to_json())
             writer.close()
-            final = [e.result for e in journal.entries() if e.result.id in by_id]
+            # A row for a line that changed since is stale until the item runs again.
+            final = [
+                e.result
+                for e in journal.entries()
+                if e.result.id in by_id and e.digest == by_id[e.result.id].digest
+            ]
             writer.rebuild(_ordered(final, by_id))
         interrupted = interrupts.count > 0 or interrupts.deadline_passed
         pending = len(records) - len(final)
         if interrupted and (pending or this_run.get(ItemStatus.CANCELLED.value)):
             notes.append("the run was stopped early: run the same command again to finish the job")
-        if not runnable and not todo:
+        if not records:
+            notes.append(f"the input {pipeline.input.path.name} holds no items")
+        elif not todo:
             notes.append(
                 f"nothing to do: all {len(records)} items are in the journal (--fresh to redo)"
             )

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._journal import jsonable
+from .._outcomes import StagedRetryError
 from .._results import ItemResult
+
+
+class OutputError(StagedRetryError):
+    """The output file cannot be written where the pipeline says."""
 
 
 def output_line(result: ItemResult, line: int | None) -> dict[str, Any]:

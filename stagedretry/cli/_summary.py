@@ -195,8 +195,8 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every item of the input succeeded, else 1."""
-        return 0 if self.total > 0 and self.succeeded == self.total else 1
+        """0 when every item of the input succeeded (an empty input too), else 1."""
+        return 0 if self.succeeded == self.total else 1
 
     def to_json(self) -> dict[str, Any]:
         u = self.usage

@@ -84,7 +84,8 @@ def _creator(rng: random.Random) -> str:
     style = rng.randrange(5)
     if style == 0:
         born = rng.randrange(1850, 1990)
-        return f"{surname}, {forename}, {born}-{born + rng.randrange(40, 90) if born < 1940 else ''}"
+        died = born + rng.randrange(40, 90) if born < 1940 else ""
+        return f"{surname}, {forename}, {born}-{died}"
     if style == 1:
         return f"{surname}, {forename[0]}."
     if style == 2:
@@ -137,7 +138,8 @@ def records(seed: int = SEED, count: int = COUNT) -> Iterator[dict[str, Any]]:
         subtitle = rng.choice(_SUBTITLES)
         title = f"The {adjective} {noun}"
         creator = _creator(rng)
-        statement = f"{title} : {subtitle} / by {creator.split(';')[0]}." if subtitle else f"{title}."
+        by = creator.split(";")[0]
+        statement = f"{title} : {subtitle} / by {by}." if subtitle else f"{title}."
         year = rng.randrange(1880, 2025)
         topic = _TOPICS[subtitle].format(adj=adjective, noun=noun)
         blurb = rng.choice(

@@ -69,7 +69,9 @@ class CacheHandle:
 
     ``name`` is ``None`` when the content was too small to cache and is sent
     inline instead.  ``expire_time`` and ``create_time`` are epoch seconds as
-    the server reported them.
+    the server reported them.  ``server_ahead`` is how far the server's clock
+    was last seen ahead of ours (never negative: a server running behind only
+    makes the renewal early, which is safe).
     """
 
     name: str | None
@@ -78,6 +80,7 @@ class CacheHandle:
     expire_time: float | None = None
     create_time: float | None = None
     token_count: int | None = None
+    server_ahead: float = 0.0
 
     @property
     def inline(self) -> bool:
@@ -176,6 +179,15 @@ def _epoch(moment: Any) -> float | None:
     return float(timestamp()) if callable(timestamp) else None
 
 
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    """One item or a list of them, as a tuple (``None`` is nothing)."""
+    if value is None:
+        return ()
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return (value,)
+
+
 def _too_small(exc: BaseException) -> bool:
     return (
         isinstance(exc, errors.APIError)
@@ -190,7 +202,8 @@ class GeminiContextCache:
     *system_instruction*, *contents* and *tools* all go into the cache; requests
     then name it instead of repeating them.  *ttl* is the lifetime asked for on
     create and on every extension; the cache is extended once less than
-    *renew_margin* seconds of its server-side life remain.  *tag* joins the
+    *renew_margin* seconds of its server-side life remain, judged by the
+    server's ``expire_time`` and clock, never by a local "now + ttl".  *tag* joins the
     fingerprint in the ``display_name`` (``stagedretry:<tag>:<hash>``), to keep
     the caches of different jobs apart.  *on_close* keeps the cache for the next
     run (default) or deletes it.  *name* is the key under which stages find the
@@ -227,28 +240,29 @@ class GeminiContextCache:
             raise ValueError(
                 f"tag must be 1 to {MAX_TAG} characters without ':' or newlines, got {tag!r}"
             )
-        self._client = client
-        self._model = model_path(model)
-        self.system_instruction = system_instruction
-        self.contents: tuple[Any, ...] = (
-            (contents,) if isinstance(contents, str) else tuple(contents)
-        )
-        self.tools: tuple[Any, ...] = tuple(tools)
-        self.ttl = float(ttl)
-        self.renew_margin = float(renew_margin)
-        self.tag = tag
         try:
-            self.on_close = ClosePolicy(on_close)
+            policy = ClosePolicy(on_close)
         except ValueError:
             raise ValueError(
                 f"on_close must be one of {[p.value for p in ClosePolicy]}, got {on_close!r}"
             ) from None
+        self._client = client
+        self._model = model_path(model)
+        self._system_instruction = system_instruction
+        self._contents = _as_tuple(contents)
+        self._tools = _as_tuple(tools)
+        self._ttl = float(ttl)
+        self._renew_margin = float(renew_margin)
+        self._tag = tag
+        self._on_close = policy
         self._name = name
-        self.fingerprint = fingerprint(self._model, system_instruction, self.contents, self.tools)
-        parts = [DISPLAY_PREFIX, *([tag] if tag else []), self.fingerprint]
-        self.display_name = ":".join(parts)
-        assert len(self.display_name) <= MAX_DISPLAY_NAME
+        self._fingerprint = fingerprint(
+            self._model, system_instruction, self._contents, self._tools
+        )
+        self._display_name = ":".join([DISPLAY_PREFIX, *([tag] if tag else []), self._fingerprint])
+        assert len(self._display_name) <= MAX_DISPLAY_NAME
         self._inline = False
+        self._server_ahead = 0.0
         self._stats = CacheStats()
         check_client(client)
 
@@ -265,6 +279,51 @@ class GeminiContextCache:
         return self._model
 
     @property
+    def system_instruction(self) -> Any:
+        """The system instruction held by the cache (sent inline if it cannot be cached)."""
+        return self._system_instruction
+
+    @property
+    def contents(self) -> tuple[Any, ...]:
+        """The contents held by the cache, ahead of every prompt."""
+        return self._contents
+
+    @property
+    def tools(self) -> tuple[Any, ...]:
+        """The tools held by the cache."""
+        return self._tools
+
+    @property
+    def ttl(self) -> float:
+        """Seconds of life asked for on create and on every extension."""
+        return self._ttl
+
+    @property
+    def renew_margin(self) -> float:
+        """Seconds of server-side life left at which the cache is extended."""
+        return self._renew_margin
+
+    @property
+    def tag(self) -> str | None:
+        """The user's tag in the display name."""
+        return self._tag
+
+    @property
+    def on_close(self) -> ClosePolicy:
+        """Whether closing keeps the cache for the next run or deletes it."""
+        return self._on_close
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of model, system instruction, contents and tools."""
+        return self._fingerprint
+
+    @property
+    def display_name(self) -> str:
+        """``stagedretry[:<tag>]:<fingerprint>``: how this cache is found again."""
+        return self._display_name
+
+    @property
     def stats(self) -> CacheStats:
         """A snapshot of the counters since this object was made."""
         return self._stats
@@ -276,9 +335,15 @@ class GeminiContextCache:
         return await self._find_or_create(clock, exclude=None)
 
     def needs_renewal(self, handle: CacheHandle, clock: Clock) -> bool:
-        """Whether the server's expiry is within ``renew_margin`` of now (no I/O)."""
+        """Whether the server's expiry is within ``renew_margin`` of the server's now (no I/O).
+
+        The server's now is our clock plus how far ahead the server's clock was
+        last seen (its ``create_time`` / ``update_time`` against our clock).
+        """
         expire = handle.expire_time
-        return expire is not None and expire <= clock.time() + self.renew_margin
+        return (
+            expire is not None and expire <= clock.time() + handle.server_ahead + self.renew_margin
+        )
 
     async def renew(self, handle: CacheHandle, reason: RenewReason, clock: Clock) -> CacheHandle:
         """Extend the cache before it expires; find or re-create it once it is gone."""
@@ -287,21 +352,12 @@ class GeminiContextCache:
         if reason is RenewReason.LOST:
             self._bump(lost=1)
             return await self._find_or_create(clock, exclude=handle.name)
-        name = handle.name
-        try:
-            updated = await self._call(
-                clock,
-                lambda: self._client.aio.caches.update(
-                    name=name, config=types.UpdateCachedContentConfig(ttl=_duration(self.ttl))
-                ),
-            )
-        except errors.APIError as exc:
-            if not cache_gone(exc):
-                raise
+        extended = await self._extend(handle, clock)
+        if extended is None:
             self._bump(lost=1)
-            return await self._find_or_create(clock, exclude=name)
+            return await self._find_or_create(clock, exclude=handle.name)
         self._bump(updated=1)
-        return self._handle(updated)
+        return extended
 
     async def close(self, handle: CacheHandle | None) -> None:
         """Keep the cache for the next run, or delete it, as ``on_close`` says.
@@ -355,8 +411,10 @@ class GeminiContextCache:
         return best
 
     async def _extend(self, handle: CacheHandle, clock: Clock) -> CacheHandle | None:
+        """The cache with a fresh TTL, or ``None`` if the server says it is gone."""
         name = handle.name
         assert name is not None
+        before = clock.time()
         try:
             updated = await self._call(
                 clock,
@@ -368,7 +426,7 @@ class GeminiContextCache:
             if cache_gone(exc):
                 return None
             raise
-        return self._handle(updated)
+        return self._handle(updated, server_now=_epoch(updated.update_time), local=before)
 
     async def _create(self, clock: Clock) -> CacheHandle:
         config = types.CreateCachedContentConfig(
@@ -378,6 +436,7 @@ class GeminiContextCache:
             contents=list(self.contents) or None,
             tools=list(self.tools) or None,
         )
+        before = clock.time()
         try:
             created = await self._call(
                 clock, lambda: self._client.aio.caches.create(model=self._model, config=config)
@@ -395,7 +454,7 @@ class GeminiContextCache:
             )
             return self._inline_handle()
         self._bump(created=1)
-        return self._handle(created)
+        return self._handle(created, server_now=_epoch(created.create_time), local=before)
 
     async def _call(self, clock: Clock | None, make: Callable[[], Awaitable[T]]) -> T:
         """Run one cache API call, retrying transient faults and 429s a few times."""
@@ -418,7 +477,17 @@ class GeminiContextCache:
                     delay = min(_CALL_BACKOFF_MAX, _CALL_BACKOFF * 2 ** (attempt - 1))
                 await clock.sleep(delay)
 
-    def _handle(self, cached: types.CachedContent) -> CacheHandle:
+    def _handle(
+        self,
+        cached: types.CachedContent,
+        *,
+        server_now: float | None = None,
+        local: float | None = None,
+    ) -> CacheHandle:
+        """A handle for *cached*; *server_now* vs *local* (our clock before the call that
+        returned it) updates how far ahead of ours the server's clock runs."""
+        if server_now is not None and local is not None:
+            self._server_ahead = max(0.0, server_now - local)
         usage = cached.usage_metadata
         return CacheHandle(
             name=cached.name,
@@ -427,6 +496,7 @@ class GeminiContextCache:
             expire_time=_epoch(cached.expire_time),
             create_time=_epoch(cached.create_time),
             token_count=usage.total_token_count if usage is not None else None,
+            server_ahead=self._server_ahead,
         )
 
     def _inline_handle(self) -> CacheHandle:

@@ -154,8 +154,11 @@ class GeminiStrategy:
             answer = await self._aio_models.generate_content(
                 model=model, contents=contents, config=config
             )
-        except (pydantic.ValidationError, Warning) as exc:
-            # The body arrived but could not be read (a wrong type, an enum under -W error).
+        except (pydantic.ValidationError, UserWarning) as exc:
+            # The body arrived but could not be read: a known field of the wrong type, or
+            # (only when warnings are errors) an enum value this SDK does not know yet.
+            if isinstance(exc, UserWarning) and "is not a valid" not in str(exc):
+                raise
             raise TransientError(
                 redact(f"unreadable response: {type(exc).__name__}: {exc}", self._secret)[:300]
             ) from exc

@@ -6,7 +6,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,10 @@ def recording_console(width: int = 120, *, terminal: bool = False) -> Console:
 
 def invoke(args: Sequence[str], *, width: int = 160, terminal: bool = False) -> Invocation:
     """Run the command in-process; consoles record what it printed."""
-    app = App(out=recording_console(width, terminal=terminal), err=recording_console(width, terminal=terminal))
+    app = App(
+        out=recording_console(width, terminal=terminal),
+        err=recording_console(width, terminal=terminal),
+    )
     result = CliRunner().invoke(main, list(args), obj=app, catch_exceptions=False)
     return Invocation(
         result,
@@ -191,7 +194,7 @@ def command(*args: str) -> list[str]:
 
 
 @pytest.fixture
-def subprocess_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def subprocess_env() -> dict[str, str]:
     """An environment for a child ``stagedretry`` process: no keys, loopback not proxied."""
     env = {
         k: v
@@ -200,4 +203,4 @@ def subprocess_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     }
     env["NO_PROXY"] = "127.0.0.1"
     env["PYTHONUNBUFFERED"] = "1"
-    yield env
+    return env

@@ -12,11 +12,28 @@ BAD_LINES: list[tuple[str | bytes, str]] = [
     ("this is not json", "input_error: line {line}: not valid JSON (Expecting value"),
     ("[1, 2, 3]", "input_error: line {line}: expected a JSON object, got an array"),
     ('{"title": "No id", "author": "A"}', "input_error: line {line}: the record has no 'id' field"),
-    ('{"id": null, "title": "T", "author": "A"}', "input_error: line {line}: the 'id' field must be a non-empty string or an integer, got null"),
-    ('{"id": ["x"], "title": "T", "author": "A"}', "input_error: line {line}: the 'id' field must be a non-empty string or an integer, got an array"),
-    ('{"id": "no-author", "title": "T"}', "input_error: line {line}: the record has no field 'author' used by the prompt template"),
-    ('{"id": "null-author", "title": "T", "author": null}', "input_error: line {line}: the record has no field 'author' used by the prompt template"),
-    (b'{"id": "latin1", "title": "caf\xe9", "author": "A"}', "input_error: line {line}: not UTF-8 text"),
+    (
+        '{"id": null, "title": "T", "author": "A"}',
+        "input_error: line {line}: the 'id' field must be a non-empty string or an integer, "
+        "got null",
+    ),
+    (
+        '{"id": ["x"], "title": "T", "author": "A"}',
+        "input_error: line {line}: the 'id' field must be a non-empty string or an integer, "
+        "got an array",
+    ),
+    (
+        '{"id": "no-author", "title": "T"}',
+        "input_error: line {line}: the record has no field 'author' used by the prompt template",
+    ),
+    (
+        '{"id": "null-author", "title": "T", "author": null}',
+        "input_error: line {line}: the record has no field 'author' used by the prompt template",
+    ),
+    (
+        b'{"id": "latin1", "title": "caf\xe9", "author": "A"}',
+        "input_error: line {line}: not UTF-8 text",
+    ),
 ]
 
 
@@ -59,10 +76,14 @@ def test_each_kind_of_bad_line_fails_its_item_and_the_run_goes_on(
     # A line without a usable id is named by its line number.
     assert by_line[2]["id"] == "line:2"
     assert by_line[9]["id"] == "no-author"
-    assert [row["status"] for row in lines if row["id"].startswith("item-")] == ["succeeded"] * len(GOOD)
+    assert [row["status"] for row in lines if row["id"].startswith("item-")] == ["succeeded"] * len(
+        GOOD
+    )
 
 
-def test_bad_lines_are_not_retried_on_resume(make_job: Callable[..., Job], cli: Callable[..., Invocation]) -> None:
+def test_bad_lines_are_not_retried_on_resume(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
     job = make_job(sim="seed = 1\ninvalid_rate = 0.0")
     _write_mixed(job)
     first = cli("run", str(job.pipeline), "--json").json()
@@ -81,14 +102,19 @@ def test_duplicate_ids_stop_the_run_before_it_starts_naming_the_lines(
     job = make_job(rows=rows, run='concurrency = 2\nrequest_log = "out/requests.jsonl"')
     done = cli("run", str(job.pipeline))
     assert done.code == 2
-    assert "input.jsonl repeats item ids, each id must be unique: 'item-0002' on lines 2, 4; '7' on lines 7, 8" in done.err
+    assert (
+        "input.jsonl repeats item ids, each id must be unique: "
+        "'item-0002' on lines 2, 4; '7' on lines 7, 8" in done.err
+    )
     assert not (job.folder / "out/requests.jsonl").exists()
     checked = cli("plan", "check", str(job.pipeline))
     assert checked.code == 2
     assert "'item-0002' on lines 2, 4" in checked.err
 
 
-def test_plan_check_lists_the_lines_that_will_fail(make_job: Callable[..., Job], cli: Callable[..., Invocation]) -> None:
+def test_plan_check_lists_the_lines_that_will_fail(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
     job = make_job()
     _write_mixed(job)
     checked = cli("plan", "check", str(job.pipeline))
@@ -97,11 +123,14 @@ def test_plan_check_lists_the_lines_that_will_fail(make_job: Callable[..., Job],
     assert "will fail with input_error: line 2: not valid JSON" in checked.out
 
 
-def test_an_unreadable_input_exits_2_in_one_sentence(make_job: Callable[..., Job], cli: Callable[..., Invocation]) -> None:
+def test_an_unreadable_input_exits_2_in_one_sentence(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
     job = make_job()
     job.input.unlink()
     job.input.mkdir()
     done = cli("run", str(job.pipeline))
     assert done.code == 2
     assert done.err.count("\n") == 1
-    assert "input.path:" in done.err and "is not a readable file" in done.err
+    assert "input.path:" in done.err
+    assert "is not a readable file" in done.err

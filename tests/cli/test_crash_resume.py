@@ -45,7 +45,7 @@ def _committed(journal: Path) -> set[str]:
     return {row[0] for row in rows}
 
 
-def _requests(log: Path) -> list[dict[str, object]]:
+def _requests(log: Path) -> list[dict[str, str]]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text("utf-8").splitlines()]
@@ -64,7 +64,9 @@ def _run_and_kill(job: Job, attempts: int, env: dict[str, str]) -> bool:
     seen = 0
     killed = False
     for line in child.stderr:
-        if (attempts == 0 and _STARTED.search(line)) or (_ATTEMPT.search(line) and (seen := seen + 1) >= attempts):
+        if (attempts == 0 and _STARTED.search(line)) or (
+            _ATTEMPT.search(line) and (seen := seen + 1) >= attempts
+        ):
             child.send_signal(signal.SIGKILL)
             killed = True
             break
@@ -121,7 +123,7 @@ def test_kill_nine_ten_times_then_resume(tmp_path: Path, subprocess_env: dict[st
 
     sent = _requests(log)
     for position, committed in checkpoints:
-        again = {r["item"] for r in sent[position:]} & committed
-        assert not again, f"items sent again after their result was committed: {sorted(again)[:5]}"
+        again = sorted({r["item"] for r in sent[position:]} & committed)
+        assert not again, f"items sent again after their result was committed: {again[:5]}"
     # The killed runs did part of the work: the final run did not redo everything.
     assert checkpoints[-1][1]

@@ -1,4 +1,4 @@
-"""``stagedretry demo``: the bundled example runs with no key and no network, and shows the cache."""
+"""``stagedretry demo``: the bundled example, with no key and no network, shows the cache."""
 
 from __future__ import annotations
 

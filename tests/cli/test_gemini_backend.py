@@ -27,7 +27,9 @@ def emulator() -> Iterator[GeminiEmulator]:
         yield emu
 
 
-def _gemini_job(make_job: Callable[..., Job], emulator: GeminiEmulator, *, items: int = 12, tag: str = "tests") -> Job:
+def _gemini_job(
+    make_job: Callable[..., Job], emulator: GeminiEmulator, *, items: int = 12, tag: str = "tests"
+) -> Job:
     job = make_job(items=items, sim="", run="concurrency = 4")
     (job.folder / "rules.md").write_text("Answer as a careful librarian would. " * 200, "utf-8")
     _schema(job)
@@ -55,7 +57,8 @@ SCHEMA = {
 def _schema(job: Job) -> None:
     (job.folder / "book.schema.json").write_text(json.dumps(SCHEMA), "utf-8")
     text = job.pipeline.read_text("utf-8").replace(
-        '[output]\npath = "out/results.jsonl"', '[output]\npath = "out/results.jsonl"\nschema = "book.schema.json"'
+        '[output]\npath = "out/results.jsonl"',
+        '[output]\npath = "out/results.jsonl"\nschema = "book.schema.json"',
     )
     job.pipeline.write_text(text, "utf-8")
 
@@ -125,7 +128,11 @@ def test_caches_list_and_delete_find_this_librarys_caches_by_fingerprint(
     try:
         foreign = client.caches.create(
             model=MODEL,
-            config={"display_name": "hand-made", "system_instruction": "word " * 2000, "ttl": "600s"},
+            config={
+                "display_name": "hand-made",
+                "system_instruction": "word " * 2000,
+                "ttl": "600s",
+            },
         )
     finally:
         client.close()
@@ -135,7 +142,9 @@ def test_caches_list_and_delete_find_this_librarys_caches_by_fingerprint(
     rows = listed.json()
     assert len(rows) == 2
     assert all(row["display_name"].startswith("stagedretry:") for row in rows)
-    assert [row["display_name"].split(":")[1] for row in rows if row["matches_pipeline"]] == ["tests"]
+    assert [row["display_name"].split(":")[1] for row in rows if row["matches_pipeline"]] == [
+        "tests"
+    ]
     assert all(0 < row["expires_in"] <= 3600 for row in rows)
     everything = cli("caches", "list", "--all", "--base-url", emulator.base_url, "--json").json()
     assert {row["display_name"] for row in everything} >= {"hand-made"}
@@ -149,7 +158,13 @@ def test_caches_list_and_delete_find_this_librarys_caches_by_fingerprint(
     assert [row["display_name"].split(":")[1] for row in left] == ["other"]
 
     assert foreign.name is not None
-    by_name = cli("caches", "delete", foreign.name.removeprefix("cachedContents/"), "--base-url", emulator.base_url)
+    by_name = cli(
+        "caches",
+        "delete",
+        foreign.name.removeprefix("cachedContents/"),
+        "--base-url",
+        emulator.base_url,
+    )
     assert by_name.code == 0
     assert foreign.name not in emulator.cache_names()
     missing = cli("caches", "delete", "cachedContents/nope", "--base-url", emulator.base_url)
@@ -159,7 +174,10 @@ def test_caches_list_and_delete_find_this_librarys_caches_by_fingerprint(
 
 
 def test_caches_commands_need_a_key_and_a_gemini_pipeline(
-    make_job: Callable[..., Job], cli: Callable[..., Invocation], emulator: GeminiEmulator, monkeypatch: pytest.MonkeyPatch
+    make_job: Callable[..., Job],
+    cli: Callable[..., Invocation],
+    emulator: GeminiEmulator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     no_key = cli("caches", "list", "--base-url", emulator.base_url)
     assert no_key.code == 2
@@ -173,7 +191,9 @@ def test_caches_commands_need_a_key_and_a_gemini_pipeline(
     assert both.code == 2
 
 
-def test_the_emulator_backend_runs_in_process(make_job: Callable[..., Job], cli: Callable[..., Invocation]) -> None:
+def test_the_emulator_backend_runs_in_process(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
     job = make_job(items=6, sim="", run="concurrency = 3")
     (job.folder / "rules.md").write_text("Be terse. " * 600, "utf-8")
     _schema(job)
@@ -182,10 +202,19 @@ def test_the_emulator_backend_runs_in_process(make_job: Callable[..., Job], cli:
         'kind = "emulator"\n\n[backend.emulator]\nseed = 3\ninvalid_rate = 0.0\n'
         '[[backend.emulator.faults]]\nkind = "unavailable"\nat = [2, 5]\n',
     )
-    job.pipeline.write_text(text + '\n[cache]\nsystem_instruction = "rules.md"\n', "utf-8")
+    text += '\n[cache]\nsystem_instruction = "rules.md"\n'
+    text += '[prices."gemini-2.5-flash"]\ninput = 1.0\ncached_input = 0.1\noutput = 2.0\n'
+    job.pipeline.write_text(text + "cache_storage = 4.0\n", "utf-8")
     done = cli("run", str(job.pipeline), "--json")
     assert done.code == 0, done.err
     summary = done.json()
     assert summary["cache"]["created"] == 1
     assert summary["stages"][0]["outcomes"]["transient"] == 2
     assert json.loads(job.output.read_text("utf-8").splitlines()[0])["status"] == "succeeded"
+    cost = summary["cost"]
+    assert cost["parts"]["cache_creation"] == pytest.approx(summary["tokens"]["cached"] / 6 / 1e6)
+    assert cost["parts"]["cache_storage"] > 0  # kept: one more TTL is paid for
+    # --fresh forgets the earlier run: its cache is not counted twice.
+    again = cli("run", str(job.pipeline), "--fresh", "--json").json()["cost"]
+    assert again["parts"]["cache_creation"] == cost["parts"]["cache_creation"]
+    assert again["with_cache"] == pytest.approx(cost["with_cache"], rel=0.01)

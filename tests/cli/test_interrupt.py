@@ -25,13 +25,16 @@ def _interrupt(job: Job, env: dict[str, str], *, times: int) -> tuple[int, dict[
         env=env,
         text=True,
     )
-    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
     err = []
     pressed = 0
     for line in child.stderr:
         err.append(line)
         # One press at a time: signals sent together may be delivered as one.
-        if (pressed == 0 and _ATTEMPT.search(line)) or (0 < pressed < times and "interrupted:" in line):
+        if (pressed == 0 and _ATTEMPT.search(line)) or (
+            0 < pressed < times and "interrupted:" in line
+        ):
             child.send_signal(signal.SIGINT)
             pressed += 1
             if pressed == times:
@@ -62,13 +65,20 @@ def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
     assert items["cancelled"] == 0
     assert "cancelled" not in _statuses(job.journal).values()
     # Every item that was sent has its result: in flight ones were finished, not dropped.
-    sent = {json.loads(line)["item"] for line in (job.folder / "out/requests.jsonl").read_text().splitlines()}
+    sent = {
+        json.loads(line)["item"]
+        for line in (job.folder / "out/requests.jsonl").read_text().splitlines()
+    }
     assert sent == set(_statuses(job.journal))
     assert len(job.lines()) == len(sent)
 
     resumed = subprocess.run(
         command("run", str(job.pipeline), "--json", "--no-progress"),
-        capture_output=True, env=subprocess_env, text=True, timeout=60, check=False,
+        capture_output=True,
+        env=subprocess_env,
+        text=True,
+        timeout=60,
+        check=False,
     )
     final = json.loads(resumed.stdout)
     assert final["items"]["pending"] == 0
@@ -92,7 +102,11 @@ def test_a_second_interrupt_cancels_in_flight_items_which_the_next_run_retries(
 
     resumed = subprocess.run(
         command("run", str(job.pipeline), "--json", "--no-progress"),
-        capture_output=True, env=subprocess_env, text=True, timeout=60, check=False,
+        capture_output=True,
+        env=subprocess_env,
+        text=True,
+        timeout=60,
+        check=False,
     )
     final = json.loads(resumed.stdout)
     assert final["items"]["cancelled"] == 0

@@ -30,7 +30,16 @@ def _append(job: Job, text: str) -> None:
 def _schema(job: Job, schema: object) -> None:
     (job.folder / "schema.json").write_text(json.dumps(schema), "utf-8")
     _append(job, "")
-    _edit(job, '[output]\npath = "out/results.jsonl"', '[output]\npath = "out/results.jsonl"\nschema = "schema.json"')
+    _edit(
+        job,
+        '[output]\npath = "out/results.jsonl"',
+        '[output]\npath = "out/results.jsonl"\nschema = "schema.json"',
+    )
+
+
+def _cache(job: Job, settings: str) -> None:
+    (job.folder / "rules.md").write_text("Be precise.", "utf-8")
+    _append(job, f'[cache]\nsystem_instruction = "rules.md"\n{settings}')
 
 
 Mutation = Callable[[Job], None]
@@ -53,7 +62,9 @@ CASES: list[tuple[str, Mutation, str]] = [
     ),
     (
         "unknown stage kind",
-        lambda j: _edit(j, 'name = "partial_t0"\nkind = "partial"', 'name = "partial_t0"\nkind = "partal"'),
+        lambda j: _edit(
+            j, 'name = "partial_t0"\nkind = "partial"', 'name = "partial_t0"\nkind = "partal"'
+        ),
         "pipeline.toml: plan.stages[1].kind: unknown stage kind 'partal' (known: full, partial)",
     ),
     (
@@ -69,7 +80,8 @@ CASES: list[tuple[str, Mutation, str]] = [
     (
         "unknown backend",
         lambda j: _edit(j, 'kind = "sim"', 'kind = "gpt"'),
-        "pipeline.toml: backend.kind: unknown backend 'gpt' (expected one of gemini, emulator, sim)",
+        "pipeline.toml: backend.kind: unknown backend 'gpt' "
+        "(expected one of gemini, emulator, sim)",
     ),
     (
         "settings of another backend",
@@ -94,7 +106,8 @@ CASES: list[tuple[str, Mutation, str]] = [
     (
         "template with an open brace",
         lambda j: _edit(j, "Describe {title} by {author}.", "Describe {title by {author}."),
-        "pipeline.toml: input.template: unbalanced '{' at character 10 (write {{ or }} for a literal brace)",
+        "pipeline.toml: input.template: unbalanced '{' at character 10 "
+        "(write {{ or }} for a literal brace)",
     ),
     (
         "template with no field",
@@ -103,22 +116,36 @@ CASES: list[tuple[str, Mutation, str]] = [
     ),
     (
         "output model that does not import",
-        lambda j: _edit(j, '[output]\npath = "out/results.jsonl"', '[output]\npath = "out/results.jsonl"\nmodel = "no_such_module:Book"'),
+        lambda j: _edit(
+            j,
+            '[output]\npath = "out/results.jsonl"',
+            '[output]\npath = "out/results.jsonl"\nmodel = "no_such_module:Book"',
+        ),
         "pipeline.toml: output.model: cannot import module 'no_such_module'",
     ),
     (
         "output model without a class",
-        lambda j: _edit(j, '[output]\npath = "out/results.jsonl"', '[output]\npath = "out/results.jsonl"\nmodel = "Book"'),
+        lambda j: _edit(
+            j,
+            '[output]\npath = "out/results.jsonl"',
+            '[output]\npath = "out/results.jsonl"\nmodel = "Book"',
+        ),
         "pipeline.toml: output.model: expected 'module:Class', got 'Book'",
     ),
     (
         "output model that is not pydantic",
-        lambda j: _edit(j, '[output]\npath = "out/results.jsonl"', '[output]\npath = "out/results.jsonl"\nmodel = "json:dumps"'),
+        lambda j: _edit(
+            j,
+            '[output]\npath = "out/results.jsonl"',
+            '[output]\npath = "out/results.jsonl"\nmodel = "json:dumps"',
+        ),
         "pipeline.toml: output.model: 'json:dumps' is not a pydantic model class",
     ),
     (
         "schema with an unsupported keyword",
-        lambda j: _schema(j, {"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}}),
+        lambda j: _schema(
+            j, {"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}}
+        ),
         "pipeline.toml: output.schema: schema.json: #.properties.a: unsupported keyword 'oneOf'",
     ),
     (
@@ -128,10 +155,7 @@ CASES: list[tuple[str, Mutation, str]] = [
     ),
     (
         "renewal margin longer than the ttl",
-        lambda j: (
-            (j.folder / "rules.md").write_text("Be precise.", "utf-8"),
-            _append(j, '[cache]\nsystem_instruction = "rules.md"\nttl = 60\nrenew_margin = 300'),
-        ),
+        lambda j: _cache(j, "ttl = 60\nrenew_margin = 300"),
         "pipeline.toml: cache.renew_margin: must be smaller than cache.ttl (60 s), got 300",
     ),
     (
@@ -193,11 +217,20 @@ def test_a_missing_pipeline_file_exits_2(tmp_path: Path, cli: Callable[..., Invo
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "run.concurrency=0"], "pipeline.toml: run.concurrency: must be at least 1, got 0 (set on the command line)"),
+        (
+            ["--set", "run.concurrency=0"],
+            "pipeline.toml: run.concurrency: must be at least 1, got 0 (set on the command line)",
+        ),
         (["--set", "novalue"], "--set novalue: expected key.path=value"),
-        (["--set", "plan.stages[9].name=x"], "--set plan.stages[9].name: there is no element [9] to set"),
+        (
+            ["--set", "plan.stages[9].name=x"],
+            "--set plan.stages[9].name: there is no element [9] to set",
+        ),
         (["--set", "backend.kind=gpt"], "backend.kind: unknown backend 'gpt'"),
-        (["--model", ""], "pipeline.toml: backend.model: expected a non-empty string (set on the command line)"),
+        (
+            ["--model", ""],
+            "pipeline.toml: backend.model: expected a non-empty string (set on the command line)",
+        ),
     ],
 )
 def test_mistakes_in_overrides_are_named_too(

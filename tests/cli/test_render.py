@@ -52,19 +52,25 @@ def test_a_short_run_renders_the_progress_bar_and_the_summary(
         assert stage in out
     assert "served from cache" in out
     assert re.search(r"\d+\.\d% cached share", out)
-    assert "with the cache" in out and "without" in out
+    assert "with the cache" in out
+    assert "without" in out
     assert re.search(r"the cache saved \$\d+\.\d+ \(\d+%\)", out)
-    assert "output:" in out and "journal:" in out
+    assert "output:" in out
+    assert "journal:" in out
 
 
-def test_the_summary_fits_an_80_column_terminal(make_job: Callable[..., Job], cli: Callable[..., Invocation]) -> None:
+def test_the_summary_fits_an_80_column_terminal(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
     job = make_job(items=5, extra=PRICED)
     done = cli("run", str(job.pipeline), "--no-progress", width=80, terminal=True)
     assert "…" not in done.out  # no column had to be cut short
     assert max(len(line.rstrip()) for line in done.out.splitlines()) <= 80
 
 
-def test_no_progress_and_a_pipe_show_no_bar(make_job: Callable[..., Job], cli: Callable[..., Invocation]) -> None:
+def test_no_progress_and_a_pipe_show_no_bar(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
     job = make_job(items=5)
     assert "items/s" not in cli("run", str(job.pipeline), "--no-progress", terminal=True).err
     assert "ETA" not in cli("run", str(job.pipeline), "--fresh").err  # not a terminal
@@ -78,7 +84,9 @@ def test_the_bar_counts_results_as_they_come() -> None:
         bar.seed([ItemResult("a", ItemStatus.SUCCEEDED, prompts=1, attempts=(attempt,))])
         bar.advance(ItemResult("b", ItemStatus.SUCCEEDED, prompts=1, attempts=(attempt,)))
         bar.advance(ItemResult("c", ItemStatus.EXHAUSTED, prompts=5))
-        assert bar.stats_line().plain == "  ok 2  failed 0  exhausted 1  ·  prompts 7  ·  cached 80%"
+        assert (
+            bar.stats_line().plain == "  ok 2  failed 0  exhausted 1  ·  prompts 7  ·  cached 80%"
+        )
         bar.advance(ItemResult("d", ItemStatus.CANCELLED))
         assert "cancelled 1" in bar.stats_line().plain
     assert "4/4" in console.export_text()

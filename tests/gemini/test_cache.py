@@ -18,6 +18,7 @@ import stagedretry as sr
 from stagedretry.testing import VirtualClock
 from strategies.gemini import (
     CacheHandle,
+    CacheStats,
     ClosePolicy,
     GeminiContextCache,
     GeminiStrategy,
@@ -70,9 +71,7 @@ def billed(emulator: GeminiEmulator) -> tuple[int, int, int, int]:
 
 
 def lost_attempts(batch: sr.BatchResult) -> int:
-    return sum(
-        a.outcome is sr.OutcomeKind.RESOURCE_LOST for r in batch.results for a in r.attempts
-    )
+    return sum(a.outcome is sr.OutcomeKind.RESOURCE_LOST for r in batch.results for a in r.attempts)
 
 
 def creates(emulator: GeminiEmulator) -> int:
@@ -89,7 +88,7 @@ def emulator(
     return start_emulator(seed=11, clock=virtual_clock.time, invalid_rate=0.1)
 
 
-# -- one cache, shared ------------------------------------------------------------------------------
+# -- one cache, shared ---------------------------------------------------------------------------
 
 
 async def test_one_cache_serves_1000_items_at_concurrency_64(
@@ -154,13 +153,15 @@ async def test_three_simulated_hours_on_a_one_hour_cache_renew_by_update(
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(seed=12, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=12, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
+    )
     client = connect(emulator)
     # Items are paced 5.4 s apart: 64 in flight span ~350 s of virtual time, so the
     # renewal margin must exceed that for a request never to outlive its handle's check.
-    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM, ttl=HOUR,
-                               renew_margin=600.0)
+    cache = GeminiContextCache(
+        client, MODEL, system_instruction=SYSTEM, ttl=HOUR, renew_margin=600.0
+    )
     count, span = 2000, 3 * HOUR
     started = virtual_clock.time()
 
@@ -189,14 +190,19 @@ async def test_a_cache_dropped_mid_run_is_recreated_once(
     virtual_clock: VirtualClock,
     style: ExpiryStyle,
 ) -> None:
-    emulator = start_emulator(seed=13, clock=virtual_clock.time, expiry_style=style,
-                              invalid_rate=0.0, invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=13,
+        clock=virtual_clock.time,
+        expiry_style=style,
+        invalid_rate=0.0,
+        invalid_rate_slope=0.0,
+    )
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
 
     def dropping() -> Iterator[tuple[str, str]]:
-        for number, item in enumerate(items(640)):
-            if number == 320:
+        for number, item in enumerate(items(400)):
+            if number == 200:
                 # 64 workers are mid-item: every one of them is about to find the cache gone.
                 if style is ExpiryStyle.GEMINI:
                     (name,) = emulator.cache_names()
@@ -207,13 +213,15 @@ async def test_a_cache_dropped_mid_run_is_recreated_once(
 
     run = runner(client, cache, virtual_clock, concurrency=64)
     batch = await run.run(dropping())
-    assert batch.succeeded == 640
+    assert batch.succeeded == 400
     assert lost_attempts(batch) >= 1
     assert emulator.ledger.caches_created == 2
     assert cache.stats.created == 2
     assert cache.stats.lost == 1
     assert run.resource_renewals[cache.name] == 1
-    lost = [a for r in batch.results for a in r.attempts if a.outcome is sr.OutcomeKind.RESOURCE_LOST]
+    lost = [
+        a for r in batch.results for a in r.attempts if a.outcome is sr.OutcomeKind.RESOURCE_LOST
+    ]
     expected = "CachedContent not found" if style is ExpiryStyle.GEMINI else "is expired"
     assert all(expected in (a.error or "") for a in lost)
     assert all(not a.counted for a in lost)
@@ -235,10 +243,11 @@ async def test_a_reused_cache_with_two_minutes_left_is_renewed_before_use(
             display_name=cache.display_name, system_instruction=SYSTEM, ttl="120s"
         ),
     )
+    assert other.name is not None
     emulator.reset_ledger()
     batch = await runner(client, cache, virtual_clock, concurrency=1).run(items(3))
     assert batch.succeeded == 3
-    assert cache.stats == cache.stats.__class__(reused=1, updated=1)
+    assert cache.stats == CacheStats(reused=1, updated=1)
     requests = [(r.method, r.cached_content) for r in emulator.ledger.requests]
     patch = requests.index(("PATCH", other.name))
     first_use = requests.index(("POST", other.name))
@@ -249,27 +258,74 @@ async def test_a_reused_cache_with_two_minutes_left_is_renewed_before_use(
     assert refreshed.expire_time.timestamp() == pytest.approx(virtual_clock.time() + HOUR)
 
 
-async def test_the_remaining_life_is_the_servers_not_now_plus_ttl(
+async def test_a_reused_cache_lives_as_long_as_the_server_says_not_a_full_ttl(
+    emulator: GeminiEmulator, connect: Callable[..., genai.Client], virtual_clock: VirtualClock
+) -> None:
+    client = connect(emulator)
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM, renew_margin=300.0)
+    other = await client.aio.caches.create(
+        model=MODEL,
+        config=types.CreateCachedContentConfig(
+            display_name=cache.display_name, system_instruction=SYSTEM, ttl="3600s"
+        ),
+    )
+    assert other.expire_time is not None
+    assert other.create_time is not None
+    virtual_clock.advance(20 * 60)  # made 20 minutes ago by another process: 40 left
+    handle = await cache.prepare(virtual_clock)
+    assert (cache.stats.reused, cache.stats.updated) == (1, 0)
+    assert handle.expire_time == other.expire_time.timestamp()
+    assert handle.create_time == other.create_time.timestamp()
+    virtual_clock.advance(40 * 60 - 300 - 1)
+    assert not cache.needs_renewal(handle, virtual_clock)
+    virtual_clock.advance(2)
+    # Now + ttl at reuse would still promise 20 minutes; the server says five are left.
+    assert cache.needs_renewal(handle, virtual_clock)
+    renewed = await cache.renew(handle, sr.RenewReason.EXPIRING, virtual_clock)
+    assert renewed.name == handle.name
+    assert renewed.expire_time == pytest.approx(virtual_clock.time() + HOUR)
+
+
+async def test_a_server_clock_behind_ours_only_renews_early(
     start_emulator: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    # The server's clock runs 30 minutes behind ours.
+    # The server's clock runs 30 minutes behind ours: its expiry is read against our clock,
+    # so the renewal comes early (safe) rather than late.
     emulator = start_emulator(seed=14, clock=lambda: virtual_clock.time() - HOUR / 2)
-    cache = GeminiContextCache(connect(emulator), MODEL, system_instruction=SYSTEM,
-                               renew_margin=300.0)
+    cache = GeminiContextCache(
+        connect(emulator), MODEL, system_instruction=SYSTEM, renew_margin=300.0
+    )
     handle = await cache.prepare(virtual_clock)
+    assert handle.server_ahead == 0.0
     assert handle.expire_time == pytest.approx(virtual_clock.time() + HOUR / 2)
-    assert handle.create_time == pytest.approx(virtual_clock.time() - HOUR / 2)
-    virtual_clock.advance(HOUR / 2 - 300 - 1)
+    virtual_clock.advance(HOUR / 2 - 300 + 1)
+    assert cache.needs_renewal(handle, virtual_clock)
+
+
+async def test_a_server_clock_ahead_of_ours_brings_the_renewal_forward(
+    start_emulator: Callable[..., GeminiEmulator],
+    connect: Callable[..., genai.Client],
+    virtual_clock: VirtualClock,
+) -> None:
+    # The server's clock runs 20 minutes ahead: its expire_time, read against our clock,
+    # would promise 20 minutes the cache does not have.
+    emulator = start_emulator(seed=15, clock=lambda: virtual_clock.time() + 1200.0)
+    cache = GeminiContextCache(
+        connect(emulator), MODEL, system_instruction=SYSTEM, renew_margin=300.0
+    )
+    handle = await cache.prepare(virtual_clock)
+    assert handle.server_ahead == pytest.approx(1200.0)
+    virtual_clock.advance(HOUR - 300 - 1)
     assert not cache.needs_renewal(handle, virtual_clock)
     virtual_clock.advance(2)
-    # Now+ttl would still promise ~25 minutes; the server says five are left.
     assert cache.needs_renewal(handle, virtual_clock)
+    assert handle.expire_time is not None
+    assert handle.expire_time > virtual_clock.time() + 1000  # what our clock alone would say
     renewed = await cache.renew(handle, sr.RenewReason.EXPIRING, virtual_clock)
-    assert renewed.name == handle.name
-    assert renewed.expire_time == pytest.approx(virtual_clock.time() - HOUR / 2 + HOUR)
-    assert cache.stats.updated == 1
+    assert renewed.server_ahead == pytest.approx(1200.0)
+    assert not cache.needs_renewal(renewed, virtual_clock)
 
 
 async def test_an_update_that_finds_the_cache_gone_recreates_it(
@@ -351,8 +407,9 @@ async def test_transient_failures_of_the_cache_api_are_retried(
     emulator: GeminiEmulator, connect: Callable[..., genai.Client], virtual_clock: VirtualClock
 ) -> None:
     emulator.inject(Fault(kind=FaultKind.UNAVAILABLE, route="cachedContents", times=2))
-    emulator.inject(Fault(kind=FaultKind.RATE_LIMIT, route="cachedContents", times=1,
-                          retry_delay=3.0))
+    emulator.inject(
+        Fault(kind=FaultKind.RATE_LIMIT, route="cachedContents", times=1, retry_delay=3.0)
+    )
     cache = GeminiContextCache(connect(emulator), MODEL, system_instruction=SYSTEM)
     before = virtual_clock.monotonic()
     handle = await cache.prepare(virtual_clock)
@@ -394,7 +451,8 @@ async def test_content_too_small_to_cache_goes_inline_once_with_a_warning(
     assert cache.stats.inline_fallbacks == 1
     assert cache.stats.created == 0
     generate = [r for r in emulator.ledger.requests if r.path.endswith(":generateContent")]
-    assert generate and all(r.cached_content is None for r in generate)
+    assert generate
+    assert all(r.cached_content is None for r in generate)
     # The instruction travelled with every request: its tokens are in every prompt.
     assert all(
         a.usage.input_tokens > 10 and a.usage.cached_tokens == 0
@@ -426,8 +484,9 @@ async def test_close_keeps_or_deletes_by_policy(
 async def test_a_failed_delete_on_close_is_logged_not_raised(
     emulator: GeminiEmulator, connect: Callable[..., genai.Client], virtual_clock: VirtualClock
 ) -> None:
-    cache = GeminiContextCache(connect(emulator), MODEL, system_instruction=SYSTEM,
-                               on_close=ClosePolicy.DELETE)
+    cache = GeminiContextCache(
+        connect(emulator), MODEL, system_instruction=SYSTEM, on_close=ClosePolicy.DELETE
+    )
     handle = await cache.prepare(virtual_clock)
     emulator.inject(Fault(kind=FaultKind.INTERNAL, route="cachedContents"))
     with structlog.testing.capture_logs() as logs:
@@ -446,8 +505,11 @@ def test_the_display_name_carries_a_fingerprint_of_everything_cached(
     client = connect(start_emulator(seed=1))
 
     def name(**overrides: object) -> str:
-        options: dict[str, object] = {"system_instruction": SYSTEM, "contents": ["doc"],
-                                      "tools": ()}
+        options: dict[str, object] = {
+            "system_instruction": SYSTEM,
+            "contents": ["doc"],
+            "tools": (),
+        }
         options.update(overrides)
         model = str(options.pop("model", MODEL))
         return GeminiContextCache(client, model, **options).display_name  # type: ignore[arg-type]
@@ -455,7 +517,8 @@ def test_the_display_name_carries_a_fingerprint_of_everything_cached(
     base = name()
     assert base == name()  # stable: another process computes the same name
     assert base == name(model=f"models/{MODEL}")
-    assert base.startswith("stagedretry:") and len(base.split(":")[1]) == 32
+    assert base.startswith("stagedretry:")
+    assert len(base.split(":")[1]) == 32
     tool = types.Tool(function_declarations=[types.FunctionDeclaration(name="lookup")])
     others = {
         name(model="gemini-2.5-pro"),
@@ -464,7 +527,8 @@ def test_the_display_name_carries_a_fingerprint_of_everything_cached(
         name(tools=[tool]),
         name(tag="nightly"),
     }
-    assert base not in others and len(others) == 5
+    assert base not in others
+    assert len(others) == 5
     tagged = name(tag="x" * 64)
     assert tagged.startswith("stagedretry:" + "x" * 64 + ":")
     assert len(tagged) <= 128

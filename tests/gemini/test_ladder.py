@@ -64,8 +64,9 @@ async def setup(
 ) -> AsyncIterator[tuple[GeminiEmulator, genai.Client, Recorder]]:
     # One field in ten is invalid at temperature 0, one in four at 0.25... enough to
     # send many items down the ladder, few enough for most to come back up.
-    emulator = start_emulator(seed=21, clock=virtual_clock.time, invalid_rate=0.1,
-                              invalid_rate_slope=0.2)
+    emulator = start_emulator(
+        seed=21, clock=virtual_clock.time, invalid_rate=0.1, invalid_rate_slope=0.2
+    )
     recorder = Recorder()
     client = genai.Client(
         api_key="test-key",
@@ -172,7 +173,8 @@ async def test_a_partial_stage_keeps_the_valid_fields_of_the_first_answer(
     assert repaired
     for result in repaired:
         first, fix = result.attempts
-        assert first.meta is not None and fix.fields is not None
+        assert first.meta is not None
+        assert fix.fields is not None
         original = json.loads(first.meta.raw.text)
         output = result.output.model_dump()
         for name in FIELDS:

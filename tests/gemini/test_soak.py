@@ -26,6 +26,7 @@ from .conftest import MODEL, doc
 SYSTEM = "You catalogue books for a library; answer with the record. " + doc(2000, "shelf")
 HOURS = 3
 TTL = 3600.0
+CONCURRENCY = 64
 
 # Rules are consulted in this order; the first that fires wins.  About 30% in all.
 FAULT_MIX = [
@@ -70,11 +71,16 @@ async def soak(
         emulator.inject(Fault(kind=kind, rate=rate, retry_delay=2.0, delay=0.02))
     emulator.inject(Fault(kind=FaultKind.UNAVAILABLE, rate=0.25, route="cachedContents"))
 
-    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM, ttl=TTL)
+    pace = HOURS * 3600 / count
+    # Each item taken moves the clock on by `pace`: while one request is in flight, the
+    # other 63 workers can move it ~64 paces, so the renewal margin must cover that.
+    margin = max(300.0, 1.5 * CONCURRENCY * pace)
+    cache = GeminiContextCache(
+        client, MODEL, system_instruction=SYSTEM, ttl=TTL, renew_margin=margin
+    )
     # The SDK's own timeout ends hangs; no virtual timeout, which autojump could fire
     # while a billed answer is still on its way back.
-    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Record,
-                              http_timeout=5.0)
+    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Record, http_timeout=5.0)
     plan = sr.Plan.ladder(max_prompts=8)
     runner = sr.Runner(
         plan,
@@ -82,14 +88,14 @@ async def soak(
         validator=sr.validators.pydantic(Record),
         resources=[cache],
         clock=clock,
-        concurrency=64,
+        concurrency=CONCURRENCY,
         seed=5,
     )
     started = clock.time()
 
     def paced() -> Iterator[tuple[str, str]]:
         for number in range(count):
-            clock.advance(HOURS * 3600 / count)
+            clock.advance(pace)
             yield (f"rec-{number}", f"Catalogue record {number}.")
 
     batch = await runner.run(paced())
@@ -136,8 +142,9 @@ async def test_a_short_soak(
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(seed=31, clock=virtual_clock.time, invalid_rate=0.05,
-                              invalid_rate_slope=0.2)
+    emulator = start_emulator(
+        seed=31, clock=virtual_clock.time, invalid_rate=0.05, invalid_rate_slope=0.2
+    )
     await soak(emulator, connect(emulator), virtual_clock, 1000, drop_every=1000)
 
 
@@ -148,6 +155,7 @@ async def test_the_soak(
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(seed=32, clock=virtual_clock.time, invalid_rate=0.05,
-                              invalid_rate_slope=0.2)
+    emulator = start_emulator(
+        seed=32, clock=virtual_clock.time, invalid_rate=0.05, invalid_rate_slope=0.2
+    )
     await soak(emulator, connect(emulator), virtual_clock, 10_000, drop_every=6000)

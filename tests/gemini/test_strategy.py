@@ -64,8 +64,9 @@ async def recorded(
     start_emulator: Callable[..., GeminiEmulator], virtual_clock: VirtualClock
 ) -> AsyncIterator[tuple[GeminiEmulator, genai.Client, Recorder]]:
     """An emulator on the virtual clock, and a client whose requests are recorded."""
-    emulator = start_emulator(seed=3, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=3, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
+    )
     recorder = Recorder()
     client = genai.Client(
         api_key="test-key",
@@ -205,9 +206,7 @@ async def test_cache_contents_go_inline_ahead_of_the_prompt_when_not_cached(
     cache = GeminiContextCache(
         client, MODEL, system_instruction="Answer from the document.", contents=[document]
     )
-    plan = sr.Plan(
-        stages=[sr.Stage("pro", "full", {"model": "gemini-2.5-pro"})], max_prompts=1
-    )
+    plan = sr.Plan(stages=[sr.Stage("pro", "full", {"model": "gemini-2.5-pro"})], max_prompts=1)
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
     batch = await runner(strategy, virtual_clock, cache=cache, plan=plan).run(items(1))
     assert batch.items == 1
@@ -265,8 +264,9 @@ async def test_a_safety_refusal_is_invalid_and_keeps_its_ratings(
     category: str,
     blocked: bool,
 ) -> None:
-    emulator = start_emulator(seed=5, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=5, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
+    )
     emulator.inject(Fault(kind=kind, at=1))
     client = connect(emulator)
     strategy = GeminiStrategy(client, MODEL, response_schema=Book, system_instruction=SYSTEM)
@@ -292,8 +292,9 @@ async def test_max_tokens_truncation_fails_validation_with_its_finish_reason(
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(seed=5, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=5, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
+    )
     client = connect(emulator)
     plan = sr.Plan(
         stages=[
@@ -308,9 +309,11 @@ async def test_max_tokens_truncation_fails_validation_with_its_finish_reason(
     for result in batch.results:
         cut, whole = result.attempts
         assert cut.outcome is sr.OutcomeKind.INVALID
-        assert cut.meta is not None and cut.meta.finish_reason == "MAX_TOKENS"
+        assert cut.meta is not None
+        assert cut.meta.finish_reason == "MAX_TOKENS"
         assert cut.usage.output_tokens == 8
-        assert whole.meta is not None and whole.meta.finish_reason == "STOP"
+        assert whole.meta is not None
+        assert whole.meta.finish_reason == "STOP"
     assert usage_of(batch) == billed(emulator)
 
 
@@ -403,8 +406,9 @@ async def test_unknown_stage_params_are_warned_about_once_and_bad_values_fail(
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(seed=1, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=1, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
+    )
     client = connect(emulator)
     strategy = GeminiStrategy(client, MODEL, response_schema=Book)
     plan = sr.Plan(stages=[sr.Stage("s", "full", {"temprature": 0.3})], max_prompts=1)

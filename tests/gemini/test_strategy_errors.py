@@ -7,7 +7,6 @@ httpx2 responses) to reach shapes the emulator does not send.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from collections.abc import Callable
@@ -16,7 +15,7 @@ import httpx2
 import pydantic
 import pytest
 from google import genai
-from google.genai import errors
+from google.genai import errors, types
 
 import stagedretry as sr
 from stagedretry.testing import VirtualClock
@@ -70,7 +69,7 @@ def billed(emulator: GeminiEmulator) -> tuple[int, int, int, int]:
 
 def api_error(code: int, body: object, response: object = None) -> errors.APIError:
     cls = errors.ClientError if 400 <= code < 500 else errors.ServerError
-    return cls(code, body, response)  # type: ignore[arg-type]
+    return cls(code, body, response)
 
 
 def body(code: int, message: str, status: str, details: list[object] | None = None) -> object:
@@ -107,8 +106,9 @@ async def test_a_bad_answer_is_classified_and_the_item_still_succeeds(
     kind: FaultKind,
     expected: sr.OutcomeKind,
 ) -> None:
-    emulator = start_emulator(seed=2, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=2, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
+    )
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
@@ -117,7 +117,9 @@ async def test_a_bad_answer_is_classified_and_the_item_still_succeeds(
     batch = await runner(strategy, virtual_clock, cache=cache, concurrency=1).run(items(24))
     assert sorted(r.id for r in batch.results) == sorted(i for i, _ in items(24))
     assert batch.succeeded == 24
-    seen = [a for r in batch.results for a in r.attempts if a.outcome is not sr.OutcomeKind.SUCCEEDED]
+    seen = [
+        a for r in batch.results for a in r.attempts if a.outcome is not sr.OutcomeKind.SUCCEEDED
+    ]
     assert len(seen) == 5
     assert {a.outcome for a in seen} == {expected}
     if expected is sr.OutcomeKind.RATE_LIMITED:
@@ -132,14 +134,16 @@ async def test_an_unknown_enum_value_is_kept_by_name(
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(seed=2, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=2, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
+    )
     emulator.inject(Fault(kind=FaultKind.UNKNOWN_ENUM, at=1))
     strategy = GeminiStrategy(connect(emulator), MODEL, response_schema=Book)
     batch = await runner(strategy, virtual_clock, concurrency=1).run(items(2))
     assert batch.succeeded == 2
     first = batch.results[0].attempts[0]
-    assert first.meta is not None and first.meta.finish_reason == "BRAND_NEW_REASON"
+    assert first.meta is not None
+    assert first.meta.finish_reason == "BRAND_NEW_REASON"
     assert usage_of(batch) == billed(emulator)
 
 
@@ -149,8 +153,9 @@ async def test_an_unknown_enum_under_warnings_as_errors_is_transient(
     virtual_clock: VirtualClock,
 ) -> None:
     # pytest runs with -W error here: the SDK's enum warning is raised mid-parse.
-    emulator = start_emulator(seed=2, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=2, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
+    )
     emulator.inject(Fault(kind=FaultKind.UNKNOWN_ENUM, at=1))
     strategy = GeminiStrategy(connect(emulator), MODEL, response_schema=Book)
     batch = await runner(strategy, virtual_clock, concurrency=1).run(items(1))
@@ -162,17 +167,64 @@ async def test_an_unknown_enum_under_warnings_as_errors_is_transient(
     assert second.outcome is sr.OutcomeKind.SUCCEEDED
 
 
+async def test_a_known_field_of_the_wrong_type_is_transient(virtual_clock: VirtualClock) -> None:
+    # A server the emulator cannot imitate: 200 with a usage count that is not a number.
+    answers = iter(
+        [
+            {"candidates": [], "usageMetadata": {"promptTokenCount": "lots"}},
+            {
+                "candidates": [
+                    {
+                        "content": {
+                            "role": "model",
+                            "parts": [
+                                {"text": '{"title": "T", "author": "A", "year": 1, "pages": 2}'}
+                            ],
+                        },
+                        "finishReason": "STOP",
+                    }
+                ],
+                "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 9},
+            },
+        ]
+    )
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json=next(answers))
+
+    client = genai.Client(
+        api_key=SECRET,
+        http_options=types.HttpOptions(
+            base_url="http://127.0.0.1:9",
+            api_version="v1beta",
+            retry_options=types.HttpRetryOptions(attempts=1),
+            async_client_args={"transport": httpx2.MockTransport(handler)},
+        ),
+    )
+    try:
+        strategy = GeminiStrategy(client, MODEL, response_schema=Book)
+        batch = await runner(strategy, virtual_clock, concurrency=1).run(items(1))
+    finally:
+        await client.aio.aclose()
+        client.close()
+    (result,) = batch.results
+    assert result.ok
+    first, second = result.attempts
+    assert first.outcome is sr.OutcomeKind.TRANSIENT
+    assert "unreadable response: ValidationError" in (first.error or "")
+    assert second.usage == sr.Usage(input_tokens=5, output_tokens=9)
+
+
 async def test_a_hung_request_times_out_on_the_sdk_side_and_is_retried(
     start_emulator: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(seed=2, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
-    emulator.inject(Fault(kind=FaultKind.HANG, at=1))
-    strategy = GeminiStrategy(
-        connect(emulator), MODEL, response_schema=Book, http_timeout=0.3
+    emulator = start_emulator(
+        seed=2, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
     )
+    emulator.inject(Fault(kind=FaultKind.HANG, at=1))
+    strategy = GeminiStrategy(connect(emulator), MODEL, response_schema=Book, http_timeout=0.3)
     batch = await runner(strategy, virtual_clock, concurrency=1).run(items(1))
     (result,) = batch.results
     assert result.ok
@@ -189,8 +241,11 @@ async def test_a_refused_connection_is_transient(
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = make_client(f"http://127.0.0.1:{port}", transport=transport,  # type: ignore[arg-type]
-                         api_key=SECRET)
+    client = make_client(
+        f"http://127.0.0.1:{port}",
+        transport=transport,  # type: ignore[arg-type]
+        api_key=SECRET,
+    )
     try:
         strategy = GeminiStrategy(client, MODEL, response_schema=Book)
         plan = sr.Plan(stages=[sr.Stage("s", "full")], max_prompts=2)
@@ -210,8 +265,11 @@ async def test_the_api_key_never_reaches_results(
     virtual_clock: VirtualClock,
 ) -> None:
     emulator = start_emulator(seed=2, clock=virtual_clock.time, api_key="the-right-key")
-    client = make_client(emulator.base_url, transport=transport,  # type: ignore[arg-type]
-                         api_key=SECRET)
+    client = make_client(
+        emulator.base_url,
+        transport=transport,  # type: ignore[arg-type]
+        api_key=SECRET,
+    )
     try:
         strategy = GeminiStrategy(client, MODEL, response_schema=Book)
         batch = await runner(strategy, virtual_clock).run(items(2))
@@ -242,7 +300,8 @@ def test_a_gone_cache_is_resource_lost(code: int, message: str, status: str) -> 
     assert outcome(exc).kind is sr.OutcomeKind.RESOURCE_LOST
     assert outcome(exc).resource is None
     found = classify(exc, resource="gemini_cache")
-    assert found is not None and found.resource == "gemini_cache"
+    assert found is not None
+    assert found.resource == "gemini_cache"
 
 
 def test_the_strategy_names_its_cache_when_lost(
@@ -252,8 +311,9 @@ def test_the_strategy_names_its_cache_when_lost(
     try:
         cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM, name="shared")
         strategy = GeminiStrategy(client, MODEL, cache=cache)
-        exc = api_error(403, body(403, "CachedContent not found (or permission denied)",
-                                  "PERMISSION_DENIED"))
+        exc = api_error(
+            403, body(403, "CachedContent not found (or permission denied)", "PERMISSION_DENIED")
+        )
         found = strategy.classify(exc)
         assert found is not None
         assert (found.kind, found.resource) == (sr.OutcomeKind.RESOURCE_LOST, "shared")
@@ -263,8 +323,11 @@ def test_the_strategy_names_its_cache_when_lost(
 
 def test_other_400s_and_403s_are_fatal() -> None:
     for code, message, status in [
-        (400, "Cached content is too small. total_token_count=1, min_total_token_count=1024",
-         "INVALID_ARGUMENT"),
+        (
+            400,
+            "Cached content is too small. total_token_count=1, min_total_token_count=1024",
+            "INVALID_ARGUMENT",
+        ),
         (400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT"),
         (403, "Method doesn't allow unregistered callers", "PERMISSION_DENIED"),
         (404, "Requested entity was not found.", "NOT_FOUND"),
@@ -280,7 +343,8 @@ def test_server_side_and_timeout_statuses_are_transient(code: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("delay", "seconds"), [("17s", 17.0), ("1.5s", 1.5), ("0.250s", 0.25), ("53.016342224s", 53.016342224)]
+    ("delay", "seconds"),
+    [("17s", 17.0), ("1.5s", 1.5), ("0.250s", 0.25), ("53.016342224s", 53.016342224)],
 )
 def test_a_429_waits_for_the_servers_retry_info(delay: str, seconds: float) -> None:
     details = [
@@ -299,10 +363,19 @@ def test_a_429_falls_back_to_retry_after_then_to_the_message_then_to_none() -> N
     assert outcome(exc).retry_after == 7.0
     dated = httpx2.Response(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
     assert outcome(api_error(429, body(429, "q", "RESOURCE_EXHAUSTED"), dated)).retry_after == 0.0
-    worded = api_error(429, body(429, "Quota exceeded. Please retry in 53.5s.", "RESOURCE_EXHAUSTED"))
+    worded = api_error(
+        429, body(429, "Quota exceeded. Please retry in 53.5s.", "RESOURCE_EXHAUSTED")
+    )
     assert outcome(worded).retry_after == 53.5
-    bare = api_error(429, body(429, "daily quota", "RESOURCE_EXHAUSTED",
-                               [{"@type": "type.googleapis.com/google.rpc.Help"}]))
+    bare = api_error(
+        429,
+        body(
+            429,
+            "daily quota",
+            "RESOURCE_EXHAUSTED",
+            [{"@type": "type.googleapis.com/google.rpc.Help"}],
+        ),
+    )
     found = outcome(bare)
     assert (found.kind, found.retry_after) == (sr.OutcomeKind.RATE_LIMITED, None)
 
@@ -317,7 +390,7 @@ def test_transport_failures_and_unreadable_bodies_are_transient() -> None:
         httpx2.RemoteProtocolError("peer closed", request=request),
         aiohttp.ServerDisconnectedError(),
         aiohttp.ClientPayloadError("cut"),
-        asyncio.TimeoutError(),
+        TimeoutError(),
         ConnectionResetError(),
         json.JSONDecodeError("Expecting value", "<html>", 0),
     ]:
@@ -337,14 +410,15 @@ def test_messages_are_short_and_carry_no_key() -> None:
 
 
 def test_gemini_rules_are_both_a_sequence_of_rules_and_one_rule() -> None:
-    exc = api_error(503, body(503, "overloaded", "UNAVAILABLE"))
-    assert len(gemini_rules) == 3
-    assert gemini_rules(exc) == classify(exc)
-    assert next(r(exc) for r in gemini_rules if r(exc) is not None) == classify(exc)
-    assert gemini_rules(ValueError("x")) is None
-    # Usable where the engine takes rules.
-    rules: list[sr.Rule] = [*gemini_rules, gemini_rules]
+    # Usable wherever the engine takes rules: spread, or as one rule.
+    whole: sr.Rule = gemini_rules
+    rules: list[sr.Rule] = [*gemini_rules, whole]
     assert all(callable(r) for r in rules)
+    exc = api_error(503, body(503, "overloaded", "UNAVAILABLE"))
+    assert whole(exc) == classify(exc)
+    assert next(r(exc) for r in gemini_rules if r(exc) is not None) == classify(exc)
+    assert whole(ValueError("x")) is None
+    assert len(gemini_rules) == 3
 
 
 def test_user_rules_run_before_the_gemini_rules(
@@ -360,8 +434,10 @@ def test_user_rules_run_before_the_gemini_rules(
         strategy = GeminiStrategy(client, MODEL, rules=[overloaded_is_fatal])
         overloaded = api_error(503, body(503, "overloaded", "UNAVAILABLE"))
         found = strategy.classify(overloaded)
-        assert found is not None and found.kind is sr.OutcomeKind.FATAL
+        assert found is not None
+        assert found.kind is sr.OutcomeKind.FATAL
         internal = strategy.classify(api_error(500, body(500, "oops", "INTERNAL")))
-        assert internal is not None and internal.kind is sr.OutcomeKind.TRANSIENT
+        assert internal is not None
+        assert internal.kind is sr.OutcomeKind.TRANSIENT
     finally:
         client.close()

@@ -70,8 +70,11 @@ def test_a_root_reference_is_followed() -> None:
     schema = {
         "$ref": "#/$defs/Book",
         "$defs": {
-            "Book": {"type": "object", "properties": {"x": {"$ref": "#/$defs/X"}, "y": {}},
-                     "required": ["x", "y"]},
+            "Book": {
+                "type": "object",
+                "properties": {"x": {"$ref": "#/$defs/X"}, "y": {}},
+                "required": ["x", "y"],
+            },
             "X": {"type": "string"},
         },
     }
@@ -83,11 +86,13 @@ def test_a_root_reference_is_followed() -> None:
 
 def test_schemas_are_read_once_and_subsets_remembered() -> None:
     read = ResponseSchema.of(Book)
-    assert read is not None and read.json_schema
+    assert read is not None
+    assert read.json_schema
     assert read.for_fields(None) is read.schema
     assert read.for_fields(("tags",)) is read.for_fields(("tags",))
     gemini = ResponseSchema.of({"type": "OBJECT", "properties": {"a": {"type": "STRING"}}})
-    assert gemini is not None and not gemini.json_schema
+    assert gemini is not None
+    assert not gemini.json_schema
     assert ResponseSchema.of(None) is None
 
 
@@ -106,8 +111,9 @@ class Recorder(httpx2.AsyncHTTPTransport):
 async def test_a_dict_schema_goes_out_in_its_own_dialect(
     start_emulator: Callable[..., GeminiEmulator], virtual_clock: VirtualClock, dialect: str
 ) -> None:
-    emulator = start_emulator(seed=4, clock=virtual_clock.time, invalid_rate=0.0,
-                              invalid_rate_slope=0.0)
+    emulator = start_emulator(
+        seed=4, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
+    )
     recorder = Recorder()
     client = genai.Client(
         api_key="k",
@@ -118,7 +124,10 @@ async def test_a_dict_schema_goes_out_in_its_own_dialect(
             async_client_args={"transport": recorder},
         ),
     )
-    kind = (lambda t: t.upper()) if dialect == "gemini" else (lambda t: t)
+
+    def kind(name: str) -> str:
+        return name.upper() if dialect == "gemini" else name
+
     schema = {
         "type": kind("object"),
         "properties": {"title": {"type": kind("string")}, "year": {"type": kind("integer")}},
