@@ -7,14 +7,14 @@ function over parsed JSON or from a pydantic model (pydantic is optional).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from ._outcomes import FieldError, ValidationFailed
 
 T = TypeVar("T")
 
-__all__ = ["json_object", "pydantic"]
+__all__ = ["json_object", "json_schema", "pydantic"]
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
@@ -104,3 +104,14 @@ class _PydanticValidator:
 def pydantic(model: type[T]) -> Callable[[str], T]:
     """A validator that parses JSON into *model* (a pydantic model or any type pydantic knows)."""
     return _PydanticValidator(model)
+
+
+def json_schema(schema: Mapping[str, Any]) -> Callable[[str], dict[str, Any]]:
+    """A validator for a JSON Schema: the subset a model's response schema uses.
+
+    Every bad field is reported by dotted path; a keyword it cannot check is
+    refused here with ``ValueError`` rather than silently ignored.
+    """
+    from ._schema import SchemaValidator
+
+    return SchemaValidator(schema)

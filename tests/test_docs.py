@@ -270,9 +270,29 @@ class PageRun:
                 value.stop()
 
 
+def _warm_hypothesis() -> None:
+    """Let hypothesis build its caches (Unicode tables, the code's constants) once, up front.
+
+    In a fresh checkout that takes seconds, and would land in the first example of a page's
+    property, where hypothesis' own too_slow health check would blame the page.
+    """
+    from hypothesis import HealthCheck, given, settings
+
+    from stagedretry.testing import plans
+
+    @settings(max_examples=3, database=None, suppress_health_check=list(HealthCheck))
+    @given(plans())
+    def warm(plan: sr.Plan) -> None:
+        assert plan.stages
+
+    warm()
+
+
 @pytest.mark.filterwarnings(AIOHTTP_SUBCLASS_WARNING)
 @pytest.mark.parametrize("page", [p for p in pages() if _runnable(p)], ids=_name)
 def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "hypothesis" in page.read_text(encoding="utf-8"):
+        _warm_hypothesis()
     monkeypatch.chdir(tmp_path)
     # Hypothesis keeps costly caches (the Unicode tables, the constants of the code under
     # test) in ./.hypothesis; commands run here share the suite's instead of rebuilding them.

@@ -89,7 +89,7 @@ def test_nothing_public_is_left_out() -> None:
 
 
 def test_validators_all_is_pinned() -> None:
-    assert sorted(stagedretry.validators.__all__) == ["json_object", "pydantic"]
+    assert sorted(stagedretry.validators.__all__) == ["json_object", "json_schema", "pydantic"]
     for name in stagedretry.validators.__all__:
         assert callable(getattr(stagedretry.validators, name))
 

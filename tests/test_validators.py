@@ -171,3 +171,25 @@ class TestValidationFailed:
         assert str(ValidationFailed([FieldError("", "empty")])) == (
             "1 invalid field(s): <answer>: empty"
         )
+
+
+def test_json_schema_names_every_bad_field_and_keeps_the_rest() -> None:
+    """The JSON Schema validator reports each bad field by path and keeps the valid ones."""
+    validate = sr.validators.json_schema(
+        {
+            "type": "object",
+            "properties": {"title": {"type": "string"}, "year": {"type": "integer"}},
+            "required": ["title", "year"],
+        }
+    )
+    assert validate('{"title": "Dune", "year": 1965}') == {"title": "Dune", "year": 1965}
+    with pytest.raises(sr.ValidationFailed) as caught:
+        validate('{"title": "Dune", "year": "soon"}')
+    assert [e.path for e in caught.value.errors] == ["year"]
+    assert caught.value.partial == {"title": "Dune"}
+
+
+def test_json_schema_refuses_a_keyword_it_cannot_check() -> None:
+    """A schema keyword the validator does not check is refused up front, not ignored."""
+    with pytest.raises(ValueError, match="patternProperties"):
+        sr.validators.json_schema({"type": "object", "patternProperties": {"^a": {}}})
