@@ -61,8 +61,9 @@ class Stage:
     registers); *params* go to the strategy unchanged.  ``on_invalid`` is where a
     validation failure leads (``"next"``, ``"fail"``, ``"exhaust"`` or a stage
     name); ``on_transient`` is ``"retry"`` (stay) or a target like ``on_invalid``.
-    After ``max_attempts`` attempts at this stage a transient error follows
-    ``on_invalid``: the stage has given up.
+    After ``max_attempts`` requests at this stage (refusals such as rate limits
+    and lost resources do not count) a transient error follows ``on_invalid``:
+    the stage has given up.
     """
 
     name: str

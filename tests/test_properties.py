@@ -27,6 +27,20 @@ from stagedretry.testing import (
 
 ITEM = "item"
 
+# Outcomes that keep an item going are drawn more often than the two that end it
+# at once (SUCCEEDED, FATAL), so that paths get long enough to reach partial
+# stages, attempt caps, budgets and caps on refusals.
+BUSY = (
+    *[OutcomeKind.INVALID] * 3,
+    *[OutcomeKind.TRANSIENT] * 2,
+    OutcomeKind.RATE_LIMITED,
+    *[OutcomeKind.RESOURCE_LOST] * 2,
+    OutcomeKind.SUCCEEDED,
+    OutcomeKind.FATAL,
+)
+busy_scripts = st.lists(outcomes(kinds=BUSY), min_size=1, max_size=16).map(tuple)
+roomy_plans = plans(min_stages=2, min_prompts=3, deadlines=False)
+
 
 async def run_one(
     plan: sr.Plan, script: tuple[ScriptStep, ...]
@@ -40,11 +54,23 @@ async def run_one(
     return result, strategy
 
 
-@settings(max_examples=200)
-@given(plan=plans(deadlines=False), script=outcome_scripts(max_len=14))
+@settings(max_examples=250)
+@given(plan=roomy_plans, script=busy_scripts)
 async def test_engine_takes_the_reference_path(
     plan: sr.Plan, script: tuple[ScriptStep, ...]
 ) -> None:
+    await check_against_reference(plan, script)
+
+
+@settings(max_examples=100)
+@given(plan=plans(deadlines=False), script=outcome_scripts(max_len=14))
+async def test_engine_takes_the_reference_path_on_any_plan(
+    plan: sr.Plan, script: tuple[ScriptStep, ...]
+) -> None:
+    await check_against_reference(plan, script)
+
+
+async def check_against_reference(plan: sr.Plan, script: tuple[ScriptStep, ...]) -> None:
     result, strategy = await run_one(plan, script)
     expected = expected_path(plan, script)
     assert expected.differences(result) == []
@@ -55,8 +81,8 @@ async def test_engine_takes_the_reference_path(
 
 @settings(max_examples=60)
 @given(
-    plan=plans(deadlines=False),
-    scripts=st.lists(outcome_scripts(max_len=10), min_size=2, max_size=6),
+    plan=roomy_plans,
+    scripts=st.lists(busy_scripts, min_size=2, max_size=6),
 )
 async def test_concurrent_items_each_follow_their_own_path(
     plan: sr.Plan, scripts: list[tuple[ScriptStep, ...]]
@@ -74,7 +100,7 @@ async def test_concurrent_items_each_follow_their_own_path(
 
 
 @settings(max_examples=100)
-@given(plan=plans(deadlines=False), script=outcome_scripts(max_len=30))
+@given(plan=plans(deadlines=False), script=st.lists(outcomes(kinds=BUSY), max_size=30).map(tuple))
 async def test_prompts_never_exceed_the_budget(
     plan: sr.Plan, script: tuple[ScriptStep, ...]
 ) -> None:
@@ -88,7 +114,10 @@ async def test_prompts_never_exceed_the_budget(
 
 
 @settings(max_examples=100)
-@given(plan=plans(deadlines=False, transient_policies=False), script=outcome_scripts(max_len=14))
+@given(
+    plan=plans(min_stages=2, min_prompts=3, deadlines=False, transient_policies=False),
+    script=busy_scripts,
+)
 async def test_transient_never_changes_the_stage_by_default(
     plan: sr.Plan, script: tuple[ScriptStep, ...]
 ) -> None:
@@ -103,6 +132,36 @@ async def test_transient_never_changes_the_stage_by_default(
         assert result.prompts == plan.max_prompts
 
 
+REFUSALS = (
+    OutcomeKind.RATE_LIMITED,
+    *[OutcomeKind.RESOURCE_LOST] * 2,
+    *[OutcomeKind.TRANSIENT] * 2,
+)
+
+
+@settings(max_examples=150)
+@given(
+    plan=plans(deadlines=False, max_prompts=12),
+    script=st.lists(outcomes(kinds=REFUSALS), min_size=2, max_size=24).map(tuple),
+)
+async def test_refusals_spend_nothing_and_have_caps_of_their_own(
+    plan: sr.Plan, script: tuple[ScriptStep, ...]
+) -> None:
+    result, _ = await run_one(plan, script)
+    expected_path(plan, script).check(result)
+    attempts = result.attempts
+    kinds = [a.outcome for a in attempts]
+    assert result.prompts == sum(k in (OutcomeKind.TRANSIENT, OutcomeKind.SUCCEEDED) for k in kinds)
+    trailing_lost = len(kinds) - len(
+        "".join("L" if k is OutcomeKind.RESOURCE_LOST else "x" for k in kinds).rstrip("L")
+    )
+    rate_limits = kinds.count(OutcomeKind.RATE_LIMITED)
+    if result.status is sr.ItemStatus.FAILED and kinds[-1] is OutcomeKind.RESOURCE_LOST:
+        assert trailing_lost == plan.max_resource_lost + 1  # a run too long, whatever came before
+    elif result.status is sr.ItemStatus.FAILED and kinds[-1] is OutcomeKind.RATE_LIMITED:
+        assert rate_limits == plan.max_rate_limit_waits + 1  # all refusals in total, not a run
+
+
 def _declared(plan: sr.Plan, stage: str) -> str:
     """Where an INVALID at *stage* leads, straight from the plan's declaration."""
     names = [s.name for s in plan.stages]
@@ -115,9 +174,9 @@ def _declared(plan: sr.Plan, stage: str) -> str:
 
 @settings(max_examples=100)
 @given(
-    plan=plans(deadlines=False),
+    plan=roomy_plans,
     script=st.lists(
-        outcomes(kinds=(OutcomeKind.INVALID, OutcomeKind.SUCCEEDED)).filter(
+        outcomes(kinds=(OutcomeKind.INVALID, OutcomeKind.INVALID, OutcomeKind.SUCCEEDED)).filter(
             lambda s: s.kind is OutcomeKind.SUCCEEDED or bool(s.fields)
         ),
         max_size=10,
@@ -144,7 +203,7 @@ async def test_invalid_moves_exactly_as_declared(
 
 
 @settings(max_examples=100)
-@given(plan=plans(deadlines=False), script=outcome_scripts(max_len=14))
+@given(plan=plans(deadlines=False), script=busy_scripts)
 async def test_terminal_states_absorb(plan: sr.Plan, script: tuple[ScriptStep, ...]) -> None:
     result, strategy = await run_one(plan, script)
     # Nothing is asked after the item ends: one request per attempt, the rest unplayed.

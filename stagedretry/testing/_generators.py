@@ -55,21 +55,27 @@ def outcomes(
     *,
     kinds: Sequence[OutcomeKind] = tuple(OutcomeKind),
 ) -> st.SearchStrategy[ScriptStep]:
-    """One outcome of one request: an ``INVALID`` one names some of *fields* (or none:
-    an unreadable answer), a ``RATE_LIMITED`` one may carry the server's delay."""
+    """One outcome of one request, of one of *kinds* (repeat a kind to draw it more often).
+
+    An ``INVALID`` one names some of *fields* (none: an unreadable answer); a
+    ``RATE_LIMITED`` one may carry the server's advised delay.
+    """
     names = tuple(fields)
 
     def extras(kind: OutcomeKind) -> st.SearchStrategy[ScriptStep]:
         if kind is OutcomeKind.INVALID and names:
-            return st.lists(st.sampled_from(names), unique=True, max_size=len(names)).map(
-                lambda failed: ScriptStep(kind, fields=tuple(failed))
-            )
+            # As often unreadable (nothing to repair) as with fields to repair.
+            some = st.lists(st.sampled_from(names), unique=True, min_size=1, max_size=len(names))
+            return (st.just([]) | some).map(lambda failed: ScriptStep(kind, fields=tuple(failed)))
         if kind is OutcomeKind.RATE_LIMITED:
             delays = st.none() | st.floats(0.0, 120.0, allow_nan=False)
             return delays.map(lambda delay: ScriptStep(kind, retry_after=delay))
         return st.just(ScriptStep(kind))
 
-    return st.sampled_from(tuple(kinds)).flatmap(extras)
+    if not kinds:
+        raise ValueError("outcomes() needs at least one kind")
+    built = {kind: extras(kind) for kind in set(kinds)}
+    return st.one_of([built[kind] for kind in kinds])
 
 
 def outcome_scripts(
@@ -108,27 +114,31 @@ def _params() -> st.SearchStrategy[dict[str, Any]]:
 
 def plans(
     *,
+    min_stages: int = 1,
     max_stages: int = 5,
+    min_prompts: int = 1,
     max_prompts: int = 8,
     kinds: Sequence[str] = ("full", "partial"),
     deadlines: bool = True,
     transient_policies: bool = True,
 ) -> st.SearchStrategy[Plan]:
-    """A valid plan of 1 to *max_stages* stages, every stage reachable by construction.
+    """A valid plan of *min_stages* to *max_stages* stages, every one reachable by construction.
 
     Targets may point anywhere (back edges and loops included).  With
     *deadlines* false no item deadline is drawn (per-request timeouts still are);
     with *transient_policies* false every stage keeps the default TRANSIENT
     policy (retry in place, no ``max_attempts``).
     """
-    if max_stages < 1 or max_prompts < 1:
-        raise ValueError("a plan needs at least one stage and one prompt")
+    if not 1 <= min_stages <= max_stages or not 1 <= min_prompts <= max_prompts:
+        raise ValueError(
+            "a plan needs at least one stage and one prompt, and each minimum <= its maximum"
+        )
     if "full" not in kinds:
         raise ValueError("the first stage must be of a non-partial kind: include 'full'")
 
     @st.composite
     def draw_plan(draw: st.DrawFn) -> Plan:
-        names = draw(st.lists(_NAMES, min_size=1, max_size=max_stages, unique=True))
+        names = draw(st.lists(_NAMES, min_size=min_stages, max_size=max_stages, unique=True))
         n = len(names)
         stage_kinds = ["full" if i == 0 else draw(st.sampled_from(tuple(kinds))) for i in range(n)]
         targets = st.sampled_from(("next", "fail", "exhaust", *names))
@@ -170,7 +180,7 @@ def plans(
             )
         return Plan(
             stages=tuple(stages),
-            max_prompts=draw(st.integers(1, max_prompts)),
+            max_prompts=draw(st.integers(min_prompts, max_prompts)),
             deadline=draw(st.none() | st.floats(1.0, 3600.0)) if deadlines else None,
             timeout=draw(st.none() | st.floats(0.5, 300.0)),
             backoff=draw(backoffs()),
