@@ -51,6 +51,9 @@ class Outcome:
     message: str = ""
     retry_after: float | None = attrs.field(default=None, kw_only=True)
     resource: str | None = attrs.field(default=None, kw_only=True)
+    #: ``False`` when no request went out (e.g. a bad request refused before sending):
+    #: such an attempt spends no prompt, whatever its kind.
+    sent: bool = attrs.field(default=True, kw_only=True)
 
 
 @attrs.frozen
@@ -141,6 +144,7 @@ class RateLimited(AttemptError):
         self.retry_after = retry_after
 
     def outcome(self) -> Outcome:
+        """A RATE_LIMITED outcome carrying the provider's advised delay."""
         return Outcome(self.kind, str(self), retry_after=self.retry_after)
 
 
@@ -160,13 +164,27 @@ class ResourceLost(AttemptError):
         self.resource = resource
 
     def outcome(self) -> Outcome:
+        """A RESOURCE_LOST outcome naming the resource to renew (``None``: all)."""
         return Outcome(self.kind, str(self), resource=self.resource)
 
 
 class FatalError(AttemptError):
-    """Retrying cannot help: a bad request, failed authentication, a bug."""
+    """Retrying cannot help: a bad request, failed authentication, a bug.
+
+    Pass ``sent=False`` when the request never went out, so it costs no prompt.
+    """
 
     kind = OutcomeKind.FATAL
+
+    def __init__(
+        self, message: str = "", *, sent: bool = True, meta: ResponseMeta | None = None
+    ) -> None:
+        super().__init__(message, meta=meta)
+        self.sent = sent
+
+    def outcome(self) -> Outcome:
+        """A FATAL outcome that spends a prompt only if the request was sent."""
+        return Outcome(self.kind, str(self), sent=self.sent)
 
 
 Rule = Callable[[BaseException], Outcome | None]

@@ -94,7 +94,7 @@ class Plan:
     deadline: float | None = None
     timeout: float | None = None
     backoff: Backoff = Backoff()
-    rate_limit_backoff: Backoff = Backoff(initial=2.0, maximum=60.0)
+    rate_limit_backoff: Backoff = Backoff(initial=2.0, maximum=300.0)
     max_rate_limit_waits: int = 20
     max_resource_lost: int = 2
 

@@ -130,19 +130,34 @@ class ResourcePool:
         return handles, tuple(s.generation for s in self._slots)
 
     async def lost(self, name: str | None, seen: tuple[int, ...], clock: Clock) -> None:
-        """Renew the resource *name* (all of them for ``None``) unless already renewed."""
-        for slot, generation in zip(self._slots, seen, strict=False):
+        """Renew the resource *name* unless already renewed.
+
+        ``None``, or a name no resource has, renews them all: a loss must never
+        go unanswered because a strategy named it differently.
+        """
+        if name is not None and all(s.resource.name != name for s in self._slots):
+            name = None
+        for slot, generation in zip(self._slots, seen, strict=True):
             if name is None or slot.resource.name == name:
                 await slot.lost(generation, clock)
 
-    async def close(self) -> None:
-        """Close every prepared resource once; a later run prepares them again."""
+    async def close(self) -> list[Exception]:
+        """Close every prepared resource once; a later run prepares them again.
+
+        One resource failing to close does not keep the others open: the
+        failures are returned, not raised.
+        """
+        errors: list[Exception] = []
         for slot in self._slots:
             async with slot.lock:
                 slot.failure = None  # a later run tries again
                 if slot.generation:
                     handle, slot.handle, slot.generation = slot.handle, None, 0
-                    await slot.resource.close(handle)
+                    try:
+                        await slot.resource.close(handle)
+                    except Exception as exc:
+                        errors.append(exc)
+        return errors
 
     def renewals(self) -> Mapping[str, int]:
         """How many times each resource was renewed since this pool was made."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import warnings
 from collections import Counter
 from collections.abc import (
     AsyncIterable,
@@ -20,7 +21,7 @@ from collections.abc import (
     Mapping,
 )
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from ._clock import Clock, SystemClock
 from ._machine import Trigger, compile_plan
@@ -99,7 +100,7 @@ class _Tally:
         self.attempts = 0
         # Seeded in plan order, so reports list stages in that order, not in completion order.
         self.successes: Counter[str] = Counter(dict.fromkeys(stages, 0))
-        self.transitions: Counter[str] = Counter()
+        self.transitions: Counter[Trigger] = Counter()
         self.started = started
 
     def add(self, result: ItemResult) -> None:
@@ -128,29 +129,92 @@ class _Tally:
             prompts=self.prompts,
             attempts=self.attempts,
             successes_per_stage={k: v for k, v in self.successes.items() if v},
-            transitions=dict(self.transitions),
+            transitions={t.value: n for t, n in self.transitions.items()},
             wall_time=now - self.started,
         )
 
 
 class ResultStream(AsyncIterator[ItemResult]):
-    """Item results in completion order; :attr:`batch` holds the totals once it ends."""
+    """Item results in completion order; :attr:`batch` holds the totals once it ends.
+
+    Use it as ``async with runner.stream(items) as results: async for r in results``
+    so that leaving the block early stops the run; :meth:`aclose` does the same.
+    """
 
     def __init__(self, runner: Runner, items: Items) -> None:
         self.batch: BatchResult | None = None
-        self._agen = runner._stream(items, self)
+        self._runner = runner
+        self._items: Items | None = items
+        # Bounded: a slow consumer holds the workers back instead of piling up results.
+        self._queue: asyncio.Queue[ItemResult | _End] = asyncio.Queue(maxsize=runner.concurrency)
+        self._producer: asyncio.Task[None] | None = None
+        self._done = False
 
     def __aiter__(self) -> ResultStream:
         return self
 
+    async def __aenter__(self) -> ResultStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def __anext__(self) -> ItemResult:
-        return await self._agen.__anext__()
+        if self._done:
+            raise StopAsyncIteration
+        if self._producer is None:
+            self._producer = asyncio.create_task(self._produce())
+        try:
+            got = await self._queue.get()
+        except asyncio.CancelledError:
+            # The consumer was cancelled: the run it was reading goes with it.
+            await self.aclose()
+            raise
+        if isinstance(got, _End):
+            self._done = True
+            await self._producer
+            if got.error is not None:
+                raise got.error
+            self.batch = self._runner._tally.batch((), self._runner._clock.monotonic())
+            raise StopAsyncIteration
+        return got
 
     async def aclose(self) -> None:
-        """Stop the run: in-flight work is cancelled."""
-        close = getattr(self._agen, "aclose", None)
-        if close is not None:
-            await close()
+        """Stop the run: items in flight are cancelled, no new ones are taken."""
+        self._done = True
+        producer = self._producer
+        if producer is not None and not producer.done():
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+
+    async def _produce(self) -> None:
+        items, self._items = self._items, None
+        assert items is not None
+        error: BaseException | None = None
+        try:
+            await self._runner._drive(items, self._queue.put)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+        await self._queue.put(_End(error))
+
+
+class EventLogger(Protocol):
+    """What the runner needs of a logger: a structlog ``BoundLogger`` fits."""
+
+    def bind(self, **values: Any) -> EventLogger:
+        """A logger that adds *values* to every event."""
+
+    def debug(self, event: str, **values: Any) -> Any:
+        """Log a detailed event."""
+
+    def info(self, event: str, **values: Any) -> Any:
+        """Log an event."""
+
+
+OnResult = Callable[[ItemResult], None]
+"""Called with each result as its item ends, before the result is handed on."""
 
 
 class Runner:
@@ -160,6 +224,10 @@ class Runner:
     results as they complete with memory bounded by *concurrency*.  As an async
     context manager the runner keeps its shared resources across runs and
     closes them on exit; otherwise each run closes them when it ends.
+
+    *on_result* is called synchronously in the worker the moment an item ends,
+    before the result is queued for the caller: the place to commit it to a
+    journal, so that a crash never loses a finished, paid-for result.
     """
 
     def __init__(
@@ -174,7 +242,8 @@ class Runner:
         rules: Iterable[Rule] = (),
         kinds: Mapping[str, StageKind] | None = None,
         seed: int | None = None,
-        logger: Any = None,
+        logger: EventLogger | None = None,
+        on_result: OnResult | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -195,6 +264,7 @@ class Runner:
         self._rules = (*rules, strategy.classify)
         self._random = random.Random(seed)
         self._log = logger
+        self._on_result = on_result
         self._pool = ResourcePool(list(resources))
         self._in_context = False
         self._cooldown_until = 0.0
@@ -215,11 +285,16 @@ class Runner:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._in_context = False
-        await self._pool.close()
+        await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the shared resources (each by its own keep/release policy)."""
-        await self._pool.close()
+        """Close the shared resources (each by its own keep/release policy).
+
+        Every resource is closed even if one fails; the failures are raised together.
+        """
+        errors = await self._pool.close()
+        if errors:
+            raise ExceptionGroup("could not close every shared resource", errors)
 
     def drain(self) -> None:
         """Take no new items; the ones in flight finish."""
@@ -242,6 +317,7 @@ class Runner:
 
     async def run(self, items: Items) -> BatchResult:
         """Run every item and collect the results."""
+        self._draining = False
         results: list[ItemResult] = []
 
         async def emit(result: ItemResult) -> None:
@@ -252,36 +328,9 @@ class Runner:
 
     def stream(self, items: Items) -> ResultStream:
         """Yield results as items end, in completion order, with bounded memory."""
+        # Reset here, not when the stream starts: a drain() in between must hold.
+        self._draining = False
         return ResultStream(self, items)
-
-    async def _stream(self, items: Items, stream: ResultStream) -> AsyncIterator[ItemResult]:
-        queue: asyncio.Queue[ItemResult | _End] = asyncio.Queue(maxsize=self.concurrency)
-
-        async def produce() -> None:
-            error: BaseException | None = None
-            try:
-                await self._drive(items, queue.put)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                error = exc
-            await queue.put(_End(error))
-
-        producer = asyncio.create_task(produce())
-        try:
-            while True:
-                got = await queue.get()
-                if isinstance(got, _End):
-                    if got.error is not None:
-                        raise got.error
-                    break
-                yield got
-            await producer
-            stream.batch = self._tally.batch((), self._clock.monotonic())
-        finally:
-            if not producer.done():
-                producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
 
     async def _drive(self, items: Items, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
         if self._tasks:
@@ -289,7 +338,6 @@ class Runner:
             raise RuntimeError(
                 "this runner is already running; wait for the run to end or use another runner"
             )
-        self._draining = False
         self._cancelled = []
         self._tally = _Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
         take = _Source(items)
@@ -311,14 +359,31 @@ class Runner:
             await asyncio.gather(*tasks, return_exceptions=True)
             # Items cancelled on purpose (runner.cancel()) still get their result.
             for result in self._cancelled:
-                self._tally.add(result)
                 await emit(result)
             self._cancelled = []
         finally:
             self._tasks = []
-            await take.aclose()
-            if not self._in_context:
-                await self._pool.close()
+            try:
+                await take.aclose()
+            finally:
+                if not self._in_context:
+                    await self._close_quietly()
+
+    async def _close_quietly(self) -> None:
+        # The run's results are already paid for: a failing close must not replace them.
+        for error in await self._pool.close():
+            if self._log is not None:
+                self._log.info("resource_close_failed", error=describe(error))
+            warnings.warn(
+                f"could not close a shared resource: {describe(error)}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _ended(self, result: ItemResult) -> None:
+        self._tally.add(result)
+        if self._on_result is not None:
+            self._on_result(result)
 
     def _stopping(self) -> bool:
         # A method, not the attribute: the flag changes while a worker awaits.
@@ -353,7 +418,7 @@ class Runner:
                     result = await self._run_item(item)
                 finally:
                     self._busy.discard(task)
-            self._tally.add(result)
+            self._ended(result)
             await emit(result)
 
     async def _run_item(self, item: WorkItem) -> ItemResult:
@@ -432,11 +497,12 @@ class Runner:
                         response = None
                     outcome = classify(failure, self._rules)
                     error = outcome.message
-                    meta = getattr(failure, "meta", None)
+                    # A billed response keeps its metadata even when reading it failed.
+                    meta = getattr(failure, "meta", None) or meta
                     if outcome.kind is OutcomeKind.INVALID:
                         state.errors = (FieldError("", outcome.message),)
                         state.partial = None
-                counted = outcome.kind.spends_prompt
+                counted = outcome.kind.spends_prompt and outcome.sent
                 if counted:
                     state.prompts += 1
                     # max_attempts caps the requests a stage sent; refusals (rate
@@ -498,6 +564,8 @@ class Runner:
                         delay = self._random.uniform(
                             0, plan.rate_limit_backoff.ceiling(state.rate_limit_waits)
                         )
+                    # A server's advice is honoured, up to the plan's ceiling on waits.
+                    delay = min(delay, plan.rate_limit_backoff.maximum)
                     # One refusal pauses every worker: the API is not hammered meanwhile.
                     self._cooldown_until = max(self._cooldown_until, clock.monotonic() + delay)
                 elif kind_of is OutcomeKind.RESOURCE_LOST:
@@ -517,15 +585,17 @@ class Runner:
                 else:
                     self._fire(state, Trigger.INVALID, log)
                 if state.state not in compiled.stage_index:
-                    return self._result(state, _terminal_reason(state.state))
+                    return self._result(state, _TERMINAL_REASONS.get(state.state))
         except asyncio.CancelledError:
-            self._cancelled.append(self._result(state, "cancelled", status=ItemStatus.CANCELLED))
+            cancelled = self._result(state, "cancelled", status=ItemStatus.CANCELLED)
+            self._cancelled.append(cancelled)
+            self._ended(cancelled)
             raise
 
-    def _fire(self, state: ItemState, trigger: Trigger, log: Any) -> str:
+    def _fire(self, state: ItemState, trigger: Trigger, log: EventLogger | None) -> str:
         before = state.state
         after = self._compiled.fire(state, trigger)
-        self._tally.transitions[trigger.value] += 1
+        self._tally.transitions[trigger] += 1
         if log is not None and after != before:
             log.debug(
                 "transition",
@@ -536,7 +606,9 @@ class Runner:
             )
         return after
 
-    def _finish(self, state: ItemState, trigger: Trigger, reason: str, log: Any) -> ItemResult:
+    def _finish(
+        self, state: ItemState, trigger: Trigger, reason: str, log: EventLogger | None
+    ) -> ItemResult:
         self._fire(state, trigger, log)
         return self._result(state, reason)
 
@@ -595,8 +667,7 @@ def _not_a_response(value: object) -> bool:
     return value is not None and not isinstance(value, Response)
 
 
-def _terminal_reason(state: str) -> str | None:
-    return {"exhausted": "no stage left", "failed": "failed"}.get(state)
+_TERMINAL_REASONS = {"exhausted": "no stage left", "failed": "failed"}
 
 
 class _End:
@@ -641,16 +712,13 @@ class _Source:
         return self._position, value
 
     async def next(self) -> tuple[int, ItemLike] | None:
-        if self._iter is not None:
-            value = next(self._iter, _DONE)
-        else:
-            assert self._aiter is not None
-            assert self._lock is not None
-            async with self._lock:
-                try:
-                    value = await anext(self._aiter)
-                except StopAsyncIteration:
-                    value = _DONE
+        assert self._aiter is not None
+        assert self._lock is not None
+        async with self._lock:
+            try:
+                value = await anext(self._aiter)
+            except StopAsyncIteration:
+                value = _DONE
         if value is _DONE:
             return None
         self._position += 1

@@ -136,14 +136,16 @@ class PartialStage:
     def parse(self, response: Response, state: ItemState, validator: Validator) -> Any:
         if response.text is None:
             raise _unreadable_repair(state, _no_text(response).errors[0].message, None)
-        kept = state.partial or {}
         try:
             answer = json.loads(response.text)
         except ValueError as exc:
             raise _unreadable_repair(state, f"not JSON: {exc}", response.text) from None
         if not isinstance(answer, dict):
             raise _unreadable_repair(state, "not a JSON object", response.text)
-        return validator(json.dumps(merge(kept, answer), ensure_ascii=False))
+        fields = repairable_fields(state.errors)
+        # Only the fields asked for are taken: the model may not rewrite what was valid.
+        asked = {k: v for k, v in answer.items() if k in fields}
+        return validator(json.dumps(merge(state.partial or {}, asked), ensure_ascii=False))
 
     def __repr__(self) -> str:
         return "PartialStage()"

@@ -523,10 +523,21 @@ class TestStages:
         assert repair.prompt.startswith("Describe Dune.")
         assert result.attempts[1].fields == ("year",)
 
-    async def test_merge_is_validated_as_a_whole(self, virtual_clock: VirtualClock) -> None:
-        # The repair fixes the year but breaks a kept field: the whole answer is invalid.
+    async def test_a_repair_cannot_rewrite_a_kept_field(self, virtual_clock: VirtualClock) -> None:
+        # The repair fixes the year and also sends a bad title: only the year is taken.
         strategy = Script(
             {"a": ['{"title": "Dune", "year": "soon"}', '{"year": 1965, "title": 5}']}
+        )
+
+        result = await one(strategy, virtual_clock)
+
+        assert outcomes(result) == [("full_t0", "invalid"), ("partial_t0", "succeeded")]
+        assert result.output == {"title": "Dune", "year": 1965}
+
+    async def test_merge_is_validated_as_a_whole(self, virtual_clock: VirtualClock) -> None:
+        # The repaired year is still wrong: the whole merged answer is validated again.
+        strategy = Script(
+            {"a": ['{"title": "Dune", "year": "soon"}', '{"year": "later"}']}
         )
 
         result = await one(strategy, virtual_clock)

@@ -139,14 +139,21 @@ class TestPartialParse:
             "author": {"born": 1920, "name": "Frank Herbert"},
         }
 
-    def test_a_repair_that_breaks_a_kept_field_fails(self) -> None:
+    def test_a_repair_cannot_overwrite_a_kept_field(self) -> None:
+        s = state((FieldError("year", "x"),), {"title": "Dune", "author": {"name": "F. H."}})
+
+        out = sr.PartialStage().parse(sr.Response('{"year": 1965, "title": null}'), s, strict)
+
+        assert out == {"title": "Dune", "year": 1965, "author": {"name": "F. H."}}
+
+    def test_a_repair_that_is_still_wrong_fails_with_the_kept_part(self) -> None:
         s = state((FieldError("year", "x"),), {"title": "Dune", "author": {"name": "F. H."}})
 
         with pytest.raises(ValidationFailed) as caught:
-            sr.PartialStage().parse(sr.Response('{"year": 1965, "title": null}'), s, strict)
+            sr.PartialStage().parse(sr.Response('{"year": "soon"}'), s, strict)
 
-        assert [e.path for e in caught.value.errors] == ["title"]
-        assert caught.value.partial == {"year": 1965, "author": {"name": "F. H."}}
+        assert [e.path for e in caught.value.errors] == ["year"]
+        assert caught.value.partial == {"title": "Dune", "author": {"name": "F. H."}}
 
     @pytest.mark.parametrize(
         ("response", "why"),
