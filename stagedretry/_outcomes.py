@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
-    from ._results import ResponseMeta
+    from ._results import ResponseMeta, Usage
 
 
 class OutcomeKind(enum.Enum):
@@ -108,14 +108,22 @@ class AttemptError(StagedRetryError):
     """Raised by a strategy to state what a request came to.
 
     *meta* keeps whatever the response told before it failed (safety ratings,
-    finish reason) so it reaches the item's attempt record.
+    finish reason) and *usage* the tokens it was billed, so both reach the
+    item's attempt record.
     """
 
     kind: OutcomeKind = OutcomeKind.FATAL
 
-    def __init__(self, message: str = "", *, meta: ResponseMeta | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        meta: ResponseMeta | None = None,
+        usage: Usage | None = None,
+    ) -> None:
         super().__init__(message)
         self.meta = meta
+        self.usage = usage
 
     def outcome(self) -> Outcome:
         """The outcome this error stands for."""
@@ -139,8 +147,9 @@ class RateLimited(AttemptError):
         *,
         retry_after: float | None = None,
         meta: ResponseMeta | None = None,
+        usage: Usage | None = None,
     ) -> None:
-        super().__init__(message, meta=meta)
+        super().__init__(message, meta=meta, usage=usage)
         self.retry_after = retry_after
 
     def outcome(self) -> Outcome:
@@ -159,8 +168,9 @@ class ResourceLost(AttemptError):
         *,
         resource: str | None = None,
         meta: ResponseMeta | None = None,
+        usage: Usage | None = None,
     ) -> None:
-        super().__init__(message, meta=meta)
+        super().__init__(message, meta=meta, usage=usage)
         self.resource = resource
 
     def outcome(self) -> Outcome:
@@ -177,9 +187,14 @@ class FatalError(AttemptError):
     kind = OutcomeKind.FATAL
 
     def __init__(
-        self, message: str = "", *, sent: bool = True, meta: ResponseMeta | None = None
+        self,
+        message: str = "",
+        *,
+        sent: bool = True,
+        meta: ResponseMeta | None = None,
+        usage: Usage | None = None,
     ) -> None:
-        super().__init__(message, meta=meta)
+        super().__init__(message, meta=meta, usage=usage)
         self.sent = sent
 
     def outcome(self) -> Outcome:

@@ -181,21 +181,25 @@ class BatchResult:
     def summary(self) -> str:
         """A readable plain-text table of the run."""
         rate = self.items / self.wall_time if self.wall_time > 0 else 0.0
-        lines = [
-            f"items        {self.items:>10}   ({rate:,.1f} items/s over {self.wall_time:.2f} s)",
-        ]
-        lines += [f"  {s.value:<10} {self.counts.get(s, 0):>10}" for s in ItemStatus]
+        names = [*self.successes_per_stage, *self.transitions, "tokens out"]
+        width = max(len(n) for n in names) + 2
+
+        def row(label: str, value: int, note: str = "") -> str:
+            return f"{label:<{width}} {value:>10}{f'   {note}' if note else ''}"
+
+        lines = [row("items", self.items, f"({rate:,.1f} items/s over {self.wall_time:.2f} s)")]
+        lines += [row(f"  {s.value}", self.counts.get(s, 0)) for s in ItemStatus]
         lines += [
-            f"prompts      {self.prompts:>10}   ({self.attempts} attempts)",
-            f"tokens in    {self.usage.input_tokens:>10}",
-            f"  cached     {self.usage.cached_tokens:>10}   ({self.cached_share:.1%})",
-            f"tokens out   {self.usage.output_tokens:>10}",
-            f"thinking     {self.usage.thinking_tokens:>10}",
+            row("prompts", self.prompts, f"({self.attempts} attempts)"),
+            row("tokens in", self.usage.input_tokens),
+            row("  cached", self.usage.cached_tokens, f"({self.cached_share:.1%})"),
+            row("tokens out", self.usage.output_tokens),
+            row("thinking", self.usage.thinking_tokens),
         ]
         if self.successes_per_stage:
             lines.append("successes per stage")
-            lines += [f"  {k:<10} {v:>10}" for k, v in self.successes_per_stage.items()]
+            lines += [row(f"  {k}", v) for k, v in self.successes_per_stage.items()]
         if self.transitions:
             lines.append("transitions fired")
-            lines += [f"  {k:<13} {v:>7}" for k, v in sorted(self.transitions.items())]
+            lines += [row(f"  {k}", v) for k, v in sorted(self.transitions.items())]
         return "\n".join(lines)

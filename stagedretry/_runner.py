@@ -467,6 +467,7 @@ class Runner:
                 response = None
                 meta = None
                 error: str | None = None
+                failure: BaseException | None = None
                 try:
                     if timeout is None:
                         response = await self.strategy.generate(request, ctx)
@@ -487,7 +488,7 @@ class Runner:
                         else (response.text if response is not None else None)
                     )
                 except Exception as exc:
-                    failure: Exception = exc
+                    failure = exc
                     if _not_a_response(response):
                         # A strategy bug fails its item, not the whole run.
                         failure = TypeError(
@@ -514,7 +515,7 @@ class Runner:
                         outcome.kind,
                         number,
                         counted,
-                        response.usage if response is not None else NO_USAGE,
+                        _usage_of(response, failure),
                         meta,
                         error,
                         request.fields,
@@ -661,6 +662,14 @@ class Runner:
             seconds = min(seconds, deadline - self._clock.monotonic())
         if seconds > 0:
             await self._clock.sleep(seconds)
+
+
+def _usage_of(response: Response | None, failure: BaseException | None) -> Usage:
+    if response is not None:
+        return response.usage
+    # An error raised after a billed response may carry what that response cost.
+    usage = getattr(failure, "usage", None)
+    return usage if isinstance(usage, Usage) else NO_USAGE
 
 
 def _not_a_response(value: object) -> bool:

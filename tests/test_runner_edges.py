@@ -62,7 +62,7 @@ async def test_a_failing_close_keeps_the_results_and_closes_the_others() -> None
 async def test_an_explicit_close_raises_every_failure_together() -> None:
     """``async with`` a runner raises the close failures as one group, after closing all."""
     bad, good = Counted("a", RuntimeError("close failed")), Counted("b")
-    with pytest.raises(ExceptionGroup) as caught:  # noqa: PT012 - the exit raises
+    with pytest.raises(ExceptionGroup) as caught:
         async with sr.Runner(sr.Plan.ladder(), from_callable(answer), resources=[bad, good]) as r:
             await r.run([("1", "p")])
     assert [str(e) for e in caught.value.exceptions] == ["close failed"]
@@ -173,8 +173,24 @@ async def test_leaving_a_stream_block_early_stops_the_run() -> None:
 async def test_on_result_sees_every_result_before_the_caller() -> None:
     """The on_result hook is called for each item before run() hands results back."""
     seen: list[str] = []
-    runner = sr.Runner(sr.Plan.ladder(), from_callable(answer), on_result=lambda r: seen.append(r.id))
+    runner = sr.Runner(
+        sr.Plan.ladder(), from_callable(answer), on_result=lambda r: seen.append(r.id)
+    )
     stream = runner.stream((str(i), "p") for i in range(20))
     async for result in stream:
         assert result.id in seen
     assert sorted(seen, key=int) == [str(i) for i in range(20)]
+
+
+async def test_an_error_after_a_billed_answer_keeps_its_usage() -> None:
+    """A strategy that turns a withheld answer into an error still reports what it cost."""
+    cost = sr.Usage(120, 0, 100)
+
+    async def withheld(request: sr.Request, ctx: sr.StageContext) -> str:
+        raise sr.FatalError("prompt blocked: SAFETY", usage=cost)
+
+    (result,) = (
+        await sr.Runner(sr.Plan.ladder(), from_callable(withheld)).run([("1", "p")])
+    ).results
+    assert result.status is sr.ItemStatus.FAILED
+    assert result.usage == cost
