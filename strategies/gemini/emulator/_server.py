@@ -168,6 +168,8 @@ class GeminiEmulator:
             ledger=self._ledger,
         )
         self._life = threading.Lock()
+        # Orders a late server start against start() giving up on it (see _run).
+        self._handoff = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -215,23 +217,35 @@ class GeminiEmulator:
         return self._service.cache_names()
 
     def start(self) -> str:
-        """Start serving in a daemon thread and return the base URL."""
+        """Start serving in a daemon thread and return the base URL.
+
+        A start that fails or times out leaves nothing behind (a late server is
+        taken down as soon as it comes up), so calling it again starts afresh.
+        """
         with self._life:
             if self._stopped:
                 raise RuntimeError("a stopped GeminiEmulator cannot be restarted")
             if self._thread is not None:
                 return self.base_url
             ready = threading.Event()
+            abandoned = threading.Event()
             thread = threading.Thread(
-                target=self._run, args=(ready,), name="gemini-emulator", daemon=True
+                target=self._run, args=(ready, abandoned), name="gemini-emulator", daemon=True
             )
             self._thread = thread
             thread.start()
-            if not ready.wait(_STARTUP_TIMEOUT):
+            ready.wait(_STARTUP_TIMEOUT)
+            with self._handoff:
+                if not ready.is_set():
+                    abandoned.set()
+            error, self._startup_error = self._startup_error, None
+            if not abandoned.is_set() and error is None:
+                return self.base_url
+            self._thread = None
+            if abandoned.is_set():
                 raise RuntimeError("the Gemini emulator did not start in time")
-            if self._startup_error is not None:
-                raise RuntimeError("the Gemini emulator failed to start") from self._startup_error
-            return self.base_url
+            thread.join()  # it has closed its loop and is returning
+            raise RuntimeError("the Gemini emulator failed to start") from error
 
     def stop(self) -> None:
         """Stop serving and join the thread; idempotent. Hanging requests are abandoned."""
@@ -257,27 +271,37 @@ class GeminiEmulator:
 
     # -- thread and loop -----------------------------------------------------------------
 
-    def _run(self, ready: threading.Event) -> None:
+    def _run(self, ready: threading.Event, abandoned: threading.Event) -> None:
         loop = asyncio.new_event_loop()
-        self._loop = loop
         try:
-            loop.run_until_complete(self._serve())
+            runner, base_url, stopping = loop.run_until_complete(self._serve())
         except BaseException as exc:  # surfaced to start() in the caller's thread
-            self._startup_error = exc
-            ready.set()
+            with self._handoff:
+                if not abandoned.is_set():
+                    self._startup_error = exc
+                    ready.set()
             loop.close()
             return
-        ready.set()
+        # Published only if start() still waits: a server it gave up on is nobody's.
+        with self._handoff:
+            if not abandoned.is_set():
+                self._loop, self._runner, self._base_url = loop, runner, base_url
+                self._stopping = stopping
+                ready.set()
+        if abandoned.is_set():
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+            return
         try:
             loop.run_forever()
         finally:
-            if self._runner is not None:
-                loop.run_until_complete(self._runner.cleanup())
+            loop.run_until_complete(runner.cleanup())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _serve(self) -> None:
-        self._stopping = asyncio.Event()
+    async def _serve(self) -> tuple[web.AppRunner, str, asyncio.Event]:
+        """Bind a loopback port and serve; the runner, the base URL and the stop event."""
+        stopping = asyncio.Event()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(
@@ -288,12 +312,14 @@ class GeminiEmulator:
             handler_cancellation=True,
         )
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        sockets = runner.addresses
-        port = sockets[0][1]
-        self._base_url = f"http://127.0.0.1:{port}"
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = runner.addresses[0][1]
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return runner, f"http://127.0.0.1:{port}", stopping
 
     def _begin_stop(self) -> None:
         if self._stopping is not None:
