@@ -31,7 +31,7 @@ from ._results import (
 from ._runner import ResultStream, Runner
 from ._stages import FullStage, PartialStage, StageKind, Validator, builtin_kinds
 from ._state import ItemState, Scratch
-from ._strategy import Request, Response, StageContext, Strategy
+from ._strategy import Request, Response, StageContext, Strategy, UsesResources
 
 __all__ = [
     "Attempt",
@@ -70,6 +70,7 @@ __all__ = [
     "SystemClock",
     "TransientError",
     "Usage",
+    "UsesResources",
     "ValidationFailed",
     "Validator",
     "WorkItem",

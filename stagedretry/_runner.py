@@ -40,7 +40,7 @@ from ._resources import ResourcePool, SharedResource
 from ._results import NO_USAGE, Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
 from ._stages import StageKind, Validator, builtin_kinds
 from ._state import ItemState
-from ._strategy import Response, StageContext, Strategy
+from ._strategy import Response, StageContext, Strategy, UsesResources
 
 ItemLike = WorkItem | tuple[Any, ...]
 Items = Iterable[ItemLike] | AsyncIterable[ItemLike]
@@ -265,7 +265,11 @@ class Runner:
         self._random = random.Random(seed)
         self._log = logger
         self._on_result = on_result
-        self._pool = ResourcePool(list(resources))
+        shared = list(resources)
+        if isinstance(strategy, UsesResources):
+            # A strategy's own resources are shared by construction, not by remembering to.
+            shared += [r for r in strategy.shared_resources() if all(r is not s for s in shared)]
+        self._pool = ResourcePool(shared)
         self._in_context = False
         self._cooldown_until = 0.0
         self._draining = False

@@ -7,7 +7,7 @@ classifier rules, which run after the user's and before the engine's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -15,6 +15,7 @@ import attrs
 from ._clock import Clock
 from ._outcomes import Outcome
 from ._plan import Plan, Stage
+from ._resources import SharedResource
 from ._results import NO_USAGE, ResponseMeta, Usage, WorkItem
 from ._state import ItemState
 
@@ -75,6 +76,14 @@ class StageContext:
             f"StageContext(item={self.item.id!r}, stage={self.stage.name!r}, "
             f"attempt={self.attempt})"
         )
+
+
+@runtime_checkable
+class UsesResources(Protocol):
+    """A strategy that needs shared resources: the runner adds them to its own."""
+
+    def shared_resources(self) -> Sequence[SharedResource]:
+        """The resources every request of this strategy uses."""
 
 
 @runtime_checkable

@@ -53,6 +53,7 @@ STAGEDRETRY = [
     "SystemClock",
     "TransientError",
     "Usage",
+    "UsesResources",
     "ValidationFailed",
     "Validator",
     "WorkItem",

@@ -194,3 +194,31 @@ async def test_an_error_after_a_billed_answer_keeps_its_usage() -> None:
     ).results
     assert result.status is sr.ItemStatus.FAILED
     assert result.usage == cost
+
+
+class _NeedsCache:
+    """A strategy that declares the shared resource its requests use."""
+
+    def __init__(self, resource: Counted) -> None:
+        self.resource = resource
+
+    def shared_resources(self) -> tuple[Counted, ...]:
+        return (self.resource,)
+
+    async def generate(self, request: sr.Request, ctx: sr.StageContext) -> sr.Response:
+        return sr.Response(f'{{"handle": "{ctx.resources[self.resource.name]}"}}')
+
+    def classify(self, exc: BaseException) -> sr.Outcome | None:
+        return None
+
+
+async def test_a_strategys_own_resources_are_shared_without_being_passed() -> None:
+    """The runner prepares a strategy's declared resource once, passed in or not."""
+    cache = Counted("cache")
+    for resources in ([], [cache]):
+        cache.prepared = 0
+        runner = sr.Runner(sr.Plan.ladder(), _NeedsCache(cache), resources=resources, concurrency=8)
+        batch = await runner.run((str(i), "p") for i in range(50))
+        assert batch.succeeded == 50
+        assert {r.output for r in batch.results} == {'{"handle": "cache-1"}'}
+        assert cache.prepared == 1

@@ -25,6 +25,7 @@ from stagedretry import (
     Request,
     Response,
     Rule,
+    SharedResource,
     StageContext,
     TransientError,
 )
@@ -71,9 +72,10 @@ class GeminiStrategy:
 
     *model* is the default model (a stage may override it with the ``model``
     param).  With *cache*, requests name the shared context cache found in
-    ``ctx.resources[cache.name]``; pass the same object to the runner's
-    ``resources``.  *response_schema* (a pydantic model or a schema dict) asks
-    for JSON of that shape; a partial stage asks for the failed fields only.
+    ``ctx.resources[cache.name]``; the runner takes it from :meth:`shared_resources`
+    (passing it as ``resources=[cache]`` too is harmless).  *response_schema* (a
+    pydantic model or a schema dict) asks for JSON of that shape; a partial stage
+    asks for the failed fields only.
     *rules* classify exceptions before the Gemini rules do.  *http_timeout*
     (seconds) bounds each HTTP request on the SDK's side.
 
@@ -134,6 +136,10 @@ class GeminiStrategy:
     def cache(self) -> GeminiContextCache | None:
         """The shared context cache the requests name, if any."""
         return self._cache
+
+    def shared_resources(self) -> Sequence[SharedResource]:
+        """The cache, which the runner then prepares once and renews for every worker."""
+        return () if self._cache is None else (self._cache,)
 
     # -- Strategy -------------------------------------------------------------------------------
 

@@ -386,7 +386,7 @@ async def test_a_system_instruction_beside_a_cache_is_refused(
         GeminiStrategy(client, MODEL, response_schema=Book(title="t", author="a", year=1, pages=2))
 
 
-async def test_a_cache_missing_from_the_runner_fails_items_with_the_fix(
+async def test_the_strategys_cache_is_shared_without_being_passed_to_the_runner(
     start_emulator: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
@@ -395,10 +395,10 @@ async def test_a_cache_missing_from_the_runner_fails_items_with_the_fix(
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
-    batch = await runner(strategy, virtual_clock).run(items(2))  # resources=[] by mistake
-    assert batch.counts[sr.ItemStatus.FAILED] == 2
-    assert all("resources=[cache]" in (r.reason or "") for r in batch.results)
-    assert emulator.ledger.generate_calls == 0
+    batch = await runner(strategy, virtual_clock).run(items(8))  # no resources=[cache]
+    assert batch.counts[sr.ItemStatus.SUCCEEDED] + batch.counts[sr.ItemStatus.EXHAUSTED] == 8
+    assert emulator.ledger.caches_created == 1
+    assert all(a.usage.cached_tokens > 0 for r in batch.results for a in r.attempts)
 
 
 async def test_unknown_stage_params_are_warned_about_once_and_bad_values_fail(
