@@ -27,6 +27,7 @@ from typing import Any, Final
 import attrs
 
 from ._outcomes import FieldError, OutcomeKind, StagedRetryError
+from ._redact import Secrets
 from ._results import Attempt, ItemResult, ItemStatus, ResponseMeta, Usage
 
 SCHEMA_VERSION: Final = 1
@@ -54,7 +55,6 @@ CREATE TABLE IF NOT EXISTS runs (
     stats TEXT
 );
 """
-REDACTED: Final = "[redacted]"
 
 
 class JournalError(StagedRetryError):
@@ -224,13 +224,16 @@ class Journal:
     """The results of one pipeline (by *fingerprint*) in a SQLite file at *path*.
 
     Open it as a context manager; it holds an exclusive lock until closed.
-    *secrets* are replaced by ``[redacted]`` in everything written.
+    *secrets* are replaced by ``[redacted]`` in everything written.  A write
+    that fails raises :class:`JournalError`.
     """
 
-    def __init__(self, path: str | Path, fingerprint: str, *, secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self, path: str | Path, fingerprint: str, *, secrets: Iterable[str | None] = ()
+    ) -> None:
         self.path = Path(path)
         self.fingerprint = fingerprint
-        self._secrets = tuple(s for s in secrets if s)
+        self._secrets = Secrets(secrets)
         self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
         self._db: sqlite3.Connection | None = None
 
@@ -341,16 +344,27 @@ class Journal:
 
     # -- writing -------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed on leaving, rolled back and reported on failure."""
+        try:
+            with self._conn as db:
+                yield db
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"cannot {what} in the journal {str(self.path)!r}: {self._secrets.text(str(exc))}"
+            ) from None
+
     def discard(self) -> int:
         """Forget this pipeline's results and runs (``--fresh``); return how many results."""
-        with self._conn as db:
+        with self._writing("forget earlier results") as db:
             cursor = db.execute("DELETE FROM results WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
         return cursor.rowcount
 
     def begin_run(self) -> int:
         """Record the start of a run and return its number."""
-        with self._conn as db:
+        with self._writing("record the start of a run") as db:
             cursor = db.execute(
                 "INSERT INTO runs (fingerprint, started_at) VALUES (?, ?)",
                 (self.fingerprint, time.time()),
@@ -360,7 +374,7 @@ class Journal:
 
     def end_run(self, run: int, stats: Mapping[str, Any]) -> None:
         """Record the end of run *run* with its statistics (plain JSON data)."""
-        with self._conn as db:
+        with self._writing("record the end of a run") as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, stats = ? WHERE id = ?",
                 (time.time(), self._text(stats), run),
@@ -368,7 +382,7 @@ class Journal:
 
     def record(self, result: ItemResult, *, line: int | None, digest: str, run: int) -> None:
         """Commit *result*, replacing any earlier row of the same item (a cancelled one)."""
-        with self._conn as db:
+        with self._writing("record a result") as db:
             db.execute(
                 "INSERT OR REPLACE INTO results "
                 "(fingerprint, item_id, status, line, digest, result, run, recorded_at) "
@@ -386,10 +400,11 @@ class Journal:
             )
 
     def _text(self, data: object) -> str:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        # Every string is scrubbed before encoding, however deeply nested (JSON escapes
+        # could otherwise hide a secret from a search of the encoded text).
+        return json.dumps(
+            self._secrets.data(data), ensure_ascii=False, separators=(",", ":"), default=str
+        )
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, fingerprint={self.fingerprint!r})"

@@ -17,12 +17,14 @@ with ``--set`` are relative to the current directory)::
     api_version = "v1beta"              base_url = "..."   (gemini only)
     [backend.emulator]                  seed, invalid_rate, invalid_rate_slope, latency,
                                         min_cache_tokens, expiry_style, [[...faults]]
-    [backend.sim]                       seed, invalid_rate, temperature_slope,
-                                        transient_rate, rate_limit_rate, retry_after, latency
+    [backend.sim]                       the knobs of strategies.sim.SimModel: seed,
+                                        invalid_rate, temperature_slope, transient_rate,
+                                        rate_limit_rate, retry_after, latency
     [cache]                             system_instruction = "file", enabled, ttl,
                                         renew_margin, on_close = "keep" | "delete", tag
     [input]                             path, id_field = "id", template | template_file
     [output]                            path, model = "module:Class" | schema = "file.json"
+                                        (a module beside the pipeline file comes first)
     [journal]                           path (default: beside the output)
     [run]                               concurrency, deadline (whole run, s), seed, request_log
     [prices."<model>"]                  input, cached_input, output (per 1M tokens),
@@ -34,20 +36,30 @@ from __future__ import annotations
 import enum
 import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import json
 import math
 import re
 import sys
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Final
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
+from strategies.sim import SimModel
+
+from ._describe import describe as _show
 from ._outcomes import PlanError
-from ._plan import Plan, load_document
+from ._plan import Plan, _int, _seconds, _str, load_document
+
+if TYPE_CHECKING:
+    from strategies.gemini.emulator import ExpiryStyle, FaultKind
+
+E = TypeVar("E", bound=enum.Enum)
 
 SECTIONS: Final = (
     "name",
@@ -86,7 +98,7 @@ class CacheClose(enum.Enum):
 class FaultSpec:
     """One fault the emulator injects (see ``strategies.gemini.emulator.Fault``)."""
 
-    kind: str
+    kind: FaultKind
     rate: float | None = None
     at: tuple[int, ...] | None = None
     times: int | None = None
@@ -105,21 +117,9 @@ class EmulatorSettings:
     invalid_rate_slope: float = 0.4
     latency: float = 0.0
     min_cache_tokens: int = 1024
-    expiry_style: str = "gemini"
+    expiry_style: ExpiryStyle | None = None
+    """``None``: the emulator's own default (Gemini's)."""
     faults: tuple[FaultSpec, ...] = ()
-
-
-@attrs.frozen
-class SimSettings:
-    """The offline simulator's knobs (see ``strategies.sim.SimModel``)."""
-
-    seed: int = 0
-    invalid_rate: float = 0.2
-    temperature_slope: float = 0.4
-    transient_rate: float = 0.0
-    rate_limit_rate: float = 0.0
-    retry_after: float = 1.0
-    latency: float = 0.0
 
 
 @attrs.frozen
@@ -131,7 +131,8 @@ class BackendConfig:
     api_version: str = "v1beta"
     base_url: str | None = None
     emulator: EmulatorSettings = EmulatorSettings()
-    sim: SimSettings = SimSettings()
+    sim: SimModel = attrs.field(factory=SimModel)
+    """The simulator's knobs; its ``fields`` and ``instructions_tokens`` are set per run."""
 
 
 @attrs.frozen
@@ -260,6 +261,8 @@ class OutputConfig:
 
     ``model`` is a ``module:Class`` pydantic import path; ``schema`` a JSON
     Schema loaded from ``schema_path``.  Neither: any JSON object is valid.
+    ``digest`` is a hash of the shape a valid answer has (the model's JSON
+    schema, or the schema file's content): editing either changes it.
     """
 
     path: Path
@@ -267,6 +270,7 @@ class OutputConfig:
     model_class: type[Any] | None = attrs.field(default=None, eq=False, repr=False)
     schema_path: Path | None = None
     schema: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    digest: str | None = None
 
 
 @attrs.frozen
@@ -324,24 +328,23 @@ class Pipeline:
     def fingerprint(self) -> str:
         """A hash of everything that decides an item's result.
 
-        Paths, concurrency, prices and logging are left out: changing them
-        keeps the journal's results valid.  The plan, the model, the
-        instruction, the template and the output model are in.
+        Paths, concurrency, prices, logging and a simulated backend's latency
+        are left out: changing them keeps the journal's results valid.  The
+        plan, the model, the instruction, the template and the output model
+        (its import path and its JSON schema) are in.
         """
         backend: dict[str, Any] = {"kind": self.backend.kind.value, "model": self.backend.model}
         if self.backend.kind is BackendKind.EMULATOR:
-            backend["emulator"] = attrs.asdict(self.backend.emulator)
+            backend["emulator"] = _knobs(self.backend.emulator)
         elif self.backend.kind is BackendKind.SIM:
-            backend["sim"] = attrs.asdict(self.backend.sim)
+            backend["sim"] = _knobs(self.backend.sim, SIM_KNOBS)
         cache = None
         if self.cache is not None:
             cache = {
                 "instruction": _sha(self.cache.system_instruction),
                 "enabled": self.cache.enabled,
             }
-        output: dict[str, Any] = {"model": self.output.model}
-        if self.output.schema is not None:
-            output["schema"] = _sha(json.dumps(dict(self.output.schema), sort_keys=True))
+        output = {"model": self.output.model, "shape": self.output.digest}
         data = {
             "plan": self.plan.to_dict(),
             "backend": backend,
@@ -355,6 +358,21 @@ class Pipeline:
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_TIMING_ONLY: Final = frozenset({"latency"})
+"""Knobs that only delay an answer, never change it: not part of the fingerprint."""
+
+
+def _knobs(settings: Any, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The fingerprint's view of a backend's settings: plain values, timing left out."""
+
+    def plain(inst: Any, field: Any, value: Any) -> Any:
+        return value.value if isinstance(value, enum.Enum) else value
+
+    data = attrs.asdict(settings, value_serializer=plain)
+    keep = set(names) if names is not None else set(data)
+    return {k: v for k, v in data.items() if k in keep and k not in _TIMING_ONLY}
 
 
 # -- overrides ---------------------------------------------------------------------------------
@@ -471,28 +489,30 @@ class _Reader:
                 where = f"{path}.{key}" if path else str(key)
                 raise self.error(where, f"unknown key (allowed: {', '.join(allowed)})")
 
-    def string(self, value: object, path: str, *, empty: bool = False) -> str:
-        if not isinstance(value, str):
-            raise self.error(path, f"expected a string, got {_show(value)}")
-        if not empty and not value.strip():
+    def _plan_check(self, check: Callable[..., Any], value: object, path: str, **kw: Any) -> Any:
+        """Run one of the plan's value checks, its error located in this file."""
+        try:
+            return check(value, path, **kw)
+        except PlanError as exc:
+            raise self.error(exc.path, exc.problem) from None
+
+    def string(self, value: object, path: str) -> str:
+        text: str = self._plan_check(_str, value, path)
+        if not text.strip():
             raise self.error(path, "expected a non-empty string")
-        return value
+        return text
 
     def integer(self, value: object, path: str, *, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(path, f"expected an integer, got {_show(value)}")
-        if value < minimum:
-            raise self.error(path, f"must be at least {minimum}, got {value}")
-        return value
+        number: int = self._plan_check(_int, value, path, minimum=minimum)
+        return number
+
+    def seconds(self, value: object, path: str) -> float:
+        """A positive, finite number of seconds."""
+        number: float = self._plan_check(_seconds, value, path)
+        return number
 
     def number(
-        self,
-        value: object,
-        path: str,
-        *,
-        minimum: float = 0.0,
-        maximum: float | None = None,
-        positive: bool = False,
+        self, value: object, path: str, *, minimum: float = 0.0, maximum: float | None = None
     ) -> float:
         if (
             isinstance(value, bool)
@@ -500,8 +520,6 @@ class _Reader:
             or not math.isfinite(value)
         ):
             raise self.error(path, f"expected a number, got {_show(value)}")
-        if positive and value <= 0:
-            raise self.error(path, f"must be greater than 0, got {value}")
         if value < minimum:
             raise self.error(path, f"must be at least {minimum}, got {value}")
         if maximum is not None and value > maximum:
@@ -519,21 +537,9 @@ class _Reader:
             raise self.error(path, f"expected one of {', '.join(choices)}, got {text!r}")
         return text
 
-
-def _show(value: object) -> str:
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a table"
-    if value is None:
-        return "nothing"
-    return type(value).__name__
+    def member(self, value: object, path: str, kind: type[E]) -> E:
+        """The member of the enum *kind* whose value is the string *value*."""
+        return kind(self.choice(value, path, [m.value for m in kind]))
 
 
 def load_pipeline(
@@ -635,15 +641,10 @@ _FAULT_KEYS: Final = (
     "retry_after_header",
     "delay",
 )
-_SIM_KEYS: Final = (
-    "seed",
-    "invalid_rate",
-    "temperature_slope",
-    "transient_rate",
-    "rate_limit_rate",
-    "retry_after",
-    "latency",
+SIM_KNOBS: Final = tuple(
+    f.name for f in attrs.fields(SimModel) if f.name not in ("fields", "instructions_tokens")
 )
+"""The ``[backend.sim]`` keys: every knob of ``SimModel`` but those each run derives."""
 _KINDS: Final = tuple(k.value for k in BackendKind)
 
 
@@ -681,7 +682,7 @@ def _backend(r: _Reader, raw: object) -> BackendConfig:
     emulator = EmulatorSettings()
     if "emulator" in table:
         emulator = _emulator(r, r.table(table["emulator"], "backend.emulator"))
-    sim = SimSettings()
+    sim = SimModel()
     if "sim" in table:
         sim = _sim(r, r.table(table["sim"], "backend.sim"))
     return BackendConfig(kind, model, api_version, base_url, emulator, sim)
@@ -689,6 +690,17 @@ def _backend(r: _Reader, raw: object) -> BackendConfig:
 
 def _rate(r: _Reader, value: object, path: str) -> float:
     return r.number(value, path, minimum=0.0, maximum=1.0)
+
+
+def _emulator_package(r: _Reader, path: str) -> ModuleType:
+    """``strategies.gemini.emulator``, imported only for a pipeline that configures it."""
+    try:
+        from strategies.gemini import emulator
+    except ImportError as exc:
+        raise r.error(
+            path, f"the emulator is not installed ({exc}): pip install 'stagedretry[cli]'"
+        ) from None
+    return emulator
 
 
 def _emulator(r: _Reader, table: dict[str, Any]) -> EmulatorSettings:
@@ -699,22 +711,18 @@ def _emulator(r: _Reader, table: dict[str, Any]) -> EmulatorSettings:
     raw_faults = table.get("faults", [])
     if not isinstance(raw_faults, list):
         raise r.error(f"{where}.faults", f"expected a list of tables, got {_show(raw_faults)}")
-    if raw_faults:
-        try:
-            from strategies.gemini.emulator import FaultKind
-        except ImportError as exc:
-            raise r.error(
-                f"{where}.faults",
-                f"the emulator is not installed ({exc}): pip install 'stagedretry[cli]'",
-            ) from None
-        known = tuple(k.value for k in FaultKind)
+    expiry_style = None
+    if "expiry_style" in table:
+        package = _emulator_package(r, f"{where}.expiry_style")
+        expiry_style = r.member(table["expiry_style"], f"{where}.expiry_style", package.ExpiryStyle)
     for i, raw in enumerate(raw_faults):
         here = f"{where}.faults[{i}]"
         fault = r.table(raw, here)
         r.keys(fault, _FAULT_KEYS, here)
+        kinds = _emulator_package(r, f"{here}.kind").FaultKind
         if "kind" not in fault:
-            raise r.error(f"{here}.kind", f"missing (one of {', '.join(known)})")
-        kind = r.choice(fault["kind"], f"{here}.kind", known)
+            raise r.error(f"{here}.kind", f"missing (one of {', '.join(k.value for k in kinds)})")
+        kind = r.member(fault["kind"], f"{here}.kind", kinds)
         at = None
         if "at" in fault:
             raw_at = fault["at"]
@@ -764,34 +772,35 @@ def _emulator(r: _Reader, table: dict[str, Any]) -> EmulatorSettings:
             f"{where}.min_cache_tokens",
             minimum=0,
         ),
-        expiry_style=r.choice(
-            table.get("expiry_style", default.expiry_style),
-            f"{where}.expiry_style",
-            ("gemini", "vertex"),
-        ),
+        expiry_style=expiry_style,
         faults=tuple(faults),
     )
 
 
-def _sim(r: _Reader, table: dict[str, Any]) -> SimSettings:
+def _sim(r: _Reader, table: dict[str, Any]) -> SimModel:
+    """The ``[backend.sim]`` table read straight into ``SimModel``, by its fields' types.
+
+    Integers (the seed) are whole numbers of at least 0; floats are numbers of
+    at least 0, and a ``*_rate`` is a probability, at most 1.
+    """
     where = "backend.sim"
-    r.keys(table, _SIM_KEYS, where)
-    d = SimSettings()
-    return SimSettings(
-        seed=r.integer(table.get("seed", d.seed), f"{where}.seed", minimum=0),
-        invalid_rate=_rate(r, table.get("invalid_rate", d.invalid_rate), f"{where}.invalid_rate"),
-        temperature_slope=r.number(
-            table.get("temperature_slope", d.temperature_slope), f"{where}.temperature_slope"
-        ),
-        transient_rate=_rate(
-            r, table.get("transient_rate", d.transient_rate), f"{where}.transient_rate"
-        ),
-        rate_limit_rate=_rate(
-            r, table.get("rate_limit_rate", d.rate_limit_rate), f"{where}.rate_limit_rate"
-        ),
-        retry_after=r.number(table.get("retry_after", d.retry_after), f"{where}.retry_after"),
-        latency=r.number(table.get("latency", d.latency), f"{where}.latency"),
-    )
+    r.keys(table, SIM_KNOBS, where)
+    types = {f.name: str(getattr(f.type, "__name__", f.type)) for f in attrs.fields(SimModel)}
+    knobs: dict[str, Any] = {}
+    for name, value in table.items():
+        path = f"{where}.{name}"
+        kind = types[name]
+        if kind == "bool":
+            knobs[name] = r.boolean(value, path)
+        elif kind == "int":
+            knobs[name] = r.integer(value, path, minimum=0)
+        elif kind == "str":
+            knobs[name] = r.string(value, path)
+        elif name.endswith("_rate"):
+            knobs[name] = _rate(r, value, path)
+        else:
+            knobs[name] = r.number(value, path)
+    return SimModel(**knobs)
 
 
 _CACHE_KEYS: Final = ("system_instruction", "enabled", "ttl", "renew_margin", "on_close", "tag")
@@ -813,7 +822,7 @@ def _cache(r: _Reader, raw: object, resolve: Any) -> CacheConfig:
         ) from None
     if not text.strip():
         raise r.error("cache.system_instruction", f"{str(path)!r} is empty")
-    ttl = r.number(table.get("ttl", 3600.0), "cache.ttl", positive=True)
+    ttl = r.seconds(table.get("ttl", 3600.0), "cache.ttl")
     margin = r.number(table.get("renew_margin", 300.0), "cache.renew_margin")
     if margin >= ttl:
         raise r.error(
@@ -824,15 +833,16 @@ def _cache(r: _Reader, raw: object, resolve: Any) -> CacheConfig:
         tag = r.string(table["tag"], "cache.tag")
         if len(tag) > 40:
             raise r.error("cache.tag", f"at most 40 characters, got {len(tag)}")
+        if any(c in tag for c in ":\r\n"):
+            # The tag becomes part of the cache's display name, which ':' separates.
+            raise r.error("cache.tag", f"must not hold ':' or a line break, got {tag!r}")
     return CacheConfig(
         system_instruction=text,
         instruction_path=path,
         enabled=r.boolean(table.get("enabled", True), "cache.enabled"),
         ttl=ttl,
         renew_margin=margin,
-        on_close=CacheClose(
-            r.choice(table.get("on_close", "keep"), "cache.on_close", ("keep", "delete"))
-        ),
+        on_close=r.member(table.get("on_close", "keep"), "cache.on_close", CacheClose),
         tag=tag,
     )
 
@@ -894,7 +904,16 @@ def _output(
         raise r.error("output.schema", "give either output.model or output.schema, not both")
     if "model" in table:
         spec = r.string(table["model"], "output.model")
-        return OutputConfig(path, model=spec, model_class=_import_model(r, spec, base))
+        model_class = _import_model(r, spec, base)
+        try:
+            shape = model_class.model_json_schema()
+        except Exception as exc:
+            raise r.error(
+                "output.model", f"{spec!r} has no JSON schema: {type(exc).__name__}: {exc}"
+            ) from None
+        return OutputConfig(
+            path, model=spec, model_class=model_class, digest=_sha(_canonical(shape))
+        )
     if "schema" in table:
         schema_path: Path = resolve(table["schema"], "output.schema")
         try:
@@ -914,29 +933,31 @@ def _output(
         problem = check_schema(schema)
         if problem is not None:
             raise r.error("output.schema", f"{schema_path.name}: {problem}")
-        return OutputConfig(path, schema_path=schema_path, schema=MappingProxyType(schema))
+        return OutputConfig(
+            path,
+            schema_path=schema_path,
+            schema=MappingProxyType(schema),
+            digest=_sha(_canonical(schema)),
+        )
     return OutputConfig(path)
+
+
+def _canonical(data: object) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _import_model(r: _Reader, spec: str, base: Path) -> type[Any]:
     module_name, sep, qualname = spec.partition(":")
     if not sep or not module_name or not qualname:
         raise r.error("output.model", f"expected 'module:Class', got {spec!r}")
-    # A model module kept next to the pipeline file is importable by its bare name.
-    added = str(base) not in sys.path
-    if added:
-        sys.path.insert(0, str(base))
     try:
-        module = importlib.import_module(module_name)
+        module = _import_beside(module_name, base) or importlib.import_module(module_name)
     except ImportError as exc:
         raise r.error("output.model", f"cannot import module {module_name!r} ({exc})") from None
     except Exception as exc:
         raise r.error(
             "output.model", f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
         ) from None
-    finally:
-        if added:
-            sys.path.remove(str(base))
     target: Any = module
     for part in qualname.split("."):
         if not hasattr(target, part):
@@ -953,6 +974,45 @@ def _import_model(r: _Reader, spec: str, base: Path) -> type[Any]:
     return target
 
 
+def _import_beside(module_name: str, base: Path) -> ModuleType | None:
+    """Import *module_name* from the pipeline's folder, or ``None`` if it is not there.
+
+    The module (or package) is found with the import system's own finder,
+    searching *base* alone, so ``sys.path`` is never touched.  It is loaded
+    afresh under a private name tied to its folder, so an edited model is read
+    again, and two pipelines with a ``model.py`` each never share one.
+    """
+    top, _, rest = module_name.partition(".")
+    spec = importlib.machinery.PathFinder.find_spec(top, [str(base)])
+    if spec is None:
+        return None
+    alias = f"_stagedretry_model_{_sha(str(base.resolve()))[:12]}_{top}"
+    for name in [n for n in sys.modules if n == alias or n.startswith(alias + ".")]:
+        del sys.modules[name]  # an earlier load of the same folder: read the files again
+    folders = list(spec.submodule_search_locations or ())
+    fresh: importlib.machinery.ModuleSpec | None
+    if spec.origin is None:  # a folder without __init__.py: a namespace package
+        fresh = importlib.machinery.ModuleSpec(alias, None, is_package=True)
+        fresh.submodule_search_locations = folders
+    else:
+        fresh = importlib.util.spec_from_file_location(
+            alias, spec.origin, submodule_search_locations=folders or None
+        )
+    assert fresh is not None
+    module = importlib.util.module_from_spec(fresh)
+    # Registered while it runs, as an import would: pydantic and dataclasses look it up.
+    sys.modules[alias] = module
+    try:
+        if fresh.loader is not None:
+            fresh.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[alias]
+        raise
+    if not rest:
+        return module
+    return importlib.import_module(f"{alias}.{rest}")
+
+
 _RUN_KEYS: Final = ("concurrency", "deadline", "seed", "request_log")
 
 
@@ -960,11 +1020,7 @@ def _run(r: _Reader, table: dict[str, Any], resolve: Any) -> RunConfig:
     r.keys(table, _RUN_KEYS, "run")
     return RunConfig(
         concurrency=r.integer(table.get("concurrency", 16), "run.concurrency", minimum=1),
-        deadline=(
-            r.number(table["deadline"], "run.deadline", positive=True)
-            if "deadline" in table
-            else None
-        ),
+        deadline=(r.seconds(table["deadline"], "run.deadline") if "deadline" in table else None),
         seed=r.integer(table["seed"], "run.seed", minimum=0) if "seed" in table else None,
         request_log=resolve(table["request_log"], "run.request_log")
         if "request_log" in table

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._describe import describe as _show
 from ._outcomes import PlanError
 
 ParamValue = str | int | float | bool | tuple[str | int | float | bool, ...]
@@ -260,20 +261,6 @@ def _expect_table(value: object, where: str) -> dict[str, Any]:
         if not isinstance(key, str):
             raise PlanError(where, f"keys must be strings, got {key!r}")
     return dict(value)
-
-
-def _show(value: object) -> str:
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a table"
-    return type(value).__name__
 
 
 def _valid_name(name: object) -> bool:

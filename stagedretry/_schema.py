@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._describe import describe
 from ._outcomes import FieldError, ValidationFailed
 from .validators import parse_json_object
 
@@ -183,7 +184,9 @@ class SchemaValidator:
         if kinds is not None:
             wanted = kinds if isinstance(kinds, list) else [kinds]
             if not any(_type_ok(k, value) for k in wanted):
-                out.append(FieldError(path, f"expected {' or '.join(wanted)}, got {_kind(value)}"))
+                out.append(
+                    FieldError(path, f"expected {' or '.join(wanted)}, got {describe(value)}")
+                )
                 return
         if "const" in node and value != node["const"]:
             out.append(FieldError(path, f"expected {node['const']!r}"))
@@ -258,19 +261,3 @@ class SchemaValidator:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"

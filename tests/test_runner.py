@@ -536,9 +536,7 @@ class TestStages:
 
     async def test_merge_is_validated_as_a_whole(self, virtual_clock: VirtualClock) -> None:
         # The repaired year is still wrong: the whole merged answer is validated again.
-        strategy = Script(
-            {"a": ['{"title": "Dune", "year": "soon"}', '{"year": "later"}']}
-        )
+        strategy = Script({"a": ['{"title": "Dune", "year": "soon"}', '{"year": "later"}']})
 
         result = await one(strategy, virtual_clock)
 

@@ -26,6 +26,7 @@ from rich.text import Text
 from .._journal import JournalError
 from .._outcomes import PlanError, ResourceError
 from .._pipeline import BackendKind, Pipeline, load_pipeline, parse_override
+from .._redact import Secrets
 from ._backends import API_KEY_ENV, BackendError, api_key_from_env, check_backend, gemini_client
 from ._input import InputError, read_input
 from ._job import run_job
@@ -37,26 +38,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 USAGE_ERROR = 2
 SOME_FAILED = 1
+INTERRUPTED = 130
 
 
 @attrs.define
 class App:
-    """Where the command writes: results on *out*, progress, logs and errors on *err*."""
+    """Where the command writes: results on *out*, progress, logs and errors on *err*.
+
+    *secrets* (the API key, once a command reads it) are scrubbed from every
+    message the command prints about a failure.
+    """
 
     out: Console = attrs.field(factory=lambda: Console(highlight=False))
     err: Console = attrs.field(factory=lambda: Console(stderr=True, highlight=False))
+    secrets: Secrets = attrs.field(factory=Secrets)
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
 def _fail(app: App, message: str, code: int = USAGE_ERROR) -> NoReturn:
-    app.err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    app.err.print(Text.assemble(("error: ", "bold red"), app.secrets.text(message)), soft_wrap=True)
     raise SystemExit(code)
-
-
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
 
 
 # -- shared options ----------------------------------------------------------------------------
@@ -175,14 +178,13 @@ def _execute(
     after: Callable[[], None] | None = None,
 ) -> NoReturn:
     key = api_key_from_env() if pipeline.backend.kind is BackendKind.GEMINI else None
+    app.secrets = Secrets([key])
     try:
         check_backend(pipeline, need_key=True)
     except (BackendError, PlanError) as exc:
         _fail(app, str(exc))
     summary: Summary | None = None
-    with command_logging(
-        app.err, level=log_level, log_file=log_file, secrets=(key,) if key else ()
-    ) as log:
+    with command_logging(app.err, level=log_level, log_file=log_file, secrets=app.secrets) as log:
         try:
             summary = asyncio.run(
                 run_job(
@@ -195,14 +197,23 @@ def _execute(
                 )
             )
         except (InputError, OutputError, JournalError, BackendError, PlanError) as exc:
-            _fail(app, _redact(str(exc), key))
+            _fail(app, str(exc))
         except ResourceError as exc:
             log.error("run_failed", error=str(exc))
-            _fail(app, _redact(f"the run stopped: {exc}", key), SOME_FAILED)
+            _fail(app, f"the run stopped: {exc}", SOME_FAILED)
         except OSError as exc:
             log.error("run_failed", error=str(exc))
             where = f" ({exc.filename})" if exc.filename else ""
             _fail(app, f"the run stopped: {exc.strerror or exc}{where}", SOME_FAILED)
+        except KeyboardInterrupt:
+            # The third Ctrl-C: whatever was still in flight is abandoned, not waited for.
+            log.warning("run_stopped", reason="keyboard interrupt")
+            _fail(
+                app,
+                "stopped at once; the journal keeps every finished result: run the same "
+                "command again to finish the job",
+                INTERRUPTED,
+            )
     if as_json:
         app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
     else:
@@ -493,7 +504,7 @@ def _connection_options(func: F) -> F:
 
 def _client(
     app: App, pipeline: Pipeline | None, base_url: str | None, api_version: str | None
-) -> tuple[Any, str]:
+) -> Any:
     if pipeline is not None and pipeline.backend.kind is not BackendKind.GEMINI:
         _fail(
             app,
@@ -503,13 +514,27 @@ def _client(
     key = api_key_from_env()
     if key is None:
         _fail(app, f"talking to Gemini needs an API key in the {API_KEY_ENV} environment variable")
+    app.secrets = Secrets([key])
     try:
         import strategies.gemini  # noqa: F401
     except ImportError:
         _fail(app, "the caches commands need google-genai: pip install 'stagedretry[cli]'")
     url = base_url or (pipeline.backend.base_url if pipeline is not None else None)
     version = api_version or (pipeline.backend.api_version if pipeline is not None else "v1beta")
-    return gemini_client(key, version, url), key
+    return gemini_client(key, version, url)
+
+
+@contextmanager
+def _talking_to(app: App, client: Any) -> Iterator[None]:
+    """Turn a failure of a caches command into one line and an exit code; close the client."""
+    try:
+        yield
+    except PlanError as exc:
+        _fail(app, str(exc))
+    except Exception as exc:
+        _fail(app, f"listing the caches failed: {exc}", SOME_FAILED)
+    finally:
+        client.close()
 
 
 def _display_name_of(pipeline: Pipeline, client: Any) -> str:
@@ -552,10 +577,10 @@ def caches_list(
 ) -> None:
     """List the context caches stagedretry made (their display name starts with 'stagedretry:')."""
     loaded = _load(app, pipeline, ()) if pipeline is not None else None
-    client, key = _client(app, loaded, base_url, api_version)
-    try:
+    client = _client(app, loaded, base_url, api_version)
+    rows = []
+    with _talking_to(app, client):
         wanted = _display_name_of(loaded, client) if loaded is not None else None
-        rows = []
         now = time.time()
         for cached in client.caches.list(config={"page_size": 100}):
             if not show_all and not _ours(cached.display_name):
@@ -573,12 +598,6 @@ def caches_list(
                     "matches_pipeline": wanted is not None and cached.display_name == wanted,
                 }
             )
-    except PlanError as exc:
-        _fail(app, str(exc))
-    except Exception as exc:
-        _fail(app, _redact(f"listing the caches failed: {exc}", key), SOME_FAILED)
-    finally:
-        client.close()
     if as_json:
         app.out.print(Text(json.dumps(rows, indent=2)), soft_wrap=True)
         return
@@ -621,9 +640,9 @@ def caches_delete(
     if bool(names) == (pipeline is not None):
         raise click.UsageError("give cache NAMES or --all-matching PIPELINE (one of the two)")
     loaded = _load(app, pipeline, ()) if pipeline is not None else None
-    client, key = _client(app, loaded, base_url, api_version)
+    client = _client(app, loaded, base_url, api_version)
     failed = 0
-    try:
+    with _talking_to(app, client):
         targets = [n if n.startswith("cachedContents/") else f"cachedContents/{n}" for n in names]
         if loaded is not None:
             wanted = _display_name_of(loaded, client)
@@ -640,16 +659,10 @@ def caches_delete(
             except Exception as exc:
                 failed += 1
                 app.err.print(
-                    Text(_redact(f"could not delete {name}: {exc}", key), style="red"),
+                    Text(app.secrets.text(f"could not delete {name}: {exc}"), style="red"),
                     soft_wrap=True,
                 )
             else:
                 app.out.print(Text(f"deleted {name}"))
-    except PlanError as exc:
-        _fail(app, str(exc))
-    except Exception as exc:
-        _fail(app, _redact(f"listing the caches failed: {exc}", key), SOME_FAILED)
-    finally:
-        client.close()
     if failed:
         raise SystemExit(SOME_FAILED)

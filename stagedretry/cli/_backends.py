@@ -4,6 +4,10 @@
 loopback Gemini emulator in this process and talks to it through the same SDK
 code path; ``sim`` is the offline deterministic model.  The Gemini packages are
 imported only when a pipeline asks for them.
+
+Whatever a backend starts (the emulator's thread, an SDK client, the request
+log) is put away by :meth:`Backend.aclose`; if building fails half way, what
+was already started is put away before the error is raised.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -22,15 +26,17 @@ import attrs
 from .. import validators
 from .._outcomes import Outcome, PlanError, StagedRetryError
 from .._pipeline import BackendKind, CacheClose, Pipeline
+from .._redact import Secrets
 from .._resources import SharedResource
 from .._schema import SchemaValidator
 from .._stages import Validator
-from .._strategy import Request, Response, StageContext, Strategy
+from .._strategy import Request, Response, StageContext, Strategy, UsesResources
 
 if TYPE_CHECKING:
     from google import genai
 
 API_KEY_ENV: Final = "GEMINI_API_KEY"
+Closer = Callable[[], Awaitable[None]]
 _SIM_TYPES: Final[Mapping[str, type]] = {
     "string": str,
     "integer": int,
@@ -49,9 +55,18 @@ def api_key_from_env() -> str | None:
     return key or None
 
 
+def _closer_list(closers: Iterable[Closer]) -> list[Closer]:
+    # A copy: the caller's list is not the backend's to empty.
+    return list(closers)
+
+
 @attrs.define
 class Backend:
-    """What a run needs from its backend, and how to put it away afterwards."""
+    """What a run needs from its backend, and how to put it away afterwards.
+
+    *closers* put away what building it started, in the order it was started;
+    :meth:`aclose` runs them newest first.
+    """
 
     strategy: Strategy
     validator: Validator
@@ -61,7 +76,7 @@ class Backend:
     """The ``GeminiContextCache`` (for its ``stats``), when there is one."""
     emulator: Any = None
     """The in-process ``GeminiEmulator`` of the ``emulator`` backend (for its ledger)."""
-    _closers: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
+    _closers: list[Closer] = attrs.field(factory=list, converter=_closer_list)
 
     def cache_stats(self) -> dict[str, int] | None:
         """The cache's counters as plain data, or ``None`` without a provider cache."""
@@ -71,11 +86,16 @@ class Backend:
 
     async def aclose(self) -> None:
         """Close clients and stop the emulator, newest first; never raises."""
-        while self._closers:
-            closer = self._closers.pop()
-            # Closing must never hide the run's own outcome.
-            with contextlib.suppress(Exception):
-                await closer()
+        await _close_all(self._closers)
+
+
+async def _close_all(closers: list[Closer]) -> None:
+    """Run and forget *closers*, newest first; a failing one does not stop the others."""
+    while closers:
+        closer = closers.pop()
+        # Closing must never hide the run's own outcome.
+        with contextlib.suppress(Exception):
+            await closer()
 
 
 # -- validators and the output schema ----------------------------------------------------------
@@ -159,14 +179,16 @@ class RecordingStrategy:
     """Append one JSON line per request to a log *before* sending it, then delegate.
 
     The log is an audit trail: which item, stage and attempt was sent when.  It
-    is flushed per line, so it survives the death of the process.
+    is flushed per line, so it survives the death of the process; *secrets*
+    are scrubbed from it as from every file a run writes.
     """
 
-    __slots__ = ("_file", "_inner")
+    __slots__ = ("_file", "_inner", "_secrets")
 
-    def __init__(self, inner: Strategy, file: IO[str]) -> None:
+    def __init__(self, inner: Strategy, file: IO[str], secrets: Secrets | None = None) -> None:
         self._inner = inner
         self._file = file
+        self._secrets = secrets or Secrets()
 
     async def generate(self, request: Request, ctx: StageContext) -> Response:
         entry = {
@@ -176,12 +198,17 @@ class RecordingStrategy:
             "fields": list(request.fields) if request.fields is not None else None,
             "time": round(time.time(), 6),
         }
-        self._file.write(json.dumps(entry) + "\n")
+        self._file.write(json.dumps(self._secrets.data(entry)) + "\n")
         self._file.flush()
         return await self._inner.generate(request, ctx)
 
     def classify(self, exc: BaseException) -> Outcome | None:
         return self._inner.classify(exc)
+
+    def shared_resources(self) -> Sequence[SharedResource]:
+        """The wrapped strategy's shared resources: recording needs none of its own."""
+        inner = self._inner
+        return inner.shared_resources() if isinstance(inner, UsesResources) else ()
 
     def __repr__(self) -> str:
         return f"RecordingStrategy({self._inner!r})"
@@ -191,25 +218,41 @@ class RecordingStrategy:
 
 
 async def build_backend(pipeline: Pipeline, *, api_key: str | None) -> Backend:
-    """Set up the pipeline's backend; raise :class:`BackendError` with one clear sentence."""
-    check_backend(pipeline, need_key=True)
+    """Set up the pipeline's backend; raise :class:`BackendError` with one clear sentence.
+
+    Nothing is left running when it raises: what was started is closed first.
+    *api_key* is used before ``GEMINI_API_KEY``.
+    """
+    check_backend(pipeline, need_key=api_key is None)
     kind = pipeline.backend.kind
-    if kind is BackendKind.SIM:
-        backend = _sim_backend(pipeline)
-    elif kind is BackendKind.EMULATOR:
-        backend = await _emulator_backend(pipeline)
-    else:
-        key = api_key or api_key_from_env()
-        assert key is not None  # check_backend
-        client = gemini_client(key, pipeline.backend.api_version, pipeline.backend.base_url)
-        backend = _gemini_backend(pipeline, client, label=f"gemini {pipeline.backend.model}")
-    log_path = pipeline.run.request_log
-    if log_path is not None:
-        backend = _with_request_log(backend, log_path)
-    return backend
+    key = (api_key or api_key_from_env()) if kind is BackendKind.GEMINI else None
+    closers: list[Closer] = []
+    try:
+        if kind is BackendKind.SIM:
+            parts = _sim_backend(pipeline)
+        elif kind is BackendKind.EMULATOR:
+            parts = await _emulator_backend(pipeline, closers)
+        else:
+            assert key is not None  # check_backend
+            client = gemini_client(key, pipeline.backend.api_version, pipeline.backend.base_url)
+            closers.append(_client_closer(client))
+            parts = _gemini_backend(pipeline, client, label=f"gemini {pipeline.backend.model}")
+        log_path = pipeline.run.request_log
+        if log_path is not None:
+            recording = _with_request_log(parts.strategy, log_path, Secrets([key]), closers)
+            parts = attrs.evolve(parts, strategy=recording)
+    except BaseException as exc:
+        await _close_all(closers)
+        if isinstance(exc, ValueError | TypeError):
+            # A setting the pipeline's checks let through but the strategy refuses.
+            raise BackendError(f"the {kind.value} backend cannot be set up: {exc}") from None
+        raise
+    return attrs.evolve(parts, closers=closers)
 
 
-def _with_request_log(backend: Backend, path: Path) -> Backend:
+def _with_request_log(
+    strategy: Strategy, path: Path, secrets: Secrets, closers: list[Closer]
+) -> Strategy:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         file = path.open("a", encoding="utf-8")
@@ -221,34 +264,27 @@ def _with_request_log(backend: Backend, path: Path) -> Backend:
     async def close() -> None:
         file.close()
 
-    backend.strategy = RecordingStrategy(backend.strategy, file)
-    backend._closers.insert(0, close)
-    return backend
+    closers.append(close)
+    return RecordingStrategy(strategy, file, secrets)
 
 
 def _sim_backend(pipeline: Pipeline) -> Backend:
     from strategies._tokens import count_tokens
-    from strategies.sim import SimModel, SimStrategy
+    from strategies.sim import SimStrategy
 
-    knobs = pipeline.backend.sim
-    fields = sim_fields(pipeline)
     cache = pipeline.cache
-    model = SimModel(
-        **({"fields": fields} if fields is not None else {}),
-        seed=knobs.seed,
-        invalid_rate=knobs.invalid_rate,
-        temperature_slope=knobs.temperature_slope,
-        transient_rate=knobs.transient_rate,
-        rate_limit_rate=knobs.rate_limit_rate,
-        retry_after=knobs.retry_after,
-        latency=knobs.latency,
+    model = attrs.evolve(
+        pipeline.backend.sim,
         instructions_tokens=(
             count_tokens(cache.system_instruction) if cache is not None and cache.enabled else 0
         ),
     )
+    fields = sim_fields(pipeline)
+    if fields is not None:
+        model = attrs.evolve(model, fields=fields)
     strategy = SimStrategy(model)
     validator = output_validator(pipeline) or strategy.validator()
-    return Backend(strategy=strategy, validator=validator, label=f"sim (seed {knobs.seed})")
+    return Backend(strategy=strategy, validator=validator, label=f"sim (seed {model.seed})")
 
 
 def gemini_client(api_key: str, api_version: str, base_url: str | None) -> genai.Client:
@@ -267,6 +303,14 @@ def gemini_client(api_key: str, api_version: str, base_url: str | None) -> genai
         retry_options=types.HttpRetryOptions(attempts=1),
     )
     return genai.Client(api_key=api_key, http_options=options)
+
+
+def _client_closer(client: genai.Client) -> Closer:
+    async def close_client() -> None:
+        await client.aio.aclose()
+        client.close()
+
+    return close_client
 
 
 def _gemini_backend(pipeline: Pipeline, client: genai.Client, *, label: str) -> Backend:
@@ -299,35 +343,24 @@ def _gemini_backend(pipeline: Pipeline, client: genai.Client, *, label: str) -> 
         response_schema=response_schema(pipeline),
         system_instruction=system_instruction,
     )
-
-    async def close_client() -> None:
-        await client.aio.aclose()
-        client.close()
-
     return Backend(
         strategy=strategy,
         validator=output_validator(pipeline) or validators.json_object(),
         label=label,
         resources=(cache,) if cache is not None else (),
         cache=cache,
-        closers=[close_client],
     )
 
 
-async def _emulator_backend(pipeline: Pipeline) -> Backend:
-    from strategies.gemini.emulator import (
-        ExpiryStyle,
-        Fault,
-        FaultKind,
-        GeminiEmulator,
-        make_client,
-    )
+async def _emulator_backend(pipeline: Pipeline, closers: list[Closer]) -> Backend:
+    """Start the in-process emulator and a client for it; both are added to *closers*."""
+    from strategies.gemini.emulator import ExpiryStyle, Fault, GeminiEmulator, make_client
 
     knobs = pipeline.backend.emulator
     emulator = GeminiEmulator(
         seed=knobs.seed,
         min_cache_tokens=knobs.min_cache_tokens,
-        expiry_style=ExpiryStyle(knobs.expiry_style),
+        expiry_style=knobs.expiry_style or ExpiryStyle.GEMINI,
         invalid_rate=knobs.invalid_rate,
         invalid_rate_slope=knobs.invalid_rate_slope,
         latency=knobs.latency,
@@ -335,7 +368,7 @@ async def _emulator_backend(pipeline: Pipeline) -> Backend:
     for spec in knobs.faults:
         emulator.inject(
             Fault(
-                kind=FaultKind(spec.kind),
+                kind=spec.kind,
                 rate=spec.rate,
                 at=frozenset(spec.at) if spec.at is not None else None,
                 times=spec.times,
@@ -349,14 +382,14 @@ async def _emulator_backend(pipeline: Pipeline) -> Backend:
         base_url = await asyncio.to_thread(emulator.start)
     except RuntimeError as exc:
         raise BackendError(f"the Gemini emulator did not start: {exc}") from None
-    client = make_client(base_url, api_version=pipeline.backend.api_version)
-    backend = _gemini_backend(
-        pipeline, client, label=f"emulator {pipeline.backend.model} (in-process, seed {knobs.seed})"
-    )
 
     async def stop() -> None:
         await asyncio.to_thread(emulator.stop)
 
-    backend._closers.insert(0, stop)
-    backend.emulator = emulator
-    return backend
+    closers.append(stop)
+    client = make_client(base_url, api_version=pipeline.backend.api_version)
+    closers.append(_client_closer(client))
+    backend = _gemini_backend(
+        pipeline, client, label=f"emulator {pipeline.backend.model} (in-process, seed {knobs.seed})"
+    )
+    return attrs.evolve(backend, emulator=emulator)

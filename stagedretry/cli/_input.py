@@ -5,6 +5,10 @@ template field missing) is not a reason to stop the job: it becomes an item
 whose result is ``failed`` with reason ``input_error`` and its line number.
 Duplicate ids are the one input mistake found before the run, since the
 journal could not tell the two items apart.
+
+A line with no usable id is named ``line:N`` after its line number.  That
+name is a stand-in, not the user's: it never counts as a duplicate, and if a
+record really has that id the stand-in takes a suffix (``line:N#1``) instead.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from .._describe import describe
 from .._outcomes import StagedRetryError
 from .._pipeline import InputConfig, MissingField
 
@@ -43,20 +48,6 @@ class InputRecord:
         return f"{INPUT_ERROR}: line {self.line}: {self.error}"
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if value is None:
-        return "null"
-    return type(value).__name__
-
-
 def _record_id(data: dict[str, Any], id_field: str) -> str | None:
     value = data.get(id_field)
     if isinstance(value, bool):
@@ -78,57 +69,68 @@ def read_input(config: InputConfig) -> list[InputRecord]:
             f"cannot read the input file {str(path)!r}: {exc.strerror or exc}"
         ) from None
     records: list[InputRecord] = []
+    # Positions in *records* of the lines without a usable id: named once every real id is known.
+    nameless: list[int] = []
     id_field = config.id_field
     for number, line in enumerate(raw.splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
             continue
         digest = hashlib.sha256(stripped).hexdigest()[:16]
-        fallback = f"line:{number}"
+        problem = None
+        data: object = None
         try:
-            text = stripped.decode("utf-8")
+            data = json.loads(stripped.decode("utf-8"))
         except UnicodeDecodeError:
-            records.append(InputRecord(number, fallback, digest, error="not UTF-8 text"))
-            continue
-        try:
-            data = json.loads(text)
+            problem = "not UTF-8 text"
         except ValueError as exc:
-            records.append(InputRecord(number, fallback, digest, error=f"not valid JSON ({exc})"))
+            problem = f"not valid JSON ({exc})"
+        else:
+            problem = _id_problem(data, id_field)
+        if problem is not None:
+            nameless.append(len(records))
+            records.append(InputRecord(number, "", digest, error=problem))
             continue
-        if not isinstance(data, dict):
-            records.append(
-                InputRecord(
-                    number, fallback, digest, error=f"expected a JSON object, got {_describe(data)}"
-                )
-            )
-            continue
-        if id_field not in data:
-            records.append(
-                InputRecord(number, fallback, digest, error=f"the record has no {id_field!r} field")
-            )
-            continue
+        assert isinstance(data, dict)
         item_id = _record_id(data, id_field)
-        if item_id is None:
-            records.append(
-                InputRecord(
-                    number,
-                    fallback,
-                    digest,
-                    error=(
-                        f"the {id_field!r} field must be a non-empty string or an integer, "
-                        f"got {_describe(data[id_field])}"
-                    ),
-                )
-            )
-            continue
+        assert item_id is not None
         try:
             prompt = config.template.render(data)
         except MissingField as exc:
             records.append(InputRecord(number, item_id, digest, error=str(exc)))
             continue
         records.append(InputRecord(number, item_id, digest, prompt=prompt))
-    _reject_duplicates(records, path)
+    skip = set(nameless)
+    named = [r for i, r in enumerate(records) if i not in skip]
+    _reject_duplicates(named, path)
+    taken = {r.id for r in named}
+    for i in nameless:
+        records[i] = attrs.evolve(records[i], id=_stand_in(records[i].line, taken))
     return records
+
+
+def _id_problem(data: object, id_field: str) -> str | None:
+    """Why a parsed line has no usable id, or ``None`` when it has one."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {describe(data)}"
+    if id_field not in data:
+        return f"the record has no {id_field!r} field"
+    if _record_id(data, id_field) is None:
+        return (
+            f"the {id_field!r} field must be a non-empty string or an integer, "
+            f"got {describe(data[id_field])}"
+        )
+    return None
+
+
+def _stand_in(line: int, taken: set[str]) -> str:
+    """``line:N`` for a line without an id, unless a record really uses that id."""
+    name = f"line:{line}"
+    suffix = 0
+    while name in taken:
+        suffix += 1
+        name = f"line:{line}#{suffix}"
+    return name
 
 
 def _reject_duplicates(records: list[InputRecord], path: Path) -> None:

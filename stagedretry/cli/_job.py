@@ -1,14 +1,17 @@
 """One run of a pipeline: input, journal, backend, runner, progress and output, in that order.
 
 The order of writes is what makes a run crash-safe: a result is committed to
-the journal first, and only then appended to the output file and shown.  A
-new run skips every item the journal holds (unless its input line changed or
-it ended ``cancelled``), so nothing is sent twice, and rebuilds the output file
-from the journal at its start and at its end.
+the journal the moment its item ends, in the worker (the runner's
+``on_result``), before the runner hands it on; only then is it appended to the
+output file and shown.  A new run skips every item the journal holds (unless
+its input line changed or it ended ``cancelled``), so nothing is sent twice,
+and rebuilds the output file from the journal at its start and at its end.
 
 Ctrl-C (or SIGTERM) once: no new items are taken, those in flight finish and
 the summary is printed.  Twice: the items in flight are cancelled, recorded as
-``cancelled`` and run again by the next run.
+``cancelled`` and run again by the next run.  A third time: the default
+handlers are back and ``KeyboardInterrupt`` is raised at once, for a strategy
+that will not stop.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from rich.text import Text
 
 from .._journal import Journal
 from .._pipeline import Pipeline
+from .._redact import Secrets
 from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
-from ._backends import build_backend
+from ._backends import Backend, build_backend
 from ._input import InputRecord, read_input
 from ._output import OutputError, OutputWriter
 from ._progress import LiveProgress
@@ -36,7 +40,7 @@ from ._summary import RunStats, Summary, build_summary
 
 
 class _Interrupts:
-    """Ctrl-C once: drain; twice: cancel."""
+    """Ctrl-C once: drain; twice: cancel; three times: give the signals back and stop now."""
 
     def __init__(self, console: Console, log: Any) -> None:
         self.count = 0
@@ -45,10 +49,22 @@ class _Interrupts:
         self._log = log
         self.runner: Runner | None = None
         self.progress: LiveProgress | None = None
+        self.restore: Callable[[], None] = _nothing
+        """Puts the default signal handlers back (set while :func:`_signals` is active)."""
 
     def interrupt(self) -> None:
         self.count += 1
         runner, progress = self.runner, self.progress
+        if self.count >= 3:
+            # Cancelling did not end the run (a strategy that ignores cancellation, with
+            # no timeout): stop waiting.  From now on Ctrl-C is Python's own again.
+            self._log.warning("run_abandoned", reason="interrupt")
+            self._console.print(
+                Text("interrupted a third time: stopping without waiting", style="yellow"),
+                soft_wrap=True,
+            )
+            self.restore()
+            raise KeyboardInterrupt
         if runner is None:
             return
         if self.count == 1:
@@ -83,21 +99,33 @@ class _Interrupts:
         self._log.warning("run_draining", reason="run deadline passed")
 
 
+def _nothing() -> None:
+    pass
+
+
 @contextlib.contextmanager
-def _signals(handler: Callable[[], None]) -> Iterator[None]:
+def _signals(interrupts: _Interrupts) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to *interrupts* while the block runs."""
     loop = asyncio.get_running_loop()
-    installed = []
+    installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, handler)
+            loop.add_signal_handler(sig, interrupts.interrupt)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
             continue
         installed.append(sig)
+
+    def restore() -> None:
+        # asyncio puts back Python's defaults: KeyboardInterrupt for SIGINT, exit for SIGTERM.
+        while installed:
+            loop.remove_signal_handler(installed.pop())
+
+    interrupts.restore = restore
     try:
         yield
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+        interrupts.restore = _nothing
+        restore()
 
 
 def _ordered(
@@ -124,7 +152,7 @@ async def run_job(
     """
     records = read_input(pipeline.input)
     by_id = {r.id: r for r in records}
-    secrets = (api_key,) if api_key else ()
+    secrets = Secrets([api_key])
     with Journal(pipeline.journal.path, pipeline.fingerprint, secrets=secrets) as journal:
         notes = []
         if fresh:
@@ -146,7 +174,7 @@ async def run_job(
             for e in journal.entries()
             if e.result.id in by_id and e.result.id not in todo_ids
         ]
-        writer = OutputWriter(pipeline.output.path)
+        writer = OutputWriter(pipeline.output.path, secrets=secrets)
         try:
             writer.rebuild(_ordered(kept, by_id))
         except OSError as exc:
@@ -162,18 +190,34 @@ async def run_job(
             from_journal=len(kept),
         )
         runnable = [r for r in todo if r.error is None]
-        backend = await build_backend(pipeline, api_key=api_key) if runnable else None
-        run_id = journal.begin_run()
         started = time.monotonic()
         this_run: Counter[str] = Counter()
         cache_tokens = 0
         interrupts = _Interrupts(console, log)
+        backend: Backend | None = None
+        run_id: int | None = None
         try:
+            # Inside the try: whatever the backend starts is closed, however the run ends.
+            backend = await build_backend(pipeline, api_key=api_key) if runnable else None
+            run_id = journal.begin_run()
+            run = run_id
+
+            def record_of(result: ItemResult) -> InputRecord:
+                context = result.context
+                return context if isinstance(context, InputRecord) else by_id[result.id]
+
+            def commit(result: ItemResult) -> None:
+                # Called in the worker as the item ends (cancelled ones too), before the result
+                # is queued: a crash can then lose no finished result, which would be paid twice.
+                record = record_of(result)
+                journal.record(result, line=record.line, digest=record.digest, run=run)
+
             with LiveProgress(console, total=len(records), done=len(kept), enabled=progress) as bar:
                 bar.seed(kept)
 
-                def commit(result: ItemResult, record: InputRecord) -> None:
-                    journal.record(result, line=record.line, digest=record.digest, run=run_id)
+                def show(result: ItemResult) -> None:
+                    # Only for a result already in the journal.
+                    record = record_of(result)
                     writer.append(result, record.line)
                     this_run[result.status.value] += 1
                     bar.advance(result)
@@ -190,9 +234,11 @@ async def run_job(
 
                 for record in todo:
                     if record.error is not None:
-                        commit(
-                            ItemResult(record.id, ItemStatus.FAILED, reason=record.reason), record
+                        failed = ItemResult(
+                            record.id, ItemStatus.FAILED, reason=record.reason, context=record
                         )
+                        commit(failed)
+                        show(failed)
                 if backend is not None:
                     runner = Runner(
                         pipeline.plan,
@@ -202,6 +248,7 @@ async def run_job(
                         resources=backend.resources,
                         seed=pipeline.run.seed,
                         logger=log,
+                        on_result=commit,
                     )
                     interrupts.runner, interrupts.progress = runner, bar
                     loop = asyncio.get_running_loop()
@@ -212,23 +259,14 @@ async def run_job(
                     )
                     items = (WorkItem(r.id, r.prompt or "", r) for r in runnable)
                     try:
-                        with _signals(interrupts.interrupt):
-                            stream = runner.stream(items)
-                            try:
+                        with _signals(interrupts):
+                            async with runner.stream(items) as stream:
                                 async for result in stream:
-                                    context = result.context
-                                    record = (
-                                        context
-                                        if isinstance(context, InputRecord)
-                                        else by_id[result.id]
-                                    )
-                                    commit(result, record)
+                                    show(result)
                                     for attempt in result.attempts:
                                         cache_tokens = max(
                                             cache_tokens, attempt.usage.cached_tokens
                                         )
-                            finally:
-                                await stream.aclose()
                     finally:
                         if timer is not None:
                             timer.cancel()
@@ -242,7 +280,8 @@ async def run_job(
                 cache=backend.cache_stats() if backend is not None else None,
                 cache_tokens=cache_tokens,
             )
-            journal.end_run(run_id, stats.to_json())
+            if run_id is not None:
+                journal.end_run(run_id, stats.to_json())
             writer.close()
             # A row for a line that changed since is stale until the item runs again.
             final = [

@@ -1,10 +1,11 @@
 """structlog set up for the command line: coloured console lines and a JSON-lines file.
 
 Every event carries ``item``, ``stage``, ``attempt`` and ``outcome`` (``None``
-where they do not apply), and every string value is scrubbed of the secrets
-given (the API key).  The configuration is the command's while it runs and is
-restored afterwards, so the library itself never depends on global logging
-state.
+where they do not apply), and every value is scrubbed of the secrets given (the
+API key): tracebacks are turned into text first, so they are scrubbed too, and
+both the console and the file only ever see the scrubbed event.  The
+configuration is the command's while it runs and is restored afterwards, so the
+library itself never depends on global logging state.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import structlog
 from rich.console import Console
 from rich.text import Text
 
+from .._redact import Secrets
+
 LEVELS: Final = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -27,7 +30,6 @@ LEVELS: Final = {
     "error": logging.ERROR,
 }
 STANDARD_KEYS: Final = ("item", "stage", "attempt", "outcome")
-_REDACTED: Final = "[redacted]"
 
 EventDict = MutableMapping[str, Any]
 
@@ -46,24 +48,22 @@ def standard_keys(logger: Any, method: str, event: EventDict) -> EventDict:
 
 
 class Redact:
-    """Replace each secret by ``[redacted]`` in every string value of an event."""
+    """Replace each secret by ``[redacted]`` in every value of an event, however nested.
+
+    Run it after :func:`structlog.processors.format_exc_info`, so a traceback is
+    text by the time it gets here.
+    """
 
     __slots__ = ("_secrets",)
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = tuple(s for s in secrets if s)
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        self._secrets = Secrets(secrets)
 
     def __call__(self, logger: Any, method: str, event: EventDict) -> EventDict:
         if not self._secrets:
             return event
         for key, value in event.items():
-            text = value if isinstance(value, str) else None
-            if text is None and not isinstance(value, int | float | bool | type(None)):
-                text = str(value)
-            if text is not None:
-                for secret in self._secrets:
-                    text = text.replace(secret, _REDACTED)
-                event[key] = text
+            event[key] = self._secrets.data(value)
         return event
 
 
@@ -88,8 +88,7 @@ class _Sinks:
     def _emit(self, event: EventDict) -> None:
         level = LEVELS.get(str(event.get("level", "info")), logging.INFO)
         if self._file is not None and level >= self._file_level:
-            plain = structlog.processors.format_exc_info(None, "", dict(event))
-            self._file.write(json.dumps(plain, default=str, ensure_ascii=False) + "\n")
+            self._file.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
             self._file.flush()
         if self._console is not None and level >= self._console_level:
             line = self._pretty(None, "", dict(event))
@@ -132,6 +131,9 @@ def command_logging(
             structlog.processors.add_log_level,
             standard_keys,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # A traceback becomes text here, before Redact: an exception's message or a
+            # frame's source line may hold the key.
+            structlog.processors.format_exc_info,
             Redact(secrets),
             _fan_out,
         ],

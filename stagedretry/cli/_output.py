@@ -6,7 +6,7 @@ a crash and anything a crashed run wrote twice), during the run each result is
 appended only after its journal commit, and at the end the file is rebuilt
 again, in input order.  Every rebuild writes a temporary file, syncs it and
 renames it over the old one, so a reader sees the old file or the new one,
-never half of one.
+never half of one.  Secrets are scrubbed from every line, as in the journal.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from .._journal import jsonable
 from .._outcomes import StagedRetryError
+from .._redact import Secrets
 from .._results import ItemResult
 
 
@@ -42,16 +43,17 @@ def output_line(result: ItemResult, line: int | None) -> dict[str, Any]:
     }
 
 
-def _dumps(result: ItemResult, line: int | None) -> str:
-    return json.dumps(output_line(result, line), ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
 class OutputWriter:
-    """Writes the output file for one run: rebuild, append, rebuild."""
+    """Writes the output file for one run: rebuild, append, rebuild; *secrets* never reach it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, secrets: Secrets | None = None) -> None:
         self.path = path
+        self._secrets = secrets or Secrets()
         self._append: IO[str] | None = None
+
+    def _dumps(self, result: ItemResult, line: int | None) -> str:
+        data = self._secrets.data(output_line(result, line))
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
 
     def rebuild(self, rows: Iterable[tuple[ItemResult, int | None]]) -> int:
         """Atomically replace the file with *rows* (already in order); return the line count."""
@@ -61,7 +63,7 @@ class OutputWriter:
         count = 0
         with tmp.open("w", encoding="utf-8") as file:
             for result, line in rows:
-                file.write(_dumps(result, line))
+                file.write(self._dumps(result, line))
                 count += 1
             file.flush()
             os.fsync(file.fileno())
@@ -73,10 +75,11 @@ class OutputWriter:
         """Add one line; call only after the result is committed to the journal."""
         if self._append is None:
             self._append = self.path.open("a", encoding="utf-8")
-        self._append.write(_dumps(result, line))
+        self._append.write(self._dumps(result, line))
         self._append.flush()
 
     def close(self) -> None:
+        """Close the file opened for appending, if any."""
         if self._append is not None:
             self._append.close()
             self._append = None

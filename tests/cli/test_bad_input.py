@@ -10,7 +10,7 @@ from .conftest import Invocation, Job, records
 GOOD = records(4)
 BAD_LINES: list[tuple[str | bytes, str]] = [
     ("this is not json", "input_error: line {line}: not valid JSON (Expecting value"),
-    ("[1, 2, 3]", "input_error: line {line}: expected a JSON object, got an array"),
+    ("[1, 2, 3]", "input_error: line {line}: expected a JSON object, got a list"),
     ('{"title": "No id", "author": "A"}', "input_error: line {line}: the record has no 'id' field"),
     (
         '{"id": null, "title": "T", "author": "A"}',
@@ -20,7 +20,7 @@ BAD_LINES: list[tuple[str | bytes, str]] = [
     (
         '{"id": ["x"], "title": "T", "author": "A"}',
         "input_error: line {line}: the 'id' field must be a non-empty string or an integer, "
-        "got an array",
+        "got a list",
     ),
     (
         '{"id": "no-author", "title": "T"}',
@@ -134,3 +134,29 @@ def test_an_unreadable_input_exits_2_in_one_sentence(
     assert done.err.count("\n") == 1
     assert "input.path:" in done.err
     assert "is not a readable file" in done.err
+
+
+def test_a_line_without_an_id_never_clashes_with_a_real_id(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
+    # Line 2 has no id, so it is called "line:2"; line 4 really is "line:2", line 5 "line:2#1".
+    rows: list[dict[str, object] | str] = [
+        *records(1),
+        "not json",
+        *records(1, start=2),
+        {"id": "line:2", "title": "T", "author": "A"},
+        {"id": "line:2#1", "title": "T", "author": "A"},
+    ]
+    job = make_job(rows=rows, sim="seed = 1\ninvalid_rate = 0.0")
+    done = cli("run", str(job.pipeline), "--json")
+    assert done.code == 1, done.err  # the bad line failed; no duplicate-id error
+    lines = job.lines()
+    assert [(row["line"], row["id"], row["status"]) for row in lines] == [
+        (1, "item-0001", "succeeded"),
+        (2, "line:2#2", "failed"),
+        (3, "item-0002", "succeeded"),
+        (4, "line:2", "succeeded"),
+        (5, "line:2#1", "succeeded"),
+    ]
+    again = cli("run", str(job.pipeline), "--json").json()
+    assert again["items"]["from_journal"] == 5

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from stagedretry._pipeline import load_pipeline
+from stagedretry.cli._backends import RecordingStrategy, build_backend
 from strategies.gemini.emulator import GeminiEmulator, make_client
 
 from .conftest import Invocation, Job
@@ -218,3 +220,22 @@ def test_the_emulator_backend_runs_in_process(
     again = cli("run", str(job.pipeline), "--fresh", "--json").json()["cost"]
     assert again["parts"]["cache_creation"] == cost["parts"]["cache_creation"]
     assert again["with_cache"] == pytest.approx(cost["with_cache"], rel=0.01)
+
+
+async def test_the_request_log_keeps_the_strategys_shared_cache_visible(
+    make_job: Callable[..., Job], emulator: GeminiEmulator
+) -> None:
+    job = _gemini_job(make_job, emulator, items=2)
+    job.pipeline.write_text(
+        job.pipeline.read_text("utf-8").replace(
+            "concurrency = 4", 'concurrency = 4\nrequest_log = "out/requests.jsonl"'
+        ),
+        "utf-8",
+    )
+    backend = await build_backend(load_pipeline(job.pipeline), api_key=KEY)
+    try:
+        assert isinstance(backend.strategy, RecordingStrategy)
+        assert backend.cache is not None
+        assert list(backend.strategy.shared_resources()) == [backend.cache]
+    finally:
+        await backend.aclose()

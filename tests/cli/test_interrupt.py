@@ -1,4 +1,13 @@
-"""Ctrl-C: once drains (in-flight items finish), twice cancels them; both print the summary."""
+"""Ctrl-C: once drains (in-flight items finish), twice cancels them; both print the summary.
+
+The first press is sent when the child logs its first ``item_start`` (its
+handlers are installed by then).  Requests take long enough that the press
+always lands while the first items are in flight, however busy the machine:
+half a second when the drain must wait for them, an hour when only a cancel
+can end them.  The resumed runs set the latency to 0, which keeps the
+pipeline's fingerprint (latency only delays an answer), so they reuse the
+journal and finish at once.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +20,17 @@ from pathlib import Path
 
 from .conftest import Job, command, sim_pipeline
 
-_ATTEMPT = re.compile(r"\] attempt\s")
-SLOW = "seed = 4\ninvalid_rate = 0.1\nlatency = 0.2"
+_STARTED = re.compile(r"\] item_start\s")
+SLOW = "seed = 4\ninvalid_rate = 0.0\nlatency = 0.5"
+ENDLESS = "seed = 4\ninvalid_rate = 0.0\nlatency = 3600"
 RUN = 'concurrency = 6\nrequest_log = "out/requests.jsonl"'
+RESUME = ("--set", "backend.sim.latency=0")
 
 
 def _interrupt(job: Job, env: dict[str, str], *, times: int) -> tuple[int, dict[str, object], str]:
-    """Start a run, press Ctrl-C *times* after its first attempt; its code, summary and stderr."""
+    """Start a run, press Ctrl-C *times* once items are in flight; its code, summary and stderr."""
     child = subprocess.Popen(
-        command("run", str(job.pipeline), "--json", "--no-progress", "--log-level", "info"),
+        command("run", str(job.pipeline), "--json", "--no-progress", "--log-level", "debug"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -32,7 +43,7 @@ def _interrupt(job: Job, env: dict[str, str], *, times: int) -> tuple[int, dict[
     for line in child.stderr:
         err.append(line)
         # One press at a time: signals sent together may be delivered as one.
-        if (pressed == 0 and _ATTEMPT.search(line)) or (
+        if (pressed == 0 and _STARTED.search(line)) or (
             0 < pressed < times and "interrupted:" in line
         ):
             child.send_signal(signal.SIGINT)
@@ -54,7 +65,7 @@ def _statuses(journal: Path) -> dict[str, str]:
 def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
-    job = sim_pipeline(tmp_path / "job", items=30, sim=SLOW, run=RUN)
+    job = sim_pipeline(tmp_path / "job", items=300, sim=SLOW, run=RUN)
     code, summary, err = _interrupt(job, subprocess_env, times=1)
     assert code == 1
     assert "interrupted: taking no new items" in err
@@ -73,7 +84,7 @@ def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
     assert len(job.lines()) == len(sent)
 
     resumed = subprocess.run(
-        command("run", str(job.pipeline), "--json", "--no-progress"),
+        command("run", str(job.pipeline), "--json", "--no-progress", *RESUME),
         capture_output=True,
         env=subprocess_env,
         text=True,
@@ -81,27 +92,30 @@ def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
         check=False,
     )
     final = json.loads(resumed.stdout)
+    assert final["fingerprint"] == summary["fingerprint"]
     assert final["items"]["pending"] == 0
     assert final["items"]["from_journal"] == len(sent)
-    assert len(job.lines()) == 30
+    assert len(job.lines()) == 300
 
 
 def test_a_second_interrupt_cancels_in_flight_items_which_the_next_run_retries(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
-    job = sim_pipeline(tmp_path / "job", items=30, sim=SLOW, run=RUN)
+    job = sim_pipeline(tmp_path / "job", items=30, sim=ENDLESS, run=RUN)
     code, summary, err = _interrupt(job, subprocess_env, times=2)
     assert code == 1
     assert "cancelling the items in flight" in err
     this_run = summary["this_run"]
     assert isinstance(this_run, dict)
+    # Nothing could end on its own: every item taken was in flight, and was cancelled.
     assert this_run["cancelled"] > 0
+    assert sum(this_run.values()) == this_run["cancelled"]
     cancelled = {k for k, v in _statuses(job.journal).items() if v == "cancelled"}
     assert len(cancelled) == this_run["cancelled"]
     assert {row["id"] for row in job.lines() if row["status"] == "cancelled"} == cancelled
 
     resumed = subprocess.run(
-        command("run", str(job.pipeline), "--json", "--no-progress"),
+        command("run", str(job.pipeline), "--json", "--no-progress", *RESUME),
         capture_output=True,
         env=subprocess_env,
         text=True,
@@ -109,6 +123,8 @@ def test_a_second_interrupt_cancels_in_flight_items_which_the_next_run_retries(
         check=False,
     )
     final = json.loads(resumed.stdout)
+    assert final["fingerprint"] == summary["fingerprint"]
+    assert final["this_run"]["succeeded"] == 30  # the cancelled items were run again
     assert final["items"]["cancelled"] == 0
     assert final["items"]["pending"] == 0
     statuses = _statuses(job.journal)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from stagedretry._pipeline import (
     split_key,
 )
 from stagedretry.cli._app import demo_pipeline_path
+from strategies.gemini.emulator import ExpiryStyle, FaultKind
+from strategies.sim import SimModel
 
 from .conftest import Job
 
@@ -34,10 +38,11 @@ def test_the_demo_pipeline_parses_into_typed_sections() -> None:
     ]
     assert pipeline.backend.kind is BackendKind.EMULATOR
     assert [f.kind for f in pipeline.backend.emulator.faults] == [
-        "rate_limit",
-        "unavailable",
-        "internal",
+        FaultKind.RATE_LIMIT,
+        FaultKind.UNAVAILABLE,
+        FaultKind.INTERNAL,
     ]
+    assert pipeline.backend.emulator.expiry_style is None  # the emulator's own default
     assert pipeline.cache is not None
     assert pipeline.cache.on_close is CacheClose.DELETE
     assert pipeline.cache.system_instruction.startswith("# Cataloguing instructions")
@@ -77,6 +82,7 @@ def test_the_fingerprint_follows_what_decides_results(make_job: Callable[..., Jo
     base = load_pipeline(job.pipeline)
     same = [
         ("run.concurrency", 2),
+        ("backend.sim.latency", 0.5),  # a delay, never a different answer
         ("output.path", "x.jsonl"),
         ("prices.m", {"input": 1, "cached_input": 1, "output": 1}),
     ]
@@ -151,3 +157,132 @@ def test_the_template_reads_fields_and_nested_fields_only() -> None:
     # Only mappings are walked: a dunder is just a key the record does not have.
     with pytest.raises(MissingField):
         Template.parse("{title.__class__}").render(record)
+
+
+MODEL_V1 = """
+import sys
+
+from pydantic import BaseModel
+
+SEEN_PATH = list(sys.path)
+
+
+class Card(BaseModel):
+    title: str
+"""
+
+
+def _with_model(job: Job, source: str) -> None:
+    (job.folder / "card_model.py").write_text(source, "utf-8")
+    text = job.pipeline.read_text("utf-8")
+    if "card_model:Card" not in text:
+        text = text.replace(
+            '[output]\npath = "out/results.jsonl"',
+            '[output]\npath = "out/results.jsonl"\nmodel = "card_model:Card"',
+        )
+        job.pipeline.write_text(text, "utf-8")
+
+
+def test_a_model_beside_the_pipeline_is_imported_without_touching_sys_path(
+    make_job: Callable[..., Job],
+) -> None:
+    job = make_job(items=2)
+    _with_model(job, MODEL_V1)
+    before = list(sys.path)
+    pipeline = load_pipeline(job.pipeline)
+    assert sys.path == before
+    model = pipeline.output.model_class
+    assert model is not None
+    assert model.__name__ == "Card"
+    assert str(job.folder) not in sys.modules[model.__module__].SEEN_PATH
+    # Another pipeline's card_model.py is its own module, not the first one's.
+    other = make_job(items=2)
+    _with_model(other, MODEL_V1.replace("title: str", "title: str\n    year: int"))
+    second = load_pipeline(other.pipeline).output.model_class
+    assert second is not None
+    assert set(second.model_fields) == {"title", "year"}
+    assert set(model.model_fields) == {"title"}
+
+
+def test_editing_the_output_model_changes_the_fingerprint(make_job: Callable[..., Job]) -> None:
+    job = make_job(items=2)
+    _with_model(job, MODEL_V1)
+    first = load_pipeline(job.pipeline)
+    assert load_pipeline(job.pipeline).fingerprint == first.fingerprint
+    _with_model(
+        job,
+        MODEL_V1.replace("import BaseModel", "import BaseModel, Field").replace(
+            "title: str", "title: str = Field(max_length=40)"
+        ),
+    )
+    edited = load_pipeline(job.pipeline)
+    assert edited.output.model_class is not None
+    assert edited.output.model_class.model_json_schema()["properties"]["title"]["maxLength"] == 40
+    assert edited.fingerprint != first.fingerprint
+
+
+def test_editing_the_schema_file_changes_the_fingerprint(make_job: Callable[..., Job]) -> None:
+    job = make_job(items=2)
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    (job.folder / "s.json").write_text(json.dumps(schema), "utf-8")
+    overrides = [("output.schema", str(job.folder / "s.json"))]
+    first = load_pipeline(job.pipeline, overrides=overrides)
+    schema["properties"]["title"]["maxLength"] = 40  # type: ignore[index]
+    (job.folder / "s.json").write_text(json.dumps(schema), "utf-8")
+    assert load_pipeline(job.pipeline, overrides=overrides).fingerprint != first.fingerprint
+
+
+def test_the_sim_table_is_read_straight_into_the_sim_model(make_job: Callable[..., Job]) -> None:
+    job = make_job(sim="seed = 4\ninvalid_rate = 0.5\nretry_after = 2\nlatency = 0.25")
+    sim = load_pipeline(job.pipeline).backend.sim
+    assert isinstance(sim, SimModel)
+    assert (sim.seed, sim.invalid_rate, sim.retry_after, sim.latency) == (4, 0.5, 2.0, 0.25)
+    assert sim.temperature_slope == SimModel().temperature_slope  # the model's own default
+    with pytest.raises(PlanError, match=r"backend\.sim\.fields: unknown key \(allowed: seed, "):
+        load_pipeline(job.pipeline, overrides=[("backend.sim.fields", "x")])
+    with pytest.raises(PlanError, match=r"backend\.sim\.seed: expected an integer, got the number"):
+        load_pipeline(job.pipeline, overrides=[("backend.sim.seed", 1.5)])
+
+
+def test_emulator_settings_are_the_emulator_s_own_enums(make_job: Callable[..., Job]) -> None:
+    job = make_job(sim="")
+    job.pipeline.write_text(
+        job.pipeline.read_text("utf-8").replace(
+            'kind = "sim"\n\n[backend.sim]\n',
+            'kind = "emulator"\n\n[backend.emulator]\nexpiry_style = "vertex"\n'
+            '[[backend.emulator.faults]]\nkind = "hang"\nat = [1]\n',
+        ),
+        "utf-8",
+    )
+    emulator = load_pipeline(job.pipeline).backend.emulator
+    assert emulator.expiry_style is ExpiryStyle.VERTEX
+    assert [f.kind for f in emulator.faults] == [FaultKind.HANG]
+    with pytest.raises(
+        PlanError,
+        match=r"backend\.emulator\.faults\[0\]\.kind: expected one of rate_limit, internal, .*, "
+        r"got 'explode'",
+    ):
+        load_pipeline(job.pipeline, overrides=[("backend.emulator.faults[0].kind", "explode")])
+    with pytest.raises(
+        PlanError, match=r"backend\.emulator\.expiry_style: expected one of gemini, vertex"
+    ):
+        load_pipeline(job.pipeline, overrides=[("backend.emulator.expiry_style", "azure")])
+
+
+@pytest.mark.parametrize("init", [True, False], ids=["package", "namespace-package"])
+def test_a_model_in_a_folder_beside_the_pipeline(make_job: Callable[..., Job], init: bool) -> None:
+    job = make_job(items=2)
+    folder = job.folder / "models"
+    folder.mkdir()
+    if init:
+        (folder / "__init__.py").write_text("", "utf-8")
+    (folder / "base.py").write_text(
+        "from pydantic import BaseModel\n\nclass Base(BaseModel):\n    title: str\n", "utf-8"
+    )
+    (folder / "card.py").write_text(
+        "from .base import Base\n\nclass Card(Base):\n    year: int\n", "utf-8"
+    )
+    pipeline = load_pipeline(job.pipeline, overrides=[("output.model", "models.card:Card")])
+    model = pipeline.output.model_class
+    assert model is not None
+    assert set(model.model_fields) == {"title", "year"}

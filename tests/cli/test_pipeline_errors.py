@@ -159,6 +159,11 @@ CASES: list[tuple[str, Mutation, str]] = [
         "pipeline.toml: cache.renew_margin: must be smaller than cache.ttl (60 s), got 300",
     ),
     (
+        "cache tag with a colon",
+        lambda j: _cache(j, 'tag = "team:books"'),
+        "pipeline.toml: cache.tag: must not hold ':' or a line break, got 'team:books'",
+    ),
+    (
         "price without the cached price",
         lambda j: _append(j, '[prices."gemini-2.5-flash"]\ninput = 0.3\noutput = 2.5'),
         'pipeline.toml: prices."gemini-2.5-flash".cached_input: missing',

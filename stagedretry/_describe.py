@@ -1,0 +1,33 @@
+"""How an error message names a value it did not expect: one wording for every reader.
+
+Plans, pipelines, input lines and JSON Schema checks all say ``expected ..., got
+the string 'five'`` the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+_LONGEST: Final = 60
+
+
+def describe(value: object) -> str:
+    """Name *value* for a reader: ``the string 'x'``, ``the number 3``, ``null``, ``a table``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        shown = repr(value)
+        # A whole document pasted in the wrong place must not flood the message.
+        if len(shown) > _LONGEST:
+            shown = shown[: _LONGEST - 4] + "...'"
+        return f"the string {shown}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a table"
+    return type(value).__name__

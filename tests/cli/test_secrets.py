@@ -1,0 +1,153 @@
+"""The API key never reaches the output file, the journal or the log, whatever field carries it.
+
+Every writer goes through the one ``Secrets`` rule; these tests put the key
+where a careless writer would copy it: a failure reason, an error message, an
+output value, a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stagedretry import FieldError, ItemResult, ItemStatus
+from stagedretry._journal import Journal
+from stagedretry._redact import REDACTED, Secrets
+from stagedretry.cli._logging import command_logging
+from stagedretry.cli._output import OutputWriter
+from strategies.gemini.emulator import GeminiEmulator
+
+from .conftest import Invocation, Job, recording_console
+
+# A key that is also a valid template field name, so a failure reason can quote it.
+KEY = "AIzaSyTest_0123456789_abcdefghijklmn"
+SCHEMA = '{"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}'
+
+
+@pytest.fixture
+def emulator() -> Iterator[GeminiEmulator]:
+    with GeminiEmulator(seed=2, invalid_rate=0.0, api_key=KEY) as emu:
+        yield emu
+
+
+def _job_quoting_the_key(make_job: Callable[..., Job], base_url: str) -> Job:
+    # Half the records lack the template field named like the key: their input_error
+    # reason names the field, hence the key.
+    rows: list[dict[str, object] | str] = [
+        {"id": f"item-{n}", "title": f"Title {n}", **({KEY: "x"} if n % 2 else {})}
+        for n in range(1, 7)
+    ]
+    job = make_job(
+        rows=rows,
+        sim="",
+        template=f"Describe {{title}} ({{{KEY}}}).",
+        run='concurrency = 4\nrequest_log = "out/requests.jsonl"',
+    )
+    (job.folder / "title.schema.json").write_text(SCHEMA, "utf-8")
+    text = job.pipeline.read_text("utf-8")
+    text = text.replace(
+        'kind = "sim"\n\n[backend.sim]\n', f'kind = "gemini"\nbase_url = "{base_url}"\n'
+    )
+    text = text.replace(
+        '[output]\npath = "out/results.jsonl"',
+        '[output]\npath = "out/results.jsonl"\nschema = "title.schema.json"',
+    )
+    job.pipeline.write_text(text, "utf-8")
+    return job
+
+
+def test_the_key_in_failure_reasons_is_redacted_everywhere_the_run_writes(
+    make_job: Callable[..., Job],
+    cli: Callable[..., Invocation],
+    emulator: GeminiEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    job = _job_quoting_the_key(make_job, emulator.base_url)
+    log = tmp_path / "run.jsonl"
+    done = cli("run", str(job.pipeline), "--json", "--log-file", str(log))
+    assert done.code == 1, done.err
+    summary = done.json()
+    assert summary["items"]["succeeded"] == 3
+    assert summary["items"]["input_errors"] == 3
+    failed = [row for row in job.lines() if row["status"] == "failed"]
+    assert len(failed) == 3
+    for row in failed:
+        assert f"the record has no field '{REDACTED}' used by the prompt template" in row["reason"]
+    db = sqlite3.connect(job.journal)
+    try:
+        journal_text = "\n".join(r[0] for r in db.execute("SELECT result FROM results"))
+    finally:
+        db.close()
+    assert REDACTED in journal_text
+    assert REDACTED in log.read_text("utf-8")
+    requests = job.folder / "out/requests.jsonl"
+    assert len(requests.read_text("utf-8").splitlines()) == 3
+    for path in (job.output, job.journal, log, requests):
+        assert KEY.encode() not in path.read_bytes(), path.name
+    assert KEY not in done.out + done.err
+
+
+def test_the_output_file_scrubs_reason_errors_and_output(tmp_path: Path) -> None:
+    result = ItemResult(
+        "a",
+        ItemStatus.FAILED,
+        output={"echo": [f"the key is {KEY}"]},
+        reason=f"403 for {KEY}",
+        errors=(FieldError("title", f"bad value {KEY!r}"),),
+    )
+    writer = OutputWriter(tmp_path / "out.jsonl", secrets=Secrets([KEY]))
+    writer.append(result, 1)
+    writer.close()
+    appended = (tmp_path / "out.jsonl").read_text("utf-8")
+    writer.rebuild([(result, 1)])
+    rebuilt = (tmp_path / "out.jsonl").read_text("utf-8")
+    for text in (appended, rebuilt):
+        assert KEY not in text
+        row = json.loads(text)
+        assert row["output"] == {"echo": [f"the key is {REDACTED}"]}
+        assert row["reason"] == f"403 for {REDACTED}"
+        assert row["errors"] == [{"path": "title", "message": f"bad value '{REDACTED}'"}]
+
+
+def test_a_traceback_in_the_log_is_scrubbed_and_nested_values_keep_their_shape(
+    tmp_path: Path,
+) -> None:
+    console = recording_console()
+    log_file = tmp_path / "events.jsonl"
+    with command_logging(console, level="info", log_file=log_file, secrets=[KEY]) as log:
+        try:
+            raise PermissionError(f"API key {KEY} was refused")
+        except PermissionError:
+            log.exception("request_failed", headers={"x-goog-api-key": KEY, "n": [1, KEY]})
+    (event,) = [json.loads(line) for line in log_file.read_text("utf-8").splitlines()]
+    assert "Traceback (most recent call last)" in event["exception"]
+    assert f"PermissionError: API key {REDACTED} was refused" in event["exception"]
+    assert event["headers"] == {"x-goog-api-key": REDACTED, "n": [1, REDACTED]}
+    shown = console.export_text()
+    assert "PermissionError" in shown
+    assert KEY not in shown
+    assert KEY not in log_file.read_text("utf-8")
+
+
+def test_the_journal_scrubs_a_key_hidden_by_json_escaping(tmp_path: Path) -> None:
+    key = 'se"cret\\key'
+    with Journal(tmp_path / "j.sqlite", "fp", secrets=[key]) as journal:
+        run = journal.begin_run()
+        journal.record(
+            ItemResult("a", ItemStatus.FAILED, reason=f"refused {key}"), line=1, digest="d", run=run
+        )
+        (entry,) = journal.entries()
+    assert entry.result.reason == f"refused {REDACTED}"
+
+
+def test_secrets_never_show_in_their_own_repr() -> None:
+    secrets = Secrets([KEY, None, ""])
+    assert KEY not in repr(secrets)
+    assert list(secrets) == [KEY]
+    assert not Secrets([None])
