@@ -288,27 +288,17 @@ def _sim_backend(pipeline: Pipeline) -> Backend:
 
 
 def gemini_client(api_key: str, api_version: str, base_url: str | None) -> genai.Client:
-    """An SDK client with its own retries off, so every request is the engine's to count.
+    """An SDK client with its own retries off, so every request is the engine's to count."""
+    from strategies.gemini import connect
 
-    The one place outside ``strategies.gemini`` that touches the SDK, until that
-    package offers a client factory for real use (``emulator.make_client`` is
-    for the emulator).
-    """
-    from google import genai
-    from google.genai import types
-
-    options = types.HttpOptions(
-        api_version=api_version,
-        base_url=base_url,
-        retry_options=types.HttpRetryOptions(attempts=1),
-    )
-    return genai.Client(api_key=api_key, http_options=options)
+    return connect(api_key, api_version=api_version, base_url=base_url)
 
 
 def _client_closer(client: genai.Client) -> Closer:
+    from strategies.gemini import disconnect
+
     async def close_client() -> None:
-        await client.aio.aclose()
-        client.close()
+        await disconnect(client)
 
     return close_client
 

@@ -8,6 +8,7 @@ lives in ``strategies.gemini.emulator``.  This package is the only one that impo
 """
 
 from ._cache import CacheHandle, CacheStats, ClosePolicy, GeminiContextCache
+from ._client import connect, disconnect
 from ._errors import classify, gemini_rules
 from ._meta import response_meta, response_usage
 from ._schema import subset_schema
@@ -21,6 +22,8 @@ __all__ = [
     "GeminiContextCache",
     "GeminiStrategy",
     "classify",
+    "connect",
+    "disconnect",
     "gemini_rules",
     "response_meta",
     "response_usage",

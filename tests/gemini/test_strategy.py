@@ -429,3 +429,24 @@ async def test_unknown_stage_params_are_warned_about_once_and_bad_values_fail(
 def test_cache_handle_is_inline_without_a_name() -> None:
     assert CacheHandle(name=None, model="models/m", display_name="d").inline
     assert not CacheHandle(name="cachedContents/x", model="models/m", display_name="d").inline
+
+
+async def test_connect_builds_a_client_with_sdk_retries_off(
+    start_emulator: Callable[..., GeminiEmulator],
+) -> None:
+    """``connect`` names the API version and leaves retrying to the engine: one 503, one request."""
+    from google.genai import errors
+
+    from strategies.gemini import connect, disconnect
+
+    emulator = start_emulator(seed=1)
+    emulator.inject(Fault(kind=FaultKind.UNAVAILABLE, at=frozenset({1})))
+    client = connect("secret-key", base_url=emulator.base_url)
+    try:
+        with pytest.raises(errors.ServerError):
+            await client.aio.models.generate_content(model=MODEL, contents="hi")
+        assert [r.path for r in emulator.ledger.requests] == [
+            f"/v1beta/models/{MODEL}:generateContent"
+        ]
+    finally:
+        await disconnect(client)
