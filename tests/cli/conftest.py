@@ -18,13 +18,6 @@ from rich.console import Console
 from stagedretry.cli import main
 from stagedretry.cli._app import App
 
-# google-genai's aiohttp transport subclasses aiohttp.ClientSession, which aiohttp deprecates
-# on every new session: the SDK's doing, tolerated here as in tests/gemini.
-AIOHTTP_SUBCLASS_WARNING = (
-    "ignore:Inheritance class AiohttpClientSession from ClientSession is discouraged"
-    ":DeprecationWarning"
-)
-
 LADDER_TOML = """
 [plan]
 max_prompts = 5
@@ -48,23 +41,6 @@ name = "partial_t25"
 kind = "partial"
 params = { temperature = 0.25 }
 """
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tolerate the SDK's own aiohttp deprecation warning in this directory only."""
-    here = os.path.dirname(__file__)
-    for item in items:
-        if str(item.path).startswith(here):
-            item.add_marker(pytest.mark.filterwarnings(AIOHTTP_SUBCLASS_WARNING))
-
-
-@pytest.fixture(autouse=True)
-def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No key, no Vertex switch, no proxy from the developer's environment."""
-    for name in list(os.environ):
-        if name in ("GOOGLE_API_KEY", "GEMINI_API_KEY") or name.startswith("GOOGLE_GENAI_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
 
 
 def records(count: int, *, start: int = 1) -> list[dict[str, Any]]:

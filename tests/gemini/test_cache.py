@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import pydantic
 import pytest
 import structlog
 from google import genai
@@ -25,49 +24,10 @@ from strategies.gemini import (
 )
 from strategies.gemini.emulator import ExpiryStyle, Fault, FaultKind, GeminiEmulator
 
-from .conftest import MODEL, doc
+from .conftest import MODEL, Book, billed, cached_runner, doc, items, usage_of
 
 SYSTEM = "You are a meticulous librarian; answer with the book's record. " + doc(1500, "shelf")
 HOUR = 3600.0
-
-
-class Book(pydantic.BaseModel):
-    title: str
-    author: str
-    year: int
-    pages: int
-
-
-def items(n: int, prefix: str = "book") -> list[tuple[str, str]]:
-    return [(f"{prefix}-{i}", f"Catalogue book number {i}.") for i in range(n)]
-
-
-def runner(
-    client: genai.Client,
-    cache: GeminiContextCache,
-    clock: VirtualClock,
-    *,
-    concurrency: int = 8,
-) -> sr.Runner:
-    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
-    return sr.Runner(
-        sr.Plan.ladder(),
-        strategy,
-        validator=sr.validators.pydantic(Book),
-        resources=[cache],
-        clock=clock,
-        concurrency=concurrency,
-    )
-
-
-def usage_of(batch: sr.BatchResult) -> tuple[int, int, int, int]:
-    u = batch.usage
-    return (u.input_tokens, u.cached_tokens, u.output_tokens, u.thinking_tokens)
-
-
-def billed(emulator: GeminiEmulator) -> tuple[int, int, int, int]:
-    led = emulator.ledger
-    return (led.prompt_tokens, led.cached_tokens, led.candidates_tokens, led.thoughts_tokens)
 
 
 def lost_attempts(batch: sr.BatchResult) -> int:
@@ -78,6 +38,18 @@ def creates(emulator: GeminiEmulator) -> int:
     """POST cachedContents requests, answered or not (a refused create counts too)."""
     return sum(
         r.method == "POST" and r.path.endswith("/cachedContents") for r in emulator.ledger.requests
+    )
+
+
+async def made_elsewhere(
+    client: genai.Client, cache: GeminiContextCache, *, ttl: str
+) -> types.CachedContent:
+    """The cache *cache* would make, created first by "another process" with this *ttl*."""
+    return await client.aio.caches.create(
+        model=MODEL,
+        config=types.CreateCachedContentConfig(
+            display_name=cache.display_name, system_instruction=SYSTEM, ttl=ttl
+        ),
     )
 
 
@@ -96,7 +68,7 @@ async def test_one_cache_serves_1000_items_at_concurrency_64(
 ) -> None:
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
-    batch = await runner(client, cache, virtual_clock, concurrency=64).run(items(1000))
+    batch = await cached_runner(client, cache, virtual_clock, concurrency=64).run(items(1000))
     assert batch.items == 1000
     assert batch.succeeded > 950  # the ladder repairs what the simulated model gets wrong
     ledger = emulator.ledger
@@ -115,13 +87,13 @@ async def test_a_second_run_within_the_ttl_reuses_the_cache(
 ) -> None:
     client = connect(emulator)
     first = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
-    await runner(client, first, virtual_clock).run(items(20))
+    await cached_runner(client, first, virtual_clock).run(items(20))
     assert emulator.ledger.caches_created == 1
 
     virtual_clock.advance(HOUR / 2)
     # A fresh object, as a second process would build: it finds the first run's cache.
     second = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
-    batch = await runner(client, second, virtual_clock).run(items(20, "again"))
+    batch = await cached_runner(client, second, virtual_clock).run(items(20, "again"))
     assert emulator.ledger.caches_created == 1
     assert second.stats.created == 0
     assert second.stats.reused == 1
@@ -129,7 +101,7 @@ async def test_a_second_run_within_the_ttl_reuses_the_cache(
 
     changed = GeminiContextCache(client, MODEL, system_instruction=SYSTEM + " Be terse.")
     assert changed.display_name != second.display_name
-    await runner(client, changed, virtual_clock).run(items(5, "changed"))
+    await cached_runner(client, changed, virtual_clock).run(items(5, "changed"))
     assert emulator.ledger.caches_created == 2
     assert changed.stats.created == 1
     assert changed.stats.reused == 0
@@ -140,22 +112,20 @@ async def test_a_cache_past_its_life_is_not_reused(
 ) -> None:
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
-    await runner(client, cache, virtual_clock).run(items(3))
+    await cached_runner(client, cache, virtual_clock).run(items(3))
     virtual_clock.advance(HOUR + 1)
-    await runner(client, cache, virtual_clock).run(items(3, "later"))
+    await cached_runner(client, cache, virtual_clock).run(items(3, "later"))
     assert emulator.ledger.caches_created == 2
     assert cache.stats.reused == 0
 
 
 @pytest.mark.parametrize("transport", ["aiohttp"])  # renewal does not depend on the transport
 async def test_three_simulated_hours_on_a_one_hour_cache_renew_by_update(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(
-        seed=12, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
+    emulator = start_on_clock(seed=12)
     client = connect(emulator)
     # Items are paced 5.4 s apart: 64 in flight span ~350 s of virtual time, so the
     # renewal margin must exceed that for a request never to outlive its handle's check.
@@ -170,7 +140,7 @@ async def test_three_simulated_hours_on_a_one_hour_cache_renew_by_update(
             virtual_clock.advance(span / count)
             yield item
 
-    run = runner(client, cache, virtual_clock, concurrency=64)
+    run = cached_runner(client, cache, virtual_clock, concurrency=64)
     batch = await run.run(paced())
     assert virtual_clock.time() - started >= span
     assert batch.succeeded == count
@@ -185,18 +155,12 @@ async def test_three_simulated_hours_on_a_one_hour_cache_renew_by_update(
 
 @pytest.mark.parametrize("style", [ExpiryStyle.GEMINI, ExpiryStyle.VERTEX])
 async def test_a_cache_dropped_mid_run_is_recreated_once(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
     style: ExpiryStyle,
 ) -> None:
-    emulator = start_emulator(
-        seed=13,
-        clock=virtual_clock.time,
-        expiry_style=style,
-        invalid_rate=0.0,
-        invalid_rate_slope=0.0,
-    )
+    emulator = start_on_clock(seed=13, expiry_style=style)
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
 
@@ -211,7 +175,7 @@ async def test_a_cache_dropped_mid_run_is_recreated_once(
                     emulator.expire_all_caches()  # Vertex answers 400 "... is expired."
             yield item
 
-    run = runner(client, cache, virtual_clock, concurrency=64)
+    run = cached_runner(client, cache, virtual_clock, concurrency=64)
     batch = await run.run(dropping())
     assert batch.succeeded == 400
     assert lost_attempts(batch) >= 1
@@ -237,15 +201,10 @@ async def test_a_reused_cache_with_two_minutes_left_is_renewed_before_use(
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM, renew_margin=300.0)
     # Another process made the same cache earlier; it has two minutes to live.
-    other = await client.aio.caches.create(
-        model=MODEL,
-        config=types.CreateCachedContentConfig(
-            display_name=cache.display_name, system_instruction=SYSTEM, ttl="120s"
-        ),
-    )
+    other = await made_elsewhere(client, cache, ttl="120s")
     assert other.name is not None
     emulator.reset_ledger()
-    batch = await runner(client, cache, virtual_clock, concurrency=1).run(items(3))
+    batch = await cached_runner(client, cache, virtual_clock, concurrency=1).run(items(3))
     assert batch.succeeded == 3
     assert cache.stats == CacheStats(reused=1, updated=1)
     requests = [(r.method, r.cached_content) for r in emulator.ledger.requests]
@@ -263,12 +222,7 @@ async def test_a_reused_cache_lives_as_long_as_the_server_says_not_a_full_ttl(
 ) -> None:
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM, renew_margin=300.0)
-    other = await client.aio.caches.create(
-        model=MODEL,
-        config=types.CreateCachedContentConfig(
-            display_name=cache.display_name, system_instruction=SYSTEM, ttl="3600s"
-        ),
-    )
+    other = await made_elsewhere(client, cache, ttl="3600s")
     assert other.expire_time is not None
     assert other.create_time is not None
     virtual_clock.advance(20 * 60)  # made 20 minutes ago by another process: 40 left
@@ -440,8 +394,8 @@ async def test_content_too_small_to_cache_goes_inline_once_with_a_warning(
     small = "You are a terse librarian. Answer with the record."
     cache = GeminiContextCache(client, MODEL, system_instruction=small)
     with structlog.testing.capture_logs() as logs:
-        first = await runner(client, cache, virtual_clock).run(items(10))
-        second = await runner(client, cache, virtual_clock).run(items(10, "again"))
+        first = await cached_runner(client, cache, virtual_clock).run(items(10))
+        second = await cached_runner(client, cache, virtual_clock).run(items(10, "again"))
     warnings = [e for e in logs if e["event"] == "gemini_cache_too_small"]
     assert len(warnings) == 1
     assert warnings[0]["log_level"] == "warning"
@@ -471,7 +425,7 @@ async def test_close_keeps_or_deletes_by_policy(
 ) -> None:
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM, on_close=policy)
-    await runner(client, cache, virtual_clock).run(items(4))
+    await cached_runner(client, cache, virtual_clock).run(items(4))
     if ClosePolicy(policy) is ClosePolicy.KEEP:
         assert len(emulator.cache_names()) == 1
         assert cache.stats.deleted == 0

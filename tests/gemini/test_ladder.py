@@ -9,21 +9,18 @@ full request.  Request bodies are read off the wire by a recording httpx2 transp
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
-import httpx2
 import pydantic
 import pytest
 from google import genai
-from google.genai import types
 
 import stagedretry as sr
 from stagedretry.testing import VirtualClock
-from strategies.gemini import GeminiContextCache, GeminiStrategy
+from strategies.gemini import GeminiContextCache
 from strategies.gemini.emulator import GeminiEmulator
 
-from .conftest import MODEL, doc
+from .conftest import MODEL, Recorder, cached_runner, doc
 
 SYSTEM = "You catalogue books for a library; answer with the record. " + doc(1500, "shelf")
 
@@ -45,41 +42,26 @@ class Record(pydantic.BaseModel):
 FIELDS = list(Record.model_fields)
 
 
-class Recorder(httpx2.AsyncHTTPTransport):
-    """A real httpx2 transport that also keeps the JSON body of every generateContent call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bodies: list[dict[str, Any]] = []
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if request.url.path.endswith(":generateContent"):
-            self.bodies.append(json.loads(request.content))
-        return await super().handle_async_request(request)
-
-
 @pytest.fixture
-async def setup(
-    start_emulator: Callable[..., GeminiEmulator], virtual_clock: VirtualClock
-) -> AsyncIterator[tuple[GeminiEmulator, genai.Client, Recorder]]:
+def setup(
+    start_on_clock: Callable[..., GeminiEmulator],
+    recording_client: Callable[..., tuple[genai.Client, Recorder]],
+) -> tuple[GeminiEmulator, genai.Client, Recorder]:
     # One field in ten is invalid at temperature 0, one in four at 0.25... enough to
     # send many items down the ladder, few enough for most to come back up.
-    emulator = start_emulator(
-        seed=21, clock=virtual_clock.time, invalid_rate=0.1, invalid_rate_slope=0.2
-    )
-    recorder = Recorder()
-    client = genai.Client(
-        api_key="test-key",
-        http_options=types.HttpOptions(
-            base_url=emulator.base_url,
-            api_version="v1beta",
-            retry_options=types.HttpRetryOptions(attempts=1),
-            async_client_args={"transport": recorder},
-        ),
-    )
-    yield emulator, client, recorder
-    await client.aio.aclose()
-    client.close()
+    emulator = start_on_clock(seed=21, invalid_rate=0.1, invalid_rate_slope=0.2)
+    client, recorder = recording_client(emulator)
+    return emulator, client, recorder
+
+
+def record_runner(client: genai.Client, clock: VirtualClock, *, concurrency: int) -> sr.Runner:
+    """The default ladder asking for a :class:`Record`, every stage reading one shared cache."""
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    return cached_runner(client, cache, clock, model=Record, concurrency=concurrency)
+
+
+def records(n: int) -> list[tuple[str, str]]:
+    return [(f"r{i}", f"Catalogue record {i}.") for i in range(n)]
 
 
 def cost(usage: sr.Usage) -> float:
@@ -95,17 +77,8 @@ async def test_items_recover_through_partial_stages_that_ask_only_the_failed_fie
     setup: tuple[GeminiEmulator, genai.Client, Recorder], virtual_clock: VirtualClock
 ) -> None:
     emulator, client, recorder = setup
-    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
-    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Record)
-    runner = sr.Runner(
-        sr.Plan.ladder(),
-        strategy,
-        validator=sr.validators.pydantic(Record),
-        resources=[cache],
-        clock=virtual_clock,
-        concurrency=1,  # attempts and recorded bodies then line up one to one
-    )
-    batch = await runner.run([(f"r{i}", f"Catalogue record {i}.") for i in range(150)])
+    # One worker: attempts and recorded bodies then line up one to one.
+    batch = await record_runner(client, virtual_clock, concurrency=1).run(records(150))
 
     assert batch.items == 150
     per_stage = batch.successes_per_stage
@@ -156,17 +129,7 @@ async def test_a_partial_stage_keeps_the_valid_fields_of_the_first_answer(
     setup: tuple[GeminiEmulator, genai.Client, Recorder], virtual_clock: VirtualClock
 ) -> None:
     _, client, _ = setup
-    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
-    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Record)
-    runner = sr.Runner(
-        sr.Plan.ladder(),
-        strategy,
-        validator=sr.validators.pydantic(Record),
-        resources=[cache],
-        clock=virtual_clock,
-        concurrency=8,
-    )
-    batch = await runner.run([(f"r{i}", f"Catalogue record {i}.") for i in range(80)])
+    batch = await record_runner(client, virtual_clock, concurrency=8).run(records(80))
     repaired = [
         r for r in batch.results if r.ok and r.final_stage == "partial_t0" and len(r.attempts) == 2
     ]

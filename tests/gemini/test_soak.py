@@ -138,24 +138,20 @@ async def soak(
 @pytest.mark.filterwarnings("ignore:BRAND_NEW_REASON is not a valid FinishReason:UserWarning")
 @pytest.mark.parametrize("transport", ["aiohttp"])
 async def test_a_short_soak(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(
-        seed=31, clock=virtual_clock.time, invalid_rate=0.05, invalid_rate_slope=0.2
-    )
+    emulator = start_on_clock(seed=31, invalid_rate=0.05, invalid_rate_slope=0.2)
     await soak(emulator, connect(emulator), virtual_clock, 1000, drop_every=1000)
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:BRAND_NEW_REASON is not a valid FinishReason:UserWarning")
 async def test_the_soak(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(
-        seed=32, clock=virtual_clock.time, invalid_rate=0.05, invalid_rate_slope=0.2
-    )
+    emulator = start_on_clock(seed=32, invalid_rate=0.05, invalid_rate_slope=0.2)
     await soak(emulator, connect(emulator), virtual_clock, 10_000, drop_every=6000)

@@ -6,12 +6,8 @@ httpx2 path, forced the way ``make_client`` forces it); nothing inside the SDK i
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
-import httpx2
-import pydantic
 import pytest
 import structlog
 from google import genai
@@ -28,90 +24,23 @@ from strategies.gemini import (
 )
 from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator
 
-from .conftest import MODEL, doc
+from .conftest import MODEL, Book, Recorder, billed, doc, items, ladder_runner, usage_of
 
 SYSTEM = "You are a meticulous librarian; answer with the book's record. " + doc(1200, "shelf")
 
 
-class Book(pydantic.BaseModel):
-    title: str
-    author: str
-    year: int
-    pages: int
-
-
 BOOK_FIELDS = ["title", "author", "year", "pages"]
-VALIDATOR = sr.validators.pydantic(Book)
-
-
-class Recorder(httpx2.AsyncHTTPTransport):
-    """A real httpx2 transport that also keeps the JSON body of every generateContent call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bodies: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if request.url.path.endswith(":generateContent"):
-            self.paths.append(request.url.path)
-            self.bodies.append(json.loads(request.content))
-        return await super().handle_async_request(request)
 
 
 @pytest.fixture
-async def recorded(
-    start_emulator: Callable[..., GeminiEmulator], virtual_clock: VirtualClock
-) -> AsyncIterator[tuple[GeminiEmulator, genai.Client, Recorder]]:
+def recorded(
+    start_on_clock: Callable[..., GeminiEmulator],
+    recording_client: Callable[..., tuple[genai.Client, Recorder]],
+) -> tuple[GeminiEmulator, genai.Client, Recorder]:
     """An emulator on the virtual clock, and a client whose requests are recorded."""
-    emulator = start_emulator(
-        seed=3, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
-    recorder = Recorder()
-    client = genai.Client(
-        api_key="test-key",
-        http_options=types.HttpOptions(
-            base_url=emulator.base_url,
-            api_version="v1beta",
-            retry_options=types.HttpRetryOptions(attempts=1),
-            async_client_args={"transport": recorder},
-        ),
-    )
-    yield emulator, client, recorder
-    await client.aio.aclose()
-    client.close()
-
-
-def runner(
-    strategy: GeminiStrategy,
-    clock: VirtualClock,
-    *,
-    cache: GeminiContextCache | None = None,
-    plan: sr.Plan | None = None,
-    concurrency: int = 4,
-) -> sr.Runner:
-    return sr.Runner(
-        plan or sr.Plan.ladder(),
-        strategy,
-        validator=VALIDATOR,
-        resources=[cache] if cache is not None else [],
-        clock=clock,
-        concurrency=concurrency,
-    )
-
-
-def items(n: int, prefix: str = "book") -> list[tuple[str, str]]:
-    return [(f"{prefix}-{i}", f"Catalogue book number {i}.") for i in range(n)]
-
-
-def usage_of(batch: sr.BatchResult) -> tuple[int, int, int, int]:
-    u = batch.usage
-    return (u.input_tokens, u.cached_tokens, u.output_tokens, u.thinking_tokens)
-
-
-def billed(emulator: GeminiEmulator) -> tuple[int, int, int, int]:
-    led = emulator.ledger
-    return (led.prompt_tokens, led.cached_tokens, led.candidates_tokens, led.thoughts_tokens)
+    emulator = start_on_clock(seed=3)
+    client, recorder = recording_client(emulator)
+    return emulator, client, recorder
 
 
 # -- what goes on the wire ----------------------------------------------------------------------
@@ -123,7 +52,7 @@ async def test_request_names_the_cache_and_carries_no_instructions(
     emulator, client, recorder = recorded
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
-    batch = await runner(strategy, virtual_clock, cache=cache).run(items(3))
+    batch = await ladder_runner(strategy, virtual_clock, cache=cache).run(items(3))
     assert batch.succeeded == 3
     (name,) = emulator.cache_names()
     assert len(recorder.bodies) == 3
@@ -155,7 +84,7 @@ async def test_stage_params_map_onto_generation_config(
     }
     plan = sr.Plan(stages=[sr.Stage("only", "full", params)], max_prompts=1)
     strategy = GeminiStrategy(client, MODEL, response_schema=Book, system_instruction="Be brief.")
-    batch = await runner(strategy, virtual_clock, plan=plan).run(items(1))
+    batch = await ladder_runner(strategy, virtual_clock, plan=plan).run(items(1))
     assert batch.items == 1
     (body,) = recorder.bodies
     config = body["generationConfig"]
@@ -187,7 +116,7 @@ async def test_a_stage_on_another_model_sends_the_instructions_inline(
         max_prompts=1,
     )
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
-    batch = await runner(strategy, virtual_clock, cache=cache, plan=plan).run(items(2))
+    batch = await ladder_runner(strategy, virtual_clock, cache=cache, plan=plan).run(items(2))
     assert batch.succeeded == 2
     assert recorder.paths == ["/v1beta/models/gemini-2.5-pro:generateContent"] * 2
     for body in recorder.bodies:
@@ -208,7 +137,7 @@ async def test_cache_contents_go_inline_ahead_of_the_prompt_when_not_cached(
     )
     plan = sr.Plan(stages=[sr.Stage("pro", "full", {"model": "gemini-2.5-pro"})], max_prompts=1)
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
-    batch = await runner(strategy, virtual_clock, cache=cache, plan=plan).run(items(1))
+    batch = await ladder_runner(strategy, virtual_clock, cache=cache, plan=plan).run(items(1))
     assert batch.items == 1
     (body,) = recorder.bodies
     texts = [part["text"] for content in body["contents"] for part in content["parts"]]
@@ -228,7 +157,7 @@ async def test_every_attempt_keeps_typed_metadata_and_usage(
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
-    batch = await runner(strategy, virtual_clock, cache=cache).run(items(40))
+    batch = await ladder_runner(strategy, virtual_clock, cache=cache).run(items(40))
     assert batch.items == 40
     invalid = 0
     for result in batch.results:
@@ -256,7 +185,7 @@ async def test_every_attempt_keeps_typed_metadata_and_usage(
     ],
 )
 async def test_a_safety_refusal_is_invalid_and_keeps_its_ratings(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
     kind: FaultKind,
@@ -264,13 +193,11 @@ async def test_a_safety_refusal_is_invalid_and_keeps_its_ratings(
     category: str,
     blocked: bool,
 ) -> None:
-    emulator = start_emulator(
-        seed=5, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
+    emulator = start_on_clock(seed=5)
     emulator.inject(Fault(kind=kind, at=1))
     client = connect(emulator)
     strategy = GeminiStrategy(client, MODEL, response_schema=Book, system_instruction=SYSTEM)
-    batch = await runner(strategy, virtual_clock, concurrency=1).run(items(1))
+    batch = await ladder_runner(strategy, virtual_clock, concurrency=1).run(items(1))
     (result,) = batch.results
     assert result.ok
     first, second = result.attempts
@@ -288,13 +215,11 @@ async def test_a_safety_refusal_is_invalid_and_keeps_its_ratings(
 
 
 async def test_max_tokens_truncation_fails_validation_with_its_finish_reason(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(
-        seed=5, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
+    emulator = start_on_clock(seed=5)
     client = connect(emulator)
     plan = sr.Plan(
         stages=[
@@ -304,7 +229,7 @@ async def test_max_tokens_truncation_fails_validation_with_its_finish_reason(
         max_prompts=2,
     )
     strategy = GeminiStrategy(client, MODEL, response_schema=Book, system_instruction=SYSTEM)
-    batch = await runner(strategy, virtual_clock, plan=plan).run(items(3))
+    batch = await ladder_runner(strategy, virtual_clock, plan=plan).run(items(3))
     assert batch.succeeded == 3
     for result in batch.results:
         cut, whole = result.attempts
@@ -395,32 +320,30 @@ async def test_the_strategys_cache_is_shared_without_being_passed_to_the_runner(
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
-    batch = await runner(strategy, virtual_clock).run(items(8))  # no resources=[cache]
+    batch = await ladder_runner(strategy, virtual_clock).run(items(8))  # no resources=[cache]
     assert batch.counts[sr.ItemStatus.SUCCEEDED] + batch.counts[sr.ItemStatus.EXHAUSTED] == 8
     assert emulator.ledger.caches_created == 1
     assert all(a.usage.cached_tokens > 0 for r in batch.results for a in r.attempts)
 
 
 async def test_unknown_stage_params_are_warned_about_once_and_bad_values_fail(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(
-        seed=1, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
+    emulator = start_on_clock(seed=1)
     client = connect(emulator)
     strategy = GeminiStrategy(client, MODEL, response_schema=Book)
     plan = sr.Plan(stages=[sr.Stage("s", "full", {"temprature": 0.3})], max_prompts=1)
     with structlog.testing.capture_logs() as logs:
-        batch = await runner(strategy, virtual_clock, plan=plan).run(items(5))
+        batch = await ladder_runner(strategy, virtual_clock, plan=plan).run(items(5))
     assert batch.succeeded == 5
     ignored = [e for e in logs if e["event"] == "gemini_stage_param_ignored"]
     assert len(ignored) == 1
     assert ignored[0]["param"] == "temprature"
 
     bad = sr.Plan(stages=[sr.Stage("s", "full", {"temperature": "hot"})], max_prompts=1)
-    batch = await runner(strategy, virtual_clock, plan=bad).run(items(1))
+    batch = await ladder_runner(strategy, virtual_clock, plan=bad).run(items(1))
     (result,) = batch.results
     assert result.status is sr.ItemStatus.FAILED
     assert "must be a number" in (result.reason or "")

@@ -12,7 +12,6 @@ import socket
 from collections.abc import Callable
 
 import httpx2
-import pydantic
 import pytest
 from google import genai
 from google.genai import errors, types
@@ -22,49 +21,10 @@ from stagedretry.testing import VirtualClock
 from strategies.gemini import GeminiContextCache, GeminiStrategy, classify, gemini_rules
 from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator, make_client
 
-from .conftest import MODEL, doc
+from .conftest import MODEL, Book, billed, doc, items, ladder_runner, usage_of
 
 SYSTEM = "You are a meticulous librarian; answer with the book's record. " + doc(1200, "shelf")
 SECRET = "AIzaSyD-not-a-real-key-0123456789abcdefXYZ"
-
-
-class Book(pydantic.BaseModel):
-    title: str
-    author: str
-    year: int
-    pages: int
-
-
-def runner(
-    strategy: GeminiStrategy,
-    clock: VirtualClock,
-    *,
-    cache: GeminiContextCache | None = None,
-    concurrency: int = 4,
-    plan: sr.Plan | None = None,
-) -> sr.Runner:
-    return sr.Runner(
-        plan or sr.Plan.ladder(),
-        strategy,
-        validator=sr.validators.pydantic(Book),
-        resources=[cache] if cache is not None else [],
-        clock=clock,
-        concurrency=concurrency,
-    )
-
-
-def items(n: int) -> list[tuple[str, str]]:
-    return [(f"book-{i}", f"Catalogue book number {i}.") for i in range(n)]
-
-
-def usage_of(batch: sr.BatchResult) -> tuple[int, int, int, int]:
-    u = batch.usage
-    return (u.input_tokens, u.cached_tokens, u.output_tokens, u.thinking_tokens)
-
-
-def billed(emulator: GeminiEmulator) -> tuple[int, int, int, int]:
-    led = emulator.ledger
-    return (led.prompt_tokens, led.cached_tokens, led.candidates_tokens, led.thoughts_tokens)
 
 
 def api_error(code: int, body: object, response: object = None) -> errors.APIError:
@@ -100,21 +60,19 @@ BAD_ANSWERS = [
 
 @pytest.mark.parametrize(("kind", "expected"), BAD_ANSWERS, ids=[k.value for k, _ in BAD_ANSWERS])
 async def test_a_bad_answer_is_classified_and_the_item_still_succeeds(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
     kind: FaultKind,
     expected: sr.OutcomeKind,
 ) -> None:
-    emulator = start_emulator(
-        seed=2, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
+    emulator = start_on_clock(seed=2)
     client = connect(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
     emulator.inject(Fault(kind=kind, at={2, 5, 9, 14, 20}, retry_delay=1.5))
     # One worker: each injected fault hits a different item, deterministically.
-    batch = await runner(strategy, virtual_clock, cache=cache, concurrency=1).run(items(24))
+    batch = await ladder_runner(strategy, virtual_clock, cache=cache, concurrency=1).run(items(24))
     assert sorted(r.id for r in batch.results) == sorted(i for i, _ in items(24))
     assert batch.succeeded == 24
     seen = [
@@ -128,18 +86,27 @@ async def test_a_bad_answer_is_classified_and_the_item_still_succeeds(
     assert usage_of(batch) == billed(emulator)
 
 
+async def unknown_enum_run(
+    start_on_clock: Callable[..., GeminiEmulator],
+    connect: Callable[..., genai.Client],
+    clock: VirtualClock,
+    count: int,
+) -> tuple[GeminiEmulator, sr.BatchResult]:
+    """Run *count* items one at a time; the first answer carries an unknown finish reason."""
+    emulator = start_on_clock(seed=2)
+    emulator.inject(Fault(kind=FaultKind.UNKNOWN_ENUM, at=1))
+    strategy = GeminiStrategy(connect(emulator), MODEL, response_schema=Book)
+    batch = await ladder_runner(strategy, clock, concurrency=1).run(items(count))
+    return emulator, batch
+
+
 @pytest.mark.filterwarnings("ignore:BRAND_NEW_REASON is not a valid FinishReason:UserWarning")
 async def test_an_unknown_enum_value_is_kept_by_name(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(
-        seed=2, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
-    emulator.inject(Fault(kind=FaultKind.UNKNOWN_ENUM, at=1))
-    strategy = GeminiStrategy(connect(emulator), MODEL, response_schema=Book)
-    batch = await runner(strategy, virtual_clock, concurrency=1).run(items(2))
+    emulator, batch = await unknown_enum_run(start_on_clock, connect, virtual_clock, 2)
     assert batch.succeeded == 2
     first = batch.results[0].attempts[0]
     assert first.meta is not None
@@ -148,17 +115,12 @@ async def test_an_unknown_enum_value_is_kept_by_name(
 
 
 async def test_an_unknown_enum_under_warnings_as_errors_is_transient(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
     # pytest runs with -W error here: the SDK's enum warning is raised mid-parse.
-    emulator = start_emulator(
-        seed=2, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
-    emulator.inject(Fault(kind=FaultKind.UNKNOWN_ENUM, at=1))
-    strategy = GeminiStrategy(connect(emulator), MODEL, response_schema=Book)
-    batch = await runner(strategy, virtual_clock, concurrency=1).run(items(1))
+    _, batch = await unknown_enum_run(start_on_clock, connect, virtual_clock, 1)
     (result,) = batch.results
     assert result.ok
     first, second = result.attempts
@@ -203,7 +165,7 @@ async def test_a_known_field_of_the_wrong_type_is_transient(virtual_clock: Virtu
     )
     try:
         strategy = GeminiStrategy(client, MODEL, response_schema=Book)
-        batch = await runner(strategy, virtual_clock, concurrency=1).run(items(1))
+        batch = await ladder_runner(strategy, virtual_clock, concurrency=1).run(items(1))
     finally:
         await client.aio.aclose()
         client.close()
@@ -216,16 +178,14 @@ async def test_a_known_field_of_the_wrong_type_is_transient(virtual_clock: Virtu
 
 
 async def test_a_hung_request_times_out_on_the_sdk_side_and_is_retried(
-    start_emulator: Callable[..., GeminiEmulator],
+    start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_emulator(
-        seed=2, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
+    emulator = start_on_clock(seed=2)
     emulator.inject(Fault(kind=FaultKind.HANG, at=1))
     strategy = GeminiStrategy(connect(emulator), MODEL, response_schema=Book, http_timeout=0.3)
-    batch = await runner(strategy, virtual_clock, concurrency=1).run(items(1))
+    batch = await ladder_runner(strategy, virtual_clock, concurrency=1).run(items(1))
     (result,) = batch.results
     assert result.ok
     assert [a.outcome for a in result.attempts] == [
@@ -249,7 +209,7 @@ async def test_a_refused_connection_is_transient(
     try:
         strategy = GeminiStrategy(client, MODEL, response_schema=Book)
         plan = sr.Plan(stages=[sr.Stage("s", "full")], max_prompts=2)
-        batch = await runner(strategy, virtual_clock, plan=plan).run(items(1))
+        batch = await ladder_runner(strategy, virtual_clock, plan=plan).run(items(1))
     finally:
         await client.aio.aclose()
         client.close()
@@ -272,7 +232,7 @@ async def test_the_api_key_never_reaches_results(
     )
     try:
         strategy = GeminiStrategy(client, MODEL, response_schema=Book)
-        batch = await runner(strategy, virtual_clock).run(items(2))
+        batch = await ladder_runner(strategy, virtual_clock).run(items(2))
     finally:
         await client.aio.aclose()
         client.close()

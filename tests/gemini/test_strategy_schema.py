@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Any
 
-import httpx2
 import pydantic
 import pytest
 from google import genai
-from google.genai import types
 
 import stagedretry as sr
 from stagedretry.testing import VirtualClock
@@ -18,7 +14,7 @@ from strategies.gemini import GeminiStrategy, subset_schema
 from strategies.gemini._schema import ResponseSchema
 from strategies.gemini.emulator import GeminiEmulator
 
-from .conftest import MODEL
+from .conftest import MODEL, Recorder
 
 
 class Author(pydantic.BaseModel):
@@ -96,34 +92,14 @@ def test_schemas_are_read_once_and_subsets_remembered() -> None:
     assert ResponseSchema.of(None) is None
 
 
-class Recorder(httpx2.AsyncHTTPTransport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.bodies: list[dict[str, Any]] = []
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if request.url.path.endswith(":generateContent"):
-            self.bodies.append(json.loads(request.content))
-        return await super().handle_async_request(request)
-
-
 @pytest.mark.parametrize("dialect", ["json", "gemini"])
 async def test_a_dict_schema_goes_out_in_its_own_dialect(
-    start_emulator: Callable[..., GeminiEmulator], virtual_clock: VirtualClock, dialect: str
+    start_on_clock: Callable[..., GeminiEmulator],
+    recording_client: Callable[..., tuple[genai.Client, Recorder]],
+    virtual_clock: VirtualClock,
+    dialect: str,
 ) -> None:
-    emulator = start_emulator(
-        seed=4, clock=virtual_clock.time, invalid_rate=0.0, invalid_rate_slope=0.0
-    )
-    recorder = Recorder()
-    client = genai.Client(
-        api_key="k",
-        http_options=types.HttpOptions(
-            base_url=emulator.base_url,
-            api_version="v1beta",
-            retry_options=types.HttpRetryOptions(attempts=1),
-            async_client_args={"transport": recorder},
-        ),
-    )
+    client, recorder = recording_client(start_on_clock(seed=4), api_key="k")
 
     def kind(name: str) -> str:
         return name.upper() if dialect == "gemini" else name
@@ -133,18 +109,14 @@ async def test_a_dict_schema_goes_out_in_its_own_dialect(
         "properties": {"title": {"type": kind("string")}, "year": {"type": kind("integer")}},
         "required": ["title", "year"],
     }
-    try:
-        strategy = GeminiStrategy(client, MODEL, response_schema=schema)
-        runner = sr.Runner(
-            sr.Plan(stages=[sr.Stage("s", "full")], max_prompts=1),
-            strategy,
-            validator=sr.validators.json_object(),
-            clock=virtual_clock,
-        )
-        batch = await runner.run([("a", "A book.")])
-    finally:
-        await client.aio.aclose()
-        client.close()
+    strategy = GeminiStrategy(client, MODEL, response_schema=schema)
+    runner = sr.Runner(
+        sr.Plan(stages=[sr.Stage("s", "full")], max_prompts=1),
+        strategy,
+        validator=sr.validators.json_object(),
+        clock=virtual_clock,
+    )
+    batch = await runner.run([("a", "A book.")])
     assert batch.succeeded == 1
     assert set(batch.results[0].output) == {"title", "year"}
     config = recorder.bodies[0]["generationConfig"]
