@@ -22,8 +22,7 @@ def _autoref(match: re.Match[str]) -> str:
     identifier = name if "." in name else f"stagedretry.{name}"
     shown = html.escape(name.rsplit(".", 1)[-1] + (match["call"] or ""))
     return (
-        f'<autoref identifier="{html.escape(identifier)}" optional>'
-        f"<code>{shown}</code></autoref>"
+        f'<autoref identifier="{html.escape(identifier)}" optional><code>{shown}</code></autoref>'
     )
 
 

@@ -152,7 +152,7 @@ def _runnable(page: Path) -> bool:
     return any(b.lang in ("python", "console") or b.file_name for b in _blocks(page))
 
 
-README_PRELUDE = '''
+README_PRELUDE = """
 import pydantic
 from strategies.gemini.emulator import GeminiEmulator, make_client
 
@@ -167,7 +167,7 @@ class Book(pydantic.BaseModel):
     year: int
 
 items = [sr.WorkItem(f"book-{i}", f"Book {i}: the metadata.") for i in range(20)]
-'''
+"""
 """Defines what README.md's example leaves to the reader, against the emulator."""
 
 
@@ -410,9 +410,7 @@ PUBLIC_MODULES = (
 def test_the_reference_covers_every_public_name() -> None:
     # A page either renders a whole module (``::: module``), which lists its __all__,
     # or names each member (``::: module.Name``); a new public name must land on one.
-    rendered = "\n".join(
-        p.read_text(encoding="utf-8") for p in (DOCS / "reference").glob("*.md")
-    )
+    rendered = "\n".join(p.read_text(encoding="utf-8") for p in (DOCS / "reference").glob("*.md"))
     directives = set(re.findall(r"^::: ([\w.]+)\s*$", rendered, re.MULTILINE))
     missing = []
     for name in PUBLIC_MODULES:
