@@ -50,14 +50,6 @@ _STATUS = {
     "failed": ItemStatus.FAILED,
     "exhausted": ItemStatus.EXHAUSTED,
 }
-_TRIGGER_FOR = {
-    OutcomeKind.SUCCEEDED: Trigger.SUCCEED,
-    OutcomeKind.INVALID: Trigger.INVALID,
-    OutcomeKind.TRANSIENT: Trigger.TRANSIENT,
-    OutcomeKind.RATE_LIMITED: Trigger.RATE_LIMITED,
-    OutcomeKind.RESOURCE_LOST: Trigger.RESOURCE_LOST,
-    OutcomeKind.FATAL: Trigger.FATAL,
-}
 _SUCCESS = Outcome(OutcomeKind.SUCCEEDED)
 
 
