@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import attrs
 
@@ -287,11 +287,20 @@ def _int(value: object, where: str, *, minimum: int) -> int:
     return value
 
 
+def _is_number(value: object) -> TypeGuard[float]:
+    """A finite int or float; a boolean is not a number here."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_seconds(value: object, where: str) -> None:
+    if not (_is_number(value) and value > 0):
+        raise PlanError(where, f"must be a positive number of seconds, got {value!r}")
+
+
 def _seconds(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PlanError(where, f"expected a number of seconds, got {_show(value)}")
-    if not math.isfinite(value) or value <= 0:
-        raise PlanError(where, f"must be a positive number of seconds, got {value}")
+    _check_seconds(value, where)
     return float(value)
 
 
@@ -308,11 +317,12 @@ def _backoff(value: object, where: str) -> Backoff:
     initial = _seconds(table.get("initial", default.initial), f"{where}.initial")
     maximum = _seconds(table.get("max", table.get("maximum", default.maximum)), f"{where}.max")
     multiplier = table.get("multiplier", default.multiplier)
-    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or multiplier < 1:
+    if not _is_number(multiplier):
         raise PlanError(f"{where}.multiplier", f"expected a number >= 1, got {_show(multiplier)}")
-    if maximum < initial:
-        raise PlanError(where, f"max ({maximum}) is smaller than initial ({initial})")
-    return Backoff(initial, maximum, float(multiplier))
+    backoff = Backoff(initial, maximum, float(multiplier))
+    # The same checks as for a Backoff built in code, under this file's path.
+    _check_backoff(backoff, where)
+    return backoff
 
 
 def _params(value: object, where: str) -> dict[str, ParamValue]:
@@ -405,23 +415,11 @@ def _parse_plan(data: Mapping[str, Any], kinds: tuple[str, ...], where: str) -> 
 def _check_backoff(backoff: object, where: str) -> None:
     if not isinstance(backoff, Backoff):
         raise PlanError(where, f"expected a Backoff, got {_show(backoff)}")
-    for key in ("initial", "maximum"):
-        value = getattr(backoff, key)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not (math.isfinite(value) and value > 0)
-        ):
-            raise PlanError(
-                f"{where}.{key}", f"must be a positive number of seconds, got {value!r}"
-            )
+    _check_seconds(backoff.initial, f"{where}.initial")
+    _check_seconds(backoff.maximum, f"{where}.max")
     multiplier = backoff.multiplier
-    if (
-        isinstance(multiplier, bool)
-        or not isinstance(multiplier, int | float)
-        or not (math.isfinite(multiplier) and multiplier >= 1)
-    ):
-        raise PlanError(f"{where}.multiplier", f"expected a number >= 1, got {multiplier!r}")
+    if not (_is_number(multiplier) and multiplier >= 1):
+        raise PlanError(f"{where}.multiplier", f"expected a number >= 1, got {_show(multiplier)}")
     if backoff.maximum < backoff.initial:
         raise PlanError(
             where, f"max ({backoff.maximum}) is smaller than initial ({backoff.initial})"
@@ -439,8 +437,8 @@ def _check_plan(plan: Plan, where: str) -> None:
         raise PlanError(f"{where}.max_resource_lost", "must be at least 0")
     for key in ("deadline", "timeout"):
         value = getattr(plan, key)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise PlanError(f"{where}.{key}", f"must be a positive number of seconds, got {value}")
+        if value is not None:
+            _check_seconds(value, f"{where}.{key}")
 
 
 def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None:
@@ -466,16 +464,8 @@ def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None
                 f"{where}.stages[{i}].name",
                 f"{stage.name!r} is not a valid name (letters, digits, '_' and '-')",
             )
-        if stage.timeout is not None and not (
-            isinstance(stage.timeout, int | float)
-            and not isinstance(stage.timeout, bool)
-            and math.isfinite(stage.timeout)
-            and stage.timeout > 0
-        ):
-            raise PlanError(
-                f"{where}.stages[{i}].timeout",
-                f"must be a positive number of seconds, got {stage.timeout!r}",
-            )
+        if stage.timeout is not None:
+            _check_seconds(stage.timeout, f"{where}.stages[{i}].timeout")
         if stage.backoff is not None:
             _check_backoff(stage.backoff, f"{where}.stages[{i}].backoff")
         names[stage.name] = i

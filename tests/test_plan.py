@@ -516,7 +516,7 @@ class TestBuiltInCode:
             ),
             (
                 lambda: sr.Plan([sr.Stage("a", backoff=sr.Backoff(multiplier=0.5))]),
-                "plan.stages[0].backoff.multiplier: expected a number >= 1, got 0.5",
+                "plan.stages[0].backoff.multiplier: expected a number >= 1, got the number 0.5",
             ),
             (
                 lambda: sr.Plan([sr.Stage("a")], deadline=0.0),
