@@ -47,6 +47,11 @@ class Usage:
         return self.input_tokens - self.cached_tokens
 
     @property
+    def cached_share(self) -> float:
+        """Share of input tokens served from a cache (0 when there were none)."""
+        return self.cached_tokens / self.input_tokens if self.input_tokens else 0.0
+
+    @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens + self.thinking_tokens
 
@@ -174,9 +179,7 @@ class BatchResult:
     @property
     def cached_share(self) -> float:
         """Share of input tokens served from a cache."""
-        return (
-            self.usage.cached_tokens / self.usage.input_tokens if self.usage.input_tokens else 0.0
-        )
+        return self.usage.cached_share
 
     def summary(self) -> str:
         """A readable plain-text table of the run."""

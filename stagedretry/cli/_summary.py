@@ -184,8 +184,7 @@ class Summary:
     @property
     def cached_share(self) -> float:
         """Share of prompt tokens served from the cache."""
-        u = self.usage
-        return u.cached_tokens / u.input_tokens if u.input_tokens else 0.0
+        return self.usage.cached_share
 
     @property
     def rate(self) -> float:
