@@ -125,9 +125,9 @@ class LiveProgress:
     def _count(self, result: ItemResult) -> None:
         self._counts[result.status] += 1
         self._prompts += result.prompts
-        for attempt in result.attempts:
-            self._input += attempt.usage.input_tokens
-            self._cached += attempt.usage.cached_tokens
+        usage = result.usage
+        self._input += usage.input_tokens
+        self._cached += usage.cached_tokens
 
     def stats_line(self) -> Text:
         """``ok N  failed N  exhausted N  ·  prompts N  ·  cached P%`` (and cancelled, if any)."""

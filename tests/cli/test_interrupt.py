@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from .conftest import Job, command, sim_pipeline
 
@@ -54,6 +55,20 @@ def _interrupt(job: Job, env: dict[str, str], *, times: int) -> tuple[int, dict[
     return child.returncode, json.loads(rest_out), "".join(err) + rest_err
 
 
+def _resume(job: Job, env: dict[str, str]) -> dict[str, Any]:
+    """Run the job again with no latency (same fingerprint); its ``--json`` summary."""
+    resumed = subprocess.run(
+        command("run", str(job.pipeline), "--json", "--no-progress", *RESUME),
+        capture_output=True,
+        env=env,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    summary: dict[str, Any] = json.loads(resumed.stdout)
+    return summary
+
+
 def _statuses(journal: Path) -> dict[str, str]:
     db = sqlite3.connect(journal)
     try:
@@ -83,15 +98,7 @@ def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
     assert sent == set(_statuses(job.journal))
     assert len(job.lines()) == len(sent)
 
-    resumed = subprocess.run(
-        command("run", str(job.pipeline), "--json", "--no-progress", *RESUME),
-        capture_output=True,
-        env=subprocess_env,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    final = json.loads(resumed.stdout)
+    final = _resume(job, subprocess_env)
     assert final["fingerprint"] == summary["fingerprint"]
     assert final["items"]["pending"] == 0
     assert final["items"]["from_journal"] == len(sent)
@@ -114,15 +121,7 @@ def test_a_second_interrupt_cancels_in_flight_items_which_the_next_run_retries(
     assert len(cancelled) == this_run["cancelled"]
     assert {row["id"] for row in job.lines() if row["status"] == "cancelled"} == cancelled
 
-    resumed = subprocess.run(
-        command("run", str(job.pipeline), "--json", "--no-progress", *RESUME),
-        capture_output=True,
-        env=subprocess_env,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    final = json.loads(resumed.stdout)
+    final = _resume(job, subprocess_env)
     assert final["fingerprint"] == summary["fingerprint"]
     assert final["this_run"]["succeeded"] == 30  # the cancelled items were run again
     assert final["items"]["cancelled"] == 0
