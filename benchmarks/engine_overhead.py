@@ -123,7 +123,8 @@ def rss(sizes: list[int], as_json: bool = False) -> None:
     peaks = {}
     for n in sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--rss-child", str(n)],
+            # The child is a fresh process: it must be told --no-yield as well.
+            [sys.executable, __file__, "--rss-child", str(n), *([] if YIELD else ["--no-yield"])],
             check=True,
             capture_output=True,
             text=True,

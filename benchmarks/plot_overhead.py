@@ -96,6 +96,9 @@ def quote_in_docs(figures: dict[str, Any], page: Path = PAGE) -> None:
         raise SystemExit(f"{page}: no figures marker")
     comment, fence, rest = rest.partition("```text\n")
     _, close, tail = rest.partition("```")
+    if not (fence and close):
+        # Without both fences the partitions above would append the block instead of replacing it.
+        raise SystemExit(f"{page}: no ```text block after the figures marker")
     block = describe(figures) + "\n"
     page.write_text(head + sep + comment + fence + block + close + tail, encoding="utf-8")
 

@@ -14,6 +14,7 @@ from stagedretry.testing import VirtualClock
 from strategies.callable import from_callable
 
 
+@attrs.define(eq=False)  # a stateful fake: compared by identity
 class FakeCache:
     """A provider-side context cache with a TTL kept by its "server", and a close policy.
 
@@ -22,31 +23,20 @@ class FakeCache:
     ``"release"`` (delete it on close).
     """
 
-    def __init__(
-        self,
-        name: str = "cache",
-        *,
-        ttl: float = 3_600.0,
-        margin: float = 10.0,
-        policy: str = "release",
-        prepare_delay: float = 1.0,
-        renew_delay: float = 0.5,
-        fail_prepare: int = 0,
-        fail_renew: bool = False,
-    ) -> None:
-        self.name = name
-        self.ttl = ttl
-        self.margin = margin
-        self.policy = policy
-        self.prepare_delay = prepare_delay
-        self.renew_delay = renew_delay
-        self.fail_prepare = fail_prepare
-        self.fail_renew = fail_renew
-        self.server: dict[str, float] = {}
-        self.expiry: dict[str, float] = {}  # every handle ever made, for the test's checks
-        self.prepares = 0
-        self.renewals: list[RenewReason] = []
-        self.closed: list[str] = []
+    name: str = "cache"
+    ttl: float = attrs.field(default=3_600.0, kw_only=True)
+    margin: float = attrs.field(default=10.0, kw_only=True)
+    policy: str = attrs.field(default="release", kw_only=True)
+    prepare_delay: float = attrs.field(default=1.0, kw_only=True)
+    renew_delay: float = attrs.field(default=0.5, kw_only=True)
+    fail_prepare: int = attrs.field(default=0, kw_only=True)
+    fail_renew: bool = attrs.field(default=False, kw_only=True)
+    server: dict[str, float] = attrs.field(factory=dict, init=False)
+    # Every handle ever made, for the test's checks.
+    expiry: dict[str, float] = attrs.field(factory=dict, init=False)
+    prepares: int = attrs.field(default=0, init=False)
+    renewals: list[RenewReason] = attrs.field(factory=list, init=False)
+    closed: list[str] = attrs.field(factory=list, init=False)
 
     def _create(self, clock: sr.Clock) -> str:
         handle = f"{self.name}/{len(self.expiry) + 1}"
@@ -85,22 +75,15 @@ class Use:
     time: float
 
 
+@attrs.define(kw_only=True, eq=False)
 class UsesCache:
     """A strategy that records the handle each request got; optionally reports it lost."""
 
-    def __init__(
-        self,
-        *,
-        name: str = "cache",
-        latency: float = 1.0,
-        lost_on: set[str] | None = None,
-        latency_of: dict[str, float] | None = None,
-    ) -> None:
-        self.name = name
-        self.latency = latency
-        self.latency_of = latency_of or {}
-        self.lost_on = lost_on or set()
-        self.uses: list[Use] = []
+    name: str = "cache"
+    latency: float = 1.0
+    lost_on: set[str] = attrs.field(factory=set)
+    latency_of: dict[str, float] = attrs.field(factory=dict)
+    uses: list[Use] = attrs.field(factory=list, init=False)
 
     async def generate(self, request: sr.Request, ctx: sr.StageContext) -> sr.Response:
         handle = ctx.resources[self.name]

@@ -172,7 +172,10 @@ class TestBudget:
             await one(strategy, VirtualClock())
             return [c.at for c in strategy.calls]
 
-        assert await times() == await times()
+        first = await times()
+        assert len(first) > 2  # retries happened ...
+        assert first[-1] > 0  # ... after real waits
+        assert await times() == first
 
     async def test_every_attempt_invalid_walks_the_ladder_then_exhausts(
         self, virtual_clock: VirtualClock
@@ -714,7 +717,9 @@ class TestStream:
             await asyncio.sleep(0)
 
         assert first.ok
-        assert taken <= 1 + 4 + 4 + 4  # consumed, queued, waiting to be queued, in flight
+        # Consumed, queued, waiting to be queued, in flight: the workers ran ahead of the
+        # stalled consumer (the queue filled and each worker holds a finished item), no further.
+        assert 1 + 4 + 4 <= taken <= 1 + 4 + 4 + 4
         rest = [r async for r in stream]
         assert len(rest) == 999
         assert taken == 1_000

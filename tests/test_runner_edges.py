@@ -161,12 +161,15 @@ async def test_leaving_a_stream_block_early_stops_the_run() -> None:
 
     runner = sr.Runner(sr.Plan.ladder(), from_callable(slow), concurrency=3)
     before = len(asyncio.all_tasks())
+    got: list[str] = []
     async with runner.stream((str(i), "p") for i in range(100)) as results:
         async for result in results:
-            assert result.id == "0"
+            got.append(result.id)
             break
     await asyncio.sleep(0)
+    assert got == ["0"]
     assert len(asyncio.all_tasks()) == before
+    assert "0" in started
     assert len(started) < 10
 
 

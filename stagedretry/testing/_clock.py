@@ -250,7 +250,6 @@ class _VirtualTimeout:
     __slots__ = (
         "_cancelling",
         "_clock",
-        "_entered",
         "_entry",
         "_expired",
         "_handle",
@@ -266,16 +265,14 @@ class _VirtualTimeout:
         self._entry: _Entry | None = None
         self._handle: asyncio.Handle | None = None
         self._expired = False
-        self._entered = False
 
     def expired(self) -> bool:
         """Whether the deadline passed and the block was cancelled for it."""
         return self._expired
 
     async def __aenter__(self) -> None:
-        if self._entered:
+        if self._task is not None:
             raise RuntimeError("a timeout context can be entered only once")
-        self._entered = True
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("VirtualClock.timeout() must be used inside a task")

@@ -101,8 +101,8 @@ def _heads(fields: Iterable[str]) -> tuple[str, ...]:
 class ReferenceItem:
     """One item walked through a plan by the reference rules, one step at a time.
 
-    :meth:`needs_step` says whether it waits for the next outcome; :meth:`play`
-    feeds it one.  Used by :func:`expected_path` and the stateful checker.
+    It waits for the next outcome until :attr:`done`; :meth:`play` feeds it
+    one.  Used by :func:`expected_path` and the stateful checker.
     """
 
     def __init__(self, plan: Plan) -> None:
@@ -150,10 +150,6 @@ class ReferenceItem:
         if stage is None or stage.kind != "partial":
             return None
         return self.repair
-
-    def needs_step(self) -> bool:
-        """Whether the next thing to happen is a request (so a step is needed)."""
-        return not self.done
 
     def play(self, step: Step) -> None:
         """Feed the outcome of the request the item is about to send."""
@@ -215,6 +211,8 @@ class ReferenceItem:
         )
 
     def _target(self, index: int, target: str) -> str:
+        # Deliberately not ``_plan.resolve_target``: the engine compiles its machine with
+        # that helper, so sharing it would let a wrong target pass on both sides.
         if target == "next":
             stages = self.plan.stages
             return stages[index + 1].name if index + 1 < len(stages) else "exhausted"
