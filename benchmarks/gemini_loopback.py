@@ -275,11 +275,7 @@ async def cost_run(
         ledger.candidates_tokens,
     ):
         raise SystemExit("the library's token totals differ from the emulator's ledger")
-    dollars = (
-        PRICE_INPUT * (ledger.fresh_prompt_tokens + ledger.cache_tokens_created)
-        + PRICE_CACHED * ledger.cached_tokens
-        + PRICE_OUTPUT * (ledger.candidates_tokens + ledger.thoughts_tokens)
-    ) / 1e6
+    dollars = PRICE_INPUT * billed_tokens(ledger) / 1e6
     return batch, ledger, dollars
 
 

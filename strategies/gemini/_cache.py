@@ -23,7 +23,7 @@ import attrs
 import structlog
 from google.genai import errors, types
 
-from stagedretry import Clock, OutcomeKind, RenewReason
+from stagedretry import Backoff, Clock, OutcomeKind, RenewReason
 
 from ._errors import cache_gone, classify
 from ._errors import redact as _redact
@@ -49,8 +49,7 @@ MAX_DISPLAY_NAME: Final = 128
 MAX_TAG: Final = 64
 _TOO_SMALL: Final = "Cached content is too small"
 _CALL_ATTEMPTS: Final = 4
-_CALL_BACKOFF: Final = 0.5
-_CALL_BACKOFF_MAX: Final = 8.0
+_CALL_BACKOFF: Final = Backoff(initial=0.5, maximum=8.0)
 _LIST_PAGE_SIZE: Final = 100
 
 
@@ -473,9 +472,7 @@ class GeminiContextCache:
                     raise
                 assert outcome is not None
                 delay = outcome.retry_after
-                if delay is None:
-                    delay = min(_CALL_BACKOFF_MAX, _CALL_BACKOFF * 2 ** (attempt - 1))
-                await clock.sleep(delay)
+                await clock.sleep(_CALL_BACKOFF.ceiling(attempt) if delay is None else delay)
 
     def _handle(
         self,

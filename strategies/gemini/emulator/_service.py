@@ -23,9 +23,9 @@ from ._model import GenerationConfig, SimulatedModel
 from ._tokens import (
     content_text,
     content_tokens,
-    contents_tokens,
     count_tokens,
     json_tokens,
+    request_tokens,
     truncate_tokens,
 )
 from ._wire import MSG_CACHE_WITH_SYSTEM, invalid, parse_duration, parse_timestamp
@@ -143,12 +143,7 @@ class GeminiService:
         with self.lock:
             now = self._clock()
             expire = self._expiry(body, now, "cached_content")
-            total = (
-                contents_tokens(contents)
-                + content_tokens(system)
-                + json_tokens(tools)
-                + json_tokens(tool_config)
-            )
+            total = request_tokens(contents, system, tools, tool_config)
             minimum = self.min_tokens_for(model)
             if total < minimum:
                 raise invalid(
@@ -270,12 +265,7 @@ class GeminiService:
                     )
                 cached = entry.total_tokens
                 prefix = entry.prompt_text
-            fresh = (
-                contents_tokens(contents)
-                + content_tokens(system)
-                + json_tokens(tools)
-                + json_tokens(tool_config)
-            )
+            fresh = request_tokens(contents, system, tools, tool_config)
             if cache_name is None and self._implicit:
                 cached = self._implicit_hit(model, [system, tools, tool_config, *contents])
             self._answers += 1

@@ -10,29 +10,25 @@ JSON text. Real tokenizers differ, but usage arithmetic only needs to be consist
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any, Final
 
+from strategies._tokens import count_tokens, truncate_tokens
+
+__all__ = [
+    "MEDIA_PART_TOKENS",
+    "content_text",
+    "content_tokens",
+    "contents_tokens",
+    "count_tokens",
+    "json_tokens",
+    "part_tokens",
+    "request_tokens",
+    "truncate_tokens",
+]
+
 MEDIA_PART_TOKENS: Final = 258
 """Tokens charged for one ``inlineData`` / ``fileData`` part."""
-
-_TOKEN: Final = re.compile(r"\w+|[^\w\s]")
-
-
-def count_tokens(text: str) -> int:
-    """Count the tokens of one string."""
-    return sum(1 for _ in _TOKEN.finditer(text))
-
-
-def truncate_tokens(text: str, limit: int) -> str:
-    """Return the prefix of ``text`` that holds its first ``limit`` tokens."""
-    if limit <= 0:
-        return ""
-    for index, match in enumerate(_TOKEN.finditer(text), start=1):
-        if index == limit:
-            return text[: match.end()]
-    return text
 
 
 def part_tokens(part: object) -> int:
@@ -74,6 +70,16 @@ def content_tokens(content: object) -> int:
 def contents_tokens(contents: Iterable[object]) -> int:
     """Count the tokens of a list of ``Content`` objects."""
     return sum(content_tokens(content) for content in contents)
+
+
+def request_tokens(contents: Iterable[object], system: object, tools: Any, tool_config: Any) -> int:
+    """Count what a request (or a cache) holds: contents, system instruction, tools, tool config."""
+    return (
+        contents_tokens(contents)
+        + content_tokens(system)
+        + json_tokens(tools)
+        + json_tokens(tool_config)
+    )
 
 
 def json_tokens(value: Any) -> int:
