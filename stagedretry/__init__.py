@@ -29,9 +29,17 @@ from ._results import (
     WorkItem,
 )
 from ._runner import ResultStream, Runner
+from ._settings import parse_settings, settable_keys, setting, stage_params
 from ._stages import FullStage, PartialStage, StageKind, Validator, builtin_kinds
 from ._state import ItemState, Scratch
-from ._strategy import Request, Response, StageContext, Strategy, UsesResources
+from ._strategy import (
+    DeclaresParams,
+    Request,
+    Response,
+    StageContext,
+    Strategy,
+    UsesResources,
+)
 
 __all__ = [
     "Attempt",
@@ -39,6 +47,7 @@ __all__ = [
     "Backoff",
     "BatchResult",
     "Clock",
+    "DeclaresParams",
     "FatalError",
     "FieldError",
     "FullStage",
@@ -75,5 +84,9 @@ __all__ = [
     "Validator",
     "WorkItem",
     "builtin_kinds",
+    "parse_settings",
+    "settable_keys",
+    "setting",
+    "stage_params",
     "validators",
 ]

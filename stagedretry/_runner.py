@@ -38,9 +38,10 @@ from ._outcomes import (
 from ._plan import Plan
 from ._resources import ResourcePool, SharedResource
 from ._results import NO_USAGE, Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
+from ._settings import stage_params
 from ._stages import StageKind, Validator, builtin_kinds
 from ._state import ItemState
-from ._strategy import Response, StageContext, Strategy, UsesResources
+from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
 
 ItemLike = WorkItem | tuple[Any, ...]
 Items = Iterable[ItemLike] | AsyncIterable[ItemLike]
@@ -246,6 +247,14 @@ class Runner:
                     f"plan.stages[{i}].kind",
                     f"unknown stage kind {stage.kind!r} (known: {', '.join(kinds)})",
                 )
+        # Every stage's params are checked against the strategy's declared type now, before
+        # any request: a typo or an out-of-range value fails here, not as a 400 per item.
+        declared = strategy.params_type if isinstance(strategy, DeclaresParams) else None
+        self._params: tuple[Any, ...] = (
+            stage_params(plan, declared)
+            if declared is not None
+            else tuple(s.params for s in plan.stages)
+        )
         self.plan = plan
         self.strategy = strategy
         self.concurrency = concurrency
@@ -455,7 +464,9 @@ class Runner:
                 else:
                     handles, generations = _NO_HANDLES, ()
                 number = len(state.attempts) + 1
-                ctx = StageContext(item, state, stage, plan, handles, clock, number)
+                ctx = StageContext(
+                    item, state, stage, plan, handles, clock, number, self._params[index]
+                )
                 timeout = stage.timeout or plan.timeout
                 started = clock.monotonic()
                 if deadline is not None:

@@ -55,7 +55,7 @@ class StageContext:
     engine's benchmarked hot path, and it never leaves the attempt.
     """
 
-    __slots__ = ("attempt", "clock", "item", "plan", "resources", "stage", "state")
+    __slots__ = ("attempt", "clock", "item", "params", "plan", "resources", "stage", "state")
 
     def __init__(
         self,
@@ -66,6 +66,7 @@ class StageContext:
         resources: Mapping[str, Any],
         clock: Clock,
         attempt: int,
+        params: Any = None,
     ) -> None:
         self.item = item
         self.state = state
@@ -74,12 +75,31 @@ class StageContext:
         self.resources = resources
         self.clock = clock
         self.attempt = attempt
+        self.params = stage.params if params is None else params
+        """The stage's params, checked: an instance of the strategy's ``params_type``
+        (see :class:`DeclaresParams`), or the plan's mapping for a strategy that declares none."""
 
     def __repr__(self) -> str:
         return (
             f"StageContext(item={self.item.id!r}, stage={self.stage.name!r}, "
             f"attempt={self.attempt})"
         )
+
+
+@runtime_checkable
+class DeclaresParams(Protocol):
+    """A strategy that declares the stage params it understands.
+
+    ``params_type`` is a frozen attrs class whose fields are made with
+    :func:`stagedretry.setting`.  The runner reads every stage's params into it
+    when it is built (raising :class:`PlanError` for an unknown key, a wrong
+    type, NaN, infinity or a value out of range, before any request), and each
+    attempt's ``ctx.params`` is the stage's instance.
+    """
+
+    @property
+    def params_type(self) -> type[Any] | None:
+        """The class of this strategy's stage params; ``None``: it declares none."""
 
 
 @runtime_checkable

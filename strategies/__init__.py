@@ -6,4 +6,14 @@ defined by the engine and re-exported here for strategy authors.
 
 from stagedretry import Request, Response, ResponseMeta, StageContext, Strategy, Usage
 
-__all__ = ["Request", "Response", "ResponseMeta", "StageContext", "Strategy", "Usage"]
+from ._sampling import SamplingParams
+
+__all__ = [
+    "Request",
+    "Response",
+    "ResponseMeta",
+    "SamplingParams",
+    "StageContext",
+    "Strategy",
+    "Usage",
+]

@@ -26,9 +26,11 @@ from stagedretry import (
     TransientError,
     Usage,
     ValidationFailed,
+    parse_settings,
     validators,
 )
 
+from ._sampling import SamplingParams
 from ._tokens import count_tokens
 
 BOOK_FIELDS: Mapping[str, type] = {"title": str, "author": str, "year": int, "pages": int}
@@ -59,9 +61,14 @@ class SimModel:
 
 
 class SimStrategy:
-    """The strategy over a :class:`SimModel`."""
+    """The strategy over a :class:`SimModel`; its stage params are :class:`SamplingParams`.
+
+    Only ``temperature`` changes its answers; the other sampling params are
+    accepted (so a plan written for Gemini runs here unchanged) and ignored.
+    """
 
     __slots__ = ("model",)
+    params_type = SamplingParams
 
     def __init__(self, model: SimModel | None = None, **knobs: Any) -> None:
         self.model = model or SimModel(**knobs)
@@ -74,7 +81,10 @@ class SimStrategy:
         m = self.model
         if m.latency:
             await ctx.clock.sleep(m.latency)
-        temperature = float(request.params.get("temperature", 0.0))
+        params = ctx.params
+        if not isinstance(params, SamplingParams):  # a context built by hand, not by a runner
+            params = parse_settings(SamplingParams, params, f"{request.stage.name}.params")
+        temperature = params.temperature or 0.0
         key = (m.seed, request.item_id, request.stage.name, ctx.attempt)
         if m.rate_limit_rate and _unit(*key, "429") < m.rate_limit_rate:
             raise RateLimited("simulated 429", retry_after=m.retry_after)

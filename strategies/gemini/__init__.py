@@ -11,6 +11,7 @@ from ._cache import CacheHandle, CacheStats, ClosePolicy, GeminiContextCache
 from ._client import connect, disconnect
 from ._errors import classify, gemini_rules
 from ._meta import response_meta, response_usage
+from ._params import GeminiParams
 from ._schema import subset_schema
 from ._strategy import STAGE_PARAMS, GeminiStrategy
 
@@ -20,6 +21,7 @@ __all__ = [
     "CacheStats",
     "ClosePolicy",
     "GeminiContextCache",
+    "GeminiParams",
     "GeminiStrategy",
     "classify",
     "connect",

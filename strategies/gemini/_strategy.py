@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import pydantic
-import structlog
 from google.genai import types
 
 from stagedretry import (
@@ -28,12 +27,15 @@ from stagedretry import (
     SharedResource,
     StageContext,
     TransientError,
+    parse_settings,
+    settable_keys,
 )
 
 from ._cache import CacheHandle, GeminiContextCache, check_client, model_path
 from ._errors import classify as _classify
 from ._errors import redact
 from ._meta import SAFETY_FINISH_REASONS, answer_text, response_meta, response_usage
+from ._params import JSON_MIME, GeminiParams
 from ._schema import ResponseSchema
 
 if TYPE_CHECKING:
@@ -41,23 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["STAGE_PARAMS", "GeminiStrategy"]
 
-_log = structlog.get_logger("stagedretry.gemini")
+STAGE_PARAMS: Final = frozenset(settable_keys(GeminiParams))
+"""The stage params the strategy maps onto ``GenerateContentConfig`` (see :class:`GeminiParams`)."""
 
-_FLOAT_PARAMS: Final = ("temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty")
-_INT_PARAMS: Final = ("max_output_tokens", "seed")
-STAGE_PARAMS: Final = frozenset(
-    {
-        *_FLOAT_PARAMS,
-        *_INT_PARAMS,
-        "model",
-        "stop_sequences",
-        "thinking_budget",
-        "response_mime_type",
-    }
-)
-"""The stage params the strategy maps onto ``GenerateContentConfig``."""
-
-_JSON_MIME: Final = "application/json"
 _CONFIG_MEMO: Final = 512
 _NO_AFC: Final = types.AutomaticFunctionCallingConfig(disable=True)
 
@@ -83,6 +71,9 @@ class GeminiStrategy:
     and an explicit ``api_version``: the engine does the retrying, and counts
     every request.
     """
+
+    params_type: Final = GeminiParams
+    """Stage params are checked against :class:`GeminiParams` when a runner is built."""
 
     def __init__(
         self,
@@ -124,7 +115,6 @@ class GeminiStrategy:
         )
         self._secret = _api_key(client)
         self._configs: dict[tuple[Any, ...], tuple[Any, types.GenerateContentConfig]] = {}
-        self._warned: set[tuple[str, str]] = set()
         check_client(client)
 
     @property
@@ -145,13 +135,13 @@ class GeminiStrategy:
 
     async def generate(self, request: Request, ctx: StageContext) -> Response:
         """Send one request; return its text (``None`` when withheld) with usage and metadata."""
-        params = request.params
-        model = str(params.get("model", self._model))
+        params = _params_of(ctx)
+        model = params.model or self._model
         handle = self._handle(ctx)
         use_cache = (
             handle is not None and handle.name is not None and model_path(model) == handle.model
         )
-        config = self._config(request, handle if use_cache else None)
+        config = self._config(request, params, handle if use_cache else None)
         contents: Any = request.prompt
         cache = self._cache
         if not use_cache and cache is not None and cache.contents:
@@ -209,14 +199,16 @@ class GeminiStrategy:
             )
         return handle
 
-    def _config(self, request: Request, handle: CacheHandle | None) -> types.GenerateContentConfig:
+    def _config(
+        self, request: Request, params: GeminiParams, handle: CacheHandle | None
+    ) -> types.GenerateContentConfig:
         """The request's config, built once per stage, field list and cache generation."""
         stage = request.stage
         key = (id(stage), request.fields, handle)
         found = self._configs.get(key)
         if found is not None and found[0] is stage:
             return found[1]
-        config = self._build_config(request, handle)
+        config = self._build_config(request, params, handle)
         if len(self._configs) >= _CONFIG_MEMO:
             self._configs.clear()
         # The stage is kept beside its config so a recycled id() never matches another stage.
@@ -224,35 +216,20 @@ class GeminiStrategy:
         return config
 
     def _build_config(
-        self, request: Request, handle: CacheHandle | None
+        self, request: Request, params: GeminiParams, handle: CacheHandle | None
     ) -> types.GenerateContentConfig:
-        stage = request.stage
         fields: dict[str, Any] = {"automatic_function_calling": _NO_AFC}
-        for name, value in stage.params.items():
-            if name in _FLOAT_PARAMS:
-                fields[name] = _number(stage.name, name, value, float)
-            elif name in _INT_PARAMS:
-                fields[name] = _number(stage.name, name, value, int)
-            elif name == "stop_sequences":
-                seq = (value,) if isinstance(value, str) else value
-                fields[name] = [str(s) for s in seq] if isinstance(seq, tuple) else None
-            elif name == "thinking_budget":
-                fields["thinking_config"] = types.ThinkingConfig(
-                    thinking_budget=_number(stage.name, name, value, int)
-                )
-            elif name == "response_mime_type":
-                fields[name] = str(value)
-            elif name != "model" and (stage.name, name) not in self._warned:
-                self._warned.add((stage.name, name))
-                _log.warning(
-                    "gemini_stage_param_ignored",
-                    stage=stage.name,
-                    param=name,
-                    known=sorted(STAGE_PARAMS),
-                )
+        for name in _CONFIG_FIELDS:
+            value = getattr(params, name)
+            if value is not None:
+                fields[name] = list(value) if isinstance(value, tuple) else value
+        if params.thinking_budget is not None:
+            fields["thinking_config"] = types.ThinkingConfig(
+                thinking_budget=params.thinking_budget
+            )
         schema = self._schema
         if schema is not None:
-            fields.setdefault("response_mime_type", _JSON_MIME)
+            fields.setdefault("response_mime_type", JSON_MIME)
             chosen = schema.for_fields(request.fields)
             if schema.json_schema:
                 fields["response_json_schema"] = chosen
@@ -278,9 +255,16 @@ class GeminiStrategy:
         return f"GeminiStrategy(model={self._model!r}, cache={cache!r})"
 
 
-def _number(stage: str, name: str, value: object, kind: type[int] | type[float]) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"stage {stage!r}: param {name!r} must be a number, got {value!r}")
-    if kind is int and not float(value).is_integer():
-        raise ValueError(f"stage {stage!r}: param {name!r} must be a whole number, got {value!r}")
-    return kind(value)
+
+_CONFIG_FIELDS: Final = tuple(
+    name for name in settable_keys(GeminiParams) if name not in ("model", "thinking_budget")
+)
+"""The params that are ``GenerateContentConfig`` fields of the same name."""
+
+
+def _params_of(ctx: StageContext) -> GeminiParams:
+    """The checked params; read here when a context was built by hand, not by a runner."""
+    params = ctx.params
+    if isinstance(params, GeminiParams):
+        return params
+    return parse_settings(GeminiParams, params, f"{ctx.stage.name}.params", noun="parameter")

@@ -326,27 +326,28 @@ async def test_the_strategys_cache_is_shared_without_being_passed_to_the_runner(
     assert all(a.usage.cached_tokens > 0 for r in batch.results for a in r.attempts)
 
 
-async def test_unknown_stage_params_are_warned_about_once_and_bad_values_fail(
+async def test_unknown_and_bad_stage_params_fail_when_the_runner_is_built(
     start_on_clock: Callable[..., GeminiEmulator],
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
+    """A typo or a bad value is a PlanError naming its path, before any request is sent."""
     emulator = start_on_clock(seed=1)
     client = connect(emulator)
     strategy = GeminiStrategy(client, MODEL, response_schema=Book)
-    plan = sr.Plan(stages=[sr.Stage("s", "full", {"temprature": 0.3})], max_prompts=1)
-    with structlog.testing.capture_logs() as logs:
-        batch = await ladder_runner(strategy, virtual_clock, plan=plan).run(items(5))
-    assert batch.succeeded == 5
-    ignored = [e for e in logs if e["event"] == "gemini_stage_param_ignored"]
-    assert len(ignored) == 1
-    assert ignored[0]["param"] == "temprature"
+    typo = sr.Plan(stages=[sr.Stage("s", "full", {"temprature": 0.3})], max_prompts=1)
+    with pytest.raises(sr.PlanError) as caught:
+        ladder_runner(strategy, virtual_clock, plan=typo)
+    assert caught.value.path == "plan.stages[0].params.temprature"
+    assert "did you mean 'temperature'?" in caught.value.problem
 
-    bad = sr.Plan(stages=[sr.Stage("s", "full", {"temperature": "hot"})], max_prompts=1)
-    batch = await ladder_runner(strategy, virtual_clock, plan=bad).run(items(1))
-    (result,) = batch.results
-    assert result.status is sr.ItemStatus.FAILED
-    assert "must be a number" in (result.reason or "")
+    hot = sr.Plan(stages=[sr.Stage("s", "full", {"temperature": "hot"})], max_prompts=1)
+    with pytest.raises(sr.PlanError) as caught:
+        ladder_runner(strategy, virtual_clock, plan=hot)
+    assert str(caught.value) == (
+        "plan.stages[0].params.temperature: expected a number in [0, 2], got the string 'hot'"
+    )
+    assert emulator.ledger.requests == ()
 
 
 def test_cache_handle_is_inline_without_a_name() -> None:

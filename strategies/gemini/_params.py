@@ -1,0 +1,34 @@
+"""The Gemini strategy's stage params: what maps onto ``GenerateContentConfig``.
+
+Ranges from the Gemini API reference (``GenerationConfig``): temperature in
+[0, 2], top_p in [0, 1], presence and frequency penalties in [-2, 2]; a
+thinking budget of -1 asks for dynamic thinking, 0 turns thinking off where
+the model allows it, and no model takes more than 32,768 thinking tokens.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from stagedretry import setting
+
+from .._sampling import SamplingParams
+
+JSON_MIME = "application/json"
+MIME_TYPES = (JSON_MIME, "text/plain", "text/x.enum")
+
+
+@attrs.frozen
+class GeminiParams(SamplingParams):
+    """Stage params of :class:`~strategies.gemini.GeminiStrategy`; ``None`` is the model's default.
+
+    Adds to :class:`~strategies.SamplingParams`: ``presence_penalty`` and
+    ``frequency_penalty`` (in [-2, 2]), ``thinking_budget`` (tokens, -1 for
+    dynamic, at most 32,768) and ``response_mime_type`` (``application/json``,
+    ``text/plain`` or ``text/x.enum``; with a response schema the default is JSON).
+    """
+
+    presence_penalty: float | None = setting(None, minimum=-2.0, maximum=2.0)
+    frequency_penalty: float | None = setting(None, minimum=-2.0, maximum=2.0)
+    thinking_budget: int | None = setting(None, minimum=-1, maximum=32768, unit="tokens")
+    response_mime_type: str | None = setting(None, choices=MIME_TYPES)
