@@ -266,14 +266,19 @@ def _in_range(spec: _Spec, value: float) -> bool:
 def _bounds(spec: _Spec) -> str:
     low, high = spec.minimum, spec.maximum
     if low is not None and high is not None:
-        return f" in [{low:g}, {high:g}]"
+        return f" in [{_bound(low)}, {_bound(high)}]"
     if spec.above is not None:
-        return f" above {spec.above:g}"
+        return f" above {_bound(spec.above)}"
     if low is not None:
-        return f" of at least {low:g}"
+        return f" of at least {_bound(low)}"
     if high is not None:
-        return f" of at most {high:g}"
+        return f" of at most {_bound(high)}"
     return ""
+
+
+def _bound(value: float) -> str:
+    # 2 and 2147483647 read as written; 0.5 stays 0.5.
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _number(spec: _Spec) -> str:

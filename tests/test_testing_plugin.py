@@ -14,13 +14,14 @@ import stagedretry as sr
 import stagedretry.testing
 from stagedretry import OutcomeKind
 from stagedretry.testing import ScriptedStrategy, VirtualClock
-from stagedretry.testing._pytest_plugin import GeminiEmulatorFixture
+from strategies.gemini.pytest_plugin import GeminiEmulatorFixture
 
 MODEL = "gemini-2.5-flash"
 
 
 def test_the_plugin_is_registered_through_its_entry_point(pytestconfig: pytest.Config) -> None:
     assert pytestconfig.pluginmanager.has_plugin("stagedretry")
+    assert pytestconfig.pluginmanager.has_plugin("stagedretry-gemini")
 
 
 async def test_virtual_clock_fixture(virtual_clock: VirtualClock) -> None:

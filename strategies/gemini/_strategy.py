@@ -224,9 +224,7 @@ class GeminiStrategy:
             if value is not None:
                 fields[name] = list(value) if isinstance(value, tuple) else value
         if params.thinking_budget is not None:
-            fields["thinking_config"] = types.ThinkingConfig(
-                thinking_budget=params.thinking_budget
-            )
+            fields["thinking_config"] = types.ThinkingConfig(thinking_budget=params.thinking_budget)
         schema = self._schema
         if schema is not None:
             fields.setdefault("response_mime_type", JSON_MIME)
@@ -253,7 +251,6 @@ class GeminiStrategy:
     def __repr__(self) -> str:
         cache = self._cache.display_name if self._cache is not None else None
         return f"GeminiStrategy(model={self._model!r}, cache={cache!r})"
-
 
 
 _CONFIG_FIELDS: Final = tuple(
