@@ -267,13 +267,14 @@ def _bounds(spec: _Spec) -> str:
     low, high = spec.minimum, spec.maximum
     if low is not None and high is not None:
         return f" in [{_bound(low)}, {_bound(high)}]"
+    parts = []
     if spec.above is not None:
-        return f" above {_bound(spec.above)}"
+        parts.append(f"above {_bound(spec.above)}")
     if low is not None:
-        return f" of at least {_bound(low)}"
+        parts.append(f"of at least {_bound(low)}")
     if high is not None:
-        return f" of at most {_bound(high)}"
-    return ""
+        parts.append(f"{'and ' if parts else 'of '}at most {_bound(high)}")
+    return "".join(f" {p}" for p in parts)
 
 
 def _bound(value: float) -> str:
