@@ -196,20 +196,44 @@ def _too_small(exc: BaseException) -> bool:
 
 
 class GeminiContextCache:
-    """An explicit context cache that every stage of every item shares.
+    """An explicit context cache that every stage of every item shares (a :class:`SharedResource`).
 
     *system_instruction*, *contents* and *tools* all go into the cache; requests
-    then name it instead of repeating them.  *ttl* is the lifetime asked for on
-    create and on every extension; the cache is extended once less than
-    *renew_margin* seconds of its server-side life remain, judged by the
-    server's ``expire_time`` and clock, never by a local "now + ttl".  *tag* joins the
-    fingerprint in the ``display_name`` (``stagedretry:<tag>:<hash>``), to keep
-    the caches of different jobs apart.  *on_close* keeps the cache for the next
-    run (default) or deletes it.  *name* is the key under which stages find the
-    handle in ``ctx.resources``.
+    then name it instead of repeating them, and pay the cached-input price for
+    those tokens.  The runner owns the lifecycle: :meth:`prepare` once per run
+    (single-flight), :meth:`renew` on a lost cache or near its end, :meth:`close`
+    at the end.
+
+    Arguments:
+
+    - *model*: the model the cache belongs to (``"gemini-2.5-flash"`` or
+      ``"models/..."``); a request on another model cannot use it.
+    - *ttl*: seconds of life asked for on create and on every extension
+      (default 3600, the service's own default; finite and positive).
+    - *renew_margin*: seconds (default 300, at least 0, below *ttl*); the cache
+      is extended once less than this much of its life remains, judged by the
+      server's ``expire_time`` and clock, never by a local "now + ttl".
+    - *tag*: 1 to 40 characters without ``:`` or line breaks, joined with the
+      content's fingerprint in the ``display_name`` (``stagedretry:<tag>:<hash>``)
+      so that a later run, or another process, finds the same cache again.
+    - *on_close*: ``"keep"`` (default: the next run reuses it until it expires,
+      billed for storage per token-hour meanwhile) or ``"delete"``.
+    - *name*: the key under which stages find the :class:`CacheHandle` in
+      ``ctx.resources`` (default ``"gemini_cache"``).
+
+    Content below the model's minimum for explicit caching (1,024 tokens for
+    Gemini 2.5 Flash, 4,096 for 2.5 Pro: https://ai.google.dev/gemini-api/docs/caching)
+    is refused by the service with 400 ``Cached content is too small``; the
+    cache then falls back to sending the instructions inline (``stats.inline_fallbacks``).
+
+    Raises :class:`ValueError` for a bad *ttl*, *renew_margin*, *tag* or
+    *on_close*.  Cache API calls are retried a few times on transient errors and
+    429s; past that, :meth:`prepare` raises the SDK's ``APIError`` and the runner
+    fails the run with a :class:`~stagedretry.ResourceError`.
 
     Build the client with ``HttpOptions(retry_options=HttpRetryOptions(attempts=1))``
-    so every request is the engine's to count and retry.
+    (or use :func:`~strategies.gemini.connect`) so every request is the engine's to
+    count and retry.
     """
 
     def __init__(

@@ -58,18 +58,36 @@ def _api_key(client: Any) -> str:
 class GeminiStrategy:
     """Send each stage's request to Gemini through a user's ``google.genai.Client``.
 
-    *model* is the default model (a stage may override it with the ``model``
-    param).  With *cache*, requests name the shared context cache found in
-    ``ctx.resources[cache.name]``; the runner takes it from :meth:`shared_resources`
-    (passing it as ``resources=[cache]`` too is harmless).  *response_schema* (a
-    pydantic model or a schema dict) asks for JSON of that shape; a partial stage
-    asks for the failed fields only.
-    *rules* classify exceptions before the Gemini rules do.  *http_timeout*
-    (seconds) bounds each HTTP request on the SDK's side.
+    One attempt is one ``client.aio.models.generate_content`` call; its answer
+    comes back as a :class:`~stagedretry.Response` with the text (``None`` when
+    the prompt was blocked or the answer stopped for safety), the tokens of every
+    kind (:class:`~stagedretry.Usage`) and the metadata (finish reason, safety
+    ratings, model version).
+
+    Arguments:
+
+    - *model*: the default model, e.g. ``"gemini-2.5-flash"``; a stage may name
+      another with its ``model`` param.
+    - *cache*: a :class:`GeminiContextCache`; requests then name the cache found
+      in ``ctx.resources[cache.name]`` (the runner takes it from
+      :meth:`shared_resources`; passing it as ``resources=[cache]`` too is
+      harmless).  A stage on another model sends the instructions inline.
+    - *response_schema*: a pydantic model class or a JSON Schema dict; answers are
+      asked for as JSON of that shape, and a partial stage asks for the failed
+      fields only.
+    - *safety_settings*, *system_instruction* (not together with *cache*, which
+      holds it), *rules* (classify exceptions before the Gemini rules do).
+    - *http_timeout*: seconds that bound each HTTP request on the SDK's side
+      (default: none; the runner's per-attempt timeout still applies).
+
+    Stage params are :class:`GeminiParams` (``params_type``): the runner checks
+    every stage against it when it is built.  Raises :class:`ValueError` for a
+    *cache* together with a *system_instruction*, or a non-positive
+    *http_timeout*.
 
     Build the client with ``HttpOptions(retry_options=HttpRetryOptions(attempts=1))``
-    and an explicit ``api_version``: the engine does the retrying, and counts
-    every request.
+    and an explicit ``api_version`` (or use :func:`~strategies.gemini.connect`):
+    the engine does the retrying, and counts every request.
     """
 
     params_type: Final = GeminiParams
