@@ -2,6 +2,7 @@
 
 from . import validators
 from ._clock import Clock, SystemClock
+from ._journal import Journal, JournalError
 from ._outcomes import (
     AttemptError,
     FatalError,
@@ -28,6 +29,7 @@ from ._results import (
     Usage,
     WorkItem,
 )
+from ._resume import Fingerprinted
 from ._runner import ResultStream, Runner
 from ._stages import FullStage, PartialStage, StageKind, Validator, builtin_kinds
 from ._state import ItemState, Scratch
@@ -41,10 +43,13 @@ __all__ = [
     "Clock",
     "FatalError",
     "FieldError",
+    "Fingerprinted",
     "FullStage",
     "ItemResult",
     "ItemState",
     "ItemStatus",
+    "Journal",
+    "JournalError",
     "Outcome",
     "OutcomeKind",
     "PartialStage",

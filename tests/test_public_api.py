@@ -24,10 +24,13 @@ STAGEDRETRY = [
     "Clock",
     "FatalError",
     "FieldError",
+    "Fingerprinted",
     "FullStage",
     "ItemResult",
     "ItemState",
     "ItemStatus",
+    "Journal",
+    "JournalError",
     "Outcome",
     "OutcomeKind",
     "PartialStage",
@@ -114,6 +117,7 @@ def test_exception_hierarchy() -> None:
     assert issubclass(sr.PlanError, ValueError)
     assert issubclass(sr.ResourceError, sr.StagedRetryError)
     assert issubclass(sr.ValidationFailed, sr.StagedRetryError)
+    assert issubclass(sr.JournalError, sr.StagedRetryError)
     for error in (sr.TransientError, sr.RateLimited, sr.ResourceLost, sr.FatalError):
         assert issubclass(error, sr.AttemptError)
     assert issubclass(sr.AttemptError, sr.StagedRetryError)
