@@ -156,9 +156,16 @@ class JournalRun:
                 yield raw
 
     async def _aiter(self, items: AsyncIterable[ItemLike]) -> AsyncIterator[ItemLike]:
-        async for raw in items:
-            if self._admit(raw):
-                yield raw
+        source = aiter(items)
+        try:
+            async for raw in source:
+                if self._admit(raw):
+                    yield raw
+        finally:
+            # The runner closes this filter when a run stops early; the caller's source goes too.
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                await close()
 
     def _admit(self, raw: object) -> bool:
         self._position += 1

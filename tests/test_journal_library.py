@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,28 @@ async def test_stream_yields_only_what_it_runs(tmp_path: Path) -> None:
     assert stream.batch is not None
     assert (stream.batch.items, stream.batch.resumed) == (2, 3)
     assert sum(fn.sent.values()) == 5
+
+
+async def test_an_async_source_is_filtered_and_closed_when_the_run_stops(tmp_path: Path) -> None:
+    closed = False
+
+    async def source() -> AsyncIterator[sr.WorkItem]:
+        nonlocal closed
+        try:
+            for item in items(50):
+                yield item
+        finally:
+            closed = True
+
+    fn = Counting()
+    with sr.Journal(tmp_path / "j.sqlite") as journal:
+        await runner_for(fn).run(items(2), journal=journal)
+        async with runner_for(fn, concurrency=2).stream(source(), journal=journal) as stream:
+            first = await anext(stream)
+
+    assert first.id not in {"item-0", "item-1"}
+    assert closed
+    assert fn.sent["item-0"] == fn.sent["item-1"] == 1
 
 
 async def test_a_changed_prompt_runs_again(tmp_path: Path) -> None:
