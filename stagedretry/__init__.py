@@ -2,6 +2,7 @@
 
 from . import validators
 from ._clock import Clock, SystemClock
+from ._journal import Journal, JournalError
 from ._outcomes import (
     AttemptError,
     FatalError,
@@ -28,6 +29,7 @@ from ._results import (
     Usage,
     WorkItem,
 )
+from ._resume import Fingerprinted
 from ._runner import ResultStream, Runner
 from ._settings import parse_settings, settable_keys, setting, stage_params
 from ._stages import FullStage, PartialStage, StageKind, Validator, builtin_kinds
@@ -50,10 +52,13 @@ __all__ = [
     "DeclaresParams",
     "FatalError",
     "FieldError",
+    "Fingerprinted",
     "FullStage",
     "ItemResult",
     "ItemState",
     "ItemStatus",
+    "Journal",
+    "JournalError",
     "Outcome",
     "OutcomeKind",
     "PartialStage",

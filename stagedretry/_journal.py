@@ -1,7 +1,8 @@
 """The crash-safe journal: nothing lost, nothing paid twice.
 
-One SQLite file in WAL mode holds one row per item id per pipeline
-fingerprint.  A terminal :class:`ItemResult` is committed here *before*
+One SQLite file in WAL mode holds one row per item id per fingerprint (a hash
+of what decides results: the plan, the strategy and the validator, or a CLI
+pipeline).  A terminal :class:`ItemResult` is committed here *before*
 anything else (the output file, the progress bar) learns of it, so after a
 crash, a Ctrl-C or ``kill -9`` a new run knows exactly which items are done and
 never sends them again.  Rows are plain JSON: no pickles, and secrets given to
@@ -221,21 +222,69 @@ class _Lock:
 
 
 class Journal:
-    """The results of one pipeline (by *fingerprint*) in a SQLite file at *path*.
+    """The results of one plan, strategy and validator (by *fingerprint*) in a SQLite file.
 
-    Open it as a context manager; it holds an exclusive lock until closed.
-    *secrets* are replaced by ``[redacted]`` in everything written.  A write
-    that fails raises :class:`JournalError`.
+    Pass it to ``runner.run(items, journal=...)`` or ``runner.stream(items, journal=...)``
+    and a run killed at any moment can be resumed: each item's terminal result
+    is committed the moment the item ends, and the next run skips the items the
+    journal holds.  *path* is the SQLite file (created, with its folder, on
+    :meth:`open`); a sidecar ``<path>.lock`` holds an exclusive lock while it is
+    open, so two processes never work from one journal at once.
+
+    *fingerprint* keys the rows.  ``None`` (the default) lets each runner key it
+    with its own :attr:`Runner.fingerprint <stagedretry.Runner.fingerprint>` when a
+    run starts; a journal created with a fingerprint keeps it (the command line
+    passes its pipeline's).  *secrets* are replaced by ``[redacted]`` in everything
+    written.
+
+    Open it as a context manager; a runner given a closed journal opens it for
+    the run and closes it afterwards.  Raises :class:`JournalError` when the file
+    cannot be opened, is locked by another open journal, is not a journal, was
+    written by a newer stagedretry, or a write fails.
     """
 
     def __init__(
-        self, path: str | Path, fingerprint: str, *, secrets: Iterable[str | None] = ()
+        self,
+        path: str | Path,
+        fingerprint: str | None = None,
+        *,
+        secrets: Iterable[str | None] = (),
     ) -> None:
         self.path = Path(path)
-        self.fingerprint = fingerprint
+        self._fingerprint = fingerprint
+        self._explicit = fingerprint is not None
         self._secrets = Secrets(secrets)
         self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
         self._db: sqlite3.Connection | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint that keys the rows read and written.
+
+        Raises :class:`JournalError` while a journal created without one has not
+        been keyed by a run yet.
+        """
+        if self._fingerprint is None:
+            raise JournalError(
+                f"the journal {str(self.path)!r} has no fingerprint yet: give one, or pass "
+                "the journal to a runner's run() or stream(), which keys it"
+            )
+        return self._fingerprint
+
+    def bind(self, fingerprint: str) -> str:
+        """Key the journal by *fingerprint* unless it was created with one; return the key used.
+
+        A runner calls this as a run starts, so one journal passed to runners of
+        different plans keeps their results apart.
+        """
+        if not self._explicit:
+            self._fingerprint = fingerprint
+        return self.fingerprint
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` was called and :meth:`close` not yet."""
+        return self._db is not None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -302,7 +351,8 @@ class Journal:
     def done(self) -> dict[str, str]:
         """Item id -> input digest, for every item that needs no further work.
 
-        ``cancelled`` items are not done: a later run picks them up again.
+        ``cancelled`` items are not done: a later run picks them up again.  An
+        item is skipped only while its input's digest is unchanged.
         """
         rows = self._conn.execute(
             "SELECT item_id, digest FROM results WHERE fingerprint = ? AND status != ?",
@@ -311,7 +361,7 @@ class Journal:
         return dict(rows)
 
     def entries(self) -> Iterator[JournalEntry]:
-        """Every committed result of this pipeline, in input order."""
+        """Every committed result of this fingerprint with its line and digest, in input order."""
         rows = self._conn.execute(
             "SELECT result, line, digest, run FROM results WHERE fingerprint = ? "
             "ORDER BY line, item_id",
@@ -320,22 +370,32 @@ class Journal:
         for text, line, digest, run in rows:
             yield JournalEntry(result_from_json(json.loads(text)), line, digest, run)
 
+    def results(self) -> Iterator[ItemResult]:
+        """Every committed result of this fingerprint, in input order, ``cancelled`` ones included.
+
+        A result read back holds plain JSON data: its ``output`` is what the
+        validator returned, dumped (a pydantic model comes back as a dict), its
+        ``context`` is ``None`` and its attempts' ``meta.raw`` is gone.
+        """
+        for entry in self.entries():
+            yield entry.result
+
     def count(self) -> int:
-        """How many results this pipeline has in the journal."""
+        """How many results this fingerprint has in the journal, ``cancelled`` ones included."""
         row = self._conn.execute(
             "SELECT COUNT(*) FROM results WHERE fingerprint = ?", (self.fingerprint,)
         ).fetchone()
         return int(row[0])
 
     def foreign(self) -> int:
-        """How many results belong to other pipelines (or other versions of this one)."""
+        """How many results belong to other fingerprints (another plan, strategy or validator)."""
         row = self._conn.execute(
             "SELECT COUNT(*) FROM results WHERE fingerprint != ?", (self.fingerprint,)
         ).fetchone()
         return int(row[0])
 
     def runs(self) -> list[RunRecord]:
-        """The runs of this pipeline, oldest first."""
+        """The runs recorded under this fingerprint, oldest first; times are Unix seconds."""
         rows = self._conn.execute(
             "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ? ORDER BY id",
             (self.fingerprint,),
@@ -356,14 +416,14 @@ class Journal:
             ) from None
 
     def discard(self) -> int:
-        """Forget this pipeline's results and runs (``--fresh``); return how many results."""
+        """Forget this fingerprint's results and runs (``--fresh``); return how many results."""
         with self._writing("forget earlier results") as db:
             cursor = db.execute("DELETE FROM results WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
         return cursor.rowcount
 
     def begin_run(self) -> int:
-        """Record the start of a run and return its number."""
+        """Record the start of a run (now, in Unix seconds) and return its number."""
         with self._writing("record the start of a run") as db:
             cursor = db.execute(
                 "INSERT INTO runs (fingerprint, started_at) VALUES (?, ?)",
@@ -373,7 +433,7 @@ class Journal:
         return cursor.lastrowid
 
     def end_run(self, run: int, stats: Mapping[str, Any]) -> None:
-        """Record the end of run *run* with its statistics (plain JSON data)."""
+        """Record the end of run *run* (now) with its statistics, a mapping of plain JSON data."""
         with self._writing("record the end of a run") as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, stats = ? WHERE id = ?",
@@ -381,7 +441,12 @@ class Journal:
             )
 
     def record(self, result: ItemResult, *, line: int | None, digest: str, run: int) -> None:
-        """Commit *result*, replacing any earlier row of the same item (a cancelled one)."""
+        """Commit *result*, replacing any earlier row of the same item id (a cancelled one).
+
+        *line* orders :meth:`entries` (the item's place in the input, ``None``
+        first); *digest* identifies the item's input, so a changed input runs
+        again; *run* is the number :meth:`begin_run` returned.
+        """
         with self._writing("record a result") as db:
             db.execute(
                 "INSERT OR REPLACE INTO results "
@@ -407,4 +472,4 @@ class Journal:
         )
 
     def __repr__(self) -> str:
-        return f"Journal({str(self.path)!r}, fingerprint={self.fingerprint!r})"
+        return f"Journal({str(self.path)!r}, fingerprint={self._fingerprint!r})"

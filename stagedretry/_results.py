@@ -141,7 +141,11 @@ class ItemResult:
 
 @attrs.frozen
 class BatchResult:
-    """Totals of a run; ``results`` is empty when the run was streamed."""
+    """Totals of a run; ``results`` is empty when the run was streamed.
+
+    ``resumed`` counts the items skipped because the run's journal already held
+    their result; they are in no other count (``journal.results()`` has them).
+    """
 
     results: tuple[ItemResult, ...]
     counts: Mapping[ItemStatus, int]
@@ -151,6 +155,7 @@ class BatchResult:
     successes_per_stage: Mapping[str, int]
     transitions: Mapping[str, int]
     wall_time: float
+    resumed: int = 0
 
     @property
     def total_input_tokens(self) -> int:
@@ -192,6 +197,8 @@ class BatchResult:
 
         lines = [row("items", self.items, f"({rate:,.1f} items/s over {self.wall_time:.2f} s)")]
         lines += [row(f"  {s.value}", self.counts.get(s, 0)) for s in ItemStatus]
+        if self.resumed:
+            lines.append(row("resumed", self.resumed, "(from the journal, not run again)"))
         lines += [
             row("prompts", self.prompts, f"({self.attempts} attempts)"),
             row("tokens in", self.usage.input_tokens),

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from ._clock import Clock, SystemClock
+from ._journal import Journal
 from ._machine import Trigger, compile_plan
 from ._outcomes import (
     FieldError,
@@ -38,6 +39,7 @@ from ._outcomes import (
 from ._plan import Plan
 from ._resources import ResourcePool, SharedResource
 from ._results import NO_USAGE, Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
+from ._resume import JournalRun, fingerprint
 from ._settings import stage_params
 from ._stages import StageKind, Validator, builtin_kinds
 from ._state import ItemState
@@ -80,6 +82,7 @@ class _Tally:
         "input",
         "output",
         "prompts",
+        "resumed",
         "started",
         "successes",
         "thinking",
@@ -95,6 +98,7 @@ class _Tally:
         self.successes: Counter[str] = Counter(dict.fromkeys(stages, 0))
         self.transitions: Counter[Trigger] = Counter()
         self.started = started
+        self.resumed = 0
 
     def add(self, result: ItemResult) -> None:
         self.counts[result.status] += 1
@@ -124,6 +128,7 @@ class _Tally:
             successes_per_stage={k: v for k, v in self.successes.items() if v},
             transitions={t.value: n for t, n in self.transitions.items()},
             wall_time=now - self.started,
+            resumed=self.resumed,
         )
 
 
@@ -134,10 +139,11 @@ class ResultStream(AsyncIterator[ItemResult]):
     so that leaving the block early stops the run; :meth:`aclose` does the same.
     """
 
-    def __init__(self, runner: Runner, items: Items) -> None:
+    def __init__(self, runner: Runner, items: Items, journal: Journal | None = None) -> None:
         self.batch: BatchResult | None = None
         self._runner = runner
         self._items: Items | None = items
+        self._journal = journal
         # Bounded: a slow consumer holds the workers back instead of piling up results.
         self._queue: asyncio.Queue[ItemResult | _End] = asyncio.Queue(maxsize=runner.concurrency)
         self._producer: asyncio.Task[None] | None = None
@@ -185,7 +191,7 @@ class ResultStream(AsyncIterator[ItemResult]):
         assert items is not None
         error: BaseException | None = None
         try:
-            await self._runner._drive(items, self._queue.put)
+            await self._runner._drive(items, self._queue.put, self._journal)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -281,6 +287,7 @@ class Runner:
         self._idle: set[asyncio.Task[Any]] = set()
         self._cancelled: list[ItemResult] = []
         self._tally = _Tally(0.0)
+        self._journal_run: JournalRun | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -314,30 +321,56 @@ class Runner:
             task.cancel()
 
     @property
+    def fingerprint(self) -> str:
+        """A short hex hash of what decides results: the plan, the stage kinds, strategy, validator.
+
+        A journal passed to :meth:`run` or :meth:`stream` without a fingerprint
+        of its own is keyed by it.  The strategy and the validator are described
+        by their ``fingerprint_data()`` if they have one, else by their qualified
+        names; concurrency, the clock, the seed, the rules and the hooks are not in it.
+        """
+        return fingerprint(self.plan, self._kinds, self.strategy, self._validator)
+
+    @property
     def resource_renewals(self) -> Mapping[str, int]:
         """How many times each shared resource was renewed by this runner."""
         return self._pool.renewals()
 
     # -- running --------------------------------------------------------------------------------
 
-    async def run(self, items: Items) -> BatchResult:
-        """Run every item and collect the results."""
+    async def run(self, items: Items, *, journal: Journal | None = None) -> BatchResult:
+        """Run every item and collect the results.
+
+        With *journal*, items whose result it holds (any status but ``cancelled``,
+        for an unchanged prompt) are skipped, not returned: ``BatchResult.resumed``
+        counts them and ``journal.results()`` gives every result.  Each result is
+        committed to the journal as its item ends, before ``on_result`` sees it.
+        """
         self._draining = False
         results: list[ItemResult] = []
 
         async def emit(result: ItemResult) -> None:
             results.append(result)
 
-        await self._drive(items, emit)
+        await self._drive(items, emit, journal)
         return self._tally.batch(tuple(results), self._clock.monotonic())
 
-    def stream(self, items: Items) -> ResultStream:
-        """Yield results as items end, in completion order, with bounded memory."""
+    def stream(self, items: Items, *, journal: Journal | None = None) -> ResultStream:
+        """Yield results as items end, in completion order, with bounded memory.
+
+        *journal* works as in :meth:`run`: items it holds are skipped, not yielded,
+        and each result is committed before it is yielded.
+        """
         # Reset here, not when the stream starts: a drain() in between must hold.
         self._draining = False
-        return ResultStream(self, items)
+        return ResultStream(self, items, journal)
 
-    async def _drive(self, items: Items, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
+    async def _drive(
+        self,
+        items: Items,
+        emit: Callable[[ItemResult], Awaitable[None]],
+        journal: Journal | None = None,
+    ) -> None:
         if self._tasks:
             # Two runs at once would share one tally, one drain flag and one set of workers.
             raise RuntimeError(
@@ -345,7 +378,10 @@ class Runner:
             )
         self._cancelled = []
         self._tally = _Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
-        take = _Source(items)
+        # Opened, keyed and read before any item is taken: a locked journal sends nothing.
+        journal_run = JournalRun(journal, self.fingerprint) if journal is not None else None
+        self._journal_run = journal_run
+        take = _Source(items if journal_run is None else journal_run.items(items))
         tasks = [asyncio.create_task(self._worker(take, emit)) for _ in range(self.concurrency)]
         self._tasks = tasks
         try:
@@ -369,6 +405,7 @@ class Runner:
         finally:
             self._tasks = []
             try:
+                self._end_journal()
                 await take.aclose()
             finally:
                 if not self._in_context:
@@ -385,8 +422,17 @@ class Runner:
                 stacklevel=2,
             )
 
+    def _end_journal(self) -> None:
+        journal_run, self._journal_run = self._journal_run, None
+        if journal_run is not None:
+            self._tally.resumed = journal_run.resumed
+            journal_run.end(self._tally.batch((), self._clock.monotonic()))
+
     def _ended(self, result: ItemResult) -> None:
         self._tally.add(result)
+        if self._journal_run is not None:
+            # Committed in the worker before the result is handed on: a crash loses no paid result.
+            self._journal_run.commit(result)
         if self._on_result is not None:
             self._on_result(result)
 

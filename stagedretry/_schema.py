@@ -156,6 +156,10 @@ class SchemaValidator:
             raise ValidationFailed(errors, partial, text=text)
         return data
 
+    def fingerprint_data(self) -> Mapping[str, object]:
+        """The schema itself."""
+        return {"schema": self._root}
+
     def errors(self, value: object) -> list[FieldError]:
         """Every violation in *value* (already parsed)."""
         errors: list[FieldError] = []

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from ._outcomes import FieldError, ValidationFailed
+from ._resume import fingerprint_part
 
 T = TypeVar("T")
 
@@ -46,6 +47,10 @@ class _JsonObjectValidator:
             if exc.text is None:
                 exc.text = text
             raise
+
+    def fingerprint_data(self) -> Mapping[str, object]:
+        """The check's own description if it has one, else its qualified name."""
+        return {"check": fingerprint_part(self._check)}
 
     def __repr__(self) -> str:
         return f"json_object({self._check!r})"
@@ -96,6 +101,11 @@ class _PydanticValidator:
             # Everything at the top level that did not fail is kept for a partial stage.
             partial = None if "" in failed else {k: v for k, v in data.items() if k not in failed}
             raise ValidationFailed(errors, partial, text=text) from None
+
+    def fingerprint_data(self) -> Mapping[str, object]:
+        """The model's JSON schema: an edited model is a new one."""
+        schema: Mapping[str, object] = self._adapter.json_schema()
+        return {"schema": schema}
 
     def __repr__(self) -> str:
         return f"pydantic({self._model.__name__})"

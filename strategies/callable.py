@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from stagedretry import Outcome, Request, Response, Rule, StageContext
@@ -45,6 +45,12 @@ class CallableStrategy:
             if outcome is not None:
                 return outcome
         return None
+
+    def fingerprint_data(self) -> Mapping[str, object]:
+        """The function's qualified name (its code is not hashed: rename it when it changes)."""
+        fn = self._fn
+        name = getattr(fn, "__qualname__", type(fn).__qualname__)
+        return {"function": f"{getattr(fn, '__module__', '?')}.{name}"}
 
     def __repr__(self) -> str:
         return f"CallableStrategy({getattr(self._fn, '__name__', self._fn)!r})"

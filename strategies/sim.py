@@ -109,6 +109,13 @@ class SimStrategy:
     def classify(self, exc: BaseException) -> Outcome | None:
         return None
 
+    def fingerprint_data(self) -> Mapping[str, object]:
+        """The model's knobs but its latency, which only delays an answer (for a journal)."""
+        knobs = attrs.asdict(self.model, recurse=False)
+        del knobs["latency"]
+        knobs["fields"] = {name: typ.__name__ for name, typ in self.model.fields.items()}
+        return knobs
+
     def validator(self) -> Any:
         """A validator for this model's fields, reporting each bad field by name."""
         return validators.json_object(_FieldsCheck(self.model.fields))

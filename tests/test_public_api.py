@@ -25,10 +25,13 @@ STAGEDRETRY = [
     "DeclaresParams",
     "FatalError",
     "FieldError",
+    "Fingerprinted",
     "FullStage",
     "ItemResult",
     "ItemState",
     "ItemStatus",
+    "Journal",
+    "JournalError",
     "Outcome",
     "OutcomeKind",
     "PartialStage",
@@ -120,6 +123,7 @@ def test_exception_hierarchy() -> None:
     assert issubclass(sr.PlanError, ValueError)
     assert issubclass(sr.ResourceError, sr.StagedRetryError)
     assert issubclass(sr.ValidationFailed, sr.StagedRetryError)
+    assert issubclass(sr.JournalError, sr.StagedRetryError)
     for error in (sr.TransientError, sr.RateLimited, sr.ResourceLost, sr.FatalError):
         assert issubclass(error, sr.AttemptError)
     assert issubclass(sr.AttemptError, sr.StagedRetryError)

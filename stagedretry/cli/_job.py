@@ -240,6 +240,12 @@ async def run_job(
                         commit(failed)
                         show(failed)
                 if backend is not None:
+                    # Not runner.stream(items, journal=...): the CLI's rows carry the input line
+                    # and that line's digest (a changed record field reruns its item, not only a
+                    # changed prompt), input errors are committed before any runner exists, and
+                    # the run's record holds cache stats known only once the backend is closed.
+                    # So it keeps its own filter and run record, and commits the library's way:
+                    # in the worker, before the result is handed on (on_result).
                     runner = Runner(
                         pipeline.plan,
                         backend.strategy,

@@ -31,7 +31,7 @@ from stagedretry import (
     settable_keys,
 )
 
-from ._cache import CacheHandle, GeminiContextCache, check_client, model_path
+from ._cache import CacheHandle, GeminiContextCache, check_client, fingerprint, model_path
 from ._errors import classify as _classify
 from ._errors import redact
 from ._meta import SAFETY_FINISH_REASONS, answer_text, response_meta, response_usage
@@ -148,6 +148,27 @@ class GeminiStrategy:
     def shared_resources(self) -> Sequence[SharedResource]:
         """The cache, which the runner then prepares once and renews for every worker."""
         return () if self._cache is None else (self._cache,)
+
+    def fingerprint_data(self) -> Mapping[str, object]:
+        """What decides an answer, for a journal: model, schema, safety, instructions' hashes.
+
+        The cache is known by its own fingerprint (model, system instruction,
+        contents, tools), never by its server-side name, which changes on renewal.
+        """
+        schema = self._schema
+        safety = self._safety
+        return {
+            "model": self._model,
+            "schema": dict(schema.schema) if schema is not None else None,
+            "safety": [s.model_dump(mode="json", exclude_none=True) for s in safety]
+            if safety is not None
+            else None,
+            # The cache's own hash, of the model and the instruction alone.
+            "system_instruction": fingerprint(self._model, self._system_instruction, (), ())
+            if self._system_instruction is not None
+            else None,
+            "cache": self._cache.fingerprint if self._cache is not None else None,
+        }
 
     # -- Strategy -------------------------------------------------------------------------------
 

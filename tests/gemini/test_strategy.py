@@ -7,6 +7,7 @@ httpx2 path, forced the way ``make_client`` forces it); nothing inside the SDK i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from google import genai
@@ -21,7 +22,7 @@ from strategies.gemini import (
     GeminiStrategy,
     response_meta,
 )
-from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator
+from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator, make_client
 
 from .conftest import MODEL, Book, Recorder, billed, doc, items, ladder_runner, usage_of
 
@@ -373,3 +374,27 @@ async def test_connect_builds_a_client_with_sdk_retries_off(
         ]
     finally:
         await disconnect(client)
+
+
+def test_fingerprint_data_follows_model_schema_and_instructions() -> None:
+    # The client is never called: building the strategy sends nothing.
+    client = make_client("http://127.0.0.1:9")
+
+    def fingerprint(model: str = MODEL, **options: Any) -> str:
+        options.setdefault("response_schema", Book)
+        strategy = GeminiStrategy(client, model, **options)
+        return sr.Runner(sr.Plan.ladder(), strategy).fingerprint
+
+    plain = fingerprint()
+    assert fingerprint() == plain
+    assert fingerprint(model="gemini-2.5-pro") != plain
+    assert fingerprint(response_schema={"type": "OBJECT"}) != plain
+    assert fingerprint(system_instruction="be brief") != plain
+    assert fingerprint(system_instruction="be brief") != fingerprint(system_instruction="be long")
+    assert fingerprint(http_timeout=30.0) == plain
+    cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    other = GeminiContextCache(client, MODEL, system_instruction=SYSTEM + " Be brief.")
+    assert fingerprint(cache=cache) == fingerprint(
+        cache=GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
+    )
+    assert fingerprint(cache=cache) != fingerprint(cache=other)
