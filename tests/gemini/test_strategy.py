@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-import structlog
 from google import genai
 from google.genai import types
 
