@@ -21,13 +21,13 @@ from strategies.backend import BackendError, BackendSpec
 @attrs.frozen
 class _Provider:
     module: str
-    extra: str | None = None
+    extra: str = "cli"
     """The ``stagedretry[...]`` extra that installs what the module imports."""
 
 
 BACKENDS: Final[Mapping[str, _Provider]] = {
-    "gemini": _Provider("strategies.gemini", extra="cli"),
-    "emulator": _Provider("strategies.gemini.emulator", extra="cli"),
+    "gemini": _Provider("strategies.gemini"),
+    "emulator": _Provider("strategies.gemini.emulator"),
     "sim": _Provider("strategies.sim"),
 }
 
@@ -46,10 +46,9 @@ def backend_spec(name: str) -> BackendSpec[Any]:
     try:
         module = importlib.import_module(provider.module)
     except ImportError as exc:
-        extra = provider.extra or "cli"
         raise BackendError(
             f"the {name} backend needs packages that are not installed ({exc}); "
-            f"install them with: pip install 'stagedretry[{extra}]'"
+            f"install them with: pip install 'stagedretry[{provider.extra}]'"
         ) from None
     spec: BackendSpec[Any] = module.BACKEND
     return spec
