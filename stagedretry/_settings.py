@@ -99,6 +99,22 @@ class _Field:
     spec: _Spec
     required: bool
 
+    @property
+    def whole(self) -> bool | None:
+        """Whether the field holds whole numbers (``None``: not a number field)."""
+        base = _scalar_type(self.kind)
+        return True if base is int else False if base is float else None
+
+
+def _scalar_type(kind: Any) -> Any:
+    """The element type under ``X | None`` and ``tuple[X, ...]``."""
+    while typing.get_origin(kind) in (types.UnionType, typing.Union, tuple):
+        args = [a for a in typing.get_args(kind) if a is not type(None) and a is not Ellipsis]
+        if len(args) != 1:
+            return kind
+        kind = args[0]
+    return kind
+
 
 _FIELDS: dict[type[Any], dict[str, _Field]] = {}
 
@@ -219,6 +235,8 @@ def _convert(kind: Any, spec: _Spec, raw: object, where: str) -> Any:
     if kind is float:
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
             raise PlanError(where, f"expected {_number(spec)}, got {_show(raw)}")
+        # Checked before float(), so the message shows the value as the file wrote it.
+        _check_scalar(spec, raw, where, whole=False)
         return float(raw)
     if kind is str:
         if not isinstance(raw, str):
@@ -236,17 +254,19 @@ def _check(field: _Field, value: object, where: str) -> None:
         if spec.max_items is not None and len(value) > spec.max_items:
             raise PlanError(where, f"at most {spec.max_items} items, got {len(value)}")
         for i, element in enumerate(value):
-            _check_scalar(spec, element, f"{where}[{i}]")
+            _check_scalar(spec, element, f"{where}[{i}]", whole=field.whole)
         return
-    _check_scalar(spec, value, where)
+    _check_scalar(spec, value, where, whole=field.whole)
 
 
-def _check_scalar(spec: _Spec, value: object, where: str) -> None:
+def _check_scalar(spec: _Spec, value: object, where: str, *, whole: bool | None = None) -> None:
     if isinstance(value, bool):
         return
     if isinstance(value, int | float):
         if not math.isfinite(value) or not _in_range(spec, value):
-            shape = _whole(spec) if isinstance(value, int) else _number(spec)
+            if whole is None:
+                whole = isinstance(value, int)
+            shape = _whole(spec) if whole else _number(spec)
             raise PlanError(where, f"expected {shape}, got {_show(value)}")
     elif isinstance(value, str):
         if spec.choices is not None and value not in spec.choices:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from stagedretry import (
     FieldError,
     Outcome,
+    PlanError,
     RateLimited,
     Request,
     Response,
@@ -27,11 +28,13 @@ from stagedretry import (
     Usage,
     ValidationFailed,
     parse_settings,
+    setting,
     validators,
 )
 
 from ._sampling import SamplingParams
 from ._tokens import count_tokens
+from .backend import BackendSpec, Built, JobInputs
 
 BOOK_FIELDS: Mapping[str, type] = {"title": str, "author": str, "year": int, "pages": int}
 
@@ -152,3 +155,97 @@ class _FieldsCheck:
             failed = {e.path for e in errors}
             raise ValidationFailed(errors, {k: v for k, v in data.items() if k not in failed})
         return data
+
+
+# -- the backend spec --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SimSettings:
+    """The ``[backend.sim]`` table: the knobs of :class:`SimModel` a pipeline sets.
+
+    A ``*_rate`` is a probability in [0, 1]; the other numbers are at least 0.
+    The fields and the instruction's tokens are not settings: each run derives
+    them from its output shape and its cache.
+    """
+
+    seed: int = setting(0, minimum=0)
+    invalid_rate: float = setting(0.2, minimum=0.0, maximum=1.0)
+    temperature_slope: float = setting(0.4, minimum=0.0)
+    transient_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
+    rate_limit_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
+    retry_after: float = setting(1.0, minimum=0.0, unit="seconds")
+    latency: float = setting(0.0, minimum=0.0, unit="seconds")
+
+
+@attrs.frozen
+class SimSection:
+    """The sim backend's part of ``[backend]``: the ``[backend.sim]`` table."""
+
+    sim: SimSettings = setting(factory=SimSettings)
+
+
+_JSON_TYPES: Final[Mapping[str, type]] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+}
+
+
+def answer_fields(schema: Mapping[str, Any] | None) -> dict[str, type] | None:
+    """The flat fields the simulator answers for *schema*; ``None``: its default (a book).
+
+    Raises :class:`~stagedretry.PlanError` at ``output`` for a field that is
+    not a string, integer, number or boolean.
+    """
+    if schema is None:
+        return None
+    fields: dict[str, type] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = prop.get("type") if isinstance(prop, Mapping) else None
+        if not isinstance(kind, str) or kind not in _JSON_TYPES:
+            raise PlanError(
+                "output",
+                f"the sim backend answers flat objects of strings, integers, numbers and "
+                f"booleans; field {name!r} is {kind or 'a composite type'}",
+            )
+        fields[name] = _JSON_TYPES[kind]
+    return fields
+
+
+class SimBackend:
+    """The ``sim`` backend: offline and deterministic, no key, nothing to start."""
+
+    name: Final = "sim"
+    section_type: Final = SimSection
+    params_type: Final = SamplingParams
+    neutral: Final = frozenset({"sim.latency"})
+    needs_api_key: Final = False
+
+    def check(self, section: SimSection, job: JobInputs) -> None:
+        answer_fields(job.output_schema)
+
+    async def build(self, section: SimSection, job: JobInputs) -> Built:
+        cache = job.shared_cache
+        instruction = job.system_instruction if cache is not None else None
+        model = SimModel(
+            **attrs.asdict(section.sim),
+            instructions_tokens=count_tokens(instruction) if instruction is not None else 0,
+        )
+        fields = answer_fields(job.output_schema)
+        if fields is not None:
+            model = attrs.evolve(model, fields=fields)
+        strategy = SimStrategy(model)
+        return Built(
+            strategy=strategy,
+            validator=job.validator or strategy.validator(),
+            label=f"sim (seed {model.seed})",
+        )
+
+    def __repr__(self) -> str:
+        return "SimBackend()"
+
+
+BACKEND: Final[BackendSpec[SimSection]] = SimBackend()
+"""The sim backend's spec, for the command-line app's registry."""

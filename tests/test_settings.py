@@ -223,7 +223,7 @@ def test_nested_tables_enums_and_lists_of_tables() -> None:
         (
             {"name": "x", "wait": 0},
             "backend.emulator.wait: expected a number of seconds above 0 and at most 3600, "
-            "got the number 0.0",
+            "got the number 0",
         ),
         ({"name": "x", "items": {"at": 1}}, "backend.emulator.items: expected a list of tables"),
         ({"name": "x", 3: 1}, "backend.emulator: keys must be strings, got 3"),

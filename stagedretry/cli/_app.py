@@ -23,16 +23,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from strategies.backend import BackendError
+
 from .._journal import JournalError
 from .._outcomes import PlanError, ResourceError
-from .._pipeline import BackendKind, Pipeline, load_pipeline, parse_override
 from .._redact import Secrets
-from ._backends import API_KEY_ENV, BackendError, api_key_from_env, check_backend, gemini_client
+from ._backends import API_KEY_ENV, api_key_from_env, check_backend
 from ._input import InputError, read_input
 from ._job import run_job
 from ._logging import LEVELS, command_logging
 from ._output import OutputError
+from ._registry import backend_names
 from ._summary import Summary, render_summary
+from .pipeline import Pipeline, load_pipeline, parse_override
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,7 +81,7 @@ def _pipeline_options(func: F) -> F:
         ),
         click.option(
             "--backend",
-            type=click.Choice([k.value for k in BackendKind]),
+            type=click.Choice(backend_names()),
             help="Same as --set backend.kind=...",
         ),
         click.option("--model", help="Same as --set backend.model=..."),
@@ -177,7 +180,7 @@ def _execute(
     log_file: Path | None,
     after: Callable[[], None] | None = None,
 ) -> NoReturn:
-    key = api_key_from_env() if pipeline.backend.kind is BackendKind.GEMINI else None
+    key = api_key_from_env() if pipeline.backend.spec.needs_api_key else None
     app.secrets = Secrets([key])
     try:
         check_backend(pipeline, need_key=True)
@@ -328,7 +331,7 @@ def demo(
             app.err.print(
                 Text.assemble(
                     ("demo: ", "bold"),
-                    f"{pipeline.input.path.name} through the {pipeline.backend.kind.value} backend "
+                    f"{pipeline.input.path.name} through the {pipeline.backend.kind} backend "
                     f"({pipeline.backend.model}) with injected 429s, 503s and invalid fields; "
                     f"writing to {workdir}",
                 ),
@@ -461,7 +464,7 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...]) -> None:
             ("ok: ", "bold green"),
             f"{pipeline.name}: {len(loaded.plan.stages)} stages, "
             f"max {loaded.plan.max_prompts} prompts per item; "
-            f"backend {loaded.backend.kind.value} ({loaded.backend.model}); "
+            f"backend {loaded.backend.kind} ({loaded.backend.model}); "
             f"{len(records)} items in {loaded.input.path.name}",
         ),
         soft_wrap=True,
@@ -470,7 +473,7 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...]) -> None:
         app.out.print(Text(f"  will fail with {record.reason}", style="yellow"), soft_wrap=True)
     if len(bad) > 10:
         app.out.print(Text(f"  ... and {len(bad) - 10} more bad lines", style="yellow"))
-    if loaded.backend.kind is BackendKind.GEMINI and api_key_from_env() is None:
+    if loaded.backend.spec.needs_api_key and api_key_from_env() is None:
         app.out.print(
             Text(f"note: `run` will need {API_KEY_ENV} in the environment", style="yellow")
         )
@@ -505,10 +508,10 @@ def _connection_options(func: F) -> F:
 def _client(
     app: App, pipeline: Pipeline | None, base_url: str | None, api_version: str | None
 ) -> Any:
-    if pipeline is not None and pipeline.backend.kind is not BackendKind.GEMINI:
+    if pipeline is not None and pipeline.backend.kind != "gemini":
         _fail(
             app,
-            f"{pipeline.source.name} uses the {pipeline.backend.kind.value} backend, whose caches "
+            f"{pipeline.source.name} uses the {pipeline.backend.kind} backend, whose caches "
             "live and end with the run's own process: there is nothing to list or delete",
         )
     key = api_key_from_env()
@@ -516,12 +519,17 @@ def _client(
         _fail(app, f"talking to Gemini needs an API key in the {API_KEY_ENV} environment variable")
     app.secrets = Secrets([key])
     try:
-        import strategies.gemini  # noqa: F401
+        from strategies.gemini import GeminiSection, connect
     except ImportError:
         _fail(app, "the caches commands need google-genai: pip install 'stagedretry[cli]'")
-    url = base_url or (pipeline.backend.base_url if pipeline is not None else None)
-    version = api_version or (pipeline.backend.api_version if pipeline is not None else "v1beta")
-    return gemini_client(key, version, url)
+    # A gemini pipeline's section (checked above) says where its caches live.
+    section = pipeline.backend.section if pipeline is not None else GeminiSection()
+    assert isinstance(section, GeminiSection)
+    return connect(
+        key,
+        api_version=api_version or section.api_version,
+        base_url=base_url or section.base_url,
+    )
 
 
 @contextmanager
@@ -541,15 +549,15 @@ def _display_name_of(pipeline: Pipeline, client: Any) -> str:
     from strategies.gemini import GeminiContextCache
 
     cache = pipeline.cache
-    if cache is None or not cache.enabled:
+    if cache is None or not cache.options.enabled:
         raise PlanError(f"{pipeline.source.name}: cache", "this pipeline declares no cache")
     return GeminiContextCache(
         client,
         pipeline.backend.model,
         system_instruction=cache.system_instruction,
-        ttl=cache.ttl,
-        renew_margin=cache.renew_margin,
-        tag=cache.tag,
+        ttl=cache.options.ttl,
+        renew_margin=cache.options.renew_margin,
+        tag=cache.options.tag,
     ).display_name
 
 

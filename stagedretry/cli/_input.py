@@ -23,7 +23,7 @@ import attrs
 
 from .._describe import describe
 from .._outcomes import StagedRetryError
-from .._pipeline import InputConfig, MissingField
+from .pipeline import InputConfig, MissingField
 
 INPUT_ERROR = "input_error"
 

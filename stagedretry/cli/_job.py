@@ -27,16 +27,18 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from strategies.backend import Built, close_all
+
 from .._journal import Journal
-from .._pipeline import Pipeline
 from .._redact import Secrets
 from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
-from ._backends import Backend, build_backend
+from ._backends import build_backend
 from ._input import InputRecord, read_input
 from ._output import OutputError, OutputWriter
 from ._progress import LiveProgress
 from ._summary import RunStats, Summary, build_summary
+from .pipeline import Pipeline
 
 
 class _Interrupts:
@@ -194,7 +196,7 @@ async def run_job(
         this_run: Counter[str] = Counter()
         cache_tokens = 0
         interrupts = _Interrupts(console, log)
-        backend: Backend | None = None
+        backend: Built | None = None
         run_id: int | None = None
         try:
             # Inside the try: whatever the backend starts is closed, however the run ends.
@@ -278,12 +280,16 @@ async def run_job(
                             timer.cancel()
         finally:
             if backend is not None:
-                await backend.aclose()
+                await close_all(backend.closers)
             wall = time.monotonic() - started
             stats = RunStats(
                 wall_time=wall,
                 items=sum(this_run.values()),
-                cache=backend.cache_stats() if backend is not None else None,
+                cache=(
+                    backend.cache_stats()
+                    if backend is not None and backend.cache_stats is not None
+                    else None
+                ),
                 cache_tokens=cache_tokens,
             )
             if run_id is not None:
@@ -308,7 +314,7 @@ async def run_job(
             )
         summary = build_summary(
             pipeline,
-            backend=backend.label if backend is not None else pipeline.backend.kind.value,
+            backend=backend.label if backend is not None else pipeline.backend.kind,
             total=len(records),
             results=final,
             this_run=dict(this_run),

@@ -18,9 +18,11 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from strategies.backend import CacheClose
+
 from .._outcomes import OutcomeKind
-from .._pipeline import CacheClose, Pipeline, Price
 from .._results import ItemResult, ItemStatus, Usage
+from .pipeline import Pipeline, Price
 
 PENDING: Final = "pending"
 STATUS_ORDER: Final = (*(s.value for s in ItemStatus), PENDING)
@@ -303,8 +305,8 @@ def build_summary(
             pipeline.backend.model,
             usage,
             runs,
-            ttl=cache_config.ttl if cache_config is not None else 0.0,
-            keep=cache_config is not None and cache_config.on_close is CacheClose.KEEP,
+            ttl=cache_config.options.ttl if cache_config is not None else 0.0,
+            keep=cache_config is not None and cache_config.options.on_close is CacheClose.KEEP,
         )
     return Summary(
         pipeline=pipeline.name,

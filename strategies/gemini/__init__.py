@@ -7,6 +7,7 @@ lives in ``strategies.gemini.emulator``.  This package is the only one that impo
 ``google.genai``.
 """
 
+from ._backend import BACKEND, GeminiSection
 from ._cache import CacheHandle, CacheStats, ClosePolicy, GeminiContextCache
 from ._client import connect, disconnect
 from ._errors import classify, gemini_rules
@@ -16,12 +17,14 @@ from ._schema import subset_schema
 from ._strategy import STAGE_PARAMS, GeminiStrategy
 
 __all__ = [
+    "BACKEND",
     "STAGE_PARAMS",
     "CacheHandle",
     "CacheStats",
     "ClosePolicy",
     "GeminiContextCache",
     "GeminiParams",
+    "GeminiSection",
     "GeminiStrategy",
     "classify",
     "connect",

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from stagedretry._pipeline import load_pipeline
 from stagedretry.cli._backends import RecordingStrategy, build_backend
+from stagedretry.cli.pipeline import load_pipeline
+from strategies.backend import close_all
+from strategies.gemini import GeminiParams
 from strategies.gemini.emulator import GeminiEmulator, make_client
 
 from .conftest import Invocation, Job
@@ -235,7 +237,8 @@ async def test_the_request_log_keeps_the_strategys_shared_cache_visible(
     backend = await build_backend(load_pipeline(job.pipeline), api_key=KEY)
     try:
         assert isinstance(backend.strategy, RecordingStrategy)
-        assert backend.cache is not None
-        assert list(backend.strategy.shared_resources()) == [backend.cache]
+        assert len(backend.resources) == 1  # the shared context cache
+        assert list(backend.strategy.shared_resources()) == list(backend.resources)
+        assert backend.strategy.params_type is GeminiParams  # the plan is checked as without it
     finally:
-        await backend.aclose()
+        await close_all(backend.closers)

@@ -15,9 +15,10 @@ import pytest
 
 from stagedretry import Plan, Runner
 from stagedretry._journal import Journal
-from stagedretry._pipeline import load_pipeline
-from stagedretry.cli._backends import BackendError, build_backend
+from stagedretry.cli._backends import build_backend
 from stagedretry.cli._job import _Interrupts, _signals, run_job
+from stagedretry.cli.pipeline import load_pipeline
+from strategies.backend import BackendError
 from strategies.sim import SimStrategy
 
 from .conftest import Invocation, Job, recording_console
@@ -121,8 +122,11 @@ async def test_a_backend_that_fails_half_way_stops_what_it_started(
     )
     pipeline = load_pipeline(job.pipeline)
     assert pipeline.cache is not None
-    # A tag the loader refuses, built in code: the cache refuses it after the emulator started.
-    bad = attrs.evolve(pipeline, cache=attrs.evolve(pipeline.cache, tag="a:b"))
+    # A tag the loader refuses, forced past its checks: the cache refuses it after the
+    # emulator started.
+    options = attrs.evolve(pipeline.cache.options)
+    object.__setattr__(options, "tag", "a:b")
+    bad = attrs.evolve(pipeline, cache=attrs.evolve(pipeline.cache, options=options))
     before = _emulator_threads()
     with pytest.raises(BackendError, match="the emulator backend cannot be set up: tag must be"):
         await build_backend(bad, api_key=None)

@@ -10,18 +10,17 @@ from pathlib import Path
 import pytest
 
 from stagedretry import PlanError
-from stagedretry._pipeline import (
-    BackendKind,
-    CacheClose,
+from stagedretry.cli._app import demo_pipeline_path
+from stagedretry.cli.pipeline import (
     MissingField,
     Template,
     load_pipeline,
     parse_override,
     split_key,
 )
-from stagedretry.cli._app import demo_pipeline_path
-from strategies.gemini.emulator import ExpiryStyle, FaultKind
-from strategies.sim import SimModel
+from strategies.backend import CacheClose
+from strategies.gemini.emulator import EmulatorSection, ExpiryStyle, FaultKind
+from strategies.sim import SimModel, SimSection
 
 from .conftest import Job
 
@@ -36,15 +35,17 @@ def test_the_demo_pipeline_parses_into_typed_sections() -> None:
         "full_t25",
         "partial_t25",
     ]
-    assert pipeline.backend.kind is BackendKind.EMULATOR
-    assert [f.kind for f in pipeline.backend.emulator.faults] == [
+    assert pipeline.backend.kind == "emulator"
+    section = pipeline.backend.section
+    assert isinstance(section, EmulatorSection)
+    assert [f.kind for f in section.emulator.faults] == [
         FaultKind.RATE_LIMIT,
         FaultKind.UNAVAILABLE,
         FaultKind.INTERNAL,
     ]
-    assert pipeline.backend.emulator.expiry_style is None  # the emulator's own default
+    assert section.emulator.expiry_style is None  # the emulator's own default
     assert pipeline.cache is not None
-    assert pipeline.cache.on_close is CacheClose.DELETE
+    assert pipeline.cache.options.on_close is CacheClose.DELETE
     assert pipeline.cache.system_instruction.startswith("# Cataloguing instructions")
     assert pipeline.input.path.name == "books.jsonl"
     assert pipeline.input.path.is_absolute()
@@ -69,7 +70,7 @@ def test_defaults_and_paths_relative_to_the_file(tmp_path: Path) -> None:
     (folder / "s.json").write_text('{"type": "object"}', "utf-8")
     pipeline = load_pipeline(folder / "p.toml", cwd=tmp_path)
     assert pipeline.name == "p"
-    assert pipeline.backend.kind is BackendKind.EMULATOR
+    assert pipeline.backend.kind == "emulator"
     assert pipeline.output.path == folder / "in.out.jsonl"
     assert pipeline.journal.path == folder / "in.out.journal.sqlite"
     assert pipeline.run.concurrency == 16
@@ -118,7 +119,8 @@ def test_overrides_reach_lists_and_create_tables(make_job: Callable[..., Job]) -
     assert pipeline.plan.stages[0].params["temperature"] == 0.5
     assert pipeline.price is not None
     assert pipeline.price.input == 1.25
-    assert pipeline.backend.sim.latency == 0.01
+    assert isinstance(pipeline.backend.section, SimSection)
+    assert pipeline.backend.section.sim.latency == 0.01
 
 
 @pytest.mark.parametrize(
@@ -232,15 +234,19 @@ def test_editing_the_schema_file_changes_the_fingerprint(make_job: Callable[...,
     assert load_pipeline(job.pipeline, overrides=overrides).fingerprint != first.fingerprint
 
 
-def test_the_sim_table_is_read_straight_into_the_sim_model(make_job: Callable[..., Job]) -> None:
+def test_the_sim_table_is_read_into_the_sim_model_s_knobs(make_job: Callable[..., Job]) -> None:
     job = make_job(sim="seed = 4\ninvalid_rate = 0.5\nretry_after = 2\nlatency = 0.25")
-    sim = load_pipeline(job.pipeline).backend.sim
-    assert isinstance(sim, SimModel)
+    section = load_pipeline(job.pipeline).backend.section
+    assert isinstance(section, SimSection)
+    sim = section.sim
     assert (sim.seed, sim.invalid_rate, sim.retry_after, sim.latency) == (4, 0.5, 2.0, 0.25)
     assert sim.temperature_slope == SimModel().temperature_slope  # the model's own default
-    with pytest.raises(PlanError, match=r"backend\.sim\.fields: unknown key \(allowed: seed, "):
+    with pytest.raises(PlanError, match=r"backend\.sim\.fields: unknown key \(known: seed, "):
         load_pipeline(job.pipeline, overrides=[("backend.sim.fields", "x")])
-    with pytest.raises(PlanError, match=r"backend\.sim\.seed: expected an integer, got the number"):
+    with pytest.raises(
+        PlanError,
+        match=r"backend\.sim\.seed: expected a whole number of at least 0, got the number",
+    ):
         load_pipeline(job.pipeline, overrides=[("backend.sim.seed", 1.5)])
 
 
@@ -254,13 +260,15 @@ def test_emulator_settings_are_the_emulator_s_own_enums(make_job: Callable[..., 
         ),
         "utf-8",
     )
-    emulator = load_pipeline(job.pipeline).backend.emulator
+    section = load_pipeline(job.pipeline).backend.section
+    assert isinstance(section, EmulatorSection)
+    emulator = section.emulator
     assert emulator.expiry_style is ExpiryStyle.VERTEX
     assert [f.kind for f in emulator.faults] == [FaultKind.HANG]
     with pytest.raises(
         PlanError,
         match=r"backend\.emulator\.faults\[0\]\.kind: expected one of rate_limit, internal, .*, "
-        r"got 'explode'",
+        r"got the string 'explode'",
     ):
         load_pipeline(job.pipeline, overrides=[("backend.emulator.faults[0].kind", "explode")])
     with pytest.raises(

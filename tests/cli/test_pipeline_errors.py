@@ -53,7 +53,7 @@ CASES: list[tuple[str, Mutation, str]] = [
     (
         "unknown section",
         lambda j: _append(j, "[outptu]\npath = 'x'"),
-        "pipeline.toml: outptu: unknown key (allowed: name, plan, backend",
+        "pipeline.toml: outptu: unknown key (did you mean 'output'? known: name, plan, backend",
     ),
     (
         "no plan",
@@ -91,12 +91,13 @@ CASES: list[tuple[str, Mutation, str]] = [
     (
         "rate above one",
         lambda j: _edit(j, "invalid_rate = 0.2", "invalid_rate = 1.5"),
-        "pipeline.toml: backend.sim.invalid_rate: must be at most 1.0, got 1.5",
+        "pipeline.toml: backend.sim.invalid_rate: expected a number in [0, 1], got the number 1.5",
     ),
     (
         "concurrency as text",
         lambda j: _edit(j, "concurrency = 4", 'concurrency = "eight"'),
-        "pipeline.toml: run.concurrency: expected an integer, got the string 'eight'",
+        "pipeline.toml: run.concurrency: expected a whole number of at least 1, "
+        "got the string 'eight'",
     ),
     (
         "input file missing",
@@ -156,7 +157,7 @@ CASES: list[tuple[str, Mutation, str]] = [
     (
         "renewal margin longer than the ttl",
         lambda j: _cache(j, "ttl = 60\nrenew_margin = 300"),
-        "pipeline.toml: cache.renew_margin: must be smaller than cache.ttl (60 s), got 300",
+        "pipeline.toml: cache.renew_margin: must be smaller than the ttl (60 s), got 300",
     ),
     (
         "cache tag with a colon",
@@ -224,7 +225,8 @@ def test_a_missing_pipeline_file_exits_2(tmp_path: Path, cli: Callable[..., Invo
     [
         (
             ["--set", "run.concurrency=0"],
-            "pipeline.toml: run.concurrency: must be at least 1, got 0 (set on the command line)",
+            "pipeline.toml: run.concurrency: expected a whole number of at least 1, "
+            "got the number 0 (set on the command line)",
         ),
         (["--set", "novalue"], "--set novalue: expected key.path=value"),
         (

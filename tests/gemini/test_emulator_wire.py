@@ -21,9 +21,13 @@ from strategies.gemini.emulator._wire import (
 
 def test_public_surface() -> None:
     assert sorted(emulator_package.__all__) == [
+        "BACKEND",
+        "EmulatorSection",
+        "EmulatorSettings",
         "ExpiryStyle",
         "Fault",
         "FaultKind",
+        "FaultSettings",
         "GeminiEmulator",
         "Ledger",
         "RequestRecord",

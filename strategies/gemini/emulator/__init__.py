@@ -5,6 +5,7 @@ paging, timestamps, token usage), answers schema requests deterministically with
 share of invalid fields, and injects faults on demand.
 """
 
+from ._backend import BACKEND, EmulatorSection, EmulatorSettings, FaultSettings
 from ._caches import ExpiryStyle
 from ._client import make_client
 from ._faults import Fault, FaultKind
@@ -13,9 +14,13 @@ from ._server import GeminiEmulator
 from ._tokens import count_tokens
 
 __all__ = [
+    "BACKEND",
+    "EmulatorSection",
+    "EmulatorSettings",
     "ExpiryStyle",
     "Fault",
     "FaultKind",
+    "FaultSettings",
     "GeminiEmulator",
     "Ledger",
     "RequestRecord",

@@ -1,0 +1,212 @@
+"""The pipeline, typed: one frozen object per section, and the fingerprint of what decides results.
+
+A backend's own settings are held as the object its spec parsed them into
+(an instance of ``spec.section_type``): this model never names a provider's
+types, so a new backend needs no change here.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+import attrs
+
+from stagedretry import Plan, settable_keys, setting
+from strategies.backend import BackendSpec, CacheOptions
+
+from ._template import Template
+
+DEFAULT_MODEL: Final = "gemini-2.5-flash"
+DEFAULT_BACKEND: Final = "emulator"
+
+
+@attrs.frozen
+class BackendConfig:
+    """Which backend answers, with which model, and its section of ``[backend]``.
+
+    *section* is an instance of ``spec.section_type``, read from ``[backend]``
+    minus ``kind`` and ``model``.
+    """
+
+    spec: BackendSpec[Any] = attrs.field(repr=False)
+    model: str
+    section: object
+
+    @property
+    def kind(self) -> str:
+        """The backend's name, as ``[backend] kind`` gives it."""
+        return self.spec.name
+
+
+@attrs.frozen
+class CacheConfig:
+    """The shared system instruction, read from its file, and the ``[cache]`` options."""
+
+    system_instruction: str = attrs.field(repr=False)
+    instruction_path: Path
+    options: CacheOptions = CacheOptions()
+
+
+@attrs.frozen
+class InputConfig:
+    """The JSONL input, the field holding each record's id and the prompt template."""
+
+    path: Path
+    template: Template
+    id_field: str = "id"
+
+
+@attrs.frozen
+class OutputConfig:
+    """Where results go and what a valid answer is.
+
+    ``model`` is a ``module:Class`` pydantic import path; ``schema`` a JSON
+    Schema loaded from ``schema_path``.  Neither: any JSON object is valid.
+    ``digest`` is a hash of the shape a valid answer has (the model's JSON
+    schema, or the schema file's content): editing either changes it.
+    """
+
+    path: Path
+    model: str | None = None
+    model_class: type[Any] | None = attrs.field(default=None, eq=False, repr=False)
+    schema_path: Path | None = None
+    schema: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    digest: str | None = None
+
+    @property
+    def shape(self) -> Mapping[str, Any] | None:
+        """The JSON Schema of a valid answer (the model's own), or ``None``: any object."""
+        if self.model_class is not None:
+            shape: Mapping[str, Any] = self.model_class.model_json_schema()
+            return shape
+        return self.schema
+
+
+@attrs.frozen
+class JournalConfig:
+    """Where the crash-safe journal lives."""
+
+    path: Path
+
+
+@attrs.frozen
+class RunConfig:
+    """Limits of one run: parallel items, a deadline for the whole run, an audit log.
+
+    ``request_log`` is a path, so it is read by hand (relative to the file).
+    """
+
+    concurrency: int = setting(16, minimum=1)
+    deadline: float | None = setting(None, above=0.0, unit="seconds")
+    """Seconds for the whole run; then no new items are taken."""
+    seed: int | None = setting(None, minimum=0)
+    request_log: Path | None = setting(None, settable=False)
+
+
+@attrs.frozen
+class Price:
+    """Prices in currency units per million tokens; storage per million tokens per hour."""
+
+    input: float = setting(minimum=0.0)
+    cached_input: float = setting(minimum=0.0)
+    output: float = setting(minimum=0.0)
+    cache_storage: float = setting(0.0, minimum=0.0)
+
+
+def _frozen_prices(value: Mapping[str, Price]) -> Mapping[str, Price]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class Pipeline:
+    """A whole job, checked."""
+
+    source: Path
+    name: str
+    plan: Plan
+    backend: BackendConfig
+    input: InputConfig
+    output: OutputConfig
+    journal: JournalConfig
+    run: RunConfig = RunConfig()
+    cache: CacheConfig | None = None
+    prices: Mapping[str, Price] = attrs.field(factory=dict, converter=_frozen_prices)
+
+    @property
+    def price(self) -> Price | None:
+        """The price of the backend's model, if the table has it."""
+        return self.prices.get(self.backend.model)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything that decides an item's result.
+
+        Paths, concurrency, prices, logging and the backend settings its spec
+        calls neutral (a latency, an endpoint) are left out: changing them
+        keeps the journal's results valid.  The plan, the model, the backend's
+        other settings, the instruction, the template and the output model
+        (its import path and its JSON schema) are in.
+        """
+        spec = self.backend.spec
+        backend = {
+            "kind": spec.name,
+            "model": self.backend.model,
+            **answer_settings(self.backend.section, spec.neutral),
+        }
+        cache = None
+        if self.cache is not None:
+            cache = {
+                "instruction": sha(self.cache.system_instruction),
+                "enabled": self.cache.options.enabled,
+            }
+        output = {"model": self.output.model, "shape": self.output.digest}
+        data = {
+            "plan": self.plan.to_dict(),
+            "backend": backend,
+            "cache": cache,
+            "template": self.input.template.text,
+            "id_field": self.input.id_field,
+            "output": output,
+        }
+        return sha(json.dumps(data, sort_keys=True, default=str))[:16]
+
+
+def answer_settings(section: object, neutral: frozenset[str], prefix: str = "") -> dict[str, Any]:
+    """The settable values of a settings object as plain data, minus the *neutral* dotted keys.
+
+    Enums become their values, nested settings tables and lists of them are
+    followed (a list's elements share the list's key as their prefix).
+    """
+    if not attrs.has(type(section)):
+        return {}
+    return {
+        name: _plain(getattr(section, name), neutral, f"{prefix}{name}")
+        for name in settable_keys(type(section))
+        if f"{prefix}{name}" not in neutral
+    }
+
+
+def _plain(value: object, neutral: frozenset[str], key: str) -> Any:
+    if attrs.has(type(value)):
+        return answer_settings(value, neutral, f"{key}.")
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(v, neutral, key) for v in value]
+    return value
+
+
+def sha(text: str) -> str:
+    """The SHA-256 of *text*, in hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def canonical(data: object) -> str:
+    """*data* as JSON with sorted keys and no spaces: equal data, equal text."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)

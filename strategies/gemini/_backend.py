@@ -1,0 +1,139 @@
+"""The ``gemini`` backend spec: Gemini itself, through the SDK, with the shared context cache.
+
+Its section is ``[backend]``'s ``api_version`` and ``base_url``; its stage params
+are :class:`GeminiParams`.  :func:`build_on_client` is shared with the
+emulator's backend, which talks to its own server through the same SDK path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from stagedretry import PlanError, setting, validators
+
+from ..backend import BackendError, BackendSpec, Built, CacheClose, Closer, JobInputs, close_all
+from ._cache import ClosePolicy, GeminiContextCache
+from ._client import connect, disconnect
+from ._params import GeminiParams
+from ._strategy import GeminiStrategy
+
+if TYPE_CHECKING:
+    from google import genai
+
+API_VERSIONS: Final = ("v1", "v1beta", "v1alpha")
+
+
+@attrs.frozen
+class GeminiSection:
+    """The gemini backend's part of ``[backend]``: which API version, and where.
+
+    ``base_url`` (``None``: Google's endpoint) is an ``http://`` or
+    ``https://`` URL, e.g. a proxy or an emulator.
+    """
+
+    api_version: str = setting("v1beta", choices=API_VERSIONS)
+    base_url: str | None = setting(None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise PlanError("base_url", f"expected an http(s) URL, got {self.base_url!r}")
+
+
+def check_shape(name: str, job: JobInputs) -> None:
+    """Gemini is asked for JSON of a declared shape: a pipeline must declare one."""
+    if job.output_schema is None:
+        raise PlanError(
+            "output",
+            f"the {name} backend needs output.model or output.schema: the answer's shape "
+            "is what the stages validate and repair",
+        )
+
+
+def client_closer(client: genai.Client) -> Closer:
+    """A closer for *client*'s transports."""
+
+    async def close_client() -> None:
+        await disconnect(client)
+
+    return close_client
+
+
+def build_on_client(client: genai.Client, job: JobInputs, *, label: str) -> Built:
+    """The strategy (and its shared context cache) for *job* over a ready *client*.
+
+    The caller owns the client: the result has no closers.
+    """
+    options = job.shared_cache
+    cache = None
+    if options is not None:
+        cache = GeminiContextCache(
+            client,
+            job.model,
+            system_instruction=job.system_instruction,
+            ttl=options.ttl,
+            renew_margin=options.renew_margin,
+            tag=options.tag,
+            on_close=(
+                ClosePolicy.DELETE if options.on_close is CacheClose.DELETE else ClosePolicy.KEEP
+            ),
+        )
+    response_schema = job.output_model or (
+        dict(job.output_schema) if job.output_schema is not None else None
+    )
+    strategy = GeminiStrategy(
+        client,
+        job.model,
+        cache=cache,
+        response_schema=response_schema,
+        # Without a cache the shared instruction travels with every request.
+        system_instruction=job.system_instruction if cache is None else None,
+    )
+    return Built(
+        strategy=strategy,
+        validator=job.validator or validators.json_object(),
+        label=label,
+        resources=(cache,) if cache is not None else (),
+        cache_stats=_stats_of(cache) if cache is not None else None,
+    )
+
+
+def _stats_of(cache: GeminiContextCache) -> Callable[[], Mapping[str, int]]:
+    def stats() -> Mapping[str, int]:
+        return {k: int(v) for k, v in attrs.asdict(cache.stats).items()}
+
+    return stats
+
+
+class GeminiBackend:
+    """The ``gemini`` backend: Gemini's Developer API with the job's API key."""
+
+    name: Final = "gemini"
+    section_type: Final = GeminiSection
+    params_type: Final = GeminiParams
+    neutral: Final = frozenset({"api_version", "base_url"})
+    needs_api_key: Final = True
+
+    def check(self, section: GeminiSection, job: JobInputs) -> None:
+        check_shape(self.name, job)
+
+    async def build(self, section: GeminiSection, job: JobInputs) -> Built:
+        if job.api_key is None:
+            raise BackendError("the gemini backend needs an API key")
+        client = connect(job.api_key, api_version=section.api_version, base_url=section.base_url)
+        closers = (client_closer(client),)
+        try:
+            built = build_on_client(client, job, label=f"gemini {job.model}")
+        except BaseException:
+            await close_all(closers)
+            raise
+        return attrs.evolve(built, closers=closers)
+
+    def __repr__(self) -> str:
+        return "GeminiBackend()"
+
+
+BACKEND: Final[BackendSpec[GeminiSection]] = GeminiBackend()
+"""The gemini backend's spec, for the command-line app's registry."""

@@ -1,0 +1,132 @@
+"""The ``emulator`` backend spec: the loopback emulator started in this process.
+
+Its section is ``[backend]``'s ``api_version`` and the ``[backend.emulator]``
+table (the emulator's knobs and ``[[backend.emulator.faults]]``); its stage
+params are :class:`~strategies.gemini.GeminiParams`, as the requests take the
+same SDK path as the ``gemini`` backend's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+import attrs
+
+from stagedretry import setting
+
+from ...backend import BackendError, BackendSpec, Built, Closer, JobInputs, close_all
+from .._backend import API_VERSIONS, build_on_client, check_shape, client_closer
+from .._params import GeminiParams
+from ._caches import ExpiryStyle
+from ._client import make_client
+from ._faults import Fault, FaultKind
+from ._server import GeminiEmulator
+
+ROUTES: Final = ("generateContent", "cachedContents", "*")
+
+
+@attrs.frozen
+class FaultSettings:
+    """One ``[[backend.emulator.faults]]`` table: the fields of :class:`Fault`.
+
+    ``at`` lists 1-based request numbers (a lone number is a list of one).
+    """
+
+    kind: FaultKind = setting()
+    rate: float | None = setting(None, minimum=0.0, maximum=1.0)
+    at: tuple[int, ...] | None = setting(None, minimum=1)
+    times: int | None = setting(None, minimum=1)
+    route: str = setting("generateContent", choices=ROUTES)
+    retry_delay: float | None = setting(2.0, minimum=0.0, unit="seconds")
+    retry_after_header: bool = setting(False)
+    delay: float = setting(1.0, minimum=0.0, unit="seconds")
+
+    def fault(self) -> Fault:
+        """The emulator's own fault rule."""
+        return Fault(
+            kind=self.kind,
+            rate=self.rate,
+            at=frozenset(self.at) if self.at is not None else None,
+            times=self.times,
+            route=self.route,
+            retry_delay=self.retry_delay,
+            retry_after_header=self.retry_after_header,
+            delay=self.delay,
+        )
+
+
+@attrs.frozen
+class EmulatorSettings:
+    """The ``[backend.emulator]`` table: the in-process emulator's knobs.
+
+    ``expiry_style`` ``None`` is the emulator's own default (Gemini's).
+    """
+
+    seed: int = setting(0, minimum=0)
+    invalid_rate: float = setting(0.15, minimum=0.0, maximum=1.0)
+    invalid_rate_slope: float = setting(0.4, minimum=0.0)
+    latency: float = setting(0.0, minimum=0.0, unit="seconds")
+    min_cache_tokens: int = setting(1024, minimum=0, unit="tokens")
+    expiry_style: ExpiryStyle | None = setting(None)
+    faults: tuple[FaultSettings, ...] = setting(())
+
+
+@attrs.frozen
+class EmulatorSection:
+    """The emulator backend's part of ``[backend]``: the API version and ``[backend.emulator]``."""
+
+    api_version: str = setting("v1beta", choices=API_VERSIONS)
+    emulator: EmulatorSettings = setting(factory=EmulatorSettings)
+
+
+class EmulatorBackend:
+    """The ``emulator`` backend: a Gemini emulator on loopback, stopped when the run ends."""
+
+    name: Final = "emulator"
+    section_type: Final = EmulatorSection
+    params_type: Final = GeminiParams
+    neutral: Final = frozenset({"api_version", "emulator.latency"})
+    needs_api_key: Final = False
+
+    def check(self, section: EmulatorSection, job: JobInputs) -> None:
+        check_shape(self.name, job)
+
+    async def build(self, section: EmulatorSection, job: JobInputs) -> Built:
+        knobs = section.emulator
+        emulator = GeminiEmulator(
+            seed=knobs.seed,
+            min_cache_tokens=knobs.min_cache_tokens,
+            expiry_style=knobs.expiry_style or ExpiryStyle.GEMINI,
+            invalid_rate=knobs.invalid_rate,
+            invalid_rate_slope=knobs.invalid_rate_slope,
+            latency=knobs.latency,
+        )
+        for fault in knobs.faults:
+            emulator.inject(fault.fault())
+        try:
+            base_url = await asyncio.to_thread(emulator.start)
+        except RuntimeError as exc:
+            raise BackendError(f"the Gemini emulator did not start: {exc}") from None
+
+        async def stop() -> None:
+            await asyncio.to_thread(emulator.stop)
+
+        started: list[Closer] = [stop]
+        try:
+            client = make_client(base_url, api_version=section.api_version)
+            started.append(client_closer(client))
+            built = build_on_client(
+                client, job, label=f"emulator {job.model} (in-process, seed {knobs.seed})"
+            )
+        except BaseException:
+            await close_all(reversed(started))
+            raise
+        return attrs.evolve(built, closers=tuple(reversed(started)), emulator=emulator)
+
+    def __repr__(self) -> str:
+        return "EmulatorBackend()"
+
+
+BACKEND: Final[BackendSpec[EmulatorSection]] = EmulatorBackend()
+"""The emulator backend's spec, for the command-line app's registry."""

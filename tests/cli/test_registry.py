@@ -1,0 +1,90 @@
+"""The backend registry and the specs it finds: names, sections, params types, neutral keys."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from stagedretry import parse_settings, settable_keys
+from stagedretry.cli._registry import backend_names, backend_spec
+from stagedretry.cli.pipeline._model import answer_settings
+from strategies import SamplingParams
+from strategies.backend import CacheOptions, JobInputs
+from strategies.gemini import GeminiParams
+from strategies.gemini.emulator import EmulatorSettings, Fault, FaultSettings
+from strategies.sim import SimModel, SimSection, SimSettings
+
+
+def test_every_registered_backend_has_a_spec_of_that_name() -> None:
+    assert backend_names() == ("gemini", "emulator", "sim")
+    for name in backend_names():
+        spec = backend_spec(name)
+        assert spec.name == name
+        # An empty section is a valid one: every setting has a default.
+        section = parse_settings(spec.section_type, {}, "backend")
+        assert isinstance(section, spec.section_type)
+        neutral = set(spec.neutral)
+        assert neutral, name  # each says what never changes an answer
+        assert all(_settable(spec.section_type, key) for key in neutral), neutral
+
+
+def _settable(cls: type, dotted: str) -> bool:
+    head, _, rest = dotted.partition(".")
+    if head not in settable_keys(cls):
+        return False
+    if not rest:
+        return True
+    inner = attrs.fields_dict(cls)[head].type
+    return isinstance(inner, type) and _settable(inner, rest)
+
+
+@pytest.mark.parametrize(
+    ("name", "params_type"),
+    [("gemini", GeminiParams), ("emulator", GeminiParams), ("sim", SamplingParams)],
+)
+def test_each_backend_declares_its_strategy_s_params(name: str, params_type: type) -> None:
+    assert backend_spec(name).params_type is params_type
+
+
+def test_the_sim_settings_are_the_sim_model_s_knobs_with_its_defaults() -> None:
+    derived = {"fields", "instructions_tokens"}  # set per run, from the output and the cache
+    knobs = {f.name for f in attrs.fields(SimModel)} - derived
+    assert set(settable_keys(SimSettings)) == knobs
+    assert SimModel(**attrs.asdict(SimSettings())) == SimModel()
+
+
+def test_the_fault_settings_are_the_fault_s_fields_with_its_defaults() -> None:
+    assert settable_keys(FaultSettings) == tuple(f.name for f in attrs.fields(Fault))
+    for kind in ("hang", "rate_limit"):
+        settings = parse_settings(FaultSettings, {"kind": kind}, "fault")
+        assert settings.fault() == Fault(kind=settings.kind)
+    assert EmulatorSettings().expiry_style is None  # the emulator's own default
+
+
+def test_neutral_settings_stay_out_of_the_fingerprint_data() -> None:
+    section = parse_settings(SimSection, {"sim": {"seed": 4, "latency": 2.0}}, "backend")
+    data = answer_settings(section, backend_spec("sim").neutral)
+    assert data["sim"]["seed"] == 4
+    assert "latency" not in data["sim"]
+    emulator = backend_spec("emulator")
+    section = parse_settings(
+        emulator.section_type,
+        {"api_version": "v1", "emulator": {"latency": 1, "faults": [{"kind": "hang"}]}},
+        "backend",
+    )
+    data = answer_settings(section, emulator.neutral)
+    assert "api_version" not in data
+    assert "latency" not in data["emulator"]
+    assert data["emulator"]["faults"][0]["kind"] == "hang"  # enums as their values
+
+
+async def test_the_sim_backend_counts_the_cached_instruction_only_when_caching() -> None:
+    spec = backend_spec("sim")
+    section = spec.section_type()
+    rules = "Answer as a librarian. " * 10
+    cached = await spec.build(section, JobInputs("m", rules, CacheOptions()))
+    inline = await spec.build(section, JobInputs("m", rules, CacheOptions(enabled=False)))
+    assert cached.strategy.model.instructions_tokens > 0  # type: ignore[attr-defined]
+    assert inline.strategy.model.instructions_tokens == 0  # type: ignore[attr-defined]
+    assert cached.closers == ()
+    assert cached.label == "sim (seed 0)"
