@@ -6,6 +6,7 @@ the path of the offending value before any work starts.
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
 import re
@@ -180,10 +181,78 @@ class Plan:
         return out
 
     def to_mermaid(self) -> str:
-        """The Mermaid state diagram of the declared machine."""
-        from ._machine import compile_plan
+        """The declared machine as a Mermaid ``stateDiagram-v2`` (text: no renderer needed)."""
+        return mermaid(self.stages[0].name, declared_edges(self))
 
-        return compile_plan(self).to_mermaid()
+
+# -- the declared machine ----------------------------------------------------------------------
+# The triggers and edges are what the plan declares; ``_machine`` compiles them onto
+# ``transitions``.  They live here so that drawing a plan needs no machine.
+
+TERMINAL_STATES: Final = ("succeeded", "failed", "exhausted")
+
+
+class Trigger(enum.Enum):
+    """The events the engine fires, one per attempt or decision."""
+
+    SUCCEED = "succeed"
+    INVALID = "invalid"
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    RESOURCE_LOST = "resource_lost"
+    FATAL = "fatal"
+    GIVE_UP = "give_up"  # the stage's max_attempts is spent
+    SKIP = "skip"  # nothing to repair: move on without a request
+    EXHAUST = "exhaust"  # the prompt budget or the deadline is spent
+    ABORT = "abort"  # a cap on waits (rate limits, lost resources) is reached
+
+
+@attrs.frozen
+class Edge:
+    """One declared transition: ``source --trigger--> dest`` (``dest is None``: stay)."""
+
+    trigger: Trigger
+    source: str
+    dest: str | None
+
+
+def declared_edges(plan: Plan) -> tuple[Edge, ...]:
+    """Every transition *plan* declares, stage by stage."""
+    stages = plan.stages
+    edges: list[Edge] = []
+    for i, stage in enumerate(stages):
+        name = stage.name
+        invalid_dest = resolve_target(stages, i, stage.on_invalid)
+        transient_dest = (
+            None if stage.on_transient == RETRY else resolve_target(stages, i, stage.on_transient)
+        )
+        edges += [
+            Edge(Trigger.SUCCEED, name, "succeeded"),
+            Edge(Trigger.INVALID, name, invalid_dest),
+            Edge(Trigger.TRANSIENT, name, transient_dest),
+            Edge(Trigger.RATE_LIMITED, name, None),
+            Edge(Trigger.RESOURCE_LOST, name, None),
+            Edge(Trigger.FATAL, name, "failed"),
+            Edge(Trigger.GIVE_UP, name, invalid_dest),
+            Edge(Trigger.EXHAUST, name, "exhausted"),
+            Edge(Trigger.ABORT, name, "failed"),
+        ]
+        if can_skip(stage):
+            edges.append(Edge(Trigger.SKIP, name, resolve_target(stages, i, NEXT)))
+    return tuple(edges)
+
+
+def mermaid(initial: str, edges: Iterable[Edge]) -> str:
+    """*edges* as a Mermaid ``stateDiagram-v2``, one arrow per (source, dest) pair."""
+    lines = ["stateDiagram-v2", f"    [*] --> {initial}"]
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for edge in edges:
+        dest = edge.source if edge.dest is None else edge.dest
+        grouped.setdefault((edge.source, dest), []).append(edge.trigger.value)
+    for (source, dest), triggers in grouped.items():
+        lines.append(f"    {source} --> {dest}: {', '.join(triggers)}")
+    lines += [f"    {t} --> [*]" for t in TERMINAL_STATES]
+    return "\n".join(lines) + "\n"
 
 
 def load_document(path: Path) -> dict[str, Any]:
@@ -457,7 +526,7 @@ def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None
                 f"{where}.stages[{i}].name",
                 f"duplicate stage name {stage.name!r} (also stages[{names[stage.name]}])",
             )
-        if stage.name in ("succeeded", "failed", "exhausted", *_SPECIAL_TARGETS, RETRY):
+        if stage.name in (*TERMINAL_STATES, *_SPECIAL_TARGETS, RETRY):
             raise PlanError(f"{where}.stages[{i}].name", f"{stage.name!r} is a reserved name")
         if not _valid_name(stage.name):
             raise PlanError(

@@ -6,30 +6,15 @@ function over parsed JSON or from a pydantic model (pydantic is optional).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from ._outcomes import FieldError, ValidationFailed
+from ._schema import SchemaValidator, parse_json_object
 
 T = TypeVar("T")
 
 __all__ = ["json_object", "json_schema", "pydantic"]
-
-
-def parse_json_object(text: str) -> dict[str, Any]:
-    """Parse *text* as a JSON object, or raise ``ValidationFailed`` with nothing to keep."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ValidationFailed(
-            [FieldError("", f"not valid JSON: {exc.args[0] if exc.args else exc}")], None, text=text
-        ) from None
-    if not isinstance(data, dict):
-        raise ValidationFailed(
-            [FieldError("", f"expected a JSON object, got {type(data).__name__}")], None, text=text
-        )
-    return data
 
 
 class _JsonObjectValidator:
@@ -112,6 +97,4 @@ def json_schema(schema: Mapping[str, Any]) -> Callable[[str], dict[str, Any]]:
     Every bad field is reported by dotted path; a keyword it cannot check is
     refused here with ``ValueError`` rather than silently ignored.
     """
-    from ._schema import SchemaValidator
-
     return SchemaValidator(schema)
