@@ -36,6 +36,15 @@ from ._outcomes import (
     describe,
 )
 from ._plan import Plan
+from ._policy import (
+    DEADLINE_PASSED,
+    NOTHING_TO_REPAIR,
+    Decision,
+    before_request,
+    build_failed,
+    count,
+    decide,
+)
 from ._resources import ResourcePool, SharedResource
 from ._results import NO_USAGE, Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
 from ._stages import StageKind, Validator, builtin_kinds
@@ -430,164 +439,131 @@ class Runner:
         try:
             while True:
                 index = compiled.stage_index[state.state]
-                stage = plan.stages[index]
-                if state.prompts >= plan.max_prompts:
-                    return self._finish(state, Trigger.EXHAUST, "budget spent", log)
-                if deadline is not None and clock.monotonic() >= deadline:
-                    return self._finish(state, Trigger.EXHAUST, "deadline passed", log)
-                kind = self._kinds[index]
-                try:
-                    request = kind.build(item, state, stage)
-                except Exception as exc:
-                    # A bug in a stage kind fails its item, never the whole run.
-                    reason = f"stage kind {stage.kind!r} failed to build a request: {describe(exc)}"
-                    return self._finish(state, Trigger.FATAL, reason, log)
-                if request is None:
-                    if self._fire(state, Trigger.SKIP, log) not in compiled.stage_index:
-                        return self._result(state, "nothing left to repair")
-                    continue
-                if self._cooldown_until > clock.monotonic():
-                    await self._cool_down(deadline)
-                    if deadline is not None and clock.monotonic() >= deadline:
-                        return self._finish(state, Trigger.EXHAUST, "deadline passed", log)
-                if self._pool:
-                    handles, generations = await self._pool.current(clock)
-                else:
-                    handles, generations = _NO_HANDLES, ()
-                number = len(state.attempts) + 1
-                ctx = StageContext(item, state, stage, plan, handles, clock, number)
-                timeout = stage.timeout or plan.timeout
-                started = clock.monotonic()
-                if deadline is not None:
-                    timeout = min(timeout or deadline - started, deadline - started)
-                response = None
-                meta = None
-                error: str | None = None
-                failure: BaseException | None = None
-                try:
-                    if timeout is None:
-                        response = await self.strategy.generate(request, ctx)
+                tried: _Tried | None = None
+                decision = before_request(state, plan, clock.monotonic())
+                if decision is None:
+                    step = await self._attempt(state, index, deadline, log)
+                    if isinstance(step, Decision):
+                        decision = step
                     else:
-                        async with clock.timeout(timeout):
-                            response = await self.strategy.generate(request, ctx)
-                    meta = response.meta
-                    output = kind.parse(response, state, self._validator)
-                    outcome = _SUCCESS
-                except ValidationFailed as exc:
-                    outcome = Outcome(OutcomeKind.INVALID, str(exc))
-                    error = str(exc)
-                    state.errors = exc.errors
-                    state.partial = exc.partial
-                    state.last_invalid = (
-                        exc.text
-                        if exc.text is not None
-                        else (response.text if response is not None else None)
-                    )
-                except Exception as exc:
-                    failure = exc
-                    if _not_a_response(response):
-                        # A strategy bug fails its item, not the whole run.
-                        failure = TypeError(
-                            f"{type(self.strategy).__name__}.generate returned "
-                            f"{type(response).__name__}, not a Response"
-                        )
-                        response = None
-                    outcome = classify(failure, self._rules)
-                    error = outcome.message
-                    # A billed response keeps its metadata even when reading it failed.
-                    meta = getattr(failure, "meta", None) or meta
-                    if outcome.kind is OutcomeKind.INVALID:
-                        state.errors = (FieldError("", outcome.message),)
-                        state.partial = None
-                counted = outcome.kind.spends_prompt and outcome.sent
-                if counted:
-                    state.prompts += 1
-                    # max_attempts caps the requests a stage sent; refusals (rate
-                    # limits, lost resources) are not billed and have caps of their own.
-                    state.attempts_at[index] += 1
-                state.attempts.append(
-                    Attempt(
-                        stage.name,
-                        outcome.kind,
-                        number,
-                        counted,
-                        _usage_of(response, failure),
-                        meta,
-                        error,
-                        request.fields,
-                        started,
-                        clock.monotonic() - started,
-                    )
-                )
-                if log is not None:
-                    log.info(
-                        "attempt",
-                        stage=stage.name,
-                        attempt=number,
-                        outcome=outcome.kind.value,
-                        error=error,
-                    )
-                kind_of = outcome.kind
-                if kind_of is OutcomeKind.SUCCEEDED:
-                    self._fire(state, Trigger.SUCCEED, log)
-                    return self._result(state, None, output)
-                if kind_of is not OutcomeKind.RESOURCE_LOST:
-                    state.lost_in_row = 0
-                if kind_of is OutcomeKind.TRANSIENT:
-                    trigger = Trigger.TRANSIENT
-                    if (
-                        stage.max_attempts is not None
-                        and state.attempts_at[index] >= stage.max_attempts
-                    ):
-                        trigger = Trigger.GIVE_UP
-                    if self._fire(state, trigger, log) == stage.name:
-                        backoff = stage.backoff or plan.backoff
-                        await self._sleep(
-                            self._random.uniform(0, backoff.ceiling(state.attempts_at[index])),
-                            deadline,
-                        )
-                elif kind_of is OutcomeKind.RATE_LIMITED:
-                    state.rate_limit_waits += 1
-                    if state.rate_limit_waits > plan.max_rate_limit_waits:
-                        return self._finish(
-                            state,
-                            Trigger.ABORT,
-                            f"rate limited {state.rate_limit_waits} times",
-                            log,
-                        )
-                    self._fire(state, Trigger.RATE_LIMITED, log)
-                    delay = outcome.retry_after
-                    if delay is None:
-                        delay = self._random.uniform(
-                            0, plan.rate_limit_backoff.ceiling(state.rate_limit_waits)
-                        )
-                    # A server's advice is honoured, up to the plan's ceiling on waits.
-                    delay = min(delay, plan.rate_limit_backoff.maximum)
+                        tried = step
+                        decision = decide(state, index, plan, step.outcome)
+                after = self._fire(state, decision.trigger, log)
+                if after not in compiled.stage_index:
+                    reason = decision.reason
+                    if reason is None:
+                        reason = _TERMINAL_REASONS.get(after)
+                    return self._result(state, reason, None if tried is None else tried.output)
+                if decision.pause_all:
+                    delay = self._draw(decision)
                     # One refusal pauses every worker: the API is not hammered meanwhile.
                     self._cooldown_until = max(self._cooldown_until, clock.monotonic() + delay)
-                elif kind_of is OutcomeKind.RESOURCE_LOST:
-                    state.lost_in_row += 1
-                    if state.lost_in_row > plan.max_resource_lost:
-                        return self._finish(
-                            state,
-                            Trigger.ABORT,
-                            f"resource lost {state.lost_in_row} times in a row",
-                            log,
-                        )
-                    self._fire(state, Trigger.RESOURCE_LOST, log)
-                    await self._pool.lost(outcome.resource, generations, clock)
-                elif kind_of is OutcomeKind.FATAL:
-                    self._fire(state, Trigger.FATAL, log)
-                    return self._result(state, outcome.message)
-                else:
-                    self._fire(state, Trigger.INVALID, log)
-                if state.state not in compiled.stage_index:
-                    return self._result(state, _TERMINAL_REASONS.get(state.state))
+                elif decision.jitter or decision.wait:
+                    await self._sleep(self._draw(decision), deadline)
+                if decision.renew and tried is not None:
+                    await self._pool.lost(tried.outcome.resource, tried.generations, clock)
         except asyncio.CancelledError:
             cancelled = self._result(state, "cancelled", status=ItemStatus.CANCELLED)
             self._cancelled.append(cancelled)
             self._ended(cancelled)
             raise
+
+    def _draw(self, decision: Decision) -> float:
+        return self._random.uniform(0, decision.wait) if decision.jitter else decision.wait
+
+    async def _attempt(
+        self, state: ItemState, index: int, deadline: float | None, log: EventLogger | None
+    ) -> _Tried | Decision:
+        """One attempt: build, call, read and classify; a Decision when nothing was sent."""
+        plan = self.plan
+        clock = self._clock
+        item = state.item
+        stage = plan.stages[index]
+        kind = self._kinds[index]
+        try:
+            request = kind.build(item, state, stage)
+        except Exception as exc:
+            return build_failed(stage.kind, exc)
+        if request is None:
+            return NOTHING_TO_REPAIR
+        if self._cooldown_until > clock.monotonic():
+            await self._cool_down(deadline)
+            if deadline is not None and clock.monotonic() >= deadline:
+                return DEADLINE_PASSED
+        if self._pool:
+            handles, generations = await self._pool.current(clock)
+        else:
+            handles, generations = _NO_HANDLES, ()
+        number = len(state.attempts) + 1
+        ctx = StageContext(item, state, stage, plan, handles, clock, number)
+        timeout = stage.timeout or plan.timeout
+        started = clock.monotonic()
+        if deadline is not None:
+            timeout = min(timeout or deadline - started, deadline - started)
+        response = None
+        meta = None
+        output = None
+        error: str | None = None
+        failure: BaseException | None = None
+        try:
+            if timeout is None:
+                response = await self.strategy.generate(request, ctx)
+            else:
+                async with clock.timeout(timeout):
+                    response = await self.strategy.generate(request, ctx)
+            meta = response.meta
+            output = kind.parse(response, state, self._validator)
+            outcome = _SUCCESS
+        except ValidationFailed as exc:
+            outcome = Outcome(OutcomeKind.INVALID, str(exc))
+            error = str(exc)
+            state.errors = exc.errors
+            state.partial = exc.partial
+            state.last_invalid = (
+                exc.text
+                if exc.text is not None
+                else (response.text if response is not None else None)
+            )
+        except Exception as exc:
+            failure = exc
+            if _not_a_response(response):
+                # A strategy bug fails its item, not the whole run.
+                failure = TypeError(
+                    f"{type(self.strategy).__name__}.generate returned "
+                    f"{type(response).__name__}, not a Response"
+                )
+                response = None
+            outcome = classify(failure, self._rules)
+            error = outcome.message
+            # A billed response keeps its metadata even when reading it failed.
+            meta = getattr(failure, "meta", None) or meta
+            if outcome.kind is OutcomeKind.INVALID:
+                state.errors = (FieldError("", outcome.message),)
+                state.partial = None
+        counted = count(state, index, outcome)
+        state.attempts.append(
+            Attempt(
+                stage.name,
+                outcome.kind,
+                number,
+                counted,
+                _usage_of(response, failure),
+                meta,
+                error,
+                request.fields,
+                started,
+                clock.monotonic() - started,
+            )
+        )
+        if log is not None:
+            log.info(
+                "attempt",
+                stage=stage.name,
+                attempt=number,
+                outcome=outcome.kind.value,
+                error=error,
+            )
+        return _Tried(outcome, output, generations)
 
     def _fire(self, state: ItemState, trigger: Trigger, log: EventLogger | None) -> str:
         before = state.state
@@ -602,12 +578,6 @@ class Runner:
                 attempt=len(state.attempts),
             )
         return after
-
-    def _finish(
-        self, state: ItemState, trigger: Trigger, reason: str, log: EventLogger | None
-    ) -> ItemResult:
-        self._fire(state, trigger, log)
-        return self._result(state, reason)
 
     def _result(
         self,
@@ -673,6 +643,18 @@ def _not_a_response(value: object) -> bool:
 
 
 _TERMINAL_REASONS = {"exhausted": "no stage left", "failed": "failed"}
+
+
+class _Tried:
+    """What one sent request came to: its outcome, the output if it succeeded, and the
+    generation of each shared resource it used (to renew the right one if it was lost)."""
+
+    __slots__ = ("generations", "outcome", "output")
+
+    def __init__(self, outcome: Outcome, output: Any, generations: tuple[int, ...]) -> None:
+        self.outcome = outcome
+        self.output = output
+        self.generations = generations
 
 
 class _End:
