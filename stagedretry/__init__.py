@@ -28,7 +28,7 @@ from ._results import (
     Usage,
     WorkItem,
 )
-from ._runner import ResultStream, Runner
+from ._runner import ResultStream, Runner, RunnerState
 from ._stages import FullStage, PartialStage, StageKind, Validator, builtin_kinds
 from ._state import ItemState, Scratch
 from ._strategy import Request, Response, StageContext, Strategy, UsesResources
@@ -60,6 +60,7 @@ __all__ = [
     "ResultStream",
     "Rule",
     "Runner",
+    "RunnerState",
     "Scratch",
     "SharedResource",
     "Stage",

@@ -8,6 +8,8 @@ machine.  Sleeps, timeouts and timestamps all go through the injected clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import random
 import warnings
 from collections import Counter
@@ -135,16 +137,71 @@ class _Tally:
         )
 
 
+class RunnerState(enum.Enum):
+    """Where a runner is in its life (read it as :attr:`Runner.state`).
+
+    ``IDLE`` (created, or between runs) -> ``RUNNING`` (:meth:`Runner.run`, or
+    :meth:`Runner.stream` until its stream ends, is closed or is dropped) ->
+    ``DRAINING`` (:meth:`Runner.drain`) or ``CANCELLING`` (:meth:`Runner.cancel`,
+    or a stream abandoned mid-run) -> ``IDLE`` once the run has ended.
+    :meth:`Runner.aclose`, or leaving ``async with runner``, makes it ``CLOSED``
+    for good: a closed runner refuses to run.
+    """
+
+    IDLE = "idle"
+    RUNNING = "running"
+    DRAINING = "draining"
+    CANCELLING = "cancelling"
+    CLOSED = "closed"
+
+
+class _Scope(enum.Enum):
+    """Who closes the shared resources: each run as it ends, or the ``async with`` block."""
+
+    RUN = "run"
+    BLOCK = "block"
+
+
+class _Run:
+    """One run's own bookkeeping, so that an abandoned run ending late never touches the next."""
+
+    __slots__ = ("busy", "cancelled", "ended", "idle", "previous", "producer", "started", "tally")
+
+    def __init__(self, previous: _Run | None) -> None:
+        # An abandoned run still ending: this one waits for it before it starts.
+        self.previous = previous
+        self.tally = _Tally(0.0)
+        # Workers running an item, and workers waiting for the source to give one: the
+        # only ones cancel() and drain() interrupt (a worker handing over a result is not).
+        self.busy: set[asyncio.Task[Any]] = set()
+        self.idle: set[asyncio.Task[Any]] = set()
+        self.cancelled: list[ItemResult] = []
+        self.started = False
+        self.ended = asyncio.Event()
+        # The task of a streamed run, which aclose() may cancel (a run() belongs to its caller).
+        self.producer: asyncio.Task[None] | None = None
+
+
+# How long (on the runner's clock, in seconds) a run, or aclose(), waits for an abandoned or
+# cancelled run to end: its items were cancelled, so only a strategy that ignores
+# cancellation can make it longer, and that is reported rather than waited for without end.
+_END_GRACE = 30.0
+
+
 class ResultStream(AsyncIterator[ItemResult]):
     """Item results in completion order; :attr:`batch` holds the totals once it ends.
 
-    Use it as ``async with runner.stream(items) as results: async for r in results``
-    so that leaving the block early stops the run; :meth:`aclose` does the same.
+    The run starts at the first read.  Leaving ``async with runner.stream(items)
+    as results`` early, :meth:`aclose`, breaking out of ``async for``, an
+    exception in its body or dropping the stream all stop the run: the items in
+    flight are cancelled and, outside ``async with runner``, the shared
+    resources are closed.
     """
 
-    def __init__(self, runner: Runner, items: Items) -> None:
+    def __init__(self, runner: Runner, run: _Run, items: Items) -> None:
         self.batch: BatchResult | None = None
         self._runner = runner
+        self._run = run
         self._items: Items | None = items
         # Bounded: a slow consumer holds the workers back instead of piling up results.
         self._queue: asyncio.Queue[ItemResult | _End] = asyncio.Queue(maxsize=runner.concurrency)
@@ -164,7 +221,21 @@ class ResultStream(AsyncIterator[ItemResult]):
         if self._done:
             raise StopAsyncIteration
         if self._producer is None:
-            self._producer = asyncio.create_task(self._produce())
+            if self._runner._run is not self._run:
+                self._done = True
+                raise RuntimeError("the runner was closed before this stream was read")
+            items, self._items = self._items, None
+            assert items is not None
+            # The producer holds no reference to this stream, so a stream its reader dropped
+            # is collected, and __del__ stops the run.
+            self._producer = asyncio.create_task(
+                _produce(self._runner, self._run, items, self._queue)
+            )
+            self._run.producer = self._producer
+        elif self._producer.done() and self._queue.empty():
+            # The run was stopped from outside (Runner.aclose()): nothing more will come.
+            self._done = True
+            raise StopAsyncIteration
         try:
             got = await self._queue.get()
         except asyncio.CancelledError:
@@ -173,10 +244,11 @@ class ResultStream(AsyncIterator[ItemResult]):
             raise
         if isinstance(got, _End):
             self._done = True
-            await self._producer
+            # Gathered, not awaited: a producer stopped from outside must not cancel its reader.
+            await asyncio.gather(self._producer, return_exceptions=True)
             if got.error is not None:
                 raise got.error
-            self.batch = self._runner._tally.batch((), self._runner._clock.monotonic())
+            self.batch = got.batch
             raise StopAsyncIteration
         return got
 
@@ -184,21 +256,40 @@ class ResultStream(AsyncIterator[ItemResult]):
         """Stop the run: items in flight are cancelled, no new ones are taken."""
         self._done = True
         producer = self._producer
-        if producer is not None and not producer.done():
+        if producer is None:
+            self._runner._release(self._run)
+        elif not producer.done():
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
 
-    async def _produce(self) -> None:
-        items, self._items = self._items, None
-        assert items is not None
-        error: BaseException | None = None
-        try:
-            await self._runner._drive(items, self._queue.put)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            error = exc
-        await self._queue.put(_End(error))
+    def __del__(self) -> None:
+        if self._done:
+            return
+        producer = self._producer
+        if producer is None:
+            self._runner._release(self._run)
+        elif not producer.done():
+            # Nobody reads this run any more and nobody can await it: it is cancelled in the
+            # background, and the runner's next run waits for it to end.
+            self._runner._abandon(self._run)
+            with contextlib.suppress(RuntimeError):  # its event loop is already closed
+                producer.cancel()
+
+
+async def _produce(
+    runner: Runner, run: _Run, items: Items, queue: asyncio.Queue[ItemResult | _End]
+) -> None:
+    try:
+        tally = await runner._drive(run, items, queue.put)
+    except asyncio.CancelledError:
+        # A reader waiting for the next result must learn that none will come.
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(_End(None))
+        raise
+    except Exception as exc:
+        await queue.put(_End(exc))
+    else:
+        await queue.put(_End(None, tally.batch((), runner._clock.monotonic())))
 
 
 class EventLogger(Protocol):
@@ -271,46 +362,77 @@ class Runner:
             # A strategy's own resources are shared by construction, not by remembering to.
             shared += [r for r in strategy.shared_resources() if all(r is not s for s in shared)]
         self._pool = ResourcePool(shared)
-        self._in_context = False
         self._cooldown_until = 0.0
-        self._draining = False
-        self._tasks: list[asyncio.Task[None]] = []
-        # Workers running an item, and workers waiting for the source to give one: the
-        # only ones cancel() and drain() interrupt (a worker handing over a result is not).
-        self._busy: set[asyncio.Task[Any]] = set()
-        self._idle: set[asyncio.Task[Any]] = set()
-        self._cancelled: list[ItemResult] = []
-        self._tally = _Tally(0.0)
+        self._state = RunnerState.IDLE
+        self._scope = _Scope.RUN
+        # The run that owns the runner now, and an abandoned one that may still be ending.
+        self._run: _Run | None = None
+        self._ending: _Run | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    @property
+    def state(self) -> RunnerState:
+        """Where the runner is in its life: see :class:`RunnerState`."""
+        return self._state
+
     async def __aenter__(self) -> Runner:
-        self._in_context = True
+        if self._state is RunnerState.CLOSED:
+            raise RuntimeError("this runner is closed; make a new Runner")
+        self._scope = _Scope.BLOCK
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._in_context = False
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the shared resources (each by its own keep/release policy).
+        """Stop any run, close the shared resources (each by its own policy) and refuse new runs.
 
-        Every resource is closed even if one fails; the failures are raised together.
+        A run in progress is cancelled (its items end ``cancelled``) and waited
+        for, up to 30 seconds on the runner's clock (``RuntimeError`` after
+        that).  Every resource is closed even if one fails; the failures are
+        raised together as an ``ExceptionGroup``.  Closing twice does nothing.
         """
+        if self._state is RunnerState.CLOSED:
+            return
+        run = self._run
+        if run is not None:
+            if not run.started:
+                self._release(run)  # a stream nobody has read yet
+            else:
+                self.cancel()
+                if run.producer is not None:
+                    run.producer.cancel()  # its reader may be gone: the queue would block
+                await self._wait_for(run)
+        if self._ending is not None:
+            await self._wait_for(self._ending)
+        self._state = RunnerState.CLOSED
         errors = await self._pool.close()
         if errors:
             raise ExceptionGroup("could not close every shared resource", errors)
 
     def drain(self) -> None:
-        """Take no new items; the ones in flight finish."""
-        self._draining = True
-        for task in tuple(self._idle):
+        """Take no new items; the ones in flight finish (``RUNNING`` -> ``DRAINING``).
+
+        Does nothing unless the runner is ``RUNNING``.
+        """
+        run = self._run
+        if run is None or self._state is not RunnerState.RUNNING:
+            return
+        self._state = RunnerState.DRAINING
+        for task in tuple(run.idle):
             task.cancel()
 
     def cancel(self) -> None:
-        """Take no new items and cancel those in flight; they end ``cancelled``."""
-        self._draining = True
-        for task in (*self._busy, *self._idle):
+        """Take no new items and cancel those in flight; they end ``cancelled``.
+
+        ``RUNNING`` or ``DRAINING`` -> ``CANCELLING``; otherwise does nothing.
+        """
+        run = self._run
+        if run is None or self._state not in (RunnerState.RUNNING, RunnerState.DRAINING):
+            return
+        self._state = RunnerState.CANCELLING
+        for task in (*run.busy, *run.idle):
             task.cancel()
 
     @property
@@ -318,37 +440,88 @@ class Runner:
         """How many times each shared resource was renewed by this runner."""
         return self._pool.renewals()
 
+    def _claim(self) -> _Run:
+        if self._state is RunnerState.CLOSED:
+            raise RuntimeError("this runner is closed; make a new Runner")
+        if self._run is not None:
+            # Two runs at once would share one set of workers and one drain/cancel state.
+            raise RuntimeError(
+                "this runner is already running; wait for the run to end or use another runner"
+            )
+        run = _Run(self._ending)
+        self._run = run
+        self._state = RunnerState.RUNNING
+        return run
+
+    def _release(self, run: _Run) -> None:
+        """*run* has ended (or never started): the runner is free again."""
+        run.ended.set()
+        if self._ending is run:
+            self._ending = None
+            if self._run is None and self._state is RunnerState.CANCELLING:
+                self._state = RunnerState.IDLE
+        elif self._run is run:
+            self._run = None
+            self._state = RunnerState.IDLE
+
+    def _abandon(self, run: _Run) -> None:
+        """*run*'s stream was dropped mid-run: it is being cancelled, and nobody awaits it."""
+        if self._run is run:
+            self._run = None
+            self._ending = run
+            self._state = RunnerState.CANCELLING
+
+    async def _wait_for(self, run: _Run) -> None:
+        if run.ended.is_set():
+            return
+        try:
+            async with self._clock.timeout(_END_GRACE):
+                await run.ended.wait()
+        except TimeoutError:
+            raise RuntimeError(
+                f"an earlier run of this runner has not ended {_END_GRACE:g} s after it was "
+                "cancelled (does the strategy ignore cancellation?)"
+            ) from None
+
     # -- running --------------------------------------------------------------------------------
 
     async def run(self, items: Items) -> BatchResult:
-        """Run every item and collect the results."""
-        self._draining = False
+        """Run every item and collect the results.
+
+        Raises ``RuntimeError`` if the runner is already running or is closed;
+        an abandoned stream's run still ending is waited for first.
+        """
         results: list[ItemResult] = []
 
         async def emit(result: ItemResult) -> None:
             results.append(result)
 
-        await self._drive(items, emit)
-        return self._tally.batch(tuple(results), self._clock.monotonic())
+        tally = await self._drive(self._claim(), items, emit)
+        return tally.batch(tuple(results), self._clock.monotonic())
 
     def stream(self, items: Items) -> ResultStream:
-        """Yield results as items end, in completion order, with bounded memory."""
-        # Reset here, not when the stream starts: a drain() in between must hold.
-        self._draining = False
-        return ResultStream(self, items)
+        """Yield results as items end, in completion order, with bounded memory.
 
-    async def _drive(self, items: Items, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
-        if self._tasks:
-            # Two runs at once would share one tally, one drain flag and one set of workers.
-            raise RuntimeError(
-                "this runner is already running; wait for the run to end or use another runner"
-            )
-        self._cancelled = []
-        self._tally = _Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
-        take = _Source(items)
-        tasks = [asyncio.create_task(self._worker(take, emit)) for _ in range(self.concurrency)]
-        self._tasks = tasks
+        The runner is ``RUNNING`` from this call until the stream ends, is
+        closed or is dropped; raises ``RuntimeError`` if it is already running
+        or is closed.
+        """
+        # Claimed now, not at the first read: a drain() in between must hold.
+        return ResultStream(self, self._claim(), items)
+
+    async def _drive(
+        self, run: _Run, items: Items, emit: Callable[[ItemResult], Awaitable[None]]
+    ) -> _Tally:
+        run.started = True
+        take: _Source | None = None
         try:
+            if run.previous is not None:
+                await self._wait_for(run.previous)
+            run.tally = _Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
+            take = _Source(items)
+            tasks = [
+                asyncio.create_task(self._worker(run, take, emit)) for _ in range(self.concurrency)
+            ]
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             except asyncio.CancelledError:
@@ -363,16 +536,20 @@ class Runner:
                 raise failure
             await asyncio.gather(*tasks, return_exceptions=True)
             # Items cancelled on purpose (runner.cancel()) still get their result.
-            for result in self._cancelled:
+            for result in run.cancelled:
                 await emit(result)
-            self._cancelled = []
+            run.cancelled = []
+            return run.tally
         finally:
-            self._tasks = []
             try:
-                await take.aclose()
+                if take is not None:
+                    await take.aclose()
             finally:
-                if not self._in_context:
-                    await self._close_quietly()
+                try:
+                    if self._scope is _Scope.RUN:
+                        await self._close_quietly()
+                finally:
+                    self._release(run)
 
     async def _close_quietly(self) -> None:
         # The run's results are already paid for: a failing close must not replace them.
@@ -385,23 +562,25 @@ class Runner:
                 stacklevel=2,
             )
 
-    def _ended(self, result: ItemResult) -> None:
-        self._tally.add(result)
+    def _ended(self, run: _Run, result: ItemResult) -> None:
+        run.tally.add(result)
         if self._on_result is not None:
             self._on_result(result)
 
     def _stopping(self) -> bool:
-        # A method, not the attribute: the flag changes while a worker awaits.
-        return self._draining
+        # A method, not the attribute: the state changes while a worker awaits.
+        return self._state is not RunnerState.RUNNING
 
-    async def _worker(self, take: _Source, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
+    async def _worker(
+        self, run: _Run, take: _Source, emit: Callable[[ItemResult], Awaitable[None]]
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        while not self._draining:
+        while self._state is RunnerState.RUNNING:
             if take.is_sync:
                 got = take.next_sync()
             else:
-                self._idle.add(task)
+                run.idle.add(task)
                 try:
                     got = await take.next()
                 except asyncio.CancelledError:
@@ -409,7 +588,7 @@ class Runner:
                         return  # drain() or cancel(): stop waiting for the source
                     raise
                 finally:
-                    self._idle.discard(task)
+                    run.idle.discard(task)
             if got is None:
                 return
             position, raw = got
@@ -418,15 +597,15 @@ class Runner:
             except TypeError as exc:
                 result = ItemResult(f"#{position}", ItemStatus.FAILED, reason=f"input_error: {exc}")
             else:
-                self._busy.add(task)
+                run.busy.add(task)
                 try:
-                    result = await self._run_item(item)
+                    result = await self._run_item(run, item)
                 finally:
-                    self._busy.discard(task)
-            self._ended(result)
+                    run.busy.discard(task)
+            self._ended(run, result)
             await emit(result)
 
-    async def _run_item(self, item: WorkItem) -> ItemResult:
+    async def _run_item(self, run: _Run, item: WorkItem) -> ItemResult:
         plan = self.plan
         clock = self._clock
         compiled = self._compiled
@@ -448,7 +627,7 @@ class Runner:
                     else:
                         tried = step
                         decision = decide(state, index, plan, step.outcome)
-                after = self._fire(state, decision.trigger, log)
+                after = self._fire(run.tally, state, decision.trigger, log)
                 if after not in compiled.stage_index:
                     reason = decision.reason
                     if reason is None:
@@ -464,8 +643,8 @@ class Runner:
                     await self._pool.lost(tried.outcome.resource, tried.generations, clock)
         except asyncio.CancelledError:
             cancelled = self._result(state, "cancelled", status=ItemStatus.CANCELLED)
-            self._cancelled.append(cancelled)
-            self._ended(cancelled)
+            run.cancelled.append(cancelled)
+            self._ended(run, cancelled)
             raise
 
     def _draw(self, decision: Decision) -> float:
@@ -565,10 +744,12 @@ class Runner:
             )
         return _Tried(outcome, output, generations)
 
-    def _fire(self, state: ItemState, trigger: Trigger, log: EventLogger | None) -> str:
+    def _fire(
+        self, tally: _Tally, state: ItemState, trigger: Trigger, log: EventLogger | None
+    ) -> str:
         before = state.state
         after = self._compiled.fire(state, trigger)
-        self._tally.transitions[trigger] += 1
+        tally.transitions[trigger] += 1
         if log is not None and after != before:
             log.debug(
                 "transition",
@@ -658,10 +839,11 @@ class _Tried:
 
 
 class _End:
-    __slots__ = ("error",)
+    __slots__ = ("batch", "error")
 
-    def __init__(self, error: BaseException | None) -> None:
+    def __init__(self, error: BaseException | None, batch: BatchResult | None = None) -> None:
         self.error = error
+        self.batch = batch
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:

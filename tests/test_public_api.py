@@ -43,6 +43,7 @@ STAGEDRETRY = [
     "ResultStream",
     "Rule",
     "Runner",
+    "RunnerState",
     "Scratch",
     "SharedResource",
     "Stage",
