@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic
 
 import attrs
 
 from ._outcomes import FieldError, OutcomeKind
 from ._usage import NO_USAGE, ResponseMeta, Usage
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    # Defaulted: a bare ``ItemResult`` or ``Runner`` means "output of any type", so
+    # annotations written before results were generic stay valid under mypy --strict.
+    T = TypeVar("T", default=Any)
+else:
+    # Python 3.11's TypeVar takes no default, and none is needed at runtime.
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 # Usage and ResponseMeta are defined below the outcomes (an AttemptError carries them)
 # and re-exported here, beside the results that hold them.
@@ -20,6 +32,7 @@ __all__ = [
     "ItemResult",
     "ItemStatus",
     "ResponseMeta",
+    "T",
     "Usage",
     "WorkItem",
 ]
@@ -60,12 +73,16 @@ class WorkItem:
 
 
 @attrs.frozen
-class ItemResult:
-    """The terminal result of one item."""
+class ItemResult(Generic[T]):
+    """The terminal result of one item.
+
+    ``output`` is what the runner's validator returned (of type ``T``, the text
+    itself without a validator) when the item succeeded, else ``None``.
+    """
 
     id: str
     status: ItemStatus
-    output: Any = None
+    output: T | None = None
     final_stage: str | None = None
     prompts: int = 0
     attempts: tuple[Attempt, ...] = ()
@@ -85,10 +102,10 @@ class ItemResult:
 
 
 @attrs.frozen
-class BatchResult:
+class BatchResult(Generic[T]):
     """Totals of a run; ``results`` is empty when the run was streamed."""
 
-    results: tuple[ItemResult, ...]
+    results: tuple[ItemResult[T], ...]
     counts: Mapping[ItemStatus, int]
     usage: Usage
     prompts: int

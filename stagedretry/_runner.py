@@ -23,7 +23,7 @@ from collections.abc import (
     Mapping,
 )
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, overload
 
 from ._clock import Clock, SystemClock
 from ._machine import Trigger, compile_plan
@@ -48,7 +48,7 @@ from ._policy import (
     decide,
 )
 from ._resources import ResourcePool, SharedResource
-from ._results import NO_USAGE, Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
+from ._results import NO_USAGE, Attempt, BatchResult, ItemResult, ItemStatus, T, Usage, WorkItem
 from ._stages import StageKind, Validator, builtin_kinds
 from ._state import ItemState
 from ._strategy import Response, StageContext, Strategy, UsesResources
@@ -188,7 +188,7 @@ class _Run:
 _END_GRACE = 30.0
 
 
-class ResultStream(AsyncIterator[ItemResult]):
+class ResultStream(AsyncIterator[ItemResult[T]], Generic[T]):
     """Item results in completion order; :attr:`batch` holds the totals once it ends.
 
     The run starts at the first read.  Leaving ``async with runner.stream(items)
@@ -198,8 +198,8 @@ class ResultStream(AsyncIterator[ItemResult]):
     resources are closed.
     """
 
-    def __init__(self, runner: Runner, run: _Run, items: Items) -> None:
-        self.batch: BatchResult | None = None
+    def __init__(self, runner: Runner[T], run: _Run, items: Items) -> None:
+        self.batch: BatchResult[T] | None = None
         self._runner = runner
         self._run = run
         self._items: Items | None = items
@@ -208,16 +208,16 @@ class ResultStream(AsyncIterator[ItemResult]):
         self._producer: asyncio.Task[None] | None = None
         self._done = False
 
-    def __aiter__(self) -> ResultStream:
+    def __aiter__(self) -> ResultStream[T]:
         return self
 
-    async def __aenter__(self) -> ResultStream:
+    async def __aenter__(self) -> ResultStream[T]:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def __anext__(self) -> ItemResult:
+    async def __anext__(self) -> ItemResult[T]:
         if self._done:
             raise StopAsyncIteration
         if self._producer is None:
@@ -277,7 +277,7 @@ class ResultStream(AsyncIterator[ItemResult]):
 
 
 async def _produce(
-    runner: Runner, run: _Run, items: Items, queue: asyncio.Queue[ItemResult | _End]
+    runner: Runner[Any], run: _Run, items: Items, queue: asyncio.Queue[ItemResult | _End]
 ) -> None:
     try:
         tally = await runner._drive(run, items, queue.put)
@@ -309,7 +309,7 @@ OnResult = Callable[[ItemResult], None]
 """Called with each result as its item ends, before the result is handed on."""
 
 
-class Runner:
+class Runner(Generic[T]):
     """Runs items through a plan with a strategy, a validator and shared resources.
 
     Use :meth:`run` to collect a :class:`BatchResult`, or :meth:`stream` to get
@@ -322,12 +322,46 @@ class Runner:
     journal, so that a crash never loses a finished, paid-for result.
     """
 
+    @overload
+    def __init__(
+        self: Runner[str],
+        plan: Plan,
+        strategy: Strategy,
+        *,
+        validator: None = None,
+        concurrency: int = 16,
+        resources: Iterable[SharedResource] = (),
+        clock: Clock | None = None,
+        rules: Iterable[Rule] = (),
+        kinds: Mapping[str, StageKind] | None = None,
+        seed: int | None = None,
+        logger: EventLogger | None = None,
+        on_result: OnResult | None = None,
+    ) -> None: ...
+
+    @overload
     def __init__(
         self,
         plan: Plan,
         strategy: Strategy,
         *,
-        validator: Validator | None = None,
+        validator: Validator[T],
+        concurrency: int = 16,
+        resources: Iterable[SharedResource] = (),
+        clock: Clock | None = None,
+        rules: Iterable[Rule] = (),
+        kinds: Mapping[str, StageKind] | None = None,
+        seed: int | None = None,
+        logger: EventLogger | None = None,
+        on_result: OnResult | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        plan: Plan,
+        strategy: Strategy,
+        *,
+        validator: Validator[T] | None = None,
         concurrency: int = 16,
         resources: Iterable[SharedResource] = (),
         clock: Clock | None = None,
@@ -351,7 +385,7 @@ class Runner:
         self.concurrency = concurrency
         self._compiled = compile_plan(plan)
         self._kinds = tuple(kinds[s.kind] for s in plan.stages)
-        self._validator = validator or _identity
+        self._validator: Validator[Any] = validator or _identity
         self._clock = clock or SystemClock()
         self._rules = (*rules, strategy.classify)
         self._random = random.Random(seed)
@@ -376,7 +410,7 @@ class Runner:
         """Where the runner is in its life: see :class:`RunnerState`."""
         return self._state
 
-    async def __aenter__(self) -> Runner:
+    async def __aenter__(self) -> Runner[T]:
         if self._state is RunnerState.CLOSED:
             raise RuntimeError("this runner is closed; make a new Runner")
         self._scope = _Scope.BLOCK
@@ -485,7 +519,7 @@ class Runner:
 
     # -- running --------------------------------------------------------------------------------
 
-    async def run(self, items: Items) -> BatchResult:
+    async def run(self, items: Items) -> BatchResult[T]:
         """Run every item and collect the results.
 
         Raises ``RuntimeError`` if the runner is already running or is closed;
@@ -499,7 +533,7 @@ class Runner:
         tally = await self._drive(self._claim(), items, emit)
         return tally.batch(tuple(results), self._clock.monotonic())
 
-    def stream(self, items: Items) -> ResultStream:
+    def stream(self, items: Items) -> ResultStream[T]:
         """Yield results as items end, in completion order, with bounded memory.
 
         The runner is ``RUNNING`` from this call until the stream ends, is

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 
 from ._outcomes import FieldError, ValidationFailed
 from ._schema import SchemaValidator, parse_json_object
+from ._stages import Validator
 
 T = TypeVar("T")
 
@@ -41,10 +42,10 @@ def _as_is(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @overload
-def json_object() -> Callable[[str], dict[str, Any]]: ...
+def json_object() -> Validator[dict[str, Any]]: ...
 @overload
-def json_object(check: Callable[[dict[str, Any]], T]) -> Callable[[str], T]: ...
-def json_object(check: Callable[[dict[str, Any]], Any] | None = None) -> Callable[[str], Any]:
+def json_object(check: Callable[[dict[str, Any]], T]) -> Validator[T]: ...
+def json_object(check: Callable[[dict[str, Any]], Any] | None = None) -> Validator[Any]:
     """A validator that parses a JSON object and hands it to *check* (if given).
 
     *check* returns the output or raises ``ValidationFailed`` naming the fields.
@@ -86,12 +87,12 @@ class _PydanticValidator:
         return f"pydantic({self._model.__name__})"
 
 
-def pydantic(model: type[T]) -> Callable[[str], T]:
+def pydantic(model: type[T]) -> Validator[T]:
     """A validator that parses JSON into *model* (a pydantic model or any type pydantic knows)."""
     return _PydanticValidator(model)
 
 
-def json_schema(schema: Mapping[str, Any]) -> Callable[[str], dict[str, Any]]:
+def json_schema(schema: Mapping[str, Any]) -> Validator[dict[str, Any]]:
     """A validator for a JSON Schema: the subset a model's response schema uses.
 
     Every bad field is reported by dotted path; a keyword it cannot check is
