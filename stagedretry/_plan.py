@@ -40,9 +40,18 @@ def _freeze_params(value: Mapping[str, Any] | None) -> Mapping[str, ParamValue]:
 
 @attrs.frozen
 class Backoff:
-    """Exponential backoff with full jitter.
+    """Exponential backoff with full jitter, in seconds.
 
-    Before retry *n* the wait is ``uniform(0, min(maximum, initial * multiplier**(n-1)))``.
+    Before retry *n* (1-based) the wait is
+    ``uniform(0, min(maximum, initial * multiplier**(n-1)))`` seconds.
+
+    * *initial* -- seconds, the ceiling before the first retry (default 0.5); must be > 0.
+    * *maximum* -- seconds, the ceiling no wait exceeds (default 30.0); must be >= *initial*.
+      In a plan's ``rate_limit_backoff`` it also caps a server's ``Retry-After``.
+    * *multiplier* -- the factor from one ceiling to the next (default 2.0); must be >= 1.
+
+    The values are checked when a :class:`Plan` holding the backoff is built:
+    :class:`PlanError` names the offending field.
     """
 
     initial: float = 0.5
@@ -59,13 +68,26 @@ class Backoff:
 class Stage:
     """One declared stage.
 
-    *kind* names a stage kind (``"full"``, ``"partial"`` or one the user
-    registers); *params* go to the strategy unchanged.  ``on_invalid`` is where a
-    validation failure leads (``"next"``, ``"fail"``, ``"exhaust"`` or a stage
-    name); ``on_transient`` is ``"retry"`` (stay) or a target like ``on_invalid``.
-    After ``max_attempts`` requests at this stage (refusals such as rate limits
-    and lost resources do not count) a transient error follows ``on_invalid``:
-    the stage has given up.
+    * *name* -- unique in the plan; letters, digits, ``_`` and ``-`` (it becomes a
+      machine state and a Mermaid node).  ``succeeded``, ``failed``, ``exhausted``,
+      ``next``, ``fail``, ``exhaust`` and ``retry`` are reserved.
+    * *kind* -- a stage kind: ``"full"`` (default), ``"partial"`` (never first) or
+      one registered with the runner's *kinds*.
+    * *params* -- scalars or tuples of scalars handed to the strategy unchanged
+      (e.g. ``{"temperature": 0.25}``); default none.
+    * *on_invalid* -- where a validation failure leads: ``"next"`` (default; past
+      the last stage, ``exhausted``), ``"fail"``, ``"exhaust"`` or a stage name.
+    * *on_transient* -- ``"retry"`` (default: stay, after a backoff) or a target
+      like *on_invalid*.
+    * *max_attempts* -- requests this stage may send before a transient error
+      follows *on_invalid* instead (the stage gives up); refusals such as rate
+      limits and lost resources do not count.  Default ``None``: no cap of its own.
+    * *timeout* -- seconds per request at this stage; default ``None``: the plan's.
+    * *backoff* -- the :class:`Backoff` between transient retries here; default
+      ``None``: the plan's.
+
+    A stage is checked as part of its :class:`Plan`, which raises
+    :class:`PlanError` with the path of the mistake (``plan.stages[2].on.invalid``).
     """
 
     name: str
@@ -89,7 +111,27 @@ def _to_stages(value: Iterable[Stage]) -> tuple[Stage, ...]:
 
 @attrs.frozen
 class Plan:
-    """An immutable, validated declaration of how one item is worked on."""
+    """An immutable, validated declaration of how one item is worked on.
+
+    * *stages* -- one or more :class:`Stage`, tried from the first; every stage must
+      be reachable from the first.
+    * *max_prompts* -- requests one item may send that may be billed (default 5,
+      at least 1); the item ends ``exhausted`` rather than send one more.
+    * *deadline* -- seconds per item, from its start, checked before each request
+      and cutting the last request's timeout short; default ``None``: none.
+    * *timeout* -- seconds per request (a stage may override it); default ``None``.
+    * *backoff* -- between transient retries: :class:`Backoff` (0.5 s doubling to 30 s).
+    * *rate_limit_backoff* -- the cooldown after a 429 without a server delay, and the
+      cap on a server's delay: :class:`Backoff` (2 s doubling to 300 s).
+    * *max_rate_limit_waits* -- 429 refusals per item before it fails (default 20).
+    * *max_resource_lost* -- losses of a shared resource in a row per item before it
+      fails (default 2).
+
+    Built in code, from plain data (:meth:`from_dict`) or a TOML/YAML file
+    (:meth:`load`); any mistake raises :class:`PlanError` naming its path before
+    any request is sent.  Rate limits and lost resources cost no prompt: see
+    ``docs/explanation/budget.md``.
+    """
 
     stages: tuple[Stage, ...] = attrs.field(converter=_to_stages)
     max_prompts: int = 5

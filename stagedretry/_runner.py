@@ -315,11 +315,29 @@ class Runner(Generic[T]):
     Use :meth:`run` to collect a :class:`BatchResult`, or :meth:`stream` to get
     results as they complete with memory bounded by *concurrency*.  As an async
     context manager the runner keeps its shared resources across runs and
-    closes them on exit; otherwise each run closes them when it ends.
+    closes them on exit; otherwise each run prepares them and closes them when
+    it ends.  :attr:`state` tells where it is (:class:`RunnerState`).
 
-    *on_result* is called synchronously in the worker the moment an item ends,
-    before the result is queued for the caller: the place to commit it to a
-    journal, so that a crash never loses a finished, paid-for result.
+    * *plan* -- the :class:`Plan` every item follows.
+    * *strategy* -- the provider adapter (:class:`Strategy`); its own shared
+      resources (:class:`UsesResources`) are added to *resources*.
+    * *validator* -- turns an answer's text into the output ``T`` or raises
+      :class:`ValidationFailed`; default none: the output is the text
+      (``Runner[str]``).  ``sr.validators.pydantic(Book)`` makes a ``Runner[Book]``.
+    * *concurrency* -- workers, hence items in flight and results buffered by a
+      stream (default 16, at least 1).
+    * *resources* -- :class:`SharedResource` objects, unique by name.
+    * *clock* -- every sleep, timeout and timestamp (default :class:`SystemClock`).
+    * *rules* -- classifier rules tried before the strategy's and the engine's own.
+    * *kinds* -- stage kinds by name (default :func:`builtin_kinds`).
+    * *seed* -- seeds the backoff jitter, for reproducible runs (default: random).
+    * *logger* -- a structlog-style logger for attempt and item events (default none).
+    * *on_result* -- called synchronously in the worker the moment an item ends,
+      before the result is queued for the caller: the place to commit it to a
+      journal, so that a crash never loses a finished, paid-for result.
+
+    Raises ``ValueError`` for a *concurrency* below 1 or two resources of one
+    name, and :class:`PlanError` for a stage whose kind is not in *kinds*.
     """
 
     @overload
