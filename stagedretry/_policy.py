@@ -72,7 +72,10 @@ NOTHING_TO_REPAIR = Decision(Trigger.SKIP, "nothing left to repair")
 
 
 def before_request(state: ItemState, plan: Plan, now: float) -> Decision | None:
-    """End the item if its budget or its deadline (*now* on the runner's clock) is spent."""
+    """End the item if its budget or its deadline is spent.
+
+    *now* is the runner's clock, read only when the plan has a deadline.
+    """
     if state.prompts >= plan.max_prompts:
         return BUDGET_SPENT
     if plan.deadline is not None and now >= state.started + plan.deadline:

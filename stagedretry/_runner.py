@@ -671,7 +671,9 @@ class Runner(Generic[T]):
             while True:
                 index = compiled.stage_index[state.state]
                 tried: _Tried | None = None
-                decision = before_request(state, plan, clock.monotonic())
+                # The clock is read only for a plan with a deadline: this runs before every request.
+                now = clock.monotonic() if deadline is not None else 0.0
+                decision = before_request(state, plan, now)
                 if decision is None:
                     step = await self._attempt(state, index, deadline, log)
                     if isinstance(step, Decision):
