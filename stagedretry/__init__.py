@@ -30,7 +30,7 @@ from ._results import (
     WorkItem,
 )
 from ._resume import Fingerprinted
-from ._runner import ResultStream, Runner
+from ._runner import ResultStream, Runner, RunnerState
 from ._settings import parse_settings, settable_keys, setting, stage_params
 from ._stages import FullStage, PartialStage, StageKind, Validator, builtin_kinds
 from ._state import ItemState, Scratch
@@ -74,6 +74,7 @@ __all__ = [
     "ResultStream",
     "Rule",
     "Runner",
+    "RunnerState",
     "Scratch",
     "SharedResource",
     "Stage",

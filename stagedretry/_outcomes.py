@@ -19,12 +19,10 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._results import ResponseMeta, Usage
+from ._usage import ResponseMeta, Usage
 
 
 class OutcomeKind(enum.Enum):

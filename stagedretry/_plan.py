@@ -6,6 +6,7 @@ the path of the offending value before any work starts.
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
 import re
@@ -39,9 +40,18 @@ def _freeze_params(value: Mapping[str, Any] | None) -> Mapping[str, ParamValue]:
 
 @attrs.frozen
 class Backoff:
-    """Exponential backoff with full jitter.
+    """Exponential backoff with full jitter, in seconds.
 
-    Before retry *n* the wait is ``uniform(0, min(maximum, initial * multiplier**(n-1)))``.
+    Before retry *n* (1-based) the wait is
+    ``uniform(0, min(maximum, initial * multiplier**(n-1)))`` seconds.
+
+    * *initial* -- seconds, the ceiling before the first retry (default 0.5); must be > 0.
+    * *maximum* -- seconds, the ceiling no wait exceeds (default 30.0); must be >= *initial*.
+      In a plan's ``rate_limit_backoff`` it also caps a server's ``Retry-After``.
+    * *multiplier* -- the factor from one ceiling to the next (default 2.0); must be >= 1.
+
+    The values are checked when a :class:`Plan` holding the backoff is built:
+    :class:`PlanError` names the offending field.
     """
 
     initial: float = 0.5
@@ -58,13 +68,26 @@ class Backoff:
 class Stage:
     """One declared stage.
 
-    *kind* names a stage kind (``"full"``, ``"partial"`` or one the user
-    registers); *params* go to the strategy unchanged.  ``on_invalid`` is where a
-    validation failure leads (``"next"``, ``"fail"``, ``"exhaust"`` or a stage
-    name); ``on_transient`` is ``"retry"`` (stay) or a target like ``on_invalid``.
-    After ``max_attempts`` requests at this stage (refusals such as rate limits
-    and lost resources do not count) a transient error follows ``on_invalid``:
-    the stage has given up.
+    * *name* -- unique in the plan; letters, digits, ``_`` and ``-`` (it becomes a
+      machine state and a Mermaid node).  ``succeeded``, ``failed``, ``exhausted``,
+      ``next``, ``fail``, ``exhaust`` and ``retry`` are reserved.
+    * *kind* -- a stage kind: ``"full"`` (default), ``"partial"`` (never first) or
+      one registered with the runner's *kinds*.
+    * *params* -- scalars or tuples of scalars handed to the strategy unchanged
+      (e.g. ``{"temperature": 0.25}``); default none.
+    * *on_invalid* -- where a validation failure leads: ``"next"`` (default; past
+      the last stage, ``exhausted``), ``"fail"``, ``"exhaust"`` or a stage name.
+    * *on_transient* -- ``"retry"`` (default: stay, after a backoff) or a target
+      like *on_invalid*.
+    * *max_attempts* -- requests this stage may send before a transient error
+      follows *on_invalid* instead (the stage gives up); refusals such as rate
+      limits and lost resources do not count.  Default ``None``: no cap of its own.
+    * *timeout* -- seconds per request at this stage; default ``None``: the plan's.
+    * *backoff* -- the :class:`Backoff` between transient retries here; default
+      ``None``: the plan's.
+
+    A stage is checked as part of its :class:`Plan`, which raises
+    :class:`PlanError` with the path of the mistake (``plan.stages[2].on.invalid``).
     """
 
     name: str
@@ -88,7 +111,27 @@ def _to_stages(value: Iterable[Stage]) -> tuple[Stage, ...]:
 
 @attrs.frozen
 class Plan:
-    """An immutable, validated declaration of how one item is worked on."""
+    """An immutable, validated declaration of how one item is worked on.
+
+    * *stages* -- one or more :class:`Stage`, tried from the first; every stage must
+      be reachable from the first.
+    * *max_prompts* -- requests one item may send that may be billed (default 5,
+      at least 1); the item ends ``exhausted`` rather than send one more.
+    * *deadline* -- seconds per item, from its start, checked before each request
+      and cutting the last request's timeout short; default ``None``: none.
+    * *timeout* -- seconds per request (a stage may override it); default ``None``.
+    * *backoff* -- between transient retries: :class:`Backoff` (0.5 s doubling to 30 s).
+    * *rate_limit_backoff* -- the cooldown after a 429 without a server delay, and the
+      cap on a server's delay: :class:`Backoff` (2 s doubling to 300 s).
+    * *max_rate_limit_waits* -- 429 refusals per item before it fails (default 20).
+    * *max_resource_lost* -- losses of a shared resource in a row per item before it
+      fails (default 2).
+
+    Built in code, from plain data (:meth:`from_dict`) or a TOML/YAML file
+    (:meth:`load`); any mistake raises :class:`PlanError` naming its path before
+    any request is sent.  Rate limits and lost resources cost no prompt: see
+    ``docs/explanation/budget.md``.
+    """
 
     stages: tuple[Stage, ...] = attrs.field(converter=_to_stages)
     max_prompts: int = 5
@@ -180,10 +223,78 @@ class Plan:
         return out
 
     def to_mermaid(self) -> str:
-        """The Mermaid state diagram of the declared machine."""
-        from ._machine import compile_plan
+        """The declared machine as a Mermaid ``stateDiagram-v2`` (text: no renderer needed)."""
+        return mermaid(self.stages[0].name, declared_edges(self))
 
-        return compile_plan(self).to_mermaid()
+
+# -- the declared machine ----------------------------------------------------------------------
+# The triggers and edges are what the plan declares; ``_machine`` compiles them onto
+# ``transitions``.  They live here so that drawing a plan needs no machine.
+
+TERMINAL_STATES: Final = ("succeeded", "failed", "exhausted")
+
+
+class Trigger(enum.Enum):
+    """The events the engine fires, one per attempt or decision."""
+
+    SUCCEED = "succeed"
+    INVALID = "invalid"
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    RESOURCE_LOST = "resource_lost"
+    FATAL = "fatal"
+    GIVE_UP = "give_up"  # the stage's max_attempts is spent
+    SKIP = "skip"  # nothing to repair: move on without a request
+    EXHAUST = "exhaust"  # the prompt budget or the deadline is spent
+    ABORT = "abort"  # a cap on waits (rate limits, lost resources) is reached
+
+
+@attrs.frozen
+class Edge:
+    """One declared transition: ``source --trigger--> dest`` (``dest is None``: stay)."""
+
+    trigger: Trigger
+    source: str
+    dest: str | None
+
+
+def declared_edges(plan: Plan) -> tuple[Edge, ...]:
+    """Every transition *plan* declares, stage by stage."""
+    stages = plan.stages
+    edges: list[Edge] = []
+    for i, stage in enumerate(stages):
+        name = stage.name
+        invalid_dest = resolve_target(stages, i, stage.on_invalid)
+        transient_dest = (
+            None if stage.on_transient == RETRY else resolve_target(stages, i, stage.on_transient)
+        )
+        edges += [
+            Edge(Trigger.SUCCEED, name, "succeeded"),
+            Edge(Trigger.INVALID, name, invalid_dest),
+            Edge(Trigger.TRANSIENT, name, transient_dest),
+            Edge(Trigger.RATE_LIMITED, name, None),
+            Edge(Trigger.RESOURCE_LOST, name, None),
+            Edge(Trigger.FATAL, name, "failed"),
+            Edge(Trigger.GIVE_UP, name, invalid_dest),
+            Edge(Trigger.EXHAUST, name, "exhausted"),
+            Edge(Trigger.ABORT, name, "failed"),
+        ]
+        if can_skip(stage):
+            edges.append(Edge(Trigger.SKIP, name, resolve_target(stages, i, NEXT)))
+    return tuple(edges)
+
+
+def mermaid(initial: str, edges: Iterable[Edge]) -> str:
+    """*edges* as a Mermaid ``stateDiagram-v2``, one arrow per (source, dest) pair."""
+    lines = ["stateDiagram-v2", f"    [*] --> {initial}"]
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for edge in edges:
+        dest = edge.source if edge.dest is None else edge.dest
+        grouped.setdefault((edge.source, dest), []).append(edge.trigger.value)
+    for (source, dest), triggers in grouped.items():
+        lines.append(f"    {source} --> {dest}: {', '.join(triggers)}")
+    lines += [f"    {t} --> [*]" for t in TERMINAL_STATES]
+    return "\n".join(lines) + "\n"
 
 
 def load_document(path: Path) -> dict[str, Any]:
@@ -457,7 +568,7 @@ def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None
                 f"{where}.stages[{i}].name",
                 f"duplicate stage name {stage.name!r} (also stages[{names[stage.name]}])",
             )
-        if stage.name in ("succeeded", "failed", "exhausted", *_SPECIAL_TARGETS, RETRY):
+        if stage.name in (*TERMINAL_STATES, *_SPECIAL_TARGETS, RETRY):
             raise PlanError(f"{where}.stages[{i}].name", f"{stage.name!r} is a reserved name")
         if not _valid_name(stage.name):
             raise PlanError(

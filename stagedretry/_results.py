@@ -3,81 +3,39 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Any
+from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic
 
 import attrs
 
 from ._outcomes import FieldError, OutcomeKind
+from ._usage import NO_USAGE, ResponseMeta, Usage
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
 
-@attrs.frozen
-class Usage:
-    """Tokens of every kind for one attempt, item or batch.
+    # Defaulted: a bare ``ItemResult`` or ``Runner`` means "output of any type", so
+    # annotations written before results were generic stay valid under mypy --strict.
+    T = TypeVar("T", default=Any)
+else:
+    # Python 3.11's TypeVar takes no default, and none is needed at runtime.
+    from typing import TypeVar
 
-    ``input_tokens`` is every prompt token, those served from a cache included;
-    ``cached_tokens`` is the part of it that was served from a cache.
-    """
+    T = TypeVar("T")
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    thinking_tokens: int = 0
-
-    def __add__(self, other: object) -> Usage:
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cached_tokens + other.cached_tokens,
-            self.thinking_tokens + other.thinking_tokens,
-        )
-
-    def __radd__(self, other: object) -> Usage:
-        # ``sum(usages)`` starts from 0.
-        if other == 0:
-            return self
-        return self.__add__(other)
-
-    @property
-    def fresh_input_tokens(self) -> int:
-        """Input tokens billed at the full price (not served from a cache)."""
-        return self.input_tokens - self.cached_tokens
-
-    @property
-    def cached_share(self) -> float:
-        """Share of input tokens served from a cache (0 when there were none)."""
-        return self.cached_tokens / self.input_tokens if self.input_tokens else 0.0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens + self.thinking_tokens
-
-
-NO_USAGE = Usage()
-
-
-def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
-    return MappingProxyType(dict(value or {}))
-
-
-@attrs.frozen
-class ResponseMeta:
-    """What a provider told about one response, on success and on failure alike.
-
-    ``safety_ratings`` maps a category to its probability, by enum name.
-    ``raw`` is the provider's own response object for whoever needs more.
-    """
-
-    finish_reason: str | None = None
-    safety_ratings: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
-    blocked: bool = False
-    block_reason: str | None = None
-    model_version: str | None = None
-    response_id: str | None = None
-    raw: Any = attrs.field(default=None, repr=False, eq=False)
+# Usage and ResponseMeta are defined below the outcomes (an AttemptError carries them)
+# and re-exported here, beside the results that hold them.
+__all__ = [
+    "NO_USAGE",
+    "Attempt",
+    "BatchResult",
+    "ItemResult",
+    "ItemStatus",
+    "ResponseMeta",
+    "T",
+    "Usage",
+    "WorkItem",
+]
 
 
 class ItemStatus(enum.Enum):
@@ -114,13 +72,23 @@ class WorkItem:
     context: Any = attrs.field(default=None, eq=False)
 
 
+ItemLike = WorkItem | tuple[Any, ...]
+"""One item of a run: a :class:`WorkItem` or an ``(id, prompt[, context])`` tuple."""
+Items = Iterable[ItemLike] | AsyncIterable[ItemLike]
+"""The items of a run: any iterable of :data:`ItemLike`, sync or async."""
+
+
 @attrs.frozen
-class ItemResult:
-    """The terminal result of one item."""
+class ItemResult(Generic[T]):
+    """The terminal result of one item.
+
+    ``output`` is what the runner's validator returned (of type ``T``, the text
+    itself without a validator) when the item succeeded, else ``None``.
+    """
 
     id: str
     status: ItemStatus
-    output: Any = None
+    output: T | None = None
     final_stage: str | None = None
     prompts: int = 0
     attempts: tuple[Attempt, ...] = ()
@@ -140,14 +108,14 @@ class ItemResult:
 
 
 @attrs.frozen
-class BatchResult:
+class BatchResult(Generic[T]):
     """Totals of a run; ``results`` is empty when the run was streamed.
 
     ``resumed`` counts the items skipped because the run's journal already held
     their result; they are in no other count (``journal.results()`` has them).
     """
 
-    results: tuple[ItemResult, ...]
+    results: tuple[ItemResult[T], ...]
     counts: Mapping[ItemStatus, int]
     usage: Usage
     prompts: int

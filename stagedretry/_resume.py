@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 from ._journal import Journal
-from ._results import BatchResult, ItemResult, WorkItem
+from ._results import BatchResult, ItemLike, ItemResult, Items, WorkItem
 
 if TYPE_CHECKING:
     from ._plan import Plan
-    from ._runner import ItemLike, Items
 
 FINGERPRINT_LENGTH = 16
 """Hex digits in a fingerprint (64 bits)."""

@@ -8,6 +8,8 @@ machine.  Sleeps, timeouts and timestamps all go through the injected clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import random
 import warnings
 from collections import Counter
@@ -21,7 +23,7 @@ from collections.abc import (
     Mapping,
 )
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, overload
 
 from ._clock import Clock, SystemClock
 from ._journal import Journal
@@ -37,16 +39,33 @@ from ._outcomes import (
     describe,
 )
 from ._plan import Plan
+from ._policy import (
+    DEADLINE_PASSED,
+    NOTHING_TO_REPAIR,
+    Decision,
+    before_request,
+    build_failed,
+    count,
+    decide,
+)
 from ._resources import ResourcePool, SharedResource
-from ._results import NO_USAGE, Attempt, BatchResult, ItemResult, ItemStatus, Usage, WorkItem
+from ._results import (
+    NO_USAGE,
+    Attempt,
+    BatchResult,
+    ItemLike,
+    ItemResult,
+    Items,
+    ItemStatus,
+    T,
+    Usage,
+    WorkItem,
+)
 from ._resume import JournalRun, fingerprint
 from ._settings import stage_params
 from ._stages import StageKind, Validator, builtin_kinds
 from ._state import ItemState
 from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
-
-ItemLike = WorkItem | tuple[Any, ...]
-Items = Iterable[ItemLike] | AsyncIterable[ItemLike]
 
 _STATUS = {
     "succeeded": ItemStatus.SUCCEEDED,
@@ -132,37 +151,119 @@ class _Tally:
         )
 
 
-class ResultStream(AsyncIterator[ItemResult]):
-    """Item results in completion order; :attr:`batch` holds the totals once it ends.
+class RunnerState(enum.Enum):
+    """Where a runner is in its life (read it as :attr:`Runner.state`).
 
-    Use it as ``async with runner.stream(items) as results: async for r in results``
-    so that leaving the block early stops the run; :meth:`aclose` does the same.
+    ``IDLE`` (created, or between runs) -> ``RUNNING`` (:meth:`Runner.run`, or
+    :meth:`Runner.stream` until its stream ends, is closed or is dropped) ->
+    ``DRAINING`` (:meth:`Runner.drain`) or ``CANCELLING`` (:meth:`Runner.cancel`,
+    or a stream abandoned mid-run) -> ``IDLE`` once the run has ended.
+    :meth:`Runner.aclose`, or leaving ``async with runner``, makes it ``CLOSED``
+    for good: a closed runner refuses to run.
     """
 
-    def __init__(self, runner: Runner, items: Items, journal: Journal | None = None) -> None:
-        self.batch: BatchResult | None = None
+    IDLE = "idle"
+    RUNNING = "running"
+    DRAINING = "draining"
+    CANCELLING = "cancelling"
+    CLOSED = "closed"
+
+
+class _Scope(enum.Enum):
+    """Who closes the shared resources: each run as it ends, or the ``async with`` block."""
+
+    RUN = "run"
+    BLOCK = "block"
+
+
+class _Run:
+    """One run's own bookkeeping, so that an abandoned run ending late never touches the next."""
+
+    __slots__ = (
+        "busy",
+        "cancelled",
+        "ended",
+        "idle",
+        "journal",
+        "journal_run",
+        "previous",
+        "producer",
+        "started",
+        "tally",
+    )
+
+    def __init__(self, previous: _Run | None, journal: Journal | None = None) -> None:
+        # An abandoned run still ending: this one waits for it before it starts.
+        self.previous = previous
+        self.tally = _Tally(0.0)
+        # Workers running an item, and workers waiting for the source to give one: the
+        # only ones cancel() and drain() interrupt (a worker handing over a result is not).
+        self.busy: set[asyncio.Task[Any]] = set()
+        self.idle: set[asyncio.Task[Any]] = set()
+        self.cancelled: list[ItemResult] = []
+        self.started = False
+        self.ended = asyncio.Event()
+        # The task of a streamed run, which aclose() may cancel (a run() belongs to its caller).
+        self.producer: asyncio.Task[None] | None = None
+        # The journal this run resumes from and commits to, once the run has opened it.
+        self.journal = journal
+        self.journal_run: JournalRun | None = None
+
+
+# How long (on the runner's clock, in seconds) a run, or aclose(), waits for an abandoned or
+# cancelled run to end: its items were cancelled, so only a strategy that ignores
+# cancellation can make it longer, and that is reported rather than waited for without end.
+_END_GRACE = 30.0
+
+
+class ResultStream(AsyncIterator[ItemResult[T]], Generic[T]):
+    """Item results in completion order; :attr:`batch` holds the totals once it ends.
+
+    The run starts at the first read.  Leaving ``async with runner.stream(items)
+    as results`` early, :meth:`aclose`, breaking out of ``async for``, an
+    exception in its body or dropping the stream all stop the run: the items in
+    flight are cancelled and, outside ``async with runner``, the shared
+    resources are closed.
+    """
+
+    def __init__(self, runner: Runner[T], run: _Run, items: Items) -> None:
+        self.batch: BatchResult[T] | None = None
         self._runner = runner
+        self._run = run
         self._items: Items | None = items
-        self._journal = journal
         # Bounded: a slow consumer holds the workers back instead of piling up results.
         self._queue: asyncio.Queue[ItemResult | _End] = asyncio.Queue(maxsize=runner.concurrency)
         self._producer: asyncio.Task[None] | None = None
         self._done = False
 
-    def __aiter__(self) -> ResultStream:
+    def __aiter__(self) -> ResultStream[T]:
         return self
 
-    async def __aenter__(self) -> ResultStream:
+    async def __aenter__(self) -> ResultStream[T]:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def __anext__(self) -> ItemResult:
+    async def __anext__(self) -> ItemResult[T]:
         if self._done:
             raise StopAsyncIteration
         if self._producer is None:
-            self._producer = asyncio.create_task(self._produce())
+            if self._runner._run is not self._run:
+                self._done = True
+                raise RuntimeError("the runner was closed before this stream was read")
+            items, self._items = self._items, None
+            assert items is not None
+            # The producer holds no reference to this stream, so a stream its reader dropped
+            # is collected, and __del__ stops the run.
+            self._producer = asyncio.create_task(
+                _produce(self._runner, self._run, items, self._queue)
+            )
+            self._run.producer = self._producer
+        elif self._producer.done() and self._queue.empty():
+            # The run was stopped from outside (Runner.aclose()): nothing more will come.
+            self._done = True
+            raise StopAsyncIteration
         try:
             got = await self._queue.get()
         except asyncio.CancelledError:
@@ -171,10 +272,11 @@ class ResultStream(AsyncIterator[ItemResult]):
             raise
         if isinstance(got, _End):
             self._done = True
-            await self._producer
+            # Gathered, not awaited: a producer stopped from outside must not cancel its reader.
+            await asyncio.gather(self._producer, return_exceptions=True)
             if got.error is not None:
                 raise got.error
-            self.batch = self._runner._tally.batch((), self._runner._clock.monotonic())
+            self.batch = got.batch
             raise StopAsyncIteration
         return got
 
@@ -182,21 +284,40 @@ class ResultStream(AsyncIterator[ItemResult]):
         """Stop the run: items in flight are cancelled, no new ones are taken."""
         self._done = True
         producer = self._producer
-        if producer is not None and not producer.done():
+        if producer is None:
+            self._runner._release(self._run)
+        elif not producer.done():
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
 
-    async def _produce(self) -> None:
-        items, self._items = self._items, None
-        assert items is not None
-        error: BaseException | None = None
-        try:
-            await self._runner._drive(items, self._queue.put, self._journal)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            error = exc
-        await self._queue.put(_End(error))
+    def __del__(self) -> None:
+        if self._done:
+            return
+        producer = self._producer
+        if producer is None:
+            self._runner._release(self._run)
+        elif not producer.done():
+            # Nobody reads this run any more and nobody can await it: it is cancelled in the
+            # background, and the runner's next run waits for it to end.
+            self._runner._abandon(self._run)
+            with contextlib.suppress(RuntimeError):  # its event loop is already closed
+                producer.cancel()
+
+
+async def _produce(
+    runner: Runner[Any], run: _Run, items: Items, queue: asyncio.Queue[ItemResult | _End]
+) -> None:
+    try:
+        tally = await runner._drive(run, items, queue.put)
+    except asyncio.CancelledError:
+        # A reader waiting for the next result must learn that none will come.
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(_End(None))
+        raise
+    except Exception as exc:
+        await queue.put(_End(exc))
+    else:
+        await queue.put(_End(None, tally.batch((), runner._clock.monotonic())))
 
 
 class EventLogger(Protocol):
@@ -216,25 +337,77 @@ OnResult = Callable[[ItemResult], None]
 """Called with each result as its item ends, before the result is handed on."""
 
 
-class Runner:
+class Runner(Generic[T]):
     """Runs items through a plan with a strategy, a validator and shared resources.
 
     Use :meth:`run` to collect a :class:`BatchResult`, or :meth:`stream` to get
     results as they complete with memory bounded by *concurrency*.  As an async
     context manager the runner keeps its shared resources across runs and
-    closes them on exit; otherwise each run closes them when it ends.
+    closes them on exit; otherwise each run prepares them and closes them when
+    it ends.  :attr:`state` tells where it is (:class:`RunnerState`).
 
-    *on_result* is called synchronously in the worker the moment an item ends,
-    before the result is queued for the caller: the place to commit it to a
-    journal, so that a crash never loses a finished, paid-for result.
+    * *plan* -- the :class:`Plan` every item follows.
+    * *strategy* -- the provider adapter (:class:`Strategy`); its own shared
+      resources (:class:`UsesResources`) are added to *resources*.
+    * *validator* -- turns an answer's text into the output ``T`` or raises
+      :class:`ValidationFailed`; default none: the output is the text
+      (``Runner[str]``).  ``sr.validators.pydantic(Book)`` makes a ``Runner[Book]``.
+    * *concurrency* -- workers, hence items in flight and results buffered by a
+      stream (default 16, at least 1).
+    * *resources* -- :class:`SharedResource` objects, unique by name.
+    * *clock* -- every sleep, timeout and timestamp (default :class:`SystemClock`).
+    * *rules* -- classifier rules tried before the strategy's and the engine's own.
+    * *kinds* -- stage kinds by name (default :func:`builtin_kinds`).
+    * *seed* -- seeds the backoff jitter, for reproducible runs (default: random).
+    * *logger* -- a structlog-style logger for attempt and item events (default none).
+    * *on_result* -- called synchronously in the worker the moment an item ends,
+      before the result is queued for the caller: the place to commit it to a
+      journal, so that a crash never loses a finished, paid-for result.
+
+    Raises ``ValueError`` for a *concurrency* below 1 or two resources of one
+    name, and :class:`PlanError` for a stage whose kind is not in *kinds*.
     """
+
+    @overload
+    def __init__(
+        self: Runner[str],
+        plan: Plan,
+        strategy: Strategy,
+        *,
+        validator: None = None,
+        concurrency: int = 16,
+        resources: Iterable[SharedResource] = (),
+        clock: Clock | None = None,
+        rules: Iterable[Rule] = (),
+        kinds: Mapping[str, StageKind] | None = None,
+        seed: int | None = None,
+        logger: EventLogger | None = None,
+        on_result: OnResult | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        plan: Plan,
+        strategy: Strategy,
+        *,
+        validator: Validator[T],
+        concurrency: int = 16,
+        resources: Iterable[SharedResource] = (),
+        clock: Clock | None = None,
+        rules: Iterable[Rule] = (),
+        kinds: Mapping[str, StageKind] | None = None,
+        seed: int | None = None,
+        logger: EventLogger | None = None,
+        on_result: OnResult | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
         plan: Plan,
         strategy: Strategy,
         *,
-        validator: Validator | None = None,
+        validator: Validator[T] | None = None,
         concurrency: int = 16,
         resources: Iterable[SharedResource] = (),
         clock: Clock | None = None,
@@ -266,7 +439,7 @@ class Runner:
         self.concurrency = concurrency
         self._compiled = compile_plan(plan)
         self._kinds = tuple(kinds[s.kind] for s in plan.stages)
-        self._validator = validator or _identity
+        self._validator: Validator[Any] = validator or _identity
         self._clock = clock or SystemClock()
         self._rules = (*rules, strategy.classify)
         self._random = random.Random(seed)
@@ -277,47 +450,77 @@ class Runner:
             # A strategy's own resources are shared by construction, not by remembering to.
             shared += [r for r in strategy.shared_resources() if all(r is not s for s in shared)]
         self._pool = ResourcePool(shared)
-        self._in_context = False
         self._cooldown_until = 0.0
-        self._draining = False
-        self._tasks: list[asyncio.Task[None]] = []
-        # Workers running an item, and workers waiting for the source to give one: the
-        # only ones cancel() and drain() interrupt (a worker handing over a result is not).
-        self._busy: set[asyncio.Task[Any]] = set()
-        self._idle: set[asyncio.Task[Any]] = set()
-        self._cancelled: list[ItemResult] = []
-        self._tally = _Tally(0.0)
-        self._journal_run: JournalRun | None = None
+        self._state = RunnerState.IDLE
+        self._scope = _Scope.RUN
+        # The run that owns the runner now, and an abandoned one that may still be ending.
+        self._run: _Run | None = None
+        self._ending: _Run | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Runner:
-        self._in_context = True
+    @property
+    def state(self) -> RunnerState:
+        """Where the runner is in its life: see :class:`RunnerState`."""
+        return self._state
+
+    async def __aenter__(self) -> Runner[T]:
+        if self._state is RunnerState.CLOSED:
+            raise RuntimeError("this runner is closed; make a new Runner")
+        self._scope = _Scope.BLOCK
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._in_context = False
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the shared resources (each by its own keep/release policy).
+        """Stop any run, close the shared resources (each by its own policy) and refuse new runs.
 
-        Every resource is closed even if one fails; the failures are raised together.
+        A run in progress is cancelled (its items end ``cancelled``) and waited
+        for, up to 30 seconds on the runner's clock (``RuntimeError`` after
+        that).  Every resource is closed even if one fails; the failures are
+        raised together as an ``ExceptionGroup``.  Closing twice does nothing.
         """
+        if self._state is RunnerState.CLOSED:
+            return
+        run = self._run
+        if run is not None:
+            if not run.started:
+                self._release(run)  # a stream nobody has read yet
+            else:
+                self.cancel()
+                if run.producer is not None:
+                    run.producer.cancel()  # its reader may be gone: the queue would block
+                await self._wait_for(run)
+        if self._ending is not None:
+            await self._wait_for(self._ending)
+        self._state = RunnerState.CLOSED
         errors = await self._pool.close()
         if errors:
             raise ExceptionGroup("could not close every shared resource", errors)
 
     def drain(self) -> None:
-        """Take no new items; the ones in flight finish."""
-        self._draining = True
-        for task in tuple(self._idle):
+        """Take no new items; the ones in flight finish (``RUNNING`` -> ``DRAINING``).
+
+        Does nothing unless the runner is ``RUNNING``.
+        """
+        run = self._run
+        if run is None or self._state is not RunnerState.RUNNING:
+            return
+        self._state = RunnerState.DRAINING
+        for task in tuple(run.idle):
             task.cancel()
 
     def cancel(self) -> None:
-        """Take no new items and cancel those in flight; they end ``cancelled``."""
-        self._draining = True
-        for task in (*self._busy, *self._idle):
+        """Take no new items and cancel those in flight; they end ``cancelled``.
+
+        ``RUNNING`` or ``DRAINING`` -> ``CANCELLING``; otherwise does nothing.
+        """
+        run = self._run
+        if run is None or self._state not in (RunnerState.RUNNING, RunnerState.DRAINING):
+            return
+        self._state = RunnerState.CANCELLING
+        for task in (*run.busy, *run.idle):
             task.cancel()
 
     @property
@@ -336,55 +539,99 @@ class Runner:
         """How many times each shared resource was renewed by this runner."""
         return self._pool.renewals()
 
+    def _claim(self, journal: Journal | None) -> _Run:
+        if self._state is RunnerState.CLOSED:
+            raise RuntimeError("this runner is closed; make a new Runner")
+        if self._run is not None:
+            # Two runs at once would share one set of workers and one drain/cancel state.
+            raise RuntimeError(
+                "this runner is already running; wait for the run to end or use another runner"
+            )
+        run = _Run(self._ending, journal)
+        self._run = run
+        self._state = RunnerState.RUNNING
+        return run
+
+    def _release(self, run: _Run) -> None:
+        """*run* has ended (or never started): the runner is free again."""
+        run.ended.set()
+        if self._ending is run:
+            self._ending = None
+            if self._run is None and self._state is RunnerState.CANCELLING:
+                self._state = RunnerState.IDLE
+        elif self._run is run:
+            self._run = None
+            self._state = RunnerState.IDLE
+
+    def _abandon(self, run: _Run) -> None:
+        """*run*'s stream was dropped mid-run: it is being cancelled, and nobody awaits it."""
+        if self._run is run:
+            self._run = None
+            self._ending = run
+            self._state = RunnerState.CANCELLING
+
+    async def _wait_for(self, run: _Run) -> None:
+        if run.ended.is_set():
+            return
+        try:
+            async with self._clock.timeout(_END_GRACE):
+                await run.ended.wait()
+        except TimeoutError:
+            raise RuntimeError(
+                f"an earlier run of this runner has not ended {_END_GRACE:g} s after it was "
+                "cancelled (does the strategy ignore cancellation?)"
+            ) from None
+
     # -- running --------------------------------------------------------------------------------
 
-    async def run(self, items: Items, *, journal: Journal | None = None) -> BatchResult:
+    async def run(self, items: Items, *, journal: Journal | None = None) -> BatchResult[T]:
         """Run every item and collect the results.
 
         With *journal*, items whose result it holds (any status but ``cancelled``,
         for an unchanged prompt) are skipped, not returned: ``BatchResult.resumed``
         counts them and ``journal.results()`` gives every result.  Each result is
         committed to the journal as its item ends, before ``on_result`` sees it.
+
+        Raises ``RuntimeError`` if the runner is already running or is closed;
+        an abandoned stream's run still ending is waited for first.  Raises
+        :class:`JournalError` if the journal cannot be opened (another run holds it).
         """
-        self._draining = False
         results: list[ItemResult] = []
 
         async def emit(result: ItemResult) -> None:
             results.append(result)
 
-        await self._drive(items, emit, journal)
-        return self._tally.batch(tuple(results), self._clock.monotonic())
+        tally = await self._drive(self._claim(journal), items, emit)
+        return tally.batch(tuple(results), self._clock.monotonic())
 
-    def stream(self, items: Items, *, journal: Journal | None = None) -> ResultStream:
+    def stream(self, items: Items, *, journal: Journal | None = None) -> ResultStream[T]:
         """Yield results as items end, in completion order, with bounded memory.
 
         *journal* works as in :meth:`run`: items it holds are skipped, not yielded,
-        and each result is committed before it is yielded.
+        and each result is committed before it is yielded.  The runner is
+        ``RUNNING`` from this call until the stream ends, is closed or is
+        dropped; raises ``RuntimeError`` if it is already running or is closed.
         """
-        # Reset here, not when the stream starts: a drain() in between must hold.
-        self._draining = False
-        return ResultStream(self, items, journal)
+        # Claimed now, not at the first read: a drain() in between must hold.
+        return ResultStream(self, self._claim(journal), items)
 
     async def _drive(
-        self,
-        items: Items,
-        emit: Callable[[ItemResult], Awaitable[None]],
-        journal: Journal | None = None,
-    ) -> None:
-        if self._tasks:
-            # Two runs at once would share one tally, one drain flag and one set of workers.
-            raise RuntimeError(
-                "this runner is already running; wait for the run to end or use another runner"
-            )
-        self._cancelled = []
-        self._tally = _Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
-        # Opened, keyed and read before any item is taken: a locked journal sends nothing.
-        journal_run = JournalRun(journal, self.fingerprint) if journal is not None else None
-        self._journal_run = journal_run
-        take = _Source(items if journal_run is None else journal_run.items(items))
-        tasks = [asyncio.create_task(self._worker(take, emit)) for _ in range(self.concurrency)]
-        self._tasks = tasks
+        self, run: _Run, items: Items, emit: Callable[[ItemResult], Awaitable[None]]
+    ) -> _Tally:
+        run.started = True
+        take: _Source | None = None
         try:
+            if run.previous is not None:
+                await self._wait_for(run.previous)
+            run.tally = _Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
+            if run.journal is not None:
+                # Opened, keyed and read before any item is taken: a locked journal sends nothing.
+                run.journal_run = JournalRun(run.journal, self.fingerprint)
+                items = run.journal_run.items(items)
+            take = _Source(items)
+            tasks = [
+                asyncio.create_task(self._worker(run, take, emit)) for _ in range(self.concurrency)
+            ]
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             except asyncio.CancelledError:
@@ -399,17 +646,21 @@ class Runner:
                 raise failure
             await asyncio.gather(*tasks, return_exceptions=True)
             # Items cancelled on purpose (runner.cancel()) still get their result.
-            for result in self._cancelled:
+            for result in run.cancelled:
                 await emit(result)
-            self._cancelled = []
+            run.cancelled = []
+            return run.tally
         finally:
-            self._tasks = []
             try:
-                self._end_journal()
-                await take.aclose()
+                self._end_journal(run)
+                if take is not None:
+                    await take.aclose()
             finally:
-                if not self._in_context:
-                    await self._close_quietly()
+                try:
+                    if self._scope is _Scope.RUN:
+                        await self._close_quietly()
+                finally:
+                    self._release(run)
 
     async def _close_quietly(self) -> None:
         # The run's results are already paid for: a failing close must not replace them.
@@ -422,32 +673,34 @@ class Runner:
                 stacklevel=2,
             )
 
-    def _end_journal(self) -> None:
-        journal_run, self._journal_run = self._journal_run, None
+    def _end_journal(self, run: _Run) -> None:
+        journal_run, run.journal_run = run.journal_run, None
         if journal_run is not None:
-            self._tally.resumed = journal_run.resumed
-            journal_run.end(self._tally.batch((), self._clock.monotonic()))
+            run.tally.resumed = journal_run.resumed
+            journal_run.end(run.tally.batch((), self._clock.monotonic()))
 
-    def _ended(self, result: ItemResult) -> None:
-        self._tally.add(result)
-        if self._journal_run is not None:
+    def _ended(self, run: _Run, result: ItemResult) -> None:
+        run.tally.add(result)
+        if run.journal_run is not None:
             # Committed in the worker before the result is handed on: a crash loses no paid result.
-            self._journal_run.commit(result)
+            run.journal_run.commit(result)
         if self._on_result is not None:
             self._on_result(result)
 
     def _stopping(self) -> bool:
-        # A method, not the attribute: the flag changes while a worker awaits.
-        return self._draining
+        # A method, not the attribute: the state changes while a worker awaits.
+        return self._state is not RunnerState.RUNNING
 
-    async def _worker(self, take: _Source, emit: Callable[[ItemResult], Awaitable[None]]) -> None:
+    async def _worker(
+        self, run: _Run, take: _Source, emit: Callable[[ItemResult], Awaitable[None]]
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        while not self._draining:
+        while self._state is RunnerState.RUNNING:
             if take.is_sync:
                 got = take.next_sync()
             else:
-                self._idle.add(task)
+                run.idle.add(task)
                 try:
                     got = await take.next()
                 except asyncio.CancelledError:
@@ -455,7 +708,7 @@ class Runner:
                         return  # drain() or cancel(): stop waiting for the source
                     raise
                 finally:
-                    self._idle.discard(task)
+                    run.idle.discard(task)
             if got is None:
                 return
             position, raw = got
@@ -464,15 +717,15 @@ class Runner:
             except TypeError as exc:
                 result = ItemResult(f"#{position}", ItemStatus.FAILED, reason=f"input_error: {exc}")
             else:
-                self._busy.add(task)
+                run.busy.add(task)
                 try:
-                    result = await self._run_item(item)
+                    result = await self._run_item(run, item)
                 finally:
-                    self._busy.discard(task)
-            self._ended(result)
+                    run.busy.discard(task)
+            self._ended(run, result)
             await emit(result)
 
-    async def _run_item(self, item: WorkItem) -> ItemResult:
+    async def _run_item(self, run: _Run, item: WorkItem) -> ItemResult:
         plan = self.plan
         clock = self._clock
         compiled = self._compiled
@@ -485,171 +738,140 @@ class Runner:
         try:
             while True:
                 index = compiled.stage_index[state.state]
-                stage = plan.stages[index]
-                if state.prompts >= plan.max_prompts:
-                    return self._finish(state, Trigger.EXHAUST, "budget spent", log)
-                if deadline is not None and clock.monotonic() >= deadline:
-                    return self._finish(state, Trigger.EXHAUST, "deadline passed", log)
-                kind = self._kinds[index]
-                try:
-                    request = kind.build(item, state, stage)
-                except Exception as exc:
-                    # A bug in a stage kind fails its item, never the whole run.
-                    reason = f"stage kind {stage.kind!r} failed to build a request: {describe(exc)}"
-                    return self._finish(state, Trigger.FATAL, reason, log)
-                if request is None:
-                    if self._fire(state, Trigger.SKIP, log) not in compiled.stage_index:
-                        return self._result(state, "nothing left to repair")
-                    continue
-                if self._cooldown_until > clock.monotonic():
-                    await self._cool_down(deadline)
-                    if deadline is not None and clock.monotonic() >= deadline:
-                        return self._finish(state, Trigger.EXHAUST, "deadline passed", log)
-                if self._pool:
-                    handles, generations = await self._pool.current(clock)
-                else:
-                    handles, generations = _NO_HANDLES, ()
-                number = len(state.attempts) + 1
-                ctx = StageContext(
-                    item, state, stage, plan, handles, clock, number, self._params[index]
-                )
-                timeout = stage.timeout or plan.timeout
-                started = clock.monotonic()
-                if deadline is not None:
-                    timeout = min(timeout or deadline - started, deadline - started)
-                response = None
-                meta = None
-                error: str | None = None
-                failure: BaseException | None = None
-                try:
-                    if timeout is None:
-                        response = await self.strategy.generate(request, ctx)
+                tried: _Tried | None = None
+                # The clock is read only for a plan with a deadline: this runs before every request.
+                now = clock.monotonic() if deadline is not None else 0.0
+                decision = before_request(state, plan, now)
+                if decision is None:
+                    step = await self._attempt(state, index, deadline, log)
+                    if isinstance(step, Decision):
+                        decision = step
                     else:
-                        async with clock.timeout(timeout):
-                            response = await self.strategy.generate(request, ctx)
-                    meta = response.meta
-                    output = kind.parse(response, state, self._validator)
-                    outcome = _SUCCESS
-                except ValidationFailed as exc:
-                    outcome = Outcome(OutcomeKind.INVALID, str(exc))
-                    error = str(exc)
-                    state.errors = exc.errors
-                    state.partial = exc.partial
-                    state.last_invalid = (
-                        exc.text
-                        if exc.text is not None
-                        else (response.text if response is not None else None)
-                    )
-                except Exception as exc:
-                    failure = exc
-                    if _not_a_response(response):
-                        # A strategy bug fails its item, not the whole run.
-                        failure = TypeError(
-                            f"{type(self.strategy).__name__}.generate returned "
-                            f"{type(response).__name__}, not a Response"
-                        )
-                        response = None
-                    outcome = classify(failure, self._rules)
-                    error = outcome.message
-                    # A billed response keeps its metadata even when reading it failed.
-                    meta = getattr(failure, "meta", None) or meta
-                    if outcome.kind is OutcomeKind.INVALID:
-                        state.errors = (FieldError("", outcome.message),)
-                        state.partial = None
-                counted = outcome.kind.spends_prompt and outcome.sent
-                if counted:
-                    state.prompts += 1
-                    # max_attempts caps the requests a stage sent; refusals (rate
-                    # limits, lost resources) are not billed and have caps of their own.
-                    state.attempts_at[index] += 1
-                state.attempts.append(
-                    Attempt(
-                        stage.name,
-                        outcome.kind,
-                        number,
-                        counted,
-                        _usage_of(response, failure),
-                        meta,
-                        error,
-                        request.fields,
-                        started,
-                        clock.monotonic() - started,
-                    )
-                )
-                if log is not None:
-                    log.info(
-                        "attempt",
-                        stage=stage.name,
-                        attempt=number,
-                        outcome=outcome.kind.value,
-                        error=error,
-                    )
-                kind_of = outcome.kind
-                if kind_of is OutcomeKind.SUCCEEDED:
-                    self._fire(state, Trigger.SUCCEED, log)
-                    return self._result(state, None, output)
-                if kind_of is not OutcomeKind.RESOURCE_LOST:
-                    state.lost_in_row = 0
-                if kind_of is OutcomeKind.TRANSIENT:
-                    trigger = Trigger.TRANSIENT
-                    if (
-                        stage.max_attempts is not None
-                        and state.attempts_at[index] >= stage.max_attempts
-                    ):
-                        trigger = Trigger.GIVE_UP
-                    if self._fire(state, trigger, log) == stage.name:
-                        backoff = stage.backoff or plan.backoff
-                        await self._sleep(
-                            self._random.uniform(0, backoff.ceiling(state.attempts_at[index])),
-                            deadline,
-                        )
-                elif kind_of is OutcomeKind.RATE_LIMITED:
-                    state.rate_limit_waits += 1
-                    if state.rate_limit_waits > plan.max_rate_limit_waits:
-                        return self._finish(
-                            state,
-                            Trigger.ABORT,
-                            f"rate limited {state.rate_limit_waits} times",
-                            log,
-                        )
-                    self._fire(state, Trigger.RATE_LIMITED, log)
-                    delay = outcome.retry_after
-                    if delay is None:
-                        delay = self._random.uniform(
-                            0, plan.rate_limit_backoff.ceiling(state.rate_limit_waits)
-                        )
-                    # A server's advice is honoured, up to the plan's ceiling on waits.
-                    delay = min(delay, plan.rate_limit_backoff.maximum)
+                        tried = step
+                        decision = decide(state, index, plan, step.outcome)
+                after = self._fire(run.tally, state, decision.trigger, log)
+                if after not in compiled.stage_index:
+                    reason = decision.reason
+                    if reason is None:
+                        reason = _TERMINAL_REASONS.get(after)
+                    return self._result(state, reason, None if tried is None else tried.output)
+                if decision.pause_all:
+                    delay = self._draw(decision)
                     # One refusal pauses every worker: the API is not hammered meanwhile.
                     self._cooldown_until = max(self._cooldown_until, clock.monotonic() + delay)
-                elif kind_of is OutcomeKind.RESOURCE_LOST:
-                    state.lost_in_row += 1
-                    if state.lost_in_row > plan.max_resource_lost:
-                        return self._finish(
-                            state,
-                            Trigger.ABORT,
-                            f"resource lost {state.lost_in_row} times in a row",
-                            log,
-                        )
-                    self._fire(state, Trigger.RESOURCE_LOST, log)
-                    await self._pool.lost(outcome.resource, generations, clock)
-                elif kind_of is OutcomeKind.FATAL:
-                    self._fire(state, Trigger.FATAL, log)
-                    return self._result(state, outcome.message)
-                else:
-                    self._fire(state, Trigger.INVALID, log)
-                if state.state not in compiled.stage_index:
-                    return self._result(state, _TERMINAL_REASONS.get(state.state))
+                elif decision.jitter or decision.wait:
+                    await self._sleep(self._draw(decision), deadline)
+                if decision.renew and tried is not None:
+                    await self._pool.lost(tried.outcome.resource, tried.generations, clock)
         except asyncio.CancelledError:
             cancelled = self._result(state, "cancelled", status=ItemStatus.CANCELLED)
-            self._cancelled.append(cancelled)
-            self._ended(cancelled)
+            run.cancelled.append(cancelled)
+            self._ended(run, cancelled)
             raise
 
-    def _fire(self, state: ItemState, trigger: Trigger, log: EventLogger | None) -> str:
+    def _draw(self, decision: Decision) -> float:
+        return self._random.uniform(0, decision.wait) if decision.jitter else decision.wait
+
+    async def _attempt(
+        self, state: ItemState, index: int, deadline: float | None, log: EventLogger | None
+    ) -> _Tried | Decision:
+        """One attempt: build, call, read and classify; a Decision when nothing was sent."""
+        plan = self.plan
+        clock = self._clock
+        item = state.item
+        stage = plan.stages[index]
+        kind = self._kinds[index]
+        try:
+            request = kind.build(item, state, stage)
+        except Exception as exc:
+            return build_failed(stage.kind, exc)
+        if request is None:
+            return NOTHING_TO_REPAIR
+        if self._cooldown_until > clock.monotonic():
+            await self._cool_down(deadline)
+            if deadline is not None and clock.monotonic() >= deadline:
+                return DEADLINE_PASSED
+        if self._pool:
+            handles, generations = await self._pool.current(clock)
+        else:
+            handles, generations = _NO_HANDLES, ()
+        number = len(state.attempts) + 1
+        ctx = StageContext(item, state, stage, plan, handles, clock, number, self._params[index])
+        timeout = stage.timeout or plan.timeout
+        started = clock.monotonic()
+        if deadline is not None:
+            timeout = min(timeout or deadline - started, deadline - started)
+        response = None
+        meta = None
+        output = None
+        error: str | None = None
+        failure: BaseException | None = None
+        try:
+            if timeout is None:
+                response = await self.strategy.generate(request, ctx)
+            else:
+                async with clock.timeout(timeout):
+                    response = await self.strategy.generate(request, ctx)
+            meta = response.meta
+            output = kind.parse(response, state, self._validator)
+            outcome = _SUCCESS
+        except ValidationFailed as exc:
+            outcome = Outcome(OutcomeKind.INVALID, str(exc))
+            error = str(exc)
+            state.errors = exc.errors
+            state.partial = exc.partial
+            state.last_invalid = (
+                exc.text
+                if exc.text is not None
+                else (response.text if response is not None else None)
+            )
+        except Exception as exc:
+            failure = exc
+            if _not_a_response(response):
+                # A strategy bug fails its item, not the whole run.
+                failure = TypeError(
+                    f"{type(self.strategy).__name__}.generate returned "
+                    f"{type(response).__name__}, not a Response"
+                )
+                response = None
+            outcome = classify(failure, self._rules)
+            error = outcome.message
+            # A billed response keeps its metadata even when reading it failed.
+            meta = getattr(failure, "meta", None) or meta
+            if outcome.kind is OutcomeKind.INVALID:
+                state.errors = (FieldError("", outcome.message),)
+                state.partial = None
+        counted = count(state, index, outcome)
+        state.attempts.append(
+            Attempt(
+                stage.name,
+                outcome.kind,
+                number,
+                counted,
+                _usage_of(response, failure),
+                meta,
+                error,
+                request.fields,
+                started,
+                clock.monotonic() - started,
+            )
+        )
+        if log is not None:
+            log.info(
+                "attempt",
+                stage=stage.name,
+                attempt=number,
+                outcome=outcome.kind.value,
+                error=error,
+            )
+        return _Tried(outcome, output, generations)
+
+    def _fire(
+        self, tally: _Tally, state: ItemState, trigger: Trigger, log: EventLogger | None
+    ) -> str:
         before = state.state
         after = self._compiled.fire(state, trigger)
-        self._tally.transitions[trigger] += 1
+        tally.transitions[trigger] += 1
         if log is not None and after != before:
             log.debug(
                 "transition",
@@ -659,12 +881,6 @@ class Runner:
                 attempt=len(state.attempts),
             )
         return after
-
-    def _finish(
-        self, state: ItemState, trigger: Trigger, reason: str, log: EventLogger | None
-    ) -> ItemResult:
-        self._fire(state, trigger, log)
-        return self._result(state, reason)
 
     def _result(
         self,
@@ -732,11 +948,24 @@ def _not_a_response(value: object) -> bool:
 _TERMINAL_REASONS = {"exhausted": "no stage left", "failed": "failed"}
 
 
-class _End:
-    __slots__ = ("error",)
+class _Tried:
+    """What one sent request came to: its outcome, the output if it succeeded, and the
+    generation of each shared resource it used (to renew the right one if it was lost)."""
 
-    def __init__(self, error: BaseException | None) -> None:
+    __slots__ = ("generations", "outcome", "output")
+
+    def __init__(self, outcome: Outcome, output: Any, generations: tuple[int, ...]) -> None:
+        self.outcome = outcome
+        self.output = output
+        self.generations = generations
+
+
+class _End:
+    __slots__ = ("batch", "error")
+
+    def __init__(self, error: BaseException | None, batch: BatchResult | None = None) -> None:
         self.error = error
+        self.batch = batch
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:

@@ -8,13 +8,13 @@ other keyword up front, so nothing is silently left unchecked.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from ._describe import describe
 from ._outcomes import FieldError, ValidationFailed
-from .validators import parse_json_object
 
 _ANNOTATIONS: Final = frozenset(
     {
@@ -58,6 +58,21 @@ _CHECKED: Final = frozenset(
     }
 )
 _TYPES: Final = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """Parse *text* as a JSON object, or raise ``ValidationFailed`` with nothing to keep."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValidationFailed(
+            [FieldError("", f"not valid JSON: {exc.args[0] if exc.args else exc}")], None, text=text
+        ) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed(
+            [FieldError("", f"expected a JSON object, got {type(data).__name__}")], None, text=text
+        )
+    return data
 
 
 def check_schema(schema: Mapping[str, Any]) -> str | None:

@@ -13,12 +13,14 @@ from typing import Any, Protocol
 
 from ._outcomes import FieldError, ValidationFailed
 from ._plan import Stage
-from ._results import WorkItem
+from ._results import T, WorkItem
 from ._state import ItemState
 from ._strategy import Request, Response
 
-Validator = Callable[[str], Any]
-"""Turns an answer's text into the output, or raises :class:`ValidationFailed`."""
+Validator = Callable[[str], T]
+"""Turns an answer's text into the output (of type ``T``), or raises :class:`ValidationFailed`.
+
+A bare ``Validator`` is ``Validator[Any]``."""
 
 
 class StageKind(Protocol):
@@ -27,7 +29,7 @@ class StageKind(Protocol):
     def build(self, item: WorkItem, state: ItemState, stage: Stage) -> Request | None:
         """The request to send, or ``None`` to skip the stage without spending a prompt."""
 
-    def parse(self, response: Response, state: ItemState, validator: Validator) -> Any:
+    def parse(self, response: Response, state: ItemState, validator: Validator[Any]) -> Any:
         """The validated output, or raise :class:`ValidationFailed`."""
 
 
@@ -49,7 +51,7 @@ class FullStage:
     def build(self, item: WorkItem, state: ItemState, stage: Stage) -> Request:
         return Request(item.id, stage, item.prompt)
 
-    def parse(self, response: Response, state: ItemState, validator: Validator) -> Any:
+    def parse(self, response: Response, state: ItemState, validator: Validator[Any]) -> Any:
         if response.text is None:
             raise _no_text(response)
         return validator(response.text)
@@ -133,7 +135,7 @@ class PartialStage:
             kept=kept,
         )
 
-    def parse(self, response: Response, state: ItemState, validator: Validator) -> Any:
+    def parse(self, response: Response, state: ItemState, validator: Validator[Any]) -> Any:
         if response.text is None:
             raise _unreadable_repair(state, _no_text(response).errors[0].message, None)
         try:

@@ -6,31 +6,17 @@ function over parsed JSON or from a pydantic model (pydantic is optional).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from ._outcomes import FieldError, ValidationFailed
 from ._resume import fingerprint_part
+from ._schema import SchemaValidator, parse_json_object
+from ._stages import Validator
 
 T = TypeVar("T")
 
 __all__ = ["json_object", "json_schema", "pydantic"]
-
-
-def parse_json_object(text: str) -> dict[str, Any]:
-    """Parse *text* as a JSON object, or raise ``ValidationFailed`` with nothing to keep."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ValidationFailed(
-            [FieldError("", f"not valid JSON: {exc.args[0] if exc.args else exc}")], None, text=text
-        ) from None
-    if not isinstance(data, dict):
-        raise ValidationFailed(
-            [FieldError("", f"expected a JSON object, got {type(data).__name__}")], None, text=text
-        )
-    return data
 
 
 class _JsonObjectValidator:
@@ -61,10 +47,10 @@ def _as_is(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @overload
-def json_object() -> Callable[[str], dict[str, Any]]: ...
+def json_object() -> Validator[dict[str, Any]]: ...
 @overload
-def json_object(check: Callable[[dict[str, Any]], T]) -> Callable[[str], T]: ...
-def json_object(check: Callable[[dict[str, Any]], Any] | None = None) -> Callable[[str], Any]:
+def json_object(check: Callable[[dict[str, Any]], T]) -> Validator[T]: ...
+def json_object(check: Callable[[dict[str, Any]], Any] | None = None) -> Validator[Any]:
     """A validator that parses a JSON object and hands it to *check* (if given).
 
     *check* returns the output or raises ``ValidationFailed`` naming the fields.
@@ -111,17 +97,15 @@ class _PydanticValidator:
         return f"pydantic({self._model.__name__})"
 
 
-def pydantic(model: type[T]) -> Callable[[str], T]:
+def pydantic(model: type[T]) -> Validator[T]:
     """A validator that parses JSON into *model* (a pydantic model or any type pydantic knows)."""
     return _PydanticValidator(model)
 
 
-def json_schema(schema: Mapping[str, Any]) -> Callable[[str], dict[str, Any]]:
+def json_schema(schema: Mapping[str, Any]) -> Validator[dict[str, Any]]:
     """A validator for a JSON Schema: the subset a model's response schema uses.
 
     Every bad field is reported by dotted path; a keyword it cannot check is
     refused here with ``ValueError`` rather than silently ignored.
     """
-    from ._schema import SchemaValidator
-
     return SchemaValidator(schema)

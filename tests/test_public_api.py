@@ -47,6 +47,7 @@ STAGEDRETRY = [
     "ResultStream",
     "Rule",
     "Runner",
+    "RunnerState",
     "Scratch",
     "SharedResource",
     "Stage",
@@ -186,3 +187,12 @@ def test_import_is_light() -> None:
     )
 
     assert out.stdout.strip() == "[]"
+
+
+def test_mypy_checks_the_typed_api_file() -> None:
+    # tests/typing/api.py proves the documented types (Runner[Book] -> output: Book | None);
+    # it only does so while mypy's configuration includes it.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+    assert "tests/typing/api.py" in config["tool"]["mypy"]["files"]
+    assert (ROOT / "tests" / "typing" / "api.py").is_file()

@@ -1,0 +1,154 @@
+"""The outcome policy: what an item does next, as a pure function of what it has been through.
+
+This is the budget table of ``docs/explanation/budget.md`` in code.  The runner
+counts an attempt (:func:`count`), asks :func:`decide` what follows, and applies
+the :class:`Decision`: it fires the trigger on the plan's machine, waits on its
+clock, pauses every worker or renews a shared resource.  Nothing here awaits,
+draws a random number or touches the machine, so every row of the table can be
+tested on its own.
+
+=============  ===========================================  ===========================
+outcome        next                                         cap
+=============  ===========================================  ===========================
+SUCCEEDED      ``succeed``                                  --
+INVALID        ``invalid`` (the stage's ``on_invalid``)     --
+TRANSIENT      ``transient``, a jittered backoff if it      the stage's ``max_attempts``,
+               stays on the stage                           then ``give_up``
+RATE_LIMITED   ``rate_limited``, every worker pauses        ``max_rate_limit_waits``,
+                                                            then ``abort``
+RESOURCE_LOST  ``resource_lost``, renew for every worker    ``max_resource_lost`` in a
+                                                            row, then ``abort``
+FATAL          ``fatal``                                    --
+=============  ===========================================  ===========================
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ._outcomes import Outcome, OutcomeKind, describe
+from ._plan import RETRY, Plan, Trigger, resolve_target
+from ._state import ItemState
+
+__all__ = [
+    "BUDGET_SPENT",
+    "DEADLINE_PASSED",
+    "NOTHING_TO_REPAIR",
+    "Decision",
+    "before_request",
+    "build_failed",
+    "count",
+    "decide",
+]
+
+
+@attrs.frozen
+class Decision:
+    """What follows one attempt (or one step that sent nothing).
+
+    *trigger* is fired on the plan's machine.  *reason* says why the item ends,
+    if the trigger ends it (``None``: the terminal state's usual reason).
+    *wait* is in seconds: exactly that long, or with *jitter* a uniform draw
+    from ``[0, wait]``.  With *pause_all* the wait is a cooldown every worker
+    honours before its next request; without it only this item waits.  *renew*
+    asks for the lost shared resource to be renewed before the next request.
+    """
+
+    trigger: Trigger
+    reason: str | None = None
+    wait: float = 0.0
+    jitter: bool = attrs.field(default=False, kw_only=True)
+    pause_all: bool = attrs.field(default=False, kw_only=True)
+    renew: bool = attrs.field(default=False, kw_only=True)
+
+
+# The decisions that carry nothing of their own are made once: the success path allocates none.
+SUCCEED = Decision(Trigger.SUCCEED)
+INVALID = Decision(Trigger.INVALID)
+RENEW = Decision(Trigger.RESOURCE_LOST, renew=True)
+BUDGET_SPENT = Decision(Trigger.EXHAUST, "budget spent")
+DEADLINE_PASSED = Decision(Trigger.EXHAUST, "deadline passed")
+NOTHING_TO_REPAIR = Decision(Trigger.SKIP, "nothing left to repair")
+
+
+def before_request(state: ItemState, plan: Plan, now: float) -> Decision | None:
+    """End the item if its budget or its deadline is spent.
+
+    *now* is the runner's clock, read only when the plan has a deadline.
+    """
+    if state.prompts >= plan.max_prompts:
+        return BUDGET_SPENT
+    if plan.deadline is not None and now >= state.started + plan.deadline:
+        return DEADLINE_PASSED
+    return None
+
+
+def build_failed(kind: str, error: BaseException) -> Decision:
+    """A stage kind could not build its request: its item fails, never the whole run."""
+    return Decision(
+        Trigger.FATAL, f"stage kind {kind!r} failed to build a request: {describe(error)}"
+    )
+
+
+def count(state: ItemState, index: int, outcome: Outcome) -> bool:
+    """Add one attempt at stage *index* to the item's counters; return whether it spent a prompt.
+
+    A prompt is spent by every attempt that may have been billed.  ``max_attempts``
+    caps the requests a stage sent, so refusals (rate limits, lost resources),
+    which are not billed, have caps of their own.
+    """
+    kind = outcome.kind
+    counted = kind.spends_prompt and outcome.sent
+    if counted:
+        state.prompts += 1
+        state.attempts_at[index] += 1
+    if kind is OutcomeKind.RESOURCE_LOST:
+        state.lost_in_row += 1
+    else:
+        state.lost_in_row = 0
+    if kind is OutcomeKind.RATE_LIMITED:
+        state.rate_limit_waits += 1
+    return counted
+
+
+def decide(state: ItemState, index: int, plan: Plan, outcome: Outcome) -> Decision:
+    """What follows *outcome* at stage *index*, given the item's counters after :func:`count`."""
+    kind = outcome.kind
+    if kind is OutcomeKind.SUCCEEDED:
+        return SUCCEED
+    if kind is OutcomeKind.INVALID:
+        return INVALID
+    if kind is OutcomeKind.FATAL:
+        return Decision(Trigger.FATAL, outcome.message)
+    if kind is OutcomeKind.TRANSIENT:
+        return _transient(state, index, plan)
+    if kind is OutcomeKind.RATE_LIMITED:
+        waits = state.rate_limit_waits
+        if waits > plan.max_rate_limit_waits:
+            return Decision(Trigger.ABORT, f"rate limited {waits} times")
+        backoff = plan.rate_limit_backoff
+        if outcome.retry_after is None:
+            return Decision(
+                Trigger.RATE_LIMITED, wait=backoff.ceiling(waits), jitter=True, pause_all=True
+            )
+        # A server's advice is honoured, up to the plan's ceiling on waits.
+        wait = min(outcome.retry_after, backoff.maximum)
+        return Decision(Trigger.RATE_LIMITED, wait=wait, pause_all=True)
+    lost = state.lost_in_row
+    if lost > plan.max_resource_lost:
+        return Decision(Trigger.ABORT, f"resource lost {lost} times in a row")
+    return RENEW
+
+
+def _transient(state: ItemState, index: int, plan: Plan) -> Decision:
+    stage = plan.stages[index]
+    sent = state.attempts_at[index]
+    if stage.max_attempts is not None and sent >= stage.max_attempts:
+        trigger, target = Trigger.GIVE_UP, stage.on_invalid
+    else:
+        trigger, target = Trigger.TRANSIENT, stage.on_transient
+    if target != RETRY and resolve_target(plan.stages, index, target) != stage.name:
+        # Moving to another stage is not a retry: nothing to back off from.
+        return Decision(trigger)
+    backoff = stage.backoff or plan.backoff
+    return Decision(trigger, wait=backoff.ceiling(sent), jitter=True)

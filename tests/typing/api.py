@@ -1,0 +1,86 @@
+"""The public API types as documented: mypy --strict checks this file (see pyproject's [tool.mypy]).
+
+It is never run; each ``assert_type`` is a claim about what a user's type checker sees.
+"""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+import pydantic
+
+import stagedretry as sr
+from strategies.callable import from_callable
+
+
+class Book(pydantic.BaseModel):
+    title: str
+    year: int
+
+
+async def answer(request: sr.Request, ctx: sr.StageContext) -> str:
+    return '{"title": "Dune", "year": 1965}'
+
+
+PLAN = sr.Plan.ladder()
+STRATEGY = from_callable(answer)
+
+
+async def a_pydantic_validator_types_the_output() -> None:
+    validator = sr.validators.pydantic(Book)
+    assert_type(validator, sr.Validator[Book])
+    runner = sr.Runner(PLAN, STRATEGY, validator=validator)
+    assert_type(runner, sr.Runner[Book])
+
+    batch = await runner.run([("dune", "Catalogue Dune.")])
+    assert_type(batch, sr.BatchResult[Book])
+    for result in batch.results:
+        assert_type(result, sr.ItemResult[Book])
+        assert_type(result.output, Book | None)
+        if result.ok and result.output is not None:
+            assert_type(result.output.year, int)
+
+    async with runner.stream([("dune", "Catalogue Dune.")]) as stream:
+        assert_type(stream, sr.ResultStream[Book])
+        async for item in stream:
+            assert_type(item.output, Book | None)
+    assert_type(stream.batch, sr.BatchResult[Book] | None)
+
+
+async def without_a_validator_the_output_is_the_text() -> None:
+    runner = sr.Runner(PLAN, STRATEGY)
+    assert_type(runner, sr.Runner[str])
+    batch = await runner.run([("a", "p")])
+    assert_type(batch.results[0].output, str | None)
+
+
+async def json_validators() -> None:
+    assert_type(sr.validators.json_object(), sr.Validator[dict[str, Any]])
+    assert_type(sr.validators.json_schema({"type": "object"}), sr.Validator[dict[str, Any]])
+
+    def year(data: dict[str, Any]) -> int:
+        return int(data["year"])
+
+    checked = sr.validators.json_object(year)
+    assert_type(checked, sr.Validator[int])
+    runner = sr.Runner(PLAN, STRATEGY, validator=checked)
+    assert_type((await runner.run([])).results, tuple[sr.ItemResult[int], ...])
+
+
+def a_plain_function_is_a_validator(text: str) -> float:
+    return float(text)
+
+
+def any_callable_works() -> None:
+    assert_type(
+        sr.Runner(PLAN, STRATEGY, validator=a_plain_function_is_a_validator), sr.Runner[float]
+    )
+
+
+def bare_names_mean_any_output(result: sr.ItemResult, runner: sr.Runner) -> None:
+    assert_type(result.output, Any | None)
+    assert_type(runner, sr.Runner[Any])
+
+
+def the_lifecycle_is_an_enum(runner: sr.Runner[Book]) -> None:
+    assert_type(runner.state, sr.RunnerState)
