@@ -12,14 +12,11 @@ import contextlib
 import enum
 import random
 import warnings
-from collections import Counter
 from collections.abc import (
-    AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
 )
 from types import MappingProxyType
@@ -53,7 +50,6 @@ from ._results import (
     NO_USAGE,
     Attempt,
     BatchResult,
-    ItemLike,
     ItemResult,
     Items,
     ItemStatus,
@@ -63,9 +59,11 @@ from ._results import (
 )
 from ._resume import JournalRun, fingerprint
 from ._settings import stage_params
+from ._source import Source, as_work_item
 from ._stages import StageKind, Validator, builtin_kinds
 from ._state import ItemState
 from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
+from ._tally import Tally
 
 _STATUS = {
     "succeeded": ItemStatus.SUCCEEDED,
@@ -77,78 +75,6 @@ _SUCCESS = Outcome(OutcomeKind.SUCCEEDED)
 
 def _identity(text: str) -> str:
     return text
-
-
-def as_work_item(value: object, position: int) -> WorkItem:
-    """Accept a :class:`WorkItem` or an ``(id, prompt[, context])`` tuple."""
-    if isinstance(value, WorkItem):
-        return value
-    if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[1], str):
-        return WorkItem(str(value[0]), value[1], value[2] if len(value) == 3 else None)
-    raise TypeError(
-        f"item #{position}: expected a WorkItem or an (id, prompt) tuple, "
-        f"got {type(value).__name__}"
-    )
-
-
-class _Tally:
-    """Running totals, updated as each item ends (constant memory)."""
-
-    __slots__ = (
-        "attempts",
-        "cached",
-        "counts",
-        "input",
-        "output",
-        "prompts",
-        "resumed",
-        "started",
-        "successes",
-        "thinking",
-        "transitions",
-    )
-
-    def __init__(self, started: float, stages: Iterable[str] = ()) -> None:
-        self.counts: Counter[ItemStatus] = Counter()
-        self.input = self.output = self.cached = self.thinking = 0
-        self.prompts = 0
-        self.attempts = 0
-        # Seeded in plan order, so reports list stages in that order, not in completion order.
-        self.successes: Counter[str] = Counter(dict.fromkeys(stages, 0))
-        self.transitions: Counter[Trigger] = Counter()
-        self.started = started
-        self.resumed = 0
-
-    def add(self, result: ItemResult) -> None:
-        self.counts[result.status] += 1
-        self.prompts += result.prompts
-        self.attempts += len(result.attempts)
-        for attempt in result.attempts:
-            usage = attempt.usage
-            if usage is not NO_USAGE:
-                self.input += usage.input_tokens
-                self.output += usage.output_tokens
-                self.cached += usage.cached_tokens
-                self.thinking += usage.thinking_tokens
-        if result.status is ItemStatus.SUCCEEDED and result.final_stage is not None:
-            self.successes[result.final_stage] += 1
-
-    @property
-    def usage(self) -> Usage:
-        return Usage(self.input, self.output, self.cached, self.thinking)
-
-    def batch(self, results: tuple[ItemResult, ...], now: float) -> BatchResult:
-        return BatchResult(
-            results=results,
-            counts={s: self.counts.get(s, 0) for s in ItemStatus},
-            usage=self.usage,
-            prompts=self.prompts,
-            attempts=self.attempts,
-            successes_per_stage={k: v for k, v in self.successes.items() if v},
-            transitions={t.value: n for t, n in self.transitions.items()},
-            wall_time=now - self.started,
-            resumed=self.resumed,
-        )
 
 
 class RunnerState(enum.Enum):
@@ -195,7 +121,7 @@ class _Run:
     def __init__(self, previous: _Run | None, journal: Journal | None = None) -> None:
         # An abandoned run still ending: this one waits for it before it starts.
         self.previous = previous
-        self.tally = _Tally(0.0)
+        self.tally = Tally(0.0)
         # Workers running an item, and workers waiting for the source to give one: the
         # only ones cancel() and drain() interrupt (a worker handing over a result is not).
         self.busy: set[asyncio.Task[Any]] = set()
@@ -617,18 +543,18 @@ class Runner(Generic[T]):
 
     async def _drive(
         self, run: _Run, items: Items, emit: Callable[[ItemResult], Awaitable[None]]
-    ) -> _Tally:
+    ) -> Tally:
         run.started = True
-        take: _Source | None = None
+        take: Source | None = None
         try:
             if run.previous is not None:
                 await self._wait_for(run.previous)
-            run.tally = _Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
+            run.tally = Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
             if run.journal is not None:
                 # Opened, keyed and read before any item is taken: a locked journal sends nothing.
                 run.journal_run = JournalRun(run.journal, self.fingerprint)
                 items = run.journal_run.items(items)
-            take = _Source(items)
+            take = Source(items)
             tasks = [
                 asyncio.create_task(self._worker(run, take, emit)) for _ in range(self.concurrency)
             ]
@@ -692,7 +618,7 @@ class Runner(Generic[T]):
         return self._state is not RunnerState.RUNNING
 
     async def _worker(
-        self, run: _Run, take: _Source, emit: Callable[[ItemResult], Awaitable[None]]
+        self, run: _Run, take: Source, emit: Callable[[ItemResult], Awaitable[None]]
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -867,7 +793,7 @@ class Runner(Generic[T]):
         return _Tried(outcome, output, generations)
 
     def _fire(
-        self, tally: _Tally, state: ItemState, trigger: Trigger, log: EventLogger | None
+        self, tally: Tally, state: ItemState, trigger: Trigger, log: EventLogger | None
     ) -> str:
         before = state.state
         after = self._compiled.fire(state, trigger)
@@ -974,52 +900,4 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class _Source:
-    """Hands items to workers one at a time from a sync or async iterable."""
-
-    __slots__ = ("_aiter", "_iter", "_lock", "_position")
-
-    def __init__(self, items: Items) -> None:
-        self._position = 0
-        self._iter: Iterator[ItemLike] | None = None
-        self._aiter: AsyncIterator[ItemLike] | None = None
-        if isinstance(items, AsyncIterable):
-            self._aiter = aiter(items)
-            # Async generators refuse concurrent __anext__ calls.
-            self._lock: asyncio.Lock | None = asyncio.Lock()
-        else:
-            self._iter = iter(items)
-            self._lock = None
-
-    @property
-    def is_sync(self) -> bool:
-        return self._iter is not None
-
-    def next_sync(self) -> tuple[int, ItemLike] | None:
-        value = next(self._iter, _DONE)  # type: ignore[arg-type]
-        if value is _DONE:
-            return None
-        self._position += 1
-        return self._position, value
-
-    async def next(self) -> tuple[int, ItemLike] | None:
-        assert self._aiter is not None
-        assert self._lock is not None
-        async with self._lock:
-            try:
-                value = await anext(self._aiter)
-            except StopAsyncIteration:
-                value = _DONE
-        if value is _DONE:
-            return None
-        self._position += 1
-        return self._position, value
-
-    async def aclose(self) -> None:
-        close = getattr(self._aiter, "aclose", None)
-        if close is not None:
-            await close()
-
-
-_DONE: Any = object()
 _NO_HANDLES: Mapping[str, Any] = MappingProxyType({})
