@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from datetime import UTC
 
 import pytest
@@ -14,7 +15,7 @@ import stagedretry as sr
 import stagedretry.testing
 from stagedretry import OutcomeKind
 from stagedretry.testing import ScriptedStrategy, VirtualClock
-from strategies.gemini.pytest_plugin import GeminiEmulatorFixture
+from strategies.pytest_gemini import GeminiEmulatorFixture
 
 MODEL = "gemini-2.5-flash"
 
@@ -114,3 +115,29 @@ def test_hypothesis_is_imported_only_when_a_helper_needs_it() -> None:
         "assert 'hypothesis' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_gemini_plugin_loads_without_google_genai() -> None:
+    """pytest imports every installed plugin at start: the Gemini one must not need the SDK."""
+    script = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("google", "aiohttp"):
+                    raise ImportError(f"blocked: {name}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import strategies.pytest_gemini as plugin
+        assert plugin.gemini_emulator is not None
+        assert "google" not in sys.modules
+        print("loaded")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "loaded"

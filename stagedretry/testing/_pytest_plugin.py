@@ -4,7 +4,7 @@
 Override ``virtual_clock`` in a conftest to change the clock every fixture
 uses (e.g. ``real_idle`` for tests with real I/O under a virtual timeout).
 The ``gemini_emulator`` fixture belongs to the Gemini provider:
-``strategies.gemini.pytest_plugin``.
+``strategies.pytest_gemini``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
-"""pytest fixtures for code built on the Gemini strategy (the ``stagedretry-gemini`` entry point).
+"""pytest fixtures of the Gemini provider (the ``stagedretry-gemini`` entry point).
 
 ``gemini_emulator`` starts the loopback Gemini emulator on the test's
 ``virtual_clock`` (from stagedretry's own plugin) and hands out real
 ``google.genai`` clients pointed at it.  It needs the ``gemini`` extra and
 pytest-asyncio; without pytest-asyncio the fixture is not defined.
+
+This module sits beside ``strategies.gemini``, not inside it, and imports it
+only when the fixture is used: pytest loads every installed plugin at start,
+and an environment without google-genai must still run its tests.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ if TYPE_CHECKING:
 
     from stagedretry.testing import VirtualClock
 
-    from .emulator import GeminiEmulator
+    from .gemini.emulator import GeminiEmulator
 
 __all__ = ["GeminiEmulatorFixture", "gemini_emulator"]
 
@@ -55,7 +59,7 @@ class GeminiEmulatorFixture:
 
     def connect(self, **options: Any) -> genai.Client:
         """A new ``genai.Client`` for the emulator (options go to ``make_client``)."""
-        from .emulator import make_client
+        from .gemini.emulator import make_client
 
         with warnings.catch_warnings():
             warnings.filterwarnings(
@@ -102,7 +106,7 @@ def _emulator_fixture() -> Callable[..., AsyncIterator[GeminiEmulatorFixture]] |
 
         SDK environment variables are cleared for the test.
         """
-        from .emulator import GeminiEmulator
+        from .gemini.emulator import GeminiEmulator
 
         _scrub_sdk_env(monkeypatch)
         request.applymarker(pytest.mark.filterwarnings(_SDK_AIOHTTP_WARNING))
