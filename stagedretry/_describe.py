@@ -25,7 +25,10 @@ def describe(value: object) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {value!r}"
+        shown = repr(value)
+        if len(shown) > _LONGEST:
+            shown = f"{shown[: _LONGEST - 3]}... ({len(shown)} digits)"
+        return f"the number {shown}"
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, Mapping):

@@ -68,8 +68,10 @@ def setting(
     *choices* are the allowed strings; *unit* names the unit in messages
     (``"seconds"``, ``"tokens"``); *max_items* caps a tuple's length.  A field
     with ``settable=False`` is derived by its owner and refused in data.
-    The same checks run when the class is built in code (raising
-    :class:`PlanError` with the field's name as its path).
+    The same conversion and checks run when the class is built in code: a
+    whole number becomes a float where a float is declared, a lone string a
+    tuple of one, and a wrong type or a value out of range raises
+    :class:`PlanError` with the field's name as its path.
     """
     spec = _Spec(
         minimum=minimum,
@@ -81,15 +83,20 @@ def setting(
         settable=settable,
     )
     if factory is not None:
-        return attrs.field(factory=factory, metadata={_META: spec}, validator=_validate)
-    return attrs.field(default=default, metadata={_META: spec}, validator=_validate)
+        return attrs.field(factory=factory, metadata={_META: spec}, converter=_CONVERTER)
+    return attrs.field(default=default, metadata={_META: spec}, converter=_CONVERTER)
 
 
-def _validate(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    # Code-built settings get the same range checks as parsed ones.
+def _convert_field(value: object, instance: object, attribute: attrs.Attribute[Any]) -> Any:
+    # One path for data and code: parse_settings hands the file's values to the class as
+    # they are, and every field converts and checks its own (with its name as the path).
     field = _fields(type(instance)).get(attribute.name)
-    if field is not None and field.spec.settable:
-        _check(field, value, attribute.name)
+    if field is None or not field.spec.settable:
+        return value
+    return _read(field, value, attribute.name)
+
+
+_CONVERTER: Final = attrs.Converter(_convert_field, takes_self=True, takes_field=True)
 
 
 @attrs.frozen
@@ -166,7 +173,7 @@ def parse_settings(
         field = fields.get(key)
         if field is None or not field.spec.settable:
             raise PlanError(f"{where}.{key}", _unknown(key, known, noun))
-        values[key] = _read(field, raw, f"{where}.{key}")
+        values[key] = raw  # converted and checked by the field itself, as in code
     for name, field in fields.items():
         if field.required and name not in values:
             raise PlanError(f"{where}.{name}", "missing")
@@ -174,7 +181,7 @@ def parse_settings(
         made: T = build(**values)
         return made
     except PlanError as exc:
-        # A check across fields, made by the class itself: located under *where*.
+        # A field's check, or one across fields made by the class itself: under *where*.
         raise PlanError(f"{where}.{exc.path}" if exc.path else where, exc.problem) from None
 
 
@@ -217,6 +224,8 @@ def _convert(kind: Any, spec: _Spec, raw: object, where: str) -> Any:
         if not isinstance(raw, list | tuple) and attrs.has(element):
             raise PlanError(where, f"expected a list of tables, got {_show(raw)}")
         return tuple(_convert(element, spec, v, f"{where}[{i}]") for i, v in enumerate(items))
+    if isinstance(kind, type) and isinstance(raw, kind) and not isinstance(raw, bool | int):
+        return raw  # already built: a default, or a value given in code
     if isinstance(kind, type) and attrs.has(kind):
         return parse_settings(kind, raw, where)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
@@ -233,7 +242,7 @@ def _convert(kind: Any, spec: _Spec, raw: object, where: str) -> Any:
             raise PlanError(where, f"expected {_whole(spec)}, got {_show(raw)}")
         return raw
     if kind is float:
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not _finite(raw):
             raise PlanError(where, f"expected {_number(spec)}, got {_show(raw)}")
         # Checked before float(), so the message shows the value as the file wrote it.
         _check_scalar(spec, raw, where, whole=False)
@@ -263,7 +272,7 @@ def _check_scalar(spec: _Spec, value: object, where: str, *, whole: bool | None 
     if isinstance(value, bool):
         return
     if isinstance(value, int | float):
-        if not math.isfinite(value) or not _in_range(spec, value):
+        if not _finite(value) or not _in_range(spec, value):
             if whole is None:
                 whole = isinstance(value, int)
             shape = _whole(spec) if whole else _number(spec)
@@ -273,6 +282,17 @@ def _check_scalar(spec: _Spec, value: object, where: str, *, whole: bool | None 
             raise PlanError(where, f"expected one of {', '.join(spec.choices)}, got {value!r}")
         if not value.strip():
             raise PlanError(where, "expected a non-empty string")
+
+
+def _finite(value: float) -> bool:
+    # An int is finite, but one too large for a float is refused: nothing here takes it.
+    if isinstance(value, int):
+        return abs(value) <= _LARGEST_INT
+    return math.isfinite(value)
+
+
+_LARGEST_INT: Final = 2**63
+"""The largest whole number a setting may hold (a signed 64-bit integer's range)."""
 
 
 def _in_range(spec: _Spec, value: float) -> bool:

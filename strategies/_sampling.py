@@ -24,9 +24,9 @@ class SamplingParams:
     """Randomness of sampling, in [0, 2]; ``None``: the model's default."""
     top_p: float | None = setting(None, minimum=0.0, maximum=1.0)
     """Nucleus sampling's probability mass, in [0, 1]."""
-    top_k: int | None = setting(None, minimum=1)
-    """Sample from the *top_k* most likely tokens (at least 1)."""
-    max_output_tokens: int | None = setting(None, minimum=1, unit="tokens")
+    top_k: int | None = setting(None, minimum=1, maximum=_INT32)
+    """Sample from the *top_k* most likely tokens (at least 1; the API's field is 32-bit)."""
+    max_output_tokens: int | None = setting(None, minimum=1, maximum=_INT32, unit="tokens")
     """The most tokens an answer may have (at least 1); a longer answer is cut (MAX_TOKENS)."""
     seed: int | None = setting(None, minimum=-_INT32 - 1, maximum=_INT32)
     """The sampling seed (a 32-bit integer), for repeatable answers where the model honours it."""

@@ -32,9 +32,12 @@ COMMON_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"max_tokens": 100}, "max_tokens", "unknown parameter (did you mean 'max_output_tokens'?"),
     ({"top_p": 1.5}, "top_p", "expected a number in [0, 1], got the number 1.5"),
     ({"top_p": [0.5]}, "top_p", "expected a number in [0, 1], got a list"),
-    ({"top_k": 0}, "top_k", "expected a whole number of at least 1, got the number 0"),
-    ({"top_k": 2.5}, "top_k", "expected a whole number of at least 1, got the number 2.5"),
-    ({"max_output_tokens": 0}, "max_output_tokens", "a whole number of tokens of at least 1"),
+    ({"top_k": 0}, "top_k", "expected a whole number in [1, 2147483647], got the number 0"),
+    ({"top_k": 2.5}, "top_k", "expected a whole number in [1, 2147483647], got the number 2.5"),
+    ({"top_k": 2**40}, "top_k", "expected a whole number in [1, 2147483647]"),
+    ({"temperature": 10**400}, "temperature", "expected a number in [0, 2], got the number 1000"),
+    ({"seed": -(10**400)}, "seed", "expected a whole number in [-2147483648, 2147483647]"),
+    ({"max_output_tokens": 0}, "max_output_tokens", "a whole number of tokens in [1, 2147483647]"),
     ({"max_output_tokens": "800"}, "max_output_tokens", "got the string '800'"),
     ({"seed": 2**40}, "seed", "expected a whole number in [-2147483648, 2147483647]"),
     ({"model": ""}, "model", "expected a non-empty string"),
@@ -239,8 +242,25 @@ def test_parse_settings_names_the_path(data: Any, message: str) -> None:
 def test_settings_built_in_code_get_the_same_checks() -> None:
     with pytest.raises(sr.PlanError, match=r"^temperature: expected a number in \[0, 2\]"):
         SamplingParams(temperature=3.0)
-    with pytest.raises(sr.PlanError, match=r"^top_k: expected a whole number of at least 1"):
+    with pytest.raises(sr.PlanError, match=r"^top_k: expected a whole number in \[1, "):
         GeminiParams(top_k=0)
+    with pytest.raises(
+        sr.PlanError, match=r"^temperature: expected a number in \[0, 2\], got the string 'hot'"
+    ):
+        GeminiParams(temperature="hot")  # type: ignore[arg-type]
+    with pytest.raises(
+        sr.PlanError, match=r"^top_k: expected a whole number .*got the boolean true"
+    ):
+        GeminiParams(top_k=True)
+    with pytest.raises(sr.PlanError, match=r"^temperature: expected a number .*got a list"):
+        GeminiParams(temperature=[1])  # type: ignore[arg-type]
+
+
+def test_settings_built_in_code_are_converted_as_parsed_ones() -> None:
+    params = GeminiParams(temperature=1, stop_sequences="END")  # type: ignore[arg-type]
+    assert params == GeminiParams(temperature=1.0, stop_sequences=("END",))
+    assert isinstance(params.temperature, float)
+    assert isinstance(params.stop_sequences, tuple)
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True))
@@ -256,7 +276,7 @@ def test_a_temperature_is_accepted_exactly_when_finite_and_in_range(value: float
 
 @given(st.integers())
 def test_a_whole_number_setting_keeps_its_bounds(value: int) -> None:
-    if value >= 1:
+    if 1 <= value <= 2**31 - 1:
         assert sr.parse_settings(SamplingParams, {"top_k": value}, "p").top_k == value
     else:
         with pytest.raises(sr.PlanError, match=r"^p\.top_k: "):

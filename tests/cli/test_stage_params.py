@@ -51,15 +51,15 @@ COMMON: list[tuple[str, str, str, str]] = [
     ("top_p below zero in a later stage", "top_p = -0.5", "[2].params.top_p",
      "expected a number in [0, 1], got the number -0.5"),
     ("top_k zero", "top_k = 0", "[0].params.top_k",
-     "expected a whole number of at least 1, got the number 0"),
+     "expected a whole number in [1, 2147483647], got the number 0"),
     ("top_k fraction", "top_k = 2.5", "[0].params.top_k",
-     "expected a whole number of at least 1, got the number 2.5"),
+     "expected a whole number in [1, 2147483647], got the number 2.5"),
     ("max_output_tokens zero", "max_output_tokens = 0", "[0].params.max_output_tokens",
-     "expected a whole number of tokens of at least 1, got the number 0"),
+     "expected a whole number of tokens in [1, 2147483647], got the number 0"),
     ("max_output_tokens as text", 'max_output_tokens = "800"', "[0].params.max_output_tokens",
-     "expected a whole number of tokens of at least 1, got the string '800'"),
+     "expected a whole number of tokens in [1, 2147483647], got the string '800'"),
     ("max_output_tokens as bool", "max_output_tokens = true", "[0].params.max_output_tokens",
-     "expected a whole number of tokens of at least 1, got the boolean true"),
+     "expected a whole number of tokens in [1, 2147483647], got the boolean true"),
     ("seed beyond 32 bits", "seed = 4294967296", "[0].params.seed",
      f"expected a whole number in {INT32}, got the number 4294967296"),
     ("seed fraction", "seed = 1.5", "[0].params.seed",
@@ -236,3 +236,35 @@ def test_a_param_set_on_the_command_line_is_named_so(
         "pipeline.toml: plan.stages[1].params.temperature: expected a number in [0, 2], "
         "got the number inf (set on the command line)"
     ) in done.err
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("temperature", 10**400, "expected a number in [0, 2], got the number 1000"),
+        ("top_k", 10**400, "expected a whole number in [1, 2147483647], got the number 1000"),
+        ("seed", -(10**400), f"expected a whole number in {INT32}, got the number -1000"),
+    ],
+)
+def test_a_yaml_number_too_large_for_a_float_is_refused_in_one_sentence(
+    make_job: Callable[..., Job],
+    cli: Callable[..., Invocation],
+    key: str,
+    value: int,
+    problem: str,
+) -> None:
+    """YAML integers have no size limit (TOML's stop at 64 bits): none may crash the check."""
+    import tomllib
+
+    import yaml
+
+    job = make_job(items=3)
+    data = tomllib.loads(job.pipeline.read_text("utf-8"))
+    data["plan"]["stages"][1]["params"] = {key: value}
+    pipeline = job.pipeline.with_suffix(".yaml")
+    pipeline.write_text(yaml.safe_dump(data), "utf-8")
+    done = cli("plan", "check", str(pipeline))
+    assert done.code == 2, done.err
+    assert done.err.count("\n") == 1, done.err
+    assert f"error: pipeline.yaml: plan.stages[1].params.{key}: {problem}" in done.err
+    assert "digits)" in done.err
