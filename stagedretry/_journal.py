@@ -205,7 +205,12 @@ class _Lock:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no advisory locks, rely on SQLite
             return
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise JournalError(
+                f"cannot open the journal's lock file {str(self._path)!r}: {exc.strerror or exc}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -256,6 +261,7 @@ class Journal:
         self._secrets = Secrets(secrets)
         self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
         self._db: sqlite3.Connection | None = None
+        self._in_run = False
 
     @property
     def fingerprint(self) -> str:
@@ -280,6 +286,23 @@ class Journal:
         if not self._explicit:
             self._fingerprint = fingerprint
         return self.fingerprint
+
+    def claim(self) -> None:
+        """Mark the journal as used by a run; raise :class:`JournalError` if a run already does.
+
+        One journal object serves one run at a time: a second run sharing it would
+        be keyed, read and closed under the first one's feet.
+        """
+        if self._in_run:
+            raise JournalError(
+                f"the journal {str(self.path)!r} is in use by another run of this process; "
+                "give each concurrent run a journal of its own"
+            )
+        self._in_run = True
+
+    def release(self) -> None:
+        """The run that claimed the journal has ended."""
+        self._in_run = False
 
     @property
     def is_open(self) -> bool:

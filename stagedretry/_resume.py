@@ -127,9 +127,14 @@ class JournalRun:
 
     def __init__(self, journal: Journal, fingerprint: str) -> None:
         self._journal = journal
+        journal.claim()
         self._opened = not journal.is_open
-        if self._opened:
-            journal.open()
+        try:
+            if self._opened:
+                journal.open()
+        except BaseException:
+            journal.release()
+            raise
         try:
             journal.bind(fingerprint)
             self._done = journal.done()
@@ -192,8 +197,11 @@ class JournalRun:
             self._close()
 
     def _close(self) -> None:
-        if self._opened:
-            self._journal.close()
+        try:
+            if self._opened:
+                self._journal.close()
+        finally:
+            self._journal.release()
 
 
 def run_stats(batch: BatchResult) -> dict[str, Any]:

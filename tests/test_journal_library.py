@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections import Counter
@@ -187,6 +188,35 @@ async def test_a_locked_journal_raises_before_any_request(tmp_path: Path) -> Non
             async with stream:
                 await anext(stream)
 
+    assert not fn.sent
+
+
+async def test_one_journal_shared_by_two_concurrent_runs_is_refused_at_the_start(
+    tmp_path: Path,
+) -> None:
+    """The second run must not start: it would lose its paid results when the first closes."""
+    fn = Counting(wait=1.0)
+    journal = sr.Journal(tmp_path / "j.sqlite")
+    first = runner_for(fn, concurrency=2).run(items(4), journal=journal)
+    second = runner_for(fn, concurrency=2).run(items(3, "other {i}"), journal=journal)
+    done = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(done[0], sr.BatchResult)
+    assert done[0].succeeded == 4
+    assert isinstance(done[1], sr.JournalError)
+    assert "in use by another run" in str(done[1])
+    assert sum(fn.sent.values()) == 4  # the refused run sent nothing
+    # Free again once the first run has ended.
+    again = await runner_for(fn).run(items(3, "other {i}"), journal=journal)
+    assert again.succeeded == 3
+
+
+async def test_a_journal_whose_lock_cannot_be_made_is_a_journal_error(tmp_path: Path) -> None:
+    """A lock file that cannot be created (here: a folder stands in its place)."""
+    path = tmp_path / "j.sqlite"
+    (tmp_path / "j.sqlite.lock").mkdir()
+    fn = Counting()
+    with pytest.raises(sr.JournalError, match="cannot open the journal's lock file"):
+        await runner_for(fn).run(items(2), journal=sr.Journal(path))
     assert not fn.sent
 
 
