@@ -75,7 +75,7 @@ class StageContext:
         self.resources = resources
         self.clock = clock
         self.attempt = attempt
-        self.params = stage.params if params is None else params
+        self.params: Any = stage.params if params is None else params
         """The stage's params, checked: an instance of the strategy's ``params_type``
         (see :class:`DeclaresParams`), or the plan's mapping for a strategy that declares none."""
 

@@ -67,7 +67,9 @@ class SimStrategy:
     """The strategy over a :class:`SimModel`; its stage params are :class:`SamplingParams`.
 
     Only ``temperature`` changes its answers; the other sampling params are
-    accepted (so a plan written for Gemini runs here unchanged) and ignored.
+    accepted and ignored, so a plan's sampling settings run here unchanged.
+    Params only Gemini has (``thinking_budget``, the penalties,
+    ``response_mime_type``) are refused by name when the runner is built.
     """
 
     __slots__ = ("model",)

@@ -10,6 +10,7 @@ from typing import Any, assert_type
 import pydantic
 
 import stagedretry as sr
+from strategies import SamplingParams
 from strategies.callable import from_callable
 
 
@@ -84,3 +85,10 @@ def bare_names_mean_any_output(result: sr.ItemResult, runner: sr.Runner) -> None
 
 def the_lifecycle_is_an_enum(runner: sr.Runner[Book]) -> None:
     assert_type(runner.state, sr.RunnerState)
+
+
+async def _reads_typed_params(request: sr.Request, ctx: sr.StageContext) -> str:
+    # ctx.params is the strategy's declared params type: annotate it and mypy checks its fields.
+    params: SamplingParams = ctx.params
+    assert_type(params.temperature, float | None)
+    return "{}"
