@@ -12,6 +12,7 @@ import contextlib
 import enum
 import random
 import warnings
+import weakref
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -115,6 +116,7 @@ class _Run:
         "previous",
         "producer",
         "started",
+        "stream",
         "tally",
     )
 
@@ -134,6 +136,8 @@ class _Run:
         # The journal this run resumes from and commits to, once the run has opened it.
         self.journal = journal
         self.journal_run: JournalRun | None = None
+        # The stream reading this run, held weakly: a dropped stream must still be collected.
+        self.stream: weakref.ref[ResultStream[Any]] | None = None
 
 
 # How long (on the runner's clock, in seconds) a run, or aclose(), waits for an abandoned or
@@ -146,10 +150,14 @@ class ResultStream(AsyncIterator[ItemResult[T]], Generic[T]):
     """Item results in completion order; :attr:`batch` holds the totals once it ends.
 
     The run starts at the first read.  Leaving ``async with runner.stream(items)
-    as results`` early, :meth:`aclose`, breaking out of ``async for``, an
-    exception in its body or dropping the stream all stop the run: the items in
-    flight are cancelled and, outside ``async with runner``, the shared
-    resources are closed.
+    as results`` early, :meth:`aclose`, or dropping the stream stop the run: the
+    items in flight are cancelled and, outside ``async with runner``, the shared
+    resources are closed.  ``break`` or an exception out of ``async for r in
+    runner.stream(items)`` drops the stream at once.  A stream kept in a variable
+    and left unfinished holds the runner (at most *concurrency* more results are
+    made while nobody reads) until it is closed or dropped, or until the runner
+    is asked for another run, which stops it with a ``RuntimeWarning``; reading it
+    after that raises ``RuntimeError``.  ``async with`` makes the end explicit.
     """
 
     def __init__(self, runner: Runner[T], run: _Run, items: Items) -> None:
@@ -161,6 +169,9 @@ class ResultStream(AsyncIterator[ItemResult[T]], Generic[T]):
         self._queue: asyncio.Queue[ItemResult | _End] = asyncio.Queue(maxsize=runner.concurrency)
         self._producer: asyncio.Task[None] | None = None
         self._done = False
+        self._reading = False
+        self._superseded = False
+        run.stream = weakref.ref(self)
 
     def __aiter__(self) -> ResultStream[T]:
         return self
@@ -172,8 +183,20 @@ class ResultStream(AsyncIterator[ItemResult[T]], Generic[T]):
         await self.aclose()
 
     async def __anext__(self) -> ItemResult[T]:
+        if self._superseded:
+            raise RuntimeError(
+                "this stream was stopped when its runner started another run; its items in "
+                "flight ended cancelled"
+            )
         if self._done:
             raise StopAsyncIteration
+        self._reading = True
+        try:
+            return await self._next()
+        finally:
+            self._reading = False
+
+    async def _next(self) -> ItemResult[T]:
         if self._producer is None:
             if self._runner._run is not self._run:
                 self._done = True
@@ -216,9 +239,27 @@ class ResultStream(AsyncIterator[ItemResult[T]], Generic[T]):
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
 
+    def supersede(self) -> bool:
+        """Stop this stream's run for a new one, if nobody is reading it; say whether it was."""
+        if self._reading or self._done:
+            return False
+        self._superseded = True
+        warnings.warn(
+            "a stream of this runner was left unfinished: its run is stopped so that the new one "
+            "can start (end a stream with `async with runner.stream(...)` or `aclose()`)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        self._stop_unread()
+        return True
+
     def __del__(self) -> None:
+        self._stop_unread()
+
+    def _stop_unread(self) -> None:
         if self._done:
             return
+        self._done = True
         producer = self._producer
         if producer is None:
             self._runner._release(self._run)
@@ -468,6 +509,12 @@ class Runner(Generic[T]):
     def _claim(self, journal: Journal | None) -> _Run:
         if self._state is RunnerState.CLOSED:
             raise RuntimeError("this runner is closed; make a new Runner")
+        current = self._run
+        stream = current.stream() if current is not None and current.stream is not None else None
+        if stream is not None:
+            # A stream left unfinished in a variable (a `break` out of `async for`) and read
+            # by nobody now: stopped, as dropping it would, so that this run can start.
+            stream.supersede()
         if self._run is not None:
             # Two runs at once would share one set of workers and one drain/cancel state.
             raise RuntimeError(

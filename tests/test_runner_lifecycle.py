@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,6 +199,74 @@ class TestAbandonedStreams:
         assert cache.prepared == 0
         strategy.open.set()
         assert (await runner.run(items(2))).succeeded == 2
+
+    async def test_break_out_of_a_stream_kept_in_a_variable(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """The tutorial's form: the stream lives on, so the next run stops it, with a warning."""
+        runner, strategy, cache = make(virtual_clock)
+        stream = runner.stream(items(20))
+        async for result in stream:
+            assert result.id == "0"
+            break
+
+        with pytest.warns(RuntimeWarning, match="left unfinished"):
+            second = asyncio.ensure_future(runner.run(items(5, "b")))
+            await until(lambda: len(strategy.cancelled) == 3)
+        strategy.open.set()
+        batch = await second
+        assert batch.succeeded == 5
+        assert runner.state is RunnerState.IDLE
+        assert (cache.prepared, cache.closed) == (2, 2)
+        with pytest.raises(RuntimeError, match="stopped when its runner started another run"):
+            await anext(stream)
+
+    async def test_a_stream_kept_and_never_read_is_stopped_by_the_next_run(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        runner, strategy, cache = make(virtual_clock)
+        stream = runner.stream(items(3))
+        with pytest.warns(RuntimeWarning, match="left unfinished"):
+            strategy.open.set()
+            batch = await runner.run(items(2))
+        assert batch.succeeded == 2
+        assert (cache.prepared, cache.closed) == (1, 1)
+        with pytest.raises(RuntimeError, match="stopped"):
+            await anext(stream)
+
+    async def test_a_stream_kept_with_a_journal_frees_the_journal_for_the_next_run(
+        self, virtual_clock: VirtualClock, tmp_path: Path
+    ) -> None:
+        runner, strategy, _ = make(virtual_clock)
+        journal = sr.Journal(tmp_path / "j.sqlite")
+        stream = runner.stream(items(20), journal=journal)
+        async for _ in stream:
+            break
+        with pytest.warns(RuntimeWarning, match="left unfinished"):
+            second = asyncio.ensure_future(runner.run(items(20), journal=journal))
+            await until(lambda: len(strategy.cancelled) == 3)
+        strategy.open.set()
+        batch = await second
+        # Item 0 was committed by the first run; the three cancelled ones run again.
+        assert batch.resumed == 1
+        assert batch.succeeded == 19
+        assert not journal.is_open
+
+    async def test_a_stream_being_read_is_not_stopped_by_another_run(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        runner, strategy, _ = make(virtual_clock)
+        stream = runner.stream(items(20))
+        assert (await anext(stream)).id == "0"
+        reader = asyncio.ensure_future(anext(stream))  # waiting for the next result
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await until(lambda: strategy.in_flight == 3)
+        with pytest.raises(RuntimeError, match="already running"):
+            await runner.run(items(2, "b"))
+        strategy.open.set()
+        assert (await reader).id.isdigit()
+        await stream.aclose()
 
 
 class TestStates:
