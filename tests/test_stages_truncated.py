@@ -15,6 +15,7 @@ import pytest
 
 import stagedretry as sr
 from stagedretry import FieldError, ValidationFailed
+from stagedretry._journal import result_from_json, result_to_json
 from stagedretry._stages import complete_members
 from stagedretry.testing import VirtualClock
 from strategies.callable import from_callable
@@ -203,3 +204,14 @@ async def test_a_ladder_repairs_a_truncated_answer_for_any_provider(
     error = result.attempts[0].error
     assert error is not None
     assert "authors: cut off by the output token limit (finish reason length)" in error
+
+
+def test_the_journal_keeps_the_truncated_flag() -> None:
+    attempt = sr.Attempt("full_t0", sr.OutcomeKind.INVALID, 1, True, meta=CUT, error=WHY)
+    result = sr.ItemResult("b1", sr.ItemStatus.EXHAUSTED, attempts=(attempt,))
+    again = result_from_json(json.loads(json.dumps(result_to_json(result))))
+    assert again.attempts[0].meta == CUT
+    # A journal written before the flag existed reads as not truncated.
+    old = result_to_json(result)
+    del old["attempts"][0]["meta"]["truncated"]
+    assert result_from_json(old).attempts[0].meta == sr.ResponseMeta(finish_reason="MAX_TOKENS")
