@@ -120,6 +120,7 @@ def _meta_json(meta: ResponseMeta | None) -> dict[str, Any] | None:
         "block_reason": meta.block_reason,
         "model_version": meta.model_version,
         "response_id": meta.response_id,
+        "truncated": meta.truncated,
     }
 
 

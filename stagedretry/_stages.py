@@ -3,6 +3,11 @@
 ``full`` asks the item's prompt.  ``partial`` re-asks only the fields that
 failed, keeps the valid ones, merges the answer by path and re-validates the
 whole.  Users add their own kinds by implementing :class:`StageKind`.
+
+An answer the provider flags as truncated (``ResponseMeta.truncated``) is read
+for what it holds complete: both kinds keep its complete, valid fields and
+fail the one that was cut and the ones never reached, so a partial stage can
+ask for only those.
 """
 
 from __future__ import annotations
@@ -38,9 +43,135 @@ def _no_text(response: Response) -> ValidationFailed:
     why = "no text in the response"
     if meta is not None and meta.blocked:
         why += f" (prompt blocked: {meta.block_reason})"
+    elif meta is not None and meta.truncated:
+        why += f" ({_cut_off(response)})"
     elif meta is not None and meta.finish_reason:
         why += f" (finish reason {meta.finish_reason})"
     return ValidationFailed([FieldError("", why)], None, text=None)
+
+
+def _cut_off(response: Response) -> str:
+    """Why a truncated answer's fields failed, in words an attempt's error can carry."""
+    meta = response.meta
+    reason = f" (finish reason {meta.finish_reason})" if meta and meta.finish_reason else ""
+    return f"cut off by the output token limit{reason}"
+
+
+def _complete_end(text: str) -> int | None:
+    """Where the complete members of the JSON object opening *text* end.
+
+    That is the offset of the last comma between its members, or just past
+    its closing brace when it closed; ``None`` when *text* opens no object.
+    A partial parser cannot tell a cut number or array (``"year": 19``,
+    ``"tags": ["a"``) from a whole one, but a member followed by a comma is
+    whole, so this scans for the commas at the object's own depth.
+    """
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("{", start):
+        return None
+    end = start + 1
+    depth = 0
+    in_string = escaped = False
+    for index in range(start, len(text)):
+        char = text[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+        elif char == "," and depth == 1:
+            end = index
+    return end
+
+
+def complete_members(text: str) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+    """The members of a cut-off JSON object that are complete, and the keys of those cut.
+
+    ``None`` when no object can be read from *text* (or pydantic_core, whose
+    partial JSON parser reads it, is not installed).
+    """
+    end = _complete_end(text)
+    if end is None:
+        return None
+    try:
+        from pydantic_core import from_json
+    except ImportError:
+        return None
+    try:
+        complete = from_json(text[:end], allow_partial=True)
+        # Every key the parser reached, a cut string's too: the one past the complete
+        # members was cut (and its value is never kept).
+        reached = from_json(text, allow_partial="trailing-strings")
+    except ValueError:
+        return None
+    if not isinstance(complete, dict) or not isinstance(reached, dict):
+        return None
+    return complete, tuple(k for k in reached if k not in complete)
+
+
+def from_truncated(
+    response: Response,
+    validator: Validator[Any],
+    *,
+    kept: Mapping[str, Any] | None = None,
+    fields: tuple[str, ...] | None = None,
+) -> Any:
+    """Validate what a truncated answer holds complete; the cut and missing fields fail.
+
+    The complete members (only *fields* of them, when a partial request asked
+    for those) are merged into *kept* and validated.  The member that was cut
+    is never kept: it fails with a message saying so, as do the required
+    fields the answer never reached (the validator names those).  Returns the
+    validator's output when nothing was cut and the rest validates; otherwise
+    raises :class:`ValidationFailed` with the valid part as ``partial``.
+    """
+    text = response.text
+    assert text is not None
+    why = _cut_off(response)
+    members = complete_members(text)
+    if members is None:
+        # Nothing readable as an object: the validator says what it can of the text.
+        try:
+            return validator(text)
+        except ValidationFailed as exc:
+            raise ValidationFailed([FieldError("", why), *exc.errors], None, text=text) from None
+    complete, cut = members
+    if fields is not None:
+        complete = {k: v for k, v in complete.items() if k in fields}
+        cut = tuple(k for k in cut if k in fields)
+    candidate = merge(kept or {}, complete)
+    try:
+        output = validator(json.dumps(candidate, ensure_ascii=False))
+    except ValidationFailed as exc:
+        failed, partial = exc.errors, exc.partial
+    else:
+        if not cut:
+            return output
+        failed, partial = (), candidate
+    errors = [FieldError(key, why) for key in cut]
+    for error in failed:
+        heads = repairable_fields((error,))
+        if set(heads) & set(cut):
+            continue  # the validator named a cut field (as missing): one error for it is enough
+        if heads and heads[0] not in candidate:
+            # Missing because the answer stopped before it, which the error should say.
+            message = f"{error.message}, as the answer was {why} before it"
+            errors.append(FieldError(error.path, message))
+        else:
+            errors.append(error)
+    if partial is not None:
+        partial = {k: v for k, v in partial.items() if k not in cut}
+    raise ValidationFailed(errors, partial, text=text)
 
 
 class FullStage:
@@ -54,6 +185,8 @@ class FullStage:
     def parse(self, response: Response, state: ItemState, validator: Validator[Any]) -> Any:
         if response.text is None:
             raise _no_text(response)
+        if response.meta is not None and response.meta.truncated:
+            return from_truncated(response, validator)
         return validator(response.text)
 
     def __repr__(self) -> str:
@@ -138,13 +271,17 @@ class PartialStage:
     def parse(self, response: Response, state: ItemState, validator: Validator[Any]) -> Any:
         if response.text is None:
             raise _unreadable_repair(state, _no_text(response).errors[0].message, None)
+        fields = repairable_fields(state.errors)
+        if response.meta is not None and response.meta.truncated:
+            if complete_members(response.text) is None:
+                raise _unreadable_repair(state, _cut_off(response), response.text)
+            return from_truncated(response, validator, kept=state.partial, fields=fields)
         try:
             answer = json.loads(response.text)
         except ValueError as exc:
             raise _unreadable_repair(state, f"not JSON: {exc}", response.text) from None
         if not isinstance(answer, dict):
             raise _unreadable_repair(state, "not a JSON object", response.text)
-        fields = repairable_fields(state.errors)
         # Only the fields asked for are taken: the model may not rewrite what was valid.
         asked = {k: v for k, v in answer.items() if k in fields}
         return validator(json.dumps(merge(state.partial or {}, asked), ensure_ascii=False))

@@ -69,6 +69,8 @@ class ResponseMeta:
     """What a provider told about one response, on success and on failure alike.
 
     ``safety_ratings`` maps a category to its probability, by enum name.
+    ``truncated`` says the answer was cut off by the output token limit
+    (Gemini's ``MAX_TOKENS``): the stages then keep what of it is complete.
     ``raw`` is the provider's own response object for whoever needs more.
     """
 
@@ -78,4 +80,5 @@ class ResponseMeta:
     block_reason: str | None = None
     model_version: str | None = None
     response_id: str | None = None
+    truncated: bool = False
     raw: Any = attrs.field(default=None, repr=False, eq=False)

@@ -4,6 +4,10 @@ Every attempt keeps these, whatever it came to: a SAFETY stop or a blocked
 prompt keeps its ratings on the failed attempt.  Enum values are recorded by
 their names, so a value the SDK does not know yet (``BRAND_NEW_REASON``) is
 kept as the server sent it.
+
+The service may report a token count only through its breakdown by modality
+(``cacheTokensDetails`` without ``cachedContentTokenCount``), so each count is
+the top-level number when sent, else the sum of its details.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ SAFETY_FINISH_REASONS: Final = frozenset(
 """Finish reasons meaning the answer was withheld (or cut) by a policy, not by length."""
 
 _UNSET_BLOCK: Final = "BLOCKED_REASON_UNSPECIFIED"
+_TRUNCATING_REASONS: Final = frozenset({"MAX_TOKENS"})
+"""Finish reasons meaning the answer was cut off by the output token limit."""
 
 
 def enum_name(value: object) -> str | None:
@@ -51,15 +57,28 @@ def enum_name(value: object) -> str | None:
     return str(value)
 
 
+def _count(total: int | None, details: list[types.ModalityTokenCount] | None) -> int:
+    """One token count: the top-level number when sent, else the sum of its per-modality details."""
+    if total is not None:
+        return total
+    return sum(detail.token_count or 0 for detail in details or ())
+
+
 def response_usage(response: types.GenerateContentResponse) -> Usage:
-    """The tokens one response billed: input includes the cached part, as Gemini counts it."""
+    """The tokens one response billed: input includes the cached part, as Gemini counts it.
+
+    Tool-use prompt tokens (results of the service's own tools, fed back to
+    the model) are input billed at the input price, so they count as input.
+    """
     usage = response.usage_metadata
     if usage is None:
         return Usage()
+    prompt = _count(usage.prompt_token_count, usage.prompt_tokens_details)
+    tool_use = _count(usage.tool_use_prompt_token_count, usage.tool_use_prompt_tokens_details)
     return Usage(
-        input_tokens=usage.prompt_token_count or 0,
-        output_tokens=usage.candidates_token_count or 0,
-        cached_tokens=usage.cached_content_token_count or 0,
+        input_tokens=prompt + tool_use,
+        output_tokens=_count(usage.candidates_token_count, usage.candidates_tokens_details),
+        cached_tokens=_count(usage.cached_content_token_count, usage.cache_tokens_details),
         thinking_tokens=usage.thoughts_token_count or 0,
     )
 
@@ -67,9 +86,13 @@ def response_usage(response: types.GenerateContentResponse) -> Usage:
 def _ratings(ratings: list[types.SafetyRating] | None, into: dict[str, str]) -> None:
     for rating in ratings or ():
         category = enum_name(rating.category)
-        probability = enum_name(rating.probability)
-        if category is not None and probability is not None:
-            into[category] = probability
+        # A rating may grade by severity alone (Vertex does), or only say it blocked:
+        # either way it is kept, graded by what it does say.
+        grade = enum_name(rating.probability) or enum_name(rating.severity)
+        if grade is None and rating.blocked:
+            grade = "BLOCKED"
+        if category is not None and grade is not None:
+            into[category] = grade
 
 
 def response_meta(response: types.GenerateContentResponse) -> ResponseMeta:
@@ -96,6 +119,7 @@ def response_meta(response: types.GenerateContentResponse) -> ResponseMeta:
         block_reason=block_reason,
         model_version=response.model_version,
         response_id=response.response_id,
+        truncated=finish_reason in _TRUNCATING_REASONS,
         raw=response,
     )
 

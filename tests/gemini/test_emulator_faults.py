@@ -13,7 +13,8 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator
+from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator, count_tokens
+from strategies.gemini.emulator._tokens import MEDIA_PART_TOKENS
 
 from .conftest import MODEL, doc
 
@@ -187,6 +188,58 @@ async def test_safety_stop(aio: genai.client.AsyncClient, emulator: GeminiEmulat
     assert candidate.content is None
     assert candidate.safety_ratings is not None
     assert types.HarmProbability.HIGH in {r.probability for r in candidate.safety_ratings}
+
+
+async def test_safety_stop_by_severity(
+    aio: genai.client.AsyncClient, emulator: GeminiEmulator
+) -> None:
+    emulator.inject(Fault(kind=FaultKind.SAFETY_STOP_BY_SEVERITY))
+    answer = await generate(aio)
+    assert answer.text is None
+    assert answer.candidates is not None
+    candidate = answer.candidates[0]
+    assert candidate.finish_reason == types.FinishReason.SAFETY
+    assert candidate.safety_ratings is not None
+    (flagged,) = [r for r in candidate.safety_ratings if r.blocked]
+    assert flagged.category == types.HarmCategory.HARM_CATEGORY_DANGEROUS_CONTENT
+    assert flagged.severity == types.HarmSeverity.HARM_SEVERITY_HIGH
+    assert flagged.probability is None
+
+
+async def test_usage_details_only(aio: genai.client.AsyncClient, emulator: GeminiEmulator) -> None:
+    image = types.Part.from_bytes(data=b"\x89PNG\r\n\x1a\n", mime_type="image/png")
+    cache = await aio.caches.create(
+        model=MODEL,
+        config=types.CreateCachedContentConfig(
+            contents=[types.UserContent(parts=[types.Part(text=doc(1240)), image, image])]
+        ),
+    )
+    emulator.inject(Fault(kind=FaultKind.USAGE_DETAILS_ONLY))
+    answer = await generate(aio, cached_content=cache.name, temperature=0.0)
+    usage = answer.usage_metadata
+    assert usage is not None
+    # The counts are absent: only their breakdowns by modality tell them.
+    assert usage.prompt_token_count is None
+    assert usage.candidates_token_count is None
+    assert usage.cached_content_token_count is None
+    assert answer.text is not None
+    by_modality = {
+        name: {d.modality: d.token_count for d in details or ()}
+        for name, details in (
+            ("prompt", usage.prompt_tokens_details),
+            ("cache", usage.cache_tokens_details),
+            ("candidates", usage.candidates_tokens_details),
+        )
+    }
+    image_tokens = 2 * MEDIA_PART_TOKENS
+    assert by_modality == {
+        "prompt": {types.MediaModality.TEXT: 1241, types.MediaModality.IMAGE: image_tokens},
+        "cache": {types.MediaModality.TEXT: 1240, types.MediaModality.IMAGE: image_tokens},
+        "candidates": {types.MediaModality.TEXT: count_tokens(answer.text)},
+    }
+    assert usage.total_token_count == 1241 + image_tokens + count_tokens(answer.text)
+    led = emulator.ledger
+    assert (led.prompt_tokens, led.cached_tokens) == (1241 + image_tokens, 1240 + image_tokens)
 
 
 async def test_max_tokens_fault(aio: genai.client.AsyncClient, emulator: GeminiEmulator) -> None:

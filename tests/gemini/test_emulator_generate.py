@@ -14,6 +14,7 @@ from google import genai
 from google.genai import errors, types
 
 from strategies.gemini.emulator import GeminiEmulator, count_tokens
+from strategies.gemini.emulator._tokens import MEDIA_PART_TOKENS
 
 from .conftest import MODEL, doc
 
@@ -89,6 +90,28 @@ async def test_generate_with_cache_usage(
     assert answer.response_id
     assert answer.prompt_feedback is None
     assert emulator.ledger.requests[-1].cached_content == cache.name
+
+
+async def test_usage_details_break_the_counts_down_by_modality(
+    aio: genai.client.AsyncClient,
+) -> None:
+    parts = [
+        types.Part(text="Describe these."),
+        types.Part.from_bytes(data=b"\x89PNG\r\n\x1a\n", mime_type="image/png"),
+        types.Part.from_bytes(data=b"%PDF-1.7", mime_type="application/pdf"),
+    ]
+    answer = await aio.models.generate_content(
+        model=MODEL, contents=[types.UserContent(parts=parts)]
+    )
+    usage = answer.usage_metadata
+    assert usage is not None
+    details = {d.modality: d.token_count for d in usage.prompt_tokens_details or ()}
+    assert details == {
+        types.MediaModality.TEXT: count_tokens("Describe these."),
+        types.MediaModality.IMAGE: MEDIA_PART_TOKENS,
+        types.MediaModality.DOCUMENT: MEDIA_PART_TOKENS,
+    }
+    assert sum(details.values()) == usage.prompt_token_count
 
 
 async def test_plain_answer_without_cache_omits_cached_count(

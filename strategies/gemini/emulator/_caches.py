@@ -41,6 +41,8 @@ class CacheEntry:
     expire_time: float
     total_tokens: int
     prompt_text: str
+    modalities: dict[str, int] = attrs.field(factory=dict)
+    """``total_tokens`` by modality, reported as ``cacheTokensDetails`` when the cache is read."""
 
     @property
     def name(self) -> str:

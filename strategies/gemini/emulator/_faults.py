@@ -35,21 +35,32 @@ class FaultKind(enum.Enum):
     """200 with ``promptFeedback.blockReason`` SAFETY and no candidates."""
     SAFETY_STOP = "safety_stop"
     """200 with a candidate stopped for SAFETY, carrying no content."""
+    SAFETY_STOP_BY_SEVERITY = "safety_stop_by_severity"
+    """As SAFETY_STOP, the flagged rating ``blocked`` with a ``severity`` and no ``probability``."""
     MAX_TOKENS = "max_tokens"
     """200 with the answer cut to half its tokens and ``finishReason`` MAX_TOKENS."""
     UNKNOWN_ENUM = "unknown_enum"
     """200 with ``finishReason`` "BRAND_NEW_REASON", a value the SDK does not know."""
     NO_CANDIDATES = "no_candidates"
     """200 with only ``usageMetadata``."""
+    USAGE_DETAILS_ONLY = "usage_details_only"
+    """200 whose ``usageMetadata`` gives prompt, candidates and cached tokens per modality only.
+
+    ``promptTokenCount``, ``candidatesTokenCount`` and ``cachedContentTokenCount`` are left
+    out; ``promptTokensDetails``, ``candidatesTokensDetails`` and ``cacheTokensDetails`` carry
+    the same numbers broken down by modality (``totalTokenCount`` stays).
+    """
 
 
 CONTENT_FAULTS = frozenset(
     {
         FaultKind.BLOCKED_PROMPT,
         FaultKind.SAFETY_STOP,
+        FaultKind.SAFETY_STOP_BY_SEVERITY,
         FaultKind.MAX_TOKENS,
         FaultKind.UNKNOWN_ENUM,
         FaultKind.NO_CANDIDATES,
+        FaultKind.USAGE_DETAILS_ONLY,
     }
 )
 """Kinds that shape a generateContent answer; they never fire on other routes."""

@@ -25,6 +25,7 @@ from ._tokens import (
     content_tokens,
     count_tokens,
     json_tokens,
+    request_modalities,
     request_tokens,
     truncate_tokens,
 )
@@ -50,11 +51,22 @@ class Reply:
     usage: Usage | None = None
 
 
-def _safety_ratings(flagged: str | None = None) -> list[dict[str, Any]]:
-    """The four usual ratings, NEGLIGIBLE unless one category is ``flagged`` HIGH."""
+def _safety_ratings(
+    flagged: str | None = None, *, by_severity: bool = False
+) -> list[dict[str, Any]]:
+    """The four usual ratings, NEGLIGIBLE unless one category is ``flagged`` HIGH.
+
+    *by_severity* rates the flagged category the other way the ``SafetyRating`` message
+    allows: ``blocked`` with a ``severity`` and no ``probability`` (proto3 JSON omits an
+    unset enum), so a reader that keys on the probability alone loses it.
+    """
     ratings: list[dict[str, Any]] = []
     for category in _HARM_CATEGORIES:
-        if category == flagged:
+        if category == flagged and by_severity:
+            ratings.append(
+                {"category": category, "blocked": True, "severity": "HARM_SEVERITY_HIGH"}
+            )
+        elif category == flagged:
             ratings.append({"category": category, "probability": "HIGH", "blocked": True})
         else:
             ratings.append({"category": category, "probability": "NEGLIGIBLE"})
@@ -159,6 +171,7 @@ class GeminiService:
                 update_time=now,
                 expire_time=expire,
                 total_tokens=total,
+                modalities=request_modalities(contents, system, tools, tool_config),
                 prompt_text="\n".join(texts) + json.dumps([tools, tool_config], sort_keys=True),
             )
             self._ledger.count(caches_created=1, cache_tokens_created=total)
@@ -252,6 +265,7 @@ class GeminiService:
         config = GenerationConfig.from_json(_field(body, "generationConfig"))
         with self.lock:
             cached = 0
+            cache_modalities: dict[str, int] = {}
             prefix = ""
             if cache_name is not None:
                 cache_id = cache_id_of(cache_name)
@@ -264,21 +278,32 @@ class GeminiService:
                         f"({entry.model}) has to be the same."
                     )
                 cached = entry.total_tokens
+                cache_modalities = dict(entry.modalities) or {"TEXT": cached}
                 prefix = entry.prompt_text
             fresh = request_tokens(contents, system, tools, tool_config)
+            prompt_modalities = request_modalities(contents, system, tools, tool_config)
+            for modality, tokens in cache_modalities.items():
+                prompt_modalities[modality] = prompt_modalities.get(modality, 0) + tokens
             if cache_name is None and self._implicit:
                 cached = self._implicit_hit(model, [system, tools, tool_config, *contents])
+                # A prefix hit is read from the request's own parts; its text is what repeats.
+                cache_modalities = {"TEXT": cached} if cached else {}
             self._answers += 1
             response_id = self._response_id(self._answers)
         prompt_tokens = fresh + (cached if cache_name is not None else 0)
         prompt = "\n".join([prefix, content_text(system), *(content_text(c) for c in contents)])
         answer = self._model.answer(model=model_id, prompt=prompt, config=config)
         usage_tail: dict[str, Any] = {"modelVersion": model_id, "responseId": response_id}
+        details = _Details(
+            prompt=prompt_modalities,
+            cache=cache_modalities,
+            only=fault is FaultKind.USAGE_DETAILS_ONLY,
+        )
 
         if fault is FaultKind.BLOCKED_PROMPT or fault is FaultKind.NO_CANDIDATES:
             usage = Usage(prompt_tokens=prompt_tokens, cached_tokens=cached)
             if fault is FaultKind.NO_CANDIDATES:
-                return Reply(body={"usageMetadata": _usage_json(usage)}, usage=usage)
+                return Reply(body={"usageMetadata": _usage_json(usage, details)}, usage=usage)
             feedback = {
                 "blockReason": "SAFETY",
                 "safetyRatings": _safety_ratings("HARM_CATEGORY_HARASSMENT"),
@@ -286,12 +311,12 @@ class GeminiService:
             return Reply(
                 body={
                     "promptFeedback": feedback,
-                    "usageMetadata": _usage_json(usage),
+                    "usageMetadata": _usage_json(usage, details),
                     **usage_tail,
                 },
                 usage=usage,
             )
-        if fault is FaultKind.SAFETY_STOP:
+        if fault is FaultKind.SAFETY_STOP or fault is FaultKind.SAFETY_STOP_BY_SEVERITY:
             usage = Usage(
                 prompt_tokens=prompt_tokens,
                 cached_tokens=cached,
@@ -300,10 +325,17 @@ class GeminiService:
             candidate = {
                 "finishReason": "SAFETY",
                 "index": 0,
-                "safetyRatings": _safety_ratings("HARM_CATEGORY_DANGEROUS_CONTENT"),
+                "safetyRatings": _safety_ratings(
+                    "HARM_CATEGORY_DANGEROUS_CONTENT",
+                    by_severity=fault is FaultKind.SAFETY_STOP_BY_SEVERITY,
+                ),
             }
             return Reply(
-                body={"candidates": [candidate], "usageMetadata": _usage_json(usage), **usage_tail},
+                body={
+                    "candidates": [candidate],
+                    "usageMetadata": _usage_json(usage, details),
+                    **usage_tail,
+                },
                 usage=usage,
             )
 
@@ -335,7 +367,11 @@ class GeminiService:
             "safetyRatings": _safety_ratings(),
         }
         return Reply(
-            body={"candidates": [candidate], "usageMetadata": _usage_json(usage), **usage_tail},
+            body={
+                "candidates": [candidate],
+                "usageMetadata": _usage_json(usage, details),
+                **usage_tail,
+            },
             usage=usage,
         )
 
@@ -370,22 +406,52 @@ def _snake_in(camel: str, mask: set[str]) -> bool:
     return "".join("_" + c.lower() if c.isupper() else c for c in camel) in mask
 
 
-def _usage_json(usage: Usage) -> dict[str, Any]:
-    """Render ``usageMetadata`` with proto3 JSON rules: zero fields are omitted."""
+@attrs.frozen(kw_only=True)
+class _Details:
+    """The per-modality breakdown of one answer's usage, and how to report it."""
+
+    prompt: Mapping[str, int]
+    cache: Mapping[str, int]
+    only: bool = False
+    """Report prompt, candidates and cached tokens through their details alone."""
+
+
+def _modality_list(counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    return [{"modality": m, "tokenCount": n} for m, n in counts.items() if n]
+
+
+def _usage_json(usage: Usage, details: _Details | None = None) -> dict[str, Any]:
+    """Render ``usageMetadata`` with proto3 JSON rules: zero fields are omitted.
+
+    Each ``*TokensDetails`` list sums to its count.  With ``details.only`` the counts
+    themselves are left out and only their breakdowns (and the total) are sent.
+    """
     total = usage.prompt_tokens + usage.candidates_tokens + usage.thoughts_tokens
+    only = details is not None and details.only
+    prompt = dict(details.prompt) if details is not None else {}
+    # Only what the answer read from a cache is broken down as cache tokens.
+    cache = dict(details.cache) if details is not None and usage.cached_tokens else {}
+    if sum(prompt.values()) != usage.prompt_tokens:
+        prompt = {"TEXT": usage.prompt_tokens}
+    if sum(cache.values()) != usage.cached_tokens:
+        cache = {"TEXT": usage.cached_tokens}
     body: dict[str, Any] = {}
-    if usage.prompt_tokens:
+    if usage.prompt_tokens and not only:
         body["promptTokenCount"] = usage.prompt_tokens
-    if usage.candidates_tokens:
+    if usage.candidates_tokens and not only:
         body["candidatesTokenCount"] = usage.candidates_tokens
     if total:
         body["totalTokenCount"] = total
-    if usage.cached_tokens:
+    if usage.cached_tokens and not only:
         body["cachedContentTokenCount"] = usage.cached_tokens
     if usage.prompt_tokens:
-        body["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": usage.prompt_tokens}]
+        body["promptTokensDetails"] = _modality_list(prompt)
     if usage.cached_tokens:
-        body["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": usage.cached_tokens}]
+        body["cacheTokensDetails"] = _modality_list(cache)
+    if usage.candidates_tokens and only:
+        body["candidatesTokensDetails"] = [
+            {"modality": "TEXT", "tokenCount": usage.candidates_tokens}
+        ]
     if usage.thoughts_tokens:
         body["thoughtsTokenCount"] = usage.thoughts_tokens
     return body

@@ -5,6 +5,10 @@ character. ``{"a": 1}`` is therefore 7 tokens. Text parts count by that rule; an
 file part (an image, a PDF) counts a flat :data:`MEDIA_PART_TOKENS`, like one Gemini image
 tile; function calls, function responses and tool declarations count the tokens of their
 JSON text. Real tokenizers differ, but usage arithmetic only needs to be consistent.
+
+The service also breaks counts down by modality (``promptTokensDetails`` and its siblings);
+:func:`request_modalities` gives that breakdown: a media part counts for the modality of its
+MIME type, everything else is TEXT.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ __all__ = [
     "contents_tokens",
     "count_tokens",
     "json_tokens",
+    "part_modality",
     "part_tokens",
+    "request_modalities",
     "request_tokens",
     "truncate_tokens",
 ]
@@ -55,6 +61,44 @@ def part_tokens(part: object) -> int:
         if key in part:
             total += json_tokens(part[key])
     return total
+
+
+_MEDIA_KEYS: Final = ("inlineData", "inline_data", "fileData", "file_data")
+_MODALITY_OF_MIME: Final = {"image": "IMAGE", "audio": "AUDIO", "video": "VIDEO"}
+
+
+def part_modality(part: object) -> str:
+    """The ``MediaModality`` name a part counts for: a media part's MIME type decides, else TEXT."""
+    if not isinstance(part, dict):
+        return "TEXT"
+    for key in _MEDIA_KEYS:
+        media = part.get(key)
+        if isinstance(media, dict):
+            mime = media.get("mimeType", media.get("mime_type"))
+            top = mime.split("/", 1)[0] if isinstance(mime, str) else ""
+            # PDFs and other files are DOCUMENT, as the service reports them.
+            return _MODALITY_OF_MIME.get(top, "DOCUMENT")
+    return "TEXT"
+
+
+def request_modalities(
+    contents: Iterable[object], system: object, tools: Any, tool_config: Any
+) -> dict[str, int]:
+    """:func:`request_tokens` broken down by modality; the modalities with no tokens are absent."""
+    counts: dict[str, int] = {}
+    parts: list[object] = []
+    for content in [system, *contents]:
+        if isinstance(content, dict) and isinstance(content.get("parts"), list):
+            parts.extend(content["parts"])
+    for part in parts:
+        tokens = part_tokens(part)
+        if tokens:
+            modality = part_modality(part)
+            counts[modality] = counts.get(modality, 0) + tokens
+    declared = json_tokens(tools) + json_tokens(tool_config)
+    if declared:
+        counts["TEXT"] = counts.get("TEXT", 0) + declared
+    return counts
 
 
 def content_tokens(content: object) -> int:
