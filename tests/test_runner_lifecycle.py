@@ -76,6 +76,13 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("the condition never held")
 
 
+async def started(run: Awaitable[sr.BatchResult]) -> asyncio.Future[sr.BatchResult]:
+    """*run* as a task that has taken its first step (and so claimed the runner)."""
+    task = asyncio.ensure_future(run)
+    await asyncio.sleep(0)
+    return task
+
+
 def make(clock: VirtualClock) -> tuple[sr.Runner, Held, Counted]:
     strategy, cache = Held(), Counted()
     runner = sr.Runner(sr.Plan.ladder(), strategy, resources=[cache], concurrency=3, clock=clock)
@@ -211,8 +218,8 @@ class TestAbandonedStreams:
             break
 
         with pytest.warns(RuntimeWarning, match="left unfinished"):
-            second = asyncio.ensure_future(runner.run(items(5, "b")))
-            await until(lambda: len(strategy.cancelled) == 3)
+            second = await started(runner.run(items(5, "b")))
+        await until(lambda: len(strategy.cancelled) == 3)
         strategy.open.set()
         batch = await second
         assert batch.succeeded == 5
@@ -226,8 +233,8 @@ class TestAbandonedStreams:
     ) -> None:
         runner, strategy, cache = make(virtual_clock)
         stream = runner.stream(items(3))
+        strategy.open.set()
         with pytest.warns(RuntimeWarning, match="left unfinished"):
-            strategy.open.set()
             batch = await runner.run(items(2))
         assert batch.succeeded == 2
         assert (cache.prepared, cache.closed) == (1, 1)
@@ -243,8 +250,8 @@ class TestAbandonedStreams:
         async for _ in stream:
             break
         with pytest.warns(RuntimeWarning, match="left unfinished"):
-            second = asyncio.ensure_future(runner.run(items(20), journal=journal))
-            await until(lambda: len(strategy.cancelled) == 3)
+            second = await started(runner.run(items(20), journal=journal))
+        await until(lambda: len(strategy.cancelled) == 3)
         strategy.open.set()
         batch = await second
         # Item 0 was committed by the first run; the three cancelled ones run again.
