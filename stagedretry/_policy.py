@@ -17,7 +17,8 @@ TRANSIENT      ``transient``, a jittered backoff if it      the stage's ``max_at
 RATE_LIMITED   ``rate_limited``, every worker pauses        ``max_rate_limit_waits``,
                                                             then ``abort``
 RESOURCE_LOST  ``resource_lost``, renew for every worker    ``max_resource_lost`` in a
-                                                            row, then ``abort``
+                                                            row (only a served request
+                                                            breaks the row), then ``abort``
 FATAL          ``fatal``                                    --
 =============  ===========================================  ===========================
 """
@@ -104,7 +105,10 @@ def count(state: ItemState, index: int, outcome: Outcome) -> bool:
         state.attempts_at[index] += 1
     if kind is OutcomeKind.RESOURCE_LOST:
         state.lost_in_row += 1
-    else:
+    elif counted:
+        # Only a request the provider served shows the renewed resource works: a refusal
+        # in between (a 429) proves nothing, so alternating 429s and losses cannot renew
+        # the resource without end.
         state.lost_in_row = 0
     if kind is OutcomeKind.RATE_LIMITED:
         state.rate_limit_waits += 1

@@ -84,9 +84,23 @@ def test_rate_limits_spend_no_prompt_and_have_their_own_cap() -> None:
 def test_resource_lost_is_capped_in_a_row_only() -> None:
     assert expected_path(LADDER, [L, L]).status is ItemStatus.SUCCEEDED
     assert expected_path(LADDER, [L, L, L]).status is ItemStatus.FAILED
-    interrupted = expected_path(LADDER, [L, L, R, L, L])
+    # A served request breaks the row ...
+    interrupted = expected_path(LADDER, [L, L, T, L, L])
     assert interrupted.status is ItemStatus.SUCCEEDED
-    assert interrupted.prompts == 1
+    assert interrupted.prompts == 2
+    # ... a rate-limit refusal does not.
+    refused = expected_path(LADDER, [L, L, R, L])
+    assert refused.status is ItemStatus.FAILED
+    assert refused.prompts == 0
+
+
+def test_a_rate_limit_between_losses_does_not_reset_the_row() -> None:
+    # The example: two full stages, two losses allowed in a row.
+    plan = sr.Plan(stages=[sr.Stage("f"), sr.Stage("g")], max_resource_lost=2)
+    path = expected_path(plan, [L, L, R, L])
+    assert path.status is ItemStatus.FAILED
+    assert path.stages == ("f",) * 4
+    assert path.prompts == 0
 
 
 def test_fatal_fails_at_once_and_counts() -> None:

@@ -14,7 +14,8 @@ notes), not from the runner, so the two can be checked against each other:
   ``on_invalid``;
 * ``RATE_LIMITED`` and ``RESOURCE_LOST`` stay and spend no prompt; past
   ``max_rate_limit_waits`` refusals in all, or ``max_resource_lost`` losses in
-  a row, the item ends ``failed``.
+  a row, the item ends ``failed``; only a request that was served (one that
+  spent a prompt) breaks a row of losses, a rate-limit refusal does not.
 
 The plan's deadline is not modelled: it depends on jittered waits.
 """
@@ -169,7 +170,8 @@ class ReferenceItem:
         if spent:
             self.prompts += 1
             self.sent_at[index] += 1
-        if kind is not OutcomeKind.RESOURCE_LOST:
+        if spent:
+            # Only a served request breaks a row of losses; a rate-limit refusal does not.
             self.lost_in_row = 0
 
         if kind is OutcomeKind.SUCCEEDED:
