@@ -75,6 +75,23 @@ def state(
         (1, {"sent": 1}, sr.Outcome(K.TRANSIENT), Decision(Trigger.TRANSIENT)),
         # Giving up onto the same stage is a retry: it backs off (the plan's backoff here).
         (2, {"sent": 1}, sr.Outcome(K.TRANSIENT), Decision(Trigger.GIVE_UP, wait=0.5, jitter=True)),
+        # A TRANSIENT with the server's delay (a 503 with Retry-After) waits exactly that,
+        # for this item only, under the plan's cap on a server's delay.
+        (
+            0,
+            {"sent": 1},
+            sr.Outcome(K.TRANSIENT, retry_after=20.0),
+            Decision(Trigger.TRANSIENT, wait=20.0),
+        ),
+        (
+            0,
+            {"sent": 1},
+            sr.Outcome(K.TRANSIENT, retry_after=3600.0),
+            Decision(Trigger.TRANSIENT, wait=60.0),
+        ),
+        # ... and still gives up at max_attempts; moving to another stage waits for nothing.
+        (0, {"sent": 2}, sr.Outcome(K.TRANSIENT, retry_after=5.0), Decision(Trigger.GIVE_UP)),
+        (1, {"sent": 1}, sr.Outcome(K.TRANSIENT, retry_after=5.0), Decision(Trigger.TRANSIENT)),
         # RATE_LIMITED pauses every worker: the server's advice, capped by the plan ...
         (
             0,
