@@ -184,3 +184,31 @@ def test_the_model_refuses_what_it_cannot_follow() -> None:
     unfinished = ReferenceItem(LADDER)
     with pytest.raises(RuntimeError, match="not ended"):
         unfinished.path()
+
+
+TWO_REPAIRS = sr.Plan(
+    stages=[sr.Stage("ask"), sr.Stage("fix", "partial"), sr.Stage("fix_again", "partial")],
+    max_prompts=5,
+)
+
+
+def test_an_unreadable_repair_leaves_the_earlier_fields_to_repair() -> None:
+    path = expected_path(TWO_REPAIRS, [invalid("year", "pages"), invalid()])
+    assert path.stages == ("ask", "fix", "fix_again")
+    assert path.fields == (None, ("year", "pages"), ("year", "pages"))
+    assert path.status is ItemStatus.SUCCEEDED
+
+
+def test_an_unreadable_full_answer_leaves_nothing_to_repair() -> None:
+    path = expected_path(TWO_REPAIRS, [invalid()])
+    assert path.skipped == ("fix", "fix_again")
+    assert path.status is ItemStatus.EXHAUSTED
+
+
+def test_a_partial_answer_gets_wrong_only_what_it_was_asked() -> None:
+    # 'title' was not asked: of the named fields, only 'year' can be wrong.
+    path = expected_path(TWO_REPAIRS, [invalid("year", "pages"), invalid("title", "year")])
+    assert path.fields == (None, ("year", "pages"), ("year",))
+    # Naming none of the asked fields, the partial answer gets all of them wrong.
+    path = expected_path(TWO_REPAIRS, [invalid("year"), invalid("title")])
+    assert path.fields == (None, ("year",), ("year",))
