@@ -32,7 +32,14 @@ from ._results import (
 from ._resume import Fingerprinted
 from ._runner import ResultStream, Runner, RunnerState
 from ._settings import parse_settings, settable_keys, setting, stage_params
-from ._stages import FullStage, PartialStage, StageKind, Validator, builtin_kinds
+from ._stages import (
+    AsyncValidator,
+    FullStage,
+    PartialStage,
+    StageKind,
+    Validator,
+    builtin_kinds,
+)
 from ._state import ItemState, Scratch
 from ._strategy import (
     DeclaresParams,
@@ -44,6 +51,7 @@ from ._strategy import (
 )
 
 __all__ = [
+    "AsyncValidator",
     "Attempt",
     "AttemptError",
     "Backoff",

@@ -12,16 +12,20 @@ went wrong without being classified from the outside::
          ├─ RateLimited(retry_after=)      429                                 -> RATE_LIMITED
          ├─ ResourceLost(resource=)        a shared resource vanished          -> RESOURCE_LOST
          └─ FatalError                     bad request, auth, bug              -> FATAL
+
+Other exceptions are classified by the rules in front (the user's, then the
+strategy's), then by the engine's defaults (:func:`default_outcome`): an HTTP
+status on the error, a transport error of any HTTP stack or socket, else FATAL.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from collections.abc import Callable, Sequence
 
 import attrs
 
+from ._http import Verdict, http_status, retry_after, transport_verdict
 from ._usage import ResponseMeta, Usage
 
 
@@ -211,13 +215,39 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+def status_outcome(status: int, message: str, retry_after: float | None = None) -> Outcome | None:
+    """What an HTTP error *status* means by the outcome table (``None`` for a non-error status).
+
+    429 is RATE_LIMITED; 408 and 5xx (but 501 and 505, which no retry mends) are
+    TRANSIENT; any other 4xx is FATAL.  *retry_after* is the server's advised wait.
+    """
+    if status == 429:
+        return Outcome(OutcomeKind.RATE_LIMITED, message, retry_after=retry_after)
+    if status == 408 or (500 <= status <= 599 and status not in (501, 505)):
+        return Outcome(OutcomeKind.TRANSIENT, message, retry_after=retry_after)
+    if 400 <= status <= 599:
+        return Outcome(OutcomeKind.FATAL, message)
+    return None
+
+
 def default_outcome(exc: BaseException) -> Outcome:
-    """The engine's own rules, applied after the user's and the strategy's."""
+    """The engine's own rules, applied after the user's and the strategy's.
+
+    The engine's exceptions say what they are; then an HTTP status on the error
+    (or its ``response``) decides, then a transport error of any HTTP stack or
+    socket (see ``_http``); anything else is a bug, hence FATAL.
+    """
     if isinstance(exc, AttemptError):
         return exc.outcome()
     if isinstance(exc, ValidationFailed):
         return Outcome(OutcomeKind.INVALID, describe(exc))
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionError):
+    status = http_status(exc)
+    if status is not None:
+        outcome = status_outcome(status, describe(exc), retry_after(exc))
+        if outcome is not None:
+            return outcome
+    verdict = transport_verdict(exc)
+    if verdict is Verdict.TRANSIENT:
         return Outcome(OutcomeKind.TRANSIENT, describe(exc))
     return Outcome(OutcomeKind.FATAL, describe(exc))
 

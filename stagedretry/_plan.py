@@ -122,7 +122,8 @@ class Plan:
     * *timeout* -- seconds per request (a stage may override it); default ``None``.
     * *backoff* -- between transient retries: :class:`Backoff` (0.5 s doubling to 30 s).
     * *rate_limit_backoff* -- the cooldown after a 429 without a server delay, and the
-      cap on a server's delay: :class:`Backoff` (2 s doubling to 300 s).
+      cap on a server's delay (a 429's, or a 503's ``Retry-After``): :class:`Backoff`
+      (2 s doubling to 300 s).
     * *max_rate_limit_waits* -- 429 refusals per item before it fails (default 20).
     * *max_resource_lost* -- losses of a shared resource in a row per item before it
       fails (default 2).

@@ -13,11 +13,14 @@ outcome        next                                         cap
 SUCCEEDED      ``succeed``                                  --
 INVALID        ``invalid`` (the stage's ``on_invalid``)     --
 TRANSIENT      ``transient``, a jittered backoff if it      the stage's ``max_attempts``,
-               stays on the stage                           then ``give_up``
+               stays on the stage (the server's delay if    then ``give_up``
+               it gave one, capped by
+               ``rate_limit_backoff.maximum``)
 RATE_LIMITED   ``rate_limited``, every worker pauses        ``max_rate_limit_waits``,
                                                             then ``abort``
 RESOURCE_LOST  ``resource_lost``, renew for every worker    ``max_resource_lost`` in a
-                                                            row, then ``abort``
+                                                            row (only a served request
+                                                            breaks the row), then ``abort``
 FATAL          ``fatal``                                    --
 =============  ===========================================  ===========================
 """
@@ -104,7 +107,10 @@ def count(state: ItemState, index: int, outcome: Outcome) -> bool:
         state.attempts_at[index] += 1
     if kind is OutcomeKind.RESOURCE_LOST:
         state.lost_in_row += 1
-    else:
+    elif counted:
+        # Only a request the provider served shows the renewed resource works: a refusal
+        # in between (a 429) proves nothing, so alternating 429s and losses cannot renew
+        # the resource without end.
         state.lost_in_row = 0
     if kind is OutcomeKind.RATE_LIMITED:
         state.rate_limit_waits += 1
@@ -121,7 +127,7 @@ def decide(state: ItemState, index: int, plan: Plan, outcome: Outcome) -> Decisi
     if kind is OutcomeKind.FATAL:
         return Decision(Trigger.FATAL, outcome.message)
     if kind is OutcomeKind.TRANSIENT:
-        return _transient(state, index, plan)
+        return _transient(state, index, plan, outcome.retry_after)
     if kind is OutcomeKind.RATE_LIMITED:
         waits = state.rate_limit_waits
         if waits > plan.max_rate_limit_waits:
@@ -140,7 +146,9 @@ def decide(state: ItemState, index: int, plan: Plan, outcome: Outcome) -> Decisi
     return RENEW
 
 
-def _transient(state: ItemState, index: int, plan: Plan) -> Decision:
+def _transient(
+    state: ItemState, index: int, plan: Plan, retry_after: float | None
+) -> Decision:
     stage = plan.stages[index]
     sent = state.attempts_at[index]
     if stage.max_attempts is not None and sent >= stage.max_attempts:
@@ -150,5 +158,10 @@ def _transient(state: ItemState, index: int, plan: Plan) -> Decision:
     if target != RETRY and resolve_target(plan.stages, index, target) != stage.name:
         # Moving to another stage is not a retry: nothing to back off from.
         return Decision(trigger)
+    if retry_after is not None:
+        # A 503 that says when to come back is honoured as a 429's advice is, under the
+        # same cap (the plan's one bound on a server's delay), but for this item only:
+        # it is not a refusal of every request.
+        return Decision(trigger, wait=min(retry_after, plan.rate_limit_backoff.maximum))
     backoff = stage.backoff or plan.backoff
     return Decision(trigger, wait=backoff.ceiling(sent), jitter=True)

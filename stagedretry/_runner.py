@@ -20,6 +20,7 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
+from inspect import isawaitable
 from types import MappingProxyType
 from typing import Any, Generic, Protocol, overload
 
@@ -61,10 +62,11 @@ from ._results import (
 from ._resume import JournalRun, fingerprint
 from ._settings import stage_params
 from ._source import Source, as_work_item
-from ._stages import StageKind, Validator, builtin_kinds
+from ._stages import AsyncValidator, StageKind, Validator, builtin_kinds
 from ._state import ItemState
 from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
 from ._tally import Tally
+from ._validating import CheckedValidator
 
 _STATUS = {
     "succeeded": ItemStatus.SUCCEEDED,
@@ -317,8 +319,11 @@ class Runner(Generic[T]):
     * *strategy* -- the provider adapter (:class:`Strategy`); its own shared
       resources (:class:`UsesResources`) are added to *resources*.
     * *validator* -- turns an answer's text into the output ``T`` or raises
-      :class:`ValidationFailed`; default none: the output is the text
-      (``Runner[str]``).  ``sr.validators.pydantic(Book)`` makes a ``Runner[Book]``.
+      :class:`ValidationFailed` (or pydantic's or jsonschema's ``ValidationError``,
+      or ``ValueError``: see :mod:`stagedretry.validators`); it may be ``async``
+      (:data:`AsyncValidator`), and is then awaited.  Default none: the output is
+      the text (``Runner[str]``).  ``sr.validators.pydantic(Book)`` makes a
+      ``Runner[Book]``.
     * *concurrency* -- workers, hence items in flight and results buffered by a
       stream (default 16, at least 1).
     * *resources* -- :class:`SharedResource` objects, unique by name.
@@ -358,6 +363,23 @@ class Runner(Generic[T]):
         plan: Plan,
         strategy: Strategy,
         *,
+        validator: AsyncValidator[T],
+        concurrency: int = 16,
+        resources: Iterable[SharedResource] = (),
+        clock: Clock | None = None,
+        rules: Iterable[Rule] = (),
+        kinds: Mapping[str, StageKind] | None = None,
+        seed: int | None = None,
+        logger: EventLogger | None = None,
+        on_result: OnResult | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        plan: Plan,
+        strategy: Strategy,
+        *,
         validator: Validator[T],
         concurrency: int = 16,
         resources: Iterable[SharedResource] = (),
@@ -374,7 +396,7 @@ class Runner(Generic[T]):
         plan: Plan,
         strategy: Strategy,
         *,
-        validator: Validator[T] | None = None,
+        validator: Validator[T] | AsyncValidator[T] | None = None,
         concurrency: int = 16,
         resources: Iterable[SharedResource] = (),
         clock: Clock | None = None,
@@ -406,7 +428,11 @@ class Runner(Generic[T]):
         self.concurrency = concurrency
         self._compiled = compile_plan(plan)
         self._kinds = tuple(kinds[s.kind] for s in plan.stages)
-        self._validator: Validator[Any] = validator or _identity
+        # The validator as given (the fingerprint describes it) and as the stages call it.
+        self._validator: Validator[Any] | AsyncValidator[Any] = validator or _identity
+        self._check: Validator[Any] = (
+            _identity if validator is None else CheckedValidator(validator)
+        )
         self._clock = clock or SystemClock()
         self._rules = (*rules, strategy.classify)
         self._random = random.Random(seed)
@@ -786,7 +812,10 @@ class Runner(Generic[T]):
                 async with clock.timeout(timeout):
                     response = await self.strategy.generate(request, ctx)
             meta = response.meta
-            output = kind.parse(response, state, self._validator)
+            output = kind.parse(response, state, self._check)
+            if isawaitable(output):
+                # An async validator: its output is awaited, never handed on as a coroutine.
+                output = await output
             outcome = _SUCCESS
         except ValidationFailed as exc:
             outcome = Outcome(OutcomeKind.INVALID, str(exc))

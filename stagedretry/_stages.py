@@ -13,7 +13,7 @@ ask for only those.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from ._outcomes import FieldError, ValidationFailed
@@ -25,7 +25,13 @@ from ._strategy import Request, Response
 Validator = Callable[[str], T]
 """Turns an answer's text into the output (of type ``T``), or raises :class:`ValidationFailed`.
 
-A bare ``Validator`` is ``Validator[Any]``."""
+pydantic's and jsonschema's ``ValidationError`` and ``ValueError`` mean "invalid"
+too.  A bare ``Validator`` is ``Validator[Any]``."""
+
+AsyncValidator = Callable[[str], Awaitable[T]]
+"""An ``async`` validator (``async def validate(text: str) -> Book``): the runner awaits it.
+
+``Runner(..., validator=validate)`` types as ``Runner[Book]`` for either kind."""
 
 
 class StageKind(Protocol):

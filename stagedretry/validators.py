@@ -1,7 +1,10 @@
 """Validators: turn an answer's text into the output or raise ``ValidationFailed``.
 
-A validator is any ``Callable[[str], T]``.  These adapters build one from a
-function over parsed JSON or from a pydantic model (pydantic is optional).
+A validator is any ``Callable[[str], T]``, or an ``async`` one (awaited by the
+runner).  Besides ``ValidationFailed``, pydantic's and jsonschema's
+``ValidationError`` and ``ValueError`` raised by any validator mean "invalid";
+anything else it raises is a bug that fails the item.  These adapters build one
+from a function over parsed JSON or from a pydantic model (pydantic is optional).
 """
 
 from __future__ import annotations

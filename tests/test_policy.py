@@ -75,6 +75,23 @@ def state(
         (1, {"sent": 1}, sr.Outcome(K.TRANSIENT), Decision(Trigger.TRANSIENT)),
         # Giving up onto the same stage is a retry: it backs off (the plan's backoff here).
         (2, {"sent": 1}, sr.Outcome(K.TRANSIENT), Decision(Trigger.GIVE_UP, wait=0.5, jitter=True)),
+        # A TRANSIENT with the server's delay (a 503 with Retry-After) waits exactly that,
+        # for this item only, under the plan's cap on a server's delay.
+        (
+            0,
+            {"sent": 1},
+            sr.Outcome(K.TRANSIENT, retry_after=20.0),
+            Decision(Trigger.TRANSIENT, wait=20.0),
+        ),
+        (
+            0,
+            {"sent": 1},
+            sr.Outcome(K.TRANSIENT, retry_after=3600.0),
+            Decision(Trigger.TRANSIENT, wait=60.0),
+        ),
+        # ... and still gives up at max_attempts; moving to another stage waits for nothing.
+        (0, {"sent": 2}, sr.Outcome(K.TRANSIENT, retry_after=5.0), Decision(Trigger.GIVE_UP)),
+        (1, {"sent": 1}, sr.Outcome(K.TRANSIENT, retry_after=5.0), Decision(Trigger.TRANSIENT)),
         # RATE_LIMITED pauses every worker: the server's advice, capped by the plan ...
         (
             0,
@@ -125,8 +142,9 @@ def test_the_outcome_table(
         (sr.Outcome(K.INVALID), 1, 1, 0, 0),
         (sr.Outcome(K.TRANSIENT), 1, 1, 0, 0),
         (sr.Outcome(K.FATAL), 1, 1, 0, 0),
-        (sr.Outcome(K.FATAL, sent=False), 0, 0, 0, 0),  # never sent: never billed
-        (sr.Outcome(K.RATE_LIMITED), 0, 0, 1, 0),  # refused, not billed
+        # Never sent: never billed, and it does not break a row of losses.
+        (sr.Outcome(K.FATAL, sent=False), 0, 0, 0, 1),
+        (sr.Outcome(K.RATE_LIMITED), 0, 0, 1, 1),  # refused, not billed, the row goes on
         (sr.Outcome(K.RESOURCE_LOST), 0, 0, 0, 2),  # refused, and one more in a row
     ],
 )
@@ -146,10 +164,19 @@ def test_what_an_attempt_counts(
     )
 
 
-def test_a_rate_limit_between_two_losses_resets_the_row() -> None:
-    # As the engine has always done (and the reference model does): only a loss extends it.
+def test_a_rate_limit_between_two_losses_does_not_reset_the_row() -> None:
+    # Only a request that was served shows the renewed resource works; a 429 refused it.
     s = state(lost=1)
     count(s, 0, sr.Outcome(K.RATE_LIMITED))
+    assert s.lost_in_row == 1
+    count(s, 0, sr.Outcome(K.RESOURCE_LOST))
+    assert s.lost_in_row == 2
+
+
+@pytest.mark.parametrize("kind", [K.SUCCEEDED, K.INVALID, K.TRANSIENT, K.FATAL])
+def test_a_served_request_resets_the_row(kind: K) -> None:
+    s = state(lost=2)
+    count(s, 0, sr.Outcome(kind))
     assert s.lost_in_row == 0
 
 

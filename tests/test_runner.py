@@ -374,6 +374,27 @@ class TestResourceLost:
         assert result.ok
         assert result.prompts == 2
 
+    async def test_a_rate_limit_between_losses_does_not_reset_the_row(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        # Issue 9's example: lost, lost, 429, lost ends failed at the third loss, no prompt spent.
+        lost = sr.ResourceLost("cache gone")
+        plan = sr.Plan([sr.Stage("f"), sr.Stage("g")], max_resource_lost=2)
+        strategy = Script({"a": [lost, lost, sr.RateLimited("429", retry_after=1.0), lost]})
+
+        result = await one(strategy, virtual_clock, plan)
+
+        assert result.status is sr.ItemStatus.FAILED
+        assert result.reason == "resource lost 3 times in a row"
+        assert result.prompts == 0
+        assert [a.stage for a in result.attempts] == ["f"] * 4
+        assert [a.outcome for a in result.attempts] == [
+            OutcomeKind.RESOURCE_LOST,
+            OutcomeKind.RESOURCE_LOST,
+            OutcomeKind.RATE_LIMITED,
+            OutcomeKind.RESOURCE_LOST,
+        ]
+
     async def test_cap_of_zero_fails_at_the_first_loss(self, virtual_clock: VirtualClock) -> None:
         plan = sr.Plan([sr.Stage("ask")], max_resource_lost=0)
 

@@ -84,9 +84,23 @@ def test_rate_limits_spend_no_prompt_and_have_their_own_cap() -> None:
 def test_resource_lost_is_capped_in_a_row_only() -> None:
     assert expected_path(LADDER, [L, L]).status is ItemStatus.SUCCEEDED
     assert expected_path(LADDER, [L, L, L]).status is ItemStatus.FAILED
-    interrupted = expected_path(LADDER, [L, L, R, L, L])
+    # A served request breaks the row ...
+    interrupted = expected_path(LADDER, [L, L, T, L, L])
     assert interrupted.status is ItemStatus.SUCCEEDED
-    assert interrupted.prompts == 1
+    assert interrupted.prompts == 2
+    # ... a rate-limit refusal does not.
+    refused = expected_path(LADDER, [L, L, R, L])
+    assert refused.status is ItemStatus.FAILED
+    assert refused.prompts == 0
+
+
+def test_a_rate_limit_between_losses_does_not_reset_the_row() -> None:
+    # The example: two full stages, two losses allowed in a row.
+    plan = sr.Plan(stages=[sr.Stage("f"), sr.Stage("g")], max_resource_lost=2)
+    path = expected_path(plan, [L, L, R, L])
+    assert path.status is ItemStatus.FAILED
+    assert path.stages == ("f",) * 4
+    assert path.prompts == 0
 
 
 def test_fatal_fails_at_once_and_counts() -> None:
@@ -170,3 +184,31 @@ def test_the_model_refuses_what_it_cannot_follow() -> None:
     unfinished = ReferenceItem(LADDER)
     with pytest.raises(RuntimeError, match="not ended"):
         unfinished.path()
+
+
+TWO_REPAIRS = sr.Plan(
+    stages=[sr.Stage("ask"), sr.Stage("fix", "partial"), sr.Stage("fix_again", "partial")],
+    max_prompts=5,
+)
+
+
+def test_an_unreadable_repair_leaves_the_earlier_fields_to_repair() -> None:
+    path = expected_path(TWO_REPAIRS, [invalid("year", "pages"), invalid()])
+    assert path.stages == ("ask", "fix", "fix_again")
+    assert path.fields == (None, ("year", "pages"), ("year", "pages"))
+    assert path.status is ItemStatus.SUCCEEDED
+
+
+def test_an_unreadable_full_answer_leaves_nothing_to_repair() -> None:
+    path = expected_path(TWO_REPAIRS, [invalid()])
+    assert path.skipped == ("fix", "fix_again")
+    assert path.status is ItemStatus.EXHAUSTED
+
+
+def test_a_partial_answer_gets_wrong_only_what_it_was_asked() -> None:
+    # 'title' was not asked: of the named fields, only 'year' can be wrong.
+    path = expected_path(TWO_REPAIRS, [invalid("year", "pages"), invalid("title", "year")])
+    assert path.fields == (None, ("year", "pages"), ("year",))
+    # Naming none of the asked fields, the partial answer gets all of them wrong.
+    path = expected_path(TWO_REPAIRS, [invalid("year"), invalid("title")])
+    assert path.fields == (None, ("year",), ("year",))

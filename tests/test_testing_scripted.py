@@ -13,8 +13,11 @@ from stagedretry.testing import (
     RecordedRequest,
     ScriptedStrategy,
     ScriptStep,
+    Step,
     VirtualClock,
+    expected_path,
 )
+from stagedretry.testing._scripted import SCRIPTED_USAGE, UNREADABLE_ANSWER, wrong_fields
 
 LADDER = sr.Plan.ladder()
 
@@ -205,3 +208,61 @@ def test_steps_are_checked_and_print_evaluably() -> None:
         == "RATE_LIMITED(retry_after=2.0)"
     )
     assert ScriptStep.of(OutcomeKind.FATAL) == ScriptStep(OutcomeKind.FATAL)
+
+
+# -- text answers: the engine's real parse path (issue 9) ------------------------------------------
+
+TWO_REPAIRS = sr.Plan(
+    stages=[sr.Stage("ask"), sr.Stage("fix", "partial"), sr.Stage("fix_again", "partial")],
+    max_prompts=6,
+)
+TEXT_SCRIPTS = [
+    [ScriptStep(OutcomeKind.INVALID, fields=["year", "pages"]), ScriptStep(OutcomeKind.INVALID)],
+    [ScriptStep(OutcomeKind.INVALID, fields=["year"]), ScriptStep(OutcomeKind.INVALID)],
+    [ScriptStep(OutcomeKind.INVALID)],
+    [
+        ScriptStep(OutcomeKind.INVALID, fields=["pages", "year"]),
+        ScriptStep(OutcomeKind.INVALID, fields=["title", "year"]),
+        ScriptStep(OutcomeKind.INVALID, fields=["author"]),
+    ],
+    [ScriptStep(OutcomeKind.INVALID, fields=["author.name"]), OutcomeKind.TRANSIENT],
+]
+
+
+@pytest.mark.parametrize("text_answers", [True, False], ids=["text", "raised"])
+@pytest.mark.parametrize("script", TEXT_SCRIPTS, ids=str)
+async def test_the_engine_agrees_with_the_reference_on_text_and_raised_answers(
+    script: list[Step], text_answers: bool
+) -> None:
+    strategy = ScriptedStrategy({"a": script}, text_answers=text_answers)
+    runner = sr.Runner(
+        TWO_REPAIRS, strategy, validator=strategy.validator(), clock=VirtualClock(), seed=0
+    )
+
+    result = (await runner.run([("a", "p")])).results[0]
+
+    expected_path(TWO_REPAIRS, script).check(result)
+
+
+async def test_text_answers_are_what_a_model_would_send() -> None:
+    steps = [ScriptStep(OutcomeKind.INVALID, fields=["year"]), ScriptStep(OutcomeKind.INVALID)]
+    strategy = ScriptedStrategy({"a": steps}, text_answers=True)
+    runner = sr.Runner(TWO_REPAIRS, strategy, validator=strategy.validator(), clock=VirtualClock())
+
+    result = (await runner.run([("a", "p")])).results[0]
+
+    first, second, third = result.attempts
+    assert first.usage == second.usage == SCRIPTED_USAGE  # an answer, billed
+    assert "year" in (first.error or "")
+    assert "not JSON" in (second.error or "")  # read by the partial stage itself
+    assert third.fields == ("year",)  # the earlier failed field, still to repair
+    assert result.output == dict(DEFAULT_ANSWER)
+    assert result.last_invalid == UNREADABLE_ANSWER  # the text the partial stage could not read
+
+
+def test_wrong_fields() -> None:
+    assert wrong_fields(["year", "author.name", "year"], None) == ("year", "author")
+    assert wrong_fields([], None) == ()
+    assert wrong_fields([], ("year",)) == ()
+    assert wrong_fields(["title", "year"], ("year", "pages")) == ("year",)
+    assert wrong_fields(["title"], ("year", "pages")) == ("year", "pages")

@@ -34,6 +34,24 @@ TANGLED = sr.Plan(
 TestTangledPlan = plan_state_machine(TANGLED).TestCase
 TestTangledPlan.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
 
+# Two partial stages in a row, answered with text that goes through the real parsing: an
+# unreadable repair leaves the earlier failed fields to the second partial stage (issue 9).
+TWO_REPAIRS = sr.Plan(
+    stages=[
+        sr.Stage("ask"),
+        sr.Stage("repair", "partial"),
+        sr.Stage("repair_again", "partial"),
+        sr.Stage("ask_again", on_invalid="repair"),
+    ],
+    max_prompts=8,
+    max_rate_limit_waits=3,
+    max_resource_lost=1,
+)
+TestTwoPartialStagesWithTextAnswers = plan_state_machine(TWO_REPAIRS, text_answers=True).TestCase
+TestTwoPartialStagesWithTextAnswers.settings = settings(
+    max_examples=60, stateful_step_count=25, deadline=None
+)
+
 # The plan that was meant: every failed draft goes to the repair stage first.
 INTENDED = sr.Plan(
     stages=[
@@ -111,3 +129,12 @@ def test_plans_the_reference_cannot_follow_are_refused() -> None:
 async def test_check_plan_refuses_to_run_inside_an_event_loop() -> None:
     with pytest.raises(RuntimeError, match="synchronous"):
         check_plan(INTENDED)
+
+
+def test_check_plan_with_text_answers_agrees_on_the_two_partial_plan() -> None:
+    check_plan(
+        TWO_REPAIRS,
+        kinds=[sr.OutcomeKind.INVALID] * 3 + [sr.OutcomeKind.SUCCEEDED, sr.OutcomeKind.TRANSIENT],
+        text_answers=True,
+        max_examples=30,
+    )

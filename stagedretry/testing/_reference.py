@@ -8,27 +8,31 @@ notes), not from the runner, so the two can be checked against each other:
   ``exhausted``;
 * ``SUCCEEDED`` ends ``succeeded``; ``FATAL`` ends ``failed``;
 * ``INVALID`` follows the stage's ``on_invalid``; it leaves the failed fields
-  for a later partial stage to repair (none if the answer was unreadable);
+  for a later partial stage to repair.  An unreadable answer to a full request
+  leaves none; an unreadable answer to a partial request changes nothing, so
+  the fields that failed before are still to repair.  A partial answer can get
+  wrong only the fields it was asked for (see :func:`wrong_fields`);
 * ``TRANSIENT`` stays, unless the stage's ``on_transient`` names a target; once
   the stage has sent ``max_attempts`` requests it gives up and follows
   ``on_invalid``;
 * ``RATE_LIMITED`` and ``RESOURCE_LOST`` stay and spend no prompt; past
   ``max_rate_limit_waits`` refusals in all, or ``max_resource_lost`` losses in
-  a row, the item ends ``failed``.
+  a row, the item ends ``failed``; only a request that was served (one that
+  spent a prompt) breaks a row of losses, a rate-limit refusal does not.
 
 The plan's deadline is not modelled: it depends on jittered waits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
 from .._outcomes import OutcomeKind
 from .._plan import Plan, Stage
 from .._results import ItemResult, ItemStatus
-from ._scripted import ScriptStep, Step
+from ._scripted import ScriptStep, Step, wrong_fields
 
 __all__ = ["ExpectedPath", "ReferenceItem", "expected_path"]
 
@@ -87,15 +91,6 @@ class ExpectedPath:
         wrong = self.differences(result)
         if wrong:
             raise AssertionError(f"item {result.id!r} left the expected path: " + "; ".join(wrong))
-
-
-def _heads(fields: Iterable[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for path in fields:
-        head = path.split(".", 1)[0]
-        if head not in out:
-            out.append(head)
-    return tuple(out)
 
 
 class ReferenceItem:
@@ -165,11 +160,13 @@ class ReferenceItem:
         self.stages.append(stage.name)
         self.outcomes.append(kind)
         self.counted.append(spent)
-        self.fields.append(self.asks_for())
+        asked = self.asks_for()
+        self.fields.append(asked)
         if spent:
             self.prompts += 1
             self.sent_at[index] += 1
-        if kind is not OutcomeKind.RESOURCE_LOST:
+        if spent:
+            # Only a served request breaks a row of losses; a rate-limit refusal does not.
             self.lost_in_row = 0
 
         if kind is OutcomeKind.SUCCEEDED:
@@ -177,7 +174,10 @@ class ReferenceItem:
         elif kind is OutcomeKind.FATAL:
             self.state = "failed"
         elif kind is OutcomeKind.INVALID:
-            self.repair = _heads(step.fields)
+            if step.fields or asked is None:
+                self.repair = wrong_fields(step.fields, asked)
+            # else: an unreadable answer to a partial request changes nothing, so the
+            # fields that failed before are still to repair.
             self.state = self._target(index, stage.on_invalid)
         elif kind is OutcomeKind.TRANSIENT:
             if stage.max_attempts is not None and self.sent_at[index] >= stage.max_attempts:

@@ -28,7 +28,15 @@ from .._outcomes import (
 from .._results import Usage
 from .._strategy import Request, Response, StageContext
 
-__all__ = ["DEFAULT_ANSWER", "RecordedRequest", "ScriptStep", "ScriptedStrategy", "Step"]
+__all__ = [
+    "DEFAULT_ANSWER",
+    "UNREADABLE_ANSWER",
+    "RecordedRequest",
+    "ScriptStep",
+    "ScriptedStrategy",
+    "Step",
+    "wrong_fields",
+]
 
 DEFAULT_ANSWER: Mapping[str, Any] = MappingProxyType(
     {"title": "Dune", "author": "Frank Herbert", "year": 1965, "pages": 412}
@@ -45,8 +53,11 @@ class ScriptStep:
     """What one request comes to.
 
     ``fields`` are the fields an ``INVALID`` answer gets wrong (top-level names
-    or dotted paths); none means the answer could not be read at all, so a
-    partial stage has nothing to repair.  ``retry_after`` is a ``RATE_LIMITED``
+    or dotted paths); none means the answer could not be read at all: after a
+    full request there is then nothing to repair, after a partial one the
+    fields that failed before are still to repair.  A partial answer holds only
+    the fields asked for, so it can get only those wrong: the named ones among
+    them, or all of them if it names none of them.  ``retry_after`` is a ``RATE_LIMITED``
     refusal's advised delay and ``resource`` the name of a lost resource.
     """
 
@@ -120,6 +131,13 @@ class ScriptedStrategy:
     fields when a partial stage asks for some); :meth:`validator` accepts
     exactly that answer.  *usage* is the usage reported with each answer, or a
     function of the request.  Everything received is in :attr:`requests`.
+
+    An ``INVALID`` step raises :class:`ValidationFailed` naming its fields, so
+    any validator will do; with *text_answers* it answers text instead (JSON
+    with the named fields wrong, or text that is not JSON), so the answer goes
+    through the stage's real parsing and :meth:`validator`, which must be the
+    runner's.  An unreadable answer to a partial request is always text: what
+    the engine makes of it is the point.
     """
 
     def __init__(
@@ -129,7 +147,9 @@ class ScriptedStrategy:
         default: Step = OutcomeKind.SUCCEEDED,
         answer: Mapping[str, Any] = DEFAULT_ANSWER,
         usage: UsageFor = SCRIPTED_USAGE,
+        text_answers: bool = False,
     ) -> None:
+        self.text_answers = text_answers
         if isinstance(scripts, Mapping):
             self._scripts: dict[str, tuple[ScriptStep, ...]] = {
                 str(k): tuple(ScriptStep.of(s) for s in v) for k, v in scripts.items()
@@ -200,15 +220,18 @@ class ScriptedStrategy:
         """Answer as *step* says, or raise the exception that stands for it."""
         kind = step.kind
         if kind is OutcomeKind.SUCCEEDED:
-            wanted = (
-                self.answer
-                if request.fields is None
-                else {k: v for k, v in self.answer.items() if k in request.fields}
-            )
-            usage = self._usage(request) if callable(self._usage) else self._usage
-            return Response(json.dumps(dict(wanted)), usage)
+            return Response(json.dumps(self._asked(request)), self._usage_for(request))
         if kind is OutcomeKind.INVALID:
-            raise _invalid(step.fields, self.answer)
+            wrong = wrong_fields(step.fields, request.fields)
+            if not wrong:
+                if self.text_answers or request.fields is not None:
+                    return Response(UNREADABLE_ANSWER, self._usage_for(request))
+                raise _invalid((), self.answer)
+            if self.text_answers:
+                return Response(self._wrong_answer(request, wrong), self._usage_for(request))
+            heads = set(wrong)
+            named = tuple(f for f in step.fields if f.split(".", 1)[0] in heads)
+            raise _invalid(named or wrong, self.answer)
         if kind is OutcomeKind.TRANSIENT:
             raise TransientError("scripted transient error")
         if kind is OutcomeKind.RATE_LIMITED:
@@ -217,8 +240,50 @@ class ScriptedStrategy:
             raise ResourceLost("scripted lost resource", resource=step.resource)
         raise FatalError("scripted fatal error")
 
+    def _usage_for(self, request: RecordedRequest) -> Usage:
+        return self._usage(request) if callable(self._usage) else self._usage
+
+    def _asked(self, request: RecordedRequest) -> dict[str, Any]:
+        if request.fields is None:
+            return dict(self.answer)
+        return {k: v for k, v in self.answer.items() if k in request.fields}
+
+    def _wrong_answer(self, request: RecordedRequest, wrong: tuple[str, ...]) -> str:
+        # The wrong fields come first, in the step's order: the validator reports them in
+        # the order of the answer, which is the order the reference model expects.
+        asked = self._asked(request)
+        data = {k: _wrong_value(self.answer.get(k)) for k in wrong}
+        data.update((k, v) for k, v in asked.items() if k not in data)
+        return json.dumps(data)
+
     def __repr__(self) -> str:
         return f"ScriptedStrategy(items={len(self._scripts)}, requests={len(self.requests)})"
+
+
+UNREADABLE_ANSWER = "Sorry, I cannot give that as JSON."
+"""The text of an unreadable scripted answer: not JSON."""
+
+
+def wrong_fields(fields: Sequence[str], asked: Sequence[str] | None) -> tuple[str, ...]:
+    """The top-level fields an ``INVALID`` step gets wrong, for a request that *asked* them.
+
+    A full request (*asked* ``None``) gets the heads of *fields* wrong.  A partial
+    answer holds only the fields asked, so it gets wrong the named ones among
+    them, or all of them if it names none of them.  ``()``: the answer is unreadable.
+    """
+    heads: list[str] = []
+    for path in fields:
+        head = path.split(".", 1)[0]
+        if head not in heads:
+            heads.append(head)
+    if asked is None or not heads:
+        return tuple(heads)
+    return tuple(h for h in heads if h in asked) or tuple(asked)
+
+
+def _wrong_value(right: object) -> object:
+    wrong = "<not this>"
+    return None if right == wrong else wrong
 
 
 def _invalid(fields: tuple[str, ...], answer: Mapping[str, Any]) -> ValidationFailed:
@@ -251,7 +316,9 @@ class _AnswerValidator:
             raise ValidationFailed([FieldError("", f"not JSON: {exc}")], None, text=text) from None
         if not isinstance(data, dict):
             raise ValidationFailed([FieldError("", "not a JSON object")], None, text=text)
-        wrong = [k for k, v in self._answer.items() if data.get(k, _MISSING) != v]
+        # In the answer's order, then the missing ones: the text decides the order of errors.
+        wrong = [k for k in data if k in self._answer and data[k] != self._answer[k]]
+        wrong += [k for k in self._answer if k not in data]
         if wrong:
             raise ValidationFailed(
                 [FieldError(k, "missing or wrong") for k in wrong],
@@ -263,5 +330,3 @@ class _AnswerValidator:
     def __repr__(self) -> str:
         return f"ScriptedStrategy.validator({sorted(self._answer)!r})"
 
-
-_MISSING = object()

@@ -50,8 +50,8 @@ class PlanCheckFailed(AssertionError):
 class _LiveStrategy(ScriptedStrategy):
     """A scripted strategy whose steps arrive while the item runs, one rule at a time."""
 
-    def __init__(self, answer: Mapping[str, Any]) -> None:
-        super().__init__({}, answer=answer)
+    def __init__(self, answer: Mapping[str, Any], text_answers: bool) -> None:
+        super().__init__({}, answer=answer, text_answers=text_answers)
         self._queue: deque[ScriptStep] = deque()
         self.hungry = asyncio.Event()
         self._fed = asyncio.Event()
@@ -95,12 +95,16 @@ def plan_state_machine(
     answer: Mapping[str, Any] = DEFAULT_ANSWER,
     kinds: Sequence[OutcomeKind] = tuple(OutcomeKind),
     max_steps: int = 30,
+    text_answers: bool = False,
 ) -> type[RuleBasedStateMachine]:
     """A hypothesis state machine checking the engine running *plan* against the reference.
 
     The reference model follows *reference* (default: *plan* itself); pass the
     plan you meant to write to check the one you wrote against it.  Rules draw
     outcomes of the given *kinds* (``INVALID`` ones name fields of *answer*).
+    With *text_answers* an ``INVALID`` outcome is answered as text (JSON with
+    the named fields wrong, or text that is not JSON) and read by the stages'
+    real parsing, rather than raised (see :class:`ScriptedStrategy`).
     Use ``plan_state_machine(plan).TestCase`` as a unittest/pytest test class.
     The plan's item deadline is left out: it depends on jittered waits.
     """
@@ -118,7 +122,7 @@ def plan_state_machine(
         def __init__(self) -> None:
             super().__init__()
             self._loop = asyncio.new_event_loop()
-            self._strategy = _LiveStrategy(answer)
+            self._strategy = _LiveStrategy(answer, text_answers)
             self._validate = self._strategy.validator()
             runner = Runner(
                 engine_plan,
@@ -274,13 +278,15 @@ def check_plan(
     max_examples: int = 100,
     max_steps: int = 30,
     settings: Settings | None = None,
+    text_answers: bool = False,
 ) -> None:
     """Check the engine running *plan* against the reference model, in one call.
 
     Raises :class:`PlanCheckFailed` (an ``AssertionError``) naming the first
     broken property and the shrunk script of outcomes that breaks it.  Runs its
     own event loop: call it from synchronous code.  *settings* replaces the
-    hypothesis settings built from *max_examples* and *max_steps*.
+    hypothesis settings built from *max_examples* and *max_steps*; *text_answers*
+    is as for :func:`plan_state_machine`.
     """
     try:
         asyncio.get_running_loop()
@@ -289,7 +295,12 @@ def check_plan(
     else:
         raise RuntimeError("check_plan() runs its own event loop: call it from synchronous code")
     machine = plan_state_machine(
-        plan, reference=reference, answer=answer, kinds=kinds, max_steps=max_steps
+        plan,
+        reference=reference,
+        answer=answer,
+        kinds=kinds,
+        max_steps=max_steps,
+        text_answers=text_answers,
     )
     chosen = settings or Settings(
         max_examples=max_examples,

@@ -5,7 +5,8 @@ The rules run in a fixed order so the specific ones win over the general ones:
 1. cache gone (400 ``Cache content N is expired.``, 403 ``CachedContent not found``)
    -> RESOURCE_LOST
 2. 429 -> RATE_LIMITED, with the server's ``RetryInfo.retryDelay`` or ``Retry-After`` as the wait
-3. 408 / 5xx, timeouts, dropped connections, a body that is not JSON -> TRANSIENT
+3. 408 / 5xx, timeouts, dropped connections, a body that is not JSON -> TRANSIENT; a 5xx
+   carrying ``RetryInfo`` or ``Retry-After`` waits that long, as a 429 does
 4. any other 4xx -> FATAL
 
 A truncated answer (``MAX_TOKENS``) or answer text that is not JSON is not an
@@ -133,7 +134,7 @@ def _retry_after_header(value: str, now: Callable[[], float]) -> float | None:
 
 
 def retry_delay(exc: errors.APIError, *, now: Callable[[], float] = time.time) -> float | None:
-    """The wait a 429 asks for: ``RetryInfo.retryDelay``, else ``Retry-After``, else the message.
+    """The wait an error asks for: ``RetryInfo.retryDelay``, else ``Retry-After``, else the message.
 
     ``None`` when the server gave no advice (the engine then backs off on its own).
     """
@@ -200,7 +201,8 @@ def classify(exc: BaseException, *, resource: str | None = None) -> Outcome | No
                 OutcomeKind.RATE_LIMITED, _api_message(exc), retry_after=retry_delay(exc)
             )
         if code in _TRANSIENT_CODES or (500 <= code <= 599 and code != 501):
-            return Outcome(OutcomeKind.TRANSIENT, _api_message(exc))
+            # A 503 may say when to come back (RetryInfo, Retry-After), as a 429 does.
+            return Outcome(OutcomeKind.TRANSIENT, _api_message(exc), retry_after=retry_delay(exc))
         if 400 <= code <= 499 or code == 501:
             return Outcome(OutcomeKind.FATAL, _api_message(exc))
         # An odd status (201, 204, 3xx) where only 200 means success: a garbled answer.

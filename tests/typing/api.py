@@ -78,6 +78,27 @@ def any_callable_works() -> None:
     )
 
 
+async def lookup_book(text: str) -> Book:
+    return Book.model_validate_json(text)
+
+
+async def an_async_validator_types_the_output() -> None:
+    runner = sr.Runner(PLAN, STRATEGY, validator=lookup_book)
+    assert_type(runner, sr.Runner[Book])
+    batch = await runner.run([("dune", "Catalogue Dune.")])
+    assert_type(batch.results[0].output, Book | None)
+    # Named as a value, an async validator has a type of its own.
+    validator: sr.AsyncValidator[Book] = lookup_book
+    assert_type(sr.Runner(PLAN, STRATEGY, validator=validator), sr.Runner[Book])
+
+
+def validators_of_either_kind(
+    sync: sr.Validator[Book], not_sync: sr.AsyncValidator[Book]
+) -> None:
+    assert_type(sr.Runner(PLAN, STRATEGY, validator=sync), sr.Runner[Book])
+    assert_type(sr.Runner(PLAN, STRATEGY, validator=not_sync), sr.Runner[Book])
+
+
 def bare_names_mean_any_output(result: sr.ItemResult, runner: sr.Runner) -> None:
     assert_type(result.output, Any | None)
     assert_type(runner, sr.Runner[Any])

@@ -38,22 +38,25 @@ class FaultSettings:
     at: tuple[int, ...] | None = setting(None, minimum=1)
     times: int | None = setting(None, minimum=1)
     route: str = setting("generateContent", choices=ROUTES)
-    retry_delay: float | None = setting(2.0, minimum=0.0, unit="seconds")
+    # None: the kind's own default (2 s of RetryInfo on a rate limit, none on a 503).
+    retry_delay: float | None = setting(None, minimum=0.0, unit="seconds")
     retry_after_header: bool = setting(False)
     delay: float = setting(1.0, minimum=0.0, unit="seconds")
 
     def fault(self) -> Fault:
         """The emulator's own fault rule."""
-        return Fault(
+        fault = Fault(
             kind=self.kind,
             rate=self.rate,
             at=frozenset(self.at) if self.at is not None else None,
             times=self.times,
             route=self.route,
-            retry_delay=self.retry_delay,
             retry_after_header=self.retry_after_header,
             delay=self.delay,
         )
+        if self.retry_delay is None:
+            return fault
+        return attrs.evolve(fault, retry_delay=self.retry_delay)
 
 
 @attrs.frozen

@@ -18,7 +18,7 @@ class FaultKind(enum.Enum):
     INTERNAL = "internal"
     """500 INTERNAL."""
     UNAVAILABLE = "unavailable"
-    """503 UNAVAILABLE, "The model is overloaded"."""
+    """503 UNAVAILABLE, "The model is overloaded" (with RetryInfo if ``retry_delay`` is set)."""
     BAD_GATEWAY = "bad_gateway"
     """502 with a ``text/html`` body, as a Google front end sends it."""
     SLOW = "slow"
@@ -90,6 +90,10 @@ def _to_schedule(value: object) -> frozenset[int] | None:
     return frozenset(int(index) for index in value)
 
 
+def _default_retry_delay(fault: Fault) -> float | None:
+    return 2.0 if fault.kind is FaultKind.RATE_LIMIT else None
+
+
 @attrs.frozen(kw_only=True)
 class Fault:
     """One fault rule.
@@ -105,10 +109,15 @@ class Fault:
     at: frozenset[int] | None = attrs.field(default=None, converter=_to_schedule)
     times: int | None = attrs.field(default=None)
     route: str = attrs.field(default="generateContent", validator=_check_route)
-    retry_delay: float | None = 2.0
-    """RATE_LIMIT: seconds sent as RetryInfo ``retryDelay``; None sends no RetryInfo."""
+    retry_delay: float | None = attrs.field(
+        default=attrs.Factory(_default_retry_delay, takes_self=True)
+    )
+    """RATE_LIMIT, UNAVAILABLE: seconds sent as RetryInfo ``retryDelay``; None sends no RetryInfo.
+
+    Default 2 s for RATE_LIMIT (most 429s carry it) and none for UNAVAILABLE (most 503s do not).
+    """
     retry_after_header: bool = False
-    """RATE_LIMIT: also send a ``Retry-After`` header (whole seconds, rounded up)."""
+    """RATE_LIMIT, UNAVAILABLE: also send a ``Retry-After`` header (whole seconds, rounded up)."""
     delay: float = 1.0
     """SLOW: real seconds to wait before answering."""
 

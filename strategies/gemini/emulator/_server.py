@@ -125,6 +125,18 @@ def _rate_limit(fault: Fault, model: str | None) -> tuple[ApiError, dict[str, st
     return ApiError(429, message, details=details), headers
 
 
+def _unavailable(fault: Fault) -> tuple[ApiError, dict[str, str]]:
+    """503 UNAVAILABLE; with ``retry_delay`` a RetryInfo detail (and header) as a 429 carries."""
+    details: list[dict[str, Any]] = []
+    headers: dict[str, str] = {}
+    if fault.retry_delay is not None:
+        delay = format_duration(fault.retry_delay)
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay})
+        if fault.retry_after_header:
+            headers["Retry-After"] = str(math.ceil(fault.retry_delay))
+    return ApiError(503, MSG_OVERLOADED, details=details or None), headers
+
+
 class GeminiEmulator:
     """A faithful, deterministic stand-in for the Gemini Developer API over loopback HTTP.
 
@@ -483,7 +495,7 @@ class GeminiEmulator:
         if kind is FaultKind.INTERNAL:
             return _error_response(ApiError(500, MSG_INTERNAL))
         if kind is FaultKind.UNAVAILABLE:
-            return _error_response(ApiError(503, MSG_OVERLOADED))
+            return _error_response(*_unavailable(fault))
         if kind is FaultKind.BAD_GATEWAY:
             return web.Response(
                 status=502,

@@ -1,0 +1,161 @@
+"""Running the user's validator: its own ways of saying "invalid", and async validators.
+
+A validator says an answer is invalid the way its library does: pydantic's
+``ValidationError`` (``Book.model_validate_json``), jsonschema's
+``ValidationError`` (``jsonschema.validate``), a plain ``ValueError`` (which
+``json.JSONDecodeError`` is), or the engine's own :class:`ValidationFailed`.
+All of them advance the plan: they become :class:`ValidationFailed`, with the
+failing fields by path where the error names them.  Anything else a validator
+raises is a bug in it and fails the item, naming the validator.
+
+A validator may be ``async`` (it may need I/O, a lookup say); its awaitable is
+awaited by the runner and never becomes an output.  Neither pydantic nor
+jsonschema is imported here: an error of theirs can only exist once its
+library is loaded, so ``sys.modules`` is asked.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._outcomes import FatalError, FieldError, StagedRetryError, ValidationFailed, describe
+
+__all__ = ["CheckedValidator", "validator_name"]
+
+
+def validator_name(validator: object) -> str:
+    """The validator's qualified name, as a message shows it (``module.qualname``)."""
+    qualname = getattr(validator, "__qualname__", None)
+    if not isinstance(qualname, str):
+        # A callable instance: its class says what it is (a validators.* adapter, say).
+        qualname = type(validator).__qualname__
+        module = type(validator).__module__
+    else:
+        module = getattr(validator, "__module__", None) or "?"
+    return f"{module}.{qualname}"
+
+
+def _loaded(module: str, name: str) -> type[BaseException] | None:
+    found = sys.modules.get(module)
+    cls = getattr(found, name, None) if found is not None else None
+    return cls if isinstance(cls, type) and issubclass(cls, BaseException) else None
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _kept(text: str, failed: set[str]) -> dict[str, object] | None:
+    """The answer's top-level fields that did not fail (``None``: nothing could be kept)."""
+    if "" in failed:
+        return None
+    data = _json_object(text)
+    return None if data is None else {k: v for k, v in data.items() if k not in failed}
+
+
+def _pydantic_failed(exc: Any, text: str) -> ValidationFailed:
+    errors: list[FieldError] = []
+    failed: set[str] = set()
+    for error in exc.errors(include_url=False):
+        loc = error.get("loc", ())
+        errors.append(FieldError(".".join(str(p) for p in loc), str(error.get("msg", ""))))
+        failed.add(str(loc[0]) if loc else "")
+    if not errors:  # pydantic never raises an empty one, but an empty list would read as valid
+        errors.append(FieldError("", str(exc)))
+        failed.add("")
+    return ValidationFailed(errors, _kept(text, failed), text=text)
+
+
+def _jsonschema_failed(exc: Any, text: str) -> ValidationFailed:
+    path = tuple(exc.absolute_path)
+    message = exc.message if isinstance(exc.message, str) else str(exc)
+    error = FieldError(".".join(str(p) for p in path), message)
+    return ValidationFailed([error], _kept(text, {str(path[0]) if path else ""}), text=text)
+
+
+def as_validation_failure(exc: Exception, text: str) -> ValidationFailed | None:
+    """*exc* from a validator as :class:`ValidationFailed`, or ``None`` if it is not one.
+
+    Pydantic is checked before ``ValueError``: its ``ValidationError`` is one, but
+    carries field paths.
+    """
+    pydantic_error = _loaded("pydantic_core", "ValidationError")
+    if pydantic_error is not None and isinstance(exc, pydantic_error):
+        return _pydantic_failed(exc, text)
+    jsonschema_error = _loaded("jsonschema.exceptions", "ValidationError")
+    if jsonschema_error is not None and isinstance(exc, jsonschema_error):
+        return _jsonschema_failed(exc, text)
+    if isinstance(exc, ValueError):
+        # No field paths (json.JSONDecodeError is one): nothing a partial stage can repair.
+        return ValidationFailed([FieldError("", describe(exc))], None, text=text)
+    return None
+
+
+class CheckedValidator:
+    """The user's validator as the engine calls it: every "invalid" is a ValidationFailed.
+
+    Returns the output, or for an async validator an awaitable of it, which
+    the runner awaits.
+    """
+
+    __slots__ = ("_name", "_validate")
+
+    def __init__(self, validate: Callable[[str], Any]) -> None:
+        self._validate = validate
+        self._name: str | None = None
+
+    def __call__(self, text: str) -> Any:
+        try:
+            output = self._validate(text)
+        except Exception as exc:
+            raise self._failure(exc, text) from _cause(exc)
+        if inspect.isawaitable(output):
+            return self._finish(output, text)
+        return output
+
+    async def _finish(self, pending: Awaitable[Any], text: str) -> Any:
+        try:
+            output = await pending
+        except Exception as exc:
+            raise self._failure(exc, text) from _cause(exc)
+        if inspect.isawaitable(output):
+            # An awaitable of an awaitable: a mistake, and never an output.
+            if inspect.iscoroutine(output):
+                output.close()
+            raise FatalError(f"the validator {self.name} returned an awaitable of an awaitable")
+        return output
+
+    @property
+    def name(self) -> str:
+        """The wrapped validator's qualified name."""
+        if self._name is None:
+            self._name = validator_name(self._validate)
+        return self._name
+
+    def _failure(self, exc: Exception, text: str) -> Exception:
+        if isinstance(exc, ValidationFailed):
+            if exc.text is None:
+                exc.text = text
+            return exc
+        if isinstance(exc, StagedRetryError):
+            return exc  # the engine's own exceptions say what they mean
+        failed = as_validation_failure(exc, text)
+        if failed is not None:
+            return failed
+        return FatalError(f"the validator {self.name} raised {describe(exc)}")
+
+    def __repr__(self) -> str:
+        return f"CheckedValidator({self._validate!r})"
+
+
+def _cause(exc: Exception) -> Exception | None:
+    # An exception re-raised as itself must not be its own cause.
+    return None if isinstance(exc, StagedRetryError) else exc
