@@ -1,7 +1,16 @@
 """Validators: turn an answer's text into the output or raise ``ValidationFailed``.
 
 A validator is any ``Callable[[str], T]``.  These adapters build one from a
-function over parsed JSON or from a pydantic model (pydantic is optional).
+function over parsed JSON, from a pydantic model (pydantic is optional) or from
+a JSON Schema (checked by the ``jsonschema`` package).
+
+Every adapter names the bad fields by :data:`~stagedretry.FieldPath`: a tuple of
+object keys (``str``) and array indexes (``int``), such as ``("price.usd",)`` or
+``("authors", 2, "name")``.  A key is never split, so keys holding ``.``, ``/``,
+``~``, ``[0]``, spaces, digits only or non-ASCII letters all work; a path is
+shown as a JSON Pointer (``/price.usd``) only in messages, prompts and logs.
+A key the schema forbids is reported as :attr:`~stagedretry.FieldErrorKind.FORBIDDEN`,
+which the engine drops itself instead of re-asking it.
 """
 
 from __future__ import annotations
@@ -9,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
-from ._outcomes import FieldError, ValidationFailed
+from ._outcomes import FieldError, FieldErrorKind, FieldPath, ValidationFailed
 from ._resume import fingerprint_part
 from ._schema import SchemaValidator, parse_json_object
-from ._stages import Validator
+from ._stages import Validator, without
 
 T = TypeVar("T")
 
@@ -78,15 +87,19 @@ class _PydanticValidator:
         try:
             return self._adapter.validate_python(data)
         except ValidationError as exc:
-            errors = []
-            failed: set[str] = set()
-            for e in exc.errors(include_url=False):
-                path = ".".join(str(p) for p in e["loc"])
-                errors.append(FieldError(path, e["msg"]))
-                failed.add(str(e["loc"][0]) if e["loc"] else "")
-            # Everything at the top level that did not fail is kept for a partial stage.
-            partial = None if "" in failed else {k: v for k, v in data.items() if k not in failed}
-            raise ValidationFailed(errors, partial, text=text) from None
+            errors = [
+                FieldError(
+                    _field_path(data, e["loc"]),
+                    e["msg"],
+                    kind=FieldErrorKind.FORBIDDEN
+                    if e["type"] == "extra_forbidden"
+                    else FieldErrorKind.INVALID,
+                )
+                for e in exc.errors(include_url=False)
+            ]
+            # Everything that did not fail is kept for a partial stage.
+            kept = without(data, (e.path for e in errors))
+            raise ValidationFailed(errors, kept, text=text) from None
 
     def fingerprint_data(self) -> Mapping[str, object]:
         """The model's JSON schema: an edited model is a new one."""
@@ -97,15 +110,44 @@ class _PydanticValidator:
         return f"pydantic({self._model.__name__})"
 
 
+def _field_path(data: object, loc: tuple[str | int, ...]) -> FieldPath:
+    """The part of pydantic's *loc* that names a place in the answer.
+
+    Validated by alias (the default), *loc* holds the keys the answer's JSON
+    used.  A union adds its member's tag (``("price", "int")``,
+    ``("pet", "Cat", "name")``), which is no key of the answer: the path stops
+    where the answer does, except for the last key, which may be a missing field.
+    """
+    path: list[str | int] = []
+    node = data
+    for i, key in enumerate(loc):
+        if isinstance(node, dict) and isinstance(key, str):
+            if key not in node and i < len(loc) - 1:
+                break  # a union's tag, not a missing field (pydantic's missing key ends the loc)
+            path.append(key)
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            path.append(key)
+            node = node[key]
+        else:
+            break
+    return tuple(path)
+
+
 def pydantic(model: type[T]) -> Validator[T]:
     """A validator that parses JSON into *model* (a pydantic model or any type pydantic knows)."""
     return _PydanticValidator(model)
 
 
 def json_schema(schema: Mapping[str, Any]) -> Validator[dict[str, Any]]:
-    """A validator for a JSON Schema: the subset a model's response schema uses.
+    """A validator for a JSON Schema, checked by the ``jsonschema`` package.
 
-    Every bad field is reported by dotted path; a keyword it cannot check is
-    refused here with ``ValueError`` rather than silently ignored.
+    The draft is the schema's own ``$schema``, else Draft 2020-12; ``"nullable":
+    true`` (OpenAPI's spelling, used by model response schemas) also lets
+    ``null`` through.  Every bad field is reported by path: the missing key of
+    ``required``, each forbidden key of ``additionalProperties: false``, and
+    inside ``anyOf``/``oneOf`` the leaves of the one branch whose type fits.
+    An invalid schema, or a local ``$ref`` that resolves to nothing, raises
+    ``ValueError`` here rather than at the first answer.
     """
     return SchemaValidator(schema)

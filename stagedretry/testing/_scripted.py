@@ -18,6 +18,7 @@ import attrs
 from .._outcomes import (
     FatalError,
     FieldError,
+    FieldPath,
     Outcome,
     OutcomeKind,
     RateLimited,
@@ -44,9 +45,9 @@ def _fields(value: Iterable[str]) -> tuple[str, ...]:
 class ScriptStep:
     """What one request comes to.
 
-    ``fields`` are the fields an ``INVALID`` answer gets wrong (top-level names
-    or dotted paths); none means the answer could not be read at all, so a
-    partial stage has nothing to repair.  ``retry_after`` is a ``RATE_LIMITED``
+    ``fields`` are the fields an ``INVALID`` answer gets wrong, each a top-level
+    key (never split: ``"author.name"`` is one key); none means the answer
+    could not be read at all, so a partial stage has nothing to repair.  ``retry_after`` is a ``RATE_LIMITED``
     refusal's advised delay and ``resource`` the name of a lost resource.
     """
 
@@ -98,7 +99,7 @@ class RecordedRequest:
     item_id: str
     stage: str
     params: Mapping[str, Any]
-    fields: tuple[str, ...] | None
+    fields: tuple[FieldPath, ...] | None
     attempt: int
     step: ScriptStep
     prompt: str = attrs.field(repr=False)
@@ -200,10 +201,11 @@ class ScriptedStrategy:
         """Answer as *step* says, or raise the exception that stands for it."""
         kind = step.kind
         if kind is OutcomeKind.SUCCEEDED:
+            asked = {p[0] for p in request.fields or () if p}
             wanted = (
                 self.answer
                 if request.fields is None
-                else {k: v for k, v in self.answer.items() if k in request.fields}
+                else {k: v for k, v in self.answer.items() if k in asked}
             )
             usage = self._usage(request) if callable(self._usage) else self._usage
             return Response(json.dumps(dict(wanted)), usage)
@@ -226,7 +228,7 @@ def _invalid(fields: tuple[str, ...], answer: Mapping[str, Any]) -> ValidationFa
         return ValidationFailed(
             [FieldError("", "scripted unreadable answer")], None, text="<not json>"
         )
-    heads = {f.split(".", 1)[0] for f in fields}
+    heads = set(fields)
     kept = {k: v for k, v in answer.items() if k not in heads}
     broken = dict(answer) | dict.fromkeys(heads)
     return ValidationFailed(
