@@ -35,7 +35,8 @@ def test_a_first_success_ends_at_once() -> None:
 def test_invalid_fields_go_to_the_partial_stage_which_asks_only_for_them() -> None:
     path = expected_path(LADDER, [invalid("year", "title.sub", "year")])
     assert path.stages == ("full_t0", "partial_t0")
-    assert path.fields == (None, ("year", "title"))
+    # Each scripted field is one key: "title.sub" is not split into "title".
+    assert path.fields == (None, (("year",), ("title.sub",)))
     assert path.status is ItemStatus.SUCCEEDED
     assert path.prompts == 2
 
@@ -121,7 +122,7 @@ def test_failed_fields_survive_other_outcomes_until_repaired() -> None:
     path = expected_path(plan, [invalid("x"), T])
     # a -INVALID-> b, which repairs 'x'; a TRANSIENT there just retries it.
     assert path.stages == ("a", "b", "b")
-    assert path.fields == (None, ("x",), ("x",))
+    assert path.fields == (None, (("x",),), (("x",),))
 
 
 def test_back_edges_loop_until_the_budget_ends_them() -> None:

@@ -95,14 +95,14 @@ def _tree(fields: Sequence[FieldPath]) -> _Tree:
 
 
 def _narrow(root: Mapping[str, Any], node: Mapping[str, Any], tree: _Tree) -> dict[str, Any]:
-    """A copy of object *node* with only the properties in *tree* (in the schema's order)."""
+    """A copy of object *node* with only the properties in *tree*, in the order asked."""
     found = _resolved(root, node)
     properties = found.get("properties") if found is not None else None
     if found is None or not isinstance(properties, Mapping):
         # Not a plain object schema here (a union, say): the whole value is described,
         # and the merge still takes only the asked paths from the answer.
         return copy.deepcopy(dict(node))
-    chosen = [name for name in properties if name in tree]
+    chosen = [name for name in tree if name in properties]  # in the order asked
     if not chosen:
         return copy.deepcopy(dict(node))
     out: dict[str, Any] = {
