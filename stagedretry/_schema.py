@@ -162,18 +162,21 @@ def _leaves(error: ValidationError) -> Iterator[FieldError]:
 
 
 def _fitting_branch(error: ValidationError, path: FieldPath) -> list[ValidationError] | None:
-    """The errors of the one ``anyOf``/``oneOf`` branch whose type fits, if there is one."""
+    """The errors of the one ``anyOf``/``oneOf`` branch the value's own shape fits, if one.
+
+    A branch fits when all its errors lie below the value (its type, required keys and
+    the like hold); a ``false`` branch, whose error has no schema path, never fits.
+    """
     branches: dict[object, list[ValidationError]] = {}
     for inner in error.context or ():
-        branches.setdefault(inner.relative_schema_path[0], []).append(inner)
+        key = inner.relative_schema_path[0] if inner.relative_schema_path else id(inner)
+        branches.setdefault(key, []).append(inner)
     fitting = [
         errors
         for errors in branches.values()
-        if not any(e.validator == "type" and tuple(e.absolute_path) == path for e in errors)
+        if all(len(e.absolute_path) > len(path) for e in errors)
     ]
-    if len(fitting) == 1 and all(tuple(e.absolute_path) != path for e in fitting[0]):
-        return fitting[0]
-    return None
+    return fitting[0] if len(fitting) == 1 else None
 
 
 def _extra_keys(schema: Mapping[str, Any], instance: Mapping[str, Any]) -> list[str]:
