@@ -93,8 +93,10 @@ async def test_a_forbidden_key_is_dropped_without_a_request(
     assert len(answers.requests) == 1
     (mended,) = result.attempts[0].mended
     assert (mended.path, mended.kind) == (("confidence",), FieldErrorKind.FORBIDDEN)
-    output = result.output if isinstance(result.output, dict) else result.output.model_dump(
-        by_alias=True
+    output = (
+        result.output
+        if isinstance(result.output, dict)
+        else result.output.model_dump(by_alias=True)
     )
     assert output == {"name": "Lamp", "price.usd": 8.5}
 

@@ -88,9 +88,7 @@ class TestPartialBuild:
         assert request is not None
         assert request.fields == (("year",), ("author", "name"), ("author", "born"))
         assert request.kept == {"title": "Dune", "author": {"alive": False}, "pages": 412}
-        assert request.prompt == repair_prompt(
-            ITEM.prompt, errors, request.kept, request.fields
-        )
+        assert request.prompt == repair_prompt(ITEM.prompt, errors, request.kept, request.fields)
 
     def test_prompt_lists_errors_kept_data_and_wanted_fields(self) -> None:
         errors = (FieldError("year", "expected an integer"),)
@@ -101,7 +99,8 @@ class TestPartialBuild:
         assert "- /year: expected an integer" in text
         assert '{"title": "Dune"}' in text
         assert text.endswith(
-            'Answer with a JSON object holding only these fields: /year, shaped like {"year": "..."}.'
+            "Answer with a JSON object holding only these fields: /year, "
+            'shaped like {"year": "..."}.'
         )
 
     def test_prompt_shows_keys_with_dots_and_slashes_as_one_key(self) -> None:
