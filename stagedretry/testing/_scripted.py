@@ -48,7 +48,8 @@ class ScriptStep:
     ``fields`` are the fields an ``INVALID`` answer gets wrong, each a top-level
     key (never split: ``"author.name"`` is one key); none means the answer
     could not be read at all, so a partial stage has nothing to repair.
-    ``retry_after`` is a ``RATE_LIMITED`` refusal's advised delay and ``resource`` the name of a lost resource.
+    ``retry_after`` is a ``RATE_LIMITED`` refusal's advised delay and
+    ``resource`` the name of a lost resource.
     """
 
     kind: OutcomeKind
