@@ -24,7 +24,7 @@ import jsonschema.validators
 from jsonschema.exceptions import ValidationError
 
 from ._outcomes import FieldError, FieldErrorKind, FieldPath, ValidationFailed, json_pointer
-from ._stages import without
+from ._stages import kept_part
 
 #: Validators by class, extended once each with ``nullable`` (``extend`` builds a new class).
 _NULLABLE: dict[type[Any], type[Any]] = {}
@@ -202,7 +202,7 @@ class SchemaValidator:
         data = parse_json_object(text)
         errors = self.errors(data)
         if errors:
-            raise ValidationFailed(errors, without(data, (e.path for e in errors)), text=text)
+            raise ValidationFailed(errors, kept_part(data, errors), text=text)
         return data
 
     def fingerprint_data(self) -> Mapping[str, object]:

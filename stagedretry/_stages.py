@@ -124,6 +124,23 @@ def without(data: Mapping[str, Any], paths: Iterable[FieldPath]) -> dict[str, An
     return out
 
 
+def kept_part(data: Mapping[str, Any], errors: Iterable[FieldError]) -> dict[str, Any] | None:
+    """The part of *data* a partial stage may keep: without the failed paths or forbidden keys.
+
+    A failed value is cut at its first array index (the array is re-asked whole);
+    a forbidden key is dropped exactly where it is, even inside an array element,
+    since it is never re-asked.  ``None`` when an error covers the whole answer.
+    """
+    errors = tuple(errors)
+    kept = without(data, (e.path for e in errors if e.kind is not FieldErrorKind.FORBIDDEN))
+    if kept is None:
+        return None
+    for error in errors:
+        if error.kind is FieldErrorKind.FORBIDDEN:
+            kept = _dropped(kept, error.path)
+    return kept
+
+
 _MISSING: Any = object()
 
 

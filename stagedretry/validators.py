@@ -21,7 +21,7 @@ from typing import Any, TypeVar, overload
 from ._outcomes import FieldError, FieldErrorKind, FieldPath, ValidationFailed
 from ._resume import fingerprint_part
 from ._schema import SchemaValidator, parse_json_object
-from ._stages import Validator, without
+from ._stages import Validator, kept_part
 
 T = TypeVar("T")
 
@@ -98,7 +98,7 @@ class _PydanticValidator:
                 for e in exc.errors(include_url=False)
             ]
             # Everything that did not fail is kept for a partial stage.
-            kept = without(data, (e.path for e in errors))
+            kept = kept_part(data, errors)
             raise ValidationFailed(errors, kept, text=text) from None
 
     def fingerprint_data(self) -> Mapping[str, object]:
