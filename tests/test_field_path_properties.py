@@ -154,7 +154,7 @@ def broken_answers(draw: st.DrawFn) -> tuple[Spec, Any, Any, set[FieldPath], lis
         else:
             put(answer, path, 12345 if leaf.kind == "str" else "bad")
         broken.add(path)
-    extras = [p[:-1] + (EXTRA,) for p, _, closed in fields if closed and len(p) > 0]
+    extras = [(*p[:-1], EXTRA) for p, _, closed in fields if closed and len(p) > 0]
     extras = [e for e in dict.fromkeys(extras) if value_at(answer, e[:-1]) is not None][:2]
     for extra in extras:
         target = value_at(answer, extra[:-1])
@@ -186,7 +186,7 @@ def check(validator: Any, case: tuple[Spec, Any, Any, set[FieldPath], list[Field
     assert all(e.path[-1] == EXTRA for e in failed.errors if e.kind is FieldErrorKind.FORBIDDEN)
 
     # A repair that also tries to rewrite every kept field at the top.
-    repair = {k: "rewritten" for k in valid}
+    repair = dict.fromkeys(valid, "rewritten")
     for path in fields:
         put_path(repair, path, value_at(valid, path))
     merged = merge(failed.partial, repair, fields)
