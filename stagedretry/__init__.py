@@ -7,6 +7,8 @@ from ._outcomes import (
     AttemptError,
     FatalError,
     FieldError,
+    FieldErrorKind,
+    FieldPath,
     Outcome,
     OutcomeKind,
     PlanError,
@@ -17,6 +19,7 @@ from ._outcomes import (
     StagedRetryError,
     TransientError,
     ValidationFailed,
+    json_pointer,
 )
 from ._plan import Backoff, Plan, Stage
 from ._resources import RenewReason, SharedResource
@@ -60,6 +63,8 @@ __all__ = [
     "DeclaresParams",
     "FatalError",
     "FieldError",
+    "FieldErrorKind",
+    "FieldPath",
     "Fingerprinted",
     "FullStage",
     "ItemResult",
@@ -98,6 +103,7 @@ __all__ = [
     "Validator",
     "WorkItem",
     "builtin_kinds",
+    "json_pointer",
     "parse_settings",
     "settable_keys",
     "setting",

@@ -27,11 +27,13 @@ from typing import Any, Final
 
 import attrs
 
-from ._outcomes import FieldError, OutcomeKind, StagedRetryError
+from ._outcomes import FieldError, FieldErrorKind, FieldPath, OutcomeKind, StagedRetryError
 from ._redact import Secrets
 from ._results import Attempt, ItemResult, ItemStatus, ResponseMeta, Usage
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2: field paths are JSON lists of keys and indexes (1 wrote dotted strings); attempts
+may list ``mended`` errors.  Rows of either version load: see :func:`result_from_json`."""
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -124,6 +126,36 @@ def _meta_json(meta: ResponseMeta | None) -> dict[str, Any] | None:
     }
 
 
+def _error_json(error: FieldError) -> dict[str, Any]:
+    row: dict[str, Any] = {"path": list(error.path), "message": error.message}
+    if error.kind is not FieldErrorKind.INVALID:
+        row["kind"] = error.kind.value
+    return row
+
+
+def _path_from_json(path: str | list[str | int]) -> FieldPath:
+    if isinstance(path, str):
+        # Schema 1 joined paths with "." and cannot say whether a key held one, nor
+        # whether "0" was an index: split as it was joined, keep every part a key.
+        return tuple(path.split(".")) if path else ()
+    return tuple(path)
+
+
+def _error_from_json(row: Mapping[str, Any]) -> FieldError:
+    return FieldError(
+        _path_from_json(row["path"]),
+        row["message"],
+        kind=FieldErrorKind(row.get("kind", FieldErrorKind.INVALID.value)),
+    )
+
+
+def _fields_from_json(fields: list[str | list[str | int]] | None) -> tuple[FieldPath, ...] | None:
+    if fields is None:
+        return None
+    # Schema 1 listed top-level names, one key each (never dotted): a str is one key.
+    return tuple((f,) if isinstance(f, str) else tuple(f) for f in fields)
+
+
 def result_to_json(result: ItemResult) -> dict[str, Any]:
     """The JSON form of *result* (the provider's raw response and the context are left out)."""
     return {
@@ -133,7 +165,7 @@ def result_to_json(result: ItemResult) -> dict[str, Any]:
         "final_stage": result.final_stage,
         "prompts": result.prompts,
         "reason": result.reason,
-        "errors": [{"path": e.path, "message": e.message} for e in result.errors],
+        "errors": [_error_json(e) for e in result.errors],
         "last_invalid": jsonable(result.last_invalid),
         "attempts": [
             {
@@ -144,9 +176,10 @@ def result_to_json(result: ItemResult) -> dict[str, Any]:
                 "usage": _usage_json(a.usage),
                 "meta": _meta_json(a.meta),
                 "error": a.error,
-                "fields": list(a.fields) if a.fields is not None else None,
+                "fields": [list(p) for p in a.fields] if a.fields is not None else None,
                 "started": a.started,
                 "duration": a.duration,
+                "mended": [_error_json(e) for e in a.mended],
             }
             for a in result.attempts
         ],
@@ -154,7 +187,12 @@ def result_to_json(result: ItemResult) -> dict[str, Any]:
 
 
 def result_from_json(data: Mapping[str, Any]) -> ItemResult:
-    """Rebuild an :class:`ItemResult` from :func:`result_to_json` (``output`` stays plain data)."""
+    """Rebuild an :class:`ItemResult` from :func:`result_to_json` (``output`` stays plain data).
+
+    Rows of schema 1 still load: a path written as a dotted string is split on
+    ``.`` as it was joined (every part a key), and a partial request's fields,
+    then top-level names, are one key each.
+    """
     attempts = []
     for a in data.get("attempts", ()):
         u = a.get("usage") or {}
@@ -170,9 +208,10 @@ def result_from_json(data: Mapping[str, Any]) -> ItemResult:
                 ),
                 meta=ResponseMeta(**m) if m is not None else None,
                 error=a.get("error"),
-                fields=tuple(a["fields"]) if a.get("fields") is not None else None,
+                fields=_fields_from_json(a.get("fields")),
                 started=a.get("started", 0.0),
                 duration=a.get("duration", 0.0),
+                mended=tuple(_error_from_json(e) for e in a.get("mended", ())),
             )
         )
     return ItemResult(
@@ -183,7 +222,7 @@ def result_from_json(data: Mapping[str, Any]) -> ItemResult:
         prompts=data.get("prompts", 0),
         attempts=tuple(attempts),
         reason=data.get("reason"),
-        errors=tuple(FieldError(e["path"], e["message"]) for e in data.get("errors", ())),
+        errors=tuple(_error_from_json(e) for e in data.get("errors", ())),
         last_invalid=data.get("last_invalid"),
     )
 
@@ -339,6 +378,11 @@ class Journal:
                     f"the journal {str(self.path)!r} was written by a newer stagedretry "
                     f"(schema {row[0]})"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                # Older rows still load (see result_from_json); the rows written from now on
+                # do not load in the older version, which this marks so it refuses the file.
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+                db.commit()
         except sqlite3.DatabaseError as exc:
             db.close()
             self._lock.release()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 import attrs
 
@@ -58,12 +59,56 @@ class Outcome:
     sent: bool = attrs.field(default=True, kw_only=True)
 
 
+FieldPath: TypeAlias = tuple[str | int, ...]
+"""Where a value sits in an answer: object keys (``str``) and array indexes (``int``).
+
+``()`` is the whole answer.  A path is never a joined string: a key may hold
+``.``, ``/``, ``~``, spaces or digits and still name exactly one key."""
+
+
+def _as_path(value: str | Sequence[str | int]) -> FieldPath:
+    # A str is ONE key, never split on dots: "price.usd" is the key "price.usd".
+    # "" stays the whole answer, as it was before paths were tuples.
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return tuple(value)
+
+
+def json_pointer(path: FieldPath) -> str:
+    """*path* as an RFC 6901 JSON Pointer: ``("price.usd",)`` -> ``"/price.usd"``, ``()`` -> ``""``.
+
+    For messages, prompts and logs only: the engine itself always carries the tuple.
+    """
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+class FieldErrorKind(enum.Enum):
+    """What is wrong with a field, as far as the engine can act on it."""
+
+    #: The value is wrong or missing: a partial stage re-asks it.
+    INVALID = "invalid"
+    #: The key is not allowed here (``additionalProperties: false``, pydantic's
+    #: ``extra="forbid"``): the engine drops it and validates again, without a request.
+    FORBIDDEN = "forbidden"
+
+
 @attrs.frozen
 class FieldError:
-    """One field that failed validation: a dotted *path* (``""`` for the whole answer)."""
+    """One field that failed validation.
 
-    path: str
+    *path* is a :data:`FieldPath`; a plain ``str`` is accepted as a path of ONE
+    key (``FieldError("price.usd", ...)`` names the key ``"price.usd"``, never
+    ``price`` then ``usd``), and ``""`` or ``()`` is the whole answer.
+    """
+
+    path: FieldPath = attrs.field(converter=_as_path)
     message: str
+    kind: FieldErrorKind = attrs.field(default=FieldErrorKind.INVALID, kw_only=True)
+
+    @property
+    def pointer(self) -> str:
+        """The path as a JSON Pointer, for display."""
+        return json_pointer(self.path)
 
 
 class StagedRetryError(Exception):
@@ -101,7 +146,7 @@ class ValidationFailed(StagedRetryError):
         self.errors = tuple(errors)
         self.partial = partial
         self.text = text
-        shown = "; ".join(f"{e.path or '<answer>'}: {e.message}" for e in self.errors[:5])
+        shown = "; ".join(f"{e.pointer or '<answer>'}: {e.message}" for e in self.errors[:5])
         more = f" (+{len(self.errors) - 5} more)" if len(self.errors) > 5 else ""
         super().__init__(f"{len(self.errors)} invalid field(s): {shown}{more}")
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic
 
 import attrs
 
-from ._outcomes import FieldError, OutcomeKind
+from ._outcomes import FieldError, FieldPath, OutcomeKind
 from ._usage import NO_USAGE, ResponseMeta, Usage
 
 if TYPE_CHECKING:
@@ -49,7 +49,12 @@ class ItemStatus(enum.Enum):
 
 @attrs.frozen
 class Attempt:
-    """One request of one item (or a refusal of one), whatever it came to."""
+    """One request of one item (or a refusal of one), whatever it came to.
+
+    ``fields`` are the paths a partial request asked for (``None``: the whole
+    answer); ``mended`` the errors the engine repaired itself, without another
+    request (a key the schema forbids, dropped), whatever the outcome.
+    """
 
     stage: str
     outcome: OutcomeKind
@@ -58,9 +63,10 @@ class Attempt:
     usage: Usage = NO_USAGE
     meta: ResponseMeta | None = None
     error: str | None = None
-    fields: tuple[str, ...] | None = None
+    fields: tuple[FieldPath, ...] | None = None
     started: float = 0.0
     duration: float = 0.0
+    mended: tuple[FieldError, ...] = ()
 
 
 @attrs.frozen

@@ -856,6 +856,7 @@ class Runner(Generic[T]):
                 request.fields,
                 started,
                 clock.monotonic() - started,
+                state.take_mended(),
             )
         )
         if log is not None:

@@ -1,63 +1,34 @@
-"""A small JSON Schema validator for structured answers, reporting every bad field by path.
+"""JSON Schema validation of structured answers, by the ``jsonschema`` package.
 
-It covers the part of JSON Schema a model's response schema uses (types,
-``properties``/``required``, ``items``, ``enum``, lengths, ranges, ``pattern``,
-``anyOf``, ``nullable`` and local ``$ref``); :func:`check_schema` refuses any
-other keyword up front, so nothing is silently left unchecked.
+The schema's own ``$schema`` picks the draft (Draft 2020-12 when it names none).
+What this module adds on top is what the engine needs from a failure: every
+bad field as a :data:`~stagedretry.FieldPath` taken from the error tree
+(``absolute_path``, the missing key of ``required``, the forbidden keys of
+``additionalProperties: false``, the branch that fits inside ``anyOf``/``oneOf``),
+and the part of the answer that is valid and may be kept while the rest is
+re-asked.
+
+One extension beyond the standard: ``"nullable": true`` (the OpenAPI keyword
+that model response schemas use) lets ``null`` pass a ``type`` check.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
-from ._describe import describe
-from ._outcomes import FieldError, ValidationFailed
+import jsonschema
+import jsonschema.validators
+from jsonschema.exceptions import ValidationError
 
-_ANNOTATIONS: Final = frozenset(
-    {
-        "title",
-        "description",
-        "default",
-        "examples",
-        "format",
-        "propertyOrdering",
-        "$schema",
-        "$id",
-        "$comment",
-        "deprecated",
-        "readOnly",
-        "writeOnly",
-    }
-)
-_CHECKED: Final = frozenset(
-    {
-        "type",
-        "enum",
-        "const",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "minItems",
-        "maxItems",
-        "minLength",
-        "maxLength",
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
-        "pattern",
-        "anyOf",
-        "nullable",
-        "$ref",
-        "$defs",
-        "definitions",
-    }
-)
-_TYPES: Final = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
+from ._outcomes import FieldError, FieldErrorKind, FieldPath, ValidationFailed, json_pointer
+from ._stages import kept_part
+
+#: Validators by class, extended once each with ``nullable`` (``extend`` builds a new class).
+_NULLABLE: dict[type[Any], type[Any]] = {}
+_BRANCHING: Final = frozenset({"anyOf", "oneOf"})
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
@@ -75,100 +46,163 @@ def parse_json_object(text: str) -> dict[str, Any]:
     return data
 
 
+def _with_nullable(base: type[Any]) -> type[Any]:
+    found = _NULLABLE.get(base)
+    if found is None:
+        check_type = base.VALIDATORS["type"]
+
+        def nullable_type(
+            validator: Any, types: Any, instance: Any, schema: Mapping[str, Any]
+        ) -> Iterator[ValidationError]:
+            if instance is None and schema.get("nullable") is True:
+                return
+            yield from check_type(validator, types, instance, schema)
+
+        found = jsonschema.validators.extend(base, {"type": nullable_type})  # type: ignore[no-untyped-call]
+        _NULLABLE[base] = found
+    return found
+
+
 def check_schema(schema: Mapping[str, Any]) -> str | None:
-    """``None`` when *schema* only uses supported keywords, else what is wrong and where."""
-    return _check(schema, schema, "#", 0)
-
-
-def _check(node: object, root: Mapping[str, Any], where: str, depth: int) -> str | None:
-    if depth > 32:
-        return f"{where}: nested too deeply"
-    if not isinstance(node, Mapping):
-        return f"{where}: a schema must be an object"
-    for key in node:
-        if key not in _CHECKED and key not in _ANNOTATIONS:
-            return f"{where}: unsupported keyword {key!r}"
-    kinds = node.get("type")
-    for kind in kinds if isinstance(kinds, list) else [kinds] if kinds is not None else []:
-        if kind not in _TYPES:
-            return f"{where}.type: unknown type {kind!r}"
-    if "pattern" in node:
-        try:
-            re.compile(node["pattern"])
-        except (re.error, TypeError) as exc:
-            return f"{where}.pattern: not a regular expression ({exc})"
-    if "$ref" in node and _resolve(root, node["$ref"]) is None:
-        return f"{where}.$ref: cannot resolve {node['$ref']!r} (only local #/... references)"
-    children: list[tuple[str, object]] = []
-    for name, child in (node.get("properties") or {}).items():
-        children.append((f"{where}.properties.{name}", child))
-    for key in ("$defs", "definitions"):
-        for name, child in (node.get(key) or {}).items():
-            children.append((f"{where}.{key}.{name}", child))
-    if isinstance(node.get("items"), Mapping):
-        children.append((f"{where}.items", node["items"]))
-    if isinstance(node.get("additionalProperties"), Mapping):
-        children.append((f"{where}.additionalProperties", node["additionalProperties"]))
-    for i, child in enumerate(node.get("anyOf") or []):
-        children.append((f"{where}.anyOf[{i}]", child))
-    for path, child in children:
-        problem = _check(child, root, path, depth + 1)
-        if problem is not None:
-            return problem
+    """``None`` when *schema* is a valid schema of its draft, else what is wrong and where."""
+    try:
+        _compile(schema)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
-def _resolve(root: Mapping[str, Any], ref: object) -> Mapping[str, Any] | None:
-    if not isinstance(ref, str) or not ref.startswith("#"):
-        return None
-    node: Any = root
-    for token in ref[1:].strip("/").split("/"):
-        if not token:
-            continue
+def _compile(schema: Mapping[str, Any]) -> Any:
+    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        base.check_schema(dict(schema))
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"#{json_pointer(tuple(exc.absolute_path))}: {exc.message}") from None
+    for where, ref in _local_refs(schema, ()):
+        if _lookup(schema, ref) is None:
+            raise ValueError(f"#{json_pointer(where)}: cannot resolve $ref {ref!r}")
+    return _with_nullable(base)(schema)
+
+
+def _local_refs(node: object, where: FieldPath) -> Iterator[tuple[FieldPath, str]]:
+    """Every ``"#/..."`` reference, checked up front so a typo fails when the validator is built."""
+    if isinstance(node, Mapping):
+        if "$id" in node and where:
+            return  # a nested resource has its own base: jsonschema resolves those
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value.startswith("#"):
+                yield (*where, key), value
+            elif key not in ("enum", "const", "default", "examples"):
+                yield from _local_refs(value, (*where, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _local_refs(value, (*where, i))
+
+
+def _lookup(root: Mapping[str, Any], ref: str) -> object | None:
+    if not ref.startswith("#/") and ref != "#":
+        return root  # an anchor ("#name"): left to jsonschema
+    node: object = root
+    for token in ref[2:].split("/") if ref != "#" else ():
         key = token.replace("~1", "/").replace("~0", "~")
-        if not isinstance(node, Mapping) or key not in node:
+        if isinstance(node, Mapping) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
             return None
-        node = node[key]
-    return node if isinstance(node, Mapping) else None
+    return node
 
 
-def _type_ok(kind: str, value: object) -> bool:
-    if kind == "null":
-        return value is None
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer()
-        )
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "array":
-        return isinstance(value, list)
-    return isinstance(value, dict)
+def _message(error: ValidationError) -> str:
+    if error.validator in _BRANCHING and error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        if best is not None:
+            return f"matches none of the allowed forms ({best.message})"
+    return str(error.message)
+
+
+def field_errors(errors: Iterable[ValidationError]) -> list[FieldError]:
+    """The engine's view of jsonschema's errors: one :class:`FieldError` per failing leaf."""
+    out: dict[tuple[FieldPath, FieldErrorKind], FieldError] = {}
+    for error in errors:
+        for found in _leaves(error):
+            out.setdefault((found.path, found.kind), found)
+    return list(out.values())
+
+
+def _leaves(error: ValidationError) -> Iterator[FieldError]:
+    path: FieldPath = tuple(error.absolute_path)
+    instance = error.instance
+    wanted: Any = error.validator_value
+    if error.validator == "required" and isinstance(instance, Mapping):
+        # jsonschema reports the object; the field to ask for is the missing key.
+        for name in wanted:
+            if isinstance(name, str) and name not in instance:
+                yield FieldError((*path, name), "missing")
+        return
+    if (
+        error.validator == "additionalProperties"
+        and wanted is False
+        and isinstance(instance, Mapping)
+        and isinstance(error.schema, Mapping)
+    ):
+        for name in _extra_keys(error.schema, instance):
+            yield FieldError((*path, name), "not allowed", kind=FieldErrorKind.FORBIDDEN)
+        return
+    if error.validator in _BRANCHING and error.context:
+        fitting = _fitting_branch(error, path)
+        if fitting is not None:
+            # Only one branch has the answer's type (a nullable object, say): its own
+            # errors name the failing leaves, so those are re-asked, not the whole value.
+            for inner in fitting:
+                yield from _leaves(inner)
+            return
+    yield FieldError(path, _message(error))
+
+
+def _fitting_branch(error: ValidationError, path: FieldPath) -> list[ValidationError] | None:
+    """The errors of the one ``anyOf``/``oneOf`` branch the value's own shape fits, if one.
+
+    A branch fits when all its errors lie below the value (its type, required keys and
+    the like hold); a ``false`` branch, whose error has no schema path, never fits.
+    """
+    branches: dict[object, list[ValidationError]] = {}
+    for inner in error.context or ():
+        key = inner.relative_schema_path[0] if inner.relative_schema_path else id(inner)
+        branches.setdefault(key, []).append(inner)
+    fitting = [
+        errors
+        for errors in branches.values()
+        if all(len(e.absolute_path) > len(path) for e in errors)
+    ]
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def _extra_keys(schema: Mapping[str, Any], instance: Mapping[str, Any]) -> list[str]:
+    properties = schema.get("properties") or {}
+    patterns = [re.compile(p) for p in schema.get("patternProperties") or {}]
+    return [
+        key
+        for key in instance
+        if key not in properties and not any(p.search(key) for p in patterns)
+    ]
 
 
 class SchemaValidator:
-    """A validator (``text -> dict``) for one JSON Schema; bad fields are named by dotted path."""
+    """A validator (``text -> dict``) for one JSON Schema; bad fields are named by path."""
 
-    __slots__ = ("_root",)
+    __slots__ = ("_root", "_validator")
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        problem = check_schema(schema)
-        if problem is not None:
-            raise ValueError(problem)
+        self._validator = _compile(schema)
         self._root = schema
 
     def __call__(self, text: str) -> dict[str, Any]:
         data = parse_json_object(text)
-        errors: list[FieldError] = []
-        self._walk(self._root, data, "", errors)
+        errors = self.errors(data)
         if errors:
-            failed = {e.path.split(".", 1)[0] for e in errors}
-            partial = None if "" in failed else {k: v for k, v in data.items() if k not in failed}
-            raise ValidationFailed(errors, partial, text=text)
+            raise ValidationFailed(errors, kept_part(data, errors), text=text)
         return data
 
     def fingerprint_data(self) -> Mapping[str, object]:
@@ -177,106 +211,7 @@ class SchemaValidator:
 
     def errors(self, value: object) -> list[FieldError]:
         """Every violation in *value* (already parsed)."""
-        errors: list[FieldError] = []
-        self._walk(self._root, value, "", errors)
-        return errors
-
-    def _walk(
-        self, node: Mapping[str, Any], value: object, path: str, out: list[FieldError]
-    ) -> None:
-        while "$ref" in node:
-            target = _resolve(self._root, node["$ref"])
-            assert target is not None  # checked by check_schema
-            node = target
-        if value is None and node.get("nullable") is True:
-            return
-        if "anyOf" in node:
-            for branch in node["anyOf"]:
-                trial: list[FieldError] = []
-                self._walk(branch, value, path, trial)
-                if not trial:
-                    break
-            else:
-                out.append(FieldError(path, "matches none of the allowed forms"))
-                return
-        kinds = node.get("type")
-        if kinds is not None:
-            wanted = kinds if isinstance(kinds, list) else [kinds]
-            if not any(_type_ok(k, value) for k in wanted):
-                out.append(
-                    FieldError(path, f"expected {' or '.join(wanted)}, got {describe(value)}")
-                )
-                return
-        if "const" in node and value != node["const"]:
-            out.append(FieldError(path, f"expected {node['const']!r}"))
-        if "enum" in node and value not in node["enum"]:
-            shown = ", ".join(repr(v) for v in node["enum"][:8])
-            out.append(FieldError(path, f"expected one of {shown}, got {value!r}"))
-            return
-        if isinstance(value, str):
-            self._string(node, value, path, out)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            self._number(node, value, path, out)
-        elif isinstance(value, list):
-            self._array(node, value, path, out)
-        elif isinstance(value, dict):
-            self._object(node, value, path, out)
-
-    def _string(
-        self, node: Mapping[str, Any], value: str, path: str, out: list[FieldError]
-    ) -> None:
-        if "minLength" in node and len(value) < node["minLength"]:
-            out.append(FieldError(path, f"at least {node['minLength']} characters"))
-        if "maxLength" in node and len(value) > node["maxLength"]:
-            out.append(FieldError(path, f"at most {node['maxLength']} characters"))
-        if "pattern" in node and re.search(node["pattern"], value) is None:
-            out.append(FieldError(path, f"does not match {node['pattern']!r}"))
-
-    def _number(
-        self, node: Mapping[str, Any], value: float, path: str, out: list[FieldError]
-    ) -> None:
-        if "minimum" in node and value < node["minimum"]:
-            out.append(FieldError(path, f"must be >= {node['minimum']}"))
-        if "maximum" in node and value > node["maximum"]:
-            out.append(FieldError(path, f"must be <= {node['maximum']}"))
-        low = node.get("exclusiveMinimum")
-        if isinstance(low, int | float) and not isinstance(low, bool) and value <= low:
-            out.append(FieldError(path, f"must be > {low}"))
-        high = node.get("exclusiveMaximum")
-        if isinstance(high, int | float) and not isinstance(high, bool) and value >= high:
-            out.append(FieldError(path, f"must be < {high}"))
-
-    def _array(
-        self, node: Mapping[str, Any], value: list[Any], path: str, out: list[FieldError]
-    ) -> None:
-        if "minItems" in node and len(value) < node["minItems"]:
-            out.append(FieldError(path, f"at least {node['minItems']} items"))
-        if "maxItems" in node and len(value) > node["maxItems"]:
-            out.append(FieldError(path, f"at most {node['maxItems']} items"))
-        items = node.get("items")
-        if isinstance(items, Mapping):
-            for i, element in enumerate(value):
-                self._walk(items, element, _join(path, str(i)), out)
-
-    def _object(
-        self, node: Mapping[str, Any], value: dict[str, Any], path: str, out: list[FieldError]
-    ) -> None:
-        properties: Mapping[str, Any] = node.get("properties") or {}
-        for name in node.get("required") or ():
-            if name not in value:
-                out.append(FieldError(_join(path, name), "missing"))
-        extra = node.get("additionalProperties", True)
-        for name, child in value.items():
-            if name in properties:
-                self._walk(properties[name], child, _join(path, name), out)
-            elif extra is False:
-                out.append(FieldError(_join(path, name), "not allowed"))
-            elif isinstance(extra, Mapping):
-                self._walk(extra, child, _join(path, name), out)
+        return field_errors(self._validator.iter_errors(value))
 
     def __repr__(self) -> str:
         return f"SchemaValidator({self._root.get('title', 'schema')!r})"
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name

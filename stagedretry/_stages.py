@@ -8,15 +8,21 @@ An answer the provider flags as truncated (``ResponseMeta.truncated``) is read
 for what it holds complete: both kinds keep its complete, valid fields and
 fail the one that was cut and the ones never reached, so a partial stage can
 ask for only those.
+
+Paths are :data:`~stagedretry.FieldPath` tuples from end to end; they are
+rendered (as JSON Pointers) only in the prompt.  Keys a schema forbids are
+dropped here, without a request (see :func:`validate`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from ._outcomes import FieldError, ValidationFailed
+import attrs
+
+from ._outcomes import FieldError, FieldErrorKind, FieldPath, ValidationFailed, json_pointer
 from ._plan import Stage
 from ._results import T, WorkItem
 from ._state import ItemState
@@ -130,7 +136,7 @@ def from_truncated(
     validator: Validator[Any],
     *,
     kept: Mapping[str, Any] | None = None,
-    fields: tuple[str, ...] | None = None,
+    fields: tuple[FieldPath, ...] | None = None,
 ) -> Any:
     """Validate what a truncated answer holds complete; the cut and missing fields fail.
 
@@ -152,10 +158,12 @@ def from_truncated(
         except ValidationFailed as exc:
             raise ValidationFailed([FieldError("", why), *exc.errors], None, text=text) from None
     complete, cut = members
-    if fields is not None:
-        complete = {k: v for k, v in complete.items() if k in fields}
-        cut = tuple(k for k in cut if k in fields)
-    candidate = merge(kept or {}, complete)
+    if fields is None:
+        fields = tuple((key,) for key in complete)
+    else:
+        # A partial request: only the paths asked for are taken, and only their cut heads fail.
+        cut = tuple(k for k in cut if any(f and f[0] == k for f in fields))
+    candidate = merge(kept or {}, complete, fields)
     try:
         output = validator(json.dumps(candidate, ensure_ascii=False))
     except ValidationFailed as exc:
@@ -167,9 +175,9 @@ def from_truncated(
     errors = [FieldError(key, why) for key in cut]
     for error in failed:
         heads = repairable_fields((error,))
-        if set(heads) & set(cut):
+        if {h[0] for h in heads if h} & set(cut):
             continue  # the validator named a cut field (as missing): one error for it is enough
-        if heads and heads[0] not in candidate:
+        if heads and value_at(candidate, heads[0]) is _MISSING:
             # Missing because the answer stopped before it, which the error should say.
             message = f"{error.message}, as the answer was {why} before it"
             errors.append(FieldError(error.path, message))
@@ -193,49 +201,205 @@ class FullStage:
             raise _no_text(response)
         if response.meta is not None and response.meta.truncated:
             return from_truncated(response, validator)
-        return validator(response.text)
+        return validate(validator, response.text, state)
 
     def __repr__(self) -> str:
         return "FullStage()"
 
 
-def repairable_fields(errors: tuple[FieldError, ...]) -> tuple[str, ...]:
-    """The top-level fields to re-ask for, or ``()`` when an error covers the whole answer."""
-    fields: list[str] = []
+def repair_unit(path: FieldPath) -> FieldPath:
+    """What a partial request re-asks for a failure at *path*: the path up to its first index.
+
+    Objects are repaired down to the failing leaf; an array is re-asked whole,
+    because a partial answer cannot address one element of it.
+    """
+    for i, part in enumerate(path):
+        if isinstance(part, int):
+            return path[:i]
+    return path
+
+
+def repairable_fields(errors: tuple[FieldError, ...]) -> tuple[FieldPath, ...]:
+    """The paths to re-ask, or ``()`` when an error covers the whole answer.
+
+    Each failing path is cut at its first array index (see :func:`repair_unit`);
+    a path inside another one asked for is covered by it; a key the schema
+    forbids (:attr:`FieldErrorKind.FORBIDDEN`) is never asked for.
+    """
+    units: list[FieldPath] = []
     for error in errors:
-        head = error.path.split(".", 1)[0]
-        if not head:
+        if error.kind is FieldErrorKind.FORBIDDEN:
+            continue
+        unit = repair_unit(error.path)
+        if not unit:
             return ()
-        if head not in fields:
-            fields.append(head)
-    return tuple(fields)
+        if unit not in units:
+            units.append(unit)
+    return tuple(u for u in units if not any(_inside(u, other) for other in units))
 
 
-def merge(kept: Mapping[str, Any], answer: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge *answer* into *kept* by path: nested objects merge, everything else replaces."""
+def _inside(path: FieldPath, other: FieldPath) -> bool:
+    return len(other) < len(path) and path[: len(other)] == other
+
+
+def without(data: Mapping[str, Any], paths: Iterable[FieldPath]) -> dict[str, Any] | None:
+    """A copy of *data* without the values at *paths*, each cut at its first array index.
+
+    ``None`` when a path is the whole answer: then nothing can be kept.  Only
+    the objects along a path are copied; *data* itself is never changed.
+    """
+    out = dict(data)
+    for path in paths:
+        unit = repair_unit(path)
+        if not unit:
+            return None
+        node: dict[str, Any] | None = out
+        for key in unit[:-1]:
+            child = node.get(str(key)) if node is not None else None
+            if not isinstance(child, dict) or node is None:
+                node = None
+                break
+            node[str(key)] = node = dict(child)
+        if node is not None:
+            node.pop(str(unit[-1]), None)
+    return out
+
+
+def kept_part(data: Mapping[str, Any], errors: Iterable[FieldError]) -> dict[str, Any] | None:
+    """The part of *data* a partial stage may keep: without the failed paths or forbidden keys.
+
+    A failed value is cut at its first array index (the array is re-asked whole);
+    a forbidden key is dropped exactly where it is, even inside an array element,
+    since it is never re-asked.  ``None`` when an error covers the whole answer.
+    """
+    errors = tuple(errors)
+    kept = without(data, (e.path for e in errors if e.kind is not FieldErrorKind.FORBIDDEN))
+    if kept is None:
+        return None
+    for error in errors:
+        if error.kind is FieldErrorKind.FORBIDDEN:
+            kept = _dropped(kept, error.path)
+    return kept
+
+
+_MISSING: Any = object()
+
+
+def value_at(data: object, path: FieldPath) -> Any:
+    """The value at *path* in *data*, or a private sentinel when there is none."""
+    node = data
+    for key in path:
+        in_object = isinstance(key, str) and isinstance(node, Mapping) and key in node
+        in_array = isinstance(key, int) and isinstance(node, list) and 0 <= key < len(node)
+        if not (in_object or in_array):
+            return _MISSING
+        node = node[key]  # type: ignore[index]
+    return node
+
+
+def _put(data: dict[str, Any], path: FieldPath, value: Any) -> None:
+    # Objects along the path are copied (or made), so the kept part is never mutated.
+    node = data
+    for key in path[:-1]:
+        child = node.get(str(key))
+        node[str(key)] = node = dict(child) if isinstance(child, Mapping) else {}
+    node[str(path[-1])] = value
+
+
+def merge(
+    kept: Mapping[str, Any], answer: Mapping[str, Any], fields: Iterable[FieldPath]
+) -> dict[str, Any]:
+    """*kept* with the values of *answer* at *fields* put in: nothing else is taken.
+
+    The model may not rewrite what was valid, so a value it sends outside the
+    paths it was asked for is ignored, and a path it leaves out stays missing
+    (the whole is validated again and names it).
+    """
     merged = dict(kept)
-    for key, value in answer.items():
-        old = merged.get(key)
-        if isinstance(old, Mapping) and isinstance(value, Mapping):
-            merged[key] = merge(old, value)
-        else:
-            merged[key] = value
+    # In the answer's own order, so a validator reports the repaired fields as the model wrote them.
+    order = {key: i for i, key in enumerate(answer)}
+    for path in sorted(fields, key=lambda p: order.get(p[0], len(order)) if p else -1):
+        value = value_at(answer, path)
+        if value is not _MISSING and path:
+            _put(merged, path, value)
     return merged
 
 
+def _skeleton(fields: tuple[FieldPath, ...]) -> dict[str, Any]:
+    shape: dict[str, Any] = {}
+    for path in fields:
+        _put(shape, path, "...")
+    return shape
+
+
 def repair_prompt(
-    prompt: str, errors: tuple[FieldError, ...], kept: Mapping[str, Any], fields: tuple[str, ...]
+    prompt: str,
+    errors: tuple[FieldError, ...],
+    kept: Mapping[str, Any],
+    fields: tuple[FieldPath, ...],
 ) -> str:
-    """The text of a partial request: what failed, what is already right, what to answer."""
-    failed = "\n".join(f"- {e.path}: {e.message}" for e in errors)
+    """The text of a partial request: what failed, what is already right, what to answer.
+
+    Paths are shown as JSON Pointers (``/price.usd``, ``/authors/2``), and the
+    answer's shape as a JSON skeleton, so a key with a dot in it stays one key.
+    """
+    failed = "\n".join(
+        f"- {e.pointer or '(the whole answer)'}: {e.message}"
+        for e in errors
+        if e.kind is FieldErrorKind.INVALID
+    )
+    shape = json.dumps(_skeleton(fields), ensure_ascii=False)
     return (
         f"{prompt}\n\n"
-        "A previous answer had invalid fields:\n"
+        "A previous answer had invalid fields (as JSON Pointers):\n"
         f"{failed}\n"
         "These fields are already valid and are kept:\n"
         f"{json.dumps(kept, sort_keys=True, ensure_ascii=False, default=str)}\n"
-        f"Answer with a JSON object holding only these fields: {', '.join(fields)}."
+        "Answer with a JSON object holding only these fields: "
+        f"{', '.join(json_pointer(f) for f in fields)}, shaped like {shape}."
     )
+
+
+def _dropped(data: Any, path: FieldPath) -> Any:
+    """A copy of *data* without the key at *path* (through objects and arrays)."""
+    if not path:
+        return data
+    head, rest = path[0], path[1:]
+    if isinstance(data, dict) and isinstance(head, str) and head in data:
+        out = dict(data)
+        if rest:
+            out[head] = _dropped(data[head], rest)
+        else:
+            del out[head]
+        return out
+    if isinstance(data, list) and isinstance(head, int) and 0 <= head < len(data) and rest:
+        items = list(data)
+        items[head] = _dropped(items[head], rest)
+        return items
+    return data
+
+
+def validate(validator: Validator[Any], text: str, state: ItemState) -> Any:
+    """Run *validator* on *text*, first mending locally what needs no request.
+
+    Keys the schema forbids are dropped and the rest validated again; the
+    dropped keys are noted on *state* for the attempt's record.  Whatever
+    still fails is raised as the second validation reports it.
+    """
+    try:
+        return validator(text)
+    except ValidationFailed as exc:
+        forbidden = tuple(e for e in exc.errors if e.kind is FieldErrorKind.FORBIDDEN and e.path)
+        if not forbidden:
+            raise
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise exc from None
+        for error in forbidden:
+            data = _dropped(data, error.path)
+        state.note_mended(forbidden)
+        return validator(json.dumps(data, ensure_ascii=False))
 
 
 _UNREADABLE = " (the last repair was unreadable: "
@@ -248,7 +412,7 @@ def _unreadable_repair(state: ItemState, why: str, text: str | None) -> Validati
     later partial stage can still repair instead of being skipped.
     """
     errors = [
-        FieldError(e.path, f"{e.message.split(_UNREADABLE, 1)[0]}{_UNREADABLE}{why})")
+        attrs.evolve(e, message=f"{e.message.split(_UNREADABLE, 1)[0]}{_UNREADABLE}{why})")
         for e in state.errors
     ]
     return ValidationFailed(errors, dict(state.partial or {}), text=text)
@@ -265,7 +429,7 @@ class PartialStage:
         fields = repairable_fields(state.errors)
         if not fields:
             return None
-        kept = {k: v for k, v in state.partial.items() if k not in fields}
+        kept = without(state.partial, fields) or {}
         return Request(
             item.id,
             stage,
@@ -288,9 +452,9 @@ class PartialStage:
             raise _unreadable_repair(state, f"not JSON: {exc}", response.text) from None
         if not isinstance(answer, dict):
             raise _unreadable_repair(state, "not a JSON object", response.text)
-        # Only the fields asked for are taken: the model may not rewrite what was valid.
-        asked = {k: v for k, v in answer.items() if k in fields}
-        return validator(json.dumps(merge(state.partial or {}, asked), ensure_ascii=False))
+        # Only the paths asked for are taken: the model may not rewrite what was valid.
+        merged = merge(state.partial or {}, answer, repairable_fields(state.errors))
+        return validate(validator, json.dumps(merged, ensure_ascii=False), state)
 
     def __repr__(self) -> str:
         return "PartialStage()"

@@ -39,11 +39,13 @@ class Scratch:
 class ItemState:
     """Where one item is, and what it has been through.
 
-    Read-only for stage kinds and strategies, except :attr:`scratch`.
+    Read-only for stage kinds and strategies, except :attr:`scratch` and
+    :meth:`note_mended`.
     ``state`` is the machine's current state (a stage name or a terminal state).
     """
 
     __slots__ = (
+        "_mended",
         "_scratch",
         "attempts",
         "attempts_at",
@@ -71,6 +73,7 @@ class ItemState:
         self.lost_in_row = 0
         self.started = started
         self._scratch: Scratch | None = None
+        self._mended: tuple[FieldError, ...] = ()
 
     @property
     def stage(self) -> str:
@@ -83,6 +86,15 @@ class ItemState:
         if self._scratch is None:
             self._scratch = Scratch()
         return self._scratch
+
+    def note_mended(self, errors: tuple[FieldError, ...]) -> None:
+        """Record *errors* the stage mended without a request (e.g. forbidden keys dropped)."""
+        self._mended += errors
+
+    def take_mended(self) -> tuple[FieldError, ...]:
+        """The errors mended since the last call, for the attempt's record; clears them."""
+        mended, self._mended = self._mended, ()
+        return mended
 
     def __repr__(self) -> str:
         return (

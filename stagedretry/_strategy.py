@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from ._clock import Clock
-from ._outcomes import Outcome
+from ._outcomes import FieldPath, Outcome
 from ._plan import Plan, Stage
 from ._resources import SharedResource
 from ._results import NO_USAGE, ResponseMeta, Usage, WorkItem
@@ -24,14 +24,15 @@ from ._state import ItemState
 class Request:
     """One request a stage wants sent.
 
-    ``fields`` lists the top-level fields asked for (``None``: the whole answer);
+    ``fields`` lists the paths asked for (``None``: the whole answer), each a
+    :data:`~stagedretry.FieldPath` cut at its first array index;
     ``kept`` is the already valid part a partial stage keeps.
     """
 
     item_id: str
     stage: Stage
     prompt: str
-    fields: tuple[str, ...] | None = None
+    fields: tuple[FieldPath, ...] | None = None
     kept: Mapping[str, Any] | None = None
 
     @property

@@ -22,7 +22,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._outcomes import FatalError, FieldError, StagedRetryError, ValidationFailed, describe
+from ._outcomes import (
+    FatalError,
+    FieldError,
+    FieldErrorKind,
+    FieldPath,
+    StagedRetryError,
+    ValidationFailed,
+    describe,
+)
+from ._stages import kept_part
 
 __all__ = ["CheckedValidator", "validator_name"]
 
@@ -53,32 +62,61 @@ def _json_object(text: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _kept(text: str, failed: set[str]) -> dict[str, object] | None:
-    """The answer's top-level fields that did not fail (``None``: nothing could be kept)."""
-    if "" in failed:
-        return None
+def _kept(text: str, errors: list[FieldError]) -> dict[str, object] | None:
+    """The part of the answer that did not fail (``None``: nothing could be kept)."""
     data = _json_object(text)
-    return None if data is None else {k: v for k, v in data.items() if k not in failed}
+    return None if data is None else kept_part(data, errors)
+
+
+def pydantic_path(data: object, loc: tuple[str | int, ...]) -> FieldPath:
+    """The part of pydantic's *loc* that names a place in the answer.
+
+    Validated by alias (the default), *loc* holds the keys the answer's JSON
+    used.  A union adds its member's tag (``("price", "int")``,
+    ``("pet", "Cat", "name")``), which is no key of the answer: the path stops
+    where the answer does, except for the last key, which may be a missing field.
+    """
+    path: list[str | int] = []
+    node = data
+    for i, key in enumerate(loc):
+        if isinstance(node, dict) and isinstance(key, str):
+            if key not in node and i < len(loc) - 1:
+                break  # a union's tag, not a missing field (pydantic's missing key ends the loc)
+            path.append(key)
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            path.append(key)
+            node = node[key]
+        else:
+            break
+    return tuple(path)
+
+
+def pydantic_errors(exc: Any, data: object) -> list[FieldError]:
+    """Pydantic's errors as field errors by path; a forbidden extra key is marked so."""
+    return [
+        FieldError(
+            pydantic_path(data, tuple(error.get("loc", ()))),
+            str(error.get("msg", "")),
+            kind=FieldErrorKind.FORBIDDEN
+            if error.get("type") == "extra_forbidden"
+            else FieldErrorKind.INVALID,
+        )
+        for error in exc.errors(include_url=False)
+    ]
 
 
 def _pydantic_failed(exc: Any, text: str) -> ValidationFailed:
-    errors: list[FieldError] = []
-    failed: set[str] = set()
-    for error in exc.errors(include_url=False):
-        loc = error.get("loc", ())
-        errors.append(FieldError(".".join(str(p) for p in loc), str(error.get("msg", ""))))
-        failed.add(str(loc[0]) if loc else "")
+    errors = pydantic_errors(exc, _json_object(text))
     if not errors:  # pydantic never raises an empty one, but an empty list would read as valid
         errors.append(FieldError("", str(exc)))
-        failed.add("")
-    return ValidationFailed(errors, _kept(text, failed), text=text)
+    return ValidationFailed(errors, _kept(text, errors), text=text)
 
 
 def _jsonschema_failed(exc: Any, text: str) -> ValidationFailed:
-    path = tuple(exc.absolute_path)
     message = exc.message if isinstance(exc.message, str) else str(exc)
-    error = FieldError(".".join(str(p) for p in path), message)
-    return ValidationFailed([error], _kept(text, {str(path[0]) if path else ""}), text=text)
+    errors = [FieldError(tuple(exc.absolute_path), message)]
+    return ValidationFailed(errors, _kept(text, errors), text=text)
 
 
 def as_validation_failure(exc: Exception, text: str) -> ValidationFailed | None:

@@ -4,7 +4,16 @@ A validator is any ``Callable[[str], T]``, or an ``async`` one (awaited by the
 runner).  Besides ``ValidationFailed``, pydantic's and jsonschema's
 ``ValidationError`` and ``ValueError`` raised by any validator mean "invalid";
 anything else it raises is a bug that fails the item.  These adapters build one
-from a function over parsed JSON or from a pydantic model (pydantic is optional).
+from a function over parsed JSON, from a pydantic model (pydantic is optional) or
+from a JSON Schema (checked by the ``jsonschema`` package).
+
+Every adapter names the bad fields by :data:`~stagedretry.FieldPath`: a tuple of
+object keys (``str``) and array indexes (``int``), such as ``("price.usd",)`` or
+``("authors", 2, "name")``.  A key is never split, so keys holding ``.``, ``/``,
+``~``, ``[0]``, spaces, digits only or non-ASCII letters all work; a path is
+shown as a JSON Pointer (``/price.usd``) only in messages, prompts and logs.
+A key the schema forbids is reported as :attr:`~stagedretry.FieldErrorKind.FORBIDDEN`,
+which the engine drops itself instead of re-asking it.
 """
 
 from __future__ import annotations
@@ -12,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
-from ._outcomes import FieldError, ValidationFailed
+from ._outcomes import ValidationFailed
 from ._resume import fingerprint_part
 from ._schema import SchemaValidator, parse_json_object
-from ._stages import Validator
+from ._stages import Validator, kept_part
+from ._validating import pydantic_errors
 
 T = TypeVar("T")
 
@@ -81,15 +91,10 @@ class _PydanticValidator:
         try:
             return self._adapter.validate_python(data)
         except ValidationError as exc:
-            errors = []
-            failed: set[str] = set()
-            for e in exc.errors(include_url=False):
-                path = ".".join(str(p) for p in e["loc"])
-                errors.append(FieldError(path, e["msg"]))
-                failed.add(str(e["loc"][0]) if e["loc"] else "")
-            # Everything at the top level that did not fail is kept for a partial stage.
-            partial = None if "" in failed else {k: v for k, v in data.items() if k not in failed}
-            raise ValidationFailed(errors, partial, text=text) from None
+            errors = pydantic_errors(exc, data)
+            # Everything that did not fail is kept for a partial stage.
+            kept = kept_part(data, errors)
+            raise ValidationFailed(errors, kept, text=text) from None
 
     def fingerprint_data(self) -> Mapping[str, object]:
         """The model's JSON schema: an edited model is a new one."""
@@ -106,9 +111,14 @@ def pydantic(model: type[T]) -> Validator[T]:
 
 
 def json_schema(schema: Mapping[str, Any]) -> Validator[dict[str, Any]]:
-    """A validator for a JSON Schema: the subset a model's response schema uses.
+    """A validator for a JSON Schema, checked by the ``jsonschema`` package.
 
-    Every bad field is reported by dotted path; a keyword it cannot check is
-    refused here with ``ValueError`` rather than silently ignored.
+    The draft is the schema's own ``$schema``, else Draft 2020-12; ``"nullable":
+    true`` (OpenAPI's spelling, used by model response schemas) also lets
+    ``null`` through.  Every bad field is reported by path: the missing key of
+    ``required``, each forbidden key of ``additionalProperties: false``, and
+    inside ``anyOf``/``oneOf`` the leaves of the one branch whose type fits.
+    An invalid schema, or a local ``$ref`` that resolves to nothing, raises
+    ``ValueError`` here rather than at the first answer.
     """
     return SchemaValidator(schema)

@@ -540,12 +540,12 @@ class TestStages:
         assert result.errors == ()
         repair = strategy.calls[1]
         assert repair.stage == "partial_t0"
-        assert repair.fields == ("year",)
+        assert repair.fields == (("year",),)
         assert dict(repair.kept) == {"title": "Dune"}
         assert "year: expected an integer" in repair.prompt
         assert '{"title": "Dune"}' in repair.prompt
         assert repair.prompt.startswith("Describe Dune.")
-        assert result.attempts[1].fields == ("year",)
+        assert result.attempts[1].fields == (("year",),)
 
     async def test_a_repair_cannot_rewrite_a_kept_field(self, virtual_clock: VirtualClock) -> None:
         # The repair fixes the year and also sends a bad title: only the year is taken.
@@ -986,7 +986,7 @@ class TestWithScriptedStrategy:
         assert result.output == dict(DEFAULT_ANSWER)
         first, repair = strategy.requests_for("a")
         assert (first.stage, first.fields) == ("full_t0", None)
-        assert (repair.stage, repair.fields) == ("partial_t0", ("year",))
+        assert (repair.stage, repair.fields) == ("partial_t0", (("year",),))
         assert repair.kept is not None
         assert "year" not in repair.kept
         assert repair.params == {"temperature": 0.0}

@@ -92,7 +92,8 @@ async def test_ladder_repairs_fields_with_partial_stages() -> None:
             repairs += 1
             assert before.error is not None
             assert attempt.fields
-            failed = {f for f in BOOK_FIELDS if f"; {f}: " in f"; {before.error.split(': ', 1)[1]}"}
+            shown = f"; {before.error.split(': ', 1)[1]}"
+            failed = {(f,) for f in BOOK_FIELDS if f"; /{f}: " in shown}
             assert set(attempt.fields) == failed
     assert repairs > 50
     for result in batch.results:
@@ -105,7 +106,7 @@ async def test_bad_fields_are_named_by_the_validator() -> None:
 
     result = batch.results[0]
     assert result.status is sr.ItemStatus.EXHAUSTED
-    assert sorted(e.path for e in result.errors) == sorted(BOOK_FIELDS)
+    assert sorted(e.path for e in result.errors) == sorted((f,) for f in BOOK_FIELDS)
 
 
 async def test_faults_at_their_rates() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import stagedretry as sr
-from stagedretry import FieldError, ValidationFailed
+from stagedretry import FieldError, FieldErrorKind, ValidationFailed
 from stagedretry._stages import merge, repair_prompt, repairable_fields
 from stagedretry.testing import VirtualClock
 from strategies.callable import from_callable
@@ -35,9 +35,9 @@ def strict(data_text: str) -> dict[str, Any]:
     if not isinstance(data.get("year"), int):
         errors.append(FieldError("year", "expected an integer"))
     if not isinstance(data.get("author", {}).get("name"), str):
-        errors.append(FieldError("author.name", "expected a string"))
+        errors.append(FieldError(("author", "name"), "expected a string"))
     if errors:
-        heads = {e.path.split(".")[0] for e in errors}
+        heads = {e.path[0] for e in errors}
         raise ValidationFailed(errors, {k: v for k, v in data.items() if k not in heads})
     return data
 
@@ -69,38 +69,48 @@ class TestFull:
             sr.FullStage().parse(sr.Response(None, meta=meta), state(), json.loads)
 
         (error,) = caught.value.errors
-        assert error.path == ""
+        assert error.path == ()
         assert why in error.message
         assert caught.value.partial is None
 
 
 class TestPartialBuild:
-    def test_asks_only_the_failed_top_level_fields(self) -> None:
+    def test_asks_only_the_failed_leaves(self) -> None:
         errors = (
             FieldError("year", "expected an integer"),
-            FieldError("author.name", "expected a string"),
-            FieldError("author.born", "bad date"),
+            FieldError(("author", "name"), "expected a string"),
+            FieldError(("author", "born"), "bad date"),
         )
-        kept = {"title": "Dune", "author": {"born": "1920"}, "pages": 412}
+        kept = {"title": "Dune", "author": {"born": "1920", "alive": False}, "pages": 412}
 
         request = sr.PartialStage().build(ITEM, state(errors, kept), STAGE)
 
         assert request is not None
-        assert request.fields == ("year", "author")
-        assert request.kept == {"title": "Dune", "pages": 412}
-        assert request.prompt == repair_prompt(
-            ITEM.prompt, errors, {"title": "Dune", "pages": 412}, ("year", "author")
-        )
+        assert request.fields == (("year",), ("author", "name"), ("author", "born"))
+        assert request.kept == {"title": "Dune", "author": {"alive": False}, "pages": 412}
+        assert request.prompt == repair_prompt(ITEM.prompt, errors, request.kept, request.fields)
 
     def test_prompt_lists_errors_kept_data_and_wanted_fields(self) -> None:
         errors = (FieldError("year", "expected an integer"),)
 
-        text = repair_prompt("Describe.", errors, {"title": "Dune"}, ("year",))
+        text = repair_prompt("Describe.", errors, {"title": "Dune"}, (("year",),))
 
         assert text.startswith("Describe.\n\n")
-        assert "- year: expected an integer" in text
+        assert "- /year: expected an integer" in text
         assert '{"title": "Dune"}' in text
-        assert text.endswith("Answer with a JSON object holding only these fields: year.")
+        assert text.endswith(
+            "Answer with a JSON object holding only these fields: /year, "
+            'shaped like {"year": "..."}.'
+        )
+
+    def test_prompt_shows_keys_with_dots_and_slashes_as_one_key(self) -> None:
+        errors = (FieldError("price.usd", "not a number"), FieldError(("a/b", "~"), "bad"))
+
+        text = repair_prompt("Describe.", errors, {}, (("price.usd",), ("a/b", "~")))
+
+        assert "- /price.usd: not a number" in text
+        assert "- /a~1b/~0: bad" in text
+        assert 'shaped like {"price.usd": "...", "a/b": {"~": "..."}}' in text
 
     @pytest.mark.parametrize(
         ("errors", "partial"),
@@ -117,15 +127,27 @@ class TestPartialBuild:
         assert sr.PartialStage().build(ITEM, state(errors, partial), STAGE) is None
 
     def test_repairable_fields_keeps_first_seen_order(self) -> None:
-        errors = (FieldError("b.x", ""), FieldError("a", ""), FieldError("b.y", ""))
+        errors = (FieldError(("b", "x"), ""), FieldError("a", ""), FieldError(("b", "y"), ""))
 
-        assert repairable_fields(errors) == ("b", "a")
+        assert repairable_fields(errors) == (("b", "x"), ("a",), ("b", "y"))
+
+    def test_repairable_fields_cut_at_arrays_and_skip_forbidden_keys(self) -> None:
+        errors = (
+            FieldError(("authors", 2, "name"), ""),
+            FieldError(("authors", 0), ""),
+            FieldError(("meta", "x"), ""),
+            FieldError("meta", ""),
+            FieldError("confidence", "not allowed", kind=FieldErrorKind.FORBIDDEN),
+        )
+
+        # An array is re-asked whole; "meta" covers "meta/x"; a forbidden key is never asked.
+        assert repairable_fields(errors) == (("authors",), ("meta",))
 
 
 class TestPartialParse:
     def test_merges_by_path_and_revalidates_the_whole(self) -> None:
         s = state(
-            (FieldError("year", "x"), FieldError("author.name", "x")),
+            (FieldError("year", "x"), FieldError(("author", "name"), "x")),
             {"title": "Dune", "author": {"born": 1920}},
         )
 
@@ -152,7 +174,7 @@ class TestPartialParse:
         with pytest.raises(ValidationFailed) as caught:
             sr.PartialStage().parse(sr.Response('{"year": "soon"}'), s, strict)
 
-        assert [e.path for e in caught.value.errors] == ["year"]
+        assert [e.path for e in caught.value.errors] == [("year",)]
         assert caught.value.partial == {"title": "Dune", "author": {"name": "F. H."}}
 
     @pytest.mark.parametrize(
@@ -173,7 +195,7 @@ class TestPartialParse:
             sr.PartialStage().parse(response, s, strict)
 
         (error,) = caught.value.errors
-        assert error.path == "year"
+        assert error.path == ("year",)
         assert error.message.startswith("expected an integer (the last repair was unreadable: ")
         assert why in error.message
         assert caught.value.partial == {"title": "Dune"}
@@ -181,7 +203,7 @@ class TestPartialParse:
         s.errors, s.partial = caught.value.errors, caught.value.partial
         again = sr.PartialStage().build(ITEM, s, STAGE)
         assert again is not None
-        assert again.fields == ("year",)
+        assert again.fields == (("year",),)
 
     def test_notes_do_not_pile_up(self) -> None:
         s = state((FieldError("year", "expected an integer"),), {"title": "Dune"})
@@ -194,11 +216,11 @@ class TestPartialParse:
 
 
 class TestMerge:
-    def test_nested_objects_merge_and_the_rest_replaces(self) -> None:
+    def test_only_the_asked_paths_are_taken(self) -> None:
         kept = {"a": {"x": 1, "y": {"z": 2}}, "b": [1, 2], "c": "keep"}
-        answer = {"a": {"y": {"w": 3}}, "b": [3], "d": None}
+        answer = {"a": {"y": {"w": 3}, "x": 9}, "b": [3], "c": "rewritten", "d": None}
 
-        assert merge(kept, answer) == {
+        assert merge(kept, answer, [("a", "y", "w"), ("b",), ("d",)]) == {
             "a": {"x": 1, "y": {"z": 2, "w": 3}},
             "b": [3],
             "c": "keep",
@@ -206,8 +228,13 @@ class TestMerge:
         }
         assert kept == {"a": {"x": 1, "y": {"z": 2}}, "b": [1, 2], "c": "keep"}
 
-    def test_a_scalar_replaces_an_object(self) -> None:
-        assert merge({"a": {"x": 1}}, {"a": 5}) == {"a": 5}
+    def test_a_key_with_a_dot_is_one_key(self) -> None:
+        merged = merge({"name": "Lamp"}, {"price.usd": 8.5, "price": {"usd": 1}}, [("price.usd",)])
+
+        assert merged == {"name": "Lamp", "price.usd": 8.5}
+
+    def test_a_path_left_out_of_the_answer_stays_missing(self) -> None:
+        assert merge({"a": 1}, {"c": 2}, [("b",)]) == {"a": 1}
 
 
 class TestItemState:

@@ -35,7 +35,8 @@ def test_a_first_success_ends_at_once() -> None:
 def test_invalid_fields_go_to_the_partial_stage_which_asks_only_for_them() -> None:
     path = expected_path(LADDER, [invalid("year", "title.sub", "year")])
     assert path.stages == ("full_t0", "partial_t0")
-    assert path.fields == (None, ("year", "title"))
+    # Each scripted field is one key: "title.sub" is not split into "title".
+    assert path.fields == (None, (("year",), ("title.sub",)))
     assert path.status is ItemStatus.SUCCEEDED
     assert path.prompts == 2
 
@@ -135,7 +136,7 @@ def test_failed_fields_survive_other_outcomes_until_repaired() -> None:
     path = expected_path(plan, [invalid("x"), T])
     # a -INVALID-> b, which repairs 'x'; a TRANSIENT there just retries it.
     assert path.stages == ("a", "b", "b")
-    assert path.fields == (None, ("x",), ("x",))
+    assert path.fields == (None, (("x",),), (("x",),))
 
 
 def test_back_edges_loop_until_the_budget_ends_them() -> None:
@@ -195,7 +196,7 @@ TWO_REPAIRS = sr.Plan(
 def test_an_unreadable_repair_leaves_the_earlier_fields_to_repair() -> None:
     path = expected_path(TWO_REPAIRS, [invalid("year", "pages"), invalid()])
     assert path.stages == ("ask", "fix", "fix_again")
-    assert path.fields == (None, ("year", "pages"), ("year", "pages"))
+    assert path.fields == (None, (("year",), ("pages",)), (("year",), ("pages",)))
     assert path.status is ItemStatus.SUCCEEDED
 
 
@@ -208,7 +209,7 @@ def test_an_unreadable_full_answer_leaves_nothing_to_repair() -> None:
 def test_a_partial_answer_gets_wrong_only_what_it_was_asked() -> None:
     # 'title' was not asked: of the named fields, only 'year' can be wrong.
     path = expected_path(TWO_REPAIRS, [invalid("year", "pages"), invalid("title", "year")])
-    assert path.fields == (None, ("year", "pages"), ("year",))
+    assert path.fields == (None, (("year",), ("pages",)), (("year",),))
     # Naming none of the asked fields, the partial answer gets all of them wrong.
     path = expected_path(TWO_REPAIRS, [invalid("year"), invalid("title")])
-    assert path.fields == (None, ("year",), ("year",))
+    assert path.fields == (None, (("year",),), (("year",),))

@@ -78,7 +78,8 @@ async def test_every_request_is_recorded() -> None:
         ScriptStep(OutcomeKind.INVALID, fields=["year", "pages"]),
         "prompt a",
     )
-    assert (second.stage, second.fields, second.attempt) == ("partial_t0", ("year", "pages"), 2)
+    assert (second.stage, second.attempt) == ("partial_t0", 2)
+    assert second.fields == (("year",), ("pages",))
     assert second.kept == {"title": "Dune", "author": "Frank Herbert"}
     assert "year" in second.prompt
     assert second.step == ScriptStep(OutcomeKind.SUCCEEDED)
@@ -100,13 +101,14 @@ async def test_invalid_steps_raise_validation_failed_with_the_valid_part() -> No
         strategy.act(
             ScriptStep(OutcomeKind.INVALID, fields=["year", "author.name"]), _recorded(request)
         )
-    assert [e.path for e in caught.value.errors] == ["year", "author.name"]
-    assert caught.value.partial == {"title": "Dune", "pages": 412}
+    # A scripted field is one key, never split on its dot.
+    assert [e.path for e in caught.value.errors] == [("year",), ("author.name",)]
+    assert caught.value.partial == {"title": "Dune", "author": "Frank Herbert", "pages": 412}
     assert json.loads(caught.value.text or "")["year"] is None
     with pytest.raises(sr.ValidationFailed) as unreadable:
         strategy.act(ScriptStep(OutcomeKind.INVALID), _recorded(request))
     assert unreadable.value.partial is None
-    assert [e.path for e in unreadable.value.errors] == [""]
+    assert [e.path for e in unreadable.value.errors] == [()]
 
 
 def _recorded(request: sr.Request) -> RecordedRequest:
@@ -186,7 +188,7 @@ def test_the_validator_accepts_exactly_the_answer() -> None:
     assert validate('{"x": 1, "y": "two", "extra": 3}') == {"x": 1, "y": "two", "extra": 3}
     with pytest.raises(sr.ValidationFailed) as wrong:
         validate('{"x": 2}')
-    assert [e.path for e in wrong.value.errors] == ["x", "y"]
+    assert [e.path for e in wrong.value.errors] == [("x",), ("y",)]
     for text in ("nope", "[1]"):
         with pytest.raises(sr.ValidationFailed) as unreadable:
             validate(text)

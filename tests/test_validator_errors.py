@@ -62,14 +62,14 @@ class TestPydanticValidationError:
         assert result.output == Book(title="A", year=1965)
         assert [a.outcome for a in result.attempts] == [OutcomeKind.INVALID, OutcomeKind.SUCCEEDED]
         assert [a.stage for a in result.attempts] == ["full_t0", "partial_t0"]
-        assert result.attempts[1].fields == ("year",)
+        assert result.attempts[1].fields == (("year",),)
         assert strategy.sent[1].kept == {"title": "A"}
         assert result.prompts == 2
 
     def test_paths_come_from_errors_and_the_valid_fields_are_kept(self) -> None:
         text = '{"title": "A", "year": "nineteen"}'
         failed = failure(CheckedValidator(model_validate_json), text)
-        assert [e.path for e in failed.errors] == ["year"]
+        assert [e.path for e in failed.errors] == [("year",)]
         assert failed.partial == {"title": "A"}
         assert failed.text == text
         # As the built-in adapter reads the same answer.
@@ -79,12 +79,12 @@ class TestPydanticValidationError:
 
     def test_unreadable_json_keeps_nothing(self) -> None:
         failed = failure(CheckedValidator(model_validate_json), '{"title": "A", "ye')
-        assert [e.path for e in failed.errors] == [""]
+        assert [e.path for e in failed.errors] == [()]
         assert failed.partial is None
 
     def test_a_missing_field_is_named(self) -> None:
         failed = failure(CheckedValidator(model_validate_json), '{"title": "A"}')
-        assert [e.path for e in failed.errors] == ["year"]
+        assert [e.path for e in failed.errors] == [("year",)]
         assert failed.partial == {"title": "A"}
 
 
@@ -111,20 +111,21 @@ class TestJsonSchemaValidationError:
     def test_its_absolute_path_names_the_field(self) -> None:
         text = '{"title": "Dune", "author": {"born": "1920"}}'
         failed = failure(CheckedValidator(self.validate), text)
-        assert [e.path for e in failed.errors] == ["author.born"]
+        assert [e.path for e in failed.errors] == [("author", "born")]
         assert failed.errors[0].message == "'1920' is not of type 'integer'"
-        assert failed.partial == {"title": "Dune"}
+        # Kept down to the failing leaf: a partial stage re-asks author.born alone.
+        assert failed.partial == {"title": "Dune", "author": {}}
 
     def test_an_error_about_the_whole_answer_keeps_nothing(self) -> None:
         failed = failure(CheckedValidator(self.validate), '{"author": {}}')
-        assert [e.path for e in failed.errors] == [""]
+        assert [e.path for e in failed.errors] == [()]
         assert failed.partial is None
 
     async def test_it_advances_to_the_partial_stage(self) -> None:
         strategy = answers('{"title": 7}', '{"title": "Dune"}')
         result = await run_one(strategy, self.validate)
         assert result.ok
-        assert result.attempts[1].fields == ("title",)
+        assert result.attempts[1].fields == (("title",),)
 
 
 class TestValueError:
@@ -230,7 +231,7 @@ class TestAsyncValidators:
         result = await run_one(strategy, lookup_book)
 
         assert [a.outcome for a in result.attempts] == [OutcomeKind.INVALID, OutcomeKind.SUCCEEDED]
-        assert result.attempts[1].fields == ("year",)
+        assert result.attempts[1].fields == (("year",),)
         assert result.output == Book(title="A", year=1965)
 
     async def test_it_may_await_io_on_the_runners_clock(self) -> None:

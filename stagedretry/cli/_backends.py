@@ -34,6 +34,7 @@ from .. import (
     Strategy,
     UsesResources,
     Validator,
+    json_pointer,
     validators,
 )
 from .._redact import Secrets
@@ -116,7 +117,10 @@ class RecordingStrategy:
             "item": request.item_id,
             "stage": request.stage.name,
             "attempt": ctx.attempt,
-            "fields": list(request.fields) if request.fields is not None else None,
+            # A log is an edge: paths are shown as JSON Pointers ("/price.usd").
+            "fields": (
+                [json_pointer(p) for p in request.fields] if request.fields is not None else None
+            ),
             "time": round(time.time(), 6),
         }
         self._file.write(json.dumps(self._secrets.data(entry)) + "\n")

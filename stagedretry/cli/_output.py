@@ -38,7 +38,7 @@ def output_line(result: ItemResult, line: int | None) -> dict[str, Any]:
         "prompts": result.prompts,
         "attempts": len(result.attempts),
         "reason": result.reason,
-        "errors": [{"path": e.path, "message": e.message} for e in result.errors],
+        "errors": [{"path": list(e.path), "message": e.message} for e in result.errors],
         "line": line,
     }
 

@@ -25,11 +25,11 @@ The plan's deadline is not modelled: it depends on jittered waits.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 
-from .._outcomes import OutcomeKind
+from .._outcomes import FieldPath, OutcomeKind
 from .._plan import Plan, Stage
 from .._results import ItemResult, ItemStatus
 from ._scripted import ScriptStep, Step, wrong_fields
@@ -56,7 +56,7 @@ class ExpectedPath:
     stages: tuple[str, ...]
     outcomes: tuple[OutcomeKind, ...]
     counted: tuple[bool, ...]
-    fields: tuple[tuple[str, ...] | None, ...]
+    fields: tuple[tuple[FieldPath, ...] | None, ...]
     prompts: int
     status: ItemStatus
     skipped: tuple[str, ...] = ()
@@ -93,6 +93,11 @@ class ExpectedPath:
             raise AssertionError(f"item {result.id!r} left the expected path: " + "; ".join(wrong))
 
 
+def _heads(fields: Iterable[str]) -> tuple[FieldPath, ...]:
+    # A scripted field is one top-level key (never split), so it is its own repair path.
+    return tuple(dict.fromkeys((name,) for name in fields))
+
+
 class ReferenceItem:
     """One item walked through a plan by the reference rules, one step at a time.
 
@@ -114,11 +119,11 @@ class ReferenceItem:
         self.sent_at = [0] * len(plan.stages)
         self.rate_limit_waits = 0
         self.lost_in_row = 0
-        self.repair: tuple[str, ...] = ()
+        self.repair: tuple[FieldPath, ...] = ()
         self.stages: list[str] = []
         self.outcomes: list[OutcomeKind] = []
         self.counted: list[bool] = []
-        self.fields: list[tuple[str, ...] | None] = []
+        self.fields: list[tuple[FieldPath, ...] | None] = []
         self.skipped: list[str] = []
         self.steps_used = 0
         self._settle()
@@ -139,7 +144,7 @@ class ReferenceItem:
         index = self._index.get(self.state)
         return None if index is None else self.plan.stages[index]
 
-    def asks_for(self) -> tuple[str, ...] | None:
+    def asks_for(self) -> tuple[FieldPath, ...] | None:
         """The fields the next request asks for (``None``: the whole answer)."""
         stage = self.stage
         if stage is None or stage.kind != "partial":
@@ -175,7 +180,7 @@ class ReferenceItem:
             self.state = "failed"
         elif kind is OutcomeKind.INVALID:
             if step.fields or asked is None:
-                self.repair = wrong_fields(step.fields, asked)
+                self.repair = _heads(wrong_fields(step.fields, asked))
             # else: an unreadable answer to a partial request changes nothing, so the
             # fields that failed before are still to repair.
             self.state = self._target(index, stage.on_invalid)

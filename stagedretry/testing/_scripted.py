@@ -18,6 +18,7 @@ import attrs
 from .._outcomes import (
     FatalError,
     FieldError,
+    FieldPath,
     Outcome,
     OutcomeKind,
     RateLimited,
@@ -52,13 +53,14 @@ def _fields(value: Iterable[str]) -> tuple[str, ...]:
 class ScriptStep:
     """What one request comes to.
 
-    ``fields`` are the fields an ``INVALID`` answer gets wrong (top-level names
-    or dotted paths); none means the answer could not be read at all: after a
-    full request there is then nothing to repair, after a partial one the
-    fields that failed before are still to repair.  A partial answer holds only
-    the fields asked for, so it can get only those wrong: the named ones among
-    them, or all of them if it names none of them.  ``retry_after`` is a ``RATE_LIMITED``
-    refusal's advised delay and ``resource`` the name of a lost resource.
+    ``fields`` are the fields an ``INVALID`` answer gets wrong, each a top-level
+    key (never split: ``"author.name"`` is one key); none means the answer
+    could not be read at all: after a full request there is then nothing to
+    repair, after a partial one the fields that failed before are still to
+    repair.  A partial answer holds only the fields asked for, so it can get
+    only those wrong: the named ones among them, or all of them if it names none
+    of them.  ``retry_after`` is a ``RATE_LIMITED`` refusal's advised delay and
+    ``resource`` the name of a lost resource.
     """
 
     kind: OutcomeKind
@@ -109,7 +111,7 @@ class RecordedRequest:
     item_id: str
     stage: str
     params: Mapping[str, Any]
-    fields: tuple[str, ...] | None
+    fields: tuple[FieldPath, ...] | None
     attempt: int
     step: ScriptStep
     prompt: str = attrs.field(repr=False)
@@ -230,7 +232,7 @@ class ScriptedStrategy:
             if self.text_answers:
                 return Response(self._wrong_answer(request, wrong), self._usage_for(request))
             heads = set(wrong)
-            named = tuple(f for f in step.fields if f.split(".", 1)[0] in heads)
+            named = tuple(f for f in step.fields if f in heads)
             raise _invalid(named or wrong, self.answer)
         if kind is OutcomeKind.TRANSIENT:
             raise TransientError("scripted transient error")
@@ -246,7 +248,8 @@ class ScriptedStrategy:
     def _asked(self, request: RecordedRequest) -> dict[str, Any]:
         if request.fields is None:
             return dict(self.answer)
-        return {k: v for k, v in self.answer.items() if k in request.fields}
+        asked = {path[0] for path in request.fields if path}
+        return {k: v for k, v in self.answer.items() if k in asked}
 
     def _wrong_answer(self, request: RecordedRequest, wrong: tuple[str, ...]) -> str:
         # The wrong fields come first, in the step's order: the validator reports them in
@@ -264,21 +267,22 @@ UNREADABLE_ANSWER = "Sorry, I cannot give that as JSON."
 """The text of an unreadable scripted answer: not JSON."""
 
 
-def wrong_fields(fields: Sequence[str], asked: Sequence[str] | None) -> tuple[str, ...]:
+def wrong_fields(
+    fields: Sequence[str], asked: Sequence[FieldPath] | None
+) -> tuple[str, ...]:
     """The top-level fields an ``INVALID`` step gets wrong, for a request that *asked* them.
 
-    A full request (*asked* ``None``) gets the heads of *fields* wrong.  A partial
-    answer holds only the fields asked, so it gets wrong the named ones among
-    them, or all of them if it names none of them.  ``()``: the answer is unreadable.
+    A full request (*asked* ``None``) gets *fields* wrong (each one key, never
+    split).  A partial answer holds only the fields asked, so it gets wrong the
+    named ones among them, or all of them if it names none of them.  ``()``: the
+    answer is unreadable.
     """
-    heads: list[str] = []
-    for path in fields:
-        head = path.split(".", 1)[0]
-        if head not in heads:
-            heads.append(head)
+    heads = tuple(dict.fromkeys(fields))
     if asked is None or not heads:
-        return tuple(heads)
-    return tuple(h for h in heads if h in asked) or tuple(asked)
+        return heads
+    asked_heads = tuple(dict.fromkeys(path[0] for path in asked if path))
+    named = tuple(h for h in heads if h in asked_heads)
+    return named or tuple(str(h) for h in asked_heads)
 
 
 def _wrong_value(right: object) -> object:
@@ -291,7 +295,7 @@ def _invalid(fields: tuple[str, ...], answer: Mapping[str, Any]) -> ValidationFa
         return ValidationFailed(
             [FieldError("", "scripted unreadable answer")], None, text="<not json>"
         )
-    heads = {f.split(".", 1)[0] for f in fields}
+    heads = set(fields)
     kept = {k: v for k, v in answer.items() if k not in heads}
     broken = dict(answer) | dict.fromkeys(heads)
     return ValidationFailed(

@@ -33,7 +33,7 @@ def _result(item: str, status: ItemStatus = ItemStatus.SUCCEEDED, **extra: objec
             raw=object(),
         ),
         None,
-        ("title",),
+        (("title",), ("price.usd",), ("meta", "x/y")),
         12.5,
         0.25,
     )

@@ -112,7 +112,7 @@ def test_the_output_file_scrubs_reason_errors_and_output(tmp_path: Path) -> None
         row = json.loads(text)
         assert row["output"] == {"echo": [f"the key is {REDACTED}"]}
         assert row["reason"] == f"403 for {REDACTED}"
-        assert row["errors"] == [{"path": "title", "message": f"bad value '{REDACTED}'"}]
+        assert row["errors"] == [{"path": ["title"], "message": f"bad value '{REDACTED}'"}]
 
 
 def test_a_traceback_in_the_log_is_scrubbed_and_nested_values_keep_their_shape(
