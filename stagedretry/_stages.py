@@ -317,7 +317,7 @@ def merge(
     """
     merged = dict(kept)
     # In the answer's own order, so a validator reports the repaired fields as the model wrote them.
-    order = {key: i for i, key in enumerate(answer)}
+    order: dict[str | int, int] = {key: i for i, key in enumerate(answer)}
     for path in sorted(fields, key=lambda p: order.get(p[0], len(order)) if p else -1):
         value = value_at(answer, path)
         if value is not _MISSING and path:
