@@ -227,7 +227,7 @@ TEXT_SCRIPTS = [
         ScriptStep(OutcomeKind.INVALID, fields=["title", "year"]),
         ScriptStep(OutcomeKind.INVALID, fields=["author"]),
     ],
-    [ScriptStep(OutcomeKind.INVALID, fields=["author.name"]), OutcomeKind.TRANSIENT],
+    [ScriptStep(OutcomeKind.INVALID, fields=["author"]), OutcomeKind.TRANSIENT],
 ]
 
 
@@ -257,14 +257,15 @@ async def test_text_answers_are_what_a_model_would_send() -> None:
     assert first.usage == second.usage == SCRIPTED_USAGE  # an answer, billed
     assert "year" in (first.error or "")
     assert "not JSON" in (second.error or "")  # read by the partial stage itself
-    assert third.fields == ("year",)  # the earlier failed field, still to repair
+    assert third.fields == (("year",),)  # the earlier failed field, still to repair
     assert result.output == dict(DEFAULT_ANSWER)
     assert result.last_invalid == UNREADABLE_ANSWER  # the text the partial stage could not read
 
 
 def test_wrong_fields() -> None:
-    assert wrong_fields(["year", "author.name", "year"], None) == ("year", "author")
+    # A scripted field is one key, never split on its dots.
+    assert wrong_fields(["year", "author.name", "year"], None) == ("year", "author.name")
     assert wrong_fields([], None) == ()
-    assert wrong_fields([], ("year",)) == ()
-    assert wrong_fields(["title", "year"], ("year", "pages")) == ("year",)
-    assert wrong_fields(["title"], ("year", "pages")) == ("year", "pages")
+    assert wrong_fields([], (("year",),)) == ()
+    assert wrong_fields(["title", "year"], (("year",), ("pages",))) == ("year",)
+    assert wrong_fields(["title"], (("year",), ("pages",))) == ("year", "pages")

@@ -151,11 +151,13 @@ async def test_a_truncated_answer_is_repaired_by_asking_for_the_cut_fields_only(
     asked = [f for f in BOOK_FIELDS if f not in whole]
     assert whole
     assert asked
-    assert repair.fields == tuple(asked)
+    assert repair.fields == tuple((name,) for name in asked)
     schema = recorder.bodies[1]["generationConfig"]["responseJsonSchema"]
     assert list(schema["properties"]) == asked
     assert recorder.bodies[1]["contents"][0]["parts"][0]["text"].endswith(
-        f"Answer with a JSON object holding only these fields: {', '.join(asked)}."
+        "Answer with a JSON object holding only these fields: "
+        f"{', '.join('/' + name for name in asked)}, "
+        f"shaped like {json.dumps(dict.fromkeys(asked, '...'))}."
     )
     output = result.output
     assert isinstance(output, Book)
@@ -190,4 +192,4 @@ async def test_an_answer_cut_before_any_field_is_complete_re_asks_every_field(
     assert CUT in cut.error
     # Nothing was complete, so the partial stage asks for every field.
     assert (cut.stage, whole.stage) == ("tight", "fix")
-    assert whole.fields == tuple(BOOK_FIELDS)
+    assert whole.fields == tuple((name,) for name in BOOK_FIELDS)
