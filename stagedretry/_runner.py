@@ -20,8 +20,7 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from inspect import isawaitable
-from types import MappingProxyType
+from types import CoroutineType, MappingProxyType
 from typing import Any, Generic, Protocol, overload
 
 from ._clock import Clock, SystemClock
@@ -813,8 +812,10 @@ class Runner(Generic[T]):
                     response = await self.strategy.generate(request, ctx)
             meta = response.meta
             output = kind.parse(response, state, self._check)
-            if isawaitable(output):
-                # An async validator: its output is awaited, never handed on as a coroutine.
+            if type(output) is CoroutineType:
+                # The checked validator hands an async validator's awaitable over as its
+                # own coroutine, so this cheap test is the whole test: it is awaited, and a
+                # coroutine never becomes an output.
                 output = await output
             outcome = _SUCCESS
         except ValidationFailed as exc:
@@ -856,7 +857,8 @@ class Runner(Generic[T]):
                 request.fields,
                 started,
                 clock.monotonic() - started,
-                state.take_mended(),
+                # Read only when something was mended: this runs for every attempt.
+                state.take_mended() if state.mended else (),
             )
         )
         if log is not None:

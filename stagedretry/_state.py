@@ -45,7 +45,6 @@ class ItemState:
     """
 
     __slots__ = (
-        "_mended",
         "_scratch",
         "attempts",
         "attempts_at",
@@ -53,6 +52,7 @@ class ItemState:
         "item",
         "last_invalid",
         "lost_in_row",
+        "mended",
         "partial",
         "prompts",
         "rate_limit_waits",
@@ -73,7 +73,7 @@ class ItemState:
         self.lost_in_row = 0
         self.started = started
         self._scratch: Scratch | None = None
-        self._mended: tuple[FieldError, ...] = ()
+        self.mended: tuple[FieldError, ...] = ()
 
     @property
     def stage(self) -> str:
@@ -89,11 +89,11 @@ class ItemState:
 
     def note_mended(self, errors: tuple[FieldError, ...]) -> None:
         """Record *errors* the stage mended without a request (e.g. forbidden keys dropped)."""
-        self._mended += errors
+        self.mended += errors
 
     def take_mended(self) -> tuple[FieldError, ...]:
         """The errors mended since the last call, for the attempt's record; clears them."""
-        mended, self._mended = self._mended, ()
+        mended, self.mended = self.mended, ()
         return mended
 
     def __repr__(self) -> str:

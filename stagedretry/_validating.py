@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -137,6 +138,21 @@ def as_validation_failure(exc: Exception, text: str) -> ValidationFailed | None:
     return None
 
 
+def is_awaitable(value: object) -> bool:
+    """Whether *value* can be awaited, as ``inspect.isawaitable`` says, but cheaply.
+
+    Called on every answer: a lookup on the type's own ``__await__`` (coroutines,
+    futures, awaitable classes) costs far less than the ABC check inside
+    ``inspect.isawaitable``; a generator-based coroutine is the one other case.
+    """
+    kind = type(value)
+    if hasattr(kind, "__await__"):
+        return True
+    return kind is types.GeneratorType and bool(
+        value.gi_code.co_flags & inspect.CO_ITERABLE_COROUTINE  # type: ignore[attr-defined]
+    )
+
+
 class CheckedValidator:
     """The user's validator as the engine calls it: every "invalid" is a ValidationFailed.
 
@@ -155,7 +171,7 @@ class CheckedValidator:
             output = self._validate(text)
         except Exception as exc:
             raise self._failure(exc, text) from _cause(exc)
-        if inspect.isawaitable(output):
+        if is_awaitable(output):
             return self._finish(output, text)
         return output
 
@@ -164,7 +180,7 @@ class CheckedValidator:
             output = await pending
         except Exception as exc:
             raise self._failure(exc, text) from _cause(exc)
-        if inspect.isawaitable(output):
+        if is_awaitable(output):
             # An awaitable of an awaitable: a mistake, and never an output.
             if inspect.iscoroutine(output):
                 output.close()
