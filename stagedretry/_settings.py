@@ -23,14 +23,14 @@ import enum
 import math
 import types
 import typing
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Final, TypeVar
 
 import attrs
 
 from ._describe import describe as _show
 from ._outcomes import PlanError
-from ._plan import Plan
+from ._plan import Plan, _expect_table
 
 T = TypeVar("T")
 
@@ -165,7 +165,7 @@ def parse_settings(
     if not attrs.has(cls):
         raise TypeError(f"{cls.__name__} is not an attrs class")
     build: Any = cls
-    table = _table(data, where)
+    table = _expect_table(data, where)
     fields = _fields(cls)
     known = settable_keys(cls)
     values: dict[str, Any] = {}
@@ -190,15 +190,6 @@ def _unknown(key: object, known: Sequence[str], noun: str) -> str:
     hint = f"did you mean {close[0]!r}? " if close else ""
     listed = ", ".join(known) if known else "none"
     return f"unknown {noun} ({hint}known: {listed})"
-
-
-def _table(data: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise PlanError(where, f"expected a table, got {_show(data)}")
-    for key in data:
-        if not isinstance(key, str):
-            raise PlanError(where, f"keys must be strings, got {key!r}")
-    return data
 
 
 def _read(field: _Field, raw: object, where: str) -> Any:
