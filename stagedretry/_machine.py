@@ -13,13 +13,13 @@ from typing import Any, Protocol
 
 from transitions import Machine
 
-from ._plan import TERMINAL_STATES, Edge, Plan, Trigger, declared_edges, mermaid
+from ._plan import TERMINAL_STATES, Plan, Trigger, declared_edges
 
 # transitions logs every handled exception at ERROR (MachineError, CancelledError included)
 # before the engine sees it; the engine reports through structlog instead.
 logging.getLogger("transitions").setLevel(logging.CRITICAL)
 
-__all__ = ["TERMINAL_STATES", "CompiledPlan", "Edge", "Positioned", "Trigger", "compile_plan"]
+__all__ = ["CompiledPlan", "Positioned", "compile_plan"]
 
 
 class Positioned(Protocol):
@@ -31,11 +31,10 @@ class Positioned(Protocol):
 class CompiledPlan:
     """A plan's machine: fire a trigger on a cursor, read where it went."""
 
-    __slots__ = ("_events", "edges", "initial", "machine", "plan", "stage_index")
+    __slots__ = ("_events", "initial", "machine", "stage_index")
 
     def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.edges = declared_edges(plan)
+        edges = declared_edges(plan)
         self.initial = plan.stages[0].name
         states: list[Any] = [s.name for s in plan.stages]
         states += [{"name": t, "final": True} for t in TERMINAL_STATES]
@@ -43,7 +42,7 @@ class CompiledPlan:
             model=None,
             states=states,
             transitions=[
-                {"trigger": e.trigger.value, "source": e.source, "dest": e.dest} for e in self.edges
+                {"trigger": e.trigger.value, "source": e.source, "dest": e.dest} for e in edges
             ],
             initial=self.initial,
             auto_transitions=False,
@@ -58,10 +57,6 @@ class CompiledPlan:
         """Fire *trigger* on *cursor* through the machine and return the new state."""
         self._events[trigger].trigger(cursor)
         return cursor.state
-
-    def to_mermaid(self) -> str:
-        """The declared machine as a Mermaid ``stateDiagram-v2``."""
-        return mermaid(self.initial, self.edges)
 
 
 def compile_plan(plan: Plan) -> CompiledPlan:

@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, overload
 
 from ._clock import Clock, SystemClock
 from ._journal import Journal
-from ._machine import Trigger, compile_plan
+from ._machine import compile_plan
 from ._outcomes import (
     FieldError,
     Outcome,
@@ -36,7 +36,7 @@ from ._outcomes import (
     classify,
     describe,
 )
-from ._plan import Plan
+from ._plan import Plan, Trigger
 from ._policy import (
     DEADLINE_PASSED,
     NOTHING_TO_REPAIR,
