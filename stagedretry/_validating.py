@@ -23,6 +23,8 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import jsonschema
+
 from ._outcomes import (
     FatalError,
     FieldError,
@@ -32,6 +34,7 @@ from ._outcomes import (
     ValidationFailed,
     describe,
 )
+from ._schema import field_errors
 from ._stages import kept_part
 
 __all__ = ["CheckedValidator", "validator_name"]
@@ -63,9 +66,8 @@ def _json_object(text: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _kept(text: str, errors: list[FieldError]) -> dict[str, object] | None:
+def _kept(data: dict[str, Any] | None, errors: list[FieldError]) -> dict[str, object] | None:
     """The part of the answer that did not fail (``None``: nothing could be kept)."""
-    data = _json_object(text)
     return None if data is None else kept_part(data, errors)
 
 
@@ -108,16 +110,18 @@ def pydantic_errors(exc: Any, data: object) -> list[FieldError]:
 
 
 def _pydantic_failed(exc: Any, text: str) -> ValidationFailed:
-    errors = pydantic_errors(exc, _json_object(text))
+    data = _json_object(text)
+    errors = pydantic_errors(exc, data)
     if not errors:  # pydantic never raises an empty one, but an empty list would read as valid
         errors.append(FieldError("", str(exc)))
-    return ValidationFailed(errors, _kept(text, errors), text=text)
+    return ValidationFailed(errors, _kept(data, errors), text=text)
 
 
 def _jsonschema_failed(exc: Any, text: str) -> ValidationFailed:
-    message = exc.message if isinstance(exc.message, str) else str(exc)
-    errors = [FieldError(tuple(exc.absolute_path), message)]
-    return ValidationFailed(errors, _kept(text, errors), text=text)
+    # Read as the json_schema adapter reads its own errors: a missing key of `required` is
+    # that key, a key `additionalProperties` refuses is FORBIDDEN and mended locally.
+    errors = field_errors([exc]) or [FieldError(tuple(exc.absolute_path), str(exc.message))]
+    return ValidationFailed(errors, _kept(_json_object(text), errors), text=text)
 
 
 def as_validation_failure(exc: Exception, text: str) -> ValidationFailed | None:
@@ -129,8 +133,7 @@ def as_validation_failure(exc: Exception, text: str) -> ValidationFailed | None:
     pydantic_error = _loaded("pydantic_core", "ValidationError")
     if pydantic_error is not None and isinstance(exc, pydantic_error):
         return _pydantic_failed(exc, text)
-    jsonschema_error = _loaded("jsonschema.exceptions", "ValidationError")
-    if jsonschema_error is not None and isinstance(exc, jsonschema_error):
+    if isinstance(exc, jsonschema.ValidationError):  # a dependency of the engine: always there
         return _jsonschema_failed(exc, text)
     if isinstance(exc, ValueError):
         # No field paths (json.JSONDecodeError is one): nothing a partial stage can repair.

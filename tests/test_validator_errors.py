@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
 import pydantic
 import pytest
 
@@ -102,8 +103,6 @@ class TestJsonSchemaValidationError:
     }
 
     def validate(self, text: str) -> dict[str, Any]:
-        import jsonschema
-
         data: dict[str, Any] = json.loads(text)
         jsonschema.validate(data, self.SCHEMA)
         return data
@@ -116,10 +115,29 @@ class TestJsonSchemaValidationError:
         # Kept down to the failing leaf: a partial stage re-asks author.born alone.
         assert failed.partial == {"title": "Dune", "author": {}}
 
-    def test_an_error_about_the_whole_answer_keeps_nothing(self) -> None:
+    def test_a_missing_required_key_is_named_and_the_rest_kept(self) -> None:
+        """Read as the json_schema adapter reads it: the missing key, not the whole answer."""
         failed = failure(CheckedValidator(self.validate), '{"author": {}}')
+        assert [e.path for e in failed.errors] == [("title",)]
+        assert failed.partial == {"author": {}}
+
+    def test_an_error_about_the_whole_answer_keeps_nothing(self) -> None:
+        failed = failure(CheckedValidator(self.validate), "[1, 2]")
         assert [e.path for e in failed.errors] == [()]
         assert failed.partial is None
+
+    def test_a_key_additional_properties_refuses_is_mended_without_a_request(self) -> None:
+        schema = {**self.SCHEMA, "additionalProperties": False}
+
+        def validate(text: str) -> dict[str, Any]:
+            data: dict[str, Any] = json.loads(text)
+            jsonschema.validate(data, schema)
+            return data
+
+        failed = failure(CheckedValidator(validate), '{"title": "Dune", "confidence": 0.9}')
+        assert [(e.path, e.kind) for e in failed.errors] == [
+            (("confidence",), sr.FieldErrorKind.FORBIDDEN)
+        ]
 
     async def test_it_advances_to_the_partial_stage(self) -> None:
         strategy = answers('{"title": 7}', '{"title": "Dune"}')

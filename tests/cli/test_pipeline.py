@@ -294,3 +294,14 @@ def test_a_model_in_a_folder_beside_the_pipeline(make_job: Callable[..., Job], i
     model = pipeline.output.model_class
     assert model is not None
     assert set(model.model_fields) == {"title", "year"}
+
+
+def test_a_sim_pipeline_keeps_the_fingerprint_of_earlier_versions(
+    make_job: Callable[..., Job],
+) -> None:
+    """The value stagedretry 0.1.0 computed for this file: existing journals must still resume.
+
+    (Measured by loading the same file with 0.1.0's pipeline reader.)
+    """
+    job = make_job(items=3)
+    assert load_pipeline(job.pipeline).fingerprint == "db9fe35f8dcf0bd6"
