@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from types import CoroutineType
+from typing import Any, NoReturn, Protocol
 
 import attrs
 
@@ -167,11 +168,40 @@ def from_truncated(
     try:
         output = validator(json.dumps(candidate, ensure_ascii=False))
     except ValidationFailed as exc:
-        failed, partial = exc.errors, exc.partial
-    else:
-        if not cut:
-            return output
-        failed, partial = (), candidate
+        _truncated_failure(exc.errors, exc.partial, candidate, cut, why, text)
+    if type(output) is CoroutineType:
+        # An async validator: its verdict on the complete part is known once awaited.
+        return _truncated_later(output, candidate, cut, why, text)
+    if cut:
+        _truncated_failure((), candidate, candidate, cut, why, text)
+    return output
+
+
+async def _truncated_later(
+    pending: Awaitable[Any],
+    candidate: dict[str, Any],
+    cut: tuple[str, ...],
+    why: str,
+    text: str,
+) -> Any:
+    try:
+        output = await pending
+    except ValidationFailed as exc:
+        _truncated_failure(exc.errors, exc.partial, candidate, cut, why, text)
+    if cut:
+        _truncated_failure((), candidate, candidate, cut, why, text)
+    return output
+
+
+def _truncated_failure(
+    failed: Iterable[FieldError],
+    partial: Mapping[str, Any] | None,
+    candidate: dict[str, Any],
+    cut: tuple[str, ...],
+    why: str,
+    text: str,
+) -> NoReturn:
+    """Raise what a truncated answer lacks: the cut members and what the validator refused."""
     errors = [FieldError(key, why) for key in cut]
     for error in failed:
         heads = repairable_fields((error,))
@@ -183,9 +213,8 @@ def from_truncated(
             errors.append(FieldError(error.path, message))
         else:
             errors.append(error)
-    if partial is not None:
-        partial = {k: v for k, v in partial.items() if k not in cut}
-    raise ValidationFailed(errors, partial, text=text)
+    kept = None if partial is None else {k: v for k, v in partial.items() if k not in cut}
+    raise ValidationFailed(errors, kept, text=text)
 
 
 class FullStage:
@@ -387,19 +416,42 @@ def validate(validator: Validator[Any], text: str, state: ItemState) -> Any:
     still fails is raised as the second validation reports it.
     """
     try:
-        return validator(text)
+        output = validator(text)
     except ValidationFailed as exc:
-        forbidden = tuple(e for e in exc.errors if e.kind is FieldErrorKind.FORBIDDEN and e.path)
-        if not forbidden:
-            raise
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise exc from None
-        for error in forbidden:
-            data = _dropped(data, error.path)
-        state.note_mended(forbidden)
-        return validator(json.dumps(data, ensure_ascii=False))
+        return _mend(validator, text, state, exc)
+    if type(output) is CoroutineType:
+        # An async validator fails only once awaited: the mending must wait for it too.
+        return _mend_later(output, validator, text, state)
+    return output
+
+
+def _mend(validator: Validator[Any], text: str, state: ItemState, exc: ValidationFailed) -> Any:
+    """Drop the forbidden keys *exc* names and validate again, or raise *exc* as it is."""
+    forbidden = tuple(e for e in exc.errors if e.kind is FieldErrorKind.FORBIDDEN and e.path)
+    if not forbidden:
+        raise exc
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise exc from None
+    for error in forbidden:
+        data = _dropped(data, error.path)
+    state.note_mended(forbidden)
+    return validator(json.dumps(data, ensure_ascii=False))
+
+
+async def _mend_later(
+    pending: Awaitable[Any], validator: Validator[Any], text: str, state: ItemState
+) -> Any:
+    try:
+        return await pending
+    except ValidationFailed as exc:
+        return await _settled(_mend(validator, text, state, exc))
+
+
+async def _settled(value: Any) -> Any:
+    """*value*, awaited first if an async validator returned it as a coroutine."""
+    return await value if type(value) is CoroutineType else value
 
 
 _UNREADABLE = " (the last repair was unreadable: "

@@ -179,8 +179,13 @@ class TestPartial:
         assert all(WHY in e.message for e in exc.errors)
 
 
+async def _book_async(text: str) -> Book:
+    return Book.model_validate_json(text)
+
+
+@pytest.mark.parametrize("validator", [BOOK, _book_async], ids=["sync", "async"])
 async def test_a_ladder_repairs_a_truncated_answer_for_any_provider(
-    virtual_clock: VirtualClock,
+    virtual_clock: VirtualClock, validator: Any
 ) -> None:
     asked: list[tuple[str, ...] | None] = []
 
@@ -191,7 +196,9 @@ async def test_a_ladder_repairs_a_truncated_answer_for_any_provider(
             return sr.Response(DUNE, meta=meta)
         return sr.Response('{"authors": ["Frank Herbert"], "publisher": "Chilton"}')
 
-    runner = sr.Runner(sr.Plan.ladder(), from_callable(answer), validator=BOOK, clock=virtual_clock)
+    runner = sr.Runner(
+        sr.Plan.ladder(), from_callable(answer), validator=validator, clock=virtual_clock
+    )
     batch = await runner.run([ITEM])
 
     (result,) = batch.results
