@@ -132,8 +132,7 @@ class Built:
 
     *closers* run newest first (the order they are given in); the app runs
     each once, after the run, and a failing one does not stop the others.
-    *cache_stats* reads the provider cache's counters (``None``: no cache);
-    *emulator* is the in-process emulator a backend started, for its ledger.
+    *cache_stats* reads the provider cache's counters (``None``: no cache).
     """
 
     strategy: Strategy
@@ -143,7 +142,6 @@ class Built:
     resources: tuple[SharedResource, ...] = ()
     closers: tuple[Closer, ...] = ()
     cache_stats: Callable[[], Mapping[str, int]] | None = None
-    emulator: object | None = None
 
 
 class BackendSpec(Protocol[S_contra]):

@@ -213,7 +213,7 @@ class GeminiContextCache:
     - *renew_margin*: seconds (default 300, at least 0, below *ttl*); the cache
       is extended once less than this much of its life remains, judged by the
       server's ``expire_time`` and clock, never by a local "now + ttl".
-    - *tag*: 1 to 40 characters without ``:`` or line breaks, joined with the
+    - *tag*: 1 to 64 characters without ``:`` or line breaks, joined with the
       content's fingerprint in the ``display_name`` (``stagedretry:<tag>:<hash>``)
       so that a later run, or another process, finds the same cache again.
     - *on_close*: ``"keep"`` (default: the next run reuses it until it expires,

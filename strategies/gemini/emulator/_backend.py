@@ -125,7 +125,7 @@ class EmulatorBackend:
         except BaseException:
             await close_all(reversed(started))
             raise
-        return attrs.evolve(built, closers=tuple(reversed(started)), emulator=emulator)
+        return attrs.evolve(built, closers=tuple(reversed(started)))
 
     def __repr__(self) -> str:
         return "EmulatorBackend()"
