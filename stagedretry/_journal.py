@@ -103,7 +103,8 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _usage_json(usage: Usage) -> dict[str, int]:
+def usage_json(usage: Usage) -> dict[str, int]:
+    """The JSON form of *usage*, as the journal stores it."""
     return {
         "input": usage.input_tokens,
         "output": usage.output_tokens,
@@ -173,7 +174,7 @@ def result_to_json(result: ItemResult) -> dict[str, Any]:
                 "outcome": a.outcome.value,
                 "number": a.number,
                 "counted": a.counted,
-                "usage": _usage_json(a.usage),
+                "usage": usage_json(a.usage),
                 "meta": _meta_json(a.meta),
                 "error": a.error,
                 "fields": [list(p) for p in a.fields] if a.fields is not None else None,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
-from ._journal import Journal
+from ._journal import Journal, usage_json
 from ._results import BatchResult, ItemLike, ItemResult, Items, WorkItem
 
 if TYPE_CHECKING:
@@ -206,18 +206,12 @@ class JournalRun:
 
 def run_stats(batch: BatchResult) -> dict[str, Any]:
     """A run's totals as plain JSON data, for :meth:`Journal.end_run`."""
-    usage = batch.usage
     return {
         "items": batch.items,
         "resumed": batch.resumed,
         "counts": {status.value: n for status, n in batch.counts.items()},
         "prompts": batch.prompts,
         "attempts": batch.attempts,
-        "usage": {
-            "input": usage.input_tokens,
-            "output": usage.output_tokens,
-            "cached": usage.cached_tokens,
-            "thinking": usage.thinking_tokens,
-        },
+        "usage": usage_json(batch.usage),
         "wall_time": batch.wall_time,
     }

@@ -9,9 +9,13 @@ max_output_tokens at least 1, up to 5 stop sequences.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import attrs
 
-from stagedretry import setting
+from stagedretry import StageContext, parse_settings, setting
+
+P = TypeVar("P")
 
 _INT32: int = 2**31 - 1
 
@@ -34,3 +38,11 @@ class SamplingParams:
     """Another model for this stage (e.g. escalate to a larger one); ``None``: the strategy's."""
     stop_sequences: tuple[str, ...] | None = setting(None, max_items=5)
     """Up to 5 strings that end the answer; a single string is a list of one."""
+
+
+def params_of(ctx: StageContext, params_type: type[P]) -> P:
+    """*ctx*'s checked params; read here when a context was built by hand, not by a runner."""
+    params = ctx.params
+    if isinstance(params, params_type):
+        return params
+    return parse_settings(params_type, params, f"{ctx.stage.name}.params", noun="parameter")

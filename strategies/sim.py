@@ -27,12 +27,11 @@ from stagedretry import (
     TransientError,
     Usage,
     ValidationFailed,
-    parse_settings,
     setting,
     validators,
 )
 
-from ._sampling import SamplingParams
+from ._sampling import SamplingParams, params_of
 from ._tokens import count_tokens
 from .backend import BackendSpec, Built, JobInputs
 
@@ -86,10 +85,7 @@ class SimStrategy:
         m = self.model
         if m.latency:
             await ctx.clock.sleep(m.latency)
-        params = ctx.params
-        if not isinstance(params, SamplingParams):  # a context built by hand, not by a runner
-            params = parse_settings(SamplingParams, params, f"{request.stage.name}.params")
-        temperature = params.temperature or 0.0
+        temperature = params_of(ctx, SamplingParams).temperature or 0.0
         key = (m.seed, request.item_id, request.stage.name, ctx.attempt)
         if m.rate_limit_rate and _unit(*key, "429") < m.rate_limit_rate:
             raise RateLimited("simulated 429", retry_after=m.retry_after)

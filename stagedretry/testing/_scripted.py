@@ -231,9 +231,7 @@ class ScriptedStrategy:
                 raise _invalid((), self.answer)
             if self.text_answers:
                 return Response(self._wrong_answer(request, wrong), self._usage_for(request))
-            heads = set(wrong)
-            named = tuple(f for f in step.fields if f in heads)
-            raise _invalid(named or wrong, self.answer)
+            raise _invalid(wrong, self.answer)
         if kind is OutcomeKind.TRANSIENT:
             raise TransientError("scripted transient error")
         if kind is OutcomeKind.RATE_LIMITED:

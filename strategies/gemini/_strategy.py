@@ -27,10 +27,10 @@ from stagedretry import (
     SharedResource,
     StageContext,
     TransientError,
-    parse_settings,
     settable_keys,
 )
 
+from .._sampling import params_of
 from ._cache import CacheHandle, GeminiContextCache, check_client, fingerprint, model_path
 from ._errors import classify as _classify
 from ._errors import redact
@@ -174,7 +174,7 @@ class GeminiStrategy:
 
     async def generate(self, request: Request, ctx: StageContext) -> Response:
         """Send one request; return its text (``None`` when withheld) with usage and metadata."""
-        params = _params_of(ctx)
+        params = params_of(ctx, GeminiParams)
         model = params.model or self._model
         handle = self._handle(ctx)
         use_cache = (
@@ -296,11 +296,3 @@ _CONFIG_FIELDS: Final = tuple(
     name for name in settable_keys(GeminiParams) if name not in ("model", "thinking_budget")
 )
 """The params that are ``GenerateContentConfig`` fields of the same name."""
-
-
-def _params_of(ctx: StageContext) -> GeminiParams:
-    """The checked params; read here when a context was built by hand, not by a runner."""
-    params = ctx.params
-    if isinstance(params, GeminiParams):
-        return params
-    return parse_settings(GeminiParams, params, f"{ctx.stage.name}.params", noun="parameter")
