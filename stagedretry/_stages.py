@@ -138,6 +138,7 @@ def from_truncated(
     *,
     kept: Mapping[str, Any] | None = None,
     fields: tuple[FieldPath, ...] | None = None,
+    members: tuple[dict[str, Any], tuple[str, ...]] | None = None,
 ) -> Any:
     """Validate what a truncated answer holds complete; the cut and missing fields fail.
 
@@ -151,7 +152,8 @@ def from_truncated(
     text = response.text
     assert text is not None
     why = _cut_off(response)
-    members = complete_members(text)
+    if members is None:  # not read by the caller already
+        members = complete_members(text)
     if members is None:
         # Nothing readable as an object: the validator says what it can of the text.
         try:
@@ -495,9 +497,12 @@ class PartialStage:
             raise _unreadable_repair(state, _no_text(response).errors[0].message, None)
         fields = repairable_fields(state.errors)
         if response.meta is not None and response.meta.truncated:
-            if complete_members(response.text) is None:
+            members = complete_members(response.text)
+            if members is None:
                 raise _unreadable_repair(state, _cut_off(response), response.text)
-            return from_truncated(response, validator, kept=state.partial, fields=fields)
+            return from_truncated(
+                response, validator, kept=state.partial, fields=fields, members=members
+            )
         try:
             answer = json.loads(response.text)
         except ValueError as exc:
@@ -505,7 +510,7 @@ class PartialStage:
         if not isinstance(answer, dict):
             raise _unreadable_repair(state, "not a JSON object", response.text)
         # Only the paths asked for are taken: the model may not rewrite what was valid.
-        merged = merge(state.partial or {}, answer, repairable_fields(state.errors))
+        merged = merge(state.partial or {}, answer, fields)
         return validate(validator, json.dumps(merged, ensure_ascii=False), state)
 
     def __repr__(self) -> str:

@@ -61,17 +61,7 @@ def _prune_definitions(schema: dict[str, Any]) -> None:
 
 def _root(schema: Mapping[str, Any]) -> Mapping[str, Any]:
     """The object node of *schema*, following a root ``$ref`` into its definitions."""
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and "properties" not in schema:
-        for prefix, defs_key in zip(_REF_PREFIXES, ("$defs", "definitions"), strict=True):
-            defs = schema.get(defs_key)
-            if ref.startswith(prefix) and isinstance(defs, Mapping):
-                target = defs.get(ref[len(prefix) :])
-                if isinstance(target, Mapping):
-                    merged = {k: v for k, v in schema.items() if k != "$ref"}
-                    merged.update(target)
-                    return merged
-    return schema
+    return _resolved(schema, schema) or schema
 
 
 _Tree = dict[str, "_Tree | None"]
