@@ -26,7 +26,11 @@ def _imports() -> dict[str, set[str]]:
                 if node.level:
                     anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join([*anchor, *([node.module] if node.module else [])])
-                targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+                submodules = [f"{base}.{a.name}" for a in node.names]
+                # `from . import x` reaches the package only for x; a name defined in the
+                # package (`from stagedretry import Plan`) runs its __init__.
+                names_only = any(m not in modules for m in submodules)
+                targets = [*([base] if names_only else []), *submodules]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:
@@ -47,9 +51,6 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
             return None
         path.append(node)
         for target in sorted(graph[node]):
-            # A package's __init__ re-exports its submodules: importing it is not a circle.
-            if target == node.rpartition(".")[0] or node.startswith(f"{target}."):
-                continue
             found = visit(target)
             if found:
                 return found
@@ -70,3 +71,10 @@ def test_no_import_circles() -> None:
 
 def test_the_scan_finds_a_circle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_scan_finds_a_circle_through_the_package() -> None:
+    """A module that imports a name from its own package runs the package's __init__ again."""
+    graph = _imports()
+    graph["stagedretry._tally"] = graph["stagedretry._tally"] | {"stagedretry"}
+    assert _cycle(graph) is not None
