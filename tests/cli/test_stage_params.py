@@ -11,7 +11,6 @@ request.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -111,10 +110,6 @@ def _set_params(job: Job, params: str, where: str) -> None:
     job.pipeline.write_text(text.replace(stage, f"params = {{ {params} }}", 1), "utf-8")
 
 
-def _emulator_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name == "gemini-emulator"}
-
-
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiEmulator]:
     """What the gemini backend talks to: a loopback emulator that demands the key."""
@@ -161,13 +156,23 @@ def test_the_gemini_family_refuses_malformed_params_before_sending(
     params: str,
     where: str,
     problem: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     job = _gemini_family_job(make_job, kind, server.base_url)
     _set_params(job, params, where)
-    before = _emulator_threads()
+    started: list[GeminiEmulator] = []
+    start = GeminiEmulator.start
+
+    def recording_start(emulator: GeminiEmulator) -> str:
+        started.append(emulator)
+        return start(emulator)
+
+    # Recorded, not replaced: a started emulator stops (and joins its thread) before the
+    # command returns, so only the call itself shows that the backend was built.
+    monkeypatch.setattr(GeminiEmulator, "start", recording_start)
     _refused(cli, job, f"pipeline.toml: plan.stages{where}: {problem}")
-    assert server.ledger.requests == ()
-    assert _emulator_threads() == before  # the emulator backend never started one
+    assert server.ledger.requests == ()  # the gemini backend sent nothing
+    assert started == []  # the emulator backend never started one
 
 
 @pytest.mark.parametrize(("params", "where", "problem"), [c[1:] for c in SIM], ids=_ids(SIM))
