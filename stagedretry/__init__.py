@@ -2,6 +2,7 @@
 
 from . import validators
 from ._clock import Clock, SystemClock
+from ._http import retry_after
 from ._journal import Journal, JournalError
 from ._outcomes import (
     AttemptError,
@@ -105,6 +106,7 @@ __all__ = [
     "builtin_kinds",
     "json_pointer",
     "parse_settings",
+    "retry_after",
     "settable_keys",
     "setting",
     "stage_params",

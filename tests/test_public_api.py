@@ -68,6 +68,7 @@ STAGEDRETRY = [
     "builtin_kinds",
     "json_pointer",
     "parse_settings",
+    "retry_after",
     "settable_keys",
     "setting",
     "stage_params",

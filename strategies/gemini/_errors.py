@@ -18,7 +18,6 @@ anything that looks like an API key.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import re
 import time
@@ -27,7 +26,7 @@ from typing import Any, Final
 
 from google.genai import errors
 
-from stagedretry import Outcome, OutcomeKind, Rule
+from stagedretry import Outcome, OutcomeKind, Rule, retry_after
 
 __all__ = [
     "cache_gone",
@@ -109,30 +108,6 @@ def _error_details(body: Any) -> Iterator[Mapping[str, Any]]:
         yield from (d for d in details if isinstance(d, Mapping))
 
 
-def _header(response: Any, name: str) -> str | None:
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    try:
-        value = headers.get(name)
-    except Exception:  # a foreign response object: no usable headers
-        return None
-    return value if isinstance(value, str) else None
-
-
-def _retry_after_header(value: str, now: Callable[[], float]) -> float | None:
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - now())
-
-
 def retry_delay(exc: errors.APIError, *, now: Callable[[], float] = time.time) -> float | None:
     """The wait an error asks for: ``RetryInfo.retryDelay``, else ``Retry-After``, else the message.
 
@@ -143,11 +118,10 @@ def retry_delay(exc: errors.APIError, *, now: Callable[[], float] = time.time) -
             seconds = parse_duration(detail.get("retryDelay"))
             if seconds is not None:
                 return seconds
-    header = _header(exc.response, "Retry-After")
-    if header is not None:
-        seconds = _retry_after_header(header, now)
-        if seconds is not None:
-            return seconds
+    # The engine's reader of HTTP advice: retry-after-ms, Retry-After in seconds or as a date.
+    seconds = retry_after(exc, now=now)
+    if seconds is not None:
+        return seconds
     match = _RETRY_IN.search(exc.message or "") if isinstance(exc.message, str) else None
     return float(match.group(1)) if match else None
 
