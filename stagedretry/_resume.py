@@ -13,13 +13,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
 from ._journal import Journal, usage_json
-from ._results import BatchResult, ItemLike, ItemResult, Items, WorkItem
+from ._results import BatchResult, ItemResult, WorkItem
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -106,16 +106,6 @@ def prompt_digest(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:FINGERPRINT_LENGTH]
 
 
-def _key(raw: object) -> tuple[str, str] | None:
-    # The runner's own conversion (as_work_item) reports a malformed item; here it is
-    # only passed through, unkeyed, to fail there.
-    if isinstance(raw, WorkItem):
-        return raw.id, raw.prompt
-    if isinstance(raw, tuple) and len(raw) in (2, 3) and isinstance(raw[1], str):
-        return str(raw[0]), raw[1]
-    return None
-
-
 class JournalRun:
     """One run's use of a journal: open and key it, skip what is done, commit what ends.
 
@@ -123,7 +113,7 @@ class JournalRun:
     statistics and closes the journal if this run opened it.
     """
 
-    __slots__ = ("_done", "_journal", "_opened", "_pending", "_position", "resumed", "run")
+    __slots__ = ("_done", "_journal", "_opened", "_pending", "resumed", "run")
 
     def __init__(self, journal: Journal, fingerprint: str) -> None:
         self._journal = journal
@@ -144,45 +134,21 @@ class JournalRun:
             raise
         # Line and digest of each item taken and not yet ended: bounded by the items in flight.
         self._pending: dict[str, tuple[int, str]] = {}
-        self._position = 0
         self.resumed = 0
         """Items skipped because the journal holds their result."""
 
-    def items(self, items: Items) -> Iterable[ItemLike] | AsyncIterable[ItemLike]:
-        """*items* without those the journal holds, sync or async as given."""
-        if isinstance(items, AsyncIterable):
-            return self._aiter(items)
-        return self._iter(items)
-
-    def _iter(self, items: Iterable[ItemLike]) -> Iterator[ItemLike]:
-        for raw in items:
-            if self._admit(raw):
-                yield raw
-
-    async def _aiter(self, items: AsyncIterable[ItemLike]) -> AsyncIterator[ItemLike]:
-        source = aiter(items)
-        try:
-            async for raw in source:
-                if self._admit(raw):
-                    yield raw
-        finally:
-            # The runner closes this filter when a run stops early; the caller's source goes too.
-            close = getattr(source, "aclose", None)
-            if close is not None:
-                await close()
-
-    def _admit(self, raw: object) -> bool:
-        self._position += 1
-        key = _key(raw)
-        if key is None:
-            return True
-        item_id, prompt = key
-        digest = prompt_digest(prompt)
-        if self._done.get(item_id) == digest:
+    def admit(self, item: WorkItem, position: int) -> bool:
+        """Whether *item* (the *position*-th of the run's items) is to run, not resumed."""
+        digest = prompt_digest(item.prompt)
+        if self._done.get(item.id) == digest:
             self.resumed += 1
             return False
-        self._pending[item_id] = (self._position, digest)
+        self._pending[item.id] = (position, digest)
         return True
+
+    def expect(self, item_id: str, position: int) -> None:
+        """An item that failed before it could run (malformed input): keep its place for its row."""
+        self._pending[item_id] = (position, "")
 
     def commit(self, result: ItemResult) -> None:
         """Commit *result* (cancelled ones too: they are not done, and run again next time)."""

@@ -625,7 +625,6 @@ class Runner(Generic[T]):
             if run.journal is not None:
                 # Opened, keyed and read before any item is taken: a locked journal sends nothing.
                 run.journal_run = JournalRun(run.journal, self.fingerprint)
-                items = run.journal_run.items(items)
             take = Source(items)
             tasks = [
                 asyncio.create_task(self._worker(run, take, emit)) for _ in range(self.concurrency)
@@ -710,11 +709,16 @@ class Runner(Generic[T]):
             if got is None:
                 return
             position, raw = got
+            journal_run = run.journal_run
             try:
                 item = as_work_item(raw, position)
             except TypeError as exc:
                 result = ItemResult(f"#{position}", ItemStatus.FAILED, reason=f"input_error: {exc}")
+                if journal_run is not None:
+                    journal_run.expect(result.id, position)
             else:
+                if journal_run is not None and not journal_run.admit(item, position):
+                    continue  # its result is in the journal: resumed, not run again
                 run.busy.add(task)
                 try:
                     result = await self._run_item(run, item)

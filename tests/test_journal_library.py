@@ -259,9 +259,17 @@ async def test_malformed_items_fail_without_stopping_the_resume(tmp_path: Path) 
         second = await runner_for(Counting()).run(raw, journal=journal)
 
     assert first.counts[sr.ItemStatus.FAILED] == 1
+    # A malformed item keeps its place among the items given, run after run: one row for it.
+    assert [r.id for r in first.results if r.status is sr.ItemStatus.FAILED] == ["#2"]
     assert second.resumed == 2
-    # Numbered by its place among the items this run took ("a" was skipped).
-    assert [r.id for r in second.results] == ["#1"]
+    assert [r.id for r in second.results] == ["#2"]
+    assert sorted(rows(tmp_path / "j.sqlite")) == ["#2", "a", "b"]
+    db = sqlite3.connect(tmp_path / "j.sqlite")
+    try:
+        lines = dict(db.execute("SELECT item_id, line FROM results").fetchall())
+    finally:
+        db.close()
+    assert lines == {"a": 1, "#2": 2, "b": 3}
 
 
 async def test_secrets_are_redacted_from_the_journal(tmp_path: Path) -> None:
