@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -332,6 +335,37 @@ def test_the_fingerprint_is_short_hex_and_stable() -> None:
     assert len(value) == 16
     int(value, 16)
     assert fingerprint() == value
+
+
+@pytest.mark.parametrize("seed", ["0", "1", "4242"])
+def test_the_fingerprint_is_the_same_in_another_process(seed: str) -> None:
+    """A resumed run is a new process: no address, no set order may reach the hash."""
+    code = (
+        "import pydantic, stagedretry as sr\n"
+        "from strategies.sim import SimStrategy\n"
+        "class Book(pydantic.BaseModel):\n"
+        "    title: str\n"
+        "    tags: frozenset[str] = frozenset()\n"
+        "runner = sr.Runner(sr.Plan.ladder(), SimStrategy(seed=1),"
+        " validator=sr.validators.pydantic(Book))\n"
+        "print(runner.fingerprint)\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+
+    class Book(pydantic.BaseModel):
+        title: str
+        tags: frozenset[str] = frozenset()
+
+    here = fingerprint(validator=sr.validators.pydantic(Book))
+    assert done.stdout.strip() == here
 
 
 def test_the_fingerprint_follows_the_plan() -> None:
