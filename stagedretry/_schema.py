@@ -63,15 +63,6 @@ def _with_nullable(base: type[Any]) -> type[Any]:
     return found
 
 
-def check_schema(schema: Mapping[str, Any]) -> str | None:
-    """``None`` when *schema* is a valid schema of its draft, else what is wrong and where."""
-    try:
-        _compile(schema)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 def _compile(schema: Mapping[str, Any]) -> Any:
     base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
@@ -200,7 +191,7 @@ class SchemaValidator:
 
     def __call__(self, text: str) -> dict[str, Any]:
         data = parse_json_object(text)
-        errors = self.errors(data)
+        errors = field_errors(self._validator.iter_errors(data))
         if errors:
             raise ValidationFailed(errors, kept_part(data, errors), text=text)
         return data
@@ -208,10 +199,6 @@ class SchemaValidator:
     def fingerprint_data(self) -> Mapping[str, object]:
         """The schema itself."""
         return {"schema": self._root}
-
-    def errors(self, value: object) -> list[FieldError]:
-        """Every violation in *value* (already parsed)."""
-        return field_errors(self._validator.iter_errors(value))
 
     def __repr__(self) -> str:
         return f"SchemaValidator({self._root.get('title', 'schema')!r})"

@@ -17,7 +17,6 @@ library is loaded, so ``sys.modules`` is asked.
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 import types
 from collections.abc import Awaitable, Callable
@@ -34,7 +33,7 @@ from ._outcomes import (
     ValidationFailed,
     describe,
 )
-from ._schema import field_errors
+from ._schema import field_errors, parse_json_object
 from ._stages import kept_part
 
 __all__ = ["CheckedValidator", "validator_name"]
@@ -60,10 +59,9 @@ def _loaded(module: str, name: str) -> type[BaseException] | None:
 
 def _json_object(text: str) -> dict[str, Any] | None:
     try:
-        data = json.loads(text)
-    except ValueError:
+        return parse_json_object(text)
+    except ValidationFailed:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _kept(data: dict[str, Any] | None, errors: list[FieldError]) -> dict[str, object] | None:
