@@ -9,9 +9,9 @@ from stagedretry import parse_settings, settable_keys
 from stagedretry.cli._registry import backend_names, backend_spec
 from stagedretry.cli.pipeline._model import answer_settings
 from strategies import SamplingParams
-from strategies.backend import CacheOptions, JobInputs
+from strategies.backend import CacheOptions, JobInputs, close_all
 from strategies.gemini import GeminiParams
-from strategies.gemini.emulator import EmulatorSettings, Fault, FaultSettings
+from strategies.gemini.emulator import Fault, FaultSettings
 from strategies.sim import SimModel, SimSection, SimSettings
 
 
@@ -42,8 +42,22 @@ def _settable(cls: type, dotted: str) -> bool:
     ("name", "params_type"),
     [("gemini", GeminiParams), ("emulator", GeminiParams), ("sim", SamplingParams)],
 )
-def test_each_backend_declares_its_strategy_s_params(name: str, params_type: type) -> None:
-    assert backend_spec(name).params_type is params_type
+async def test_each_backend_builds_a_strategy_of_its_declared_params(
+    name: str, params_type: type
+) -> None:
+    """The pipeline checks stage params against the spec; the runner, against the strategy."""
+    spec = backend_spec(name)
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    section = parse_settings(
+        spec.section_type, {"base_url": "http://127.0.0.1:9"} if name == "gemini" else {}, "b"
+    )
+    job = JobInputs("gemini-2.5-flash", None, None, output_schema=schema, api_key="test-key")
+    built = await spec.build(section, job)
+    try:
+        assert spec.params_type is params_type
+        assert built.strategy.params_type is spec.params_type  # type: ignore[attr-defined]
+    finally:
+        await close_all(built.closers)
 
 
 def test_the_sim_settings_are_the_sim_model_s_knobs_with_its_defaults() -> None:
@@ -58,7 +72,6 @@ def test_the_fault_settings_are_the_fault_s_fields_with_its_defaults() -> None:
     for kind in ("hang", "rate_limit"):
         settings = parse_settings(FaultSettings, {"kind": kind}, "fault")
         assert settings.fault() == Fault(kind=settings.kind)
-    assert EmulatorSettings().expiry_style is None  # the emulator's own default
 
 
 def test_neutral_settings_stay_out_of_the_fingerprint_data() -> None:
