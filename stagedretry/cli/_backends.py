@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -89,6 +89,15 @@ def check_backend(pipeline: Pipeline, *, need_key: bool) -> None:
 # -- the request log ---------------------------------------------------------------------------
 
 
+def _sent_params(params: object) -> dict[str, Any]:
+    """The stage params the strategy received, for the audit line (unset ones left out)."""
+    if attrs.has(type(params)):
+        values = attrs.asdict(params)  # type: ignore[arg-type]
+    else:
+        values = dict(params) if isinstance(params, Mapping) else {}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
+
+
 class RecordingStrategy:
     """Append one JSON line per request to a log *before* sending it, then delegate.
 
@@ -121,9 +130,10 @@ class RecordingStrategy:
             "fields": (
                 [json_pointer(p) for p in request.fields] if request.fields is not None else None
             ),
+            "params": _sent_params(ctx.params),
             "time": round(time.time(), 6),
         }
-        self._file.write(json.dumps(self._secrets.data(entry)) + "\n")
+        self._file.write(json.dumps(self._secrets.data(entry), default=str) + "\n")
         self._file.flush()
         return await self._inner.generate(request, ctx)
 

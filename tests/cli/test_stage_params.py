@@ -206,8 +206,25 @@ def test_well_formed_gemini_params_pass_and_are_sent(
     assert cli("plan", "check", str(job.pipeline)).code == 0
     done = cli("run", str(job.pipeline), "--no-progress")
     assert done.code == 0, done.err
-    sent = (job.folder / "out/requests.jsonl").read_text("utf-8").splitlines()
+    sent = [
+        json.loads(line)
+        for line in (job.folder / "out/requests.jsonl").read_text("utf-8").splitlines()
+    ]
     assert len(sent) >= 3
+    # The strategy received every param, checked and typed (a lone stop sequence is a list).
+    first = next(entry for entry in sent if entry["stage"] == "full_t0")
+    assert first["params"] == {
+        "temperature": 0.0,
+        "top_p": 0.9,
+        "top_k": 40,
+        "max_output_tokens": 200,
+        "seed": -7,
+        "stop_sequences": ["END"],
+        "thinking_budget": 0,
+        "response_mime_type": "application/json",
+        "presence_penalty": -2.0,
+        "frequency_penalty": 2.0,
+    }
     if kind == "gemini":
         assert len(server.ledger.requests) >= 3
 
