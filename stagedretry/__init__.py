@@ -23,6 +23,7 @@ from ._outcomes import (
     json_pointer,
 )
 from ._plan import Backoff, Plan, Stage
+from ._redact import HoldsSecrets, Secrets
 from ._resources import RenewReason, SharedResource
 from ._results import (
     Attempt,
@@ -68,6 +69,7 @@ __all__ = [
     "FieldPath",
     "Fingerprinted",
     "FullStage",
+    "HoldsSecrets",
     "ItemResult",
     "ItemState",
     "ItemStatus",
@@ -90,6 +92,7 @@ __all__ = [
     "Runner",
     "RunnerState",
     "Scratch",
+    "Secrets",
     "SharedResource",
     "Stage",
     "StageContext",

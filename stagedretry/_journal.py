@@ -6,7 +6,10 @@ pipeline).  A terminal :class:`ItemResult` is committed here *before*
 anything else (the output file, the progress bar) learns of it, so after a
 crash, a Ctrl-C or ``kill -9`` a new run knows exactly which items are done and
 never sends them again.  Rows are plain JSON: no pickles, and secrets given to
-the journal are redacted before anything is written.
+the journal (or to the run writing it) are masked in the text of each row (its
+reason, error messages, answers and output strings) before anything is written;
+ids, statuses, stage names, field names and numbers are structure and are
+written as they are, so a row always loads back.
 
 Durability: ``synchronous=NORMAL`` in WAL mode survives the death of the
 process (the case that matters: Ctrl-C, ``kill -9``, an OOM kill).  A power
@@ -28,7 +31,7 @@ from typing import Any, Final
 import attrs
 
 from ._outcomes import FieldError, FieldErrorKind, FieldPath, OutcomeKind, StagedRetryError
-from ._redact import Secrets
+from ._redact import Secrets, mask_result
 from ._results import Attempt, ItemResult, ItemStatus, ResponseMeta, Usage
 
 SCHEMA_VERSION: Final = 2
@@ -280,8 +283,9 @@ class Journal:
     *fingerprint* keys the rows.  ``None`` (the default) lets each runner key it
     with its own :attr:`Runner.fingerprint <stagedretry.Runner.fingerprint>` when a
     run starts; a journal created with a fingerprint keeps it (the command line
-    passes its pipeline's).  *secrets* are replaced by ``[redacted]`` in everything
-    written.
+    passes its pipeline's).  *secrets* (strings or a :class:`~stagedretry.Secrets`)
+    are masked in the text of everything written, as are a run's own
+    (:attr:`Runner.secrets <stagedretry.Runner.secrets>`) while it writes.
 
     Open it as a context manager; a runner given a closed journal opens it for
     the run and closes it afterwards.  Raises :class:`JournalError` when the file
@@ -294,12 +298,13 @@ class Journal:
         path: str | Path,
         fingerprint: str | None = None,
         *,
-        secrets: Iterable[str | None] = (),
+        secrets: Secrets | Iterable[str | None] = (),
     ) -> None:
         self.path = Path(path)
         self._fingerprint = fingerprint
         self._explicit = fingerprint is not None
-        self._secrets = Secrets(secrets)
+        self._own = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
+        self._secrets = self._own
         self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
         self._db: sqlite3.Connection | None = None
         self._in_run = False
@@ -328,11 +333,12 @@ class Journal:
             self._fingerprint = fingerprint
         return self.fingerprint
 
-    def claim(self) -> None:
+    def claim(self, secrets: Secrets | None = None) -> None:
         """Mark the journal as used by a run; raise :class:`JournalError` if a run already does.
 
         One journal object serves one run at a time: a second run sharing it would
-        be keyed, read and closed under the first one's feet.
+        be keyed, read and closed under the first one's feet.  The run's *secrets*
+        are masked too in what is written until :meth:`release`.
         """
         if self._in_run:
             raise JournalError(
@@ -340,10 +346,13 @@ class Journal:
                 "give each concurrent run a journal of its own"
             )
         self._in_run = True
+        if secrets:
+            self._secrets = self._own.union(secrets)
 
     def release(self) -> None:
         """The run that claimed the journal has ended."""
         self._in_run = False
+        self._secrets = self._own
 
     @property
     def is_open(self) -> bool:
@@ -506,7 +515,7 @@ class Journal:
         with self._writing("record the end of a run") as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, stats = ? WHERE id = ?",
-                (time.time(), self._text(stats), run),
+                (time.time(), self._text(self._secrets.leaves(stats)), run),
             )
 
     def record(self, result: ItemResult, *, line: int | None, digest: str, run: int) -> None:
@@ -527,18 +536,24 @@ class Journal:
                     result.status.value,
                     line,
                     digest,
-                    self._text(result_to_json(result)),
+                    self._text(result_to_json(self._masked(result))),
                     run,
                     time.time(),
                 ),
             )
 
-    def _text(self, data: object) -> str:
-        # Every string is scrubbed before encoding, however deeply nested (JSON escapes
-        # could otherwise hide a secret from a search of the encoded text).
-        return json.dumps(
-            self._secrets.data(data), ensure_ascii=False, separators=(",", ":"), default=str
-        )
+    def _masked(self, result: ItemResult) -> ItemResult:
+        # The text is masked before encoding (JSON escapes could hide a secret from a
+        # search of the encoded row), and only the text: field names, ids and statuses
+        # are the row's structure.
+        secrets = self._secrets
+        if not secrets:
+            return result
+        return mask_result(attrs.evolve(result, output=jsonable(result.output)), secrets)
+
+    @staticmethod
+    def _text(data: object) -> str:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, fingerprint={self._fingerprint!r})"

@@ -5,6 +5,10 @@ failure stops the run), the current handle injected into every attempt through
 ``ctx.resources[name]``, ``renew`` single-flight when the resource's own
 authority says it is about to expire or when an attempt reports it lost, and
 ``close`` exactly once when the runner closes.
+
+A resource's failure may quote the server, and the server may quote the key:
+every :class:`ResourceError` is masked by the run's :class:`Secrets`, and the
+original exception is kept as its cause only when its own text is clean.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._clock import Clock
 from ._outcomes import ResourceError
+from ._redact import Secrets
 
 
 class RenewReason(enum.Enum):
@@ -50,10 +55,11 @@ class SharedResource(Protocol):
 class _Slot:
     """One resource's handle, guarded so only one worker prepares or renews it."""
 
-    __slots__ = ("failure", "generation", "handle", "lock", "renewals", "resource")
+    __slots__ = ("failure", "generation", "handle", "lock", "renewals", "resource", "secrets")
 
-    def __init__(self, resource: SharedResource) -> None:
+    def __init__(self, resource: SharedResource, secrets: Secrets) -> None:
         self.resource = resource
+        self.secrets = secrets
         self.handle: Any = None
         self.generation = 0
         self.renewals = 0
@@ -71,10 +77,9 @@ class _Slot:
                 try:
                     self.handle = await self.resource.prepare(clock)
                 except Exception as exc:
-                    self.failure = ResourceError(
-                        f"could not prepare resource {self.resource.name!r}: {exc}"
-                    )
-                    raise self.failure from exc
+                    what = f"could not prepare resource {self.resource.name!r}"
+                    failure = self._failed(what, exc)
+                    raise failure from failure.__cause__
                 self.generation = 1
             elif self.resource.needs_renewal(self.handle, clock):
                 await self._renew(RenewReason.EXPIRING, clock)
@@ -92,14 +97,31 @@ class _Slot:
         try:
             self.handle = await self.resource.renew(self.handle, reason, clock)
         except Exception as exc:
-            self.failure = ResourceError(f"could not renew resource {self.resource.name!r}: {exc}")
-            raise self.failure from exc
+            failure = self._failed(f"could not renew resource {self.resource.name!r}", exc)
+            raise failure from failure.__cause__
         self.generation += 1
         self.renewals += 1
+
+    def _failed(self, what: str, exc: Exception) -> ResourceError:
+        """The run-stopping error for *exc*, masked; set as this slot's failure."""
+        self.failure = masked_error(what, exc, self.secrets)
+        return self.failure
 
     def _raise_failure(self) -> None:
         if self.failure is not None:
             raise ResourceError(str(self.failure)) from self.failure.__cause__
+
+
+def masked_error(what: str, exc: Exception, secrets: Secrets) -> ResourceError:
+    """``ResourceError("<what>: <exc>")`` masked; caused by *exc* unless *exc*'s text holds a
+    secret (a traceback would print it)."""
+    shown = str(exc)
+    error = ResourceError(f"{what}: {secrets.text(shown)}")
+    if secrets.found(shown) or secrets.found(repr(exc)):
+        error.add_note(f"(the {type(exc).__name__} it came from is not shown: it holds a secret)")
+    else:
+        error.__cause__ = exc
+    return error
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -110,12 +132,13 @@ class ResourcePool:
 
     __slots__ = ("_slots",)
 
-    def __init__(self, resources: Sequence[SharedResource]) -> None:
+    def __init__(self, resources: Sequence[SharedResource], secrets: Secrets | None = None) -> None:
         names = [r.name for r in resources]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"two shared resources are named {duplicates[0]!r}")
-        self._slots = tuple(_Slot(r) for r in resources)
+        secrets = Secrets() if secrets is None else secrets
+        self._slots = tuple(_Slot(r, secrets) for r in resources)
 
     def __bool__(self) -> bool:
         return bool(self._slots)
@@ -156,7 +179,11 @@ class ResourcePool:
                     try:
                         await slot.resource.close(handle)
                     except Exception as exc:
-                        errors.append(exc)
+                        if slot.secrets.found(str(exc)):
+                            what = f"could not close resource {slot.resource.name!r}"
+                            errors.append(masked_error(what, exc, slot.secrets))
+                        else:
+                            errors.append(exc)
         return errors
 
     def renewals(self) -> Mapping[str, int]:

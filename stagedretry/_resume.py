@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 from ._journal import Journal, usage_json
+from ._redact import Secrets
 from ._results import BatchResult, ItemResult, WorkItem
 
 if TYPE_CHECKING:
@@ -109,15 +110,16 @@ def prompt_digest(prompt: str) -> str:
 class JournalRun:
     """One run's use of a journal: open and key it, skip what is done, commit what ends.
 
-    Built by the runner as a run starts; :meth:`end` records the run's
-    statistics and closes the journal if this run opened it.
+    Built by the runner as a run starts, with the run's *secrets* for the journal
+    to mask; :meth:`end` records the run's statistics and closes the journal if
+    this run opened it.
     """
 
     __slots__ = ("_done", "_journal", "_opened", "_pending", "resumed", "run")
 
-    def __init__(self, journal: Journal, fingerprint: str) -> None:
+    def __init__(self, journal: Journal, fingerprint: str, secrets: Secrets | None = None) -> None:
         self._journal = journal
-        journal.claim()
+        journal.claim(secrets)
         self._opened = not journal.is_open
         try:
             if self._opened:

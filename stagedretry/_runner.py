@@ -23,6 +23,9 @@ from collections.abc import (
 from types import CoroutineType, MappingProxyType
 from typing import Any, Generic, Protocol, overload
 
+import attrs
+import structlog
+
 from ._clock import Clock, SystemClock
 from ._journal import Journal
 from ._machine import compile_plan
@@ -46,6 +49,7 @@ from ._policy import (
     count,
     decide,
 )
+from ._redact import HoldsSecrets, Secrets
 from ._resources import ResourcePool, SharedResource
 from ._results import (
     NO_USAGE,
@@ -334,6 +338,14 @@ class Runner(Generic[T]):
     * *on_result* -- called synchronously in the worker the moment an item ends,
       before the result is queued for the caller: the place to commit it to a
       journal, so that a crash never loses a finished, paid-for result.
+    * *secrets* -- strings (API keys) masked, in any letter case and any piece of
+      at least 8 characters, in every attempt error, reason, error message, last
+      invalid answer, log event and :class:`ResourceError` of the run, and in
+      what a journal of the run writes (:class:`Secrets`).  Default ``None``: the
+      values of ``GEMINI_API_KEY`` and ``GOOGLE_API_KEY``; ``()`` for none.  A
+      strategy or shared resource that :class:`HoldsSecrets` adds its own.  A
+      secret under 8 characters is not searched for, with one ``secret_too_short``
+      warning.  An item's ``output`` is the caller's data and is left as it is.
 
     Raises ``ValueError`` for a *concurrency* below 1 or two resources of one
     name, and :class:`PlanError` for a stage whose kind is not in *kinds*.
@@ -354,6 +366,7 @@ class Runner(Generic[T]):
         seed: int | None = None,
         logger: EventLogger | None = None,
         on_result: OnResult | None = None,
+        secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None: ...
 
     @overload
@@ -371,6 +384,7 @@ class Runner(Generic[T]):
         seed: int | None = None,
         logger: EventLogger | None = None,
         on_result: OnResult | None = None,
+        secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None: ...
 
     @overload
@@ -388,6 +402,7 @@ class Runner(Generic[T]):
         seed: int | None = None,
         logger: EventLogger | None = None,
         on_result: OnResult | None = None,
+        secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None: ...
 
     def __init__(
@@ -404,6 +419,7 @@ class Runner(Generic[T]):
         seed: int | None = None,
         logger: EventLogger | None = None,
         on_result: OnResult | None = None,
+        secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -441,7 +457,8 @@ class Runner(Generic[T]):
         if isinstance(strategy, UsesResources):
             # A strategy's own resources are shared by construction, not by remembering to.
             shared += [r for r in strategy.shared_resources() if all(r is not s for s in shared)]
-        self._pool = ResourcePool(shared)
+        self._secrets = _run_secrets(secrets, strategy, shared, logger)
+        self._pool = ResourcePool(shared, self._secrets)
         self._cooldown_until = 0.0
         self._state = RunnerState.IDLE
         self._scope = _Scope.RUN
@@ -525,6 +542,11 @@ class Runner(Generic[T]):
         names; concurrency, the clock, the seed, the rules and the hooks are not in it.
         """
         return fingerprint(self.plan, self._kinds, self.strategy, self._validator)
+
+    @property
+    def secrets(self) -> Secrets:
+        """What this runner masks: the *secrets* given and those its strategy and resources hold."""
+        return self._secrets
 
     @property
     def resource_renewals(self) -> Mapping[str, int]:
@@ -624,7 +646,7 @@ class Runner(Generic[T]):
             run.tally = Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
             if run.journal is not None:
                 # Opened, keyed and read before any item is taken: a locked journal sends nothing.
-                run.journal_run = JournalRun(run.journal, self.fingerprint)
+                run.journal_run = JournalRun(run.journal, self.fingerprint, self._secrets)
             take = Source(items)
             tasks = [
                 asyncio.create_task(self._worker(run, take, emit)) for _ in range(self.concurrency)
@@ -663,9 +685,9 @@ class Runner(Generic[T]):
         # The run's results are already paid for: a failing close must not replace them.
         for error in await self._pool.close():
             if self._log is not None:
-                self._log.info("resource_close_failed", error=describe(error))
+                self._log.info("resource_close_failed", error=self._secrets.text(describe(error)))
             warnings.warn(
-                f"could not close a shared resource: {describe(error)}",
+                f"could not close a shared resource: {self._secrets.text(describe(error))}",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -713,7 +735,8 @@ class Runner(Generic[T]):
             try:
                 item = as_work_item(raw, position)
             except TypeError as exc:
-                result = ItemResult(f"#{position}", ItemStatus.FAILED, reason=f"input_error: {exc}")
+                reason = self._secrets.text(f"input_error: {exc}")
+                result = ItemResult(f"#{position}", ItemStatus.FAILED, reason=reason)
                 if journal_run is not None:
                     journal_run.expect(result.id, position)
             else:
@@ -823,8 +846,9 @@ class Runner(Generic[T]):
                 output = await output
             outcome = _SUCCESS
         except ValidationFailed as exc:
-            outcome = Outcome(OutcomeKind.INVALID, str(exc))
-            error = str(exc)
+            # Server text (an answer quoted by a validator) is masked before anything keeps it.
+            error = self._secrets.text(str(exc))
+            outcome = Outcome(OutcomeKind.INVALID, error)
             state.errors = exc.errors
             state.partial = exc.partial
             state.last_invalid = (
@@ -842,6 +866,10 @@ class Runner(Generic[T]):
                 )
                 response = None
             outcome = classify(failure, self._rules)
+            if self._secrets:
+                masked = self._secrets.text(outcome.message)
+                if masked != outcome.message:
+                    outcome = attrs.evolve(outcome, message=masked)
             error = outcome.message
             # A billed response keeps its metadata even when reading it failed.
             meta = getattr(failure, "meta", None) or meta
@@ -901,6 +929,15 @@ class Runner(Generic[T]):
     ) -> ItemResult:
         final = state.attempts[-1].stage if state.attempts else None
         status = status or _STATUS[state.state]
+        # A success has no errors left, whatever earlier attempts reported.
+        errors = state.errors if status is not ItemStatus.SUCCEEDED else ()
+        last_invalid = state.last_invalid
+        secrets = self._secrets
+        if secrets:
+            # Masked here, not in the item's state: a repair prompt still quotes the errors.
+            reason = secrets.text(reason) if reason is not None else None
+            errors = tuple(attrs.evolve(e, message=secrets.text(e.message)) for e in errors)
+            last_invalid = secrets.leaves(last_invalid)
         result = ItemResult(
             state.item.id,
             status,
@@ -909,9 +946,8 @@ class Runner(Generic[T]):
             state.prompts,
             tuple(state.attempts),
             reason,
-            # A success has no errors left, whatever earlier attempts reported.
-            state.errors if status is not ItemStatus.SUCCEEDED else (),
-            state.last_invalid,
+            errors,
+            last_invalid,
             state.item.context,
         )
         if self._log is not None:
@@ -940,6 +976,42 @@ class Runner(Generic[T]):
             seconds = min(seconds, deadline - self._clock.monotonic())
         if seconds > 0:
             await self._clock.sleep(seconds)
+
+
+def _run_secrets(
+    given: Secrets | Iterable[str | None] | None,
+    strategy: Strategy,
+    resources: Iterable[SharedResource],
+    logger: EventLogger | None,
+) -> Secrets:
+    """The runner's secrets: *given* (default: the environment's keys) and those held by the
+    strategy and the resources; one warning for each too short to search for."""
+    if isinstance(given, Secrets):
+        base, known = given, given.skipped
+    else:
+        base = Secrets.from_environment() if given is None else Secrets(given)
+        known = ()
+    held = [
+        value
+        for holder in (strategy, *resources)
+        if isinstance(holder, HoldsSecrets)
+        for value in holder.secrets()
+    ]
+    secrets = base.union(held) if held else base
+    new = len(secrets.skipped) - len(known)
+    if new > 0:
+        log: Any = logger if logger is not None else structlog.get_logger("stagedretry")
+        warn = getattr(log, "warning", None) or log.info
+        warn(
+            "secret_too_short",
+            secrets=new,
+            min_length=secrets.min_length,
+            detail=(
+                f"{new} secret(s) shorter than {secrets.min_length} characters cannot be a real "
+                "API key and are not masked"
+            ),
+        )
+    return secrets
 
 
 def _usage_of(response: Response | None, failure: BaseException | None) -> Usage:

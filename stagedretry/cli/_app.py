@@ -28,7 +28,7 @@ from strategies.backend import BackendError
 from .._journal import JournalError
 from .._outcomes import PlanError, ResourceError
 from .._redact import Secrets
-from ._backends import API_KEY_ENV, api_key_from_env, check_backend
+from ._backends import API_KEY_ENV, api_key_from_env, check_backend, command_secrets, short_keys
 from ._input import InputError, read_input
 from ._job import run_job
 from ._logging import LEVELS, command_logging
@@ -48,13 +48,13 @@ INTERRUPTED = 130
 class App:
     """Where the command writes: results on *out*, progress, logs and errors on *err*.
 
-    *secrets* (the API key, once a command reads it) are scrubbed from every
-    message the command prints about a failure.
+    *secrets* (the keys in the environment, and the API key once a command
+    reads it) are masked in every message the command prints about a failure.
     """
 
     out: Console = attrs.field(factory=lambda: Console(highlight=False))
     err: Console = attrs.field(factory=lambda: Console(stderr=True, highlight=False))
-    secrets: Secrets = attrs.field(factory=Secrets)
+    secrets: Secrets = attrs.field(factory=command_secrets)
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
@@ -63,6 +63,21 @@ pass_app = click.make_pass_decorator(App, ensure=True)
 def _fail(app: App, message: str, code: int = USAGE_ERROR) -> NoReturn:
     app.err.print(Text.assemble(("error: ", "bold red"), app.secrets.text(message)), soft_wrap=True)
     raise SystemExit(code)
+
+
+def _warn_short_keys(app: App, log: Any) -> None:
+    """Say once, on stderr and in the log file, which key is too short to be masked."""
+    for name, length in short_keys():
+        app.err.print(
+            Text(
+                f"warning: {name} holds {length} character(s), too short to be an API key: "
+                f"it is not masked in what the run writes (keys of {app.secrets.min_length} "
+                "or more characters are)",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+        log.warning("secret_too_short", variable=name, length=length, file_only=True)
 
 
 # -- shared options ----------------------------------------------------------------------------
@@ -181,13 +196,14 @@ def _execute(
     after: Callable[[], None] | None = None,
 ) -> NoReturn:
     key = api_key_from_env() if pipeline.backend.spec.needs_api_key else None
-    app.secrets = Secrets([key])
+    app.secrets = command_secrets(key)
     try:
         check_backend(pipeline, need_key=True)
     except (BackendError, PlanError) as exc:
         _fail(app, str(exc))
     summary: Summary | None = None
     with command_logging(app.err, level=log_level, log_file=log_file, secrets=app.secrets) as log:
+        _warn_short_keys(app, log)
         try:
             summary = asyncio.run(
                 run_job(
@@ -197,6 +213,7 @@ def _execute(
                     fresh=fresh,
                     progress=not no_progress,
                     api_key=key,
+                    secrets=app.secrets,
                 )
             )
         except (InputError, OutputError, JournalError, BackendError, PlanError) as exc:
@@ -517,7 +534,7 @@ def _client(
     key = api_key_from_env()
     if key is None:
         _fail(app, f"talking to Gemini needs an API key in the {API_KEY_ENV} environment variable")
-    app.secrets = Secrets([key])
+    app.secrets = command_secrets(key)
     try:
         from strategies.gemini import GeminiSection, connect
     except ImportError:

@@ -37,7 +37,7 @@ from .. import (
     json_pointer,
     validators,
 )
-from .._redact import Secrets
+from .._redact import ENVIRONMENT_KEYS, HoldsSecrets, Secrets
 from .pipeline import Pipeline
 
 API_KEY_ENV: Final = "GEMINI_API_KEY"
@@ -47,6 +47,21 @@ def api_key_from_env() -> str | None:
     """The Gemini API key from the environment, stripped, or ``None``."""
     key = os.environ.get(API_KEY_ENV, "").strip()
     return key or None
+
+
+def command_secrets(key: str | None = None) -> Secrets:
+    """What a command masks: *key* and the keys in ``GEMINI_API_KEY`` and ``GOOGLE_API_KEY``."""
+    return Secrets.from_environment([key])
+
+
+def short_keys() -> list[tuple[str, int]]:
+    """``(variable, length)`` of each key variable set to a value too short to be masked."""
+    found = []
+    for name in ENVIRONMENT_KEYS:
+        value = os.environ.get(name, "").strip()
+        if value and Secrets([value]).skipped:
+            found.append((name, len(value)))
+    return found
 
 
 def output_validator(pipeline: Pipeline) -> Validator | None:
@@ -133,12 +148,17 @@ class RecordingStrategy:
             "params": _sent_params(ctx.params),
             "time": round(time.time(), 6),
         }
-        self._file.write(json.dumps(self._secrets.data(entry), default=str) + "\n")
+        self._file.write(json.dumps(self._secrets.leaves(entry), default=str) + "\n")
         self._file.flush()
         return await self._inner.generate(request, ctx)
 
     def classify(self, exc: BaseException) -> Outcome | None:
         return self._inner.classify(exc)
+
+    def secrets(self) -> Sequence[str]:
+        """The wrapped strategy's secrets, for the runner to mask."""
+        inner = self._inner
+        return tuple(inner.secrets()) if isinstance(inner, HoldsSecrets) else ()
 
     def shared_resources(self) -> Sequence[SharedResource]:
         """The wrapped strategy's shared resources: recording needs none of its own."""
@@ -152,16 +172,20 @@ class RecordingStrategy:
 # -- building ----------------------------------------------------------------------------------
 
 
-async def build_backend(pipeline: Pipeline, *, api_key: str | None) -> Built:
+async def build_backend(
+    pipeline: Pipeline, *, api_key: str | None, secrets: Secrets | None = None
+) -> Built:
     """Set up the pipeline's backend; raise :class:`BackendError` with one clear sentence.
 
     Nothing is left running when it raises: what was started is closed first.
-    *api_key* is used before ``GEMINI_API_KEY``.  Put the result away with
-    ``close_all(built.closers)``.
+    *api_key* is used before ``GEMINI_API_KEY``; a backend that needs no key
+    gets it too when there is one (an emulator then sends it, as a user's code
+    would).  *secrets* are masked in the request log (default: the key and
+    the environment's).  Put the result away with ``close_all(built.closers)``.
     """
     check_backend(pipeline, need_key=api_key is None)
     backend = pipeline.backend
-    key = (api_key or api_key_from_env()) if backend.spec.needs_api_key else None
+    key = api_key or api_key_from_env()
     try:
         built = await backend.spec.build(backend.section, job_inputs(pipeline, api_key=key))
     except (ValueError, TypeError) as exc:
@@ -180,7 +204,8 @@ async def build_backend(pipeline: Pipeline, *, api_key: str | None) -> Built:
         file.close()
 
     closers: tuple[Closer, ...] = (close_log, *built.closers)
-    recording = RecordingStrategy(built.strategy, file, Secrets([key]))
+    masking = command_secrets(key) if secrets is None else secrets
+    recording = RecordingStrategy(built.strategy, file, masking)
     return attrs.evolve(built, strategy=recording, closers=closers)
 
 

@@ -33,7 +33,7 @@ from .._journal import Journal
 from .._redact import Secrets
 from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
-from ._backends import build_backend
+from ._backends import build_backend, command_secrets
 from ._input import InputRecord, read_input
 from ._output import OutputError, OutputWriter
 from ._progress import LiveProgress
@@ -146,15 +146,20 @@ async def run_job(
     fresh: bool = False,
     progress: bool = True,
     api_key: str | None = None,
+    secrets: Secrets | None = None,
 ) -> Summary:
     """Run *pipeline* to the end (or to an interrupt) and return the job's summary.
+
+    *secrets* are masked in everything the run writes (default: *api_key* and
+    the keys in the environment).
 
     Raises ``InputError``, ``OutputError``, ``JournalError`` or ``BackendError``
     before any request is sent when the job cannot start.
     """
     records = read_input(pipeline.input)
     by_id = {r.id: r for r in records}
-    secrets = Secrets([api_key])
+    if secrets is None:
+        secrets = command_secrets(api_key)
     with Journal(pipeline.journal.path, pipeline.fingerprint, secrets=secrets) as journal:
         notes = []
         if fresh:
@@ -200,7 +205,11 @@ async def run_job(
         run_id: int | None = None
         try:
             # Inside the try: whatever the backend starts is closed, however the run ends.
-            backend = await build_backend(pipeline, api_key=api_key) if runnable else None
+            backend = (
+                await build_backend(pipeline, api_key=api_key, secrets=secrets)
+                if runnable
+                else None
+            )
             run_id = journal.begin_run()
             run = run_id
 
@@ -257,6 +266,7 @@ async def run_job(
                         seed=pipeline.run.seed,
                         logger=log,
                         on_result=commit,
+                        secrets=secrets,
                     )
                     interrupts.runner, interrupts.progress = runner, bar
                     loop = asyncio.get_running_loop()

@@ -1,9 +1,11 @@
 """structlog set up for the command line: coloured console lines and a JSON-lines file.
 
 Every event carries ``item``, ``stage``, ``attempt`` and ``outcome`` (``None``
-where they do not apply), and every value is scrubbed of the secrets given (the
-API key): tracebacks are turned into text first, so they are scrubbed too, and
-both the console and the file only ever see the scrubbed event.  The
+where they do not apply), and the text of every other value is masked by the
+secrets given (the API key, in any case or piece; see :class:`Secrets`):
+tracebacks are turned into text first, so they are masked too, and both the
+console and the file only ever see the masked event.  Event names, levels,
+times, item ids, stage names, outcomes and numbers are structure and are kept.  The
 configuration is the command's while it runs and is restored afterwards, so the
 library itself never depends on global logging state.
 """
@@ -30,6 +32,12 @@ LEVELS: Final = {
     "error": logging.ERROR,
 }
 STANDARD_KEYS: Final = ("item", "stage", "attempt", "outcome")
+STRUCTURE_KEYS: Final = frozenset(
+    {"event", "level", "timestamp", "logger", *STANDARD_KEYS, "status", "trigger", "source", "dest"}
+)
+"""Event keys whose values are names the code chose, never server text: not masked."""
+FILE_ONLY: Final = "file_only"
+"""An event key: ``True`` sends the event to the log file only (the command said it already)."""
 
 EventDict = MutableMapping[str, Any]
 
@@ -48,22 +56,25 @@ def standard_keys(logger: Any, method: str, event: EventDict) -> EventDict:
 
 
 class Redact:
-    """Replace each secret by ``[redacted]`` in every value of an event, however nested.
+    """Mask each secret in the text of every value of an event, however nested.
 
-    Run it after :func:`structlog.processors.format_exc_info`, so a traceback is
-    text by the time it gets here.
+    Keys (of the event and of nested mappings), numbers and the values of
+    :data:`STRUCTURE_KEYS` are kept.  Run it after
+    :func:`structlog.processors.format_exc_info`, so a traceback is text by the
+    time it gets here.
     """
 
     __slots__ = ("_secrets",)
 
-    def __init__(self, secrets: Iterable[str | None]) -> None:
-        self._secrets = Secrets(secrets)
+    def __init__(self, secrets: Secrets | Iterable[str | None]) -> None:
+        self._secrets = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
 
     def __call__(self, logger: Any, method: str, event: EventDict) -> EventDict:
         if not self._secrets:
             return event
         for key, value in event.items():
-            event[key] = self._secrets.data(value)
+            if key not in STRUCTURE_KEYS:
+                event[key] = self._secrets.leaves(value)
         return event
 
 
@@ -87,10 +98,11 @@ class _Sinks:
 
     def _emit(self, event: EventDict) -> None:
         level = LEVELS.get(str(event.get("level", "info")), logging.INFO)
+        file_only = event.pop(FILE_ONLY, False) is True
         if self._file is not None and level >= self._file_level:
             self._file.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
             self._file.flush()
-        if self._console is not None and level >= self._console_level:
+        if self._console is not None and level >= self._console_level and not file_only:
             line = self._pretty(None, "", dict(event))
             self._console.print(Text.from_ansi(str(line)), soft_wrap=True)
 
@@ -110,7 +122,7 @@ def command_logging(
     *,
     level: str | None,
     log_file: Path | None,
-    secrets: Iterable[str] = (),
+    secrets: Secrets | Iterable[str | None] = (),
 ) -> Iterator[Any]:
     """Configure structlog for one command and yield a logger for the runner.
 

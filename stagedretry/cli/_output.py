@@ -6,7 +6,8 @@ a crash and anything a crashed run wrote twice), during the run each result is
 appended only after its journal commit, and at the end the file is rebuilt
 again, in input order.  Every rebuild writes a temporary file, syncs it and
 renames it over the old one, so a reader sees the old file or the new one,
-never half of one.  Secrets are scrubbed from every line, as in the journal.
+never half of one.  Secrets are masked in the text of every line (reason, error
+messages, output strings), as in the journal.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+import attrs
+
 from .._journal import jsonable
 from .._outcomes import StagedRetryError
-from .._redact import Secrets
+from .._redact import Secrets, mask_result
 from .._results import ItemResult
 
 
@@ -52,7 +55,11 @@ class OutputWriter:
         self._append: IO[str] | None = None
 
     def _dumps(self, result: ItemResult, line: int | None) -> str:
-        data = self._secrets.data(output_line(result, line))
+        if self._secrets:
+            result = mask_result(
+                attrs.evolve(result, output=jsonable(result.output)), self._secrets
+            )
+        data = output_line(result, line)
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
 
     def rebuild(self, rows: Iterable[tuple[ItemResult, int | None]]) -> int:

@@ -79,6 +79,7 @@ def build_on_client(client: genai.Client, job: JobInputs, *, label: str) -> Buil
             on_close=(
                 ClosePolicy.DELETE if options.on_close is CacheClose.DELETE else ClosePolicy.KEEP
             ),
+            api_key=job.api_key,
         )
     response_schema = job.output_model or (
         dict(job.output_schema) if job.output_schema is not None else None
@@ -90,6 +91,7 @@ def build_on_client(client: genai.Client, job: JobInputs, *, label: str) -> Buil
         response_schema=response_schema,
         # Without a cache the shared instruction travels with every request.
         system_instruction=job.system_instruction if cache is None else None,
+        api_key=job.api_key,
     )
     return Built(
         strategy=strategy,

@@ -23,7 +23,7 @@ import attrs
 import structlog
 from google.genai import errors, types
 
-from stagedretry import Backoff, Clock, OutcomeKind, RenewReason
+from stagedretry import Backoff, Clock, OutcomeKind, RenewReason, Secrets
 
 from ._errors import cache_gone, classify
 from ._errors import redact as _redact
@@ -220,6 +220,9 @@ class GeminiContextCache:
       billed for storage per token-hour meanwhile) or ``"delete"``.
     - *name*: the key under which stages find the :class:`CacheHandle` in
       ``ctx.resources`` (default ``"gemini_cache"``).
+    - *api_key*: the key *client* sends, if it is not in ``GEMINI_API_KEY`` or
+      ``GOOGLE_API_KEY``; only masked, in the cache's log events and, through
+      :meth:`secrets`, in the runner's :class:`~stagedretry.ResourceError`.
 
     Content below the model's minimum for explicit caching (1,024 tokens for
     Gemini 2.5 Flash, 4,096 for 2.5 Pro: https://ai.google.dev/gemini-api/docs/caching)
@@ -249,6 +252,7 @@ class GeminiContextCache:
         tag: str | None = None,
         on_close: ClosePolicy | str = ClosePolicy.KEEP,
         name: str = "gemini_cache",
+        api_key: str | None = None,
     ) -> None:
         if not math.isfinite(ttl) or ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
@@ -270,6 +274,8 @@ class GeminiContextCache:
                 f"on_close must be one of {[p.value for p in ClosePolicy]}, got {on_close!r}"
             ) from None
         self._client = client
+        self._api_key = api_key
+        self._secrets = Secrets.from_environment([api_key])
         self._model = model_path(model)
         self._system_instruction = system_instruction
         self._contents = _as_tuple(contents)
@@ -346,6 +352,10 @@ class GeminiContextCache:
         """``stagedretry[:<tag>]:<fingerprint>``: how this cache is found again."""
         return self._display_name
 
+    def secrets(self) -> tuple[str, ...]:
+        """The *api_key* given, for the runner to mask (:class:`stagedretry.HoldsSecrets`)."""
+        return (self._api_key,) if self._api_key else ()
+
     @property
     def stats(self) -> CacheStats:
         """A snapshot of the counters since this object was made."""
@@ -395,7 +405,9 @@ class GeminiContextCache:
         except Exception as exc:
             if not cache_gone(exc):
                 _log.warning(
-                    "gemini_cache_delete_failed", cache=name, error=_redact(f"{exc!r}")[:300]
+                    "gemini_cache_delete_failed",
+                    cache=name,
+                    error=_redact(f"{exc!r}", self._secrets)[:300],
                 )
             return
         self._bump(deleted=1)
@@ -472,7 +484,7 @@ class GeminiContextCache:
             _log.warning(
                 "gemini_cache_too_small",
                 display_name=self.display_name,
-                detail=exc.message,
+                detail=_redact(str(exc.message), self._secrets),
                 fallback="instructions are sent inline with every request",
             )
             return self._inline_handle()

@@ -11,8 +11,10 @@ The rules run in a fixed order so the specific ones win over the general ones:
 
 A truncated answer (``MAX_TOKENS``) or answer text that is not JSON is not an
 exception at all: it comes back as text and fails validation, which the engine
-records as INVALID.  Every message built here is cut short and scrubbed of
-anything that looks like an API key.
+records as INVALID.  Every message built here is cut short and masked: the
+keys given (:class:`stagedretry.Secrets`, any case, any piece) and anything
+shaped like a Gemini key (``AIza`` and 20 more key characters, in any case) or
+written as one (``key=...``, ``x-goog-api-key: ...``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Final
 
 from google.genai import errors
 
-from stagedretry import Outcome, OutcomeKind, Rule, retry_after
+from stagedretry import Outcome, OutcomeKind, Rule, Secrets, retry_after
 
 __all__ = [
     "cache_gone",
@@ -41,21 +43,21 @@ _NOT_FOUND: Final = "CachedContent not found"
 _TRANSIENT_CODES: Final = frozenset({408, 500, 502, 503, 504})
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)s\s*$")
 _RETRY_IN: Final = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
+_MARK: Final = "[redacted]"
 _KEY_PATTERNS: Final = (
-    re.compile(r"AIza[0-9A-Za-z_\-]{20,}"),
+    re.compile(r"(?i)AIza[0-9a-z_\-]{20,}"),
     re.compile(r"(?i)(key=)[^&\s'\"]+"),
     re.compile(r"(?i)(x-goog-api-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
 )
 _MESSAGE_LIMIT: Final = 300
 
 
-def redact(text: str, *secrets: str) -> str:
-    """*text* with API keys (the given *secrets*, and anything shaped like one) masked."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "<redacted>")
+def redact(text: str, secrets: Secrets | None = None) -> str:
+    """*text* with API keys (*secrets*, and anything shaped like a key) masked."""
+    if secrets is not None:
+        text = secrets.text(text)
     for pattern in _KEY_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "<redacted>", text)
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + _MARK, text)
     return text
 
 

@@ -24,6 +24,7 @@ from stagedretry import (
     Request,
     Response,
     Rule,
+    Secrets,
     SharedResource,
     StageContext,
     TransientError,
@@ -50,11 +51,6 @@ _CONFIG_MEMO: Final = 512
 _NO_AFC: Final = types.AutomaticFunctionCallingConfig(disable=True)
 
 
-def _api_key(client: Any) -> str:
-    key = getattr(getattr(client, "_api_client", None), "api_key", None)
-    return key if isinstance(key, str) else ""
-
-
 class GeminiStrategy:
     """Send each stage's request to Gemini through a user's ``google.genai.Client``.
 
@@ -79,6 +75,10 @@ class GeminiStrategy:
       holds it), *rules* (classify exceptions before the Gemini rules do).
     - *http_timeout*: seconds that bound each HTTP request on the SDK's side
       (default: none; the runner's per-attempt timeout still applies).
+    - *api_key*: the key *client* sends, if it is not in ``GEMINI_API_KEY`` or
+      ``GOOGLE_API_KEY`` (the SDK does not tell which key a client holds).  It
+      is only masked: in this strategy's messages, in the runner's errors, logs
+      and journal (:meth:`secrets`), in any case and any piece of 8 characters.
 
     Stage params are :class:`GeminiParams` (``params_type``): the runner checks
     every stage against it when it is built.  Raises :class:`ValueError` for a
@@ -104,6 +104,7 @@ class GeminiStrategy:
         system_instruction: Any = None,
         rules: Iterable[Rule] = (),
         http_timeout: float | None = None,
+        api_key: str | None = None,
     ) -> None:
         if cache is not None and system_instruction is not None:
             raise ValueError(
@@ -131,7 +132,8 @@ class GeminiStrategy:
             if http_timeout is not None
             else None
         )
-        self._secret = _api_key(client)
+        self._api_key = api_key
+        self._secrets = Secrets.from_environment([api_key])
         self._configs: dict[tuple[Any, ...], tuple[Any, types.GenerateContentConfig]] = {}
         check_client(client)
 
@@ -195,7 +197,7 @@ class GeminiStrategy:
             if isinstance(exc, UserWarning) and "is not a valid" not in str(exc):
                 raise
             raise TransientError(
-                redact(f"unreadable response: {type(exc).__name__}: {exc}", self._secret)[:300]
+                redact(f"unreadable response: {type(exc).__name__}: {exc}", self._secrets)[:300]
             ) from exc
         meta = response_meta(answer)
         usage = response_usage(answer)
@@ -211,14 +213,18 @@ class GeminiStrategy:
                 return outcome
         cache = self._cache
         outcome = _classify(exc, resource=cache.name if cache is not None else None)
-        if outcome is not None and self._secret and self._secret in outcome.message:
+        if outcome is not None and self._secrets.found(outcome.message):
             outcome = Outcome(
                 outcome.kind,
-                redact(outcome.message, self._secret),
+                redact(outcome.message, self._secrets),
                 retry_after=outcome.retry_after,
                 resource=outcome.resource,
             )
         return outcome
+
+    def secrets(self) -> tuple[str, ...]:
+        """The *api_key* given, for the runner to mask (:class:`stagedretry.HoldsSecrets`)."""
+        return (self._api_key,) if self._api_key else ()
 
     # -- building requests ----------------------------------------------------------------------
 

@@ -45,11 +45,20 @@ def test_console_and_file_levels_and_the_config_is_restored(tmp_path: Path) -> N
     before = structlog.get_config()
     console = recording_console()
     log_file = tmp_path / "events.jsonl"
-    with command_logging(console, level=None, log_file=log_file, secrets=["k3y"]) as log:
-        log.info("attempt", item="a", stage="s", attempt=1, outcome="succeeded", note="uses k3y")
+    with command_logging(
+        console, level=None, log_file=log_file, secrets=["k3y-long-enough"]
+    ) as log:
+        log.info(
+            "attempt",
+            item="a",
+            stage="s",
+            attempt=1,
+            outcome="succeeded",
+            note="uses k3y-long-enough",
+        )
         log.warning("run_draining", reason="interrupt")
         log.debug("transition", item="a")
-        structlog.get_logger("another.module").warning("library_event", detail="k3y")
+        structlog.get_logger("another.module").warning("library_event", detail="k3y-long-enough")
     assert structlog.get_config() == before
     events = [json.loads(line) for line in log_file.read_text("utf-8").splitlines()]
     assert [e["event"] for e in events] == ["attempt", "run_draining", "library_event"]

@@ -366,7 +366,7 @@ def test_messages_are_short_and_carry_no_key() -> None:
     assert len(found.message) <= 300
     leaked = api_error(400, body(400, f"bad request for key={SECRET}&alt=json", "INVALID_ARGUMENT"))
     assert SECRET not in outcome(leaked).message
-    assert "<redacted>" in outcome(leaked).message
+    assert "[redacted]" in outcome(leaked).message
 
 
 def test_gemini_rules_are_both_a_sequence_of_rules_and_one_rule() -> None:

@@ -117,7 +117,10 @@ class EmulatorBackend:
 
         started: list[Closer] = [stop]
         try:
-            client = make_client(base_url, api_version=section.api_version)
+            # The user's key when there is one, as their own code would send it.
+            client = make_client(
+                base_url, api_version=section.api_version, api_key=job.api_key or "emulator-key"
+            )
             started.append(client_closer(client))
             built = build_on_client(
                 client, job, label=f"emulator {job.model} (in-process, seed {knobs.seed})"
