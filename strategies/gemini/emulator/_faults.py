@@ -21,6 +21,14 @@ class FaultKind(enum.Enum):
     """503 UNAVAILABLE, "The model is overloaded" (with RetryInfo if ``retry_delay`` is set)."""
     BAD_GATEWAY = "bad_gateway"
     """502 with a ``text/html`` body, as a Google front end sends it."""
+    ECHO_KEY = "echo_key"
+    """400 INVALID_ARGUMENT quoting the request's API key, as a careless gateway might.
+
+    The message holds the key upper-cased; a ``DebugInfo`` detail holds a lower-cased
+    piece of it (the key without its first 6 and last 2 characters) and the whole key
+    percent-encoded.  The SDK's ``APIError.message`` is the message; its ``str()``
+    shows the details too.  For testing that no form of the key is written anywhere.
+    """
     SLOW = "slow"
     """Answer normally after ``delay`` real seconds."""
     HANG = "hang"

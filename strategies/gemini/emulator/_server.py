@@ -13,6 +13,7 @@ import math
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
@@ -72,6 +73,10 @@ class _Exchange:
             headers=self.headers,
             fault=self.fault,
         )
+
+
+def _request_key(request: web.Request) -> str:
+    return (request.headers.get("x-goog-api-key") or request.query.get("key") or "").strip()
 
 
 def _json_response(
@@ -135,6 +140,23 @@ def _unavailable(fault: Fault) -> tuple[ApiError, dict[str, str]]:
         if fault.retry_after_header:
             headers["Retry-After"] = str(math.ceil(fault.retry_delay))
     return ApiError(503, MSG_OVERLOADED, details=details or None), headers
+
+
+def _echo_key(key: str) -> ApiError:
+    """A 400 that quotes *key* in three forms (see ``FaultKind.ECHO_KEY``)."""
+    details = [
+        {
+            "@type": "type.googleapis.com/google.rpc.DebugInfo",
+            "detail": (
+                f"caller credential fragment {key[6:-2].lower()!r}, "
+                f"query form {urllib.parse.quote(key, safe='')!r}"
+            ),
+        }
+    ]
+    message = (
+        f"Request contains an invalid argument: the gateway could not route caller {key.upper()}."
+    )
+    return ApiError(400, message, details=details)
 
 
 class GeminiEmulator:
@@ -448,7 +470,7 @@ class GeminiEmulator:
         return web.Response(status=200, text=text, headers={"Content-Type": JSON_CONTENT_TYPE})
 
     def _authenticate(self, request: web.Request) -> None:
-        key = (request.headers.get("x-goog-api-key") or request.query.get("key") or "").strip()
+        key = _request_key(request)
         if not key:
             raise ApiError(403, MSG_NO_KEY)
         if self._api_key is not None and key != self._api_key:
@@ -494,6 +516,8 @@ class GeminiEmulator:
             return _error_response(error, headers)
         if kind is FaultKind.INTERNAL:
             return _error_response(ApiError(500, MSG_INTERNAL))
+        if kind is FaultKind.ECHO_KEY:
+            return _error_response(_echo_key(_request_key(request)))
         if kind is FaultKind.UNAVAILABLE:
             return _error_response(*_unavailable(fault))
         if kind is FaultKind.BAD_GATEWAY:
