@@ -11,15 +11,16 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from stagedretry import FieldError, ItemResult, ItemStatus
-from stagedretry._journal import Journal
-from stagedretry._redact import REDACTED, Secrets
+from stagedretry._journal import Journal, result_from_json
+from stagedretry._redact import REDACTED, Secrets, fold
 from stagedretry.cli._logging import command_logging
 from stagedretry.cli._output import OutputWriter
-from strategies.gemini.emulator import GeminiEmulator
+from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator
 
 from .conftest import Invocation, Job, recording_console
 
@@ -151,3 +152,116 @@ def test_secrets_never_show_in_their_own_repr() -> None:
     assert KEY not in repr(secrets)
     assert list(secrets) == [KEY]
     assert not Secrets([None])
+
+
+# -- the key in any form (issue 10, section 3) -------------------------------------------------
+
+
+def _gemini_job(make_job: Callable[..., Job], base_url: str, *, items: int = 4) -> Job:
+    job = make_job(items=items, sim="", run="concurrency = 1")
+    (job.folder / "title.schema.json").write_text(SCHEMA, "utf-8")
+    text = job.pipeline.read_text("utf-8")
+    text = text.replace(
+        'kind = "sim"\n\n[backend.sim]\n', f'kind = "gemini"\nbase_url = "{base_url}"\n'
+    )
+    text = text.replace(
+        '[output]\npath = "out/results.jsonl"',
+        '[output]\npath = "out/results.jsonl"\nschema = "title.schema.json"',
+    )
+    job.pipeline.write_text(text, "utf-8")
+    return job
+
+
+def _forms_left(text: str) -> list[str]:
+    """Pieces of KEY (8 characters, any case, as is or percent-encoded) still in *text*."""
+    low = fold(text)
+    found = []
+    for form in (KEY, quote(KEY, safe="")):
+        found += [form[i : i + 8] for i in range(len(form) - 7) if fold(form[i : i + 8]) in low]
+    return found
+
+
+def _journal_text(path: Path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        rows = [r[0] for r in db.execute("SELECT result FROM results")]
+        rows += [r[0] or "" for r in db.execute("SELECT stats FROM runs")]
+    finally:
+        db.close()
+    # Decoded too: a JSON escape must not hide a form of the key from the search.
+    return "\n".join(rows + [json.dumps(json.loads(r), ensure_ascii=False) for r in rows if r])
+
+
+def test_the_key_echoed_upper_cased_reaches_no_file_and_no_stream(
+    make_job: Callable[..., Job],
+    cli: Callable[..., Invocation],
+    emulator: GeminiEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    emulator.inject(Fault(kind=FaultKind.ECHO_KEY, at={1, 2}))
+    job = _gemini_job(make_job, emulator.base_url)
+    log = tmp_path / "run.jsonl"
+    done = cli("run", str(job.pipeline), "--log-file", str(log), "--log-level", "debug")
+    assert done.code == 1, done.err
+    failed = [row for row in job.lines() if row["status"] == "failed"]
+    assert len(failed) == 2
+    for row in failed:
+        # The echo reached the run, and was masked: the rest of the server's sentence is kept.
+        assert "the gateway could not route caller [redacted]" in row["reason"]
+    assert "[redacted]" in log.read_text("utf-8")
+    assert "[redacted]" in done.err  # the attempt events, on the console at debug level
+    for name, text in {
+        "output": job.output.read_text("utf-8"),
+        "journal": _journal_text(job.journal),
+        "log file": log.read_text("utf-8"),
+        "stdout": done.out,
+        "stderr": done.err,
+    }.items():
+        assert _forms_left(text) == [], name
+    # The journal still loads, row by row.
+    db = sqlite3.connect(job.journal)
+    try:
+        rows = db.execute("SELECT result FROM results").fetchall()
+        loaded = [result_from_json(json.loads(r[0])) for r in rows]
+    finally:
+        db.close()
+    assert sorted(r.status.value for r in loaded) == ["failed", "failed", "succeeded", "succeeded"]
+
+
+def test_a_dummy_key_too_short_to_mask_runs_to_the_end_with_one_warning(
+    make_job: Callable[..., Job],
+    cli: Callable[..., Invocation],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # An emulator that takes any key, as people run them, and a one-letter dummy key.
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    log = tmp_path / "run.jsonl"
+    with GeminiEmulator(seed=4, invalid_rate=0.0) as emulator:
+        job = _gemini_job(make_job, emulator.base_url, items=6)
+        done = cli("run", str(job.pipeline), "--json", "--log-file", str(log))
+    assert done.code == 0, done.err
+    assert done.json()["items"]["succeeded"] == 6
+    rows = job.lines()
+    assert [row["status"] for row in rows] == ["succeeded"] * 6
+    assert "[redacted]" not in job.output.read_text("utf-8")
+    with Journal(job.journal, done.json()["fingerprint"]) as journal:
+        entries = list(journal.entries())
+    assert len(entries) == 6
+    for entry in entries:
+        assert entry.result.status is ItemStatus.SUCCEEDED
+        for attempt in entry.result.attempts:
+            assert attempt.meta is not None
+            assert attempt.meta.blocked is False
+    warnings = [line for line in done.err.splitlines() if "too short" in line]
+    assert warnings == [
+        "warning: GEMINI_API_KEY holds 1 character(s), too short to be an API key: it is not "
+        "masked in what the run writes (keys of 8 or more characters are)"
+    ]
+    events = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+    short = [e for e in events if e["event"] == "secret_too_short"]
+    assert len(short) == 1
+    assert short[0]["variable"] == "GEMINI_API_KEY"
+    assert short[0]["level"] == "warning"
