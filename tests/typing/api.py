@@ -113,3 +113,24 @@ async def _reads_typed_params(request: sr.Request, ctx: sr.StageContext) -> str:
     params: SamplingParams = ctx.params
     assert_type(params.temperature, float | None)
     return "{}"
+
+
+def secrets_mask_text_and_plain_data() -> None:
+    secrets = sr.Secrets(["AIzaSyExample-0123456789"], min_length=8)
+    assert_type(secrets.text("x"), str)
+    assert_type(secrets.leaves({"a": ["b"]}), dict[str, list[str]])
+    assert_type(secrets.skipped, tuple[int, ...])
+    assert_type(sr.Secrets.from_environment(), sr.Secrets)
+    assert_type(sr.Runner(PLAN, STRATEGY, secrets=secrets).secrets, sr.Secrets)
+    sr.Runner(PLAN, STRATEGY, secrets=["a key", None])
+    sr.Journal("j.sqlite", secrets=secrets)
+
+
+class KeyHolder:
+    def secrets(self) -> tuple[str, ...]:
+        return ("AIzaSyExample-0123456789",)
+
+
+def a_class_with_secrets_holds_secrets() -> None:
+    holder: sr.HoldsSecrets = KeyHolder()
+    assert_type(list(holder.secrets()), list[str])
