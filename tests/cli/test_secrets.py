@@ -265,3 +265,30 @@ def test_a_dummy_key_too_short_to_mask_runs_to_the_end_with_one_warning(
     assert len(short) == 1
     assert short[0]["variable"] == "GEMINI_API_KEY"
     assert short[0]["level"] == "warning"
+
+
+def test_a_cache_create_echoing_the_key_stops_the_run_with_a_masked_sentence(
+    make_job: Callable[..., Job],
+    cli: Callable[..., Invocation],
+    emulator: GeminiEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    # The cache's list is request 1 of its route, its create request 2.
+    emulator.inject(Fault(kind=FaultKind.ECHO_KEY, route="cachedContents", at={2}))
+    job = _gemini_job(make_job, emulator.base_url)
+    (job.folder / "rules.md").write_text("Answer as a careful librarian would. " * 200, "utf-8")
+    with job.pipeline.open("a", encoding="utf-8") as file:
+        file.write('\n[cache]\nsystem_instruction = "rules.md"\n')
+    log = tmp_path / "run.jsonl"
+    done = cli("run", str(job.pipeline), "--log-file", str(log))
+    assert done.code != 0
+    assert "could not prepare resource 'gemini_cache'" in done.err
+    assert "could not route caller [redacted]" in done.err
+    for name, text in {
+        "stderr": done.err,
+        "stdout": done.out,
+        "log": log.read_text("utf-8"),
+    }.items():
+        assert _forms_left(text) == [], name
