@@ -458,18 +458,23 @@ async def _answer(text: str) -> str:
 
 
 class LeakyResource:
-    """A shared resource whose server echoes the key when asked to prepare it."""
+    """A shared resource whose server echoes the key when asked to prepare (or renew) it."""
 
     name = "cache"
 
+    def __init__(self, *, on: str = "prepare") -> None:
+        self.on = on
+
     async def prepare(self, clock: sr.Clock) -> str:
-        raise PermissionError(f"could not create: credential {KEY.lower()} rejected")
+        if self.on == "prepare":
+            raise PermissionError(f"could not create: credential {KEY.lower()} rejected")
+        return "cache/1"
 
     def needs_renewal(self, handle: Any, clock: sr.Clock) -> bool:
-        return False
+        return self.on == "renew"
 
     async def renew(self, handle: Any, reason: sr.RenewReason, clock: sr.Clock) -> Any:
-        return handle
+        raise PermissionError(f"could not extend: credential {KEY[4:20].upper()} rejected")
 
     async def close(self, handle: Any) -> None:
         return None
@@ -494,3 +499,21 @@ async def test_a_resource_error_is_masked_and_hides_its_cause(virtual_clock: Vir
     shown = "".join(traceback.format_exception(error))
     assert "PermissionError it came from is not shown" in shown
     _no_key(KEY, shown)
+
+
+async def test_a_renewal_error_is_masked_too(virtual_clock: VirtualClock) -> None:
+    runner = sr.Runner(
+        PLAN,
+        from_callable(lambda r, c: _answer("x")),
+        resources=[LeakyResource(on="renew")],
+        secrets=[KEY],
+        clock=virtual_clock,
+        concurrency=1,
+    )
+    with pytest.raises(sr.ResourceError) as raised:
+        # The first item prepares the resource, the second finds it due for renewal.
+        await runner.run([("a", "p"), ("b", "p")])
+    assert str(raised.value) == (
+        f"could not renew resource 'cache': could not extend: credential {REDACTED} rejected"
+    )
+    _no_key(KEY, "".join(traceback.format_exception(raised.value)))
