@@ -292,3 +292,24 @@ def test_a_cache_create_echoing_the_key_stops_the_run_with_a_masked_sentence(
         "log": log.read_text("utf-8"),
     }.items():
         assert _forms_left(text) == [], name
+
+
+@pytest.mark.parametrize("key", ["succeeded", "finish_reason", "safety_ratings", "status", "id"])
+def test_a_key_equal_to_a_status_or_field_name_never_corrupts_a_row(
+    make_job: Callable[..., Job],
+    cli: Callable[..., Invocation],
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+) -> None:
+    # Before: every "succeeded" or "finish_reason" in the journal's JSON was rewritten, and
+    # reading the rows back failed ('[redacted]' is not a valid OutcomeKind).
+    monkeypatch.setenv("GEMINI_API_KEY", key)
+    with GeminiEmulator(seed=4, invalid_rate=0.0) as emulator:
+        job = _gemini_job(make_job, emulator.base_url, items=3)
+        done = cli("run", str(job.pipeline), "--json")
+    assert done.code == 0, done.err
+    assert [row["status"] for row in job.lines()] == ["succeeded"] * 3
+    with Journal(job.journal, done.json()["fingerprint"]) as journal:
+        statuses = [e.result.status for e in journal.entries()]
+    assert statuses == [ItemStatus.SUCCEEDED] * 3
+    assert ("too short" in done.err) == (len(key) < 8)
