@@ -145,3 +145,30 @@ def test_reprs_never_show_the_key(
         assert forms_in(shown) == [], shown
     assert strategy.secrets() == (KEY,)
     assert cache.secrets() == (KEY,)
+
+
+def test_the_echo_key_fault_quotes_the_key_in_three_forms(
+    start_emulator: Callable[..., GeminiEmulator],
+) -> None:
+    from google.genai import errors
+
+    from strategies.gemini.emulator import make_client
+
+    emulator = start_emulator(seed=1, api_key=KEY)
+    emulator.inject(Fault(kind=FaultKind.ECHO_KEY, times=1))
+    client = make_client(emulator.base_url, api_key=KEY)
+    try:
+        with pytest.raises(errors.ClientError) as raised:
+            client.models.generate_content(model=MODEL, contents="Describe Dune.")
+        answer = client.models.generate_content(model=MODEL, contents="Describe Dune.")
+    finally:
+        client.close()
+    error = raised.value
+    assert (error.code, error.status) == (400, "INVALID_ARGUMENT")
+    assert isinstance(error.message, str)
+    assert KEY.upper() in error.message
+    assert KEY[6:-2].lower() in str(error)
+    assert quote(KEY, safe="") in str(error)
+    assert answer.text is not None  # times=1: the next request is served
+    assert emulator.ledger.requests[0].fault is FaultKind.ECHO_KEY
+    assert KEY not in str(emulator.ledger.requests)
