@@ -73,7 +73,9 @@ class IOFailures:
         self.stop: Callable[[], None] | None = None
 
     def add(self, message: str) -> None:
-        """Record one failure (a sentence); the first one calls :attr:`stop`."""
+        """Record one failure (a sentence, kept once); the first one calls :attr:`stop`."""
+        if message in self.messages:  # the items in flight all fail the same way
+            return
         self.messages.append(message)
         if len(self.messages) == 1 and self.stop is not None:
             self.stop()
