@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stagedretry import ItemResult, ItemStatus, JournalError
-from stagedretry._journal import Journal, JournalIOError
+from stagedretry import ItemResult, ItemStatus, Journal, JournalError, JournalIOError
 from stagedretry.cli._files import IOFailures, remedy, with_journal_hint
 from stagedretry.cli._output import OutputBusy, OutputError, OutputWriter
 
