@@ -31,7 +31,7 @@ from .._outcomes import PlanError, ResourceError
 from .._redact import Secrets
 from ._backends import API_KEY_ENV, api_key_from_env, check_backend
 from ._exit import ExitCode
-from ._files import FileIOError, IOFailures
+from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
 from ._job import run_job
 from ._logging import LEVELS, command_logging
@@ -203,7 +203,7 @@ def _execute(
                 )
             )
         except FileIOError as exc:
-            _fail(app, str(exc), ExitCode.IO_ERROR)
+            _fail(app, advised(exc), ExitCode.IO_ERROR)
         try:
             summary = asyncio.run(
                 run_job(
@@ -218,7 +218,7 @@ def _execute(
             )
         except (FileIOError, JournalIOError) as exc:
             # Before any work: a file of the run cannot be written (or read).
-            _fail(app, str(exc), ExitCode.IO_ERROR)
+            _fail(app, advised(exc), ExitCode.IO_ERROR)
         except sqlite3.Error as exc:
             _fail(
                 app,
@@ -492,7 +492,7 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...]) -> None:
     except (BackendError, PlanError, InputError) as exc:
         _fail(app, str(exc))
     except FileIOError as exc:
-        _fail(app, str(exc), ExitCode.IO_ERROR)
+        _fail(app, advised(exc), ExitCode.IO_ERROR)
     bad = [r for r in records if r.error is not None]
     app.out.print(
         Text.assemble(

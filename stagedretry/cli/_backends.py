@@ -39,7 +39,7 @@ from .. import (
 )
 from .._fs import os_reason
 from .._redact import Secrets
-from ._files import FileIOError, IOFailures, cannot_write
+from ._files import FileIOError, IOFailures, cannot_write, remedy
 from .pipeline import Pipeline
 
 API_KEY_ENV: Final = "GEMINI_API_KEY"
@@ -164,7 +164,7 @@ class RecordingStrategy:
             error = cannot_write("request log", self._path, exc, FileIOError)
             if self._failures is None:
                 raise error from None
-            self._failures.add(f"{error}; the requests after it are not logged")
+            self._failures.add(f"{error}; the requests after it are not logged: {remedy(error)}")
 
     def classify(self, exc: BaseException) -> Outcome | None:
         return self._inner.classify(exc)
@@ -213,7 +213,8 @@ async def build_backend(
             file.close()
         except OSError as exc:  # the last buffered line could not be written
             if failures is not None:
-                failures.add(str(cannot_write("request log", log_path, exc, FileIOError)))
+                error = cannot_write("request log", log_path, exc, FileIOError)
+                failures.add(f"{error}; {remedy(error)}")
 
     closers: tuple[Closer, ...] = (close_log, *built.closers)
     recording = RecordingStrategy(

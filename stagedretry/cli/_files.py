@@ -25,6 +25,7 @@ from .._outcomes import StagedRetryError
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 _NO_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+_AGAIN = "run the same command again"
 
 
 class FileIOError(StagedRetryError):
@@ -43,12 +44,12 @@ def remedy(exc: BaseException) -> str:
     code = exc.errno if isinstance(exc, OSError | FileIOError) else None
     text = str(exc).lower()
     if code in _NO_SPACE or "disk is full" in text or "no space" in text:
-        return "free some space and run the same command again"
+        return f"free some space and {_AGAIN}"
     if "disk i/o error" in text:  # SQLite's word for any failed read or write
-        return "free some space or check the disk, then run the same command again"
+        return f"free some space or check the disk, then {_AGAIN}"
     if code in _NO_WRITE or "readonly" in text or "permission" in text:
-        return "make it writable and run the same command again"
-    return "fix the cause and run the same command again"
+        return f"make it writable and {_AGAIN}"
+    return f"fix the cause and {_AGAIN}"
 
 
 E = TypeVar("E", bound=FileIOError)
@@ -72,13 +73,17 @@ class IOFailures:
         self.messages: list[str] = []
         self.stop: Callable[[], None] | None = None
 
-    def add(self, message: str) -> None:
-        """Record one failure (a sentence, kept once); the first one calls :attr:`stop`."""
+    def add(self, message: str) -> bool:
+        """Record one failure (a sentence); ``False`` if it was known already.
+
+        The first one calls :attr:`stop`.
+        """
         if message in self.messages:  # the items in flight all fail the same way
-            return
+            return False
         self.messages.append(message)
         if len(self.messages) == 1 and self.stop is not None:
             self.stop()
+        return True
 
     def __bool__(self) -> bool:
         return bool(self.messages)
@@ -91,3 +96,9 @@ def with_journal_hint(error: FileIOError | JournalError, journal: Path) -> str:
     else:
         kept = f"every finished result is in the journal {str(journal)!r}"
     return f"{error}; {kept}: {remedy(error)}"
+
+
+def advised(error: FileIOError | JournalError) -> str:
+    """*error*'s sentence and what to do about it, unless it says so already."""
+    text = str(error)
+    return text if text.endswith(_AGAIN) else f"{text}; {remedy(error)}"

@@ -208,8 +208,8 @@ async def _run_locked(
 
     def report(error: OutputError | JournalError) -> None:
         message = with_journal_hint(error, journal_path)
-        log.error("io_failed", error=message)
-        failures.add(message)
+        if failures.add(message):
+            log.error("io_failed", error=message)
 
     with Journal(journal_path, pipeline.fingerprint, secrets=secrets) as journal:
         notes = []

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from .._fs import os_reason
 from .._redact import Secrets
-from ._files import FileIOError, IOFailures, cannot_write
+from ._files import FileIOError, IOFailures, cannot_write, remedy
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -114,7 +114,7 @@ class _Sinks:
             error = cannot_write("log file", self._path or Path(file.name), exc, FileIOError)
             if self._failures is None:
                 raise error from None
-            self._failures.add(f"{error}; the events after it are not logged")
+            self._failures.add(f"{error}; the events after it are not logged: {remedy(error)}")
 
     def msg(self, event: EventDict) -> None:
         self._emit(event)
