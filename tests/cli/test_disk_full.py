@@ -46,6 +46,21 @@ sys.argv = ["stagedretry", *sys.argv[1:]]
 runpy.run_module("stagedretry.cli", run_name="__main__")
 """
 
+# Lowers the file size limit just past the output's size when the run opens it to append:
+# the first line appended (and every write after it) fails.
+FULL_AT_THE_FIRST_APPEND = """
+import os, resource, runpy, sys
+
+def hook(event, args):
+    if event == "open" and str(args[0]).endswith("results.jsonl") and str(args[1]) == "a":
+        _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(str(args[0])) + 1, hard))
+
+sys.addaudithook(hook)
+sys.argv = ["stagedretry", *sys.argv[1:]]
+runpy.run_module("stagedretry.cli", run_name="__main__")
+"""
+
 LIMITED = """
 import os, resource, sys
 _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -108,6 +123,34 @@ def test_the_output_fits_once_but_not_twice(
     assert "nothing to do" in again.stdout
     assert [row["id"] for row in job.lines()] == [r["id"] for r in records(20)]
     assert _tmp_files(job.folder) == []
+
+
+def test_an_append_that_fails_stops_the_run_and_loses_nothing(
+    make_job: Callable[..., Job], subprocess_env: dict[str, str]
+) -> None:
+    job = make_job(items=30, sim="seed = 3\ninvalid_rate = 0.0", run="concurrency = 2")
+    env = _env(subprocess_env)
+    done = _run(
+        [sys.executable, "-c", FULL_AT_THE_FIRST_APPEND, "run", str(job.pipeline), "--no-progress"],
+        job,
+        env,
+    )
+    assert done.returncode == ExitCode.IO_ERROR, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Items" in done.stdout  # the summary, then the error
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: cannot write the output file {str(job.output)!r}: File too large; every "
+        f"finished result is in the journal {str(job.journal)!r}: free some space and run the "
+        "same command again"
+    ]
+    # It stopped taking items at the first failure: not all 30 were run.
+    assert len(_committed(job)) < 30
+    assert _tmp_files(job.folder) == []
+
+    again = _run(command("run", str(job.pipeline), "--no-progress"), job, env)
+    assert again.returncode == ExitCode.OK, again.stderr
+    assert [row["id"] for row in job.lines()] == [r["id"] for r in records(30)]
 
 
 def test_a_full_journal_loses_no_item(

@@ -208,6 +208,17 @@ CASES = [
         check=lambda ran: (_committed_equals_output(ran), _rerun_completes(ITEMS)(ran))[1],
     ),
     Case(
+        # Not even the journal's first page fits: SQLite cannot create it.
+        "io-disk-full-at-journal-creation",
+        run_args(),
+        ExitCode.IO_ERROR,
+        files={"pipeline.toml": sim_pipeline(sim=CLEAN), "input.jsonl": SMALL_INPUT},
+        file_size_limit=2_000,
+        stderr=r"error: cannot open the journal '[^']*out/journal\.sqlite': (disk I/O error|"
+        r"database or disk is full); free some space",
+        check=_rerun_completes(5),
+    ),
+    Case(
         # A rerun after a complete run, its output lost, with room for the journal but not
         # for the output: the rebuild fails, leaves no temporary file, and names both files.
         "io-disk-full-at-the-output-rebuild",
