@@ -3,7 +3,7 @@
 from . import validators
 from ._clock import Clock, SystemClock
 from ._http import retry_after
-from ._journal import Journal, JournalError
+from ._journal import Journal, JournalError, JournalIOError
 from ._outcomes import (
     AttemptError,
     FatalError,
@@ -75,6 +75,7 @@ __all__ = [
     "ItemStatus",
     "Journal",
     "JournalError",
+    "JournalIOError",
     "Outcome",
     "OutcomeKind",
     "PartialStage",

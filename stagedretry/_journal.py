@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,6 +29,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._fs import LockFile, os_reason
 from ._outcomes import FieldError, FieldErrorKind, FieldPath, OutcomeKind, StagedRetryError
 from ._redact import Secrets, mask_result
 from ._results import Attempt, ItemResult, ItemStatus, ResponseMeta, Usage
@@ -65,6 +65,21 @@ CREATE TABLE IF NOT EXISTS runs (
 
 class JournalError(StagedRetryError):
     """The journal cannot be opened or used (locked by another run, not a journal, too new)."""
+
+
+class JournalIOError(JournalError):
+    """The journal's files cannot be read or written: a full disk, an I/O error, no permission.
+
+    What was committed before stays committed; the write that failed left no trace.
+    """
+
+
+# SQLite's primary result codes that mean the file system refused, not that the file is wrong.
+_IO_CODES: Final = frozenset({3, 8, 10, 13, 14, 22})  # PERM READONLY IOERR FULL CANTOPEN NOLFS
+
+
+def _is_io(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _IO_CODES
 
 
 @attrs.frozen
@@ -235,39 +250,27 @@ def result_from_json(data: Mapping[str, Any]) -> ItemResult:
 
 
 class _Lock:
-    """An advisory lock on a sidecar file, so two runs never work from one journal at once.
-
-    The operating system drops it when the process dies, ``kill -9`` included.
-    """
+    """The journal's sidecar lock, so two runs never work from one journal at once."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._fd: int | None = None
+        self._file = LockFile(path)
 
     def acquire(self) -> None:
         try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks, rely on SQLite
-            return
-        try:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            held = self._file.acquire()
         except OSError as exc:
-            raise JournalError(
-                f"cannot open the journal's lock file {str(self._path)!r}: {exc.strerror or exc}"
+            raise JournalIOError(
+                f"cannot open the journal's lock file {str(self._file.path)!r}: "
+                f"{os_reason(exc, self._file.path)}"
             ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        if not held:
             raise JournalError(
-                f"another stagedretry run is using the journal {str(self._path.with_suffix(''))!r}"
-            ) from None
-        self._fd = fd
+                f"another stagedretry run is using the journal "
+                f"{str(self._file.path.with_suffix(''))!r}"
+            )
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._file.release()
 
 
 class Journal:
@@ -290,7 +293,9 @@ class Journal:
     Open it as a context manager; a runner given a closed journal opens it for
     the run and closes it afterwards.  Raises :class:`JournalError` when the file
     cannot be opened, is locked by another open journal, is not a journal, was
-    written by a newer stagedretry, or a write fails.
+    written by a newer stagedretry, or a write fails; its subclass
+    :class:`JournalIOError` when the file system refused (a full disk, an I/O
+    error, no permission), in which case a failed write left no trace.
     """
 
     def __init__(
@@ -366,15 +371,16 @@ class Journal:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise JournalError(
-                f"cannot create the journal's folder: {exc.strerror or exc}"
+            raise JournalIOError(
+                f"cannot create the folder of the journal {str(self.path)!r}: "
+                f"{os_reason(exc, self.path)}"
             ) from None
         self._lock.acquire()
         try:
             db = sqlite3.connect(self.path, timeout=10.0)
         except sqlite3.Error as exc:
             self._lock.release()
-            raise JournalError(f"cannot open the journal {str(self.path)!r}: {exc}") from None
+            raise JournalIOError(f"cannot open the journal {str(self.path)!r}: {exc}") from None
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -396,6 +402,8 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             db.close()
             self._lock.release()
+            if _is_io(exc):
+                raise JournalIOError(f"cannot open the journal {str(self.path)!r}: {exc}") from None
             raise JournalError(f"{str(self.path)!r} is not a stagedretry journal ({exc})") from None
         except BaseException:
             db.close()
@@ -489,7 +497,9 @@ class Journal:
             with self._conn as db:
                 yield db
         except sqlite3.Error as exc:
-            raise JournalError(
+            # The transaction is rolled back: what was committed before stays, this write is gone.
+            kind = JournalIOError if _is_io(exc) else JournalError
+            raise kind(
                 f"cannot {what} in the journal {str(self.path)!r}: {self._secrets.text(str(exc))}"
             ) from None
 

@@ -36,6 +36,7 @@ STAGEDRETRY = [
     "ItemStatus",
     "Journal",
     "JournalError",
+    "JournalIOError",
     "Outcome",
     "OutcomeKind",
     "PartialStage",
@@ -132,6 +133,7 @@ def test_exception_hierarchy() -> None:
     assert issubclass(sr.ResourceError, sr.StagedRetryError)
     assert issubclass(sr.ValidationFailed, sr.StagedRetryError)
     assert issubclass(sr.JournalError, sr.StagedRetryError)
+    assert issubclass(sr.JournalIOError, sr.JournalError)
     for error in (sr.TransientError, sr.RateLimited, sr.ResourceLost, sr.FatalError):
         assert issubclass(error, sr.AttemptError)
     assert issubclass(sr.AttemptError, sr.StagedRetryError)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -25,14 +26,16 @@ from rich.text import Text
 
 from strategies.backend import BackendError
 
-from .._journal import JournalError
+from .._journal import JournalError, JournalIOError
 from .._outcomes import PlanError, ResourceError
 from .._redact import Secrets
 from ._backends import API_KEY_ENV, api_key_from_env, check_backend, command_secrets, short_keys
+from ._exit import ExitCode
+from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
 from ._job import run_job
 from ._logging import LEVELS, command_logging
-from ._output import OutputError
+from ._output import OutputBusy
 from ._registry import backend_names
 from ._summary import Summary, render_summary
 from .pipeline import Pipeline, load_pipeline, parse_override
@@ -202,7 +205,20 @@ def _execute(
     except (BackendError, PlanError) as exc:
         _fail(app, str(exc))
     summary: Summary | None = None
-    with command_logging(app.err, level=log_level, log_file=log_file, secrets=app.secrets) as log:
+    failures = IOFailures()
+    with ExitStack() as stack:
+        try:
+            log = stack.enter_context(
+                command_logging(
+                    app.err,
+                    level=log_level,
+                    log_file=log_file,
+                    secrets=app.secrets,
+                    failures=failures,
+                )
+            )
+        except FileIOError as exc:
+            _fail(app, advised(exc), ExitCode.IO_ERROR)
         _warn_short_keys(app, log)
         try:
             summary = asyncio.run(
@@ -214,9 +230,19 @@ def _execute(
                     progress=not no_progress,
                     api_key=key,
                     secrets=app.secrets,
+                    failures=failures,
                 )
             )
-        except (InputError, OutputError, JournalError, BackendError, PlanError) as exc:
+        except (FileIOError, JournalIOError) as exc:
+            # Before any work: a file of the run cannot be written (or read).
+            _fail(app, advised(exc), ExitCode.IO_ERROR)
+        except sqlite3.Error as exc:
+            _fail(
+                app,
+                f"cannot read the journal {str(pipeline.journal.path)!r}: {exc}",
+                ExitCode.IO_ERROR,
+            )
+        except (InputError, OutputBusy, JournalError, BackendError, PlanError) as exc:
             _fail(app, str(exc))
         except ResourceError as exc:
             log.error("run_failed", error=str(exc))
@@ -238,8 +264,15 @@ def _execute(
         app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
     else:
         render_summary(summary, app.out)
-        if after is not None:
+        if after is not None and not failures:
             after()
+    if failures:
+        # The summary first (every result it counts is in the journal), then what failed.
+        first, *more = (app.secrets.text(m) for m in failures.messages)
+        app.err.print(Text.assemble(("error: ", "bold red"), first), soft_wrap=True)
+        for message in more:
+            app.err.print(Text.assemble(("also: ", "red"), message), soft_wrap=True)
+        raise SystemExit(ExitCode.IO_ERROR)
     raise SystemExit(summary.exit_code)
 
 
@@ -475,6 +508,8 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...]) -> None:
         records = read_input(loaded.input)
     except (BackendError, PlanError, InputError) as exc:
         _fail(app, str(exc))
+    except FileIOError as exc:
+        _fail(app, advised(exc), ExitCode.IO_ERROR)
     bad = [r for r in records if r.error is not None]
     app.out.print(
         Text.assemble(

@@ -37,7 +37,9 @@ from .. import (
     json_pointer,
     validators,
 )
+from .._fs import os_reason
 from .._redact import ENVIRONMENT_KEYS, HoldsSecrets, Secrets
+from ._files import FileIOError, IOFailures, cannot_write, remedy
 from .pipeline import Pipeline
 
 API_KEY_ENV: Final = "GEMINI_API_KEY"
@@ -121,14 +123,28 @@ class RecordingStrategy:
     are scrubbed from it as from every file a run writes.  The wrapped
     strategy's stage-params type and shared resources are its own, so the
     runner checks and prepares them as without the log.
+
+    A line that cannot be written (a full disk) is reported once to *failures*
+    (which stops the run from taking new items) and the log is written no
+    more; the requests already on their way are still sent.
     """
 
-    __slots__ = ("_file", "_inner", "_secrets")
+    __slots__ = ("_failures", "_file", "_inner", "_path", "_secrets")
 
-    def __init__(self, inner: Strategy, file: IO[str], secrets: Secrets | None = None) -> None:
+    def __init__(
+        self,
+        inner: Strategy,
+        file: IO[str],
+        secrets: Secrets | None = None,
+        *,
+        path: Path | None = None,
+        failures: IOFailures | None = None,
+    ) -> None:
         self._inner = inner
-        self._file = file
+        self._file: IO[str] | None = file
         self._secrets = secrets or Secrets()
+        self._path = path if path is not None else Path(getattr(file, "name", "?"))
+        self._failures = failures
 
     @property
     def params_type(self) -> type[Any] | None:
@@ -148,9 +164,22 @@ class RecordingStrategy:
             "params": _sent_params(ctx.params),
             "time": round(time.time(), 6),
         }
-        self._file.write(json.dumps(self._secrets.leaves(entry), default=str) + "\n")
-        self._file.flush()
+        self._write(json.dumps(self._secrets.leaves(entry), default=str) + "\n")
         return await self._inner.generate(request, ctx)
+
+    def _write(self, line: str) -> None:
+        file = self._file
+        if file is None:
+            return
+        try:
+            file.write(line)
+            file.flush()
+        except OSError as exc:
+            self._file = None
+            error = cannot_write("request log", self._path, exc, FileIOError)
+            if self._failures is None:
+                raise error from None
+            self._failures.add(f"{error}; the requests after it are not logged: {remedy(error)}")
 
     def classify(self, exc: BaseException) -> Outcome | None:
         return self._inner.classify(exc)
@@ -173,7 +202,11 @@ class RecordingStrategy:
 
 
 async def build_backend(
-    pipeline: Pipeline, *, api_key: str | None, secrets: Secrets | None = None
+    pipeline: Pipeline,
+    *,
+    api_key: str | None,
+    secrets: Secrets | None = None,
+    failures: IOFailures | None = None,
 ) -> Built:
     """Set up the pipeline's backend; raise :class:`BackendError` with one clear sentence.
 
@@ -182,6 +215,8 @@ async def build_backend(
     gets it too when there is one (an emulator then sends it, as a user's code
     would).  *secrets* are masked in the request log (default: the key and
     the environment's).  Put the result away with ``close_all(built.closers)``.
+    Raises :class:`FileIOError` when the request log cannot be opened; a later
+    write that fails goes to *failures*.
     """
     check_backend(pipeline, need_key=api_key is None)
     backend = pipeline.backend
@@ -201,11 +236,16 @@ async def build_backend(
         raise
 
     async def close_log() -> None:
-        file.close()
+        try:
+            file.close()
+        except OSError as exc:  # the last buffered line could not be written
+            if failures is not None:
+                error = cannot_write("request log", log_path, exc, FileIOError)
+                failures.add(f"{error}; {remedy(error)}")
 
     closers: tuple[Closer, ...] = (close_log, *built.closers)
     masking = command_secrets(key) if secrets is None else secrets
-    recording = RecordingStrategy(built.strategy, file, masking)
+    recording = RecordingStrategy(built.strategy, file, masking, path=log_path, failures=failures)
     return attrs.evolve(built, strategy=recording, closers=closers)
 
 
@@ -214,6 +254,6 @@ def _open_log(path: Path) -> IO[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path.open("a", encoding="utf-8")
     except OSError as exc:
-        raise BackendError(
-            f"cannot open the request log {str(path)!r}: {exc.strerror or exc}"
+        raise FileIOError(
+            f"cannot open the request log {str(path)!r}: {os_reason(exc, path)}", errno=exc.errno
         ) from None

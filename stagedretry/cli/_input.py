@@ -23,6 +23,7 @@ import attrs
 
 from .._describe import describe
 from .._outcomes import StagedRetryError
+from ._files import FileIOError
 from .pipeline import InputConfig, MissingField
 
 INPUT_ERROR = "input_error"
@@ -60,13 +61,23 @@ def _record_id(data: dict[str, Any], id_field: str) -> str | None:
 
 
 def read_input(config: InputConfig) -> list[InputRecord]:
-    """Read every line of the input; raise :class:`InputError` if the run cannot start."""
+    """Read every line of the input; raise :class:`InputError` if the run cannot start.
+
+    A missing input file is an :class:`InputError` (exit 2); one the system
+    refuses to read (no permission, an I/O error) is a ``FileIOError`` (exit 4).
+    """
     path: Path = config.path
     try:
         raw = path.read_bytes()
-    except OSError as exc:
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        # The configuration names no file: a usage mistake (exit 2).
         raise InputError(
             f"cannot read the input file {str(path)!r}: {exc.strerror or exc}"
+        ) from None
+    except OSError as exc:
+        # The file is there but the system refuses it (permissions, an I/O error): exit 4.
+        raise FileIOError(
+            f"cannot read the input file {str(path)!r}: {exc.strerror or exc}", errno=exc.errno
         ) from None
     records: list[InputRecord] = []
     # Positions in *records* of the lines without a usable id: named once every real id is known.

@@ -12,6 +12,11 @@ the summary is printed.  Twice: the items in flight are cancelled, recorded as
 ``cancelled`` and run again by the next run.  A third time: the default
 handlers are back and ``KeyboardInterrupt`` is raised at once, for a strategy
 that will not stop.
+
+A file that cannot be written during the run (the journal, the output, a log;
+see :mod:`._files`) stops it like a first Ctrl-C, and is reported in the
+:class:`~._files.IOFailures` given; an item whose commit failed is not shown
+nor written, so the next run does it again.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from rich.text import Text
 
 from strategies.backend import Built, close_all
 
-from .._journal import Journal
+from .._journal import Journal, JournalError
 from .._redact import Secrets
 from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
 from ._backends import build_backend, command_secrets
+from ._files import IOFailures, with_journal_hint
 from ._input import InputRecord, read_input
 from ._output import OutputError, OutputWriter
 from ._progress import LiveProgress
@@ -92,6 +98,14 @@ class _Interrupts:
             )
             self._log.warning("run_cancelling", reason="interrupt")
 
+    def io_failed(self) -> None:
+        """A file could not be written: take no new items (the error is reported at the end)."""
+        if self.runner is not None:
+            self.runner.drain()
+        if self.progress is not None:
+            self.progress.describe("stopping")
+        self._log.warning("run_draining", reason="a file could not be written")
+
     def deadline(self) -> None:
         self.deadline_passed = True
         if self.runner is not None:
@@ -147,20 +161,64 @@ async def run_job(
     progress: bool = True,
     api_key: str | None = None,
     secrets: Secrets | None = None,
+    failures: IOFailures | None = None,
 ) -> Summary:
     """Run *pipeline* to the end (or to an interrupt) and return the job's summary.
 
     *secrets* are masked in everything the run writes (default: *api_key* and
     the keys in the environment).
 
-    Raises ``InputError``, ``OutputError``, ``JournalError`` or ``BackendError``
-    before any request is sent when the job cannot start.
+    Raises ``InputError``, ``OutputBusy``, ``OutputError``, ``FileIOError``,
+    ``JournalError`` or ``BackendError`` before any request is sent when the job
+    cannot start.  A file that fails later is added to *failures* (the run
+    stops taking items) and the summary is still returned.
     """
     records = read_input(pipeline.input)
-    by_id = {r.id: r for r in records}
+    failures = failures if failures is not None else IOFailures()
     if secrets is None:
         secrets = command_secrets(api_key)
-    with Journal(pipeline.journal.path, pipeline.fingerprint, secrets=secrets) as journal:
+    writer = OutputWriter(pipeline.output.path, secrets=secrets)
+    # Before the journal is touched: a run refused here has done nothing at all.
+    writer.lock()
+    try:
+        return await _run_locked(
+            pipeline,
+            records,
+            writer,
+            console=console,
+            log=log,
+            fresh=fresh,
+            progress=progress,
+            api_key=api_key,
+            secrets=secrets,
+            failures=failures,
+        )
+    finally:
+        writer.unlock()
+
+
+async def _run_locked(
+    pipeline: Pipeline,
+    records: list[InputRecord],
+    writer: OutputWriter,
+    *,
+    console: Console,
+    log: Any,
+    fresh: bool,
+    progress: bool,
+    api_key: str | None,
+    secrets: Secrets,
+    failures: IOFailures,
+) -> Summary:
+    by_id = {r.id: r for r in records}
+    journal_path = pipeline.journal.path
+
+    def report(error: OutputError | JournalError) -> None:
+        message = with_journal_hint(error, journal_path)
+        if failures.add(message):
+            log.error("io_failed", error=message)
+
+    with Journal(journal_path, pipeline.fingerprint, secrets=secrets) as journal:
         notes = []
         if fresh:
             dropped = journal.discard()
@@ -181,13 +239,10 @@ async def run_job(
             for e in journal.entries()
             if e.result.id in by_id and e.result.id not in todo_ids
         ]
-        writer = OutputWriter(pipeline.output.path, secrets=secrets)
         try:
             writer.rebuild(_ordered(kept, by_id))
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write the output file {str(pipeline.output.path)!r}: {exc.strerror or exc}"
-            ) from None
+        except OutputError as exc:
+            raise OutputError(with_journal_hint(exc, journal_path), errno=exc.errno) from None
         log.info(
             "run_start",
             pipeline=pipeline.name,
@@ -203,10 +258,14 @@ async def run_job(
         interrupts = _Interrupts(console, log)
         backend: Built | None = None
         run_id: int | None = None
+        # Items whose commit failed: not done, so neither shown nor written.
+        uncommitted: set[str] = set()
+        appending = True
+        final: list[ItemResult] = []
         try:
             # Inside the try: whatever the backend starts is closed, however the run ends.
             backend = (
-                await build_backend(pipeline, api_key=api_key, secrets=secrets)
+                await build_backend(pipeline, api_key=api_key, secrets=secrets, failures=failures)
                 if runnable
                 else None
             )
@@ -221,15 +280,27 @@ async def run_job(
                 # Called in the worker as the item ends (cancelled ones too), before the result
                 # is queued: a crash can then lose no finished result, which would be paid twice.
                 record = record_of(result)
-                journal.record(result, line=record.line, digest=record.digest, run=run)
+                try:
+                    journal.record(result, line=record.line, digest=record.digest, run=run)
+                except JournalError as exc:
+                    uncommitted.add(result.id)
+                    report(exc)
 
             with LiveProgress(console, total=len(records), done=len(kept), enabled=progress) as bar:
                 bar.seed(kept)
 
                 def show(result: ItemResult) -> None:
                     # Only for a result already in the journal.
+                    nonlocal appending
+                    if result.id in uncommitted:
+                        return
                     record = record_of(result)
-                    writer.append(result, record.line)
+                    if appending:
+                        try:
+                            writer.append(result, record.line)
+                        except OutputError as exc:
+                            appending = False  # the final rebuild tries once more
+                            report(exc)
                     this_run[result.status.value] += 1
                     bar.advance(result)
                     log.info(
@@ -250,7 +321,7 @@ async def run_job(
                         )
                         commit(failed)
                         show(failed)
-                if backend is not None:
+                if backend is not None and not failures:
                     # Not runner.stream(items, journal=...): the CLI's rows carry the input line
                     # and that line's digest (a changed record field reruns its item, not only a
                     # changed prompt), input errors are committed before any runner exists, and
@@ -269,6 +340,7 @@ async def run_job(
                         secrets=secrets,
                     )
                     interrupts.runner, interrupts.progress = runner, bar
+                    failures.stop = interrupts.io_failed
                     loop = asyncio.get_running_loop()
                     timer = (
                         loop.call_later(pipeline.run.deadline, interrupts.deadline)
@@ -302,8 +374,12 @@ async def run_job(
                 ),
                 cache_tokens=cache_tokens,
             )
+            failures.stop = None
             if run_id is not None:
-                journal.end_run(run_id, stats.to_json())
+                try:
+                    journal.end_run(run_id, stats.to_json())
+                except JournalError as exc:
+                    report(exc)  # only the run's statistics are lost
             writer.close()
             # A row for a line that changed since is stale until the item runs again.
             final = [
@@ -311,11 +387,16 @@ async def run_job(
                 for e in journal.entries()
                 if e.result.id in by_id and e.digest == by_id[e.result.id].digest
             ]
-            writer.rebuild(_ordered(final, by_id))
+            try:
+                writer.rebuild(_ordered(final, by_id))
+            except OutputError as exc:
+                report(exc)
         interrupted = interrupts.count > 0 or interrupts.deadline_passed
         pending = len(records) - len(final)
         if interrupted and (pending or this_run.get(ItemStatus.CANCELLED.value)):
             notes.append("the run was stopped early: run the same command again to finish the job")
+        elif failures and pending:
+            notes.append("a file could not be written, so the run stopped early (see below)")
         if not records:
             notes.append(f"the input {pipeline.input.path.name} holds no items")
         elif not todo:

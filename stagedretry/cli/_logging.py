@@ -23,7 +23,9 @@ import structlog
 from rich.console import Console
 from rich.text import Text
 
+from .._fs import os_reason
 from .._redact import Secrets
+from ._files import FileIOError, IOFailures, cannot_write, remedy
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -79,7 +81,11 @@ class Redact:
 
 
 class _Sinks:
-    """structlog's final logger: each event rendered for the console and for the file."""
+    """structlog's final logger: each event rendered for the console and for the file.
+
+    A file that cannot be written (a full disk) is written no more, and the
+    failure goes to *failures* once; the console keeps logging.
+    """
 
     def __init__(
         self,
@@ -87,11 +93,16 @@ class _Sinks:
         console_level: int,
         file: IO[str] | None,
         file_level: int,
+        *,
+        path: Path | None = None,
+        failures: IOFailures | None = None,
     ) -> None:
         self._console = console
         self._console_level = console_level
         self._file = file
         self._file_level = file_level
+        self._path = path
+        self._failures = failures
         self._pretty = structlog.dev.ConsoleRenderer(
             colors=console is not None and console.is_terminal, sort_keys=True
         )
@@ -100,11 +111,22 @@ class _Sinks:
         level = LEVELS.get(str(event.get("level", "info")), logging.INFO)
         file_only = event.pop(FILE_ONLY, False) is True
         if self._file is not None and level >= self._file_level:
-            self._file.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
-            self._file.flush()
+            self._write(self._file, json.dumps(event, default=str, ensure_ascii=False) + "\n")
         if self._console is not None and level >= self._console_level and not file_only:
             line = self._pretty(None, "", dict(event))
             self._console.print(Text.from_ansi(str(line)), soft_wrap=True)
+
+    def _write(self, file: IO[str], line: str) -> None:
+        try:
+            file.write(line)
+            file.flush()
+        except OSError as exc:
+            # Stop first: reporting the failure logs, and must not come back here.
+            self._file = None
+            error = cannot_write("log file", self._path or Path(file.name), exc, FileIOError)
+            if self._failures is None:
+                raise error from None
+            self._failures.add(f"{error}; the events after it are not logged: {remedy(error)}")
 
     def msg(self, event: EventDict) -> None:
         self._emit(event)
@@ -123,20 +145,29 @@ def command_logging(
     level: str | None,
     log_file: Path | None,
     secrets: Secrets | Iterable[str | None] = (),
+    failures: IOFailures | None = None,
 ) -> Iterator[Any]:
     """Configure structlog for one command and yield a logger for the runner.
 
     Console lines appear at *level* (default: warnings only, so the progress
     bar stays readable); the file gets JSON lines at *level* (default: info).
+    Raises :class:`FileIOError` when *log_file* cannot be opened; a write that
+    fails later goes to *failures* (raised as :class:`FileIOError` without it).
     """
     console_level = LEVELS[level or "warning"]
     file_level = LEVELS[level or "info"]
     file: IO[str] | None = None
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file = log_file.open("a", encoding="utf-8")
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            file = log_file.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise FileIOError(
+                f"cannot open the log file {str(log_file)!r}: {os_reason(exc, log_file)}",
+                errno=exc.errno,
+            ) from None
     floor = min(console_level, file_level) if file is not None else console_level
-    sinks = _Sinks(console, console_level, file, file_level)
+    sinks = _Sinks(console, console_level, file, file_level, path=log_file, failures=failures)
     saved = structlog.get_config()
     structlog.configure(
         processors=[
@@ -158,4 +189,5 @@ def command_logging(
     finally:
         structlog.configure(**saved)
         if file is not None:
-            file.close()
+            with contextlib.suppress(OSError):  # every line was flushed, or reported
+                file.close()

@@ -8,6 +8,11 @@ again, in input order.  Every rebuild writes a temporary file, syncs it and
 renames it over the old one, so a reader sees the old file or the new one,
 never half of one.  Secrets are masked in the text of every line (reason, error
 messages, output strings), as in the journal.
+
+A run holds an exclusive lock on ``<output>.lock`` from its start to its end,
+so a second run writing the same file (with another journal) is refused before
+it does any work.  A rebuild that fails (a full disk) removes its temporary
+file and leaves the old output as it was; the journal still holds every result.
 """
 
 from __future__ import annotations
@@ -21,14 +26,20 @@ from typing import IO, Any
 
 import attrs
 
+from .._fs import LockFile
 from .._journal import jsonable
 from .._outcomes import StagedRetryError
 from .._redact import Secrets, mask_result
 from .._results import ItemResult
+from ._files import FileIOError, cannot_write
 
 
-class OutputError(StagedRetryError):
-    """The output file cannot be written where the pipeline says."""
+class OutputError(FileIOError):
+    """The output file cannot be written where the pipeline says (exit 4)."""
+
+
+class OutputBusy(StagedRetryError):
+    """Another run holds the lock of the output file (exit 2)."""
 
 
 def output_line(result: ItemResult, line: int | None) -> dict[str, Any]:
@@ -47,12 +58,19 @@ def output_line(result: ItemResult, line: int | None) -> dict[str, Any]:
 
 
 class OutputWriter:
-    """Writes the output file for one run: rebuild, append, rebuild; *secrets* never reach it."""
+    """Writes the output file for one run: lock, rebuild, append, rebuild; *secrets* never reach it.
+
+    Every method raises :class:`OutputError` (naming the file and the operating
+    system's reason) instead of ``OSError``.
+    """
 
     def __init__(self, path: Path, *, secrets: Secrets | None = None) -> None:
         self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        """Where a rebuild writes before renaming (removed again if the rebuild fails)."""
         self._secrets = secrets or Secrets()
         self._append: IO[str] | None = None
+        self._lock = LockFile(path.with_name(path.name + ".lock"))
 
     def _dumps(self, result: ItemResult, line: int | None) -> str:
         if self._secrets:
@@ -62,33 +80,68 @@ class OutputWriter:
         data = output_line(result, line)
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
 
+    def lock(self) -> None:
+        """Take the output's lock (creating its folder); release it with :meth:`unlock`.
+
+        Raises :class:`OutputBusy` when another run holds it.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            held = self._lock.acquire()
+        except OSError as exc:
+            raise cannot_write("output file", self.path, exc, OutputError) from None
+        if not held:
+            raise OutputBusy(
+                f"another stagedretry run is writing the output file {str(self.path)!r}: "
+                "wait for it to end, or give this run another output path"
+            )
+
+    def unlock(self) -> None:
+        """Let another run write the output file."""
+        self._lock.release()
+
     def rebuild(self, rows: Iterable[tuple[ItemResult, int | None]]) -> int:
-        """Atomically replace the file with *rows* (already in order); return the line count."""
+        """Atomically replace the file with *rows* (already in order); return the line count.
+
+        On failure the old file is left as it was and no temporary file remains.
+        """
         self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         count = 0
-        with tmp.open("w", encoding="utf-8") as file:
-            for result, line in rows:
-                file.write(self._dumps(result, line))
-                count += 1
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.tmp.open("w", encoding="utf-8") as file:
+                for result, line in rows:
+                    file.write(self._dumps(result, line))
+                    count += 1
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            # Half a copy is of no use to anyone, and it holds the space a rerun needs.
+            with contextlib.suppress(OSError):
+                self.tmp.unlink()
+            raise cannot_write("output file", self.path, exc, OutputError) from None
         _sync_dir(self.path.parent)
         return count
 
     def append(self, result: ItemResult, line: int | None) -> None:
         """Add one line; call only after the result is committed to the journal."""
-        if self._append is None:
-            self._append = self.path.open("a", encoding="utf-8")
-        self._append.write(self._dumps(result, line))
-        self._append.flush()
+        text = self._dumps(result, line)
+        try:
+            if self._append is None:
+                self._append = self.path.open("a", encoding="utf-8")
+            self._append.write(text)
+            self._append.flush()
+        except OSError as exc:
+            self.close()
+            raise cannot_write("output file", self.path, exc, OutputError) from None
 
     def close(self) -> None:
-        """Close the file opened for appending, if any."""
+        """Close the file opened for appending, if any (a failing close is not reported:
+        the next rebuild rewrites every line)."""
         if self._append is not None:
-            self._append.close()
+            with contextlib.suppress(OSError):
+                self._append.close()
             self._append = None
 
 

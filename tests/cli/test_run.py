@@ -339,13 +339,13 @@ def test_a_changed_line_shows_no_stale_result_while_it_waits_to_run(
     ]  # fmt: skip
 
 
-def test_exit_2_when_the_output_cannot_be_written(
+def test_exit_4_when_the_output_cannot_be_written(
     make_job: Callable[..., Job], cli: Callable[..., Invocation]
 ) -> None:
     job = make_job(items=2, run=REQUEST_LOG)
     job.output.parent.mkdir(parents=True)
     (job.output.parent / "results.jsonl.tmp").mkdir()  # where the rebuild writes first
     done = cli("run", str(job.pipeline))
-    assert done.code == 2
-    assert "cannot write the output file" in done.err
+    assert done.code == 4
+    assert f"cannot write the output file {str(job.output)!r}: Is a directory" in done.err
     assert not (job.folder / "out/requests.jsonl").exists()

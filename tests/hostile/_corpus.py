@@ -62,6 +62,17 @@ class Case:
     check: Callable[[Ran], None] | None = None
     before: Callable[[Path], None] | None = None
     """Runs after the files are written and before the command (e.g. to fill a disk)."""
+    file_size_limit: int | None = None
+    """``RLIMIT_FSIZE`` of the command in bytes: no file it writes may grow past it, and a
+    write that would fails with ``EFBIG``, as on a full disk (Python ignores ``SIGXFSZ``)."""
+
+
+_LIMIT_FILE_SIZE = """
+import os, resource, sys
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), hard))
+os.execv(sys.executable, sys.argv[2:])
+"""
 
 
 def fill(text: str, folder: Path, emulator: str) -> str:
@@ -103,6 +114,10 @@ def run_case(case: Case, folder: Path, emulator: str) -> Ran:
         "stagedretry.cli",
         *(fill(a, folder, emulator) for a in case.args),
     ]
+    if case.file_size_limit is not None:
+        # Set in a tiny parent that then becomes the command (exec keeps the pid): no
+        # preexec_fn, which is unsafe while the corpus's other threads start processes.
+        argv = [sys.executable, "-c", _LIMIT_FILE_SIZE, str(case.file_size_limit), *argv]
     started = time.monotonic()
     child = subprocess.Popen(
         argv,
