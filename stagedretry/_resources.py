@@ -4,19 +4,26 @@ The runner owns each resource's lifecycle: ``prepare`` once (single-flight; a
 failure stops the run), the current handle injected into every attempt through
 ``ctx.resources[name]``, ``renew`` single-flight when the resource's own
 authority says it is about to expire or when an attempt reports it lost, and
-``close`` exactly once when the runner closes.
+``close`` exactly once when the runner closes.  Each of these calls is bounded
+(:data:`PREPARE_TIMEOUT`, :data:`CLOSE_TIMEOUT`): a provider that never answers
+fails the run, or the close, instead of holding it for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
-from ._clock import Clock
+from ._clock import Clock, SystemClock
 from ._outcomes import ResourceError
+
+PREPARE_TIMEOUT: Final = 120.0
+"""Seconds one ``prepare`` or ``renew`` may take (creating a large Gemini cache takes a few)."""
+CLOSE_TIMEOUT: Final = 30.0
+"""Seconds one ``close`` may take (e.g. deleting a cache); then it is reported and given up."""
 
 
 class RenewReason(enum.Enum):
@@ -69,7 +76,7 @@ class _Slot:
             self._raise_failure()
             if not self.generation:
                 try:
-                    self.handle = await self.resource.prepare(clock)
+                    self.handle = await _bounded(self.resource.prepare(clock), clock)
                 except Exception as exc:
                     self.failure = ResourceError(
                         f"could not prepare resource {self.resource.name!r}: {exc}"
@@ -90,7 +97,7 @@ class _Slot:
 
     async def _renew(self, reason: RenewReason, clock: Clock) -> None:
         try:
-            self.handle = await self.resource.renew(self.handle, reason, clock)
+            self.handle = await _bounded(self.resource.renew(self.handle, reason, clock), clock)
         except Exception as exc:
             self.failure = ResourceError(f"could not renew resource {self.resource.name!r}: {exc}")
             raise self.failure from exc
@@ -100,6 +107,17 @@ class _Slot:
     def _raise_failure(self) -> None:
         if self.failure is not None:
             raise ResourceError(str(self.failure)) from self.failure.__cause__
+
+
+async def _bounded(call: Awaitable[Any], clock: Clock) -> Any:
+    """Await *call* for at most :data:`PREPARE_TIMEOUT` seconds; a timeout says so."""
+    try:
+        async with clock.timeout(PREPARE_TIMEOUT):
+            return await call
+    except TimeoutError as exc:
+        if str(exc):
+            raise  # the provider's own timeout, with its own words
+        raise TimeoutError(f"no answer within {PREPARE_TIMEOUT:g} s") from None
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -141,12 +159,15 @@ class ResourcePool:
             if name is None or slot.resource.name == name:
                 await slot.lost(generation, clock)
 
-    async def close(self) -> list[Exception]:
+    async def close(self, clock: Clock | None = None) -> list[Exception]:
         """Close every prepared resource once; a later run prepares them again.
 
         One resource failing to close does not keep the others open: the
-        failures are returned, not raised.
+        failures are returned, not raised.  Each close may take up to
+        :data:`CLOSE_TIMEOUT` seconds on *clock* (default: the system clock);
+        one that takes longer is given up and returned as a ``TimeoutError``.
         """
+        clock = clock or SystemClock()
         errors: list[Exception] = []
         for slot in self._slots:
             async with slot.lock:
@@ -154,7 +175,15 @@ class ResourcePool:
                 if slot.generation:
                     handle, slot.handle, slot.generation = slot.handle, None, 0
                     try:
-                        await slot.resource.close(handle)
+                        async with clock.timeout(CLOSE_TIMEOUT):
+                            await slot.resource.close(handle)
+                    except TimeoutError:
+                        errors.append(
+                            TimeoutError(
+                                f"closing resource {slot.resource.name!r} took over "
+                                f"{CLOSE_TIMEOUT:g} s: given up"
+                            )
+                        )
                     except Exception as exc:
                         errors.append(exc)
         return errors

@@ -487,7 +487,7 @@ class Runner(Generic[T]):
         if self._ending is not None:
             await self._wait_for(self._ending)
         self._state = RunnerState.CLOSED
-        errors = await self._pool.close()
+        errors = await self._pool.close(self._clock)
         if errors:
             raise ExceptionGroup("could not close every shared resource", errors)
 
@@ -661,7 +661,7 @@ class Runner(Generic[T]):
 
     async def _close_quietly(self) -> None:
         # The run's results are already paid for: a failing close must not replace them.
-        for error in await self._pool.close():
+        for error in await self._pool.close(self._clock):
             if self._log is not None:
                 self._log.info("resource_close_failed", error=describe(error))
             warnings.warn(
@@ -799,21 +799,19 @@ class Runner(Generic[T]):
             handles, generations = _NO_HANDLES, ()
         number = len(state.attempts) + 1
         ctx = StageContext(item, state, stage, plan, handles, clock, number, self._params[index])
+        # Always finite: a plan's timeout has a default, so no request waits without end.
         timeout = stage.timeout or plan.timeout
         started = clock.monotonic()
         if deadline is not None:
-            timeout = min(timeout or deadline - started, deadline - started)
+            timeout = min(timeout, deadline - started)
         response = None
         meta = None
         output = None
         error: str | None = None
         failure: BaseException | None = None
         try:
-            if timeout is None:
+            async with clock.timeout(timeout):
                 response = await self.strategy.generate(request, ctx)
-            else:
-                async with clock.timeout(timeout):
-                    response = await self.strategy.generate(request, ctx)
             meta = response.meta
             output = kind.parse(response, state, self._check)
             if type(output) is CoroutineType:
