@@ -1,13 +1,23 @@
 """The ``stagedretry`` command: run, demo, plan show/check, caches list/delete.
 
-Exit codes: 0 when every item succeeded (or a command did what it was asked),
-1 when some item did not or a run stopped on an error, 2 on a usage or
-configuration error, which is always found before any request is sent.
+Exit codes (one table, :class:`~stagedretry.cli._exit.ExitCode`, documented in
+``docs/reference/exit-codes.md``):
+
+* 0 -- every item succeeded, or a command did what it was asked;
+* 1 -- the run ended and some items ended ``failed`` or ``exhausted``;
+* 2 -- a usage or configuration error, always found before any request is sent;
+* 3 -- the run stopped on a failure of the run, not of an item (the key, billing, the model);
+* 4 -- a file could not be read or written (output, journal, log; a full disk);
+* 124 -- ``run.deadline`` passed with items left;
+* 129, 130, 143 -- stopped by SIGHUP, Ctrl-C (SIGINT) or SIGTERM with items left.
+
+A run stopped early (124, 129, 130, 143) keeps every finished result in its
+journal: the same command finishes the job.  Stopped early with nothing left,
+it returns 0 or 1 as a run that was not stopped would.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,9 +39,11 @@ from .._journal import JournalError
 from .._outcomes import PlanError, ResourceError
 from .._redact import Secrets
 from ._backends import API_KEY_ENV, api_key_from_env, check_backend
+from ._exit import ExitCode
 from ._input import InputError, read_input
-from ._job import run_job
+from ._job import StopNow, run_job
 from ._logging import LEVELS, command_logging
+from ._loop import Ended, exit_now, run_bounded
 from ._output import OutputError
 from ._registry import backend_names
 from ._summary import Summary, render_summary
@@ -39,9 +51,8 @@ from .pipeline import Pipeline, load_pipeline, parse_override
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USAGE_ERROR = 2
-SOME_FAILED = 1
-INTERRUPTED = 130
+USAGE_ERROR = ExitCode.USAGE
+SOME_FAILED = ExitCode.SOME_FAILED
 
 
 @attrs.define
@@ -187,9 +198,10 @@ def _execute(
     except (BackendError, PlanError) as exc:
         _fail(app, str(exc))
     summary: Summary | None = None
+    ended = Ended()
     with command_logging(app.err, level=log_level, log_file=log_file, secrets=app.secrets) as log:
         try:
-            summary = asyncio.run(
+            summary = run_bounded(
                 run_job(
                     pipeline,
                     console=app.err,
@@ -197,7 +209,8 @@ def _execute(
                     fresh=fresh,
                     progress=not no_progress,
                     api_key=key,
-                )
+                ),
+                ended,
             )
         except (InputError, OutputError, JournalError, BackendError, PlanError) as exc:
             _fail(app, str(exc))
@@ -208,14 +221,25 @@ def _execute(
             log.error("run_failed", error=str(exc))
             where = f" ({exc.filename})" if exc.filename else ""
             _fail(app, f"the run stopped: {exc.strerror or exc}{where}", SOME_FAILED)
-        except KeyboardInterrupt:
-            # The third Ctrl-C: whatever was still in flight is abandoned, not waited for.
+        except KeyboardInterrupt as exc:
+            # The third interrupt: whatever was still in flight is abandoned, not waited for.
             log.warning("run_stopped", reason="keyboard interrupt")
+            code = exc.code if isinstance(exc, StopNow) else ExitCode.INTERRUPTED
+            if ended.left_running:
+                app.err.print(
+                    Text.assemble(
+                        ("error: ", "bold red"),
+                        "stopped at once; the journal keeps every finished result: run the "
+                        "same command again to finish the job",
+                    ),
+                    soft_wrap=True,
+                )
+                exit_now(code)
             _fail(
                 app,
                 "stopped at once; the journal keeps every finished result: run the same "
                 "command again to finish the job",
-                INTERRUPTED,
+                code,
             )
     if as_json:
         app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
@@ -223,6 +247,9 @@ def _execute(
         render_summary(summary, app.out)
         if after is not None:
             after()
+    if ended.left_running:
+        # Work that ignored its cancellation: Python's own exit would wait for it.
+        exit_now(summary.exit_code)
     raise SystemExit(summary.exit_code)
 
 
@@ -253,8 +280,21 @@ def run(
 ) -> None:
     """Run PIPELINE to the end; run it again to resume after a crash or Ctrl-C.
 
-    Exit code 0 when every item succeeded, 1 when some did not, 2 on a usage or
-    configuration error.
+    Ctrl-C, SIGTERM or SIGHUP once: no new items, those in flight finish, the
+    summary is printed.  Twice: the items in flight are cancelled (the next run
+    retries them).
+
+    \b
+    Exit codes:
+      0    every item succeeded
+      1    some items ended failed or exhausted
+      2    a usage or configuration error (nothing was sent)
+      3    the run stopped on a failure of the run (key, billing, model): fix it, rerun
+      4    a file could not be read or written (output, journal, log; disk full)
+      124  run.deadline passed with items left: rerun to finish
+      129  stopped by SIGHUP with items left: rerun to finish
+      130  stopped by Ctrl-C (SIGINT) with items left: rerun to finish
+      143  stopped by SIGTERM with items left: rerun to finish
     """
     pairs = _overrides(
         app,
