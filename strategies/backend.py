@@ -79,7 +79,7 @@ class CacheOptions:
     enabled: bool = setting(True)
     ttl: float = setting(3600.0, above=0.0, maximum=MAX_CACHE_TTL, unit="seconds")
     """How long the cache lives after each creation or renewal, in seconds (at most 7 days)."""
-    renew_margin: float = setting(300.0, minimum=0.0, unit="seconds")
+    renew_margin: float = setting(300.0, minimum=0.0, maximum=MAX_CACHE_TTL, unit="seconds")
     """Renew the cache when less than this many seconds are left."""
     on_close: CacheClose = setting(CacheClose.KEEP)
     tag: str | None = setting(None)

@@ -1,0 +1,210 @@
+"""Every wait of the engine is bounded: a default per-request timeout, capped durations, bounded
+resource calls (issue 10, section 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import stagedretry as sr
+from stagedretry._plan import (
+    DEFAULT_TIMEOUT,
+    MAX_BACKOFF,
+    MAX_DEADLINE,
+    MAX_MULTIPLIER,
+    MAX_TIMEOUT,
+)
+from stagedretry._resources import CLOSE_TIMEOUT, PREPARE_TIMEOUT, ResourcePool
+from stagedretry.testing import VirtualClock
+
+ONE_STAGE = [{"name": "only"}]
+
+
+def _plan(**plan: Any) -> sr.Plan:
+    return sr.Plan.from_dict({"stages": ONE_STAGE, **plan})
+
+
+class Forever:
+    """A strategy whose first request never answers (it waits on the clock for ever)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def generate(self, request: sr.Request, ctx: sr.StageContext) -> sr.Response:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.Event().wait()
+        return sr.Response('{"ok": true}')
+
+    def classify(self, exc: BaseException) -> sr.Outcome | None:
+        return None
+
+
+class TestTheDefaultTimeout:
+    def test_an_unset_timeout_is_the_documented_default(self) -> None:
+        assert DEFAULT_TIMEOUT == 600.0
+        assert _plan().timeout == DEFAULT_TIMEOUT
+        assert sr.Plan.ladder().timeout == DEFAULT_TIMEOUT
+        assert _plan(timeout=30).timeout == 30.0
+
+    def test_the_default_keeps_the_plan_and_its_fingerprint(self) -> None:
+        # An unset timeout and the default are one plan: journals keep their key.
+        assert "timeout" not in _plan().to_dict()
+        assert _plan() == _plan(timeout=DEFAULT_TIMEOUT)
+        assert sr.Plan.from_dict(_plan(timeout=42).to_dict()).timeout == 42.0
+
+    def test_no_timeout_is_refused(self) -> None:
+        with pytest.raises(sr.PlanError, match=r"plan\.timeout: every request needs a bound"):
+            sr.Plan([sr.Stage("a")], timeout=None)  # type: ignore[arg-type]
+
+    async def test_a_request_that_never_answers_ends_by_the_default_timeout(self) -> None:
+        clock = VirtualClock()
+        strategy = Forever()
+        runner = sr.Runner(_plan(max_prompts=3), strategy, clock=clock)
+        batch = await runner.run([("a", "prompt")])
+        result = batch.results[0]
+        assert result.status is sr.ItemStatus.SUCCEEDED
+        first = result.attempts[0]
+        assert first.outcome is sr.OutcomeKind.TRANSIENT
+        assert first.duration == pytest.approx(DEFAULT_TIMEOUT)
+        assert strategy.calls == 2
+
+    async def test_a_stage_timeout_still_overrides_the_default(self) -> None:
+        clock = VirtualClock()
+        plan = sr.Plan.from_dict({"stages": [{"name": "only", "timeout": 7}]})
+        batch = await sr.Runner(plan, Forever(), clock=clock).run([("a", "prompt")])
+        assert batch.results[0].attempts[0].duration == pytest.approx(7.0)
+
+
+# Every duration of a plan, with its path in messages and its largest value.
+PLAN_DURATIONS = [
+    ({"timeout": "{}"}, "plan.timeout", MAX_TIMEOUT),
+    ({"deadline": "{}"}, "plan.deadline", MAX_DEADLINE),
+    ({"backoff": {"initial": "{}", "max": MAX_BACKOFF}}, "plan.backoff.initial", MAX_BACKOFF),
+    ({"backoff": {"initial": 0.1, "max": "{}"}}, "plan.backoff.max", MAX_BACKOFF),
+    (
+        {"rate_limit_backoff": {"initial": "{}", "max": MAX_BACKOFF}},
+        "plan.rate_limit_backoff.initial",
+        MAX_BACKOFF,
+    ),
+    (
+        {"rate_limit_backoff": {"initial": 0.1, "max": "{}"}},
+        "plan.rate_limit_backoff.max",
+        MAX_BACKOFF,
+    ),
+    ({"stages": [{"name": "s", "timeout": "{}"}]}, "plan.stages[0].timeout", MAX_TIMEOUT),
+    (
+        {"stages": [{"name": "s", "backoff": {"initial": 0.1, "max": "{}"}}]},
+        "plan.stages[0].backoff.max",
+        MAX_BACKOFF,
+    ),
+]
+
+
+def _put(template: Any, value: float) -> Any:
+    if template == "{}":
+        return value
+    if isinstance(template, dict):
+        return {k: _put(v, value) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_put(v, value) for v in template]
+    return template
+
+
+def _plan_with(template: dict[str, Any], value: float) -> sr.Plan:
+    data = {"stages": ONE_STAGE, **_put(template, value)}
+    return sr.Plan.from_dict(data)
+
+
+@pytest.mark.parametrize(("template", "path", "maximum"), PLAN_DURATIONS)
+@pytest.mark.parametrize("value", [1e308, math.inf, -math.inf, math.nan, -1.0, 0.0])
+def test_every_plan_duration_refuses_what_cannot_be_waited(
+    template: dict[str, Any], path: str, maximum: float, value: float
+) -> None:
+    with pytest.raises(sr.PlanError) as caught:
+        _plan_with(template, value)
+    assert caught.value.path == path
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(("template", "path", "maximum"), PLAN_DURATIONS)
+def test_every_plan_duration_takes_its_largest_value(
+    template: dict[str, Any], path: str, maximum: float
+) -> None:
+    _plan_with(template, maximum)
+    with pytest.raises(sr.PlanError, match=f"at most {maximum:g} seconds"):
+        _plan_with(template, maximum * 1.001)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_a_timeout_is_accepted_exactly_in_its_range(value: float) -> None:
+    ok = math.isfinite(value) and 0 < value <= MAX_TIMEOUT
+    try:
+        plan = _plan(timeout=value)
+    except sr.PlanError as exc:
+        assert not ok
+        assert exc.path == "plan.timeout"
+    else:
+        assert ok
+        assert plan.timeout == value
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_a_backoff_multiplier_is_bounded(value: float) -> None:
+    ok = math.isfinite(value) and 1 <= value <= MAX_MULTIPLIER
+    try:
+        backoff = _plan(backoff={"multiplier": value}).backoff
+    except sr.PlanError as exc:
+        assert not ok
+        assert exc.path == "plan.backoff.multiplier"
+    else:
+        assert ok
+        # The largest ceiling of the longest run of retries is still a number.
+        assert backoff.ceiling(10_000) <= backoff.maximum
+
+
+class _Hanging:
+    """A shared resource whose prepare or close never ends."""
+
+    name = "slow"
+
+    def __init__(self, *, hang_prepare: bool) -> None:
+        self.hang_prepare = hang_prepare
+
+    async def prepare(self, clock: sr.Clock) -> Any:
+        if self.hang_prepare:
+            await asyncio.Event().wait()
+        return "handle"
+
+    def needs_renewal(self, handle: Any, clock: sr.Clock) -> bool:
+        return False
+
+    async def renew(self, handle: Any, reason: sr.RenewReason, clock: sr.Clock) -> Any:
+        return handle
+
+    async def close(self, handle: Any) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_resource_that_never_prepares_fails_the_run_after_its_bound() -> None:
+    clock = VirtualClock()
+    runner = sr.Runner(_plan(), Forever(), resources=[_Hanging(hang_prepare=True)], clock=clock)
+    with pytest.raises(sr.ResourceError, match=f"no answer within {PREPARE_TIMEOUT:g} s"):
+        await runner.run([("a", "prompt")])
+    assert clock.monotonic() == pytest.approx(PREPARE_TIMEOUT)
+
+
+async def test_a_resource_that_never_closes_is_given_up_after_its_bound() -> None:
+    clock = VirtualClock()
+    pool = ResourcePool([_Hanging(hang_prepare=False)])
+    await pool.current(clock)
+    errors = await pool.close(clock)
+    assert [str(e) for e in errors] == [
+        f"closing resource 'slow' took over {CLOSE_TIMEOUT:g} s: given up"
+    ]
+    assert clock.monotonic() == pytest.approx(CLOSE_TIMEOUT)
