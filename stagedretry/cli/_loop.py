@@ -25,10 +25,25 @@ END_GRACE: Final = 5.0
 class Ended:
     """How the loop of :func:`run_bounded` ended: how many tasks it had to leave running."""
 
-    __slots__ = ("left_running",)
+    __slots__ = ("_open", "left_running")
 
     def __init__(self) -> None:
         self.left_running = 0
+        # The runner left open with its stuck tasks (the process is about to end anyway).
+        self._open: asyncio.Runner | None = None
+
+    def close(self, grace: float = END_GRACE) -> None:
+        """Give the tasks left running *grace* more seconds, then close their loop (for tests)."""
+        runner, self._open = self._open, None
+        if runner is None:
+            return
+        loop = runner.get_loop()
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=grace))
+        runner.close()
 
 
 def run_bounded(main: Coroutine[Any, Any, T], ended: Ended, *, grace: float = END_GRACE) -> T:
@@ -50,7 +65,9 @@ def run_bounded(main: Coroutine[Any, Any, T], ended: Ended, *, grace: float = EN
             with contextlib.suppress(BaseException):
                 loop.run_until_complete(asyncio.wait(left, timeout=grace))
         ended.left_running = sum(not t.done() for t in left)
-        if not ended.left_running:
+        if ended.left_running:
+            ended._open = runner
+        else:
             # Nothing is stuck: the ordinary end (async generators, the default executor).
             runner.close()
 
