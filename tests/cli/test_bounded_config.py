@@ -28,9 +28,7 @@ BACKENDS = {
     "emulator": '[backend]\nkind = "emulator"\n\n[backend.emulator]\n{emulator}\n',
 }
 
-SCHEMA = (
-    '{"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}'
-)
+SCHEMA = '{"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}'
 
 # (where the line goes, the line with {} for the value, the dotted key plan check must name)
 DURATIONS = [
@@ -85,9 +83,10 @@ def test_the_issues_example_is_refused_by_plan_check(
 ) -> None:
     checked = cli("plan", "check", str(_pipeline(tmp_path, "sim", "latency = 1e308")))
     assert checked.code == 2
-    assert "backend.sim.latency: expected a number of seconds in [0, 3600], got the number 1e+308" in (
-        checked.err
+    expected = (
+        "backend.sim.latency: expected a number of seconds in [0, 3600], got the number 1e+308"
     )
+    assert expected in checked.err
     assert "Traceback" not in checked.err
 
 
