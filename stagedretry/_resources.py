@@ -5,8 +5,8 @@ failure stops the run), the current handle injected into every attempt through
 ``ctx.resources[name]``, ``renew`` single-flight when the resource's own
 authority says it is about to expire or when an attempt reports it lost, and
 ``close`` exactly once when the runner closes.  Each of these calls is bounded
-(:data:`PREPARE_TIMEOUT`, :data:`CLOSE_TIMEOUT`): a provider that never answers
-fails the run, or the close, instead of holding it for ever.
+(:data:`PREPARE_TIMEOUT`, :data:`CLOSE_TIMEOUT`), in real seconds: a provider
+that never answers fails the run, or the close, instead of holding it for ever.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Protocol, runtime_checkable
 
-from ._clock import Clock, SystemClock
+from ._clock import Clock
 from ._outcomes import ResourceError
 
 PREPARE_TIMEOUT: Final = 120.0
@@ -76,7 +76,7 @@ class _Slot:
             self._raise_failure()
             if not self.generation:
                 try:
-                    self.handle = await _bounded(self.resource.prepare(clock), clock)
+                    self.handle = await _bounded(self.resource.prepare(clock))
                 except Exception as exc:
                     self.failure = ResourceError(
                         f"could not prepare resource {self.resource.name!r}: {exc}"
@@ -97,7 +97,7 @@ class _Slot:
 
     async def _renew(self, reason: RenewReason, clock: Clock) -> None:
         try:
-            self.handle = await _bounded(self.resource.renew(self.handle, reason, clock), clock)
+            self.handle = await _bounded(self.resource.renew(self.handle, reason, clock))
         except Exception as exc:
             self.failure = ResourceError(f"could not renew resource {self.resource.name!r}: {exc}")
             raise self.failure from exc
@@ -109,10 +109,14 @@ class _Slot:
             raise ResourceError(str(self.failure)) from self.failure.__cause__
 
 
-async def _bounded(call: Awaitable[Any], clock: Clock) -> Any:
-    """Await *call* for at most :data:`PREPARE_TIMEOUT` seconds; a timeout says so."""
+async def _bounded(call: Awaitable[Any]) -> Any:
+    """Await *call* for at most :data:`PREPARE_TIMEOUT` seconds; a timeout says so.
+
+    Real seconds, not the runner's clock's: this guards against a provider that hangs, a real
+    event, and must not fire while a test moves virtual time over a live request.
+    """
     try:
-        async with clock.timeout(PREPARE_TIMEOUT):
+        async with asyncio.timeout(PREPARE_TIMEOUT):
             return await call
     except TimeoutError as exc:
         if str(exc):
@@ -159,15 +163,14 @@ class ResourcePool:
             if name is None or slot.resource.name == name:
                 await slot.lost(generation, clock)
 
-    async def close(self, clock: Clock | None = None) -> list[Exception]:
+    async def close(self) -> list[Exception]:
         """Close every prepared resource once; a later run prepares them again.
 
         One resource failing to close does not keep the others open: the
         failures are returned, not raised.  Each close may take up to
-        :data:`CLOSE_TIMEOUT` seconds on *clock* (default: the system clock);
-        one that takes longer is given up and returned as a ``TimeoutError``.
+        :data:`CLOSE_TIMEOUT` real seconds (see :func:`_bounded`); one that takes
+        longer is given up and returned as a ``TimeoutError``.
         """
-        clock = clock or SystemClock()
         errors: list[Exception] = []
         for slot in self._slots:
             async with slot.lock:
@@ -175,7 +178,7 @@ class ResourcePool:
                 if slot.generation:
                     handle, slot.handle, slot.generation = slot.handle, None, 0
                     try:
-                        async with clock.timeout(CLOSE_TIMEOUT):
+                        async with asyncio.timeout(CLOSE_TIMEOUT):
                             await slot.resource.close(handle)
                     except TimeoutError:
                         errors.append(

@@ -487,7 +487,7 @@ class Runner(Generic[T]):
         if self._ending is not None:
             await self._wait_for(self._ending)
         self._state = RunnerState.CLOSED
-        errors = await self._pool.close(self._clock)
+        errors = await self._pool.close()
         if errors:
             raise ExceptionGroup("could not close every shared resource", errors)
 
@@ -661,7 +661,7 @@ class Runner(Generic[T]):
 
     async def _close_quietly(self) -> None:
         # The run's results are already paid for: a failing close must not replace them.
-        for error in await self._pool.close(self._clock):
+        for error in await self._pool.close():
             if self._log is not None:
                 self._log.info("resource_close_failed", error=describe(error))
             warnings.warn(

@@ -53,6 +53,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 USAGE_ERROR = ExitCode.USAGE
 SOME_FAILED = ExitCode.SOME_FAILED
+CACHES_TIMEOUT_MS = 60_000
+"""Each request of ``caches list/delete`` gives up after a minute: no command waits for ever."""
 
 
 @attrs.define
@@ -569,6 +571,7 @@ def _client(
         key,
         api_version=api_version or section.api_version,
         base_url=base_url or section.base_url,
+        timeout_ms=CACHES_TIMEOUT_MS,
     )
 
 

@@ -99,7 +99,11 @@ class _Interrupts:
     def apply(self) -> None:
         """Bring the runner to what the interrupts so far ask: draining, or cancelling."""
         runner, progress = self.runner, self.progress
-        if runner is None or self.count == 0:
+        if runner is None:
+            return
+        if self.count == 0:
+            if self.deadline_passed:  # the deadline came before the runner
+                runner.drain()
             return
         if self.count == 1:
             runner.drain()

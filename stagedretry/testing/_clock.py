@@ -27,12 +27,15 @@ _MAX_SETTLE_ROUNDS = 1_000
 class _Entry:
     """One scheduled wake-up: a sleeper's future or a timeout's expiry."""
 
-    __slots__ = ("alive", "callback", "deadline")
+    __slots__ = ("alive", "callback", "deadline", "is_timeout")
 
-    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+    def __init__(
+        self, deadline: float, callback: Callable[[], None], *, is_timeout: bool = False
+    ) -> None:
         self.deadline = deadline
         self.callback = callback
         self.alive = True
+        self.is_timeout = is_timeout
 
 
 class VirtualClock:
@@ -43,7 +46,12 @@ class VirtualClock:
     earliest deadline is reached at once; *settle_rounds* is the least number of
     loop iterations to let other tasks run first, and *real_idle* a number of
     real seconds of quiet to wait on top (for tests with real I/O in flight, such
-    as an HTTP emulator on loopback).  One clock serves one event loop at a time.
+    as an HTTP emulator on loopback).  A *timeout* is reached by a jump only
+    after *timeout_quiet* real seconds (default 0.5) in which nothing happened on
+    the clock: a task blocked inside a timeout may be waiting for real I/O, and
+    since every request of a run is under a timeout (``Plan.timeout`` has a
+    default), an answer on its way must not be timed out by a jump.  One clock
+    serves one event loop at a time.
     """
 
     __slots__ = (
@@ -60,6 +68,7 @@ class VirtualClock:
         "_released",
         "_seq",
         "_settle_rounds",
+        "_timeout_quiet",
     )
 
     def __init__(
@@ -70,11 +79,15 @@ class VirtualClock:
         autojump: bool = True,
         settle_rounds: int = 3,
         real_idle: float = 0.0,
+        timeout_quiet: float = 0.5,
     ) -> None:
         if settle_rounds < 1:
             raise ValueError(f"settle_rounds must be at least 1, got {settle_rounds}")
         if real_idle < 0:
             raise ValueError(f"real_idle must not be negative, got {real_idle}")
+        if timeout_quiet < 0:
+            raise ValueError(f"timeout_quiet must not be negative, got {timeout_quiet}")
+        self._timeout_quiet = float(timeout_quiet)
         self._now = float(start)
         self._epoch = float(epoch) - float(start)
         self._autojump = autojump
@@ -172,8 +185,10 @@ class VirtualClock:
                 self._released.set()
         return loop
 
-    def _schedule(self, deadline: float, callback: Callable[[], None]) -> _Entry:
-        entry = _Entry(deadline, callback)
+    def _schedule(
+        self, deadline: float, callback: Callable[[], None], *, is_timeout: bool = False
+    ) -> _Entry:
+        entry = _Entry(deadline, callback, is_timeout=is_timeout)
         heapq.heappush(self._heap, (deadline, next(self._seq), entry))
         self._live += 1
         self._activity += 1
@@ -227,9 +242,13 @@ class VirtualClock:
             if self._holds:
                 await self._released.wait()
                 continue
-            if self._real_idle:
+            self._prune()
+            quiet = self._real_idle
+            if self._heap and self._heap[0][2].is_timeout:
+                quiet = max(quiet, self._timeout_quiet)
+            if quiet:
                 seen = self._activity
-                await asyncio.sleep(self._real_idle)
+                await asyncio.sleep(quiet)
                 await self._settle()
                 if self._activity != seen:
                     continue  # something happened meanwhile: not quiet yet
@@ -286,7 +305,9 @@ class _VirtualTimeout:
             # Like asyncio: an already-passed deadline cancels at the first suspension.
             self._handle = loop.call_soon(self._expire)
         else:
-            self._entry = clock._schedule(clock.monotonic() + self._seconds, self._expire)
+            self._entry = clock._schedule(
+                clock.monotonic() + self._seconds, self._expire, is_timeout=True
+            )
 
     def _expire(self) -> None:
         task = self._task
