@@ -11,6 +11,7 @@ registered, so runs are reproducible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 from collections.abc import Callable, Iterator
@@ -64,6 +65,7 @@ class VirtualClock:
         "_live",
         "_loop",
         "_now",
+        "_poked",
         "_real_idle",
         "_released",
         "_seq",
@@ -102,6 +104,8 @@ class VirtualClock:
         self._holds = 0
         self._released = asyncio.Event()
         self._released.set()
+        # Set by every change on the clock: a quiet wait ends early when it comes.
+        self._poked = asyncio.Event()
 
     # -- the Clock protocol ---------------------------------------------------
 
@@ -181,6 +185,7 @@ class VirtualClock:
             self._heap.clear()
             self._jumper = None
             self._released = asyncio.Event()
+            self._poked = asyncio.Event()
             if not self._holds:
                 self._released.set()
         return loop
@@ -192,6 +197,7 @@ class VirtualClock:
         heapq.heappush(self._heap, (deadline, next(self._seq), entry))
         self._live += 1
         self._activity += 1
+        self._poked.set()
         if self._autojump and (self._jumper is None or self._jumper.done()):
             loop = self._bind()
             self._jumper = loop.create_task(self._autojump_loop(), name="VirtualClock.autojump")
@@ -202,6 +208,7 @@ class VirtualClock:
             entry.alive = False
             self._live -= 1
             self._activity += 1
+            self._poked.set()
 
     def _prune(self) -> None:
         while self._heap and not self._heap[0][2].alive:
@@ -248,7 +255,10 @@ class VirtualClock:
                 quiet = max(quiet, self._timeout_quiet)
             if quiet:
                 seen = self._activity
-                await asyncio.sleep(quiet)
+                self._poked.clear()
+                with contextlib.suppress(TimeoutError):
+                    # Ends early on any change: a chain of sleeps is not slowed by the quiet.
+                    await asyncio.wait_for(self._poked.wait(), quiet)
                 await self._settle()
                 if self._activity != seen:
                     continue  # something happened meanwhile: not quiet yet
