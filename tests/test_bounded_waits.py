@@ -216,3 +216,30 @@ async def test_a_resource_that_never_closes_is_given_up_after_its_bound(
     await pool.current(VirtualClock())
     errors = await pool.close()
     assert [str(e) for e in errors] == ["closing resource 'slow' took over 0.2 s: given up"]
+
+
+class _Advising:
+    """Refuses the first request with a server's advice, then answers."""
+
+    def __init__(self, advice: float) -> None:
+        self.advice = advice
+        self.calls = 0
+
+    async def generate(self, request: sr.Request, ctx: sr.StageContext) -> sr.Response:
+        self.calls += 1
+        if self.calls == 1:
+            raise sr.RateLimited("slow down", retry_after=self.advice)
+        return sr.Response('{"ok": true}')
+
+    def classify(self, exc: BaseException) -> sr.Outcome | None:
+        return None
+
+
+@pytest.mark.parametrize("advice", [math.nan, math.inf, 1e308, -5.0])
+async def test_a_servers_advice_never_makes_an_endless_or_broken_wait(advice: float) -> None:
+    clock = VirtualClock()
+    plan = _plan(rate_limit_backoff={"initial": 1, "max": 60}, backoff={"initial": 1, "max": 2})
+    batch = await sr.Runner(plan, _Advising(advice), clock=clock).run([("a", "p")])
+    assert batch.results[0].status is sr.ItemStatus.SUCCEEDED
+    assert math.isfinite(clock.monotonic())
+    assert clock.monotonic() <= 60.0
