@@ -36,7 +36,7 @@ _SPECIAL_TARGETS: Final = (NEXT, FAIL, EXHAUST)
 # longest answer Gemini gives (65,536 output tokens at ~150 tokens/s, with thinking), ten times
 # a long structured answer of a minute.
 DEFAULT_TIMEOUT: Final = 600.0
-"""Seconds per request when neither the plan nor the stage sets ``timeout``."""
+"""Real seconds per request when neither the plan nor the stage sets ``timeout``."""
 MAX_TIMEOUT: Final = 3600.0
 """The largest ``timeout`` (plan or stage) in seconds: one hour per request."""
 MAX_DEADLINE: Final = 86400.0
@@ -134,9 +134,11 @@ class Plan:
       at least 1); the item ends ``exhausted`` rather than send one more.
     * *deadline* -- seconds per item, from its start, checked before each request
       and cutting the last request's timeout short, in (0, 86400]; default ``None``: none.
-    * *timeout* -- seconds per request (a stage may override it), in (0, 3600]; default
-      600 (:data:`DEFAULT_TIMEOUT`).  There is no "no timeout": a request that never
-      answers ends as a transient failure, and the item goes on by its plan.
+    * *timeout* -- seconds per request on the runner's clock (a stage may override it), in
+      (0, 3600].  Default ``None``: :data:`DEFAULT_TIMEOUT`, 600 seconds, measured in real
+      time whatever the clock (a guard against a connection that never answers, which a
+      virtual clock moved by a test must not fire).  There is no "no timeout": a request
+      that never answers ends as a transient failure, and the item goes on by its plan.
     * *backoff* -- between transient retries: :class:`Backoff` (0.5 s doubling to 30 s).
     * *rate_limit_backoff* -- the cooldown after a 429 without a server delay, and the
       cap on a server's delay (a 429's, or a 503's ``Retry-After``): :class:`Backoff`
@@ -154,7 +156,7 @@ class Plan:
     stages: tuple[Stage, ...] = attrs.field(converter=_to_stages)
     max_prompts: int = 5
     deadline: float | None = None
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float | None = None
     backoff: Backoff = Backoff()
     rate_limit_backoff: Backoff = Backoff(initial=2.0, maximum=300.0)
     max_rate_limit_waits: int = 20
@@ -216,9 +218,7 @@ class Plan:
         out: dict[str, Any] = {"max_prompts": self.max_prompts}
         if self.deadline is not None:
             out["deadline"] = self.deadline
-        if self.timeout != DEFAULT_TIMEOUT:
-            # Left out at its default, so an unset timeout and the default make one plan (and
-            # one fingerprint: journals written before the default existed stay valid).
+        if self.timeout is not None:
             out["timeout"] = self.timeout
         out["backoff"] = attrs.asdict(self.backoff)
         out["rate_limit_backoff"] = attrs.asdict(self.rate_limit_backoff)
@@ -581,12 +581,6 @@ def _check_plan(plan: Plan, where: str) -> None:
         raise PlanError(f"{where}.max_rate_limit_waits", "must be at least 0")
     if plan.max_resource_lost < 0:
         raise PlanError(f"{where}.max_resource_lost", "must be at least 0")
-    if plan.timeout is None:
-        raise PlanError(
-            f"{where}.timeout",
-            f"every request needs a bound: give a number of seconds up to {MAX_TIMEOUT:g} "
-            f"(default {DEFAULT_TIMEOUT:g})",
-        )
     for key, maximum in _MAXIMA.items():
         value = getattr(plan, key)
         if value is not None:

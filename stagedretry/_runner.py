@@ -23,6 +23,7 @@ from collections.abc import (
 from types import CoroutineType, MappingProxyType
 from typing import Any, Generic, Protocol, overload
 
+from . import _plan
 from ._clock import Clock, SystemClock
 from ._journal import Journal
 from ._machine import compile_plan
@@ -799,19 +800,24 @@ class Runner(Generic[T]):
             handles, generations = _NO_HANDLES, ()
         number = len(state.attempts) + 1
         ctx = StageContext(item, state, stage, plan, handles, clock, number, self._params[index])
-        # Always finite: a plan's timeout has a default, so no request waits without end.
         timeout = stage.timeout or plan.timeout
         started = clock.monotonic()
         if deadline is not None:
-            timeout = min(timeout, deadline - started)
+            timeout = min(timeout or deadline - started, deadline - started)
         response = None
         meta = None
         output = None
         error: str | None = None
         failure: BaseException | None = None
         try:
-            async with clock.timeout(timeout):
-                response = await self.strategy.generate(request, ctx)
+            if timeout is None:
+                # None declared: a guard in real seconds, so that no request waits without
+                # end, and a test moving virtual time over a live request does not fire it.
+                async with asyncio.timeout(_plan.DEFAULT_TIMEOUT):
+                    response = await self.strategy.generate(request, ctx)
+            else:
+                async with clock.timeout(timeout):
+                    response = await self.strategy.generate(request, ctx)
             meta = response.meta
             output = kind.parse(response, state, self._check)
             if type(output) is CoroutineType:

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import stagedretry as sr
+from stagedretry import _plan as _plan_module
 from stagedretry import _resources
 from stagedretry._plan import (
     DEFAULT_TIMEOUT,
@@ -48,35 +49,50 @@ class Forever:
 
 
 class TestTheDefaultTimeout:
-    def test_an_unset_timeout_is_the_documented_default(self) -> None:
+    def test_an_unset_timeout_means_the_documented_default(self) -> None:
         assert DEFAULT_TIMEOUT == 600.0
-        assert _plan().timeout == DEFAULT_TIMEOUT
-        assert sr.Plan.ladder().timeout == DEFAULT_TIMEOUT
+        assert _plan().timeout is None  # nothing declared: the default guard applies
+        assert "timeout" not in _plan().to_dict()  # the fingerprint of existing journals holds
         assert _plan(timeout=30).timeout == 30.0
 
-    def test_the_default_keeps_the_plan_and_its_fingerprint(self) -> None:
-        # An unset timeout and the default are one plan: journals keep their key.
-        assert "timeout" not in _plan().to_dict()
-        assert _plan() == _plan(timeout=DEFAULT_TIMEOUT)
-        assert sr.Plan.from_dict(_plan(timeout=42).to_dict()).timeout == 42.0
-
-    def test_no_timeout_is_refused(self) -> None:
-        with pytest.raises(sr.PlanError, match=r"plan\.timeout: every request needs a bound"):
-            sr.Plan([sr.Stage("a")], timeout=None)  # type: ignore[arg-type]
-
-    async def test_a_request_that_never_answers_ends_by_the_default_timeout(self) -> None:
-        clock = VirtualClock()
+    async def test_a_request_that_never_answers_ends_by_the_default_timeout(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(_plan_module, "DEFAULT_TIMEOUT", 0.2)  # 600 real s, shortened
         strategy = Forever()
-        runner = sr.Runner(_plan(max_prompts=3), strategy, clock=clock)
-        batch = await runner.run([("a", "prompt")])
+        runner = sr.Runner(_plan(max_prompts=3), strategy, clock=VirtualClock())
+        began = time.monotonic()
+        async with asyncio.timeout(10):  # without the guard: a failure here, not a hang
+            batch = await runner.run([("a", "prompt")])
+        assert 0.2 <= time.monotonic() - began < 5
         result = batch.results[0]
         assert result.status is sr.ItemStatus.SUCCEEDED
-        first = result.attempts[0]
-        assert first.outcome is sr.OutcomeKind.TRANSIENT
-        assert first.duration == pytest.approx(DEFAULT_TIMEOUT)
+        assert result.attempts[0].outcome is sr.OutcomeKind.TRANSIENT
         assert strategy.calls == 2
 
-    async def test_a_stage_timeout_still_overrides_the_default(self) -> None:
+    async def test_the_default_is_real_time_so_moving_a_virtual_clock_does_not_fire_it(
+        self,
+    ) -> None:
+        # A test that simulates hours over live requests (the soak) must not time them out.
+        clock = VirtualClock(autojump=False)
+        answer = asyncio.Event()
+
+        class Live:
+            async def generate(self, request: sr.Request, ctx: sr.StageContext) -> sr.Response:
+                await answer.wait()
+                return sr.Response('{"ok": true}')
+
+            def classify(self, exc: BaseException) -> sr.Outcome | None:
+                return None
+
+        running = asyncio.ensure_future(sr.Runner(_plan(), Live(), clock=clock).run([("a", "p")]))
+        await asyncio.sleep(0.05)
+        clock.advance(10 * DEFAULT_TIMEOUT)
+        answer.set()
+        batch = await running
+        assert [a.outcome for a in batch.results[0].attempts] == [sr.OutcomeKind.SUCCEEDED]
+
+    async def test_a_declared_timeout_is_on_the_runners_clock(self) -> None:
         clock = VirtualClock()
         plan = sr.Plan.from_dict({"stages": [{"name": "only", "timeout": 7}]})
         batch = await sr.Runner(plan, Forever(), clock=clock).run([("a", "prompt")])

@@ -42,7 +42,7 @@ class TestLadder:
         assert all(s.on_invalid == "next" and s.on_transient == "retry" for s in plan.stages)
         assert all(s.max_attempts is None and s.timeout is None for s in plan.stages)
         assert plan.deadline is None
-        assert plan.timeout == 600.0  # DEFAULT_TIMEOUT: every request is bounded
+        assert plan.timeout is None
         assert plan.max_rate_limit_waits == 20
         assert plan.max_resource_lost == 2
 

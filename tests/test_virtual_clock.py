@@ -344,35 +344,3 @@ async def test_hold_keeps_autojump_from_firing_a_timeout() -> None:
     with pytest.raises(TimeoutError):
         await ask_unheld()
     assert clock.monotonic() == 30.0
-
-
-async def test_a_timeout_waits_for_real_quiet_before_a_jump_reaches_it() -> None:
-    """A task under a timeout may be waiting for real I/O: a jump must not time it out."""
-    clock = VirtualClock(timeout_quiet=0.3)
-
-    async def answered_in_real_time() -> str:
-        async with clock.timeout(600):
-            await asyncio.sleep(0.1)  # real time: an answer on its way over a socket
-            return "answered"
-
-    assert await answered_in_real_time() == "answered"
-    assert clock.monotonic() == 0.0
-
-
-async def test_a_timeout_with_nothing_coming_fires_after_the_quiet() -> None:
-    clock = VirtualClock(timeout_quiet=0.2)
-    began = time.monotonic()
-    with pytest.raises(TimeoutError):
-        async with clock.timeout(600):
-            await asyncio.Event().wait()
-    assert clock.monotonic() == 600.0
-    assert 0.2 <= time.monotonic() - began < 3
-
-
-async def test_sleeps_still_jump_at_once_under_a_pending_timeout() -> None:
-    clock = VirtualClock(timeout_quiet=30)
-    began = time.monotonic()
-    async with clock.timeout(600):
-        await clock.sleep(100)
-    assert clock.monotonic() == 100.0
-    assert time.monotonic() - began < 1

@@ -37,13 +37,14 @@ from strategies.backend import BackendError
 
 from .._journal import JournalError
 from .._outcomes import PlanError, ResourceError
+from .._plan import DEFAULT_TIMEOUT
 from .._redact import Secrets
 from ._backends import API_KEY_ENV, api_key_from_env, check_backend
 from ._exit import ExitCode
 from ._input import InputError, read_input
-from ._job import StopNow, run_job
+from ._job import STOP_SIGNALS, StopNow, run_job
 from ._logging import LEVELS, command_logging
-from ._loop import Ended, exit_now, run_bounded
+from ._loop import Ended, exit_now, exits_on_signals, run_bounded
 from ._output import OutputError
 from ._registry import backend_names
 from ._summary import Summary, render_summary
@@ -243,12 +244,13 @@ def _execute(
                 "command again to finish the job",
                 code,
             )
-    if as_json:
-        app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
-    else:
-        render_summary(summary, app.out)
-        if after is not None:
-            after()
+    with exits_on_signals(summary.exit_code, STOP_SIGNALS):
+        if as_json:
+            app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
+        else:
+            render_summary(summary, app.out)
+            if after is not None:
+                after()
     if ended.left_running:
         # Work that ignored its cancellation: Python's own exit would wait for it.
         exit_now(summary.exit_code)
@@ -462,6 +464,8 @@ def plan_show(app: App, pipeline: Path, fmt: str, overrides: tuple[str, ...]) ->
         budget.append(f"deadline {declared.deadline:g} s per item")
     if declared.timeout is not None:
         budget.append(f"timeout {declared.timeout:g} s per attempt")
+    else:
+        budget.append(f"timeout {DEFAULT_TIMEOUT:g} s per attempt (the default)")
     app.out.print(Text("budget: " + ", ".join(budget)))
     app.out.print(
         Text(

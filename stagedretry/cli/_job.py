@@ -274,7 +274,8 @@ async def run_job(
         backend: Built | None = None
         run_id: int | None = None
         # The signals are ours from here to the summary: one that comes while the backend
-        # starts, or while it closes, stops the run the same way as one during the items.
+        # starts, or while it closes, stops the run the same way as one during the items.  (On
+        # an error the loop's end removes them; the command then puts its own in place.)
         handlers = _signals(interrupts)
         handlers.__enter__()
         try:
@@ -366,11 +367,8 @@ async def run_job(
                         if timer is not None:
                             timer.cancel()
         finally:
-            try:
-                if backend is not None:
-                    await _bounded_close(backend, log)
-            finally:
-                handlers.__exit__(None, None, None)
+            if backend is not None:
+                await _bounded_close(backend, log)
             wall = time.monotonic() - started
             stats = RunStats(
                 wall_time=wall,
@@ -425,4 +423,5 @@ async def run_job(
             interrupted=interrupted,
             cached_share=round(summary.cached_share, 4),
         )
+        handlers.__exit__(None, None, None)
         return summary

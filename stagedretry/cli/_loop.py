@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
@@ -82,3 +83,23 @@ def exit_now(code: int) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+@contextlib.contextmanager
+def exits_on_signals(code: int, signals: tuple[signal.Signals, ...]) -> Iterator[None]:
+    """While the block runs, *signals* end the process with *code* at once.
+
+    For the moment between a run's end and the process's (the summary being
+    printed): the run's outcome is decided and journaled, so a late Ctrl-C or
+    SIGTERM only cuts the printing short, never with a traceback or a code
+    that says something else.  The previous handlers are back afterwards.
+    """
+    previous = {}
+    for sig in signals:
+        with contextlib.suppress(ValueError):  # not the main thread: leave them be
+            previous[sig] = signal.signal(sig, lambda signum, frame: exit_now(code))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

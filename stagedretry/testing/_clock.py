@@ -11,7 +11,6 @@ registered, so runs are reproducible.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 from collections.abc import Callable, Iterator
@@ -28,15 +27,12 @@ _MAX_SETTLE_ROUNDS = 1_000
 class _Entry:
     """One scheduled wake-up: a sleeper's future or a timeout's expiry."""
 
-    __slots__ = ("alive", "callback", "deadline", "is_timeout")
+    __slots__ = ("alive", "callback", "deadline")
 
-    def __init__(
-        self, deadline: float, callback: Callable[[], None], *, is_timeout: bool = False
-    ) -> None:
+    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
         self.deadline = deadline
         self.callback = callback
         self.alive = True
-        self.is_timeout = is_timeout
 
 
 class VirtualClock:
@@ -47,12 +43,7 @@ class VirtualClock:
     earliest deadline is reached at once; *settle_rounds* is the least number of
     loop iterations to let other tasks run first, and *real_idle* a number of
     real seconds of quiet to wait on top (for tests with real I/O in flight, such
-    as an HTTP emulator on loopback).  A *timeout* is reached by a jump only
-    after *timeout_quiet* real seconds (default 0.5) in which nothing happened on
-    the clock: a task blocked inside a timeout may be waiting for real I/O, and
-    since every request of a run is under a timeout (``Plan.timeout`` has a
-    default), an answer on its way must not be timed out by a jump.  One clock
-    serves one event loop at a time.
+    as an HTTP emulator on loopback).  One clock serves one event loop at a time.
     """
 
     __slots__ = (
@@ -65,12 +56,10 @@ class VirtualClock:
         "_live",
         "_loop",
         "_now",
-        "_poked",
         "_real_idle",
         "_released",
         "_seq",
         "_settle_rounds",
-        "_timeout_quiet",
     )
 
     def __init__(
@@ -81,15 +70,11 @@ class VirtualClock:
         autojump: bool = True,
         settle_rounds: int = 3,
         real_idle: float = 0.0,
-        timeout_quiet: float = 0.5,
     ) -> None:
         if settle_rounds < 1:
             raise ValueError(f"settle_rounds must be at least 1, got {settle_rounds}")
         if real_idle < 0:
             raise ValueError(f"real_idle must not be negative, got {real_idle}")
-        if timeout_quiet < 0:
-            raise ValueError(f"timeout_quiet must not be negative, got {timeout_quiet}")
-        self._timeout_quiet = float(timeout_quiet)
         self._now = float(start)
         self._epoch = float(epoch) - float(start)
         self._autojump = autojump
@@ -104,8 +89,6 @@ class VirtualClock:
         self._holds = 0
         self._released = asyncio.Event()
         self._released.set()
-        # Set by every change on the clock: a quiet wait ends early when it comes.
-        self._poked = asyncio.Event()
 
     # -- the Clock protocol ---------------------------------------------------
 
@@ -185,19 +168,15 @@ class VirtualClock:
             self._heap.clear()
             self._jumper = None
             self._released = asyncio.Event()
-            self._poked = asyncio.Event()
             if not self._holds:
                 self._released.set()
         return loop
 
-    def _schedule(
-        self, deadline: float, callback: Callable[[], None], *, is_timeout: bool = False
-    ) -> _Entry:
-        entry = _Entry(deadline, callback, is_timeout=is_timeout)
+    def _schedule(self, deadline: float, callback: Callable[[], None]) -> _Entry:
+        entry = _Entry(deadline, callback)
         heapq.heappush(self._heap, (deadline, next(self._seq), entry))
         self._live += 1
         self._activity += 1
-        self._poked.set()
         if self._autojump and (self._jumper is None or self._jumper.done()):
             loop = self._bind()
             self._jumper = loop.create_task(self._autojump_loop(), name="VirtualClock.autojump")
@@ -208,7 +187,6 @@ class VirtualClock:
             entry.alive = False
             self._live -= 1
             self._activity += 1
-            self._poked.set()
 
     def _prune(self) -> None:
         while self._heap and not self._heap[0][2].alive:
@@ -249,16 +227,9 @@ class VirtualClock:
             if self._holds:
                 await self._released.wait()
                 continue
-            self._prune()
-            quiet = self._real_idle
-            if self._heap and self._heap[0][2].is_timeout:
-                quiet = max(quiet, self._timeout_quiet)
-            if quiet:
+            if self._real_idle:
                 seen = self._activity
-                self._poked.clear()
-                with contextlib.suppress(TimeoutError):
-                    # Ends early on any change: a chain of sleeps is not slowed by the quiet.
-                    await asyncio.wait_for(self._poked.wait(), quiet)
+                await asyncio.sleep(self._real_idle)
                 await self._settle()
                 if self._activity != seen:
                     continue  # something happened meanwhile: not quiet yet
@@ -315,9 +286,7 @@ class _VirtualTimeout:
             # Like asyncio: an already-passed deadline cancels at the first suspension.
             self._handle = loop.call_soon(self._expire)
         else:
-            self._entry = clock._schedule(
-                clock.monotonic() + self._seconds, self._expire, is_timeout=True
-            )
+            self._entry = clock._schedule(clock.monotonic() + self._seconds, self._expire)
 
     def _expire(self) -> None:
         task = self._task

@@ -19,7 +19,7 @@ import attrs
 from hypothesis import strategies as st
 
 from .._outcomes import OutcomeKind
-from .._plan import DEFAULT_TIMEOUT, Backoff, Plan, Stage
+from .._plan import Backoff, Plan, Stage
 from ._scripted import DEFAULT_ANSWER, ScriptStep
 
 __all__ = [
@@ -182,7 +182,7 @@ def plans(
             stages=tuple(stages),
             max_prompts=draw(st.integers(min_prompts, max_prompts)),
             deadline=draw(st.none() | st.floats(1.0, 3600.0)) if deadlines else None,
-            timeout=draw(st.just(DEFAULT_TIMEOUT) | st.floats(0.5, 300.0)),
+            timeout=draw(st.none() | st.floats(0.5, 300.0)),
             backoff=draw(backoffs()),
             rate_limit_backoff=draw(backoffs()),
             max_rate_limit_waits=draw(st.integers(0, 25)),

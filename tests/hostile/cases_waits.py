@@ -112,8 +112,11 @@ def _nothing_started(ran: Ran) -> None:
     assert summary["exit_code"] == ExitCode.TERMINATED
     items = summary["items"]
     assert isinstance(items, dict)
-    # Items may have started if the signal came late; never all five with an endless wait.
-    assert items["pending"] + items["cancelled"] > 0
+    # Usually none started; if the signal lost the race with the first items, those (1 s
+    # each) finished and the rest never started.  tests/cli/test_signals.py pins the moment.
+    assert items["pending"] >= 3
+    assert items["cancelled"] == 0
+    assert ran.seconds < 20
 
 
 def _config(name: str, pipeline: str, key: str, *, check_only: bool = True) -> Case:
@@ -230,9 +233,14 @@ CASES = [
         "waits-sigterm-before-any-item",
         run_args("--json", "--log-level", "debug"),
         ExitCode.TERMINATED,
-        files={"pipeline.toml": sim_pipeline(sim=ENDLESS, run=LOGGED), "input.jsonl": INPUT},
+        files={
+            "pipeline.toml": sim_pipeline(
+                sim="seed = 3\ninvalid_rate = 0.0\nlatency = 1", run=LOGGED
+            ),
+            "input.jsonl": INPUT,
+        },
         # run_start is logged before the backend is built and the first item taken.
-        signals=((r"\] run_start\s", signal.SIGTERM), (DRAINING, signal.SIGTERM)),
+        signals=((r"\] run_start\s", signal.SIGTERM),),
         timeout=30,
         check=_nothing_started,
     ),
