@@ -31,6 +31,21 @@ RETRY: Final = "retry"
 BUILTIN_KINDS: Final = ("full", "partial")
 _SPECIAL_TARGETS: Final = (NEXT, FAIL, EXHAUST)
 
+# Every wait is bounded (docs/reference/limits.md lists these).  A request needs a bound even
+# when none is declared: 600 s is the default of the OpenAI and Anthropic SDKs, and covers the
+# longest answer Gemini gives (65,536 output tokens at ~150 tokens/s, with thinking), ten times
+# a long structured answer of a minute.
+DEFAULT_TIMEOUT: Final = 600.0
+"""Real seconds per request when neither the plan nor the stage sets ``timeout``."""
+MAX_TIMEOUT: Final = 3600.0
+"""The largest ``timeout`` (plan or stage) in seconds: one hour per request."""
+MAX_DEADLINE: Final = 86400.0
+"""The largest per-item ``deadline`` in seconds: one day."""
+MAX_BACKOFF: Final = 3600.0
+"""The largest ``initial`` or ``max`` of a backoff in seconds: one hour between two tries."""
+MAX_MULTIPLIER: Final = 100.0
+"""The largest backoff ``multiplier`` (a larger one overflows before ``max`` caps it)."""
+
 
 def _freeze_params(value: Mapping[str, Any] | None) -> Mapping[str, ParamValue]:
     return MappingProxyType(
@@ -45,10 +60,10 @@ class Backoff:
     Before retry *n* (1-based) the wait is
     ``uniform(0, min(maximum, initial * multiplier**(n-1)))`` seconds.
 
-    * *initial* -- seconds, the ceiling before the first retry (default 0.5); must be > 0.
-    * *maximum* -- seconds, the ceiling no wait exceeds (default 30.0); must be >= *initial*.
-      In a plan's ``rate_limit_backoff`` it also caps a server's ``Retry-After``.
-    * *multiplier* -- the factor from one ceiling to the next (default 2.0); must be >= 1.
+    * *initial* -- seconds, the ceiling before the first retry (default 0.5); in (0, 3600].
+    * *maximum* -- seconds, the ceiling no wait exceeds (default 30.0); must be >= *initial*,
+      at most 3600.  In a plan's ``rate_limit_backoff`` it also caps a server's ``Retry-After``.
+    * *multiplier* -- the factor from one ceiling to the next (default 2.0); in [1, 100].
 
     The values are checked when a :class:`Plan` holding the backoff is built:
     :class:`PlanError` names the offending field.
@@ -82,7 +97,7 @@ class Stage:
     * *max_attempts* -- requests this stage may send before a transient error
       follows *on_invalid* instead (the stage gives up); refusals such as rate
       limits and lost resources do not count.  Default ``None``: no cap of its own.
-    * *timeout* -- seconds per request at this stage; default ``None``: the plan's.
+    * *timeout* -- seconds per request at this stage, in (0, 3600]; default ``None``: the plan's.
     * *backoff* -- the :class:`Backoff` between transient retries here; default
       ``None``: the plan's.
 
@@ -118,8 +133,12 @@ class Plan:
     * *max_prompts* -- requests one item may send that may be billed (default 5,
       at least 1); the item ends ``exhausted`` rather than send one more.
     * *deadline* -- seconds per item, from its start, checked before each request
-      and cutting the last request's timeout short; default ``None``: none.
-    * *timeout* -- seconds per request (a stage may override it); default ``None``.
+      and cutting the last request's timeout short, in (0, 86400]; default ``None``: none.
+    * *timeout* -- seconds per request on the runner's clock (a stage may override it), in
+      (0, 3600].  Default ``None``: :data:`DEFAULT_TIMEOUT`, 600 seconds, measured in real
+      time whatever the clock (a guard against a connection that never answers, which a
+      virtual clock moved by a test must not fire).  There is no "no timeout": a request
+      that never answers ends as a transient failure, and the item goes on by its plan.
     * *backoff* -- between transient retries: :class:`Backoff` (0.5 s doubling to 30 s).
     * *rate_limit_backoff* -- the cooldown after a 429 without a server delay, and the
       cap on a server's delay (a 429's, or a 503's ``Retry-After``): :class:`Backoff`
@@ -404,16 +423,21 @@ def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_seconds(value: object, where: str) -> None:
+def _check_seconds(value: object, where: str, maximum: float) -> None:
     if not (_is_number(value) and value > 0):
         raise PlanError(where, f"must be a positive number of seconds, got {value!r}")
+    if value > maximum:
+        raise PlanError(where, f"must be at most {maximum:g} seconds, got {value!r}")
 
 
-def _seconds(value: object, where: str) -> float:
+def _seconds(value: object, where: str, maximum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PlanError(where, f"expected a number of seconds, got {_show(value)}")
-    _check_seconds(value, where)
+    _check_seconds(value, where, maximum)
     return float(value)
+
+
+_MAXIMA: Final = {"deadline": MAX_DEADLINE, "timeout": MAX_TIMEOUT}
 
 
 def _str(value: object, where: str) -> str:
@@ -426,11 +450,16 @@ def _backoff(value: object, where: str) -> Backoff:
     table = _expect_table(value, where)
     _reject_unknown(table, _BACKOFF_KEYS, where)
     default = Backoff()
-    initial = _seconds(table.get("initial", default.initial), f"{where}.initial")
-    maximum = _seconds(table.get("max", table.get("maximum", default.maximum)), f"{where}.max")
+    initial = _seconds(table.get("initial", default.initial), f"{where}.initial", MAX_BACKOFF)
+    maximum = _seconds(
+        table.get("max", table.get("maximum", default.maximum)), f"{where}.max", MAX_BACKOFF
+    )
     multiplier = table.get("multiplier", default.multiplier)
     if not _is_number(multiplier):
-        raise PlanError(f"{where}.multiplier", f"expected a number >= 1, got {_show(multiplier)}")
+        raise PlanError(
+            f"{where}.multiplier",
+            f"expected a number in [1, {MAX_MULTIPLIER:g}], got {_show(multiplier)}",
+        )
     backoff = Backoff(initial, maximum, float(multiplier))
     # The same checks as for a Backoff built in code, under this file's path.
     _check_backoff(backoff, where)
@@ -482,7 +511,9 @@ def _parse_stage(value: object, where: str, kinds: tuple[str, ...]) -> Stage:
             else _int(table["max_attempts"], f"{where}.max_attempts", minimum=1)
         ),
         timeout=(
-            None if table.get("timeout") is None else _seconds(table["timeout"], f"{where}.timeout")
+            None
+            if table.get("timeout") is None
+            else _seconds(table["timeout"], f"{where}.timeout", MAX_TIMEOUT)
         ),
         backoff=(
             None if table.get("backoff") is None else _backoff(table["backoff"], f"{where}.backoff")
@@ -502,9 +533,9 @@ def _parse_plan(data: Mapping[str, Any], kinds: tuple[str, ...], where: str) -> 
     kwargs: dict[str, Any] = {}
     if "max_prompts" in table:
         kwargs["max_prompts"] = _int(table["max_prompts"], f"{where}.max_prompts", minimum=1)
-    for key in ("deadline", "timeout"):
+    for key, maximum in _MAXIMA.items():
         if table.get(key) is not None:
-            kwargs[key] = _seconds(table[key], f"{where}.{key}")
+            kwargs[key] = _seconds(table[key], f"{where}.{key}", maximum)
     for key in ("backoff", "rate_limit_backoff"):
         if key in table:
             kwargs[key] = _backoff(table[key], f"{where}.{key}")
@@ -527,11 +558,14 @@ def _parse_plan(data: Mapping[str, Any], kinds: tuple[str, ...], where: str) -> 
 def _check_backoff(backoff: object, where: str) -> None:
     if not isinstance(backoff, Backoff):
         raise PlanError(where, f"expected a Backoff, got {_show(backoff)}")
-    _check_seconds(backoff.initial, f"{where}.initial")
-    _check_seconds(backoff.maximum, f"{where}.max")
+    _check_seconds(backoff.initial, f"{where}.initial", MAX_BACKOFF)
+    _check_seconds(backoff.maximum, f"{where}.max", MAX_BACKOFF)
     multiplier = backoff.multiplier
-    if not (_is_number(multiplier) and multiplier >= 1):
-        raise PlanError(f"{where}.multiplier", f"expected a number >= 1, got {_show(multiplier)}")
+    if not (_is_number(multiplier) and 1 <= multiplier <= MAX_MULTIPLIER):
+        raise PlanError(
+            f"{where}.multiplier",
+            f"expected a number in [1, {MAX_MULTIPLIER:g}], got {_show(multiplier)}",
+        )
     if backoff.maximum < backoff.initial:
         raise PlanError(
             where, f"max ({backoff.maximum}) is smaller than initial ({backoff.initial})"
@@ -547,10 +581,10 @@ def _check_plan(plan: Plan, where: str) -> None:
         raise PlanError(f"{where}.max_rate_limit_waits", "must be at least 0")
     if plan.max_resource_lost < 0:
         raise PlanError(f"{where}.max_resource_lost", "must be at least 0")
-    for key in ("deadline", "timeout"):
+    for key, maximum in _MAXIMA.items():
         value = getattr(plan, key)
         if value is not None:
-            _check_seconds(value, f"{where}.{key}")
+            _check_seconds(value, f"{where}.{key}", maximum)
 
 
 def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None:
@@ -577,7 +611,7 @@ def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None
                 f"{stage.name!r} is not a valid name (letters, digits, '_' and '-')",
             )
         if stage.timeout is not None:
-            _check_seconds(stage.timeout, f"{where}.stages[{i}].timeout")
+            _check_seconds(stage.timeout, f"{where}.stages[{i}].timeout", MAX_TIMEOUT)
         if stage.backoff is not None:
             _check_backoff(stage.backoff, f"{where}.stages[{i}].backoff")
         names[stage.name] = i

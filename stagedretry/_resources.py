@@ -4,7 +4,9 @@ The runner owns each resource's lifecycle: ``prepare`` once (single-flight; a
 failure stops the run), the current handle injected into every attempt through
 ``ctx.resources[name]``, ``renew`` single-flight when the resource's own
 authority says it is about to expire or when an attempt reports it lost, and
-``close`` exactly once when the runner closes.
+``close`` exactly once when the runner closes.  Each of these calls is bounded
+(:data:`PREPARE_TIMEOUT`, :data:`CLOSE_TIMEOUT`), in real seconds: a provider
+that never answers fails the run, or the close, instead of holding it for ever.
 
 A resource's failure may quote the server, and the server may quote the key:
 every :class:`ResourceError` is masked by the run's :class:`Secrets`, and the
@@ -15,13 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from ._clock import Clock
 from ._outcomes import ResourceError
 from ._redact import Secrets
+
+PREPARE_TIMEOUT: Final = 120.0
+"""Seconds one ``prepare`` or ``renew`` may take (creating a large Gemini cache takes a few)."""
+CLOSE_TIMEOUT: Final = 30.0
+"""Seconds one ``close`` may take (e.g. deleting a cache); then it is reported and given up."""
 
 
 class RenewReason(enum.Enum):
@@ -75,7 +82,7 @@ class _Slot:
             self._raise_failure()
             if not self.generation:
                 try:
-                    self.handle = await self.resource.prepare(clock)
+                    self.handle = await _bounded(self.resource.prepare(clock))
                 except Exception as exc:
                     what = f"could not prepare resource {self.resource.name!r}"
                     failure = self._failed(what, exc)
@@ -95,7 +102,7 @@ class _Slot:
 
     async def _renew(self, reason: RenewReason, clock: Clock) -> None:
         try:
-            self.handle = await self.resource.renew(self.handle, reason, clock)
+            self.handle = await _bounded(self.resource.renew(self.handle, reason, clock))
         except Exception as exc:
             failure = self._failed(f"could not renew resource {self.resource.name!r}", exc)
             raise failure from failure.__cause__
@@ -122,6 +129,21 @@ def masked_error(what: str, exc: Exception, secrets: Secrets) -> ResourceError:
     else:
         error.__cause__ = exc
     return error
+
+
+async def _bounded(call: Awaitable[Any]) -> Any:
+    """Await *call* for at most :data:`PREPARE_TIMEOUT` seconds; a timeout says so.
+
+    Real seconds, not the runner's clock's: this guards against a provider that hangs, a real
+    event, and must not fire while a test moves virtual time over a live request.
+    """
+    try:
+        async with asyncio.timeout(PREPARE_TIMEOUT):
+            return await call
+    except TimeoutError as exc:
+        if str(exc):
+            raise  # the provider's own timeout, with its own words
+        raise TimeoutError(f"no answer within {PREPARE_TIMEOUT:g} s") from None
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -168,7 +190,9 @@ class ResourcePool:
         """Close every prepared resource once; a later run prepares them again.
 
         One resource failing to close does not keep the others open: the
-        failures are returned, not raised.
+        failures are returned, not raised.  Each close may take up to
+        :data:`CLOSE_TIMEOUT` real seconds (see :func:`_bounded`); one that takes
+        longer is given up and returned as a ``TimeoutError``.
         """
         errors: list[Exception] = []
         for slot in self._slots:
@@ -177,7 +201,15 @@ class ResourcePool:
                 if slot.generation:
                     handle, slot.handle, slot.generation = slot.handle, None, 0
                     try:
-                        await slot.resource.close(handle)
+                        async with asyncio.timeout(CLOSE_TIMEOUT):
+                            await slot.resource.close(handle)
+                    except TimeoutError:
+                        errors.append(
+                            TimeoutError(
+                                f"closing resource {slot.resource.name!r} took over "
+                                f"{CLOSE_TIMEOUT:g} s: given up"
+                            )
+                        )
                     except Exception as exc:
                         if slot.secrets.found(str(exc)):
                             what = f"could not close resource {slot.resource.name!r}"

@@ -26,6 +26,7 @@ from typing import Any, Generic, Protocol, overload
 import attrs
 import structlog
 
+from . import _plan
 from ._clock import Clock, SystemClock
 from ._journal import Journal
 from ._machine import compile_plan
@@ -833,7 +834,10 @@ class Runner(Generic[T]):
         failure: BaseException | None = None
         try:
             if timeout is None:
-                response = await self.strategy.generate(request, ctx)
+                # None declared: a guard in real seconds, so that no request waits without
+                # end, and a test moving virtual time over a live request does not fire it.
+                async with asyncio.timeout(_plan.DEFAULT_TIMEOUT):
+                    response = await self.strategy.generate(request, ctx)
             else:
                 async with clock.timeout(timeout):
                     response = await self.strategy.generate(request, ctx)

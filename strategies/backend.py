@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 
@@ -51,6 +51,10 @@ Closer = Callable[[], Awaitable[None]]
 MAX_TAG = 40
 """The longest cache tag: it is part of the cache's display name, which providers cap."""
 
+MAX_CACHE_TTL: Final = 7 * 86400.0
+"""The longest cache ``ttl`` in seconds (7 days): storage is billed per hour, and a longer
+life is a typo far more often than a plan."""
+
 
 class BackendError(StagedRetryError):
     """A backend cannot be set up; the message is one sentence for the user."""
@@ -73,9 +77,9 @@ class CacheOptions:
     """
 
     enabled: bool = setting(True)
-    ttl: float = setting(3600.0, above=0.0, unit="seconds")
-    """How long the cache lives after each creation or renewal, in seconds."""
-    renew_margin: float = setting(300.0, minimum=0.0, unit="seconds")
+    ttl: float = setting(3600.0, above=0.0, maximum=MAX_CACHE_TTL, unit="seconds")
+    """How long the cache lives after each creation or renewal, in seconds (at most 7 days)."""
+    renew_margin: float = setting(300.0, minimum=0.0, maximum=MAX_CACHE_TTL, unit="seconds")
     """Renew the cache when less than this many seconds are left."""
     on_close: CacheClose = setting(CacheClose.KEEP)
     tag: str | None = setting(None)

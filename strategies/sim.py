@@ -167,7 +167,8 @@ class _FieldsCheck:
 class SimSettings:
     """The ``[backend.sim]`` table: the knobs of :class:`SimModel` a pipeline sets.
 
-    A ``*_rate`` is a probability in [0, 1]; the other numbers are at least 0.
+    A ``*_rate`` is a probability in [0, 1]; the other numbers are at least 0, and
+    ``retry_after`` and ``latency`` at most 3600 seconds (every wait is bounded).
     The fields and the instruction's tokens are not settings: each run derives
     them from its output shape and its cache.
     """
@@ -177,8 +178,8 @@ class SimSettings:
     temperature_slope: float = setting(0.4, minimum=0.0)
     transient_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
     rate_limit_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
-    retry_after: float = setting(1.0, minimum=0.0, unit="seconds")
-    latency: float = setting(0.0, minimum=0.0, unit="seconds")
+    retry_after: float = setting(1.0, minimum=0.0, maximum=3600.0, unit="seconds")
+    latency: float = setting(0.0, minimum=0.0, maximum=3600.0, unit="seconds")
 
 
 @attrs.frozen

@@ -239,7 +239,8 @@ BAD_FILES = [
     ),
     (
         "bad_backoff.toml",
-        "bad_backoff.toml: plan.backoff.multiplier: expected a number >= 1, got the number 0.5",
+        "bad_backoff.toml: plan.backoff.multiplier: expected a number in [1, 100], "
+        "got the number 0.5",
     ),
     ("syntax.toml", "syntax.toml: not valid TOML: "),
     ("syntax.yaml", "syntax.yaml: not valid YAML: "),
@@ -516,7 +517,8 @@ class TestBuiltInCode:
             ),
             (
                 lambda: sr.Plan([sr.Stage("a", backoff=sr.Backoff(multiplier=0.5))]),
-                "plan.stages[0].backoff.multiplier: expected a number >= 1, got the number 0.5",
+                "plan.stages[0].backoff.multiplier: expected a number in [1, 100], "
+                "got the number 0.5",
             ),
             (
                 lambda: sr.Plan([sr.Stage("a")], deadline=0.0),

@@ -1,13 +1,23 @@
 """The ``stagedretry`` command: run, demo, plan show/check, caches list/delete.
 
-Exit codes: 0 when every item succeeded (or a command did what it was asked),
-1 when some item did not or a run stopped on an error, 2 on a usage or
-configuration error, which is always found before any request is sent.
+Exit codes (one table, :class:`~stagedretry.cli._exit.ExitCode`, documented in
+``docs/reference/exit-codes.md``):
+
+* 0 -- every item succeeded, or a command did what it was asked;
+* 1 -- the run ended and some items ended ``failed`` or ``exhausted``;
+* 2 -- a usage or configuration error, always found before any request is sent;
+* 3 -- the run stopped on a failure of the run, not of an item (the key, billing, the model);
+* 4 -- a file could not be read or written (output, journal, log; a full disk);
+* 124 -- ``run.deadline`` passed with items left;
+* 129, 130, 143 -- stopped by SIGHUP, Ctrl-C (SIGINT) or SIGTERM with items left.
+
+A run stopped early (124, 129, 130, 143) keeps every finished result in its
+journal: the same command finishes the job.  Stopped early with nothing left,
+it returns 0 or 1 as a run that was not stopped would.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -28,13 +38,15 @@ from strategies.backend import BackendError
 
 from .._journal import JournalError, JournalIOError
 from .._outcomes import PlanError, ResourceError
+from .._plan import DEFAULT_TIMEOUT
 from .._redact import Secrets
 from ._backends import API_KEY_ENV, api_key_from_env, check_backend, command_secrets, short_keys
 from ._exit import ExitCode
 from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
-from ._job import run_job
+from ._job import STOP_SIGNALS, StopNow, run_job
 from ._logging import LEVELS, command_logging
+from ._loop import Ended, exit_now, exits_on_signals, run_bounded
 from ._output import OutputBusy
 from ._registry import backend_names
 from ._summary import Summary, render_summary
@@ -42,9 +54,10 @@ from .pipeline import Pipeline, load_pipeline, parse_override
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USAGE_ERROR = 2
-SOME_FAILED = 1
-INTERRUPTED = 130
+USAGE_ERROR = ExitCode.USAGE
+SOME_FAILED = ExitCode.SOME_FAILED
+CACHES_TIMEOUT_MS = 60_000
+"""Each request of ``caches list/delete`` gives up after a minute: no command waits for ever."""
 
 
 @attrs.define
@@ -205,6 +218,7 @@ def _execute(
     except (BackendError, PlanError) as exc:
         _fail(app, str(exc))
     summary: Summary | None = None
+    ended = Ended()
     failures = IOFailures()
     with ExitStack() as stack:
         try:
@@ -221,7 +235,7 @@ def _execute(
             _fail(app, advised(exc), ExitCode.IO_ERROR)
         _warn_short_keys(app, log)
         try:
-            summary = asyncio.run(
+            summary = run_bounded(
                 run_job(
                     pipeline,
                     console=app.err,
@@ -231,7 +245,8 @@ def _execute(
                     api_key=key,
                     secrets=app.secrets,
                     failures=failures,
-                )
+                ),
+                ended,
             )
         except (FileIOError, JournalIOError) as exc:
             # Before any work: a file of the run cannot be written (or read).
@@ -251,29 +266,44 @@ def _execute(
             log.error("run_failed", error=str(exc))
             where = f" ({exc.filename})" if exc.filename else ""
             _fail(app, f"the run stopped: {exc.strerror or exc}{where}", SOME_FAILED)
-        except KeyboardInterrupt:
-            # The third Ctrl-C: whatever was still in flight is abandoned, not waited for.
+        except KeyboardInterrupt as exc:
+            # The third interrupt: whatever was still in flight is abandoned, not waited for.
             log.warning("run_stopped", reason="keyboard interrupt")
+            stop = exc.code if isinstance(exc, StopNow) else ExitCode.INTERRUPTED
+            if ended.left_running:
+                app.err.print(
+                    Text.assemble(
+                        ("error: ", "bold red"),
+                        "stopped at once; the journal keeps every finished result: run the "
+                        "same command again to finish the job",
+                    ),
+                    soft_wrap=True,
+                )
+                exit_now(stop)
             _fail(
                 app,
                 "stopped at once; the journal keeps every finished result: run the same "
                 "command again to finish the job",
-                INTERRUPTED,
+                stop,
             )
-    if as_json:
-        app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
-    else:
-        render_summary(summary, app.out)
-        if after is not None and not failures:
-            after()
-    if failures:
-        # The summary first (every result it counts is in the journal), then what failed.
-        first, *more = (app.secrets.text(m) for m in failures.messages)
-        app.err.print(Text.assemble(("error: ", "bold red"), first), soft_wrap=True)
-        for message in more:
-            app.err.print(Text.assemble(("also: ", "red"), message), soft_wrap=True)
-        raise SystemExit(ExitCode.IO_ERROR)
-    raise SystemExit(summary.exit_code)
+    code = ExitCode.IO_ERROR if failures else summary.exit_code
+    with exits_on_signals(code, STOP_SIGNALS):
+        if as_json:
+            app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
+        else:
+            render_summary(summary, app.out)
+            if after is not None and not failures:
+                after()
+        if failures:
+            # The summary first (every result it counts is in the journal), then what failed.
+            first, *more = (app.secrets.text(m) for m in failures.messages)
+            app.err.print(Text.assemble(("error: ", "bold red"), first), soft_wrap=True)
+            for message in more:
+                app.err.print(Text.assemble(("also: ", "red"), message), soft_wrap=True)
+    if ended.left_running:
+        # Work that ignored its cancellation: Python's own exit would wait for it.
+        exit_now(code)
+    raise SystemExit(code)
 
 
 @main.command()
@@ -303,8 +333,21 @@ def run(
 ) -> None:
     """Run PIPELINE to the end; run it again to resume after a crash or Ctrl-C.
 
-    Exit code 0 when every item succeeded, 1 when some did not, 2 on a usage or
-    configuration error.
+    Ctrl-C, SIGTERM or SIGHUP once: no new items, those in flight finish, the
+    summary is printed.  Twice: the items in flight are cancelled (the next run
+    retries them).
+
+    \b
+    Exit codes:
+      0    every item succeeded
+      1    some items ended failed or exhausted
+      2    a usage or configuration error (nothing was sent)
+      3    the run stopped on a failure of the run (key, billing, model): fix it, rerun
+      4    a file could not be read or written (output, journal, log; disk full)
+      124  run.deadline passed with items left: rerun to finish
+      129  stopped by SIGHUP with items left: rerun to finish
+      130  stopped by Ctrl-C (SIGINT) with items left: rerun to finish
+      143  stopped by SIGTERM with items left: rerun to finish
     """
     pairs = _overrides(
         app,
@@ -470,6 +513,8 @@ def plan_show(app: App, pipeline: Path, fmt: str, overrides: tuple[str, ...]) ->
         budget.append(f"deadline {declared.deadline:g} s per item")
     if declared.timeout is not None:
         budget.append(f"timeout {declared.timeout:g} s per attempt")
+    else:
+        budget.append(f"timeout {DEFAULT_TIMEOUT:g} s per attempt (the default)")
     app.out.print(Text("budget: " + ", ".join(budget)))
     app.out.print(
         Text(
@@ -581,6 +626,7 @@ def _client(
         key,
         api_version=api_version or section.api_version,
         base_url=base_url or section.base_url,
+        timeout_ms=CACHES_TIMEOUT_MS,
     )
 
 

@@ -7,11 +7,14 @@ output file and shown.  A new run skips every item the journal holds (unless
 its input line changed or it ended ``cancelled``), so nothing is sent twice,
 and rebuilds the output file from the journal at its start and at its end.
 
-Ctrl-C (or SIGTERM) once: no new items are taken, those in flight finish and
-the summary is printed.  Twice: the items in flight are cancelled, recorded as
-``cancelled`` and run again by the next run.  A third time: the default
-handlers are back and ``KeyboardInterrupt`` is raised at once, for a strategy
-that will not stop.
+Ctrl-C (or SIGTERM, or SIGHUP) once: no new items are taken, those in flight
+finish (each within its request timeout) and the summary is printed.  Twice:
+the items in flight are cancelled, recorded as ``cancelled`` and run again by
+the next run; a strategy that ignores the cancellation is given up after
+:data:`CANCEL_GRACE` seconds.  A third time: the default handlers are back and
+``KeyboardInterrupt`` is raised at once.  A signal that comes before the first
+item starts no item.  The first signal (or ``run.deadline``) decides the exit
+code when items are left: see ``stagedretry.cli._exit``.
 
 A file that cannot be written during the run (the journal, the output, a log;
 see :mod:`._files`) stops it like a first Ctrl-C, and is reported in the
@@ -26,8 +29,8 @@ import contextlib
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Final
 
 from rich.console import Console
 from rich.text import Text
@@ -39,12 +42,29 @@ from .._redact import Secrets
 from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
 from ._backends import build_backend, command_secrets
+from ._exit import ExitCode, for_signal
 from ._files import IOFailures, with_journal_hint
 from ._input import InputRecord, read_input
 from ._output import OutputError, OutputWriter
 from ._progress import LiveProgress
 from ._summary import RunStats, Summary, build_summary
 from .pipeline import Pipeline
+
+CANCEL_GRACE: Final = 5.0
+"""Seconds the items in flight get to end once cancelled; then the run stops waiting for them."""
+CLOSE_GRACE: Final = 30.0
+"""Seconds the backend gets to close everything it started (a server, a client)."""
+
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop a run gracefully: once drains, twice cancels."""
+
+
+class StopNow(KeyboardInterrupt):
+    """The third interrupt: stop without waiting; *code* is the first signal's exit code."""
+
+    def __init__(self, code: ExitCode) -> None:
+        super().__init__()
+        self.code = code
 
 
 class _Interrupts:
@@ -53,6 +73,10 @@ class _Interrupts:
     def __init__(self, console: Console, log: Any) -> None:
         self.count = 0
         self.deadline_passed = False
+        self.stopped: ExitCode | None = None
+        """The code of what stopped the run first: a signal's (128 + its number) or 124."""
+        self.given_up = asyncio.Event()
+        """Set when cancelled items have not ended within :data:`CANCEL_GRACE`."""
         self._console = console
         self._log = log
         self.runner: Runner | None = None
@@ -60,9 +84,10 @@ class _Interrupts:
         self.restore: Callable[[], None] = _nothing
         """Puts the default signal handlers back (set while :func:`_signals` is active)."""
 
-    def interrupt(self) -> None:
+    def interrupt(self, signum: int = signal.SIGINT) -> None:
         self.count += 1
-        runner, progress = self.runner, self.progress
+        if self.stopped is None:
+            self.stopped = for_signal(signum)
         if self.count >= 3:
             # Cancelling did not end the run (a strategy that ignores cancellation, with
             # no timeout): stop waiting.  From now on Ctrl-C is Python's own again.
@@ -72,8 +97,19 @@ class _Interrupts:
                 soft_wrap=True,
             )
             self.restore()
-            raise KeyboardInterrupt
+            raise StopNow(self.stopped)
+        if self.runner is None:
+            return  # no item started yet: none will (see run_job)
+        self.apply()
+
+    def apply(self) -> None:
+        """Bring the runner to what the interrupts so far ask: draining, or cancelling."""
+        runner, progress = self.runner, self.progress
         if runner is None:
+            return
+        if self.count == 0:
+            if self.deadline_passed:  # the deadline came before the runner
+                runner.drain()
             return
         if self.count == 1:
             runner.drain()
@@ -90,6 +126,8 @@ class _Interrupts:
             self._log.warning("run_draining", reason="interrupt")
         elif self.count == 2:
             runner.cancel()
+            # A strategy that ignores the cancellation must not hold the process.
+            asyncio.get_running_loop().call_later(CANCEL_GRACE, self.given_up.set)
             if progress is not None:
                 progress.describe("cancelling")
             self._console.print(
@@ -106,8 +144,13 @@ class _Interrupts:
             self.progress.describe("stopping")
         self._log.warning("run_draining", reason="a file could not be written")
 
+    def console_note(self, message: str) -> None:
+        self._console.print(Text(message, style="yellow"), soft_wrap=True)
+
     def deadline(self) -> None:
         self.deadline_passed = True
+        if self.stopped is None:
+            self.stopped = ExitCode.DEADLINE
         if self.runner is not None:
             self.runner.drain()
         if self.progress is not None:
@@ -121,18 +164,18 @@ def _nothing() -> None:
 
 @contextlib.contextmanager
 def _signals(interrupts: _Interrupts) -> Iterator[None]:
-    """Route SIGINT and SIGTERM to *interrupts* while the block runs."""
+    """Route SIGINT, SIGTERM and SIGHUP to *interrupts* while the block runs."""
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         try:
-            loop.add_signal_handler(sig, interrupts.interrupt)
+            loop.add_signal_handler(sig, interrupts.interrupt, sig)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
             continue
         installed.append(sig)
 
     def restore() -> None:
-        # asyncio puts back Python's defaults: KeyboardInterrupt for SIGINT, exit for SIGTERM.
+        # asyncio puts back Python's defaults: KeyboardInterrupt for SIGINT, exit for the others.
         while installed:
             loop.remove_signal_handler(installed.pop())
 
@@ -142,6 +185,38 @@ def _signals(interrupts: _Interrupts) -> Iterator[None]:
     finally:
         interrupts.restore = _nothing
         restore()
+
+
+async def _until_given_up(
+    run: Coroutine[Any, Any, None], interrupts: _Interrupts, log: Any
+) -> None:
+    """Await *run*, unless its cancelled items have not ended :data:`CANCEL_GRACE` s after."""
+    running = asyncio.ensure_future(run)
+    giving_up = asyncio.ensure_future(interrupts.given_up.wait())
+    try:
+        await asyncio.wait({running, giving_up}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        giving_up.cancel()
+    if running.done():
+        running.result()  # its error, if any, is the run's
+        return
+    # Left running: the process ends soon without waiting for it (see _loop.run_bounded).
+    log.warning(
+        "run_abandoned", reason=f"items in flight did not end {CANCEL_GRACE:g} s after cancel"
+    )
+    interrupts.console_note(
+        f"the items in flight did not end {CANCEL_GRACE:g} s after they were cancelled: "
+        "stopping without them"
+    )
+
+
+async def _bounded_close(backend: Built, log: Any) -> None:
+    """Close what the backend started, giving up after :data:`CLOSE_GRACE` seconds."""
+    try:
+        async with asyncio.timeout(CLOSE_GRACE):
+            await close_all(backend.closers)
+    except TimeoutError:
+        log.warning("backend_close_abandoned", seconds=CLOSE_GRACE)
 
 
 def _ordered(
@@ -262,6 +337,11 @@ async def _run_locked(
         uncommitted: set[str] = set()
         appending = True
         final: list[ItemResult] = []
+        # The signals are ours from here to the summary: one that comes while the backend
+        # starts, or while it closes, stops the run the same way as one during the items.  (On
+        # an error the loop's end removes them; the command then puts its own in place.)
+        handlers = _signals(interrupts)
+        handlers.__enter__()
         try:
             # Inside the try: whatever the backend starts is closed, however the run ends.
             backend = (
@@ -269,6 +349,11 @@ async def _run_locked(
                 if runnable
                 else None
             )
+            if interrupts.count and backend is not None:
+                console.print(
+                    Text("interrupted before the first item: no item was started", style="yellow"),
+                    soft_wrap=True,
+                )
             run_id = journal.begin_run()
             run = run_id
 
@@ -321,7 +406,7 @@ async def _run_locked(
                         )
                         commit(failed)
                         show(failed)
-                if backend is not None and not failures:
+                if backend is not None and not failures and not interrupts.count:
                     # Not runner.stream(items, journal=...): the CLI's rows carry the input line
                     # and that line's digest (a changed record field reruns its item, not only a
                     # changed prompt), input errors are committed before any runner exists, and
@@ -339,7 +424,6 @@ async def _run_locked(
                         on_result=commit,
                         secrets=secrets,
                     )
-                    interrupts.runner, interrupts.progress = runner, bar
                     failures.stop = interrupts.io_failed
                     loop = asyncio.get_running_loop()
                     timer = (
@@ -348,21 +432,25 @@ async def _run_locked(
                         else None
                     )
                     items = (WorkItem(r.id, r.prompt or "", r) for r in runnable)
+
+                    async def consume() -> None:
+                        nonlocal cache_tokens
+                        async with runner.stream(items) as stream:
+                            interrupts.runner, interrupts.progress = runner, bar
+                            interrupts.apply()  # a signal since the check above
+                            async for result in stream:
+                                show(result)
+                                for attempt in result.attempts:
+                                    cache_tokens = max(cache_tokens, attempt.usage.cached_tokens)
+
                     try:
-                        with _signals(interrupts):
-                            async with runner.stream(items) as stream:
-                                async for result in stream:
-                                    show(result)
-                                    for attempt in result.attempts:
-                                        cache_tokens = max(
-                                            cache_tokens, attempt.usage.cached_tokens
-                                        )
+                        await _until_given_up(consume(), interrupts, log)
                     finally:
                         if timer is not None:
                             timer.cancel()
         finally:
             if backend is not None:
-                await close_all(backend.closers)
+                await _bounded_close(backend, log)
             wall = time.monotonic() - started
             stats = RunStats(
                 wall_time=wall,
@@ -414,6 +502,8 @@ async def _run_locked(
             cache=stats.cache,
             wall_time=wall,
             interrupted=interrupted,
+            stopped=interrupts.stopped,
+            given_up=interrupts.given_up.is_set(),
             notes=notes,
         )
         log.info(
@@ -424,4 +514,5 @@ async def _run_locked(
             interrupted=interrupted,
             cached_share=round(summary.cached_share, 4),
         )
+        handlers.__exit__(None, None, None)
         return summary

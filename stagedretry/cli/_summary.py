@@ -22,6 +22,7 @@ from strategies.backend import CacheClose
 
 from .._outcomes import OutcomeKind
 from .._results import ItemResult, ItemStatus, Usage
+from ._exit import ExitCode
 from .pipeline import Pipeline, Price
 
 PENDING: Final = "pending"
@@ -178,6 +179,10 @@ class Summary:
     output_path: Path
     journal_path: Path
     notes: tuple[str, ...] = ()
+    stopped: ExitCode | None = None
+    """What stopped the run early, as its exit code (a signal's, or 124 for ``run.deadline``)."""
+    given_up: bool = False
+    """Items in flight were left running: they ignored their cancellation."""
 
     @property
     def succeeded(self) -> int:
@@ -195,9 +200,21 @@ class Summary:
         return done / self.wall_time if self.wall_time > 0 else 0.0
 
     @property
+    def left(self) -> int:
+        """Items the next run will take: never run (pending) or cancelled."""
+        return self.counts.get(PENDING, 0) + self.counts.get(ItemStatus.CANCELLED.value, 0)
+
+    @property
     def exit_code(self) -> int:
-        """0 when every item of the input succeeded (an empty input too), else 1."""
-        return 0 if self.succeeded == self.total else 1
+        """0 when every item of the input succeeded (an empty input too), else 1.
+
+        A run stopped early (by a signal or ``run.deadline``) with items left
+        returns the stop's code instead (130, 143, 129 or 124): run the same
+        command again to finish.  See :class:`ExitCode`.
+        """
+        if self.stopped is not None and self.left:
+            return int(self.stopped)
+        return int(ExitCode.OK if self.succeeded == self.total else ExitCode.SOME_FAILED)
 
     def to_json(self) -> dict[str, Any]:
         u = self.usage
@@ -214,6 +231,7 @@ class Summary:
             },
             "this_run": {s: self.this_run.get(s, 0) for s in STATUS_ORDER if s != PENDING},
             "interrupted": self.interrupted,
+            "stopped_by": self.stopped.name.lower() if self.stopped is not None else None,
             "prompts": self.prompts,
             "attempts": self.attempts,
             "tokens": {
@@ -263,6 +281,8 @@ def build_summary(
     wall_time: float,
     interrupted: bool,
     notes: Iterable[str] = (),
+    stopped: ExitCode | None = None,
+    given_up: bool = False,
 ) -> Summary:
     """Add up *results* (one per item of the input that has one) into a :class:`Summary`."""
     counts: Counter[str] = Counter()
@@ -329,6 +349,8 @@ def build_summary(
         output_path=pipeline.output.path,
         journal_path=pipeline.journal.path,
         notes=tuple(notes),
+        stopped=stopped,
+        given_up=given_up,
     )
 
 

@@ -25,6 +25,7 @@ from google.genai import errors, types
 
 from stagedretry import Backoff, Clock, OutcomeKind, RenewReason, Secrets
 
+from ..backend import MAX_CACHE_TTL
 from ._errors import cache_gone, classify
 from ._errors import redact as _redact
 
@@ -256,6 +257,8 @@ class GeminiContextCache:
     ) -> None:
         if not math.isfinite(ttl) or ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if ttl > MAX_CACHE_TTL:
+            raise ValueError(f"ttl must be at most {MAX_CACHE_TTL:g} seconds (7 days), got {ttl!r}")
         if not math.isfinite(renew_margin) or renew_margin < 0:
             raise ValueError(f"renew_margin must be zero or more seconds, got {renew_margin!r}")
         if renew_margin >= ttl:

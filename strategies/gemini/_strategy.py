@@ -48,6 +48,7 @@ STAGE_PARAMS: Final = frozenset(settable_keys(GeminiParams))
 """The stage params the strategy maps onto ``GenerateContentConfig`` (see :class:`GeminiParams`)."""
 
 _CONFIG_MEMO: Final = 512
+_MAX_HTTP_TIMEOUT: Final = 3600.0  # as the runner's largest per-request timeout
 _NO_AFC: Final = types.AutomaticFunctionCallingConfig(disable=True)
 
 
@@ -73,8 +74,8 @@ class GeminiStrategy:
       fields only.
     - *safety_settings*, *system_instruction* (not together with *cache*, which
       holds it), *rules* (classify exceptions before the Gemini rules do).
-    - *http_timeout*: seconds that bound each HTTP request on the SDK's side
-      (default: none; the runner's per-attempt timeout still applies).
+    - *http_timeout*: seconds that bound each HTTP request on the SDK's side, at most
+      3600 (default: none; the runner's per-attempt timeout still applies).
     - *api_key*: the key *client* sends, if it is not in ``GEMINI_API_KEY`` or
       ``GOOGLE_API_KEY`` (the SDK does not tell which key a client holds).  It
       is only masked: in this strategy's messages, in the runner's errors, logs
@@ -111,9 +112,12 @@ class GeminiStrategy:
                 "give the system instruction to the GeminiContextCache: a request naming a "
                 "cache may not carry its own"
             )
-        if http_timeout is not None and (not math.isfinite(http_timeout) or http_timeout <= 0):
+        if http_timeout is not None and not (
+            math.isfinite(http_timeout) and 0 < http_timeout <= _MAX_HTTP_TIMEOUT
+        ):
             raise ValueError(
-                f"http_timeout must be a positive number of seconds, got {http_timeout!r}"
+                f"http_timeout must be a positive number of seconds, at most "
+                f"{_MAX_HTTP_TIMEOUT:g}, got {http_timeout!r}"
             )
         self._client = client
         self._aio_models = client.aio.models

@@ -242,3 +242,19 @@ async def test_the_request_log_keeps_the_strategys_shared_cache_visible(
         assert backend.strategy.params_type is GeminiParams  # the plan is checked as without it
     finally:
         await close_all(backend.closers)
+
+
+def test_caches_list_gives_up_on_a_server_that_never_answers(
+    cli: Callable[..., Invocation], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stagedretry.cli._app as app_module
+    from strategies.gemini.emulator import Fault, FaultKind
+
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setattr(app_module, "CACHES_TIMEOUT_MS", 500)  # the documented minute, shortened
+    with GeminiEmulator(seed=1, api_key=KEY) as hanging:
+        hanging.inject(Fault(kind=FaultKind.HANG, route="*"))
+        listed = cli("caches", "list", "--base-url", hanging.base_url)
+    assert listed.code == 1
+    assert "listing the caches failed" in listed.err
+    assert KEY not in listed.err

@@ -82,7 +82,7 @@ def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
 ) -> None:
     job = sim_pipeline(tmp_path / "job", items=300, sim=SLOW, run=RUN)
     code, summary, err = _interrupt(job, subprocess_env, times=1)
-    assert code == 1
+    assert code == 130  # ExitCode.INTERRUPTED: items are left
     assert "interrupted: taking no new items" in err
     assert summary["interrupted"] is True
     items = summary["items"]
@@ -110,7 +110,7 @@ def test_a_second_interrupt_cancels_in_flight_items_which_the_next_run_retries(
 ) -> None:
     job = sim_pipeline(tmp_path / "job", items=30, sim=ENDLESS, run=RUN)
     code, summary, err = _interrupt(job, subprocess_env, times=2)
-    assert code == 1
+    assert code == 130  # ExitCode.INTERRUPTED: cancelled items are left
     assert "cancelling the items in flight" in err
     this_run = summary["this_run"]
     assert isinstance(this_run, dict)

@@ -280,9 +280,11 @@ def test_the_run_deadline_stops_taking_items_and_the_next_run_finishes(
         run="concurrency = 2\ndeadline = 0.2",
     )
     stopped = cli("run", str(job.pipeline), "--json")
-    assert stopped.code == 1
+    assert stopped.code == 124  # ExitCode.DEADLINE: items are left, rerun to finish
     summary = stopped.json()
     assert summary["interrupted"] is True
+    assert summary["stopped_by"] == "deadline"
+    assert summary["exit_code"] == 124
     assert 0 < summary["items"]["succeeded"] < 40
     assert summary["items"]["pending"] == 40 - summary["items"]["succeeded"]
     assert summary["items"]["cancelled"] == 0

@@ -24,6 +24,9 @@ from ._template import Template
 
 DEFAULT_MODEL: Final = "gemini-2.5-flash"
 DEFAULT_BACKEND: Final = "emulator"
+MAX_RUN_DEADLINE: Final = 30 * 86400.0
+"""The longest ``run.deadline`` in seconds (30 days): longer is a typo, and a run without one
+has none."""
 
 
 @attrs.frozen
@@ -103,8 +106,8 @@ class RunConfig:
     """
 
     concurrency: int = setting(16, minimum=1)
-    deadline: float | None = setting(None, above=0.0, unit="seconds")
-    """Seconds for the whole run; then no new items are taken."""
+    deadline: float | None = setting(None, above=0.0, maximum=MAX_RUN_DEADLINE, unit="seconds")
+    """Seconds for the whole run, at most 30 days; then no new items are taken."""
     seed: int | None = setting(None, minimum=0)
     request_log: Path | None = setting(None, settable=False)
 

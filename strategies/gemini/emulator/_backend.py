@@ -30,7 +30,8 @@ ROUTES: Final = ("generateContent", "cachedContents", "*")
 class FaultSettings:
     """One ``[[backend.emulator.faults]]`` table: the fields of :class:`Fault`.
 
-    ``at`` lists 1-based request numbers (a lone number is a list of one).
+    ``at`` lists 1-based request numbers (a lone number is a list of one);
+    ``retry_delay`` and ``delay`` are seconds, at most 3600 (every wait is bounded).
     """
 
     kind: FaultKind = setting()
@@ -39,9 +40,9 @@ class FaultSettings:
     times: int | None = setting(None, minimum=1)
     route: str = setting("generateContent", choices=ROUTES)
     # None: the kind's own default (2 s of RetryInfo on a rate limit, none on a 503).
-    retry_delay: float | None = setting(None, minimum=0.0, unit="seconds")
+    retry_delay: float | None = setting(None, minimum=0.0, maximum=3600.0, unit="seconds")
     retry_after_header: bool = setting(False)
-    delay: float = setting(1.0, minimum=0.0, unit="seconds")
+    delay: float = setting(1.0, minimum=0.0, maximum=3600.0, unit="seconds")
 
     def fault(self) -> Fault:
         """The emulator's own fault rule."""
@@ -63,13 +64,14 @@ class FaultSettings:
 class EmulatorSettings:
     """The ``[backend.emulator]`` table: the in-process emulator's knobs.
 
-    ``expiry_style`` ``None`` is the emulator's own default (Gemini's).
+    ``expiry_style`` ``None`` is the emulator's own default (Gemini's); ``latency`` is
+    seconds per request, at most 3600.
     """
 
     seed: int = setting(0, minimum=0)
     invalid_rate: float = setting(0.15, minimum=0.0, maximum=1.0)
     invalid_rate_slope: float = setting(0.4, minimum=0.0)
-    latency: float = setting(0.0, minimum=0.0, unit="seconds")
+    latency: float = setting(0.0, minimum=0.0, maximum=3600.0, unit="seconds")
     min_cache_tokens: int = setting(1024, minimum=0, unit="tokens")
     expiry_style: ExpiryStyle | None = setting(None)
     faults: tuple[FaultSettings, ...] = setting(())
