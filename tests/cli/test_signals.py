@@ -259,8 +259,8 @@ async def test_a_strategy_that_ignores_cancellation_is_given_up_within_seconds(
     release = asyncio.Event()
     real_build = _job.build_backend
 
-    async def build(pipeline: Any, *, api_key: str | None) -> Built:
-        built = await real_build(pipeline, api_key=api_key)
+    async def build(pipeline: Any, *, api_key: str | None, **options: Any) -> Built:
+        built = await real_build(pipeline, api_key=api_key, **options)
         return attrs.evolve(built, strategy=_Stubborn(built.strategy, release))
 
     monkeypatch.setattr(_job, "build_backend", build)
@@ -283,11 +283,11 @@ async def test_a_signal_before_the_first_item_starts_no_item(
     pipeline = load_pipeline(job.pipeline)
     real_build = _job.build_backend
 
-    async def build(pipeline: Any, *, api_key: str | None) -> Built:
+    async def build(pipeline: Any, *, api_key: str | None, **options: Any) -> Built:
         # SIGTERM while the backend starts (a server starting, a client connecting).
         os.kill(os.getpid(), signal.SIGTERM)
         await asyncio.sleep(0.05)
-        return await real_build(pipeline, api_key=api_key)
+        return await real_build(pipeline, api_key=api_key, **options)
 
     monkeypatch.setattr(_job, "build_backend", build)
     console = recording_console()
