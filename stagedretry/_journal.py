@@ -290,7 +290,8 @@ class Journal:
     Open it as a context manager; a runner given a closed journal opens it for
     the run and closes it afterwards.  Raises :class:`JournalError` when the file
     cannot be opened, is locked by another open journal, is not a journal, was
-    written by a newer stagedretry, or a write fails.
+    written by a newer stagedretry, or a write fails; and when a row read back
+    is damaged (not JSON, not a result, nested deeper than :data:`ROW_MAX_DEPTH`).
     """
 
     def __init__(
