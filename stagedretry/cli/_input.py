@@ -9,8 +9,9 @@ journal could not tell the two items apart.
 Outside data is held to limits before anything walks it: a line longer than
 :data:`MAX_LINE_BYTES` or a record nested deeper than
 :data:`stagedretry._limits.MAX_DEPTH` is one failed item, as is ``NaN`` or
-``Infinity`` (not JSON).  A UTF-8 byte order mark at the start of the file is
-skipped; a UTF-16 or UTF-32 one stops the job (the input must be UTF-8).
+``Infinity`` (not JSON).  A UTF-8 byte order mark at the start of a line (of
+the file, or of each file joined into it) is skipped; a UTF-16 or UTF-32 one
+at the start of the file stops the job (the input must be UTF-8).
 
 A line with no usable id is named ``line:N`` after its line number.  That
 name is a stand-in, not the user's: it never counts as a duplicate, and if a
@@ -88,14 +89,14 @@ def read_input(config: InputConfig) -> list[InputRecord]:
             raise InputError(
                 f"the input file {str(path)!r} is {encoding} text; save it as UTF-8 (JSON Lines)"
             )
-    # Editors on Windows start UTF-8 files with a byte order mark: it is not part of line 1.
-    raw = raw.removeprefix(_UTF8_BOM)
     records: list[InputRecord] = []
     # Positions in *records* of the lines without a usable id: named once every real id is known.
     nameless: list[int] = []
     id_field = config.id_field
     for number, line in enumerate(raw.splitlines(), start=1):
-        stripped = line.strip()
+        # Editors on Windows start UTF-8 files with a byte order mark, and files joined with
+        # cat keep theirs: it is not part of the record.
+        stripped = line.strip().removeprefix(_UTF8_BOM).strip()
         if not stripped:
             continue
         digest = hashlib.sha256(stripped).hexdigest()[:16]

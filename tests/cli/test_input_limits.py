@@ -73,6 +73,12 @@ def test_a_utf8_byte_order_mark_is_not_part_of_record_1(
     job = make_job(items=3, sim="seed = 1\ninvalid_rate = 0.0")
     job.input.write_bytes(b"\xef\xbb\xbf" + job.input.read_bytes())
     assert read(job.input)[0] == (1, "item-0001", None)
+    # Files joined with cat keep their marks: one at the start of a later line is skipped too.
+    job.input.write_bytes(
+        job.input.read_bytes().replace(b'\n{"id": "item-0003"', b'\n\xef\xbb\xbf{"id": "item-0003"')
+    )
+    assert job.input.read_bytes().count(b"\xef\xbb\xbf") == 2
+    assert read(job.input)[2] == (3, "item-0003", None)
     done = cli("run", str(job.pipeline), "--json")
     assert done.code == 0
     assert done.json()["items"]["succeeded"] == 3

@@ -120,3 +120,30 @@ def test_a_schema_file_past_the_limits_fails_plan_check_in_one_sentence(
     job.pipeline.write_text(text, "utf-8")
     err = one_sentence(cli("plan", "check", str(job.pipeline)))
     assert expected in err
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("prices.x=" + "[" * 3000 + "]" * 3000, "--set prices.x: the key and value are nested"),
+        ("prices.x=" + "[" * 70 + "]" * 70, "--set prices.x: the key and value are nested"),
+        (".".join(["prices"] * 70) + "=1", "the key is nested more than 64 levels deep"),
+    ],
+    ids=["deeper-than-python", "deep", "deep-key"],
+)
+def test_a_set_value_past_the_depth_limit_is_one_sentence(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation], override: str, expected: str
+) -> None:
+    job = make_job(items=2)
+    err = one_sentence(cli("plan", "check", str(job.pipeline), "--set", override))
+    assert expected in err
+
+
+def test_a_set_integer_too_long_to_convert_is_a_string(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
+    job = make_job(items=2)
+    err = one_sentence(
+        cli("plan", "check", str(job.pipeline), "--set", "run.concurrency=1" + "0" * 5000)
+    )
+    assert "run.concurrency: expected a whole number of at least 1, got the string" in err
