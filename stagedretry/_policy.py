@@ -146,7 +146,9 @@ def decide(state: ItemState, index: int, plan: Plan, outcome: Outcome) -> Decisi
     return RENEW
 
 
-def _transient(state: ItemState, index: int, plan: Plan, retry_after: float | None) -> Decision:
+def _transient(
+    state: ItemState, index: int, plan: Plan, retry_after: float | None
+) -> Decision:
     stage = plan.stages[index]
     sent = state.attempts_at[index]
     if stage.max_attempts is not None and sent >= stage.max_attempts:

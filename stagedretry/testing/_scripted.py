@@ -265,7 +265,9 @@ UNREADABLE_ANSWER = "Sorry, I cannot give that as JSON."
 """The text of an unreadable scripted answer: not JSON."""
 
 
-def wrong_fields(fields: Sequence[str], asked: Sequence[FieldPath] | None) -> tuple[str, ...]:
+def wrong_fields(
+    fields: Sequence[str], asked: Sequence[FieldPath] | None
+) -> tuple[str, ...]:
     """The top-level fields an ``INVALID`` step gets wrong, for a request that *asked* them.
 
     A full request (*asked* ``None``) gets *fields* wrong (each one key, never
@@ -329,3 +331,4 @@ class _AnswerValidator:
 
     def __repr__(self) -> str:
         return f"ScriptedStrategy.validator({sorted(self._answer)!r})"
+

@@ -92,7 +92,9 @@ async def an_async_validator_types_the_output() -> None:
     assert_type(sr.Runner(PLAN, STRATEGY, validator=validator), sr.Runner[Book])
 
 
-def validators_of_either_kind(sync: sr.Validator[Book], not_sync: sr.AsyncValidator[Book]) -> None:
+def validators_of_either_kind(
+    sync: sr.Validator[Book], not_sync: sr.AsyncValidator[Book]
+) -> None:
     assert_type(sr.Runner(PLAN, STRATEGY, validator=sync), sr.Runner[Book])
     assert_type(sr.Runner(PLAN, STRATEGY, validator=not_sync), sr.Runner[Book])
 
