@@ -174,7 +174,12 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path, *, kinds: Iterable[str] = BUILTIN_KINDS) -> Plan:
-        """Read a plan from a TOML or YAML file (at the top level or under ``[plan]``)."""
+        """Read a plan from a TOML or YAML file (at the top level or under ``[plan]``).
+
+        Raises :class:`PlanError` naming the file for any mistake, and for a file
+        past the limits on outside data: larger than 1 MiB, nested more than 64
+        levels deep, or (YAML) a key given twice in one mapping.
+        """
         path = Path(path)
         data = load_document(path)
         where = f"{path.name}: plan"
@@ -384,6 +389,12 @@ def _backoff(value: object, where: str) -> Backoff:
     return backoff
 
 
+def _finite(value: object, where: str) -> None:
+    # A param is sent and logged as JSON, which has no NaN or Infinity (YAML's .nan, .inf).
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PlanError(where, f"expected a finite number, got {value}")
+
+
 def _params(value: object, where: str) -> dict[str, ParamValue]:
     table = _expect_table(value, where)
     out: dict[str, ParamValue] = {}
@@ -394,8 +405,10 @@ def _params(value: object, where: str) -> dict[str, ParamValue]:
                     raise PlanError(
                         f"{where}.{key}[{i}]", f"expected a scalar, got {_show(element)}"
                     )
+                _finite(element, f"{where}.{key}[{i}]")
             out[key] = tuple(item)
         elif isinstance(item, str | int | float | bool):
+            _finite(item, f"{where}.{key}")
             out[key] = item
         else:
             raise PlanError(f"{where}.{key}", f"expected a scalar or a list, got {_show(item)}")

@@ -32,7 +32,11 @@ _BRANCHING: Final = frozenset({"anyOf", "oneOf"})
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
-    """Parse *text* as a JSON object, or raise ``ValidationFailed`` with nothing to keep."""
+    """Parse *text* as a JSON object, or raise ``ValidationFailed`` with nothing to keep.
+
+    Strict JSON within the limits of :mod:`stagedretry._limits`: no ``NaN`` or
+    ``Infinity``, at most 64 levels deep.
+    """
     try:
         data = loads(text)
     except ValueError as exc:
