@@ -389,12 +389,6 @@ def _backoff(value: object, where: str) -> Backoff:
     return backoff
 
 
-def _finite(value: object, where: str) -> None:
-    # A param is sent and logged as JSON, which has no NaN or Infinity (YAML's .nan, .inf).
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PlanError(where, f"expected a finite number, got {value}")
-
-
 def _params(value: object, where: str) -> dict[str, ParamValue]:
     table = _expect_table(value, where)
     out: dict[str, ParamValue] = {}
@@ -405,10 +399,8 @@ def _params(value: object, where: str) -> dict[str, ParamValue]:
                     raise PlanError(
                         f"{where}.{key}[{i}]", f"expected a scalar, got {_show(element)}"
                     )
-                _finite(element, f"{where}.{key}[{i}]")
             out[key] = tuple(item)
         elif isinstance(item, str | int | float | bool):
-            _finite(item, f"{where}.{key}")
             out[key] = item
         else:
             raise PlanError(f"{where}.{key}", f"expected a scalar or a list, got {_show(item)}")
