@@ -30,10 +30,14 @@ from typing import Any, Final
 import attrs
 
 from ._fs import LockFile, os_reason
+from ._limits import MAX_DEPTH, loads
 from ._outcomes import FieldError, FieldErrorKind, FieldPath, OutcomeKind, StagedRetryError
 from ._redact import Secrets, mask_result
 from ._results import Attempt, ItemResult, ItemStatus, ResponseMeta, Usage
 
+ROW_MAX_DEPTH: Final = 2 * MAX_DEPTH
+"""How deep a row read back may nest: an output (at most ``MAX_DEPTH`` from a JSON answer)
+inside the row's own structure, with room to spare."""
 SCHEMA_VERSION: Final = 2
 """2: field paths are JSON lists of keys and indexes (1 wrote dotted strings); attempts
 may list ``mended`` errors.  Rows of either version load: see :func:`result_from_json`."""
@@ -293,9 +297,10 @@ class Journal:
     Open it as a context manager; a runner given a closed journal opens it for
     the run and closes it afterwards.  Raises :class:`JournalError` when the file
     cannot be opened, is locked by another open journal, is not a journal, was
-    written by a newer stagedretry, or a write fails; its subclass
-    :class:`JournalIOError` when the file system refused (a full disk, an I/O
-    error, no permission), in which case a failed write left no trace.
+    written by a newer stagedretry, or a write fails, and when a row read back
+    is damaged (not JSON, not a result, nested deeper than :data:`ROW_MAX_DEPTH`);
+    its subclass :class:`JournalIOError` when the file system refused (a full
+    disk, an I/O error, no permission), in which case a failed write left no trace.
     """
 
     def __init__(
@@ -399,7 +404,7 @@ class Journal:
                 # do not load in the older version, which this marks so it refuses the file.
                 db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
                 db.commit()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a schema that is no number
             db.close()
             self._lock.release()
             if _is_io(exc):
@@ -453,8 +458,8 @@ class Journal:
             "ORDER BY line, item_id",
             (self.fingerprint,),
         )
-        for text, line, digest, run in rows:
-            yield JournalEntry(result_from_json(json.loads(text)), line, digest, run)
+        for text, line, digest, run in self._rows(rows):
+            yield JournalEntry(self._result(text), line, digest, run)
 
     def results(self) -> Iterator[ItemResult]:
         """Every committed result of this fingerprint, in input order, ``cancelled`` ones included.
@@ -486,7 +491,50 @@ class Journal:
             "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ? ORDER BY id",
             (self.fingerprint,),
         )
-        return [RunRecord(i, s, f, json.loads(t) if t else {}) for i, s, f, t in rows]
+        return [
+            RunRecord(i, s, f, self._row(t, "a run's statistics") if t else {})
+            for i, s, f, t in self._rows(rows)
+        ]
+
+    def _rows(self, rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        """*rows*, with a row SQLite cannot hand over (text that is no UTF-8) a JournalError."""
+        # Not ``yield from``: closing this generator would close the cursor, maybe after the
+        # connection, and that error is no corrupt row.
+        iterator = iter(rows)
+        while True:
+            try:
+                row = next(iterator)
+            except StopIteration:
+                return
+            except (sqlite3.Error, ValueError) as exc:
+                raise self._corrupt("a row", exc) from None
+            yield row
+
+    def _result(self, text: object) -> ItemResult:
+        data = self._row(text, "a result")
+        try:
+            return result_from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._corrupt("a result", exc) from None
+
+    def _row(self, text: object, what: str) -> Any:
+        """The JSON of one row, held to :data:`ROW_MAX_DEPTH`; a JournalError if it is not JSON."""
+        try:
+            if not isinstance(text, str):
+                raise ValueError(f"expected text, got {type(text).__name__}")
+            data = loads(text, ROW_MAX_DEPTH)
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        except ValueError as exc:
+            raise self._corrupt(what, exc) from None
+        return data
+
+    def _corrupt(self, what: str, exc: BaseException) -> JournalError:
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, LookupError) else str(exc)
+        return JournalError(
+            f"the journal {str(self.path)!r} holds {what} that cannot be read ({why[:200]}); "
+            "the file was damaged or changed outside stagedretry: move it away to start afresh"
+        )
 
     # -- writing -------------------------------------------------------------------------------
 

@@ -7,10 +7,7 @@ the path of the offending value before any work starts.
 from __future__ import annotations
 
 import enum
-import functools
 import math
-import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +16,7 @@ from typing import Any, Final, TypeGuard
 import attrs
 
 from ._describe import describe as _show
+from ._documents import load_document
 from ._outcomes import PlanError
 
 ParamValue = str | int | float | bool | tuple[str | int | float | bool, ...]
@@ -195,7 +193,12 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path, *, kinds: Iterable[str] = BUILTIN_KINDS) -> Plan:
-        """Read a plan from a TOML or YAML file (at the top level or under ``[plan]``)."""
+        """Read a plan from a TOML or YAML file (at the top level or under ``[plan]``).
+
+        Raises :class:`PlanError` naming the file for any mistake, and for a file
+        past the limits on outside data: larger than 1 MiB, nested more than 64
+        levels deep, or (YAML) a key given twice in one mapping.
+        """
         path = Path(path)
         data = load_document(path)
         where = f"{path.name}: plan"
@@ -315,57 +318,6 @@ def mermaid(initial: str, edges: Iterable[Edge]) -> str:
         lines.append(f"    {source} --> {dest}: {', '.join(triggers)}")
     lines += [f"    {t} --> [*]" for t in TERMINAL_STATES]
     return "\n".join(lines) + "\n"
-
-
-def load_document(path: Path) -> dict[str, Any]:
-    """Parse a TOML or YAML file into plain data, with errors that name the file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PlanError(str(path), f"cannot read the file ({exc.strerror or exc})") from None
-    suffix = path.suffix.lower()
-    if suffix == ".toml":
-        try:
-            return tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise PlanError(path.name, f"not valid TOML: {exc}") from None
-    if suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise PlanError(
-                path.name, "YAML needs PyYAML: pip install 'stagedretry[yaml]'"
-            ) from None
-        try:
-            data = yaml.load(raw, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
-        except yaml.YAMLError as exc:
-            raise PlanError(path.name, f"not valid YAML: {exc}") from None
-        return _expect_table(data if data is not None else {}, path.name)
-    raise PlanError(path.name, f"unknown file type {suffix!r} (expected .toml, .yaml or .yml)")
-
-
-@functools.cache
-def _yaml_loader() -> Any:
-    """PyYAML's safe loader with YAML 1.2 booleans.
-
-    YAML 1.1 reads ``on``, ``off``, ``yes`` and ``no`` as booleans, which would
-    turn a stage's ``on:`` table into the key ``True``; only ``true``/``false``
-    are booleans here.
-    """
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    bool_tag = "tag:yaml.org,2002:bool"
-    Loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != bool_tag]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    Loader.add_implicit_resolver(
-        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-    )
-    return Loader
 
 
 # -- parsing -----------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ that model response schemas use) lets ``null`` pass a ``type`` check.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
@@ -23,6 +22,7 @@ import jsonschema
 import jsonschema.validators
 from jsonschema.exceptions import ValidationError
 
+from ._limits import check_depth, loads
 from ._outcomes import FieldError, FieldErrorKind, FieldPath, ValidationFailed, json_pointer
 from ._stages import kept_part
 
@@ -32,9 +32,13 @@ _BRANCHING: Final = frozenset({"anyOf", "oneOf"})
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
-    """Parse *text* as a JSON object, or raise ``ValidationFailed`` with nothing to keep."""
+    """Parse *text* as a JSON object, or raise ``ValidationFailed`` with nothing to keep.
+
+    Strict JSON within the limits of :mod:`stagedretry._limits`: no ``NaN`` or
+    ``Infinity``, at most 64 levels deep.
+    """
     try:
-        data = json.loads(text)
+        data = loads(text)
     except ValueError as exc:
         raise ValidationFailed(
             [FieldError("", f"not valid JSON: {exc.args[0] if exc.args else exc}")], None, text=text
@@ -64,6 +68,8 @@ def _with_nullable(base: type[Any]) -> type[Any]:
 
 
 def _compile(schema: Mapping[str, Any]) -> Any:
+    # jsonschema walks a schema recursively: a deeper one is refused before it can overflow.
+    check_depth(schema)
     base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         base.check_schema(dict(schema))

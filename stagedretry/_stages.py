@@ -23,6 +23,7 @@ from typing import Any, NoReturn, Protocol
 
 import attrs
 
+from ._limits import TooDeep, check_json_depth, loads
 from ._outcomes import FieldError, FieldErrorKind, FieldPath, ValidationFailed, json_pointer
 from ._plan import Stage
 from ._results import T, WorkItem
@@ -61,6 +62,20 @@ def _no_text(response: Response) -> ValidationFailed:
     elif meta is not None and meta.finish_reason:
         why += f" (finish reason {meta.finish_reason})"
     return ValidationFailed([FieldError("", why)], None, text=None)
+
+
+def _too_deep(text: str) -> str | None:
+    """Why *text* is refused before any validator reads it, or ``None``.
+
+    An answer nested deeper than :data:`~stagedretry._limits.MAX_DEPTH` is
+    invalid as unparseable JSON is: every later walk over it (merging, the
+    journal, the output) is then bounded, whatever validator reads it.
+    """
+    try:
+        check_json_depth(text)
+    except TooDeep as exc:
+        return f"not valid JSON: {exc}"
+    return None
 
 
 def _cut_off(response: Response) -> str:
@@ -121,10 +136,10 @@ def complete_members(text: str) -> tuple[dict[str, Any], tuple[str, ...]] | None
     except ImportError:
         return None
     try:
-        complete = from_json(text[:end], allow_partial=True)
+        complete = from_json(text[:end], allow_partial=True, allow_inf_nan=False)
         # Every key the parser reached, a cut string's too: the one past the complete
         # members was cut (and its value is never kept).
-        reached = from_json(text, allow_partial="trailing-strings")
+        reached = from_json(text, allow_partial="trailing-strings", allow_inf_nan=False)
     except ValueError:
         return None
     if not isinstance(complete, dict) or not isinstance(reached, dict):
@@ -230,6 +245,9 @@ class FullStage:
     def parse(self, response: Response, state: ItemState, validator: Validator[Any]) -> Any:
         if response.text is None:
             raise _no_text(response)
+        too_deep = _too_deep(response.text)
+        if too_deep is not None:
+            raise ValidationFailed([FieldError("", too_deep)], None, text=response.text)
         if response.meta is not None and response.meta.truncated:
             return from_truncated(response, validator)
         return validate(validator, response.text, state)
@@ -433,7 +451,7 @@ def _mend(validator: Validator[Any], text: str, state: ItemState, exc: Validatio
     if not forbidden:
         raise exc
     try:
-        data = json.loads(text)
+        data = loads(text)
     except ValueError:
         raise exc from None
     for error in forbidden:
@@ -495,6 +513,9 @@ class PartialStage:
     def parse(self, response: Response, state: ItemState, validator: Validator[Any]) -> Any:
         if response.text is None:
             raise _unreadable_repair(state, _no_text(response).errors[0].message, None)
+        too_deep = _too_deep(response.text)
+        if too_deep is not None:
+            raise _unreadable_repair(state, too_deep, response.text)
         fields = repairable_fields(state.errors)
         if response.meta is not None and response.meta.truncated:
             members = complete_members(response.text)
@@ -504,7 +525,7 @@ class PartialStage:
                 response, validator, kept=state.partial, fields=fields, members=members
             )
         try:
-            answer = json.loads(response.text)
+            answer = loads(response.text)
         except ValueError as exc:
             raise _unreadable_repair(state, f"not JSON: {exc}", response.text) from None
         if not isinstance(answer, dict):

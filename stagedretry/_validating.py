@@ -3,9 +3,11 @@
 A validator says an answer is invalid the way its library does: pydantic's
 ``ValidationError`` (``Book.model_validate_json``), jsonschema's
 ``ValidationError`` (``jsonschema.validate``), a plain ``ValueError`` (which
-``json.JSONDecodeError`` is), or the engine's own :class:`ValidationFailed`.
-All of them advance the plan: they become :class:`ValidationFailed`, with the
-failing fields by path where the error names them.  Anything else a validator
+``json.JSONDecodeError`` is), or the engine's own :class:`ValidationFailed`;
+a ``RecursionError`` (a parser of the validator's own meeting an answer too deep
+to read) counts as unreadable JSON.  All of them advance the plan: they become
+:class:`ValidationFailed`, with the failing fields by path where the error
+names them.  Anything else a validator
 raises is a bug in it and fails the item, naming the validator.
 
 A validator may be ``async`` (it may need I/O, a lookup say); its awaitable is
@@ -136,6 +138,14 @@ def as_validation_failure(exc: Exception, text: str) -> ValidationFailed | None:
     if isinstance(exc, ValueError):
         # No field paths (json.JSONDecodeError is one): nothing a partial stage can repair.
         return ValidationFailed([FieldError("", describe(exc))], None, text=text)
+    if isinstance(exc, RecursionError):
+        # A validator's own parser (json.loads in a ```json block, say) met an answer too deep
+        # to read: the answer is unreadable, as invalid JSON is, not a bug of the validator.
+        return ValidationFailed(
+            [FieldError("", "the answer is nested too deeply to read (RecursionError)")],
+            None,
+            text=text,
+        )
     return None
 
 

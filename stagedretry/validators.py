@@ -67,6 +67,8 @@ def json_object(check: Callable[[dict[str, Any]], Any] | None = None) -> Validat
     """A validator that parses a JSON object and hands it to *check* (if given).
 
     *check* returns the output or raises ``ValidationFailed`` naming the fields.
+    Text that is not strict JSON (``NaN``, ``Infinity``) or nests more than 64
+    levels deep is invalid before *check* sees it.
     """
     return _JsonObjectValidator(check or _as_is)
 
@@ -118,7 +120,9 @@ def json_schema(schema: Mapping[str, Any]) -> Validator[dict[str, Any]]:
     ``null`` through.  Every bad field is reported by path: the missing key of
     ``required``, each forbidden key of ``additionalProperties: false``, and
     inside ``anyOf``/``oneOf`` the leaves of the one branch whose type fits.
-    An invalid schema, or a local ``$ref`` that resolves to nothing, raises
-    ``ValueError`` here rather than at the first answer.
+    An invalid schema, a local ``$ref`` that resolves to nothing, or a schema
+    nested more than 64 levels deep raises ``ValueError`` here rather than at
+    the first answer.  An answer that is not strict JSON (``NaN``, ``Infinity``)
+    or nests more than 64 levels deep is invalid.
     """
     return SchemaValidator(schema)

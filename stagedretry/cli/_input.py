@@ -6,6 +6,13 @@ whose result is ``failed`` with reason ``input_error`` and its line number.
 Duplicate ids are the one input mistake found before the run, since the
 journal could not tell the two items apart.
 
+Outside data is held to limits before anything walks it: a line longer than
+:data:`MAX_LINE_BYTES` or a record nested deeper than
+:data:`stagedretry._limits.MAX_DEPTH` is one failed item, as is ``NaN`` or
+``Infinity`` (not JSON).  A UTF-8 byte order mark at the start of a line (of
+the file, or of each file joined into it) is skipped; a UTF-16 or UTF-32 one
+at the start of the file stops the job (the input must be UTF-8).
+
 A line with no usable id is named ``line:N`` after its line number.  That
 name is a stand-in, not the user's: it never counts as a duplicate, and if a
 record really has that id the stand-in takes a suffix (``line:N#1``) instead.
@@ -14,19 +21,28 @@ record really has that id the stand-in takes a suffix (``line:N#1``) instead.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from .._describe import describe
+from .._limits import TooDeep, loads
 from .._outcomes import StagedRetryError
 from ._files import FileIOError
 from .pipeline import InputConfig, MissingField
 
 INPUT_ERROR = "input_error"
+MAX_LINE_BYTES: Final = 8 * 1024 * 1024
+"""The longest input line read as a record, in bytes (8 MiB: far past any model's context)."""
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
+_WIDE_BOMS: Final = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
 
 
 class InputError(StagedRetryError):
@@ -79,24 +95,24 @@ def read_input(config: InputConfig) -> list[InputRecord]:
         raise FileIOError(
             f"cannot read the input file {str(path)!r}: {exc.strerror or exc}", errno=exc.errno
         ) from None
+    for bom, encoding in _WIDE_BOMS:
+        if raw.startswith(bom):
+            raise InputError(
+                f"the input file {str(path)!r} is {encoding} text; save it as UTF-8 (JSON Lines)"
+            )
     records: list[InputRecord] = []
     # Positions in *records* of the lines without a usable id: named once every real id is known.
     nameless: list[int] = []
     id_field = config.id_field
     for number, line in enumerate(raw.splitlines(), start=1):
-        stripped = line.strip()
+        # Editors on Windows start UTF-8 files with a byte order mark, and files joined with
+        # cat keep theirs: it is not part of the record.
+        stripped = line.strip().removeprefix(_UTF8_BOM).strip()
         if not stripped:
             continue
         digest = hashlib.sha256(stripped).hexdigest()[:16]
-        problem = None
-        data: object = None
-        try:
-            data = json.loads(stripped.decode("utf-8"))
-        except UnicodeDecodeError:
-            problem = "not UTF-8 text"
-        except ValueError as exc:
-            problem = f"not valid JSON ({exc})"
-        else:
+        data, problem = _parse_line(stripped)
+        if problem is None:
             problem = _id_problem(data, id_field)
         if problem is not None:
             nameless.append(len(records))
@@ -118,6 +134,24 @@ def read_input(config: InputConfig) -> list[InputRecord]:
     for i in nameless:
         records[i] = attrs.evolve(records[i], id=_stand_in(records[i].line, taken))
     return records
+
+
+def _parse_line(line: bytes) -> tuple[object, str | None]:
+    """The record on *line*, or why there is none (never an exception: every line is one item)."""
+    if len(line) > MAX_LINE_BYTES:
+        return None, (
+            f"the line is {len(line)} bytes long, more than the limit of {MAX_LINE_BYTES} bytes"
+        )
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start + 1} of the line)"
+    try:
+        return loads(text), None
+    except TooDeep as exc:
+        return None, f"the record is {exc}"
+    except ValueError as exc:
+        return None, f"not valid JSON ({exc})"
 
 
 def _id_problem(data: object, id_field: str) -> str | None:

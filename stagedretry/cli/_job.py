@@ -47,7 +47,7 @@ from ._files import IOFailures, with_journal_hint
 from ._input import InputRecord, read_input
 from ._output import OutputError, OutputWriter
 from ._progress import LiveProgress
-from ._summary import RunStats, Summary, build_summary
+from ._summary import RunStats, Summary, build_summary, run_stats
 from .pipeline import Pipeline
 
 CANCEL_GRACE: Final = 5.0
@@ -498,7 +498,7 @@ async def _run_locked(
             results=final,
             this_run=dict(this_run),
             from_journal=len(kept),
-            runs=[RunStats.from_json(r.stats) for r in journal.runs()],
+            runs=run_stats(journal),
             cache=stats.cache,
             wall_time=wall,
             interrupted=interrupted,

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from strategies.backend import CacheClose
 
+from .._journal import Journal, JournalError
 from .._outcomes import OutcomeKind
 from .._results import ItemResult, ItemStatus, Usage
 from ._exit import ExitCode
@@ -69,12 +70,35 @@ class RunStats:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunStats:
+        """Read :meth:`to_json`'s data back; ``ValueError`` or ``TypeError`` for anything else."""
+        cache = data.get("cache")
+        if cache is not None and not (
+            isinstance(cache, Mapping)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in cache.values())
+        ):
+            raise ValueError("cache: expected a table of counts")
         return cls(
             wall_time=float(data.get("wall_time", 0.0)),
             items=int(data.get("items", 0)),
-            cache=data.get("cache"),
+            cache=cache,
             cache_tokens=int(data.get("cache_tokens", 0)),
         )
+
+
+def run_stats(journal: Journal) -> list[RunStats]:
+    """The statistics of every run *journal* records; :class:`JournalError` naming it for a row
+    that holds none."""
+    found = []
+    for record in journal.runs():
+        try:
+            found.append(RunStats.from_json(record.stats))
+        except (TypeError, ValueError) as exc:
+            raise JournalError(
+                f"the journal {str(journal.path)!r} holds a run's statistics that cannot be read "
+                f"({exc}); the file was damaged or changed outside stagedretry: move it away "
+                "to start afresh"
+            ) from None
+    return found
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ import pydantic
 from google.genai import types
 
 from stagedretry import (
+    FieldError,
     Outcome,
     Request,
     Response,
@@ -28,6 +29,7 @@ from stagedretry import (
     SharedResource,
     StageContext,
     TransientError,
+    ValidationFailed,
     settable_keys,
 )
 
@@ -203,6 +205,14 @@ class GeminiStrategy:
             raise TransientError(
                 redact(f"unreadable response: {type(exc).__name__}: {exc}", self._secrets)[:300]
             ) from exc
+        except RecursionError:
+            # The SDK reads the body, and with a JSON schema the answer too, with json.loads:
+            # nested past Python's recursion limit, that is an answer no validator could read
+            # (a model looping on "[[[[" does it), so invalid, as unreadable JSON is. The SDK
+            # raised before handing the response over: its usage cannot be recorded.
+            raise ValidationFailed(
+                [FieldError("", "unreadable response: nested too deeply to parse")], None
+            ) from None
         meta = response_meta(answer)
         usage = response_usage(answer)
         if meta.blocked or meta.finish_reason in SAFETY_FINISH_REASONS:

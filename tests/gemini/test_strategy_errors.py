@@ -54,6 +54,8 @@ BAD_ANSWERS = [
     (FaultKind.INTERNAL, sr.OutcomeKind.TRANSIENT),
     (FaultKind.UNAVAILABLE, sr.OutcomeKind.TRANSIENT),
     (FaultKind.NO_CANDIDATES, sr.OutcomeKind.INVALID),
+    # A body nested past the recursion limit cannot be read: invalid, as an unreadable answer.
+    (FaultKind.DEEP_JSON, sr.OutcomeKind.INVALID),
     (FaultKind.RATE_LIMIT, sr.OutcomeKind.RATE_LIMITED),
 ]
 
@@ -401,3 +403,31 @@ def test_user_rules_run_before_the_gemini_rules(
         assert internal.kind is sr.OutcomeKind.TRANSIENT
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("schema", [None, Book], ids=["no-schema", "schema"])
+async def test_an_answer_nested_too_deep_is_invalid_and_the_item_still_succeeds(
+    start_on_clock: Callable[..., GeminiEmulator],
+    connect: Callable[..., genai.Client],
+    virtual_clock: VirtualClock,
+    schema: type[Book] | None,
+) -> None:
+    # The answer's text nests 100,000 deep: past Python's recursion limit for any JSON parser.
+    emulator = start_on_clock(seed=2)
+    strategy = GeminiStrategy(connect(emulator), MODEL, response_schema=schema)
+    emulator.inject(Fault(kind=FaultKind.DEEP_ANSWER, at={2, 5}))
+    if schema is not None:
+        runner = ladder_runner(strategy, virtual_clock, concurrency=1)
+    else:
+        # Without a schema the emulator answers a sentence: any text is valid, the deep one not.
+        runner = sr.Runner(sr.Plan.ladder(), strategy, validator=str, clock=virtual_clock)
+    batch = await runner.run(items(6))
+    assert batch.succeeded == 6
+    bad = [
+        a for r in batch.results for a in r.attempts if a.outcome is not sr.OutcomeKind.SUCCEEDED
+    ]
+    assert [a.outcome for a in bad] == [sr.OutcomeKind.INVALID] * 2
+    assert all("nested" in (a.error or "") for a in bad)
+    if schema is None:
+        # The strategy got the text and the stage refused it: its tokens are counted.
+        assert usage_of(batch) == billed(emulator)

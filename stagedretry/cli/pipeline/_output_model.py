@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
-import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from stagedretry import PlanError, validators
+from stagedretry._limits import TooDeep, loads
 
 from ._model import canonical, sha
 
@@ -65,7 +65,9 @@ def model_digest(model: type[Any], spec: str) -> str:
 def parse_schema(text: str, name: str) -> Mapping[str, Any]:
     """The JSON Schema in *text* (the file *name*), checked for the subset the validators know."""
     try:
-        schema = json.loads(text)
+        schema = loads(text)
+    except TooDeep as exc:
+        raise PlanError("output.schema", f"{name} is {exc}") from None
     except ValueError as exc:
         raise PlanError("output.schema", f"{name} is not valid JSON: {exc}") from None
     if not isinstance(schema, dict) or schema.get("type") != "object":

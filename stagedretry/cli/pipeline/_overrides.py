@@ -7,6 +7,7 @@ import tomllib
 from typing import Any, Final
 
 from stagedretry import PlanError
+from stagedretry._limits import MAX_DEPTH, TooDeep, check_depth
 
 _SEGMENT: Final = re.compile(r'"(?P<quoted>[^"]*)"|(?P<bare>[^.\["]+)|\[(?P<index>\d+)\]')
 
@@ -48,11 +49,17 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise PlanError(f"--set {text}", "expected key.path=value")
-    split_key(key)
+    # The key's tables and the value's nest together in the pipeline: both count to the limit.
+    room = MAX_DEPTH - len(split_key(key))
+    if room < 0:
+        raise PlanError(f"--set {key}", f"the key is {TooDeep()}")
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        check_depth(value, room)
+    except (TooDeep, RecursionError):
+        raise PlanError(f"--set {key}", f"the key and value are {TooDeep()}") from None
+    except ValueError:  # not a TOML value (an integer too long to convert is not one either)
         value = raw
     return key, value
 

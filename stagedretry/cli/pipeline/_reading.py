@@ -23,7 +23,7 @@ import attrs
 
 from stagedretry import Plan, PlanError, parse_settings, settable_keys, stage_params
 from stagedretry._describe import describe
-from stagedretry._plan import load_document
+from stagedretry._documents import MAX_DOCUMENT_BYTES, load_document
 from strategies.backend import BackendError, CacheOptions
 
 from .._registry import backend_names, backend_spec
@@ -119,11 +119,19 @@ class _Reader:
         return (self.cwd if key in self.overridden else self.base) / given
 
     def text(self, path: Path, key: str) -> str:
-        """The UTF-8 text of the file *path* that *key* names."""
+        """The UTF-8 text of the file *path* that *key* names (a byte order mark skipped)."""
         try:
-            return path.read_text(encoding="utf-8")
+            return path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise self.error(key, f"cannot read {str(path)!r}: {_why(exc)}") from None
+
+
+def _size(path: Path) -> int:
+    """The size of *path* in bytes, 0 when it cannot be read (reading it then says why)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _why(exc: BaseException) -> str:
@@ -286,6 +294,11 @@ def _output(r: _Reader, table: dict[str, Any], input_: InputConfig) -> OutputCon
         return OutputConfig(path, model=spec, model_class=model_class, digest=digest)
     if "schema" in table:
         schema_path = r.path(table["schema"], "output.schema")
+        if _size(schema_path) > MAX_DOCUMENT_BYTES:
+            raise r.error(
+                "output.schema",
+                f"{str(schema_path)!r} is larger than the limit of {MAX_DOCUMENT_BYTES} bytes",
+            )
         text = r.text(schema_path, "output.schema")
         with r.located():
             schema = parse_schema(text, schema_path.name)

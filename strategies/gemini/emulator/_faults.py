@@ -9,6 +9,9 @@ import threading
 
 import attrs
 
+DEEP: int = 100_000
+"""How many arrays deep the ``deep_json`` and ``deep_answer`` faults nest."""
+
 
 class FaultKind(enum.Enum):
     """What an injected fault does to the request it hits."""
@@ -37,6 +40,8 @@ class FaultKind(enum.Enum):
     """200 with a JSON content type and the body cut in half."""
     NOT_JSON = "not_json"
     """200 with a ``text/html`` body."""
+    DEEP_JSON = "deep_json"
+    """200 whose JSON body carries an extra value nested 100,000 arrays deep."""
     CACHE_DROPPED = "cache_dropped"
     """Delete the request's cache server-side, then handle the request normally."""
     BLOCKED_PROMPT = "blocked_prompt"
@@ -49,6 +54,8 @@ class FaultKind(enum.Enum):
     """200 with the answer cut to half its tokens and ``finishReason`` MAX_TOKENS."""
     UNKNOWN_ENUM = "unknown_enum"
     """200 with ``finishReason`` "BRAND_NEW_REASON", a value the SDK does not know."""
+    DEEP_ANSWER = "deep_answer"
+    """200 whose answer text is a JSON object holding arrays nested 100,000 deep."""
     NO_CANDIDATES = "no_candidates"
     """200 with only ``usageMetadata``."""
     USAGE_DETAILS_ONLY = "usage_details_only"
@@ -67,6 +74,7 @@ CONTENT_FAULTS = frozenset(
         FaultKind.SAFETY_STOP_BY_SEVERITY,
         FaultKind.MAX_TOKENS,
         FaultKind.UNKNOWN_ENUM,
+        FaultKind.DEEP_ANSWER,
         FaultKind.NO_CANDIDATES,
         FaultKind.USAGE_DETAILS_ONLY,
     }

@@ -22,7 +22,7 @@ import attrs
 from aiohttp import web
 
 from ._caches import ExpiryStyle, cache_id_of
-from ._faults import CONTENT_FAULTS, Fault, FaultBook, FaultKind
+from ._faults import CONTENT_FAULTS, DEEP, Fault, FaultBook, FaultKind
 from ._ledger import Ledger, LedgerBook, RequestRecord
 from ._model import SimulatedModel
 from ._service import GeminiService, Reply
@@ -458,6 +458,13 @@ class GeminiEmulator:
         if kind is FaultKind.TRUNCATED_JSON:
             return web.Response(
                 status=200, text=text[: len(text) // 2], headers={"Content-Type": JSON_CONTENT_TYPE}
+            )
+        if kind is FaultKind.DEEP_JSON:
+            deep = "[" * DEEP + "]" * DEEP
+            return web.Response(
+                status=200,
+                text=f'{text[:-1]}, "deep": {deep}}}',
+                headers={"Content-Type": JSON_CONTENT_TYPE},
             )
         if kind is FaultKind.NOT_JSON:
             return web.Response(

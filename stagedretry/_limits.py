@@ -1,0 +1,108 @@
+"""Limits on outside data, and a JSON reader that holds to them.
+
+Everything read from outside (an input record, a model's answer, a journal
+row, a pipeline or plan file, a JSON Schema file) is refused with a
+``ValueError`` saying why when it breaks a limit, so that no later walk over
+an accepted value (rendering a prompt, scrubbing secrets, writing a row) can
+hit Python's recursion limit:
+
+* :data:`MAX_DEPTH` -- arrays and objects (lists and tables) nest at most 64
+  levels deep; a scalar at the top is depth 0, ``{"a": [1]}`` is depth 2.
+* JSON numbers are finite: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON
+  and could not be written back as JSON.
+
+The limits on size (a record's line, a pipeline file) live with their readers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+MAX_DEPTH: Final = 64
+"""How deep arrays and objects may nest in data read from outside."""
+
+# A JSON string (escapes included) or a bracket: the brackets inside strings are skipped.
+_TOKEN: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_TOKEN_TEXT: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+class TooDeep(ValueError):
+    """A value nests arrays and objects deeper than the limit."""
+
+    def __init__(self, limit: int = MAX_DEPTH) -> None:
+        super().__init__(f"nested more than {limit} levels deep")
+        self.limit = limit
+
+
+def check_json_depth(text: str | bytes, limit: int = MAX_DEPTH) -> None:
+    """Raise :class:`TooDeep` if the JSON *text* nests deeper than *limit*, without parsing it.
+
+    Brackets inside strings do not count.  The scan is linear and never
+    recurses, so it is safe on any input, valid JSON or not; it stops at the
+    first bracket past the limit.
+    """
+    if isinstance(text, bytes):
+        if text.count(b"[") + text.count(b"{") <= limit:
+            return  # cannot be too deep: the common case costs two scans in C
+        tokens: list[str | bytes] = [
+            m.group() for m in _TOKEN.finditer(text) if len(m.group()) == 1
+        ]
+        opens: tuple[str | bytes, ...] = (b"[", b"{")
+    else:
+        if text.count("[") + text.count("{") <= limit:
+            return
+        tokens = [m.group() for m in _TOKEN_TEXT.finditer(text) if len(m.group()) == 1]
+        opens = ("[", "{")
+    depth = 0
+    for token in tokens:
+        depth += 1 if token in opens else -1
+        if depth > limit:
+            raise TooDeep(limit)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(text: str | bytes, limit: int = MAX_DEPTH) -> Any:
+    """Parse strict JSON: no deeper than *limit*, no ``NaN`` or ``Infinity``.
+
+    Raises ``ValueError`` (``json.JSONDecodeError``, :class:`TooDeep` or a
+    plain one naming the constant) for anything else; never ``RecursionError``.
+    """
+    check_json_depth(text, limit)
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        # Not reached below the limit; kept so that no caller ever sees one.
+        raise TooDeep(limit) from None
+
+
+def check_depth(value: object, limit: int = MAX_DEPTH, *, max_nodes: int = 1_000_000) -> None:
+    """Raise :class:`TooDeep` if the parsed *value* nests deeper than *limit*.
+
+    Walks mappings, lists and tuples with a stack, not recursion.  A value
+    that holds itself (a YAML alias to its own parent) is infinitely deep.
+    More than *max_nodes* containers visited (YAML aliases can repeat a node
+    exponentially often) raise ``ValueError`` as too large.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        depth += 1
+        if depth > limit:
+            raise TooDeep(limit)
+        seen += 1
+        if seen > max_nodes:
+            raise ValueError(f"too large: more than {max_nodes} arrays and tables")
+        stack.extend((child, depth) for child in children)
