@@ -82,7 +82,7 @@ class JournalIOError(JournalError):
 _IO_CODES: Final = frozenset({3, 8, 10, 13, 14, 22})  # PERM READONLY IOERR FULL CANTOPEN NOLFS
 
 
-def _is_io(exc: sqlite3.Error) -> bool:
+def _is_io(exc: Exception) -> bool:
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _IO_CODES
 
 
