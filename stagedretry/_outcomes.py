@@ -5,13 +5,17 @@ went wrong without being classified from the outside::
 
     StagedRetryError
      ├─ PlanError (also ValueError)        a declared plan or config is wrong
-     ├─ ResourceError                      a shared resource could not be prepared
+     ├─ RunStopped(batch=)                 the run stopped on a failure of its own,
+     │   │                                 not of an item (raised by run() / a stream)
+     │   └─ ResourceError                  a shared resource could not be prepared
      ├─ ValidationFailed                   the answer does not validate        -> INVALID
      └─ AttemptError                       a strategy's verdict on one request
          ├─ TransientError                 timeout, connection, 5xx            -> TRANSIENT
          ├─ RateLimited(retry_after=)      429                                 -> RATE_LIMITED
          ├─ ResourceLost(resource=)        a shared resource vanished          -> RESOURCE_LOST
-         └─ FatalError                     bad request, auth, bug              -> FATAL
+         ├─ StopRun                        key rejected, billing, no such      -> STOP_RUN
+         │                                 model, a quota waiting cannot fix
+         └─ FatalError                     bad request, bug                    -> FATAL
 
 Other exceptions are classified by the rules in front (the user's, then the
 strategy's), then by the engine's defaults (:func:`default_outcome`): an HTTP
@@ -22,12 +26,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
 from ._http import Verdict, http_status, retry_after, transport_verdict
 from ._usage import ResponseMeta, Usage
+
+if TYPE_CHECKING:
+    from ._results import BatchResult
 
 
 class OutcomeKind(enum.Enum):
@@ -39,11 +46,18 @@ class OutcomeKind(enum.Enum):
     RATE_LIMITED = "rate_limited"
     RESOURCE_LOST = "resource_lost"
     FATAL = "fatal"
+    #: The failure belongs to the run, not to the item (the key is rejected, billing is
+    #: disabled, the model does not exist, a per-day quota is spent): the run stops.
+    STOP_RUN = "stop_run"
 
     @property
     def spends_prompt(self) -> bool:
         """Whether an attempt of this kind counts toward ``max_prompts`` (it may be billed)."""
-        return self not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST)
+        return self not in (
+            OutcomeKind.RATE_LIMITED,
+            OutcomeKind.RESOURCE_LOST,
+            OutcomeKind.STOP_RUN,
+        )
 
 
 @attrs.frozen
@@ -124,8 +138,30 @@ class PlanError(StagedRetryError, ValueError):
         super().__init__(f"{path}: {problem}" if path else problem)
 
 
-class ResourceError(StagedRetryError):
-    """A shared resource could not be prepared or renewed; the run stops."""
+class RunStopped(StagedRetryError):
+    """The run stopped on a failure of its own, not of an item; raised when the run has ended.
+
+    A :class:`StopRun` verdict on any attempt (the key rejected, billing
+    disabled, the model not found, a quota waiting cannot fix), or a shared
+    resource that cannot be prepared (:class:`ResourceError`), stops the run:
+    no new item is taken and no new request is sent; requests already out
+    finish.  Each item the stop caught ends ``cancelled`` with a reason that
+    starts ``"run stopped: "``, so a journal does not hold it as done and the
+    same run, started again once the cause is fixed, runs it.
+
+    ``str(error)`` is the cause in one sentence.  *batch* holds the run's
+    totals and, from :meth:`Runner.run`, every result that ended before the
+    stop (a stream has yielded them already); ``None`` until the run has ended.
+    """
+
+    def __init__(self, message: str, *, batch: BatchResult[Any] | None = None) -> None:
+        super().__init__(message)
+        #: The run's :class:`BatchResult`, set by the runner as the run ends.
+        self.batch: BatchResult[Any] | None = batch
+
+
+class ResourceError(RunStopped):
+    """A shared resource could not be prepared or renewed: the run stops (a :class:`RunStopped`)."""
 
 
 class ValidationFailed(StagedRetryError):
@@ -225,8 +261,22 @@ class ResourceLost(AttemptError):
         return Outcome(self.kind, str(self), resource=self.resource)
 
 
+class StopRun(AttemptError):
+    """The failure belongs to the run, not to the item: raise it to stop the run.
+
+    For what no item can mend and every later request would meet: the API key
+    rejected, billing disabled, the model not found, a per-day quota or a spend
+    cap reached.  The item ends ``cancelled`` (not final) and spends no prompt;
+    the runner takes no new item and :meth:`Runner.run` raises
+    :class:`RunStopped` with this message once the requests in flight are done.
+    Say what to fix in the message: it is what the user reads.
+    """
+
+    kind = OutcomeKind.STOP_RUN
+
+
 class FatalError(AttemptError):
-    """Retrying cannot help: a bad request, failed authentication, a bug.
+    """Retrying cannot help: a bad request, a bug.
 
     Pass ``sent=False`` when the request never went out, so it costs no prompt.
     """
@@ -264,8 +314,11 @@ def status_outcome(status: int, message: str, retry_after: float | None = None) 
     """What an HTTP error *status* means by the outcome table (``None`` for a non-error status).
 
     429 is RATE_LIMITED; 408 and 5xx (but 501 and 505, which no retry mends) are
-    TRANSIENT; any other 4xx is FATAL.  *retry_after* is the server's advised wait.
+    TRANSIENT; 401 (the credentials are rejected: no item can mend that) is
+    STOP_RUN; any other 4xx is FATAL.  *retry_after* is the server's advised wait.
     """
+    if status == 401:
+        return Outcome(OutcomeKind.STOP_RUN, message)
     if status == 429:
         return Outcome(OutcomeKind.RATE_LIMITED, message, retry_after=retry_after)
     if status == 408 or (500 <= status <= 599 and status not in (501, 505)):

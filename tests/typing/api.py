@@ -92,9 +92,7 @@ async def an_async_validator_types_the_output() -> None:
     assert_type(sr.Runner(PLAN, STRATEGY, validator=validator), sr.Runner[Book])
 
 
-def validators_of_either_kind(
-    sync: sr.Validator[Book], not_sync: sr.AsyncValidator[Book]
-) -> None:
+def validators_of_either_kind(sync: sr.Validator[Book], not_sync: sr.AsyncValidator[Book]) -> None:
     assert_type(sr.Runner(PLAN, STRATEGY, validator=sync), sr.Runner[Book])
     assert_type(sr.Runner(PLAN, STRATEGY, validator=not_sync), sr.Runner[Book])
 
@@ -113,3 +111,12 @@ async def _reads_typed_params(request: sr.Request, ctx: sr.StageContext) -> str:
     params: SamplingParams = ctx.params
     assert_type(params.temperature, float | None)
     return "{}"
+
+
+async def a_run_that_stops_keeps_its_results(runner: sr.Runner[Book]) -> None:
+    try:
+        await runner.run([("dune", "Catalogue Dune.")])
+    except sr.RunStopped as stopped:
+        assert_type(str(stopped), str)
+        assert_type(stopped.batch, sr.BatchResult[Any] | None)
+    assert_type(sr.StopRun("the key is rejected").outcome().kind, sr.OutcomeKind)
