@@ -72,6 +72,9 @@ class EmulatorSettings:
     latency: float = setting(0.0, minimum=0.0, unit="seconds")
     min_cache_tokens: int = setting(1024, minimum=0, unit="tokens")
     expiry_style: ExpiryStyle | None = setting(None)
+    # The models served (404 NOT_FOUND for any other, as the API answers a retired or
+    # misspelled name); empty serves any model name.
+    models: tuple[str, ...] = setting(())
     faults: tuple[FaultSettings, ...] = setting(())
 
 
@@ -104,6 +107,7 @@ class EmulatorBackend:
             invalid_rate=knobs.invalid_rate,
             invalid_rate_slope=knobs.invalid_rate_slope,
             latency=knobs.latency,
+            models=knobs.models or None,
         )
         for fault in knobs.faults:
             emulator.inject(fault.fault())
