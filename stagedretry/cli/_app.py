@@ -26,9 +26,10 @@ from rich.text import Text
 from strategies.backend import BackendError
 
 from .._journal import JournalError
-from .._outcomes import PlanError, ResourceError
+from .._outcomes import PlanError, RunStopped
 from .._redact import Secrets
 from ._backends import API_KEY_ENV, api_key_from_env, check_backend
+from ._exit import ExitCode
 from ._input import InputError, read_input
 from ._job import run_job
 from ._logging import LEVELS, command_logging
@@ -201,9 +202,9 @@ def _execute(
             )
         except (InputError, OutputError, JournalError, BackendError, PlanError) as exc:
             _fail(app, str(exc))
-        except ResourceError as exc:
-            log.error("run_failed", error=str(exc))
-            _fail(app, f"the run stopped: {exc}", SOME_FAILED)
+        except RunStopped as exc:  # a stop before the runner could report it in the summary
+            log.error("run_stopped", reason=str(exc))
+            _fail(app, _stopped_sentence(str(exc)), ExitCode.RUN_STOPPED)
         except OSError as exc:
             log.error("run_failed", error=str(exc))
             where = f" ({exc.filename})" if exc.filename else ""
@@ -223,7 +224,24 @@ def _execute(
         render_summary(summary, app.out)
         if after is not None:
             after()
+    if summary.stopped is not None:
+        _fail(
+            app,
+            _stopped_sentence(
+                summary.stopped, finished=summary.total - summary.left, left=summary.left
+            ),
+            summary.exit_code,
+        )
     raise SystemExit(summary.exit_code)
+
+
+def _stopped_sentence(reason: str, *, finished: int | None = None, left: int | None = None) -> str:
+    """One sentence for a run stopped by a failure of its own: the cause, what to do, the count."""
+    counts = f"; {finished} items finished, {left} left" if left is not None else ""
+    return (
+        f"the run stopped: {reason.rstrip('.')}. Fix it and run the same command again to "
+        f"finish the job{counts}"
+    )
 
 
 @main.command()

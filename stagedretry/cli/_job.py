@@ -30,6 +30,7 @@ from rich.text import Text
 from strategies.backend import Built, close_all
 
 from .._journal import Journal
+from .._outcomes import RunStopped
 from .._redact import Secrets
 from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
@@ -196,6 +197,8 @@ async def run_job(
         this_run: Counter[str] = Counter()
         cache_tokens = 0
         interrupts = _Interrupts(console, log)
+        # A failure of the run (the key, billing, the model, a quota): the summary says it.
+        stopped: RunStopped | None = None
         backend: Built | None = None
         run_id: int | None = None
         try:
@@ -275,6 +278,11 @@ async def run_job(
                                         cache_tokens = max(
                                             cache_tokens, attempt.usage.cached_tokens
                                         )
+                    except RunStopped as exc:
+                        # Every result that ended is committed and shown; those it caught
+                        # are `cancelled`, so the same command runs them again.
+                        stopped = exc
+                        log.error("run_stopped", reason=str(exc))
                     finally:
                         if timer is not None:
                             timer.cancel()
@@ -324,6 +332,7 @@ async def run_job(
             wall_time=wall,
             interrupted=interrupted,
             notes=notes,
+            stopped=None if stopped is None else str(stopped),
         )
         log.info(
             "run_end",

@@ -22,6 +22,7 @@ from strategies.backend import CacheClose
 
 from .._outcomes import OutcomeKind
 from .._results import ItemResult, ItemStatus, Usage
+from ._exit import ExitCode
 from .pipeline import Pipeline, Price
 
 PENDING: Final = "pending"
@@ -178,6 +179,8 @@ class Summary:
     output_path: Path
     journal_path: Path
     notes: tuple[str, ...] = ()
+    stopped: str | None = None
+    """The failure of the run that stopped it (the key, billing, the model, a quota), if any."""
 
     @property
     def succeeded(self) -> int:
@@ -195,8 +198,19 @@ class Summary:
         return done / self.wall_time if self.wall_time > 0 else 0.0
 
     @property
+    def left(self) -> int:
+        """Items of the input without a final result: not run yet, or ``cancelled``."""
+        final = sum(
+            self.counts.get(s.value, 0) for s in ItemStatus if s is not ItemStatus.CANCELLED
+        )
+        return self.total - final
+
+    @property
     def exit_code(self) -> int:
-        """0 when every item of the input succeeded (an empty input too), else 1."""
+        """0 when every item of the input succeeded (an empty input too), 3 when a failure
+        of the run stopped it, else 1."""
+        if self.stopped is not None:
+            return int(ExitCode.RUN_STOPPED)
         return 0 if self.succeeded == self.total else 1
 
     def to_json(self) -> dict[str, Any]:
@@ -214,6 +228,7 @@ class Summary:
             },
             "this_run": {s: self.this_run.get(s, 0) for s in STATUS_ORDER if s != PENDING},
             "interrupted": self.interrupted,
+            "stopped": self.stopped,
             "prompts": self.prompts,
             "attempts": self.attempts,
             "tokens": {
@@ -263,6 +278,7 @@ def build_summary(
     wall_time: float,
     interrupted: bool,
     notes: Iterable[str] = (),
+    stopped: str | None = None,
 ) -> Summary:
     """Add up *results* (one per item of the input that has one) into a :class:`Summary`."""
     counts: Counter[str] = Counter()
@@ -329,6 +345,7 @@ def build_summary(
         output_path=pipeline.output.path,
         journal_path=pipeline.journal.path,
         notes=tuple(notes),
+        stopped=stopped,
     )
 
 
@@ -372,10 +389,14 @@ def render_summary(summary: Summary, console: Console) -> None:
         title_justify="left",
     )
     stages.add_column("stage", no_wrap=True)
-    for header in ("tries", "ok", "invalid", "transient", "429", "lost", "fatal", "ended"):
+    # Attempts that met a failure of the run get a column only when there were some.
+    stops = any(row.outcomes.get(OutcomeKind.STOP_RUN.value) for row in summary.stages)
+    headers = ["tries", "ok", "invalid", "transient", "429", "lost", "fatal"]
+    for header in [*headers, *(["stop"] if stops else []), "ended"]:
         stages.add_column(header, justify="right", no_wrap=True)
     for row in summary.stages:
         o = row.outcomes
+        stop = [_n(o.get(OutcomeKind.STOP_RUN.value, 0))] if stops else []
         stages.add_row(
             row.name,
             _n(row.attempts),
@@ -385,6 +406,7 @@ def render_summary(summary: Summary, console: Console) -> None:
             _n(o.get(OutcomeKind.RATE_LIMITED.value, 0)),
             _n(o.get(OutcomeKind.RESOURCE_LOST.value, 0)),
             _n(o.get(OutcomeKind.FATAL.value, 0)),
+            *stop,
             _n(row.finished),
         )
 
