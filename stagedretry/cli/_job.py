@@ -282,7 +282,7 @@ async def run_job(
                         # Every result that ended is committed and shown; those it caught
                         # are `cancelled`, so the same command runs them again.
                         stopped = exc
-                        log.error("run_stopped", reason=str(exc))
+                        log.info("run_stopped", reason=str(exc))
                     finally:
                         if timer is not None:
                             timer.cancel()

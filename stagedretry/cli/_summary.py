@@ -389,14 +389,10 @@ def render_summary(summary: Summary, console: Console) -> None:
         title_justify="left",
     )
     stages.add_column("stage", no_wrap=True)
-    # Attempts that met a failure of the run get a column only when there were some.
-    stops = any(row.outcomes.get(OutcomeKind.STOP_RUN.value) for row in summary.stages)
-    headers = ["tries", "ok", "invalid", "transient", "429", "lost", "fatal"]
-    for header in [*headers, *(["stop"] if stops else []), "ended"]:
+    for header in ("tries", "ok", "invalid", "transient", "429", "lost", "fatal", "ended"):
         stages.add_column(header, justify="right", no_wrap=True)
     for row in summary.stages:
         o = row.outcomes
-        stop = [_n(o.get(OutcomeKind.STOP_RUN.value, 0))] if stops else []
         stages.add_row(
             row.name,
             _n(row.attempts),
@@ -406,7 +402,6 @@ def render_summary(summary: Summary, console: Console) -> None:
             _n(o.get(OutcomeKind.RATE_LIMITED.value, 0)),
             _n(o.get(OutcomeKind.RESOURCE_LOST.value, 0)),
             _n(o.get(OutcomeKind.FATAL.value, 0)),
-            *stop,
             _n(row.finished),
         )
 
