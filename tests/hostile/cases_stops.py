@@ -53,7 +53,10 @@ GEMINI = 'kind = "gemini"\nmodel = "gemini-2.5-flash"\nbase_url = "{emulator}"'
 
 def emulator(fault: str = "", *, model: str = "gemini-2.5-flash", models: str = "") -> str:
     """The in-process emulator backend, with one ``[[backend.emulator.faults]]`` table's body."""
-    text = f'kind = "emulator"\nmodel = "{model}"\n\n[backend.emulator]\ninvalid_rate = 0.0\ninvalid_rate_slope = 0.0\n'
+    text = (
+        f'kind = "emulator"\nmodel = "{model}"\n\n'
+        "[backend.emulator]\ninvalid_rate = 0.0\ninvalid_rate_slope = 0.0\n"
+    )
     if models:
         text += f"models = {models}\n"
     if fault:
