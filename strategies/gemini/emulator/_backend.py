@@ -92,7 +92,8 @@ class EmulatorBackend:
     name: Final = "emulator"
     section_type: Final = EmulatorSection
     params_type: Final = GeminiParams
-    neutral: Final = frozenset({"api_version", "emulator.latency"})
+    # What decides no answer: where the API is, how fast it answers, which models it serves.
+    neutral: Final = frozenset({"api_version", "emulator.latency", "emulator.models"})
     needs_api_key: Final = False
 
     def check(self, section: EmulatorSection, job: JobInputs) -> None:
