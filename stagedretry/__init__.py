@@ -14,10 +14,8 @@ from ._outcomes import (
     OutcomeKind,
     PlanError,
     RateLimited,
-    ResourceError,
     ResourceLost,
     Rule,
-    RunStopped,
     StagedRetryError,
     StopRun,
     TransientError,
@@ -47,6 +45,7 @@ from ._stages import (
     builtin_kinds,
 )
 from ._state import ItemState, Scratch
+from ._stop import ResourceError, RunStopped
 from ._strategy import (
     DeclaresParams,
     Request,

@@ -6,7 +6,8 @@ went wrong without being classified from the outside::
     StagedRetryError
      ├─ PlanError (also ValueError)        a declared plan or config is wrong
      ├─ RunStopped(batch=)                 the run stopped on a failure of its own,
-     │   │                                 not of an item (raised by run() / a stream)
+     │   │                                 not of an item (raised by run() / a stream;
+     │   │                                 defined in ``_stop``, beside the results it holds)
      │   └─ ResourceError                  a shared resource could not be prepared
      ├─ ValidationFailed                   the answer does not validate        -> INVALID
      └─ AttemptError                       a strategy's verdict on one request
@@ -26,15 +27,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TypeAlias
 
 import attrs
 
 from ._http import Verdict, http_status, retry_after, transport_verdict
 from ._usage import ResponseMeta, Usage
-
-if TYPE_CHECKING:
-    from ._results import BatchResult
 
 
 class OutcomeKind(enum.Enum):
@@ -136,32 +134,6 @@ class PlanError(StagedRetryError, ValueError):
         self.path = path
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path else problem)
-
-
-class RunStopped(StagedRetryError):
-    """The run stopped on a failure of its own, not of an item; raised when the run has ended.
-
-    A :class:`StopRun` verdict on any attempt (the key rejected, billing
-    disabled, the model not found, a quota waiting cannot fix), or a shared
-    resource that cannot be prepared (:class:`ResourceError`), stops the run:
-    no new item is taken and no new request is sent; requests already out
-    finish.  Each item the stop caught ends ``cancelled`` with a reason that
-    starts ``"run stopped: "``, so a journal does not hold it as done and the
-    same run, started again once the cause is fixed, runs it.
-
-    ``str(error)`` is the cause in one sentence.  *batch* holds the run's
-    totals and, from :meth:`Runner.run`, every result that ended before the
-    stop (a stream has yielded them already); ``None`` until the run has ended.
-    """
-
-    def __init__(self, message: str, *, batch: BatchResult[Any] | None = None) -> None:
-        super().__init__(message)
-        #: The run's :class:`BatchResult`, set by the runner as the run ends.
-        self.batch: BatchResult[Any] | None = batch
-
-
-class ResourceError(RunStopped):
-    """A shared resource could not be prepared or renewed: the run stops (a :class:`RunStopped`)."""
 
 
 class ValidationFailed(StagedRetryError):

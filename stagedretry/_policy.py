@@ -134,7 +134,7 @@ def decide(state: ItemState, index: int, plan: Plan, outcome: Outcome) -> Decisi
     if kind is OutcomeKind.FATAL:
         return Decision(Trigger.FATAL, outcome.message)
     if kind is OutcomeKind.STOP_RUN:
-        return Decision(None, outcome.message)
+        return Decision(None, outcome.message or "a failure of the run, not of the item")
     if kind is OutcomeKind.TRANSIENT:
         return _transient(state, index, plan, outcome.retry_after)
     if kind is OutcomeKind.RATE_LIMITED:

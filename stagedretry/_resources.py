@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from ._clock import Clock
-from ._outcomes import ResourceError
+from ._stop import ResourceError
 
 
 class RenewReason(enum.Enum):

@@ -31,9 +31,7 @@ from ._outcomes import (
     Outcome,
     OutcomeKind,
     PlanError,
-    ResourceError,
     Rule,
-    RunStopped,
     ValidationFailed,
     classify,
     describe,
@@ -66,6 +64,7 @@ from ._settings import stage_params
 from ._source import Source, as_work_item
 from ._stages import AsyncValidator, StageKind, Validator, builtin_kinds
 from ._state import ItemState
+from ._stop import ResourceError, RunStopped
 from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
 from ._tally import Tally
 from ._validating import CheckedValidator

@@ -247,3 +247,19 @@ def test_the_plan_checker_follows_one_item_so_refuses_a_stop() -> None:
 
     with pytest.raises(ValueError, match="STOP_RUN"):
         plan_state_machine(sr.Plan.ladder(), kinds=[K.SUCCEEDED, K.STOP_RUN])
+
+
+def test_the_policy_stops_the_run_without_firing_a_trigger() -> None:
+    from stagedretry._plan import Plan
+    from stagedretry._policy import count, decide
+    from stagedretry._state import ItemState
+
+    plan = Plan.ladder()
+    state = ItemState(sr.WorkItem("a", "p"), "full_t0", len(plan.stages), 0.0)
+    stop = sr.Outcome(K.STOP_RUN, "")
+    assert count(state, 0, stop) is False
+    assert state.prompts == 0
+    decision = decide(state, 0, plan, stop)
+    assert decision.trigger is None
+    assert decision.reason == "a failure of the run, not of the item"
+    assert decide(state, 0, plan, sr.Outcome(K.STOP_RUN, "billing")).reason == "billing"

@@ -26,8 +26,9 @@ from rich.text import Text
 from strategies.backend import BackendError
 
 from .._journal import JournalError
-from .._outcomes import PlanError, RunStopped
+from .._outcomes import PlanError
 from .._redact import Secrets
+from .._stop import RunStopped
 from ._backends import API_KEY_ENV, api_key_from_env, check_backend
 from ._exit import ExitCode
 from ._input import InputError, read_input

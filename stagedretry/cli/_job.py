@@ -30,10 +30,10 @@ from rich.text import Text
 from strategies.backend import Built, close_all
 
 from .._journal import Journal
-from .._outcomes import RunStopped
 from .._redact import Secrets
 from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
+from .._stop import RunStopped
 from ._backends import build_backend
 from ._input import InputRecord, read_input
 from ._output import OutputError, OutputWriter
