@@ -273,7 +273,9 @@ def run(
     """Run PIPELINE to the end; run it again to resume after a crash or Ctrl-C.
 
     Exit code 0 when every item succeeded, 1 when some did not, 2 on a usage or
-    configuration error.
+    configuration error, 3 when a failure of the run itself (the key rejected,
+    billing, the model not found, a per-day quota) stopped it: fix the cause and
+    run the same command again.
     """
     pairs = _overrides(
         app,
