@@ -525,6 +525,22 @@ class Runner(Generic[T]):
         for task in (*run.busy, *run.idle):
             task.cancel()
 
+    def stop(self, reason: str) -> None:
+        """Stop the run for a failure of its own, as a :class:`StopRun` verdict does.
+
+        For a cause the caller sees and no item can mend: a spend cap or a job
+        cost ceiling reached (check it in ``on_result``).  No new item is taken
+        and no new request is sent; requests in flight finish; an item that
+        would send another ends ``cancelled`` (reason ``"run stopped: <reason>"``),
+        and :meth:`run` or the stream raises :class:`RunStopped` with *reason*
+        once the run has ended.  The first stop's reason wins.  Does nothing
+        unless the runner is ``RUNNING`` or ``DRAINING``.
+        """
+        run = self._run
+        if run is None or self._state not in (RunnerState.RUNNING, RunnerState.DRAINING):
+            return
+        self._stop(run, RunStopped(reason))
+
     @property
     def fingerprint(self) -> str:
         """A short hex hash of what decides results: the plan, the stage kinds, strategy, validator.

@@ -263,3 +263,25 @@ def test_the_policy_stops_the_run_without_firing_a_trigger() -> None:
     assert decision.trigger is None
     assert decision.reason == "a failure of the run, not of the item"
     assert decide(state, 0, plan, sr.Outcome(K.STOP_RUN, "billing")).reason == "billing"
+
+
+async def test_the_caller_stops_the_run_for_a_cost_ceiling(virtual_clock: VirtualClock) -> None:
+    strategy = Slow()
+    ended: list[sr.ItemResult] = []
+
+    def ceiling(result: sr.ItemResult) -> None:
+        ended.append(result)
+        if sum(r.usage.input_tokens for r in ended) >= 50:  # five answers of 10 tokens
+            run.stop("the job's token ceiling of 50 is reached")
+
+    run = runner(strategy, virtual_clock, concurrency=2, on_result=ceiling)
+    with pytest.raises(sr.RunStopped, match="token ceiling") as stopped:
+        await run.run(items(40))
+
+    batch = stopped.value.batch
+    assert batch is not None
+    assert batch.succeeded >= 5
+    assert len(strategy.requests) <= 6  # the five, and what was in flight with the fifth
+    assert batch.items == len(strategy.requests)
+    run.stop("ignored: no run")  # between runs it does nothing
+    assert run.state is sr.RunnerState.IDLE

@@ -120,3 +120,4 @@ async def a_run_that_stops_keeps_its_results(runner: sr.Runner[Book]) -> None:
         assert_type(str(stopped), str)
         assert_type(stopped.batch, sr.BatchResult[Any] | None)
     assert_type(sr.StopRun("the key is rejected").outcome().kind, sr.OutcomeKind)
+    assert_type(runner.stop("the spend cap is reached"), None)
