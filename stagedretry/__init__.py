@@ -14,10 +14,10 @@ from ._outcomes import (
     OutcomeKind,
     PlanError,
     RateLimited,
-    ResourceError,
     ResourceLost,
     Rule,
     StagedRetryError,
+    StopRun,
     TransientError,
     ValidationFailed,
     json_pointer,
@@ -46,6 +46,7 @@ from ._stages import (
     builtin_kinds,
 )
 from ._state import ItemState, Scratch
+from ._stop import ResourceError, RunStopped
 from ._strategy import (
     DeclaresParams,
     Request,
@@ -90,6 +91,7 @@ __all__ = [
     "ResponseMeta",
     "ResultStream",
     "Rule",
+    "RunStopped",
     "Runner",
     "RunnerState",
     "Scratch",
@@ -99,6 +101,7 @@ __all__ = [
     "StageContext",
     "StageKind",
     "StagedRetryError",
+    "StopRun",
     "Strategy",
     "SystemClock",
     "TransientError",

@@ -5,13 +5,18 @@ went wrong without being classified from the outside::
 
     StagedRetryError
      ├─ PlanError (also ValueError)        a declared plan or config is wrong
-     ├─ ResourceError                      a shared resource could not be prepared
+     ├─ RunStopped(batch=)                 the run stopped on a failure of its own,
+     │   │                                 not of an item (raised by run() / a stream;
+     │   │                                 defined in ``_stop``, beside the results it holds)
+     │   └─ ResourceError                  a shared resource could not be prepared
      ├─ ValidationFailed                   the answer does not validate        -> INVALID
      └─ AttemptError                       a strategy's verdict on one request
          ├─ TransientError                 timeout, connection, 5xx            -> TRANSIENT
          ├─ RateLimited(retry_after=)      429                                 -> RATE_LIMITED
          ├─ ResourceLost(resource=)        a shared resource vanished          -> RESOURCE_LOST
-         └─ FatalError                     bad request, auth, bug              -> FATAL
+         ├─ StopRun                        key rejected, billing, no such      -> STOP_RUN
+         │                                 model, a quota waiting cannot fix
+         └─ FatalError                     bad request, bug                    -> FATAL
 
 Other exceptions are classified by the rules in front (the user's, then the
 strategy's), then by the engine's defaults (:func:`default_outcome`): an HTTP
@@ -39,11 +44,18 @@ class OutcomeKind(enum.Enum):
     RATE_LIMITED = "rate_limited"
     RESOURCE_LOST = "resource_lost"
     FATAL = "fatal"
+    #: The failure belongs to the run, not to the item (the key is rejected, billing is
+    #: disabled, the model does not exist, a per-day quota is spent): the run stops.
+    STOP_RUN = "stop_run"
 
     @property
     def spends_prompt(self) -> bool:
         """Whether an attempt of this kind counts toward ``max_prompts`` (it may be billed)."""
-        return self not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST)
+        return self not in (
+            OutcomeKind.RATE_LIMITED,
+            OutcomeKind.RESOURCE_LOST,
+            OutcomeKind.STOP_RUN,
+        )
 
 
 @attrs.frozen
@@ -122,10 +134,6 @@ class PlanError(StagedRetryError, ValueError):
         self.path = path
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path else problem)
-
-
-class ResourceError(StagedRetryError):
-    """A shared resource could not be prepared or renewed; the run stops."""
 
 
 class ValidationFailed(StagedRetryError):
@@ -225,8 +233,22 @@ class ResourceLost(AttemptError):
         return Outcome(self.kind, str(self), resource=self.resource)
 
 
+class StopRun(AttemptError):
+    """The failure belongs to the run, not to the item: raise it to stop the run.
+
+    For what no item can mend and every later request would meet: the API key
+    rejected, billing disabled, the model not found, a per-day quota or a spend
+    cap reached.  The item ends ``cancelled`` (not final) and spends no prompt;
+    the runner takes no new item and :meth:`Runner.run` raises
+    :class:`RunStopped` with this message once the requests in flight are done.
+    Say what to fix in the message: it is what the user reads.
+    """
+
+    kind = OutcomeKind.STOP_RUN
+
+
 class FatalError(AttemptError):
-    """Retrying cannot help: a bad request, failed authentication, a bug.
+    """Retrying cannot help: a bad request, a bug.
 
     Pass ``sent=False`` when the request never went out, so it costs no prompt.
     """
@@ -264,8 +286,11 @@ def status_outcome(status: int, message: str, retry_after: float | None = None) 
     """What an HTTP error *status* means by the outcome table (``None`` for a non-error status).
 
     429 is RATE_LIMITED; 408 and 5xx (but 501 and 505, which no retry mends) are
-    TRANSIENT; any other 4xx is FATAL.  *retry_after* is the server's advised wait.
+    TRANSIENT; 401 (the credentials are rejected: no item can mend that) is
+    STOP_RUN; any other 4xx is FATAL.  *retry_after* is the server's advised wait.
     """
+    if status == 401:
+        return Outcome(OutcomeKind.STOP_RUN, message)
     if status == 429:
         return Outcome(OutcomeKind.RATE_LIMITED, message, retry_after=retry_after)
     if status == 408 or (500 <= status <= 599 and status not in (501, 505)):

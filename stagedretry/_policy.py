@@ -22,6 +22,8 @@ RESOURCE_LOST  ``resource_lost``, renew for every worker    ``max_resource_lost`
                                                             row (only a served request
                                                             breaks the row), then ``abort``
 FATAL          ``fatal``                                    --
+STOP_RUN       no trigger: the item ends ``cancelled``      --
+               (not final) and the run stops
 =============  ===========================================  ===========================
 """
 
@@ -37,6 +39,7 @@ __all__ = [
     "BUDGET_SPENT",
     "DEADLINE_PASSED",
     "NOTHING_TO_REPAIR",
+    "STOPPED",
     "Decision",
     "before_request",
     "build_failed",
@@ -49,7 +52,9 @@ __all__ = [
 class Decision:
     """What follows one attempt (or one step that sent nothing).
 
-    *trigger* is fired on the plan's machine.  *reason* says why the item ends,
+    *trigger* is fired on the plan's machine; ``None`` fires nothing: the run
+    stops (*reason* says why) and the item ends ``cancelled``, not final, so a
+    later run takes it again.  *reason* says why the item ends,
     if the trigger ends it (``None``: the terminal state's usual reason).
     *wait* is in seconds: exactly that long, or with *jitter* a uniform draw
     from ``[0, wait]``.  With *pause_all* the wait is a cooldown every worker
@@ -57,7 +62,7 @@ class Decision:
     asks for the lost shared resource to be renewed before the next request.
     """
 
-    trigger: Trigger
+    trigger: Trigger | None
     reason: str | None = None
     wait: float = 0.0
     jitter: bool = attrs.field(default=False, kw_only=True)
@@ -72,6 +77,8 @@ RENEW = Decision(Trigger.RESOURCE_LOST, renew=True)
 BUDGET_SPENT = Decision(Trigger.EXHAUST, "budget spent")
 DEADLINE_PASSED = Decision(Trigger.EXHAUST, "deadline passed")
 NOTHING_TO_REPAIR = Decision(Trigger.SKIP, "nothing left to repair")
+#: The run has stopped: the item sends nothing more and ends ``cancelled``.
+STOPPED = Decision(None)
 
 
 def before_request(state: ItemState, plan: Plan, now: float) -> Decision | None:
@@ -126,6 +133,8 @@ def decide(state: ItemState, index: int, plan: Plan, outcome: Outcome) -> Decisi
         return INVALID
     if kind is OutcomeKind.FATAL:
         return Decision(Trigger.FATAL, outcome.message)
+    if kind is OutcomeKind.STOP_RUN:
+        return Decision(None, outcome.message or "a failure of the run, not of the item")
     if kind is OutcomeKind.TRANSIENT:
         return _transient(state, index, plan, outcome.retry_after)
     if kind is OutcomeKind.RATE_LIMITED:
@@ -146,9 +155,7 @@ def decide(state: ItemState, index: int, plan: Plan, outcome: Outcome) -> Decisi
     return RENEW
 
 
-def _transient(
-    state: ItemState, index: int, plan: Plan, retry_after: float | None
-) -> Decision:
+def _transient(state: ItemState, index: int, plan: Plan, retry_after: float | None) -> Decision:
     stage = plan.stages[index]
     sent = state.attempts_at[index]
     if stage.max_attempts is not None and sent >= stage.max_attempts:

@@ -22,8 +22,8 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol, runtime_checkable
 
 from ._clock import Clock
-from ._outcomes import ResourceError
 from ._redact import Secrets
+from ._stop import ResourceError
 
 PREPARE_TIMEOUT: Final = 120.0
 """Seconds one ``prepare`` or ``renew`` may take (creating a large Gemini cache takes a few)."""

@@ -157,10 +157,16 @@ class JournalRun:
         line, digest = self._pending.pop(result.id, (None, ""))
         self._journal.record(result, line=line, digest=digest, run=self.run)
 
-    def end(self, batch: BatchResult) -> None:
-        """Record the end of the run with *batch*'s totals; close the journal if opened here."""
+    def end(self, batch: BatchResult, *, stopped: str | None = None) -> None:
+        """Record the end of the run with *batch*'s totals; close the journal if opened here.
+
+        *stopped* is the failure of the run that stopped it, if one did.
+        """
         try:
-            self._journal.end_run(self.run, run_stats(batch))
+            stats = run_stats(batch)
+            if stopped is not None:
+                stats["stopped"] = stopped
+            self._journal.end_run(self.run, stats)
         finally:
             self._close()
 

@@ -44,6 +44,7 @@ from ._plan import Plan, Trigger
 from ._policy import (
     DEADLINE_PASSED,
     NOTHING_TO_REPAIR,
+    STOPPED,
     Decision,
     before_request,
     build_failed,
@@ -68,6 +69,7 @@ from ._settings import stage_params
 from ._source import Source, as_work_item
 from ._stages import AsyncValidator, StageKind, Validator, builtin_kinds
 from ._state import ItemState
+from ._stop import ResourceError, RunStopped
 from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
 from ._tally import Tally
 from ._validating import CheckedValidator
@@ -89,7 +91,8 @@ class RunnerState(enum.Enum):
 
     ``IDLE`` (created, or between runs) -> ``RUNNING`` (:meth:`Runner.run`, or
     :meth:`Runner.stream` until its stream ends, is closed or is dropped) ->
-    ``DRAINING`` (:meth:`Runner.drain`) or ``CANCELLING`` (:meth:`Runner.cancel`,
+    ``DRAINING`` (:meth:`Runner.drain`, or a failure of the run: see
+    :class:`RunStopped`) or ``CANCELLING`` (:meth:`Runner.cancel`,
     or a stream abandoned mid-run) -> ``IDLE`` once the run has ended.
     :meth:`Runner.aclose`, or leaving ``async with runner``, makes it ``CLOSED``
     for good: a closed runner refuses to run.
@@ -122,6 +125,7 @@ class _Run:
         "previous",
         "producer",
         "started",
+        "stop",
         "stream",
         "tally",
     )
@@ -144,6 +148,8 @@ class _Run:
         self.journal_run: JournalRun | None = None
         # The stream reading this run, held weakly: a dropped stream must still be collected.
         self.stream: weakref.ref[ResultStream[Any]] | None = None
+        # The failure of the run itself that stopped it, raised once the run has ended.
+        self.stop: RunStopped | None = None
 
 
 # How long (on the runner's clock, in seconds) a run, or aclose(), waits for an abandoned or
@@ -229,9 +235,9 @@ class ResultStream(AsyncIterator[ItemResult[T]], Generic[T]):
             self._done = True
             # Gathered, not awaited: a producer stopped from outside must not cancel its reader.
             await asyncio.gather(self._producer, return_exceptions=True)
+            self.batch = got.batch
             if got.error is not None:
                 raise got.error
-            self.batch = got.batch
             raise StopAsyncIteration
         return got
 
@@ -290,7 +296,11 @@ async def _produce(
     except Exception as exc:
         await queue.put(_End(exc))
     else:
-        await queue.put(_End(None, tally.batch((), runner._clock.monotonic())))
+        batch = tally.batch((), runner._clock.monotonic())
+        stop = run.stop
+        if stop is not None:
+            stop.batch = batch
+        await queue.put(_End(stop, batch))
 
 
 class EventLogger(Protocol):
@@ -533,6 +543,22 @@ class Runner(Generic[T]):
         for task in (*run.busy, *run.idle):
             task.cancel()
 
+    def stop(self, reason: str) -> None:
+        """Stop the run for a failure of its own, as a :class:`StopRun` verdict does.
+
+        For a cause the caller sees and no item can mend: a spend cap or a job
+        cost ceiling reached (check it in ``on_result``).  No new item is taken
+        and no new request is sent; requests in flight finish; an item that
+        would send another ends ``cancelled`` (reason ``"run stopped: <reason>"``),
+        and :meth:`run` or the stream raises :class:`RunStopped` with *reason*
+        once the run has ended.  The first stop's reason wins.  Does nothing
+        unless the runner is ``RUNNING`` or ``DRAINING``.
+        """
+        run = self._run
+        if run is None or self._state not in (RunnerState.RUNNING, RunnerState.DRAINING):
+            return
+        self._stop(run, RunStopped(reason))
+
     @property
     def fingerprint(self) -> str:
         """A short hex hash of what decides results: the plan, the stage kinds, strategy, validator.
@@ -613,17 +639,26 @@ class Runner(Generic[T]):
         counts them and ``journal.results()`` gives every result.  Each result is
         committed to the journal as its item ends, before ``on_result`` sees it.
 
-        Raises ``RuntimeError`` if the runner is already running or is closed;
-        an abandoned stream's run still ending is waited for first.  Raises
-        :class:`JournalError` if the journal cannot be opened (another run holds it).
+        Raises :class:`RunStopped` once the run has ended if a failure of the run
+        itself (a :class:`StopRun` verdict, a resource that cannot be prepared)
+        stopped it; its ``batch`` holds every result that ended, those the stop
+        caught as ``cancelled``.  Raises ``RuntimeError`` if the runner is
+        already running or is closed; an abandoned stream's run still ending is
+        waited for first.  Raises :class:`JournalError` if the journal cannot be
+        opened (another run holds it).
         """
         results: list[ItemResult] = []
 
         async def emit(result: ItemResult) -> None:
             results.append(result)
 
-        tally = await self._drive(self._claim(journal), items, emit)
-        return tally.batch(tuple(results), self._clock.monotonic())
+        run = self._claim(journal)
+        tally = await self._drive(run, items, emit)
+        batch = tally.batch(tuple(results), self._clock.monotonic())
+        if run.stop is not None:
+            run.stop.batch = batch
+            raise run.stop
+        return batch
 
     def stream(self, items: Items, *, journal: Journal | None = None) -> ResultStream[T]:
         """Yield results as items end, in completion order, with bounded memory.
@@ -632,6 +667,9 @@ class Runner(Generic[T]):
         and each result is committed before it is yielded.  The runner is
         ``RUNNING`` from this call until the stream ends, is closed or is
         dropped; raises ``RuntimeError`` if it is already running or is closed.
+        A run stopped by a failure of its own yields every result that ended,
+        then raises :class:`RunStopped` instead of ending (``stream.batch`` and
+        the error's ``batch`` hold the totals).
         """
         # Claimed now, not at the first read: a drain() in between must hold.
         return ResultStream(self, self._claim(journal), items)
@@ -697,7 +735,10 @@ class Runner(Generic[T]):
         journal_run, run.journal_run = run.journal_run, None
         if journal_run is not None:
             run.tally.resumed = journal_run.resumed
-            journal_run.end(run.tally.batch((), self._clock.monotonic()))
+            journal_run.end(
+                run.tally.batch((), self._clock.monotonic()),
+                stopped=None if run.stop is None else str(run.stop),
+            )
 
     def _ended(self, run: _Run, result: ItemResult) -> None:
         run.tally.add(result)
@@ -706,6 +747,15 @@ class Runner(Generic[T]):
             run.journal_run.commit(result)
         if self._on_result is not None:
             self._on_result(result)
+
+    def _stop(self, run: _Run, error: RunStopped) -> None:
+        """A failure of the run itself: take no new items, send no new request (first one wins)."""
+        if run.stop is None:
+            run.stop = error
+            if self._log is not None:
+                self._log.info("run_stopping", reason=str(error))
+        if self._run is run and self._state is RunnerState.RUNNING:
+            self.drain()
 
     def _stopping(self) -> bool:
         # A method, not the attribute: the state changes while a worker awaits.
@@ -765,16 +815,28 @@ class Runner(Generic[T]):
             while True:
                 index = compiled.stage_index[state.state]
                 tried: _Tried | None = None
-                # The clock is read only for a plan with a deadline: this runs before every request.
-                now = clock.monotonic() if deadline is not None else 0.0
-                decision = before_request(state, plan, now)
+                if run.stop is not None:
+                    decision: Decision | None = STOPPED
+                else:
+                    # The clock is read only for a plan with a deadline: this runs before
+                    # every request.
+                    now = clock.monotonic() if deadline is not None else 0.0
+                    decision = before_request(state, plan, now)
                 if decision is None:
-                    step = await self._attempt(state, index, deadline, log)
+                    step = await self._attempt(run, state, index, deadline, log)
                     if isinstance(step, Decision):
                         decision = step
                     else:
                         tried = step
                         decision = decide(state, index, plan, step.outcome)
+                if decision.trigger is None:
+                    # A failure of the run, not of this item: it is not final, and a later
+                    # run takes it again.
+                    if decision.reason is not None:
+                        self._stop(run, RunStopped(decision.reason))
+                    return self._result(
+                        state, f"run stopped: {run.stop}", status=ItemStatus.CANCELLED
+                    )
                 after = self._fire(run.tally, state, decision.trigger, log)
                 if after not in compiled.stage_index:
                     reason = decision.reason
@@ -788,7 +850,10 @@ class Runner(Generic[T]):
                 elif decision.jitter or decision.wait:
                     await self._sleep(self._draw(decision), deadline)
                 if decision.renew and tried is not None:
-                    await self._pool.lost(tried.outcome.resource, tried.generations, clock)
+                    try:
+                        await self._pool.lost(tried.outcome.resource, tried.generations, clock)
+                    except ResourceError as exc:
+                        self._stop(run, exc)
         except asyncio.CancelledError:
             cancelled = self._result(state, "cancelled", status=ItemStatus.CANCELLED)
             run.cancelled.append(cancelled)
@@ -799,7 +864,12 @@ class Runner(Generic[T]):
         return self._random.uniform(0, decision.wait) if decision.jitter else decision.wait
 
     async def _attempt(
-        self, state: ItemState, index: int, deadline: float | None, log: EventLogger | None
+        self,
+        run: _Run,
+        state: ItemState,
+        index: int,
+        deadline: float | None,
+        log: EventLogger | None,
     ) -> _Tried | Decision:
         """One attempt: build, call, read and classify; a Decision when nothing was sent."""
         plan = self.plan
@@ -818,9 +888,15 @@ class Runner(Generic[T]):
             if deadline is not None and clock.monotonic() >= deadline:
                 return DEADLINE_PASSED
         if self._pool:
-            handles, generations = await self._pool.current(clock)
+            try:
+                handles, generations = await self._pool.current(clock)
+            except ResourceError as exc:
+                self._stop(run, exc)
+                return STOPPED
         else:
             handles, generations = _NO_HANDLES, ()
+        if run.stop is not None:
+            return STOPPED  # it stopped while this item waited: nothing more is sent
         number = len(state.attempts) + 1
         ctx = StageContext(item, state, stage, plan, handles, clock, number, self._params[index])
         timeout = stage.timeout or plan.timeout

@@ -2,8 +2,9 @@
 
 Answers a flat JSON object whose fields are declared by name and type.  Each
 field is invalid with a probability that falls as the temperature is lowered;
-requests can also fail with transient errors or rate limits, after a latency
-slept on the engine's clock.  Everything is decided by a seeded hash of the
+requests can also fail with transient errors or rate limits, or stop the run
+(``stop_rate``, as a rejected key would), after a latency slept on the
+engine's clock.  Everything is decided by a seeded hash of the
 request, so a run is reproducible.
 """
 
@@ -24,6 +25,7 @@ from stagedretry import (
     Request,
     Response,
     StageContext,
+    StopRun,
     TransientError,
     Usage,
     ValidationFailed,
@@ -60,6 +62,8 @@ class SimModel:
     retry_after: float = 1.0
     latency: float = 0.0
     instructions_tokens: int = 0
+    #: The chance that a request meets a failure of the run (a :class:`StopRun`).
+    stop_rate: float = 0.0
 
 
 class SimStrategy:
@@ -87,6 +91,10 @@ class SimStrategy:
             await ctx.clock.sleep(m.latency)
         temperature = params_of(ctx, SamplingParams).temperature or 0.0
         key = (m.seed, request.item_id, request.stage.name, ctx.attempt)
+        if m.stop_rate and _unit(*key, "stop") < m.stop_rate:
+            raise StopRun(
+                "the simulated key was rejected (backend.sim.stop_rate; set it to 0 to go on)"
+            )
         if m.rate_limit_rate and _unit(*key, "429") < m.rate_limit_rate:
             raise RateLimited("simulated 429", retry_after=m.retry_after)
         prompt_tokens = count_tokens(request.prompt) + m.instructions_tokens
@@ -116,9 +124,9 @@ class SimStrategy:
         return None
 
     def fingerprint_data(self) -> Mapping[str, object]:
-        """The model's knobs but its latency, which only delays an answer (for a journal)."""
+        """The model's knobs but its latency and its run stops, which decide no answer."""
         knobs = attrs.asdict(self.model, recurse=False)
-        del knobs["latency"]
+        del knobs["latency"], knobs["stop_rate"]
         knobs["fields"] = {name: typ.__name__ for name, typ in self.model.fields.items()}
         return knobs
 
@@ -180,6 +188,8 @@ class SimSettings:
     rate_limit_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
     retry_after: float = setting(1.0, minimum=0.0, maximum=3600.0, unit="seconds")
     latency: float = setting(0.0, minimum=0.0, maximum=3600.0, unit="seconds")
+    # Provokes a failure of the run (as a rejected key would), to try a stop and its resume.
+    stop_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
 
 
 @attrs.frozen
@@ -224,7 +234,7 @@ class SimBackend:
     name: Final = "sim"
     section_type: Final = SimSection
     params_type: Final = SamplingParams
-    neutral: Final = frozenset({"sim.latency"})
+    neutral: Final = frozenset({"sim.latency", "sim.stop_rate"})
     needs_api_key: Final = False
 
     def check(self, section: SimSection, job: JobInputs) -> None:

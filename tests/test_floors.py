@@ -22,9 +22,7 @@ PROVIDERS = ROOT / "strategies"
 
 
 def _modules(top: Path, *, skip: Path | None = None) -> list[Path]:
-    return sorted(
-        p for p in top.rglob("*.py") if skip is None or not p.is_relative_to(skip)
-    )
+    return sorted(p for p in top.rglob("*.py") if skip is None or not p.is_relative_to(skip))
 
 
 def _imports(path: Path) -> Iterator[tuple[int, str, tuple[str, ...]]]:

@@ -101,7 +101,7 @@ class TestHttpxStatus:
             (529, K.TRANSIENT),  # Anthropic's "overloaded"
             (429, K.RATE_LIMITED),
             (400, K.FATAL),
-            (401, K.FATAL),
+            (401, K.STOP_RUN),
             (403, K.FATAL),
             (404, K.FATAL),
             (422, K.FATAL),
@@ -177,7 +177,7 @@ class TestAiohttp:
 
     @pytest.mark.parametrize(
         ("status", "kind"),
-        [(503, K.TRANSIENT), (500, K.TRANSIENT), (429, K.RATE_LIMITED), (401, K.FATAL)],
+        [(503, K.TRANSIENT), (500, K.TRANSIENT), (429, K.RATE_LIMITED), (401, K.STOP_RUN)],
     )
     def test_response_errors_map_by_status(self, status: int, kind: K) -> None:
         assert default_outcome(aiohttp_response_error(status)).kind is kind

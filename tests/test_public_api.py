@@ -52,6 +52,7 @@ STAGEDRETRY = [
     "ResultStream",
     "Rule",
     "Runner",
+    "RunStopped",
     "RunnerState",
     "Scratch",
     "Secrets",
@@ -60,6 +61,7 @@ STAGEDRETRY = [
     "StageContext",
     "StageKind",
     "StagedRetryError",
+    "StopRun",
     "Strategy",
     "SystemClock",
     "TransientError",
@@ -130,17 +132,22 @@ def test_exception_hierarchy() -> None:
     sr = stagedretry
     assert issubclass(sr.PlanError, sr.StagedRetryError)
     assert issubclass(sr.PlanError, ValueError)
-    assert issubclass(sr.ResourceError, sr.StagedRetryError)
+    assert issubclass(sr.ResourceError, sr.RunStopped)
+    assert issubclass(sr.RunStopped, sr.StagedRetryError)
     assert issubclass(sr.ValidationFailed, sr.StagedRetryError)
     assert issubclass(sr.JournalError, sr.StagedRetryError)
     assert issubclass(sr.JournalIOError, sr.JournalError)
-    for error in (sr.TransientError, sr.RateLimited, sr.ResourceLost, sr.FatalError):
+    for error in (sr.TransientError, sr.RateLimited, sr.ResourceLost, sr.StopRun, sr.FatalError):
         assert issubclass(error, sr.AttemptError)
     assert issubclass(sr.AttemptError, sr.StagedRetryError)
     assert sr.RateLimited("429", retry_after=2.5).outcome() == sr.Outcome(
         sr.OutcomeKind.RATE_LIMITED, "429", retry_after=2.5
     )
     assert sr.ResourceLost(resource="cache").outcome().resource == "cache"
+    assert sr.StopRun("key rejected").outcome() == sr.Outcome(
+        sr.OutcomeKind.STOP_RUN, "key rejected"
+    )
+    assert not sr.OutcomeKind.STOP_RUN.spends_prompt
 
 
 def test_outcome_kinds_are_closed() -> None:
@@ -153,6 +160,7 @@ def test_outcome_kinds_are_closed() -> None:
         "rate_limited": False,
         "resource_lost": False,
         "fatal": True,
+        "stop_run": False,
     }
     assert [s.value for s in stagedretry.ItemStatus] == [
         "succeeded",

@@ -193,4 +193,3 @@ def test_json_schema_refuses_an_invalid_schema_up_front() -> None:
     """A schema its own draft's meta-schema refuses fails when the validator is built."""
     with pytest.raises(ValueError, match="minLength"):
         sr.validators.json_schema({"type": "object", "minLength": -1})
-

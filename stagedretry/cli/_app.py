@@ -37,9 +37,10 @@ from rich.text import Text
 from strategies.backend import BackendError
 
 from .._journal import JournalError, JournalIOError
-from .._outcomes import PlanError, ResourceError
+from .._outcomes import PlanError
 from .._plan import DEFAULT_TIMEOUT
 from .._redact import Secrets
+from .._stop import RunStopped
 from ._backends import API_KEY_ENV, api_key_from_env, check_backend, command_secrets, short_keys
 from ._exit import ExitCode
 from ._files import FileIOError, IOFailures, advised
@@ -259,9 +260,9 @@ def _execute(
             )
         except (InputError, OutputBusy, JournalError, BackendError, PlanError) as exc:
             _fail(app, str(exc))
-        except ResourceError as exc:
-            log.error("run_failed", error=str(exc))
-            _fail(app, f"the run stopped: {exc}", SOME_FAILED)
+        except RunStopped as exc:  # a stop before the runner could report it in the summary
+            log.error("run_stopped", reason=str(exc))
+            _fail(app, _stopped_sentence(str(exc)), ExitCode.RUN_STOPPED)
         except OSError as exc:
             log.error("run_failed", error=str(exc))
             where = f" ({exc.filename})" if exc.filename else ""
@@ -292,8 +293,22 @@ def _execute(
             app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
         else:
             render_summary(summary, app.out)
-            if after is not None and not failures:
+            if after is not None and not failures and summary.run_failure is None:
                 after()
+        if summary.run_failure is not None:
+            app.err.print(
+                Text.assemble(
+                    ("error: ", "bold red"),
+                    app.secrets.text(
+                        _stopped_sentence(
+                            summary.run_failure,
+                            finished=summary.total - summary.left,
+                            left=summary.left,
+                        )
+                    ),
+                ),
+                soft_wrap=True,
+            )
         if failures:
             # The summary first (every result it counts is in the journal), then what failed.
             first, *more = (app.secrets.text(m) for m in failures.messages)
@@ -304,6 +319,15 @@ def _execute(
         # Work that ignored its cancellation: Python's own exit would wait for it.
         exit_now(code)
     raise SystemExit(code)
+
+
+def _stopped_sentence(reason: str, *, finished: int | None = None, left: int | None = None) -> str:
+    """One sentence for a run stopped by a failure of its own: the cause, what to do, the count."""
+    counts = f"; {finished} items finished, {left} left" if left is not None else ""
+    return (
+        f"the run stopped: {reason.rstrip('.')}. Fix it and run the same command again to "
+        f"finish the job{counts}"
+    )
 
 
 @main.command()

@@ -41,6 +41,7 @@ from .._journal import Journal, JournalError
 from .._redact import Secrets
 from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
+from .._stop import RunStopped
 from ._backends import build_backend, command_secrets
 from ._exit import ExitCode, for_signal
 from ._files import IOFailures, with_journal_hint
@@ -331,6 +332,8 @@ async def _run_locked(
         this_run: Counter[str] = Counter()
         cache_tokens = 0
         interrupts = _Interrupts(console, log)
+        # A failure of the run (the key, billing, the model, a quota): the summary says it.
+        run_failure: RunStopped | None = None
         backend: Built | None = None
         run_id: int | None = None
         # Items whose commit failed: not done, so neither shown nor written.
@@ -445,6 +448,11 @@ async def _run_locked(
 
                     try:
                         await _until_given_up(consume(), interrupts, log)
+                    except RunStopped as exc:
+                        # Every result that ended is committed and shown; those it caught
+                        # are `cancelled`, so the same command runs them again.
+                        run_failure = exc
+                        log.info("run_stopped", reason=str(exc))
                     finally:
                         if timer is not None:
                             timer.cancel()
@@ -505,6 +513,7 @@ async def _run_locked(
             stopped=interrupts.stopped,
             given_up=interrupts.given_up.is_set(),
             notes=notes,
+            run_failure=None if run_failure is None else str(run_failure),
         )
         log.info(
             "run_end",

@@ -207,6 +207,8 @@ class Summary:
     """What stopped the run early, as its exit code (a signal's, or 124 for ``run.deadline``)."""
     given_up: bool = False
     """Items in flight were left running: they ignored their cancellation."""
+    run_failure: str | None = None
+    """The failure of the run that stopped it (the key, billing, the model, a quota), if any."""
 
     @property
     def succeeded(self) -> int:
@@ -232,10 +234,14 @@ class Summary:
     def exit_code(self) -> int:
         """0 when every item of the input succeeded (an empty input too), else 1.
 
-        A run stopped early (by a signal or ``run.deadline``) with items left
-        returns the stop's code instead (130, 143, 129 or 124): run the same
-        command again to finish.  See :class:`ExitCode`.
+        A failure of the run that stopped it returns 3 (``RUN_STOPPED``): fix the
+        cause and run the same command again.  A run stopped early (by a signal
+        or ``run.deadline``) with items left returns the stop's code instead
+        (130, 143, 129 or 124): run the same command again to finish.  See
+        :class:`ExitCode`.
         """
+        if self.run_failure is not None:
+            return int(ExitCode.RUN_STOPPED)
         if self.stopped is not None and self.left:
             return int(self.stopped)
         return int(ExitCode.OK if self.succeeded == self.total else ExitCode.SOME_FAILED)
@@ -256,6 +262,7 @@ class Summary:
             "this_run": {s: self.this_run.get(s, 0) for s in STATUS_ORDER if s != PENDING},
             "interrupted": self.interrupted,
             "stopped_by": self.stopped.name.lower() if self.stopped is not None else None,
+            "run_failure": self.run_failure,
             "prompts": self.prompts,
             "attempts": self.attempts,
             "tokens": {
@@ -307,6 +314,7 @@ def build_summary(
     notes: Iterable[str] = (),
     stopped: ExitCode | None = None,
     given_up: bool = False,
+    run_failure: str | None = None,
 ) -> Summary:
     """Add up *results* (one per item of the input that has one) into a :class:`Summary`."""
     counts: Counter[str] = Counter()
@@ -374,6 +382,7 @@ def build_summary(
         journal_path=pipeline.journal.path,
         notes=tuple(notes),
         stopped=stopped,
+        run_failure=run_failure,
         given_up=given_up,
     )
 

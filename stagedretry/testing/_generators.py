@@ -22,6 +22,11 @@ from .._outcomes import OutcomeKind
 from .._plan import Backoff, Plan, Stage
 from ._scripted import DEFAULT_ANSWER, ScriptStep
 
+#: What one request of one item can come to: every kind but STOP_RUN, which ends the run.
+ITEM_OUTCOMES: tuple[OutcomeKind, ...] = tuple(
+    k for k in OutcomeKind if k is not OutcomeKind.STOP_RUN
+)
+
 __all__ = [
     "NearMiss",
     "backoffs",
@@ -53,7 +58,7 @@ _SCALARS: st.SearchStrategy[Any] = st.one_of(
 def outcomes(
     fields: Sequence[str] = tuple(DEFAULT_ANSWER),
     *,
-    kinds: Sequence[OutcomeKind] = tuple(OutcomeKind),
+    kinds: Sequence[OutcomeKind] = ITEM_OUTCOMES,
 ) -> st.SearchStrategy[ScriptStep]:
     """One outcome of one request, of one of *kinds* (repeat a kind to draw it more often).
 
@@ -82,7 +87,7 @@ def outcome_scripts(
     max_len: int = 12,
     fields: Sequence[str] = tuple(DEFAULT_ANSWER),
     *,
-    kinds: Sequence[OutcomeKind] = tuple(OutcomeKind),
+    kinds: Sequence[OutcomeKind] = ITEM_OUTCOMES,
 ) -> st.SearchStrategy[tuple[ScriptStep, ...]]:
     """A script of up to *max_len* outcomes for one item."""
     return st.lists(outcomes(fields, kinds=kinds), max_size=max_len).map(tuple)

@@ -23,6 +23,7 @@ from .._outcomes import (
     OutcomeKind,
     RateLimited,
     ResourceLost,
+    StopRun,
     TransientError,
     ValidationFailed,
 )
@@ -238,6 +239,8 @@ class ScriptedStrategy:
             raise RateLimited("scripted rate limit", retry_after=step.retry_after)
         if kind is OutcomeKind.RESOURCE_LOST:
             raise ResourceLost("scripted lost resource", resource=step.resource)
+        if kind is OutcomeKind.STOP_RUN:
+            raise StopRun("scripted run stop")
         raise FatalError("scripted fatal error")
 
     def _usage_for(self, request: RecordedRequest) -> Usage:
@@ -265,9 +268,7 @@ UNREADABLE_ANSWER = "Sorry, I cannot give that as JSON."
 """The text of an unreadable scripted answer: not JSON."""
 
 
-def wrong_fields(
-    fields: Sequence[str], asked: Sequence[FieldPath] | None
-) -> tuple[str, ...]:
+def wrong_fields(fields: Sequence[str], asked: Sequence[FieldPath] | None) -> tuple[str, ...]:
     """The top-level fields an ``INVALID`` step gets wrong, for a request that *asked* them.
 
     A full request (*asked* ``None``) gets *fields* wrong (each one key, never
@@ -331,4 +332,3 @@ class _AnswerValidator:
 
     def __repr__(self) -> str:
         return f"ScriptedStrategy.validator({sorted(self._answer)!r})"
-

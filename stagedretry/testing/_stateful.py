@@ -28,7 +28,7 @@ from .._runner import Runner
 from .._state import ItemState
 from .._strategy import Request, StageContext
 from ._clock import VirtualClock
-from ._generators import outcomes
+from ._generators import ITEM_OUTCOMES, outcomes
 from ._reference import ReferenceItem
 from ._scripted import DEFAULT_ANSWER, ScriptedStrategy, ScriptStep
 
@@ -93,7 +93,7 @@ def plan_state_machine(
     *,
     reference: Plan | None = None,
     answer: Mapping[str, Any] = DEFAULT_ANSWER,
-    kinds: Sequence[OutcomeKind] = tuple(OutcomeKind),
+    kinds: Sequence[OutcomeKind] = ITEM_OUTCOMES,
     max_steps: int = 30,
     text_answers: bool = False,
 ) -> type[RuleBasedStateMachine]:
@@ -108,6 +108,8 @@ def plan_state_machine(
     Use ``plan_state_machine(plan).TestCase`` as a unittest/pytest test class.
     The plan's item deadline is left out: it depends on jittered waits.
     """
+    if OutcomeKind.STOP_RUN in kinds:
+        raise ValueError("STOP_RUN stops the whole run: the reference model follows one item")
     engine_plan = attrs.evolve(plan, deadline=None)
     model_plan = attrs.evolve(reference if reference is not None else plan, deadline=None)
     ReferenceItem(model_plan)  # reject plans the model cannot follow, now rather than per example
@@ -274,7 +276,7 @@ def check_plan(
     *,
     reference: Plan | None = None,
     answer: Mapping[str, Any] = DEFAULT_ANSWER,
-    kinds: Sequence[OutcomeKind] = tuple(OutcomeKind),
+    kinds: Sequence[OutcomeKind] = ITEM_OUTCOMES,
     max_examples: int = 100,
     max_steps: int = 30,
     settings: Settings | None = None,

@@ -10,7 +10,7 @@ lives in ``strategies.gemini.emulator``.  This package is the only one that impo
 from ._backend import BACKEND, GeminiSection
 from ._cache import CacheHandle, CacheStats, ClosePolicy, GeminiContextCache
 from ._client import connect, disconnect
-from ._errors import classify, gemini_rules
+from ._errors import classify, gemini_rules, run_failure
 from ._meta import response_meta, response_usage
 from ._params import GeminiParams
 from ._schema import subset_schema
@@ -32,5 +32,6 @@ __all__ = [
     "gemini_rules",
     "response_meta",
     "response_usage",
+    "run_failure",
     "subset_schema",
 ]

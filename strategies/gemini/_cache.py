@@ -23,7 +23,7 @@ import attrs
 import structlog
 from google.genai import errors, types
 
-from stagedretry import Backoff, Clock, OutcomeKind, RenewReason, Secrets
+from stagedretry import Backoff, Clock, OutcomeKind, RenewReason, Secrets, StopRun
 
 from ..backend import MAX_CACHE_TTL
 from ._errors import cache_gone, classify
@@ -232,8 +232,10 @@ class GeminiContextCache:
 
     Raises :class:`ValueError` for a bad *ttl*, *renew_margin*, *tag* or
     *on_close*.  Cache API calls are retried a few times on transient errors and
-    429s; past that, :meth:`prepare` raises the SDK's ``APIError`` and the runner
-    fails the run with a :class:`~stagedretry.ResourceError`.
+    429s; past that, :meth:`prepare` raises the SDK's ``APIError`` (a
+    :class:`~stagedretry.StopRun` for a failure of the run: the key rejected, no
+    billing, the model not found) and the runner stops the run with a
+    :class:`~stagedretry.ResourceError`.
 
     Build the client with ``HttpOptions(retry_options=HttpRetryOptions(attempts=1))``
     (or use :func:`~strategies.gemini.connect`) so every request is the engine's to
@@ -503,6 +505,9 @@ class GeminiContextCache:
                 return await make()
             except Exception as exc:
                 outcome = classify(exc)
+                if outcome is not None and outcome.kind is OutcomeKind.STOP_RUN:
+                    # The key, the project or the model: the run stops with what to fix.
+                    raise StopRun(outcome.message) from exc
                 retryable = outcome is not None and outcome.kind in (
                     OutcomeKind.TRANSIENT,
                     OutcomeKind.RATE_LIMITED,

@@ -4,10 +4,16 @@ The rules run in a fixed order so the specific ones win over the general ones:
 
 1. cache gone (400 ``Cache content N is expired.``, 403 ``CachedContent not found``)
    -> RESOURCE_LOST
-2. 429 -> RATE_LIMITED, with the server's ``RetryInfo.retryDelay`` or ``Retry-After`` as the wait
-3. 408 / 5xx, timeouts, dropped connections, a body that is not JSON -> TRANSIENT; a 5xx
+2. a failure of the run, not of the item (:func:`run_failure`) -> STOP_RUN: the key
+   rejected (400 ``API_KEY_INVALID``, 401), any other 403 (permission, billing, a
+   blocked or suspended key), 400 ``FAILED_PRECONDITION`` (location or billing), 404 for
+   the model, a 429 whose ``QuotaFailure`` names a per-day quota or a quota of 0
+3. 429 -> RATE_LIMITED, with the server's ``RetryInfo.retryDelay`` or ``Retry-After`` as the wait
+4. 408 / 5xx, timeouts, dropped connections, a body that is not JSON -> TRANSIENT; a 5xx
    carrying ``RetryInfo`` or ``Retry-After`` waits that long, as a 429 does
-4. any other 4xx -> FATAL
+5. any other 4xx -> FATAL
+
+The wire bodies behind rule 2, with their sources, are in ``docs/reference/gemini.md``.
 
 A truncated answer (``MAX_TOKENS``) or answer text that is not JSON is not an
 exception at all: it comes back as text and fails validation, which the engine
@@ -36,6 +42,7 @@ __all__ = [
     "gemini_rules",
     "redact",
     "retry_delay",
+    "run_failure",
 ]
 
 _EXPIRED: Final = re.compile(r"Cache content \S+ is expired")
@@ -50,6 +57,11 @@ _KEY_PATTERNS: Final = (
     re.compile(r"(?i)(x-goog-api-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
 )
 _MESSAGE_LIMIT: Final = 300
+_BAD_KEY: Final = re.compile(r"API key not (?:valid|found)", re.IGNORECASE)
+_MODEL_NOT_FOUND: Final = re.compile(r"\bmodels?\b.*\b(?:is|was) not found", re.IGNORECASE)
+_BILLING: Final = re.compile(r"billing", re.IGNORECASE)
+# A quota that refills only the next day: no wait within a run brings it back.
+_PER_DAY: Final = re.compile(r"PerDay|per day|daily", re.IGNORECASE)
 
 
 def redact(text: str, secrets: Secrets | None = None) -> str:
@@ -128,6 +140,63 @@ def retry_delay(exc: errors.APIError, *, now: Callable[[], float] = time.time) -
     return float(match.group(1)) if match else None
 
 
+def _reasons(exc: errors.APIError) -> list[str]:
+    """The ``ErrorInfo.reason`` of each detail of an error body (``API_KEY_INVALID``, ...)."""
+    return [
+        str(d["reason"])
+        for d in _error_details(exc.details)
+        if str(d.get("@type", "")).endswith("google.rpc.ErrorInfo") and d.get("reason")
+    ]
+
+
+def _daily_quota(exc: errors.APIError) -> str | None:
+    """The quota a 429 names that waiting cannot fix within a run: per day, or of size 0."""
+    for detail in _error_details(exc.details):
+        if not str(detail.get("@type", "")).endswith("google.rpc.QuotaFailure"):
+            continue
+        violations = detail.get("violations")
+        for violation in violations if isinstance(violations, list) else ():
+            if not isinstance(violation, Mapping):
+                continue
+            quota = str(violation.get("quotaId") or violation.get("quotaMetric") or "")
+            if _PER_DAY.search(quota) or str(violation.get("quotaValue", "")) == "0":
+                return quota or "a quota of 0"
+    return None
+
+
+def run_failure(exc: BaseException) -> str | None:
+    """Why *exc* stops the whole run (what to fix, in a few words), or ``None`` if it does not.
+
+    A failure belongs to the run when no item can mend it and every later
+    request would meet it: the API key rejected, the project without permission
+    or billing, the model not found, a per-day quota spent.  A missing or
+    expired context cache is the item's resource, renewed: never a stop.
+    """
+    if not isinstance(exc, errors.APIError) or cache_gone(exc):
+        return None
+    code = exc.code
+    message = exc.message if isinstance(exc.message, str) else ""
+    reasons = _reasons(exc)
+    tag = f" ({', '.join(reasons)})" if reasons else ""
+    if code == 401:
+        return f"the credentials were not accepted{tag}"
+    if code == 400 and ("API_KEY_INVALID" in reasons or _BAD_KEY.search(message)):
+        return f"the API key was rejected{tag}"
+    if code == 403 or (code == 400 and exc.status == "FAILED_PRECONDITION"):
+        if "BILLING_DISABLED" in reasons or _BILLING.search(message):
+            return f"billing is not enabled for the key's project{tag}"
+        if code == 400:
+            return f"the account cannot use the API from here{tag}"
+        return f"the key or its project has no permission{tag}"
+    if code == 404 and _MODEL_NOT_FOUND.search(message):
+        return "the model was not found"
+    if code == 429:
+        quota = _daily_quota(exc)
+        if quota is not None:
+            return f"a quota that waiting cannot refill is spent ({quota})"
+    return None
+
+
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """The transport exceptions of every HTTP stack the SDK may use (those installed)."""
     found: list[type[BaseException]] = [TimeoutError, asyncio.TimeoutError, ConnectionError]
@@ -172,6 +241,9 @@ def classify(exc: BaseException, *, resource: str | None = None) -> Outcome | No
         code = exc.code
         if cache_gone(exc):
             return Outcome(OutcomeKind.RESOURCE_LOST, _api_message(exc), resource=resource)
+        cause = run_failure(exc)
+        if cause is not None:
+            return Outcome(OutcomeKind.STOP_RUN, f"{cause}: {_api_message(exc)}")
         if code == 429:
             return Outcome(
                 OutcomeKind.RATE_LIMITED, _api_message(exc), retry_after=retry_delay(exc)
@@ -217,6 +289,10 @@ def _cache_rule(exc: BaseException) -> Outcome | None:
     return classify(exc) if cache_gone(exc) else None
 
 
+def _run_rule(exc: BaseException) -> Outcome | None:
+    return classify(exc) if run_failure(exc) is not None else None
+
+
 def _rate_limit_rule(exc: BaseException) -> Outcome | None:
     if isinstance(exc, errors.APIError) and exc.code == 429:
         return classify(exc)
@@ -227,5 +303,5 @@ def _general_rule(exc: BaseException) -> Outcome | None:
     return classify(exc)
 
 
-gemini_rules: Final = GeminiRules((_cache_rule, _rate_limit_rule, _general_rule))
-"""The Gemini classifier rules: cache gone, 429, then transient / fatal by status and type."""
+gemini_rules: Final = GeminiRules((_cache_rule, _run_rule, _rate_limit_rule, _general_rule))
+"""The Gemini classifier rules: cache gone, a failure of the run, 429, then by status and type."""

@@ -110,8 +110,11 @@ def test_a_wrong_key_fails_the_run_without_printing_it(
     monkeypatch.setenv("GEMINI_API_KEY", wrong)
     job = _gemini_job(make_job, emulator, items=3)
     done = cli("run", str(job.pipeline))
-    assert done.code == 1
-    assert "the run stopped: could not prepare resource 'gemini_cache'" in done.err
+    assert done.code == 3
+    assert (
+        "the run stopped: could not prepare resource 'gemini_cache': the API key was rejected"
+        in done.err
+    )
     assert wrong not in done.out + done.err
     assert wrong not in _everything_written(job)
 

@@ -115,7 +115,7 @@ async def soak(
     assert batch.succeeded >= 0.95 * count
 
     outcomes = {a.outcome for r in batch.results for a in r.attempts}
-    assert outcomes == set(sr.OutcomeKind) - {sr.OutcomeKind.FATAL}
+    assert outcomes == set(sr.OutcomeKind) - {sr.OutcomeKind.FATAL, sr.OutcomeKind.STOP_RUN}
     ledger = emulator.ledger
     assert ledger.faults_fired > 0.25 * ledger.generate_calls
     # One cache, renewed by update, re-created once per server-side drop.

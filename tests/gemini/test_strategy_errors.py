@@ -234,13 +234,20 @@ async def test_the_api_key_never_reaches_results(
     )
     try:
         strategy = GeminiStrategy(client, MODEL, response_schema=Book)
-        batch = await ladder_runner(strategy, virtual_clock).run(items(2))
+        with pytest.raises(sr.RunStopped) as stopped:
+            await ladder_runner(strategy, virtual_clock).run(items(2))
     finally:
         await client.aio.aclose()
         client.close()
-    assert batch.counts[sr.ItemStatus.FAILED] == 2
+    batch = stopped.value.batch
+    assert batch is not None
+    assert "API key not valid" in str(stopped.value)
+    assert SECRET not in str(stopped.value)
+    # A rejected key is the run's failure: no item is final for it.
+    assert batch.counts[sr.ItemStatus.FAILED] == 0
     for result in batch.results:
-        assert result.attempts[0].outcome is sr.OutcomeKind.FATAL
+        assert result.status is sr.ItemStatus.CANCELLED
+        assert all(a.outcome is sr.OutcomeKind.STOP_RUN for a in result.attempts)
         assert "API key not valid" in (result.reason or "")
         assert SECRET not in repr(result)
         assert SECRET not in (result.reason or "")
@@ -283,15 +290,14 @@ def test_the_strategy_names_its_cache_when_lost(
         client.close()
 
 
-def test_other_400s_and_403s_are_fatal() -> None:
+def test_other_400s_and_404s_are_fatal() -> None:
     for code, message, status in [
         (
             400,
             "Cached content is too small. total_token_count=1, min_total_token_count=1024",
             "INVALID_ARGUMENT",
         ),
-        (400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT"),
-        (403, "Method doesn't allow unregistered callers", "PERMISSION_DENIED"),
+        (400, "* GenerateContentRequest.contents: contents is not specified", "INVALID_ARGUMENT"),
         (404, "Requested entity was not found.", "NOT_FOUND"),
         (501, "Not implemented", "UNIMPLEMENTED"),
     ]:
@@ -380,7 +386,7 @@ def test_gemini_rules_are_both_a_sequence_of_rules_and_one_rule() -> None:
     assert whole(exc) == classify(exc)
     assert next(r(exc) for r in gemini_rules if r(exc) is not None) == classify(exc)
     assert whole(ValueError("x")) is None
-    assert len(gemini_rules) == 3
+    assert len(gemini_rules) == 4
 
 
 def test_user_rules_run_before_the_gemini_rules(

@@ -92,9 +92,7 @@ async def an_async_validator_types_the_output() -> None:
     assert_type(sr.Runner(PLAN, STRATEGY, validator=validator), sr.Runner[Book])
 
 
-def validators_of_either_kind(
-    sync: sr.Validator[Book], not_sync: sr.AsyncValidator[Book]
-) -> None:
+def validators_of_either_kind(sync: sr.Validator[Book], not_sync: sr.AsyncValidator[Book]) -> None:
     assert_type(sr.Runner(PLAN, STRATEGY, validator=sync), sr.Runner[Book])
     assert_type(sr.Runner(PLAN, STRATEGY, validator=not_sync), sr.Runner[Book])
 
@@ -134,3 +132,13 @@ class KeyHolder:
 def a_class_with_secrets_holds_secrets() -> None:
     holder: sr.HoldsSecrets = KeyHolder()
     assert_type(list(holder.secrets()), list[str])
+
+
+async def a_run_that_stops_keeps_its_results(runner: sr.Runner[Book]) -> None:
+    try:
+        await runner.run([("dune", "Catalogue Dune.")])
+    except sr.RunStopped as stopped:
+        assert_type(str(stopped), str)
+        assert_type(stopped.batch, sr.BatchResult[Any] | None)
+    assert_type(sr.StopRun("the key is rejected").outcome().kind, sr.OutcomeKind)
+    assert_type(runner.stop("the spend cap is reached"), None)

@@ -74,6 +74,9 @@ class EmulatorSettings:
     latency: float = setting(0.0, minimum=0.0, maximum=3600.0, unit="seconds")
     min_cache_tokens: int = setting(1024, minimum=0, unit="tokens")
     expiry_style: ExpiryStyle | None = setting(None)
+    # The models served (404 NOT_FOUND for any other, as the API answers a retired or
+    # misspelled name); empty serves any model name.
+    models: tuple[str, ...] = setting(())
     faults: tuple[FaultSettings, ...] = setting(())
 
 
@@ -91,7 +94,8 @@ class EmulatorBackend:
     name: Final = "emulator"
     section_type: Final = EmulatorSection
     params_type: Final = GeminiParams
-    neutral: Final = frozenset({"api_version", "emulator.latency"})
+    # What decides no answer: where the API is, how fast it answers, which models it serves.
+    neutral: Final = frozenset({"api_version", "emulator.latency", "emulator.models"})
     needs_api_key: Final = False
 
     def check(self, section: EmulatorSection, job: JobInputs) -> None:
@@ -106,6 +110,7 @@ class EmulatorBackend:
             invalid_rate=knobs.invalid_rate,
             invalid_rate_slope=knobs.invalid_rate_slope,
             latency=knobs.latency,
+            models=knobs.models or None,
         )
         for fault in knobs.faults:
             emulator.inject(fault.fault())

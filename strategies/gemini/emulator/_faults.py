@@ -58,6 +58,22 @@ class FaultKind(enum.Enum):
     """200 whose answer text is a JSON object holding arrays nested 100,000 deep."""
     NO_CANDIDATES = "no_candidates"
     """200 with only ``usageMetadata``."""
+    KEY_BLOCKED = "key_blocked"
+    """403 PERMISSION_DENIED, ``ErrorInfo`` reason ``API_KEY_SERVICE_BLOCKED``: the key may not call
+    this API (continuedev/continue#12781)."""
+    BILLING_DISABLED = "billing_disabled"
+    """403 PERMISSION_DENIED "This API method requires billing to be enabled...", ``ErrorInfo``
+    reason ``BILLING_DISABLED`` (the message as in pgmichael/wavenet-for-chrome#83)."""
+    NO_BILLING_ACCOUNT = "no_billing_account"
+    """400 FAILED_PRECONDITION "User location is not supported for the API use without a billing
+    account linked." (google-gemini/cookbook#135)."""
+    UNAUTHENTICATED = "unauthenticated"
+    """401 UNAUTHENTICATED "Request had invalid authentication credentials..."
+    (google-gemini/gemini-cli#29275)."""
+    DAILY_QUOTA = "daily_quota"
+    """429 RESOURCE_EXHAUSTED whose QuotaFailure names the quota
+    ``GenerateRequestsPerDayPerProjectPerModel-FreeTier``, with Help and, as seen in the
+    wild, a RetryInfo of ``retry_delay`` (googleapis/python-genai#2044)."""
     USAGE_DETAILS_ONLY = "usage_details_only"
     """200 whose ``usageMetadata`` gives prompt, candidates and cached tokens per modality only.
 
@@ -107,7 +123,7 @@ def _to_schedule(value: object) -> frozenset[int] | None:
 
 
 def _default_retry_delay(fault: Fault) -> float | None:
-    return 2.0 if fault.kind is FaultKind.RATE_LIMIT else None
+    return 2.0 if fault.kind in (FaultKind.RATE_LIMIT, FaultKind.DAILY_QUOTA) else None
 
 
 @attrs.frozen(kw_only=True)

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -30,14 +30,20 @@ from ._wire import (
     BAD_GATEWAY_HTML,
     JSON_CONTENT_TYPE,
     MSG_BAD_KEY,
+    MSG_BILLING_DISABLED,
     MSG_INTERNAL,
+    MSG_KEY_BLOCKED,
+    MSG_NO_BILLING_ACCOUNT,
     MSG_NO_KEY,
     MSG_OVERLOADED,
     MSG_QUOTA,
+    MSG_UNAUTHENTICATED,
     ApiError,
     dumps,
+    error_info,
     format_duration,
     invalid,
+    model_not_found,
 )
 
 _ROUTE: Final = re.compile(r"^(?:/[^/]+)*?/(?P<version>v1|v1beta|v1alpha)/(?P<rest>.+?)/?$")
@@ -94,18 +100,25 @@ def _error_response(error: ApiError, headers: Mapping[str, str] | None = None) -
 
 
 def _rate_limit(fault: Fault, model: str | None) -> tuple[ApiError, dict[str, str]]:
+    # A per-day quota answers with the same body; only its QuotaFailure's quotaId tells
+    # that waiting seconds will not refill it (googleapis/python-genai#2044).
+    daily = fault.kind is FaultKind.DAILY_QUOTA
     details: list[dict[str, Any]] = [
         {
             "@type": "type.googleapis.com/google.rpc.QuotaFailure",
             "violations": [
                 {
                     "quotaMetric": _QUOTA_METRIC,
-                    "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                    "quotaId": (
+                        "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+                        if daily
+                        else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+                    ),
                     "quotaDimensions": {
                         "location": "global",
                         "model": (model or "models/gemini-2.5-flash").removeprefix("models/"),
                     },
-                    "quotaValue": "10",
+                    "quotaValue": "250" if daily else "10",
                 }
             ],
         },
@@ -159,6 +172,40 @@ def _echo_key(key: str) -> ApiError:
     return ApiError(400, message, details=details)
 
 
+def _account_error(kind: FaultKind, path: str) -> ApiError | None:
+    """The error of a fault that is the key's or the project's, not the request's."""
+    if kind is FaultKind.KEY_BLOCKED:
+        version = match.group("version") if (match := _ROUTE.match(path)) else "v1beta"
+        message = MSG_KEY_BLOCKED.format(version=version)
+        return ApiError(
+            403,
+            message,
+            details=[
+                error_info("API_KEY_SERVICE_BLOCKED", consumer="projects/123456789012"),
+                {
+                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                    "locale": "en-US",
+                    "message": message,
+                },
+            ],
+        )
+    if kind is FaultKind.BILLING_DISABLED:
+        return ApiError(
+            403,
+            MSG_BILLING_DISABLED,
+            details=[error_info("BILLING_DISABLED", consumer="projects/123456789012")],
+        )
+    if kind is FaultKind.NO_BILLING_ACCOUNT:
+        return ApiError(400, MSG_NO_BILLING_ACCOUNT, status="FAILED_PRECONDITION")
+    if kind is FaultKind.UNAUTHENTICATED:
+        return ApiError(
+            401,
+            MSG_UNAUTHENTICATED,
+            details=[error_info("ACCESS_TOKEN_TYPE_UNSUPPORTED")],
+        )
+    return None
+
+
 class GeminiEmulator:
     """A faithful, deterministic stand-in for the Gemini Developer API over loopback HTTP.
 
@@ -178,6 +225,7 @@ class GeminiEmulator:
         implicit_caching: bool = False,
         latency: float = 0.0,
         api_key: str | None = None,
+        models: Collection[str] | None = None,
     ) -> None:
         if not 0.0 <= invalid_rate <= 1.0:
             raise ValueError(f"invalid_rate must be in [0, 1], got {invalid_rate!r}")
@@ -188,6 +236,12 @@ class GeminiEmulator:
         self._clock = clock or time.time
         self._latency = latency
         self._api_key = api_key.strip() if api_key is not None else None
+        # The models served, as "models/<id>"; None serves any name (tests use made-up ones).
+        self._models = (
+            None
+            if models is None
+            else frozenset(f"models/{m.removeprefix('models/')}" for m in models)
+        )
         self._ledger = LedgerBook()
         self._faults = FaultBook(seed)
         self._service = GeminiService(
@@ -441,6 +495,11 @@ class GeminiEmulator:
             early = await self._early_fault(request, fault, exchange)
             if early is not None:
                 return early
+            version = route.group("version") if route else "v1beta"
+            if family == "generateContent":
+                self._check_model(exchange.model, version, "generateContent")
+            elif rest == "cachedContents" and method == "POST":
+                self._check_model(exchange.model, version, "createCachedContent")
             if family == "generateContent" and self._latency:
                 await self._pause(self._latency)
             reply = self._dispatch(
@@ -499,6 +558,11 @@ class GeminiEmulator:
                 ],
             )
 
+    def _check_model(self, model: str | None, version: str, method: str) -> None:
+        """404 NOT_FOUND for a model this emulator was told it does not serve."""
+        if self._models is not None and model is not None and model not in self._models:
+            raise model_not_found(model, version, method)
+
     @staticmethod
     def _parse_body(raw: bytes) -> dict[str, Any]:
         if not raw.strip():
@@ -518,9 +582,12 @@ class GeminiEmulator:
         if fault is None:
             return None
         kind = fault.kind
-        if kind is FaultKind.RATE_LIMIT:
+        if kind in (FaultKind.RATE_LIMIT, FaultKind.DAILY_QUOTA):
             error, headers = _rate_limit(fault, exchange.model)
             return _error_response(error, headers)
+        account = _account_error(kind, request.path)
+        if account is not None:
+            return _error_response(account)
         if kind is FaultKind.INTERNAL:
             return _error_response(ApiError(500, MSG_INTERNAL))
         if kind is FaultKind.ECHO_KEY:

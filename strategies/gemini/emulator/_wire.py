@@ -32,6 +32,28 @@ MSG_INTERNAL: Final = (
     "https://developers.generativeai.google/guide/troubleshooting"
 )
 MSG_BAD_KEY: Final = "API key not valid. Please pass a valid API key."
+MSG_MODEL_NOT_FOUND: Final = (
+    "{model} is not found for API version {version}, or is not supported for {method}. Call "
+    "ListModels to see the list of available models and their supported methods."
+)
+MSG_KEY_BLOCKED: Final = (
+    "Requests to this API generativelanguage.googleapis.com method "
+    "google.ai.generativelanguage.{version}.GenerativeService.GenerateContent are blocked."
+)
+MSG_BILLING_DISABLED: Final = (
+    "This API method requires billing to be enabled. Please enable billing on project "
+    "#123456789012 by visiting https://console.developers.google.com/billing/enable?project="
+    "123456789012 then retry. If you enabled billing for this project recently, wait a few "
+    "minutes for the action to propagate to our systems and retry."
+)
+MSG_NO_BILLING_ACCOUNT: Final = (
+    "User location is not supported for the API use without a billing account linked."
+)
+MSG_UNAUTHENTICATED: Final = (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
+    "cookie or other valid authentication credential. See "
+    "https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
 MSG_NO_KEY: Final = (
     "Method doesn't allow unregistered callers (callers without established identity). "
     "Please use API Key or other form of API consumer identity to call this API."
@@ -47,6 +69,7 @@ BAD_GATEWAY_HTML: Final = (
 
 _STATUS_NAMES: Final = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     429: "RESOURCE_EXHAUSTED",
@@ -65,11 +88,16 @@ class ApiError(Exception):
     """A Google-style error answer: raised inside a handler, rendered as the JSON error body."""
 
     def __init__(
-        self, code: int, message: str, *, details: list[dict[str, Any]] | None = None
+        self,
+        code: int,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        status: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
-        self.status = _STATUS_NAMES.get(code, "UNKNOWN")
+        self.status = status or _STATUS_NAMES.get(code, "UNKNOWN")
         self.message = message
         self.details = details
 
@@ -84,6 +112,21 @@ class ApiError(Exception):
 def invalid(message: str) -> ApiError:
     """Build a 400 INVALID_ARGUMENT error."""
     return ApiError(400, message)
+
+
+def error_info(reason: str, **metadata: str) -> dict[str, Any]:
+    """A ``google.rpc.ErrorInfo`` detail, as the service attaches it to auth and billing errors."""
+    return {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": reason,
+        "domain": "googleapis.com",
+        "metadata": {"service": "generativelanguage.googleapis.com", **metadata},
+    }
+
+
+def model_not_found(model: str, version: str, method: str) -> ApiError:
+    """The 404 for a model the API does not serve (e.g. ``models/gemini-pro`` once retired)."""
+    return ApiError(404, MSG_MODEL_NOT_FOUND.format(model=model, version=version, method=method))
 
 
 def cache_not_found() -> ApiError:
