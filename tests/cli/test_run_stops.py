@@ -94,7 +94,7 @@ def test_a_wrong_key_stops_at_once_and_the_right_key_finishes_the_job(
     assert done.code == ExitCode.OK, done.err
     summary = done.json()
     assert summary["items"]["succeeded"] == 200
-    assert summary["stopped"] is None
+    assert summary["run_failure"] is None
     assert "nothing to do" not in done.out + done.err
 
 
@@ -112,7 +112,7 @@ def test_an_unknown_model_stops_the_run_with_the_apis_words(
     assert done.code == ExitCode.RUN_STOPPED
     summary = done.json()
     assert summary["exit_code"] == ExitCode.RUN_STOPPED
-    assert summary["stopped"].startswith(
+    assert summary["run_failure"].startswith(
         "the model was not found: 404 NOT_FOUND: models/gemini-pro"
     )
     assert summary["items"]["failed"] == 0
@@ -136,7 +136,7 @@ def test_a_daily_quota_met_midway_keeps_what_finished(
     summary = done.json()
     assert summary["items"]["succeeded"] == 30
     assert summary["items"]["failed"] == 0
-    assert "GenerateRequestsPerDayPerProjectPerModel-FreeTier" in summary["stopped"]
+    assert "GenerateRequestsPerDayPerProjectPerModel-FreeTier" in summary["run_failure"]
     assert _generate_calls(emulator) <= 30 + 4
     assert "30 items finished, 70 left" in done.err
     assert len(job.lines()) == 30 + sum(1 for r in job.lines() if r["status"] == "cancelled")
@@ -156,7 +156,7 @@ def test_the_sim_backend_provokes_a_stop_and_a_resume_reuses_the_journal(
 
     assert stopped.code == ExitCode.RUN_STOPPED
     first = stopped.json()
-    assert "backend.sim.stop_rate" in first["stopped"]
+    assert "backend.sim.stop_rate" in first["run_failure"]
     assert first["items"]["failed"] == 0
     finished = first["items"]["succeeded"]
     assert finished < 40

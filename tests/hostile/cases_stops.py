@@ -98,7 +98,7 @@ def summary_json(ran: Ran) -> dict[str, object]:
 def _json_check(ran: Ran) -> None:
     summary = summary_json(ran)
     assert summary["exit_code"] == ExitCode.RUN_STOPPED
-    assert "billing is not enabled" in str(summary["stopped"])
+    assert "billing is not enabled" in str(summary["run_failure"])
     items = summary["items"]
     assert isinstance(items, dict)
     assert items["failed"] == 0
