@@ -88,8 +88,9 @@ def base_env() -> dict[str, str]:
     env["NO_PROXY"] = "127.0.0.1"
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "100"
-    # The children import this checkout, whatever the folder they run in.
-    root = str(Path(__file__).resolve().parents[2])
+    # The children import this checkout, whatever the folder they run in; or the one named by
+    # STAGEDRETRY_CORPUS_CHECKOUT, to hold another version to the same cases (before and after).
+    root = os.environ.get("STAGEDRETRY_CORPUS_CHECKOUT") or str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
