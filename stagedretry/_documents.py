@@ -101,12 +101,17 @@ def _yaml(raw: bytes, name: str) -> dict[str, Any]:
             loader.dispose()
     if data is None:
         return {}
-    if not isinstance(data, Mapping):
-        raise PlanError(name, f"expected a table, got {describe(data)}")
-    for key in data:
+    return expect_table(data, name)
+
+
+def expect_table(value: object, where: str) -> dict[str, Any]:
+    """*value* as a dict with string keys; else :class:`PlanError` at *where*."""
+    if not isinstance(value, Mapping):
+        raise PlanError(where, f"expected a table, got {describe(value)}")
+    for key in value:
         if not isinstance(key, str):
-            raise PlanError(name, f"keys must be strings, got {key!r}")
-    return dict(data)
+            raise PlanError(where, f"keys must be strings, got {key!r}")
+    return dict(value)
 
 
 def _yaml_problem(exc: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Final, TypeGuard
 import attrs
 
 from ._describe import describe as _show
+from ._documents import expect_table as _expect_table
 from ._documents import load_document
 from ._outcomes import PlanError
 
@@ -335,15 +336,6 @@ _PLAN_KEYS = (
 _STAGE_KEYS = ("name", "kind", "params", "on", "max_attempts", "timeout", "backoff")
 _ON_KEYS = ("invalid", "transient")
 _BACKOFF_KEYS = ("initial", "max", "maximum", "multiplier")
-
-
-def _expect_table(value: object, where: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise PlanError(where, f"expected a table, got {_show(value)}")
-    for key in value:
-        if not isinstance(key, str):
-            raise PlanError(where, f"keys must be strings, got {key!r}")
-    return dict(value)
 
 
 def _valid_name(name: object) -> bool:

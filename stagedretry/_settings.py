@@ -29,8 +29,9 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from ._describe import describe as _show
+from ._documents import expect_table as _expect_table
 from ._outcomes import PlanError
-from ._plan import Plan, _expect_table
+from ._plan import Plan
 
 T = TypeVar("T")
 
