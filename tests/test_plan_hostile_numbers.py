@@ -59,9 +59,6 @@ values = st.one_of(
 )
 
 
-def _read(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
-
 
 @given(place=st.sampled_from(sorted(PLACES)), value=values)
 def test_any_value_makes_a_bounded_plan_or_one_plan_error(place: str, value: object) -> None:
