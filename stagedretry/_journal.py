@@ -67,6 +67,33 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+_COLUMNS: Final = {
+    "meta": ("key", "value"),
+    "results": (
+        "fingerprint",
+        "item_id",
+        "status",
+        "line",
+        "digest",
+        "result",
+        "run",
+        "recorded_at",
+    ),
+    "runs": ("id", "fingerprint", "started_at", "finished_at", "stats"),
+}
+
+
+def _check_tables(db: sqlite3.Connection) -> None:
+    """Tables of these names made by something else are not a journal (``CREATE TABLE IF NOT
+    EXISTS`` keeps them): refused here, not with an ``OperationalError`` at the first query."""
+    for table, columns in _COLUMNS.items():
+        found = tuple(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
+        if found != columns:
+            raise sqlite3.DatabaseError(
+                f"its table {table!r} has the columns {', '.join(found) or 'none'}"
+            )
+
+
 class JournalError(StagedRetryError):
     """The journal cannot be opened or used (locked by another run, not a journal, too new)."""
 
@@ -390,6 +417,7 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _check_tables(db)
             row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
