@@ -76,15 +76,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(text: str | bytes, limit: int = MAX_DEPTH) -> Any:
+def loads(text: str | bytes, limit: int = MAX_DEPTH, *, constants: bool = False) -> Any:
     """Parse strict JSON: no deeper than *limit*, no ``NaN`` or ``Infinity``, nor a number
-    too large for a float (``1e999``).
+    too large for a float (``1e999``).  With *constants*, ``NaN`` and ``Infinity`` are read
+    as Python's ``json`` writes them (for data this library wrote: a journal's rows).
 
     Raises ``ValueError`` (``json.JSONDecodeError``, :class:`TooDeep` or a
     plain one naming the constant) for anything else; never ``RecursionError``.
     """
     check_json_depth(text, limit)
     try:
+        if constants:
+            return json.loads(text)
         return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         # Not reached below the limit; kept so that no caller ever sees one.
@@ -116,3 +119,14 @@ def check_depth(value: object, limit: int = MAX_DEPTH, *, max_nodes: int = 1_000
         if seen > max_nodes:
             raise ValueError(f"too large: more than {max_nodes} arrays and tables")
         stack.extend((child, depth) for child in children)
+
+
+def utf8_json(data: object, **options: Any) -> str:
+    """Compact JSON of *data* that encodes as UTF-8: non-ASCII text as is, unless a string holds
+    a lone surrogate (an answer's ``"\\ud800"``), which is then escaped, as all non-ASCII is."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), **options)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, separators=(",", ":"), **options)
+    return text
