@@ -890,6 +890,8 @@ class Runner(Generic[T]):
             return NOTHING_TO_REPAIR
         if self._cooldown_until > clock.monotonic():
             await self._cool_down(run, deadline)
+            if run.stop is not None:
+                return STOPPED  # woken by the stop: no resource is prepared for it either
             if deadline is not None and clock.monotonic() >= deadline:
                 return DEADLINE_PASSED
         if self._pool:
