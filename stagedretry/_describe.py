@@ -6,10 +6,13 @@ the string 'five'`` the same way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Final
 
 _LONGEST: Final = 60
+_LOG10_2: Final = math.log10(2)
+_PRINTABLE_BITS: Final = 14_000  # under the 4300 digits repr() of an int accepts
 
 
 def describe(value: object) -> str:
@@ -24,6 +27,9 @@ def describe(value: object) -> str:
         return f"the string {shown}"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
+    if isinstance(value, int) and value.bit_length() > _PRINTABLE_BITS:
+        # repr() of an int past 4300 digits raises ValueError: its size is what matters.
+        return f"the number {'-' if value < 0 else ''}1e{int(value.bit_length() * _LOG10_2)} or so"
     if isinstance(value, int | float):
         shown = repr(value)
         if len(shown) > _LONGEST:

@@ -20,7 +20,6 @@ never duplicated, since the output is rebuilt from the journal.
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,7 +29,7 @@ from typing import Any, Final
 import attrs
 
 from ._fs import LockFile, os_reason
-from ._limits import MAX_DEPTH, loads
+from ._limits import MAX_DEPTH, loads, utf8_json
 from ._outcomes import FieldError, FieldErrorKind, FieldPath, OutcomeKind, StagedRetryError
 from ._redact import Secrets, mask_result
 from ._results import Attempt, ItemResult, ItemStatus, ResponseMeta, Usage
@@ -65,6 +64,33 @@ CREATE TABLE IF NOT EXISTS runs (
     stats TEXT
 );
 """
+
+
+_COLUMNS: Final = {
+    "meta": ("key", "value"),
+    "results": (
+        "fingerprint",
+        "item_id",
+        "status",
+        "line",
+        "digest",
+        "result",
+        "run",
+        "recorded_at",
+    ),
+    "runs": ("id", "fingerprint", "started_at", "finished_at", "stats"),
+}
+
+
+def _check_tables(db: sqlite3.Connection) -> None:
+    """Tables of these names made by something else are not a journal (``CREATE TABLE IF NOT
+    EXISTS`` keeps them): refused here, not with an ``OperationalError`` at the first query."""
+    for table, columns in _COLUMNS.items():
+        found = tuple(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
+        if found != columns:
+            raise sqlite3.DatabaseError(
+                f"its table {table!r} has the columns {', '.join(found) or 'none'}"
+            )
 
 
 class JournalError(StagedRetryError):
@@ -390,6 +416,7 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _check_tables(db)
             row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -522,7 +549,9 @@ class Journal:
         try:
             if not isinstance(text, str):
                 raise ValueError(f"expected text, got {type(text).__name__}")
-            data = loads(text, ROW_MAX_DEPTH)
+            # The constants json.dumps writes for an output's inf or nan (a validator's
+            # float("inf")) are ours: a paid result must not make the journal unreadable.
+            data = loads(text, ROW_MAX_DEPTH, constants=True)
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         except ValueError as exc:
@@ -611,7 +640,7 @@ class Journal:
 
     @staticmethod
     def _text(data: object) -> str:
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+        return utf8_json(data, default=str)
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, fingerprint={self._fingerprint!r})"

@@ -17,6 +17,7 @@ The limits on size (a record's line, a pipeline file) live with their readers.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -67,15 +68,27 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def loads(text: str | bytes, limit: int = MAX_DEPTH) -> Any:
-    """Parse strict JSON: no deeper than *limit*, no ``NaN`` or ``Infinity``.
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e999 is valid JSON text, but Python reads it as inf, which no strict writer takes.
+        raise ValueError(f"{text[:40]} is too large for a JSON number")
+    return value
+
+
+def loads(text: str | bytes, limit: int = MAX_DEPTH, *, constants: bool = False) -> Any:
+    """Parse strict JSON: no deeper than *limit*, no ``NaN`` or ``Infinity``, nor a number
+    too large for a float (``1e999``).  With *constants*, ``NaN`` and ``Infinity`` are read
+    as Python's ``json`` writes them (for data this library wrote: a journal's rows).
 
     Raises ``ValueError`` (``json.JSONDecodeError``, :class:`TooDeep` or a
     plain one naming the constant) for anything else; never ``RecursionError``.
     """
     check_json_depth(text, limit)
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        if constants:
+            return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         # Not reached below the limit; kept so that no caller ever sees one.
         raise TooDeep(limit) from None
@@ -106,3 +119,14 @@ def check_depth(value: object, limit: int = MAX_DEPTH, *, max_nodes: int = 1_000
         if seen > max_nodes:
             raise ValueError(f"too large: more than {max_nodes} arrays and tables")
         stack.extend((child, depth) for child in children)
+
+
+def utf8_json(data: object, **options: Any) -> str:
+    """Compact JSON of *data* that encodes as UTF-8: non-ASCII text as is, unless a string holds
+    a lone surrogate (an answer's ``"\\ud800"``), which is then escaped, as all non-ASCII is."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), **options)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, separators=(",", ":"), **options)
+    return text

@@ -358,20 +358,43 @@ def _int(value: object, where: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PlanError(where, f"expected an integer, got {_show(value)}")
     if value < minimum:
-        raise PlanError(where, f"must be at least {minimum}, got {value}")
+        raise PlanError(where, f"must be at least {minimum}, got {_number(value)}")
+    if value > _LARGEST_COUNT:
+        # Past a 64-bit integer a count bounds nothing, and no journal column holds it.
+        raise PlanError(where, f"must be at most {_LARGEST_COUNT}, got {_number(value)}")
     return value
 
 
+_LARGEST_COUNT: Final = 2**63 - 1
+
+
 def _is_number(value: object) -> TypeGuard[float]:
-    """A finite int or float; a boolean is not a number here."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float; a boolean is not a number here, nor an int no float can hold."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return value.bit_length() <= _FLOAT_BITS  # math.isfinite() would raise OverflowError
+    return math.isfinite(value)
+
+
+_FLOAT_BITS: Final = 1023
+
+
+def _number(value: object) -> str:
+    """*value* as an error shows it: as written, or the size of an int too long to print."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _show(value).removeprefix("the number ")
+    return repr(value)
 
 
 def _check_seconds(value: object, where: str, maximum: float) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > maximum:
+        # Compared as an int: even one no float can hold is simply too long.
+        raise PlanError(where, f"must be at most {maximum:g} seconds, got {_number(value)}")
     if not (_is_number(value) and value > 0):
-        raise PlanError(where, f"must be a positive number of seconds, got {value!r}")
+        raise PlanError(where, f"must be a positive number of seconds, got {_number(value)}")
     if value > maximum:
-        raise PlanError(where, f"must be at most {maximum:g} seconds, got {value!r}")
+        raise PlanError(where, f"must be at most {maximum:g} seconds, got {_number(value)}")
 
 
 def _seconds(value: object, where: str, maximum: float) -> float:
@@ -521,10 +544,8 @@ def _check_plan(plan: Plan, where: str) -> None:
     # Plans built in code get the same checks as parsed ones.
     _check_backoff(plan.backoff, f"{where}.backoff")
     _check_backoff(plan.rate_limit_backoff, f"{where}.rate_limit_backoff")
-    if plan.max_rate_limit_waits < 0:
-        raise PlanError(f"{where}.max_rate_limit_waits", "must be at least 0")
-    if plan.max_resource_lost < 0:
-        raise PlanError(f"{where}.max_resource_lost", "must be at least 0")
+    _int(plan.max_rate_limit_waits, f"{where}.max_rate_limit_waits", minimum=0)
+    _int(plan.max_resource_lost, f"{where}.max_resource_lost", minimum=0)
     for key, maximum in _MAXIMA.items():
         value = getattr(plan, key)
         if value is not None:
@@ -534,8 +555,9 @@ def _check_plan(plan: Plan, where: str) -> None:
 def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None:
     if isinstance(max_prompts, bool) or not isinstance(max_prompts, int) or max_prompts < 1:
         raise PlanError(
-            f"{where}.max_prompts", f"must be an integer of at least 1, got {max_prompts!r}"
+            f"{where}.max_prompts", f"must be an integer of at least 1, got {_number(max_prompts)}"
         )
+    _int(max_prompts, f"{where}.max_prompts", minimum=1)
     if not stages:
         raise PlanError(f"{where}.stages", "a plan needs at least one stage")
     names: dict[str, int] = {}
@@ -573,8 +595,8 @@ def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None
                 f"unknown stage {stage.on_transient!r} "
                 f"(known: {known}; or retry, next, fail, exhaust)",
             )
-        if stage.max_attempts is not None and stage.max_attempts < 1:
-            raise PlanError(f"{here}.max_attempts", "must be at least 1")
+        if stage.max_attempts is not None:
+            _int(stage.max_attempts, f"{here}.max_attempts", minimum=1)
     if stages[0].kind == "partial":
         raise PlanError(
             f"{where}.stages[0].kind",

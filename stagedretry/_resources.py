@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import traceback
 from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Protocol, runtime_checkable
@@ -120,15 +121,23 @@ class _Slot:
 
 
 def masked_error(what: str, exc: Exception, secrets: Secrets) -> ResourceError:
-    """``ResourceError("<what>: <exc>")`` masked; caused by *exc* unless *exc*'s text holds a
-    secret (a traceback would print it)."""
+    """``ResourceError("<what>: <exc>")`` masked; caused by *exc* unless a traceback of *exc*
+    would print a secret (in its text, its notes, its causes and contexts, a group's members)."""
     shown = str(exc)
     error = ResourceError(f"{what}: {secrets.text(shown)}")
-    if secrets.found(shown) or secrets.found(repr(exc)):
+    if shows_secret(exc, secrets):
         error.add_note(f"(the {type(exc).__name__} it came from is not shown: it holds a secret)")
     else:
         error.__cause__ = exc
     return error
+
+
+def shows_secret(exc: BaseException, secrets: Secrets) -> bool:
+    """Whether *exc*'s repr or a traceback of it (its text, notes, causes and contexts, a
+    group's members) would show a secret."""
+    if not secrets:
+        return False
+    return secrets.found(repr(exc)) or secrets.found("".join(traceback.format_exception(exc)))
 
 
 async def _bounded(call: Awaitable[Any]) -> Any:
@@ -211,7 +220,7 @@ class ResourcePool:
                             )
                         )
                     except Exception as exc:
-                        if slot.secrets.found(str(exc)):
+                        if shows_secret(exc, slot.secrets):
                             what = f"could not close resource {slot.resource.name!r}"
                             errors.append(masked_error(what, exc, slot.secrets))
                         else:

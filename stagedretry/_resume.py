@@ -83,7 +83,7 @@ def plain(value: object) -> object:
 def digest_of(data: object) -> str:
     """A short hex SHA-256 of *data*'s canonical JSON."""
     text = json.dumps(plain(data), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:FINGERPRINT_LENGTH]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_LENGTH]
 
 
 def fingerprint(plan: Plan, kinds: Iterable[object], strategy: object, validator: object) -> str:
@@ -104,7 +104,7 @@ def fingerprint(plan: Plan, kinds: Iterable[object], strategy: object, validator
 
 def prompt_digest(prompt: str) -> str:
     """The input digest of a library item: a changed prompt makes the item run again."""
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:FINGERPRINT_LENGTH]
+    return hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_LENGTH]
 
 
 class JournalRun:

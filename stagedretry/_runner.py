@@ -126,6 +126,7 @@ class _Run:
         "producer",
         "started",
         "stop",
+        "stopping",
         "stream",
         "tally",
     )
@@ -150,6 +151,8 @@ class _Run:
         self.stream: weakref.ref[ResultStream[Any]] | None = None
         # The failure of the run itself that stopped it, raised once the run has ended.
         self.stop: RunStopped | None = None
+        # Set with *stop*: items asleep in a backoff or a cooldown wake, as nothing more is sent.
+        self.stopping = asyncio.Event()
 
 
 # How long (on the runner's clock, in seconds) a run, or aclose(), waits for an abandoned or
@@ -551,13 +554,14 @@ class Runner(Generic[T]):
         and no new request is sent; requests in flight finish; an item that
         would send another ends ``cancelled`` (reason ``"run stopped: <reason>"``),
         and :meth:`run` or the stream raises :class:`RunStopped` with *reason*
-        once the run has ended.  The first stop's reason wins.  Does nothing
+        (masked, see *secrets*) once the run has ended.  The first stop's reason wins.  Does nothing
         unless the runner is ``RUNNING`` or ``DRAINING``.
         """
         run = self._run
         if run is None or self._state not in (RunnerState.RUNNING, RunnerState.DRAINING):
             return
-        self._stop(run, RunStopped(reason))
+        # The caller's words may quote a provider's error: masked like every other reason.
+        self._stop(run, RunStopped(self._secrets.text(reason)))
 
     @property
     def fingerprint(self) -> str:
@@ -752,6 +756,7 @@ class Runner(Generic[T]):
         """A failure of the run itself: take no new items, send no new request (first one wins)."""
         if run.stop is None:
             run.stop = error
+            run.stopping.set()
             if self._log is not None:
                 self._log.info("run_stopping", reason=str(error))
         if self._run is run and self._state is RunnerState.RUNNING:
@@ -848,7 +853,7 @@ class Runner(Generic[T]):
                     # One refusal pauses every worker: the API is not hammered meanwhile.
                     self._cooldown_until = max(self._cooldown_until, clock.monotonic() + delay)
                 elif decision.jitter or decision.wait:
-                    await self._sleep(self._draw(decision), deadline)
+                    await self._sleep(run, self._draw(decision), deadline)
                 if decision.renew and tried is not None:
                     try:
                         await self._pool.lost(tried.outcome.resource, tried.generations, clock)
@@ -884,7 +889,9 @@ class Runner(Generic[T]):
         if request is None:
             return NOTHING_TO_REPAIR
         if self._cooldown_until > clock.monotonic():
-            await self._cool_down(deadline)
+            await self._cool_down(run, deadline)
+            if run.stop is not None:
+                return STOPPED  # woken by the stop: no resource is prepared for it either
             if deadline is not None and clock.monotonic() >= deadline:
                 return DEADLINE_PASSED
         if self._pool:
@@ -1042,20 +1049,37 @@ class Runner(Generic[T]):
             )
         return result
 
-    async def _cool_down(self, deadline: float | None) -> None:
+    async def _cool_down(self, run: _Run, deadline: float | None) -> None:
         # The cooldown may be extended by other workers' 429s while this one waits.
         while (wait := self._cooldown_until - self._clock.monotonic()) > 0:
             if deadline is not None:
                 wait = min(wait, deadline - self._clock.monotonic())
                 if wait <= 0:
                     return
-            await self._clock.sleep(wait)
+            if not await self._pause(run, wait):
+                return
 
-    async def _sleep(self, seconds: float, deadline: float | None) -> None:
+    async def _sleep(self, run: _Run, seconds: float, deadline: float | None) -> None:
         if deadline is not None:
             seconds = min(seconds, deadline - self._clock.monotonic())
         if seconds > 0:
-            await self._clock.sleep(seconds)
+            await self._pause(run, seconds)
+
+    async def _pause(self, run: _Run, seconds: float) -> bool:
+        """Sleep *seconds* on the runner's clock, or less if the run stops; ``False`` if it did."""
+        if run.stop is not None:
+            return False
+        # A stop must not wait out a backoff of up to an hour: the sleeper sends nothing more.
+        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+        stopping = asyncio.ensure_future(run.stopping.wait())
+        try:
+            await asyncio.wait((sleep, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleep.cancel()
+            stopping.cancel()
+        if sleep.done() and not sleep.cancelled():
+            sleep.result()  # a clock's own failure is not swallowed
+        return run.stop is None
 
 
 def _run_secrets(

@@ -20,7 +20,11 @@ from typing import Any, Final
 
 import jsonschema
 import jsonschema.validators
+import jsonschema_specifications  # type: ignore[import-untyped]  # jsonschema's own dependency
+import referencing
+import referencing.exceptions
 from jsonschema.exceptions import ValidationError
+from referencing.jsonschema import DRAFT202012, specification_with
 
 from ._limits import check_depth, loads
 from ._outcomes import FieldError, FieldErrorKind, FieldPath, ValidationFailed, json_pointer
@@ -75,40 +79,109 @@ def _compile(schema: Mapping[str, Any]) -> Any:
         base.check_schema(dict(schema))
     except jsonschema.SchemaError as exc:
         raise ValueError(f"#{json_pointer(tuple(exc.absolute_path))}: {exc.message}") from None
-    for where, ref in _local_refs(schema, ()):
-        if _lookup(schema, ref) is None:
-            raise ValueError(f"#{json_pointer(where)}: cannot resolve $ref {ref!r}")
-    return _with_nullable(base)(schema)
+    _check_refs(schema)
+    # The bundled meta-schemas and nothing else: a $ref is never fetched (an unbounded
+    # wait, and a request the schema's author may not have meant).
+    return _with_nullable(base)(schema, registry=_BUNDLED)
 
 
-def _local_refs(node: object, where: FieldPath) -> Iterator[tuple[FieldPath, str]]:
-    """Every ``"#/..."`` reference, checked up front so a typo fails when the validator is built."""
-    if isinstance(node, Mapping):
-        if "$id" in node and where:
-            return  # a nested resource has its own base: jsonschema resolves those
+_BUNDLED: Final[referencing.Registry[Any]] = jsonschema_specifications.REGISTRY
+_NOT_SCHEMAS: Final = frozenset({"enum", "const", "default", "examples"})
+_REFS: Final = ("$ref", "$dynamicRef")
+# Keywords that apply their subschemas to the same value: a cycle through them never ends.
+_IN_PLACE_LISTS: Final = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_ONE: Final = ("not", "if", "then", "else")
+
+# referencing's Resolver is not among its public names: held as Any.
+_Resolver = Any
+_Node = tuple[Mapping[str, Any], _Resolver, FieldPath]
+
+
+def _check_refs(schema: Mapping[str, Any]) -> None:
+    """Every ``$ref`` resolves within the schema (or to a bundled meta-schema), and no chain of
+    references loops back to where it started without reading any of the answer.
+
+    Checked when the validator is built: at the first answer, jsonschema would fetch an
+    unknown URI, or recurse until ``RecursionError``.
+    """
+    dialect = schema.get("$schema")
+    specification = (
+        specification_with(dialect, default=DRAFT202012)
+        if isinstance(dialect, str)
+        else DRAFT202012
+    )
+    resource = specification.create_resource(schema)
+    uri = resource.id() or ""
+    resolver = _BUNDLED.with_resource(uri, resource).resolver(base_uri=uri)
+    nodes: list[_Node] = []
+    stack: list[tuple[object, _Resolver, FieldPath]] = [(schema, resolver, ())]
+    while stack:
+        node, here, where = stack.pop()
+        if isinstance(node, list):
+            stack.extend((v, here, (*where, i)) for i, v in enumerate(node))
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        if where and isinstance(node.get("$id"), str):
+            here = here.in_subresource(specification.create_resource(node))
+        nodes.append((node, here, where))
         for key, value in node.items():
-            if key == "$ref" and isinstance(value, str) and value.startswith("#"):
-                yield (*where, key), value
-            elif key not in ("enum", "const", "default", "examples"):
-                yield from _local_refs(value, (*where, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _local_refs(value, (*where, i))
+            if key in _REFS and isinstance(value, str):
+                try:
+                    here.lookup(value)
+                except referencing.exceptions.Unresolvable:
+                    raise ValueError(
+                        f"#{json_pointer((*where, key))}: cannot resolve {key} {value!r}"
+                        " (only references within the schema are followed)"
+                    ) from None
+            elif key not in _NOT_SCHEMAS:
+                stack.append((value, here, (*where, key)))
+    _check_loops(nodes)
 
 
-def _lookup(root: Mapping[str, Any], ref: str) -> object | None:
-    if not ref.startswith("#/") and ref != "#":
-        return root  # an anchor ("#name"): left to jsonschema
-    node: object = root
-    for token in ref[2:].split("/") if ref != "#" else ():
-        key = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        else:
-            return None
-    return node
+def _in_place(node: Mapping[str, Any], here: _Resolver) -> Iterator[_Node]:
+    """The subschemas applied to the same value as *node*, each with its resolver."""
+    for key in _REFS:
+        ref = node.get(key)
+        if isinstance(ref, str):
+            found = here.lookup(ref)
+            if isinstance(found.contents, Mapping):
+                yield found.contents, found.resolver, ()
+    for key in _IN_PLACE_LISTS:
+        branches = node.get(key)
+        if isinstance(branches, list):
+            yield from ((b, here, ()) for b in branches if isinstance(b, Mapping))
+    for key in _IN_PLACE_ONE:
+        sub = node.get(key)
+        if isinstance(sub, Mapping):
+            yield sub, here, ()
+
+
+def _check_loops(nodes: list[_Node]) -> None:
+    """Depth-first over the in-place edges, iterative: a back edge is a loop."""
+    done: set[int] = set()
+    for start, resolver, where in nodes:
+        if id(start) in done:
+            continue
+        open_: set[int] = {id(start)}
+        path: list[tuple[int, Iterator[_Node]]] = [(id(start), _in_place(start, resolver))]
+        while path:
+            key, edges = path[-1]
+            step = next(edges, None)
+            if step is None:
+                path.pop()
+                open_.discard(key)
+                done.add(key)
+                continue
+            node, here, _ = step
+            if id(node) in open_:
+                raise ValueError(
+                    f"#{json_pointer(where)}: its $ref loops back to itself without reading"
+                    " any of the answer"
+                )
+            if id(node) not in done:
+                open_.add(id(node))
+                path.append((id(node), _in_place(node, here)))
 
 
 def _message(error: ValidationError) -> str:

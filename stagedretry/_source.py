@@ -12,13 +12,28 @@ from ._results import ItemLike, Items, WorkItem
 def as_work_item(value: object, position: int) -> WorkItem:
     """Accept a :class:`WorkItem` or an ``(id, prompt[, context])`` tuple."""
     if isinstance(value, WorkItem):
-        return value
-    if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[1], str):
-        return WorkItem(str(value[0]), value[1], value[2] if len(value) == 3 else None)
+        item = value
+    elif isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[1], str):
+        item = WorkItem(str(value[0]), value[1], value[2] if len(value) == 3 else None)
+    else:
+        item = None
+    if item is not None:
+        if not item.id.isascii() and not _encodes(item.id):
+            # A journal, an output file and a log all key results by id: it must be text.
+            raise TypeError(f"item #{position}: its id {item.id!r} holds a lone surrogate")
+        return item
     raise TypeError(
         f"item #{position}: expected a WorkItem or an (id, prompt) tuple, "
         f"got {type(value).__name__}"
     )
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Source:

@@ -18,7 +18,6 @@ file and leaves the old output as it was; the journal still holds every result.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +27,7 @@ import attrs
 
 from .._fs import LockFile
 from .._journal import jsonable
+from .._limits import utf8_json
 from .._outcomes import StagedRetryError
 from .._redact import Secrets, mask_result
 from .._results import ItemResult
@@ -78,7 +78,7 @@ class OutputWriter:
                 attrs.evolve(result, output=jsonable(result.output)), self._secrets
             )
         data = output_line(result, line)
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
+        return utf8_json(data) + "\n"
 
     def lock(self) -> None:
         """Take the output's lock (creating its folder); release it with :meth:`unlock`.
