@@ -51,7 +51,7 @@ from ._loop import Ended, exit_now, exits_on_signals, run_bounded
 from ._output import OutputBusy
 from ._registry import backend_names
 from ._summary import Summary, render_summary
-from .pipeline import Pipeline, load_pipeline, parse_override
+from .pipeline import Pipeline, load_pipeline, parse_override, same_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -218,6 +218,8 @@ def _execute(
         check_backend(pipeline, need_key=True)
     except (BackendError, PlanError) as exc:
         _fail(app, str(exc))
+    if log_file is not None:
+        _check_log_file(app, pipeline, log_file)
     summary: Summary | None = None
     ended = Ended()
     failures = IOFailures()
@@ -319,6 +321,21 @@ def _execute(
         # Work that ignored its cancellation: Python's own exit would wait for it.
         exit_now(code)
     raise SystemExit(code)
+
+
+def _check_log_file(app: App, pipeline: Pipeline, log_file: Path) -> None:
+    """Refuse (exit 2) a ``--log-file`` that is a file the run reads or writes: events appended
+    to it would corrupt the input, the journal or the pipeline, or be lost in the output."""
+    files = {
+        "the pipeline file": pipeline.source,
+        "input.path": pipeline.input.path,
+        "output.path": pipeline.output.path,
+        "journal.path": pipeline.journal.path,
+        "run.request_log": pipeline.run.request_log,
+    }
+    for name, path in files.items():
+        if path is not None and same_file(log_file, path):
+            _fail(app, f"--log-file {str(log_file)!r} must differ from {name} ({str(path)!r})")
 
 
 def _stopped_sentence(reason: str, *, finished: int | None = None, left: int | None = None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -126,6 +127,16 @@ class _Reader:
             raise self.error(key, f"cannot read {str(path)!r}: {_why(exc)}") from None
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether *a* and *b* name one file: the same path once resolved, or links to one file."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
 def _size(path: Path) -> int:
     """The size of *path* in bytes, 0 when it cannot be read (reading it then says why)."""
     try:
@@ -198,10 +209,15 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
     )
     run = _run(r, r.table(data.get("run", {}), "run"))
     prices = _prices(r, r.table(data.get("prices", {}), "prices"))
-    if journal.path.resolve() == output.path.resolve():
+    if same_file(journal.path, output.path):
         raise r.error("journal.path", "must differ from output.path")
-    if output.path.resolve() == input_.path.resolve():
-        raise r.error("output.path", "must differ from input.path (the input would be overwritten)")
+    # A file the run writes must be none of the files it reads (through a symlink or a hard
+    # link too): the run would overwrite them.
+    for key, written in (("output.path", output.path), ("journal.path", journal.path)):
+        if same_file(written, input_.path):
+            raise r.error(key, "must differ from input.path (the input would be overwritten)")
+        if same_file(written, source):
+            raise r.error(key, "must differ from the pipeline file (it would be overwritten)")
     return Pipeline(
         source=source,
         name=name,

@@ -1,0 +1,197 @@
+"""An adversarial operator's second pass: other instances of each kind of issue 10.
+
+Input strings that are not Unicode text (a lone surrogate, in an id, a value or
+a key) are one failed item each, never a crash while journaling them.  A file
+the run writes is none of the files it reads: an output or a journal that is
+the pipeline file or the input (by name, through a symlink or a hard link), a
+``--log-file`` that is any of the run's files, are refused (exit 2) before
+anything is written, and the refused file is left as it was.  A value that
+would make the run start without end (a concurrency of many digits) is
+refused like any value out of range.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from stagedretry.cli._exit import ExitCode
+
+from ._corpus import INPUT, Case, Ran, run_args, sim_pipeline
+
+PIPELINE = sim_pipeline(sim="seed = 3\ninvalid_rate = 0.0")
+GOOD = json.dumps({"id": "item-1", "title": "Title 1"})
+
+
+def _rows(ran: Ran) -> dict[str, dict[str, object]]:
+    text = (ran.folder / "out/results.jsonl").read_text("utf-8")
+    return {str(row["id"]): row for row in map(json.loads, text.splitlines())}
+
+
+def _line_2_failed(reason: str) -> Callable[[Ran], None]:
+    """The check: line 2 is a failed ``input_error`` item whose reason says *reason*; line 1 ran."""
+
+    def check(ran: Ran) -> None:
+        rows = _rows(ran)
+        assert rows["item-1"]["status"] == "succeeded", rows
+        bad = [row for row in rows.values() if row["line"] == 2]
+        assert len(bad) == 1, rows
+        assert bad[0]["status"] == "failed", bad
+        assert str(bad[0]["reason"]).startswith("input_error: line 2:"), bad
+        assert reason in str(bad[0]["reason"]), bad
+
+    return check
+
+
+def _all_succeeded(ran: Ran) -> None:
+    rows = _rows(ran)
+    assert {row["status"] for row in rows.values()} == {"succeeded"}, rows
+    assert "item-\N{GRINNING FACE}" in rows, rows
+
+
+def _unchanged(name: str, text: str) -> Callable[[Ran], None]:
+    def check(ran: Ran) -> None:
+        assert (ran.folder / name).read_text("utf-8") == text
+        assert not (ran.folder / "out/results.jsonl").exists()
+
+    return check
+
+
+def _symlink(target: str, link: str) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        (folder / link).parent.mkdir(parents=True, exist_ok=True)
+        (folder / link).symlink_to(folder / target)
+
+    return make
+
+
+def _hard_link(target: str, link: str) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        (folder / link).parent.mkdir(parents=True, exist_ok=True)
+        os.link(folder / target, folder / link)
+
+    return make
+
+
+def _surrogate_case(name: str, line: str) -> Case:
+    return Case(
+        name=f"adv_surrogate_{name}",
+        args=run_args(),
+        code=ExitCode.SOME_FAILED,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": f"{GOOD}\n{line}\n"},
+        check=_line_2_failed("lone surrogate (\\ud800)"),
+        timeout=30,
+    )
+
+
+CASES: list[Case] = [
+    # -- strings that are not Unicode text: one failed item, never a crash while journaling
+    _surrogate_case("id", '{"id": "\\ud800", "title": "t"}'),
+    _surrogate_case("value", '{"id": "item-2", "title": "a \\ud800 b"}'),
+    _surrogate_case("key", '{"id": "item-2", "title": "t", "\\ud800": 1}'),
+    Case(
+        name="adv_surrogate_pair_is_text",
+        args=run_args(),
+        code=ExitCode.OK,
+        files={
+            "pipeline.toml": PIPELINE,
+            "input.jsonl": f'{GOOD}\n{{"id": "item-\\ud83d\\ude00", "title": "t"}}\n',
+        },
+        check=_all_succeeded,
+        timeout=30,
+    ),
+    # -- a value that would start the run without end
+    Case(
+        name="adv_concurrency_of_many_digits",
+        args=run_args("--set", "run.concurrency=99999999999999"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        stderr=r"run\.concurrency: expected a whole number in \[1, 1024\]",
+        timeout=20,
+    ),
+    Case(
+        name="adv_concurrency_option_of_many_digits",
+        args=run_args("--concurrency", "99999999999999"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        stderr=r"run\.concurrency: expected a whole number in \[1, 1024\]",
+        timeout=20,
+    ),
+    # -- a file the run writes is none of the files it reads
+    Case(
+        name="adv_output_is_the_pipeline_file",
+        args=run_args("--output", "pipeline.toml"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        stderr=r"output\.path: must differ from the pipeline file",
+        check=_unchanged("pipeline.toml", PIPELINE),
+        timeout=20,
+    ),
+    Case(
+        name="adv_journal_is_the_pipeline_file",
+        args=run_args("--journal", "pipeline.toml"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        stderr=r"journal\.path: must differ from the pipeline file",
+        check=_unchanged("pipeline.toml", PIPELINE),
+        timeout=20,
+    ),
+    Case(
+        name="adv_journal_is_the_input",
+        args=run_args("--journal", "input.jsonl"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        stderr=r"journal\.path: must differ from input\.path",
+        check=_unchanged("input.jsonl", INPUT),
+        timeout=20,
+    ),
+    Case(
+        name="adv_output_is_a_symlink_to_the_input",
+        args=run_args("--output", "out/link.jsonl"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        before=_symlink("input.jsonl", "out/link.jsonl"),
+        stderr=r"output\.path: must differ from input\.path",
+        check=_unchanged("input.jsonl", INPUT),
+        timeout=20,
+    ),
+    Case(
+        name="adv_output_is_a_hard_link_to_the_input",
+        args=run_args("--output", "out/link.jsonl"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        before=_hard_link("input.jsonl", "out/link.jsonl"),
+        stderr=r"output\.path: must differ from input\.path",
+        check=_unchanged("input.jsonl", INPUT),
+        timeout=20,
+    ),
+    Case(
+        name="adv_journal_is_a_hard_link_to_the_pipeline",
+        args=run_args("--journal", "out/j.sqlite"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        before=_hard_link("pipeline.toml", "out/j.sqlite"),
+        stderr=r"journal\.path: must differ from the pipeline file",
+        check=_unchanged("pipeline.toml", PIPELINE),
+        timeout=20,
+    ),
+    *(
+        Case(
+            name=f"adv_log_file_is_the_{what}",
+            args=run_args("--log-file", path),
+            code=ExitCode.USAGE,
+            files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+            stderr=rf"--log-file '{path}' must differ from {name}",
+            check=_unchanged(kept, {"pipeline.toml": PIPELINE, "input.jsonl": INPUT}[kept]),
+            timeout=20,
+        )
+        for what, path, name, kept in (
+            ("input", "input.jsonl", r"input\.path", "input.jsonl"),
+            ("pipeline", "pipeline.toml", "the pipeline file", "pipeline.toml"),
+            ("output", "out/results.jsonl", r"output\.path", "input.jsonl"),
+            ("journal", "out/journal.sqlite", r"journal\.path", "input.jsonl"),
+        )
+    ),
+]
