@@ -67,6 +67,34 @@ def _symlink(target: str, link: str) -> Callable[[Path], None]:
     return make
 
 
+def _link_to(link: str, to: str) -> Callable[[Path], None]:
+    """A symbolic link *link* holding *to* as it is (absolute, or relative to the link)."""
+
+    def make(folder: Path) -> None:
+        (folder / link).parent.mkdir(parents=True, exist_ok=True)
+        (folder / link).symlink_to(to)
+
+    return make
+
+
+def _fifo(name: str) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(folder / name)
+
+    return make
+
+
+def _link_kept(link: str, target: str) -> Callable[[Ran], None]:
+    """The check: the link is still a link to *target* (the rename did not replace it)."""
+
+    def check(ran: Ran) -> None:
+        assert (ran.folder / link).is_symlink()
+        assert os.readlink(ran.folder / link) == target
+
+    return check
+
+
 def _hard_link(target: str, link: str) -> Callable[[Path], None]:
     def make(folder: Path) -> None:
         (folder / link).parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +203,46 @@ CASES: list[Case] = [
         before=_hard_link("pipeline.toml", "out/j.sqlite"),
         stderr=r"journal\.path: must differ from the pipeline file",
         check=_unchanged("pipeline.toml", PIPELINE),
+        timeout=20,
+    ),
+    # -- an output that is not a regular file: the rename that replaces the output would swap a
+    # device or a link (the same as /dev/null or /dev/stdout) for a regular file
+    Case(
+        name="adv_output_is_a_link_to_a_device",
+        args=run_args("--output", "out/null.jsonl"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        before=_link_to("out/null.jsonl", "/dev/null"),
+        stderr=r"output\.path: '.*null\.jsonl' is not a regular file",
+        check=_link_kept("out/null.jsonl", "/dev/null"),
+        timeout=20,
+    ),
+    Case(
+        name="adv_output_is_a_link_to_a_file",
+        args=run_args("--output", "out/link.jsonl"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT, "elsewhere.jsonl": ""},
+        before=_link_to("out/link.jsonl", "../elsewhere.jsonl"),
+        stderr=r"output\.path: '.*link\.jsonl' is a symbolic link",
+        check=_link_kept("out/link.jsonl", "../elsewhere.jsonl"),
+        timeout=20,
+    ),
+    Case(
+        name="adv_output_is_a_fifo",
+        args=run_args("--output", "out/fifo"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        before=_fifo("out/fifo"),
+        stderr=r"output\.path: '.*fifo' is not a regular file",
+        timeout=20,
+    ),
+    Case(
+        name="adv_journal_is_a_fifo",
+        args=run_args("--journal", "out/fifo"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        before=_fifo("out/fifo"),
+        stderr=r"journal\.path: '.*fifo' is not a regular file",
         timeout=20,
     ),
     *(

@@ -218,6 +218,12 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
             raise r.error(key, "must differ from input.path (the input would be overwritten)")
         if same_file(written, source):
             raise r.error(key, "must differ from the pipeline file (it would be overwritten)")
+        if written.exists() and not written.is_file():
+            raise r.error(key, f"{str(written)!r} is not a regular file")
+        if key == "output.path" and written.is_symlink():
+            # The output is replaced by a rename, which replaces a link, not what it points
+            # to: /dev/stdout would become a regular file for every program on the machine.
+            raise r.error(key, f"{str(written)!r} is a symbolic link: name the file itself")
     return Pipeline(
         source=source,
         name=name,
