@@ -37,11 +37,18 @@ from rich.text import Text
 from strategies.backend import BackendError
 
 from .._journal import JournalError, JournalIOError
-from .._outcomes import PlanError
+from .._outcomes import OutcomeKind, PlanError
 from .._plan import DEFAULT_TIMEOUT
 from .._redact import Secrets
 from .._stop import RunStopped
-from ._backends import API_KEY_ENV, api_key_from_env, check_backend, command_secrets, short_keys
+from ._backends import (
+    API_KEY_ENV,
+    api_key_from_env,
+    check_backend,
+    command_secrets,
+    key_problem,
+    short_keys,
+)
 from ._exit import ExitCode
 from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
@@ -656,6 +663,9 @@ def _client(
     if key is None:
         _fail(app, f"talking to Gemini needs an API key in the {API_KEY_ENV} environment variable")
     app.secrets = command_secrets(key)
+    problem = key_problem(key)
+    if problem is not None:
+        _fail(app, problem)
     try:
         from strategies.gemini import GeminiSection, connect
     except ImportError:
@@ -671,15 +681,32 @@ def _client(
     )
 
 
+def _call_failure(exc: BaseException) -> tuple[str, int]:
+    """A failed call of a caches command: a short sentence, and 3 if the key or the account is
+    at fault (as for a run), else 1."""
+    from strategies.gemini import classify
+
+    outcome = classify(exc)
+    if outcome is None:
+        return str(exc) or type(exc).__name__, SOME_FAILED
+    if outcome.kind is OutcomeKind.STOP_RUN:
+        return (
+            f"{outcome.message.rstrip('.')}; fix it and run the same command again",
+            ExitCode.RUN_STOPPED,
+        )
+    return outcome.message, SOME_FAILED
+
+
 @contextmanager
-def _talking_to(app: App, client: Any) -> Iterator[None]:
+def _talking_to(app: App, client: Any, doing: str) -> Iterator[None]:
     """Turn a failure of a caches command into one line and an exit code; close the client."""
     try:
         yield
     except PlanError as exc:
         _fail(app, str(exc))
     except Exception as exc:
-        _fail(app, f"listing the caches failed: {exc}", SOME_FAILED)
+        message, code = _call_failure(exc)
+        _fail(app, f"{doing} failed: {message}", code)
     finally:
         client.close()
 
@@ -726,7 +753,7 @@ def caches_list(
     loaded = _load(app, pipeline, ()) if pipeline is not None else None
     client = _client(app, loaded, base_url, api_version)
     rows = []
-    with _talking_to(app, client):
+    with _talking_to(app, client, "listing the caches"):
         wanted = _display_name_of(loaded, client) if loaded is not None else None
         now = time.time()
         for cached in client.caches.list(config={"page_size": 100}):
@@ -789,7 +816,8 @@ def caches_delete(
     loaded = _load(app, pipeline, ()) if pipeline is not None else None
     client = _client(app, loaded, base_url, api_version)
     failed = 0
-    with _talking_to(app, client):
+    stop = 0
+    with _talking_to(app, client, "deleting the caches"):
         targets = [n if n.startswith("cachedContents/") else f"cachedContents/{n}" for n in names]
         if loaded is not None:
             wanted = _display_name_of(loaded, client)
@@ -805,11 +833,18 @@ def caches_delete(
                 client.caches.delete(name=name)
             except Exception as exc:
                 failed += 1
+                message, code = _call_failure(exc)
                 app.err.print(
-                    Text(app.secrets.text(f"could not delete {name}: {exc}"), style="red"),
+                    Text(app.secrets.text(f"could not delete {name}: {message}"), style="red"),
                     soft_wrap=True,
                 )
+                if code == ExitCode.RUN_STOPPED:
+                    # The key or the account: every other name would fail the same way.
+                    stop = code
+                    break
             else:
                 app.out.print(Text(f"deleted {name}"))
+    if stop:
+        raise SystemExit(stop)
     if failed:
         raise SystemExit(SOME_FAILED)

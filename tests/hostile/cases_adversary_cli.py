@@ -19,7 +19,9 @@ from pathlib import Path
 
 from stagedretry.cli._exit import ExitCode
 
-from ._corpus import INPUT, Case, Ran, run_args, sim_pipeline
+from ._corpus import INPUT, KEY, Case, Ran, run_args, sim_pipeline
+from .cases_secrets import files as gemini_files
+from .cases_secrets import pipeline as gemini_pipeline
 
 PIPELINE = sim_pipeline(sim="seed = 3\ninvalid_rate = 0.0")
 GOOD = json.dumps({"id": "item-1", "title": "Title 1"})
@@ -28,6 +30,37 @@ GOOD = json.dumps({"id": "item-1", "title": "Title 1"})
 def _rows(ran: Ran) -> dict[str, dict[str, object]]:
     text = (ran.folder / "out/results.jsonl").read_text("utf-8")
     return {str(row["id"]): row for row in map(json.loads, text.splitlines())}
+
+
+def _key_not_shown(key: str) -> Callable[[Ran], None]:
+    """The check: no piece of *key* (8 characters or more) in stdout, stderr or any file."""
+    pieces = {key[i : i + 8] for i in range(len(key) - 7)} - {KEY[:8]}
+
+    def check(ran: Ran) -> None:
+        texts = [ran.out, ran.err] + [
+            p.read_bytes().decode("utf-8", "replace") for p in ran.folder.rglob("*") if p.is_file()
+        ]
+        for text in texts:
+            assert not any(piece in text for piece in pieces), text[:2000]
+
+    return check
+
+
+def _key_refused(key: str) -> Callable[[Ran], None]:
+    """The check: the key is not shown, and the run wrote nothing (no item was recorded)."""
+    not_shown = _key_not_shown(key)
+
+    def check(ran: Ran) -> None:
+        not_shown(ran)
+        assert not (ran.folder / "out").exists(), sorted(ran.folder.rglob("*"))
+
+    return check
+
+
+def _stopped_at_first_name(ran: Ran) -> None:
+    """The check: a rejected key stops ``caches delete`` at its first name, unshown."""
+    _key_not_shown(WRONG_KEY)(ran)
+    assert ran.err.count("could not delete") == 1, ran.err
 
 
 def _line_2_failed(reason: str) -> Callable[[Ran], None]:
@@ -112,6 +145,15 @@ def _surrogate_case(name: str, line: str) -> Case:
         check=_line_2_failed("lone surrogate (\\ud800)"),
         timeout=30,
     )
+
+
+BAD_KEYS = (
+    ("newline", KEY[:20] + "\n" + KEY[20:], "a control character"),
+    ("escape", KEY[:20] + "\x1b[2J" + KEY[20:], "a control character"),
+    ("space", KEY[:20] + " " + KEY[20:], "a space"),
+    ("non_ascii", KEY[:20] + "\N{LATIN SMALL LETTER O WITH DIAERESIS}" + KEY[20:], "a non-ASCII"),
+)
+WRONG_KEY = "AIzaSyWrong-0123456789-abcdefghijklmno"
 
 
 CASES: list[Case] = [
@@ -260,6 +302,67 @@ CASES: list[Case] = [
             ("pipeline", "pipeline.toml", "the pipeline file", "pipeline.toml"),
             ("output", "out/results.jsonl", r"output\.path", "input.jsonl"),
             ("journal", "out/journal.sqlite", r"journal\.path", "input.jsonl"),
+        )
+    ),
+    # -- a key that no API key can be: refused before any request (exit 2), never shown; before,
+    # a key with a line break failed every item as final ("Forbidden control character")
+    *(
+        Case(
+            name=f"adv_key_with_{what}_runs_nothing",
+            args=run_args(),
+            code=ExitCode.USAGE,
+            files=gemini_files(gemini_pipeline(backend="gemini")),
+            env={"GEMINI_API_KEY": key},
+            stderr=rf"GEMINI_API_KEY environment variable holds {kind}.* at position 21",
+            check=_key_refused(key),
+            timeout=20,
+        )
+        for what, key, kind in BAD_KEYS
+    ),
+    *(
+        Case(
+            name=f"adv_caches_{command}_key_with_{what}",
+            args=("caches", command, *names, "--base-url", "{emulator}"),
+            code=ExitCode.USAGE,
+            env={"GEMINI_API_KEY": key},
+            stderr=rf"GEMINI_API_KEY environment variable holds {kind}",
+            check=_key_not_shown(key),
+            timeout=20,
+        )
+        for what, key, kind in BAD_KEYS[:2]
+        for command, names in (("list", ()), ("delete", ("abc",)))
+    ),
+    # -- caches commands that cannot be done: one short sentence, bounded, a documented code
+    *(
+        Case(
+            name=f"adv_caches_{command}_wrong_key",
+            args=("caches", command, *names, "--base-url", "{emulator}"),
+            code=ExitCode.RUN_STOPPED,
+            env={"GEMINI_API_KEY": WRONG_KEY},
+            stderr=r"the API key was rejected \(API_KEY_INVALID\)[^{]*fix it and run the same "
+            r"command again\n$",
+            check=_stopped_at_first_name if command == "delete" else _key_not_shown(WRONG_KEY),
+            timeout=30,
+        )
+        for command, names in (("list", ()), ("delete", ("abc", "def")))
+    ),
+    *(
+        Case(
+            name=f"adv_caches_{command}_{where}",
+            args=("caches", command, *names, "--base-url", url),
+            code=ExitCode.SOME_FAILED,
+            env={"GEMINI_API_KEY": KEY},
+            stderr=rf"{doing}.*{said}",
+            check=_key_not_shown(KEY),
+            timeout=60,
+        )
+        for command, names, doing in (
+            ("list", (), "listing the caches failed"),
+            ("delete", ("abc",), "could not delete cachedContents/abc"),
+        )
+        for where, url, said in (
+            ("dead_port", "http://127.0.0.1:9", "Connection refused"),
+            ("no_scheme", "127.0.0.1:9", "protocol"),
         )
     ),
 ]

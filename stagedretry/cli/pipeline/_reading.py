@@ -188,8 +188,9 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
 
     if "plan" not in data:
         raise r.error("plan", "missing: a pipeline needs a [plan] with at least one stage")
+    plan_table = r.table(data["plan"], "plan")  # outside: its error is located already
     with r.located():
-        plan = Plan.from_dict(r.table(data["plan"], "plan"), where="plan")
+        plan = Plan.from_dict(plan_table, where="plan")
 
     backend = _backend(r, data.get("backend", {"kind": DEFAULT_BACKEND}))
     with r.located():
