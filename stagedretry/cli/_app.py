@@ -19,13 +19,14 @@ it returns 0 or 1 as a run that was not stopped would.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
 import click
@@ -84,8 +85,19 @@ class App:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
+_CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    """*text* safe for a terminal, on one line: control characters (an escape sequence from a
+    config key, an id or a server's answer, a line break) written as ``\\x1b``, ``\\n``..."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def _fail(app: App, message: str, code: int = USAGE_ERROR) -> NoReturn:
-    app.err.print(Text.assemble(("error: ", "bold red"), app.secrets.text(message)), soft_wrap=True)
+    app.err.print(
+        Text.assemble(("error: ", "bold red"), _shown(app.secrets.text(message))), soft_wrap=True
+    )
     raise SystemExit(code)
 
 
@@ -308,11 +320,13 @@ def _execute(
             app.err.print(
                 Text.assemble(
                     ("error: ", "bold red"),
-                    app.secrets.text(
-                        _stopped_sentence(
-                            summary.run_failure,
-                            finished=summary.total - summary.left,
-                            left=summary.left,
+                    _shown(
+                        app.secrets.text(
+                            _stopped_sentence(
+                                summary.run_failure,
+                                finished=summary.total - summary.left,
+                                left=summary.left,
+                            )
                         )
                     ),
                 ),
@@ -320,7 +334,7 @@ def _execute(
             )
         if failures:
             # The summary first (every result it counts is in the journal), then what failed.
-            first, *more = (app.secrets.text(m) for m in failures.messages)
+            first, *more = (_shown(app.secrets.text(m)) for m in failures.messages)
             app.err.print(Text.assemble(("error: ", "bold red"), first), soft_wrap=True)
             for message in more:
                 app.err.print(Text.assemble(("also: ", "red"), message), soft_wrap=True)
@@ -783,10 +797,14 @@ def caches_list(
         table.add_column(header)
     for row in rows:
         left = row["expires_in"]
+        # What the server says is text, never markup, and shown without its control characters.
         table.add_row(
-            row["name"],
-            Text(str(row["display_name"]), style="bold green" if row["matches_pipeline"] else ""),
-            row["model"],
+            Text(_shown(str(row["name"]))),
+            Text(
+                _shown(str(row["display_name"])),
+                style="bold green" if row["matches_pipeline"] else "",
+            ),
+            Text(_shown(str(row["model"]))),
             f"{left / 60:.1f} min" if left is not None else "?",
             str(row["tokens"]) if row["tokens"] is not None else "?",
         )
@@ -835,7 +853,9 @@ def caches_delete(
                 failed += 1
                 message, code = _call_failure(exc)
                 app.err.print(
-                    Text(app.secrets.text(f"could not delete {name}: {message}"), style="red"),
+                    Text(
+                        _shown(app.secrets.text(f"could not delete {name}: {message}")), style="red"
+                    ),
                     soft_wrap=True,
                 )
                 if code == ExitCode.RUN_STOPPED:

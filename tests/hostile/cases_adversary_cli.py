@@ -63,6 +63,11 @@ def _stopped_at_first_name(ran: Ran) -> None:
     assert ran.err.count("could not delete") == 1, ran.err
 
 
+def _no_control_characters(ran: Ran) -> None:
+    """The check: stderr holds no control character but the line ends."""
+    assert not any((c < " " and c != "\n") or "\x7f" <= c <= "\x9f" for c in ran.err), ran.err
+
+
 def _line_2_failed(reason: str) -> Callable[[Ran], None]:
     """The check: line 2 is a failed ``input_error`` item whose reason says *reason*; line 1 ran."""
 
@@ -364,5 +369,38 @@ CASES: list[Case] = [
             ("dead_port", "http://127.0.0.1:9", "Connection refused"),
             ("no_scheme", "127.0.0.1:9", "protocol"),
         )
+    ),
+    # -- text from outside (a config key, a --set key, a path) never drives the terminal
+    Case(
+        name="adv_config_key_with_escapes",
+        args=("plan", "check", "pipeline.toml"),
+        code=ExitCode.USAGE,
+        files={
+            "pipeline.toml": PIPELINE.replace(
+                "[run]\n", '[run]\n"\\u001b[2J\\u001b]0;pwned\\u0007" = 1\n'
+            ),
+            "input.jsonl": INPUT,
+        },
+        stderr=r"run\.\\x1b\[2J\\x1b\]0;pwned\\x07: unknown key",
+        check=_no_control_characters,
+        timeout=20,
+    ),
+    Case(
+        name="adv_set_key_with_escapes",
+        args=run_args("--set", "run.\x1b[2J\nx=1"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        stderr=r"--set run\.\\x1b\[2J\\nx: cannot read the key",
+        check=_no_control_characters,
+        timeout=20,
+    ),
+    Case(
+        name="adv_output_path_with_escapes",
+        args=run_args("--output", "/sys/\x1b[2J/out.jsonl"),
+        code=ExitCode.IO_ERROR,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        stderr=r"/sys/\\x1b\[2J/out\.jsonl",
+        check=_no_control_characters,
+        timeout=20,
     ),
 ]
