@@ -67,6 +67,38 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+_COLUMNS: Final = {
+    "meta": ("key", "value"),
+    "results": (
+        "fingerprint",
+        "item_id",
+        "status",
+        "line",
+        "digest",
+        "result",
+        "run",
+        "recorded_at",
+    ),
+    "runs": ("id", "fingerprint", "started_at", "finished_at", "stats"),
+}
+"""The columns each table of :data:`_SCHEMA` has: a file whose tables lack one is not a journal."""
+
+
+def _check_tables(db: sqlite3.Connection) -> None:
+    """Raise ``sqlite3.DatabaseError`` if the file is another program's SQLite database: it has
+    tables but no ``meta``, or a table of the journal's name lacks one of its columns."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and "meta" not in tables:
+        raise sqlite3.DatabaseError(f"it holds other tables: {', '.join(sorted(tables)[:3])}")
+    for table, wanted in _COLUMNS.items():
+        if table not in tables:
+            continue
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        missing = [column for column in wanted if column not in have]
+        if missing:
+            raise sqlite3.DatabaseError(f"its table {table!r} has no column {missing[0]!r}")
+
+
 class JournalError(StagedRetryError):
     """The journal cannot be opened or used (locked by another run, not a journal, too new)."""
 
@@ -387,6 +419,7 @@ class Journal:
             self._lock.release()
             raise JournalIOError(f"cannot open the journal {str(self.path)!r}: {exc}") from None
         try:
+            _check_tables(db)  # before anything is written to another program's file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)

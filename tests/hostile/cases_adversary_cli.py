@@ -12,8 +12,10 @@ refused like any value out of range.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,6 +68,33 @@ def _stopped_at_first_name(ran: Ran) -> None:
 def _no_control_characters(ran: Ran) -> None:
     """The check: stderr holds no control character but the line ends."""
     assert not any((c < " " and c != "\n") or "\x7f" <= c <= "\x9f" for c in ran.err), ran.err
+
+
+def _foreign_database(*statements: str) -> Callable[[Path], None]:
+    """Another program's SQLite file where the journal goes."""
+
+    def make(folder: Path) -> None:
+        (folder / "out").mkdir(exist_ok=True)
+        with contextlib.closing(sqlite3.connect(folder / "out/journal.sqlite")) as db:
+            for statement in statements:
+                db.execute(statement)
+            db.commit()
+
+    return make
+
+
+def _database_untouched(*tables: str) -> Callable[[Ran], None]:
+    """The check: the file still holds only its own tables, in its own journal mode."""
+
+    def check(ran: Ran) -> None:
+        with contextlib.closing(sqlite3.connect(ran.folder / "out/journal.sqlite")) as db:
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        assert names == set(tables), names
+        assert mode == "delete", mode
+        assert not (ran.folder / "out/results.jsonl").exists()
+
+    return check
 
 
 def _line_2_failed(reason: str) -> Callable[[Ran], None]:
@@ -401,6 +430,28 @@ CASES: list[Case] = [
         files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
         stderr=r"/sys/\\x1b\[2J/out\.jsonl",
         check=_no_control_characters,
+        timeout=20,
+    ),
+    # -- another program's SQLite file as the journal: refused as not a journal (exit 2, not an
+    # I/O error), and left as it was (no table added, its journal mode kept)
+    Case(
+        name="adv_journal_is_a_database_with_a_results_table",
+        args=run_args(),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        before=_foreign_database("CREATE TABLE results (x)", "INSERT INTO results VALUES (1)"),
+        stderr=r"journal\.sqlite' is not a stagedretry journal \(it holds other tables: results\)",
+        check=_database_untouched("results"),
+        timeout=20,
+    ),
+    Case(
+        name="adv_journal_is_a_database_with_a_meta_table_of_its_own",
+        args=run_args(),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        before=_foreign_database("CREATE TABLE meta (name, size)"),
+        stderr=r"is not a stagedretry journal \(its table 'meta' has no column 'key'\)",
+        check=_database_untouched("meta"),
         timeout=20,
     ),
 ]
