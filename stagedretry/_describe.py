@@ -10,6 +10,16 @@ from collections.abc import Mapping
 from typing import Final
 
 _LONGEST: Final = 60
+_LONGEST_KEY: Final = 80
+
+
+def key_name(key: object) -> str:
+    """A key of a document as a message names it: a key past 80 characters cut short, with its
+    length (a page pasted as a key must not flood the one line of the error)."""
+    name = str(key)
+    if len(name) > _LONGEST_KEY:
+        name = f"{name[: _LONGEST_KEY - 20]}... ({len(name)} characters)"
+    return name
 
 
 def describe(value: object) -> str:

@@ -97,6 +97,12 @@ def _database_untouched(*tables: str) -> Callable[[Ran], None]:
     return check
 
 
+def _one_short_line(ran: Ran) -> None:
+    """The check: the error is one line, not a page."""
+    assert ran.err.count("\n") == 1, ran.err[:1000]
+    assert len(ran.err) < 400, ran.err[:1000]
+
+
 def _line_2_failed(reason: str) -> Callable[[Ran], None]:
     """The check: line 2 is a failed ``input_error`` item whose reason says *reason*; line 1 ran."""
 
@@ -452,6 +458,35 @@ CASES: list[Case] = [
         before=_foreign_database("CREATE TABLE meta (name, size)"),
         stderr=r"is not a stagedretry journal \(its table 'meta' has no column 'key'\)",
         check=_database_untouched("meta"),
+        timeout=20,
+    ),
+    # -- a page pasted as a key: named in one short line (the whole key was printed before)
+    *(
+        Case(
+            name=f"adv_huge_key_in_{what}",
+            args=("plan", "check", "pipeline.toml"),
+            code=ExitCode.USAGE,
+            files={
+                "pipeline.toml": PIPELINE.replace(anchor, f"{anchor}\n{'k' * 500_000} = 1"),
+                "input.jsonl": INPUT,
+            },
+            stderr=rf"{where}\.k{{60}}\.\.\. \(500000 characters\): unknown key",
+            check=_one_short_line,
+            timeout=20,
+        )
+        for what, where, anchor in (
+            ("run", "run", "concurrency = 2"),
+            ("backend_sim", r"backend\.sim", "invalid_rate = 0.0"),
+            ("a_stage", r"plan\.stages\[1\]", 'kind = "partial"'),
+        )
+    ),
+    Case(
+        name="adv_huge_set_key",
+        args=("plan", "check", "pipeline.toml", "--set", "a" + ".b" * 5_000 + "=1"),
+        code=ExitCode.USAGE,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        stderr=r"--set a\.b\.b.*\.\.\. \(10001 characters\): the key is nested",
+        check=_one_short_line,
         timeout=20,
     ),
 ]

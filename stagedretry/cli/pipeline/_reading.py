@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from stagedretry import Plan, PlanError, parse_settings, settable_keys, stage_params
-from stagedretry._describe import describe
+from stagedretry._describe import describe, key_name
 from stagedretry._documents import MAX_DOCUMENT_BYTES, load_document
 from strategies.backend import BackendError, CacheOptions
 
@@ -100,7 +100,8 @@ class _Reader:
         """Refuse a key not in *allowed*, in :func:`stagedretry.parse_settings`' words."""
         for key in table:
             if key not in allowed:
-                where = f"{path}.{key}" if path else str(key)
+                name = key_name(key)
+                where = f"{path}.{name}" if path else name
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise self.error(where, f"unknown key ({hint}known: {', '.join(allowed)})")
