@@ -39,7 +39,7 @@ from .. import (
 )
 from .._fs import os_reason
 from .._redact import ENVIRONMENT_KEYS, HoldsSecrets, Secrets
-from ._files import FileIOError, IOFailures, cannot_write, remedy
+from ._files import FileIOError, IOFailures, cannot_write, open_append, remedy
 from .pipeline import Pipeline
 
 API_KEY_ENV: Final = "GEMINI_API_KEY"
@@ -281,7 +281,7 @@ async def build_backend(
 def _open_log(path: Path) -> IO[str]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("a", encoding="utf-8")
+        return open_append(path)
     except OSError as exc:
         raise FileIOError(
             f"cannot open the request log {str(path)!r}: {os_reason(exc, path)}", errno=exc.errno

@@ -489,4 +489,78 @@ CASES: list[Case] = [
         check=_one_short_line,
         timeout=20,
     ),
+    # -- a FIFO nobody writes or reads: every open is bounded (each one waited for ever before)
+    Case(
+        name="adv_log_file_is_a_fifo_nobody_reads",
+        args=run_args("--log-file", "out/fifo"),
+        code=ExitCode.IO_ERROR,
+        files={"pipeline.toml": PIPELINE, "input.jsonl": INPUT},
+        before=_fifo("out/fifo"),
+        stderr=r"cannot open the log file 'out/fifo': it is a FIFO that no process reads",
+        timeout=20,
+    ),
+    Case(
+        name="adv_request_log_is_a_fifo_nobody_reads",
+        args=run_args(),
+        code=ExitCode.IO_ERROR,
+        files={
+            "pipeline.toml": PIPELINE.replace(
+                "concurrency = 2", 'concurrency = 2\nrequest_log = "out/fifo"'
+            ),
+            "input.jsonl": INPUT,
+        },
+        before=_fifo("out/fifo"),
+        stderr=r"cannot open the request log '.*fifo': it is a FIFO that no process reads",
+        timeout=20,
+    ),
+    *(
+        Case(
+            name=f"adv_{what}_is_a_fifo_nobody_writes",
+            args=("plan", "check", "pipeline.toml"),
+            code=ExitCode.USAGE,
+            files={"pipeline.toml": PIPELINE.replace(old, new), "input.jsonl": INPUT},
+            before=_fifo("fifo"),
+            stderr=rf"{key}: '.*fifo' is not a regular file",
+            timeout=20,
+        )
+        for what, old, new, key in (
+            (
+                "template_file",
+                'template = "Describe {title}."',
+                'template_file = "fifo"',
+                r"input\.template_file",
+            ),
+            ("schema", "[output]\n", '[output]\nschema = "fifo"\n', r"output\.schema"),
+        )
+    ),
+    Case(
+        name="adv_pipeline_is_a_fifo_nobody_writes",
+        args=("plan", "check", "fifo.toml"),
+        code=ExitCode.USAGE,
+        before=_fifo("fifo.toml"),
+        stderr=r"fifo\.toml: cannot read the file \(not a regular file\)",
+        timeout=20,
+    ),
+    # -- the request log is a file the run writes, so none of those it reads
+    *(
+        Case(
+            name=f"adv_request_log_is_the_{what}",
+            args=run_args(),
+            code=ExitCode.USAGE,
+            files={
+                "pipeline.toml": PIPELINE.replace(
+                    "concurrency = 2", f'concurrency = 2\nrequest_log = "{path}"'
+                ),
+                "input.jsonl": INPUT,
+            },
+            stderr=rf"run\.request_log: must differ from {name}",
+            check=_unchanged("input.jsonl", INPUT),
+            timeout=20,
+        )
+        for what, path, name in (
+            ("input", "input.jsonl", r"input\.path"),
+            ("pipeline", "pipeline.toml", "the pipeline file"),
+            ("journal", "out/journal.sqlite", r"journal\.path"),
+        )
+    ),
 ]

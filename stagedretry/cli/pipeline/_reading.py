@@ -122,6 +122,9 @@ class _Reader:
 
     def text(self, path: Path, key: str) -> str:
         """The UTF-8 text of the file *path* that *key* names (a byte order mark skipped)."""
+        if path.exists() and not path.is_file():
+            # A FIFO would block the read for ever, a device never end.
+            raise self.error(key, f"{str(path)!r} is not a regular file")
         try:
             return path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
@@ -215,6 +218,16 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
         raise r.error("journal.path", "must differ from output.path")
     # A file the run writes must be none of the files it reads (through a symlink or a hard
     # link too): the run would overwrite them.
+    request_log = run.request_log
+    if request_log is not None:
+        for name, other in (
+            ("the pipeline file", source),
+            ("input.path", input_.path),
+            ("output.path", output.path),
+            ("journal.path", journal.path),
+        ):
+            if same_file(request_log, other):
+                raise r.error("run.request_log", f"must differ from {name}")
     for key, written in (("output.path", output.path), ("journal.path", journal.path)):
         if same_file(written, input_.path):
             raise r.error(key, "must differ from input.path (the input would be overwritten)")
