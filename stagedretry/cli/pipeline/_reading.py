@@ -233,7 +233,8 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
             raise r.error(key, "must differ from input.path (the input would be overwritten)")
         if same_file(written, source):
             raise r.error(key, "must differ from the pipeline file (it would be overwritten)")
-        if written.exists() and not written.is_file():
+        if written.exists() and not written.is_file() and not written.is_dir():
+            # A folder fails to be written as any unwritable path does (exit 4).
             raise r.error(key, f"{str(written)!r} is not a regular file")
         if key == "output.path" and written.is_symlink():
             # The output is replaced by a rename, which replaces a link, not what it points
