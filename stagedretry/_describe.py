@@ -13,6 +13,16 @@ from typing import Final
 _LONGEST: Final = 60
 _LOG10_2: Final = math.log10(2)
 _PRINTABLE_BITS: Final = 14_000  # under the 4300 digits repr() of an int accepts
+_LONGEST_KEY: Final = 80
+
+
+def key_name(key: object) -> str:
+    """A key of a document as a message names it: a key past 80 characters cut short, with its
+    length (a page pasted as a key must not flood the one line of the error)."""
+    name = str(key)
+    if len(name) > _LONGEST_KEY:
+        name = f"{name[: _LONGEST_KEY - 20]}... ({len(name)} characters)"
+    return name
 
 
 def describe(value: object) -> str:

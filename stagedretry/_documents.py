@@ -12,8 +12,11 @@ stack for what aliases can build (a node holding itself, exponential repeats).
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +36,13 @@ _UTF8_BOM: Final = b"\xef\xbb\xbf"
 def read_limited(path: Path, limit: int) -> bytes:
     """The bytes of *path*, or ``limit + 1`` of them when it holds more (never the whole of a
     huge file).  Raises ``OSError``."""
-    with path.open("rb") as file:
+    # Opened without waiting (a FIFO with no writer would block for ever), then held to a
+    # regular file: a FIFO or a device has no end to read up to.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
         return file.read(limit + 1)
 
 

@@ -80,17 +80,22 @@ _COLUMNS: Final = {
     ),
     "runs": ("id", "fingerprint", "started_at", "finished_at", "stats"),
 }
+"""The columns each table of :data:`_SCHEMA` has: a file whose tables lack one is not a journal."""
 
 
 def _check_tables(db: sqlite3.Connection) -> None:
-    """Tables of these names made by something else are not a journal (``CREATE TABLE IF NOT
-    EXISTS`` keeps them): refused here, not with an ``OperationalError`` at the first query."""
-    for table, columns in _COLUMNS.items():
-        found = tuple(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
-        if found != columns:
-            raise sqlite3.DatabaseError(
-                f"its table {table!r} has the columns {', '.join(found) or 'none'}"
-            )
+    """Raise ``sqlite3.DatabaseError`` if the file is another program's SQLite database: it has
+    tables but no ``meta``, or a table of the journal's name lacks one of its columns."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and "meta" not in tables:
+        raise sqlite3.DatabaseError(f"it holds other tables: {', '.join(sorted(tables)[:3])}")
+    for table, wanted in _COLUMNS.items():
+        if table not in tables:
+            continue
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        missing = [column for column in wanted if column not in have]
+        if missing:
+            raise sqlite3.DatabaseError(f"its table {table!r} has no column {missing[0]!r}")
 
 
 class JournalError(StagedRetryError):
@@ -413,6 +418,7 @@ class Journal:
             self._lock.release()
             raise JournalIOError(f"cannot open the journal {str(self.path)!r}: {exc}") from None
         try:
+            _check_tables(db)  # before anything is written to another program's file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
@@ -551,7 +557,7 @@ class Journal:
                 raise ValueError(f"expected text, got {type(text).__name__}")
             # The constants json.dumps writes for an output's inf or nan (a validator's
             # float("inf")) are ours: a paid result must not make the journal unreadable.
-            data = loads(text, ROW_MAX_DEPTH, constants=True)
+            data = loads(text, ROW_MAX_DEPTH, own=True)
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         except ValueError as exc:

@@ -10,6 +10,8 @@ hit Python's recursion limit:
   levels deep; a scalar at the top is depth 0, ``{"a": [1]}`` is depth 2.
 * JSON numbers are finite: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON
   and could not be written back as JSON.
+* Strings are Unicode text: a lone surrogate (``"\\ud800"``, valid JSON syntax)
+  could not be written as UTF-8 to a journal, an output file or a terminal.
 
 The limits on size (a record's line, a pipeline file) live with their readers.
 """
@@ -76,22 +78,41 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(text: str | bytes, limit: int = MAX_DEPTH, *, constants: bool = False) -> Any:
+def loads(text: str | bytes, limit: int = MAX_DEPTH, *, own: bool = False) -> Any:
     """Parse strict JSON: no deeper than *limit*, no ``NaN`` or ``Infinity``, nor a number
-    too large for a float (``1e999``).  With *constants*, ``NaN`` and ``Infinity`` are read
-    as Python's ``json`` writes them (for data this library wrote: a journal's rows).
+    too large for a float (``1e999``), no lone surrogate.  With *own* (data this library
+    wrote itself: a journal's rows), ``NaN``, ``Infinity`` and lone surrogates are read as
+    Python's ``json`` writes them: an output may hold them, and must read back unchanged.
 
     Raises ``ValueError`` (``json.JSONDecodeError``, :class:`TooDeep` or a
-    plain one naming the constant) for anything else; never ``RecursionError``.
+    plain one naming the constant or the surrogate) for anything else; never
+    ``RecursionError``.
     """
     check_json_depth(text, limit)
     try:
-        if constants:
+        if own:
             return json.loads(text)
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         # Not reached below the limit; kept so that no caller ever sees one.
         raise TooDeep(limit) from None
+    if isinstance(text, str) and not text.isascii():
+        _check_unicode(text)  # a surrogate already in the text (from a lenient decoder)
+    if (b"\\u" in text) if isinstance(text, bytes) else ("\\u" in text):
+        # Only a \u escape can yield one; the value is at most *limit* deep, so dumping it
+        # to find out is safe.
+        _check_unicode(json.dumps(value, ensure_ascii=False))
+    return value
+
+
+def _check_unicode(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise ValueError(
+            f"a string holds a lone surrogate ({bad}), which is not Unicode text"
+        ) from None
 
 
 def check_depth(value: object, limit: int = MAX_DEPTH, *, max_nodes: int = 1_000_000) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Final, TypeGuard
 import attrs
 
 from ._describe import describe as _show
+from ._describe import key_name
 from ._documents import expect_table as _expect_table
 from ._documents import load_document
 from ._outcomes import PlanError
@@ -351,7 +352,9 @@ def _valid_name(name: object) -> bool:
 def _reject_unknown(table: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     for key in table:
         if key not in allowed:
-            raise PlanError(f"{where}.{key}", f"unknown key (allowed: {', '.join(allowed)})")
+            raise PlanError(
+                f"{where}.{key_name(key)}", f"unknown key (allowed: {', '.join(allowed)})"
+            )
 
 
 def _int(value: object, where: str, *, minimum: int) -> int:

@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from ._describe import describe as _show
+from ._describe import key_name
 from ._documents import expect_table as _expect_table
 from ._outcomes import PlanError
 from ._plan import Plan
@@ -173,7 +174,7 @@ def parse_settings(
     for key, raw in table.items():
         field = fields.get(key)
         if field is None or not field.spec.settable:
-            raise PlanError(f"{where}.{key}", _unknown(key, known, noun))
+            raise PlanError(f"{where}.{key_name(key)}", _unknown(key, known, noun))
         values[key] = raw  # converted and checked by the field itself, as in code
     for name, field in fields.items():
         if field.required and name not in values:

@@ -19,13 +19,14 @@ it returns 0 or 1 as a run that was not stopped would.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
 import click
@@ -37,11 +38,18 @@ from rich.text import Text
 from strategies.backend import BackendError
 
 from .._journal import JournalError, JournalIOError
-from .._outcomes import PlanError
+from .._outcomes import OutcomeKind, PlanError
 from .._plan import DEFAULT_TIMEOUT
 from .._redact import Secrets
 from .._stop import RunStopped
-from ._backends import API_KEY_ENV, api_key_from_env, check_backend, command_secrets, short_keys
+from ._backends import (
+    API_KEY_ENV,
+    api_key_from_env,
+    check_backend,
+    command_secrets,
+    key_problem,
+    short_keys,
+)
 from ._exit import ExitCode
 from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
@@ -51,7 +59,7 @@ from ._loop import Ended, exit_now, exits_on_signals, run_bounded
 from ._output import OutputBusy
 from ._registry import backend_names
 from ._summary import Summary, render_summary
-from .pipeline import Pipeline, load_pipeline, parse_override
+from .pipeline import Pipeline, load_pipeline, parse_override, same_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,8 +85,19 @@ class App:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
+_CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    """*text* safe for a terminal, on one line: control characters (an escape sequence from a
+    config key, an id or a server's answer, a line break) written as ``\\x1b``, ``\\n``..."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def _fail(app: App, message: str, code: int = USAGE_ERROR) -> NoReturn:
-    app.err.print(Text.assemble(("error: ", "bold red"), app.secrets.text(message)), soft_wrap=True)
+    app.err.print(
+        Text.assemble(("error: ", "bold red"), _shown(app.secrets.text(message))), soft_wrap=True
+    )
     raise SystemExit(code)
 
 
@@ -218,6 +237,8 @@ def _execute(
         check_backend(pipeline, need_key=True)
     except (BackendError, PlanError) as exc:
         _fail(app, str(exc))
+    if log_file is not None:
+        _check_log_file(app, pipeline, log_file)
     summary: Summary | None = None
     ended = Ended()
     failures = IOFailures()
@@ -299,11 +320,13 @@ def _execute(
             app.err.print(
                 Text.assemble(
                     ("error: ", "bold red"),
-                    app.secrets.text(
-                        _stopped_sentence(
-                            summary.run_failure,
-                            finished=summary.total - summary.left,
-                            left=summary.left,
+                    _shown(
+                        app.secrets.text(
+                            _stopped_sentence(
+                                summary.run_failure,
+                                finished=summary.total - summary.left,
+                                left=summary.left,
+                            )
                         )
                     ),
                 ),
@@ -311,7 +334,7 @@ def _execute(
             )
         if failures:
             # The summary first (every result it counts is in the journal), then what failed.
-            first, *more = (app.secrets.text(m) for m in failures.messages)
+            first, *more = (_shown(app.secrets.text(m)) for m in failures.messages)
             app.err.print(Text.assemble(("error: ", "bold red"), first), soft_wrap=True)
             for message in more:
                 app.err.print(Text.assemble(("also: ", "red"), message), soft_wrap=True)
@@ -319,6 +342,21 @@ def _execute(
         # Work that ignored its cancellation: Python's own exit would wait for it.
         exit_now(code)
     raise SystemExit(code)
+
+
+def _check_log_file(app: App, pipeline: Pipeline, log_file: Path) -> None:
+    """Refuse (exit 2) a ``--log-file`` that is a file the run reads or writes: events appended
+    to it would corrupt the input, the journal or the pipeline, or be lost in the output."""
+    files = {
+        "the pipeline file": pipeline.source,
+        "input.path": pipeline.input.path,
+        "output.path": pipeline.output.path,
+        "journal.path": pipeline.journal.path,
+        "run.request_log": pipeline.run.request_log,
+    }
+    for name, path in files.items():
+        if path is not None and same_file(log_file, path):
+            _fail(app, f"--log-file {str(log_file)!r} must differ from {name} ({str(path)!r})")
 
 
 def _stopped_sentence(reason: str, *, finished: int | None = None, left: int | None = None) -> str:
@@ -639,6 +677,9 @@ def _client(
     if key is None:
         _fail(app, f"talking to Gemini needs an API key in the {API_KEY_ENV} environment variable")
     app.secrets = command_secrets(key)
+    problem = key_problem(key)
+    if problem is not None:
+        _fail(app, problem)
     try:
         from strategies.gemini import GeminiSection, connect
     except ImportError:
@@ -654,15 +695,32 @@ def _client(
     )
 
 
+def _call_failure(exc: BaseException) -> tuple[str, int]:
+    """A failed call of a caches command: a short sentence, and 3 if the key or the account is
+    at fault (as for a run), else 1."""
+    from strategies.gemini import classify
+
+    outcome = classify(exc)
+    if outcome is None:
+        return str(exc) or type(exc).__name__, SOME_FAILED
+    if outcome.kind is OutcomeKind.STOP_RUN:
+        return (
+            f"{outcome.message.rstrip('.')}; fix it and run the same command again",
+            ExitCode.RUN_STOPPED,
+        )
+    return outcome.message, SOME_FAILED
+
+
 @contextmanager
-def _talking_to(app: App, client: Any) -> Iterator[None]:
+def _talking_to(app: App, client: Any, doing: str) -> Iterator[None]:
     """Turn a failure of a caches command into one line and an exit code; close the client."""
     try:
         yield
     except PlanError as exc:
         _fail(app, str(exc))
     except Exception as exc:
-        _fail(app, f"listing the caches failed: {exc}", SOME_FAILED)
+        message, code = _call_failure(exc)
+        _fail(app, f"{doing} failed: {message}", code)
     finally:
         client.close()
 
@@ -709,7 +767,7 @@ def caches_list(
     loaded = _load(app, pipeline, ()) if pipeline is not None else None
     client = _client(app, loaded, base_url, api_version)
     rows = []
-    with _talking_to(app, client):
+    with _talking_to(app, client, "listing the caches"):
         wanted = _display_name_of(loaded, client) if loaded is not None else None
         now = time.time()
         for cached in client.caches.list(config={"page_size": 100}):
@@ -739,10 +797,14 @@ def caches_list(
         table.add_column(header)
     for row in rows:
         left = row["expires_in"]
+        # What the server says is text, never markup, and shown without its control characters.
         table.add_row(
-            row["name"],
-            Text(str(row["display_name"]), style="bold green" if row["matches_pipeline"] else ""),
-            row["model"],
+            Text(_shown(str(row["name"]))),
+            Text(
+                _shown(str(row["display_name"])),
+                style="bold green" if row["matches_pipeline"] else "",
+            ),
+            Text(_shown(str(row["model"]))),
             f"{left / 60:.1f} min" if left is not None else "?",
             str(row["tokens"]) if row["tokens"] is not None else "?",
         )
@@ -772,7 +834,8 @@ def caches_delete(
     loaded = _load(app, pipeline, ()) if pipeline is not None else None
     client = _client(app, loaded, base_url, api_version)
     failed = 0
-    with _talking_to(app, client):
+    stop = 0
+    with _talking_to(app, client, "deleting the caches"):
         targets = [n if n.startswith("cachedContents/") else f"cachedContents/{n}" for n in names]
         if loaded is not None:
             wanted = _display_name_of(loaded, client)
@@ -788,11 +851,20 @@ def caches_delete(
                 client.caches.delete(name=name)
             except Exception as exc:
                 failed += 1
+                message, code = _call_failure(exc)
                 app.err.print(
-                    Text(app.secrets.text(f"could not delete {name}: {exc}"), style="red"),
+                    Text(
+                        _shown(app.secrets.text(f"could not delete {name}: {message}")), style="red"
+                    ),
                     soft_wrap=True,
                 )
+                if code == ExitCode.RUN_STOPPED:
+                    # The key or the account: every other name would fail the same way.
+                    stop = code
+                    break
             else:
                 app.out.print(Text(f"deleted {name}"))
+    if stop:
+        raise SystemExit(stop)
     if failed:
         raise SystemExit(SOME_FAILED)

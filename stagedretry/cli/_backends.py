@@ -39,7 +39,7 @@ from .. import (
 )
 from .._fs import os_reason
 from .._redact import ENVIRONMENT_KEYS, HoldsSecrets, Secrets
-from ._files import FileIOError, IOFailures, cannot_write, remedy
+from ._files import FileIOError, IOFailures, cannot_write, open_append, remedy
 from .pipeline import Pipeline
 
 API_KEY_ENV: Final = "GEMINI_API_KEY"
@@ -49,6 +49,29 @@ def api_key_from_env() -> str | None:
     """The Gemini API key from the environment, stripped, or ``None``."""
     key = os.environ.get(API_KEY_ENV, "").strip()
     return key or None
+
+
+def key_problem(key: str) -> str | None:
+    """Why *key* cannot be an API key, in words that never show it, or ``None``.
+
+    A key travels in an HTTP header, so it is printable ASCII without spaces (a
+    Gemini key is letters, digits, ``-`` and ``_``): a newline or an escape
+    pasted into the variable would fail every request, a non-ASCII letter could
+    not even be sent.
+    """
+    for position, char in enumerate(key, start=1):
+        if not ("!" <= char <= "~"):
+            if not char.isprintable():
+                kind = "a control character (a line break, a tab, an escape)"
+            elif char.isspace():
+                kind = "a space"
+            else:
+                kind = "a non-ASCII character"
+            return (
+                f"the {API_KEY_ENV} environment variable holds {kind} at position {position}, "
+                "which no API key has: set it to the key alone"
+            )
+    return None
 
 
 def command_secrets(key: str | None = None) -> Secrets:
@@ -93,10 +116,16 @@ def job_inputs(pipeline: Pipeline, *, api_key: str | None = None) -> JobInputs:
 def check_backend(pipeline: Pipeline, *, need_key: bool) -> None:
     """Every check that needs no network: the backend's own, and a key where it needs one."""
     backend = pipeline.backend
-    if backend.spec.needs_api_key and need_key and api_key_from_env() is None:
-        raise BackendError(
-            f"the {backend.kind} backend needs an API key in the {API_KEY_ENV} environment variable"
-        )
+    if backend.spec.needs_api_key and need_key:
+        key = api_key_from_env()
+        if key is None:
+            raise BackendError(
+                f"the {backend.kind} backend needs an API key in the {API_KEY_ENV} environment "
+                "variable"
+            )
+        problem = key_problem(key)
+        if problem is not None:
+            raise BackendError(problem)
     try:
         backend.spec.check(backend.section, job_inputs(pipeline))
     except PlanError as exc:
@@ -252,7 +281,7 @@ async def build_backend(
 def _open_log(path: Path) -> IO[str]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("a", encoding="utf-8")
+        return open_append(path)
     except OSError as exc:
         raise FileIOError(
             f"cannot open the request log {str(path)!r}: {os_reason(exc, path)}", errno=exc.errno

@@ -15,9 +15,10 @@ fixed finishes the job and rewrites the whole output.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from .._fs import os_reason
 from .._journal import JournalError
@@ -102,3 +103,20 @@ def advised(error: FileIOError | JournalError) -> str:
     """*error*'s sentence and what to do about it, unless it says so already."""
     text = str(error)
     return text if text.endswith(_AGAIN) else f"{text}; {remedy(error)}"
+
+
+def open_append(path: Path) -> IO[str]:
+    """Open the log *path* to append text, never waiting: a FIFO that nobody reads fails at once
+    (``ENXIO``, "No such device or address") instead of blocking the command for ever; one with
+    a reader, a pipe (``--log-file >(jq .)``) or a regular file opens as usual.
+
+    Raises ``OSError``.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(exc.errno, "it is a FIFO that no process reads", str(path)) from None
+        raise
+    os.set_blocking(fd, True)  # the writes themselves may wait for a slow reader
+    return open(fd, "a", encoding="utf-8")

@@ -25,7 +25,7 @@ from rich.text import Text
 
 from .._fs import os_reason
 from .._redact import Secrets
-from ._files import FileIOError, IOFailures, cannot_write, remedy
+from ._files import FileIOError, IOFailures, cannot_write, open_append, remedy
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -160,7 +160,7 @@ def command_logging(
     if log_file is not None:
         try:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-            file = log_file.open("a", encoding="utf-8")
+            file = open_append(log_file)
         except OSError as exc:
             raise FileIOError(
                 f"cannot open the log file {str(log_file)!r}: {os_reason(exc, log_file)}",

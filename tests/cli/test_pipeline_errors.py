@@ -96,7 +96,7 @@ CASES: list[tuple[str, Mutation, str]] = [
     (
         "concurrency as text",
         lambda j: _edit(j, "concurrency = 4", 'concurrency = "eight"'),
-        "pipeline.toml: run.concurrency: expected a whole number of at least 1, "
+        "pipeline.toml: run.concurrency: expected a whole number in [1, 1024], "
         "got the string 'eight'",
     ),
     (
@@ -223,7 +223,7 @@ def test_a_missing_pipeline_file_exits_2(tmp_path: Path, cli: Callable[..., Invo
     [
         (
             ["--set", "run.concurrency=0"],
-            "pipeline.toml: run.concurrency: expected a whole number of at least 1, "
+            "pipeline.toml: run.concurrency: expected a whole number in [1, 1024], "
             "got the number 0 (set on the command line)",
         ),
         (["--set", "novalue"], "--set novalue: expected key.path=value"),

@@ -146,4 +146,4 @@ def test_a_set_integer_too_long_to_convert_is_a_string(
     err = one_sentence(
         cli("plan", "check", str(job.pipeline), "--set", "run.concurrency=1" + "0" * 5000)
     )
-    assert "run.concurrency: expected a whole number of at least 1, got the string" in err
+    assert "run.concurrency: expected a whole number in [1, 1024], got the string" in err

@@ -45,7 +45,7 @@ from ._model import (
     RunConfig,
 )
 from ._overrides import parse_override, split_key
-from ._reading import SECTIONS, load_pipeline
+from ._reading import SECTIONS, load_pipeline, same_file
 from ._template import MissingField, Template
 
 __all__ = [
@@ -63,5 +63,6 @@ __all__ = [
     "Template",
     "load_pipeline",
     "parse_override",
+    "same_file",
     "split_key",
 ]

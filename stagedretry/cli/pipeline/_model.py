@@ -24,6 +24,8 @@ from ._template import Template
 
 DEFAULT_MODEL: Final = "gemini-2.5-flash"
 DEFAULT_BACKEND: Final = "emulator"
+MAX_CONCURRENCY: Final = 1024
+"""The largest ``run.concurrency``: far past any provider's rate limit."""
 MAX_RUN_DEADLINE: Final = 30 * 86400.0
 """The longest ``run.deadline`` in seconds (30 days): longer is a typo, and a run without one
 has none."""
@@ -105,7 +107,9 @@ class RunConfig:
     ``request_log`` is a path, so it is read by hand (relative to the file).
     """
 
-    concurrency: int = setting(16, minimum=1)
+    concurrency: int = setting(16, minimum=1, maximum=MAX_CONCURRENCY)
+    """Items in flight at once, 1 to 1024: the run starts one worker per unit, so a typo of
+    many digits would spend minutes starting workers it can never use."""
     deadline: float | None = setting(None, above=0.0, maximum=MAX_RUN_DEADLINE, unit="seconds")
     """Seconds for the whole run, at most 30 days; then no new items are taken."""
     seed: int | None = setting(None, minimum=0)

@@ -12,6 +12,16 @@ from stagedretry._limits import MAX_DEPTH, TooDeep, check_depth
 _SEGMENT: Final = re.compile(r'"(?P<quoted>[^"]*)"|(?P<bare>[^.\["]+)|\[(?P<index>\d+)\]')
 
 
+_LONGEST_KEY: Final = 80
+
+
+def _named(key: str) -> str:
+    """``--set KEY`` for a message, a key past 80 characters cut short (one line, not a page)."""
+    if len(key) > _LONGEST_KEY:
+        key = f"{key[: _LONGEST_KEY - 20]}... ({len(key)} characters)"
+    return f"--set {key}"
+
+
 def split_key(key: str) -> tuple[str | int, ...]:
     """``plan.stages[1].params.temperature`` -> ``("plan", "stages", 1, "params", "temperature")``.
 
@@ -27,10 +37,10 @@ def split_key(key: str) -> tuple[str | int, ...]:
             continue
         match = _SEGMENT.match(key, pos)
         if match is None or (expect_dot and match.group("index") is None):
-            raise PlanError(f"--set {key}", f"cannot read the key at character {pos + 1}")
+            raise PlanError(_named(key), f"cannot read the key at character {pos + 1}")
         if match.group("index") is not None:
             if not out:
-                raise PlanError(f"--set {key}", "a key cannot start with an index")
+                raise PlanError(_named(key), "a key cannot start with an index")
             out.append(int(match.group("index")))
         else:
             out.append(
@@ -39,7 +49,7 @@ def split_key(key: str) -> tuple[str | int, ...]:
         pos = match.end()
         expect_dot = True
     if not out or not isinstance(out[0], str) or not out[0] or key.endswith("."):
-        raise PlanError(f"--set {key}", "empty key")
+        raise PlanError(_named(key), "empty key")
     return tuple(out)
 
 
@@ -48,17 +58,17 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise PlanError(f"--set {text}", "expected key.path=value")
+        raise PlanError(_named(text), "expected key.path=value")
     # The key's tables and the value's nest together in the pipeline: both count to the limit.
     room = MAX_DEPTH - len(split_key(key))
     if room < 0:
-        raise PlanError(f"--set {key}", f"the key is {TooDeep()}")
+        raise PlanError(_named(key), f"the key is {TooDeep()}")
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
         check_depth(value, room)
     except (TooDeep, RecursionError):
-        raise PlanError(f"--set {key}", f"the key and value are {TooDeep()}") from None
+        raise PlanError(_named(key), f"the key and value are {TooDeep()}") from None
     except ValueError:  # not a TOML value (an integer too long to convert is not one either)
         value = raw
     return key, value
@@ -75,18 +85,18 @@ def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
         following = path[i + 1]
         if isinstance(segment, int):
             if not isinstance(node, list) or segment >= len(node):
-                raise PlanError(f"--set {key}", f"there is no element [{segment}] to set")
+                raise PlanError(_named(key), f"there is no element [{segment}] to set")
             node = node[segment]
             continue
         if not isinstance(node, dict):
-            raise PlanError(f"--set {key}", f"{segment!r} is inside a value that is not a table")
+            raise PlanError(_named(key), f"{segment!r} is inside a value that is not a table")
         if segment not in node:
             node[segment] = [] if isinstance(following, int) else {}
         node = node[segment]
     last = path[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last > len(node):
-            raise PlanError(f"--set {key}", f"there is no element [{last}] to set")
+            raise PlanError(_named(key), f"there is no element [{last}] to set")
         if last == len(node):
             node.append(value)
         else:
@@ -94,4 +104,4 @@ def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise PlanError(f"--set {key}", "the key goes inside a value that is not a table")
+        raise PlanError(_named(key), "the key goes inside a value that is not a table")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from stagedretry import Plan, PlanError, parse_settings, settable_keys, stage_params
-from stagedretry._describe import describe
+from stagedretry._describe import describe, key_name
 from stagedretry._documents import MAX_DOCUMENT_BYTES, load_document
 from strategies.backend import BackendError, CacheOptions
 
@@ -99,7 +100,8 @@ class _Reader:
         """Refuse a key not in *allowed*, in :func:`stagedretry.parse_settings`' words."""
         for key in table:
             if key not in allowed:
-                where = f"{path}.{key}" if path else str(key)
+                name = key_name(key)
+                where = f"{path}.{name}" if path else name
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise self.error(where, f"unknown key ({hint}known: {', '.join(allowed)})")
@@ -120,10 +122,23 @@ class _Reader:
 
     def text(self, path: Path, key: str) -> str:
         """The UTF-8 text of the file *path* that *key* names (a byte order mark skipped)."""
+        if path.exists() and not path.is_file():
+            # A FIFO would block the read for ever, a device never end.
+            raise self.error(key, f"{str(path)!r} is not a regular file")
         try:
             return path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise self.error(key, f"cannot read {str(path)!r}: {_why(exc)}") from None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether *a* and *b* name one file: the same path once resolved, or links to one file."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
 
 
 def _size(path: Path) -> int:
@@ -177,8 +192,9 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
 
     if "plan" not in data:
         raise r.error("plan", "missing: a pipeline needs a [plan] with at least one stage")
+    plan_table = r.table(data["plan"], "plan")  # outside: its error is located already
     with r.located():
-        plan = Plan.from_dict(r.table(data["plan"], "plan"), where="plan")
+        plan = Plan.from_dict(plan_table, where="plan")
 
     backend = _backend(r, data.get("backend", {"kind": DEFAULT_BACKEND}))
     with r.located():
@@ -198,10 +214,32 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
     )
     run = _run(r, r.table(data.get("run", {}), "run"))
     prices = _prices(r, r.table(data.get("prices", {}), "prices"))
-    if journal.path.resolve() == output.path.resolve():
+    if same_file(journal.path, output.path):
         raise r.error("journal.path", "must differ from output.path")
-    if output.path.resolve() == input_.path.resolve():
-        raise r.error("output.path", "must differ from input.path (the input would be overwritten)")
+    # A file the run writes must be none of the files it reads (through a symlink or a hard
+    # link too): the run would overwrite them.
+    request_log = run.request_log
+    if request_log is not None:
+        for name, other in (
+            ("the pipeline file", source),
+            ("input.path", input_.path),
+            ("output.path", output.path),
+            ("journal.path", journal.path),
+        ):
+            if same_file(request_log, other):
+                raise r.error("run.request_log", f"must differ from {name}")
+    for key, written in (("output.path", output.path), ("journal.path", journal.path)):
+        if same_file(written, input_.path):
+            raise r.error(key, "must differ from input.path (the input would be overwritten)")
+        if same_file(written, source):
+            raise r.error(key, "must differ from the pipeline file (it would be overwritten)")
+        if written.exists() and not written.is_file() and not written.is_dir():
+            # A folder fails to be written as any unwritable path does (exit 4).
+            raise r.error(key, f"{str(written)!r} is not a regular file")
+        if key == "output.path" and written.is_symlink():
+            # The output is replaced by a rename, which replaces a link, not what it points
+            # to: /dev/stdout would become a regular file for every program on the machine.
+            raise r.error(key, f"{str(written)!r} is a symbolic link: name the file itself")
     return Pipeline(
         source=source,
         name=name,
