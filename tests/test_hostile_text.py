@@ -54,12 +54,31 @@ class Answer:
         return None
 
 
-async def test_an_answer_with_a_lone_surrogate_is_journaled_and_read_back(tmp_path: Path) -> None:
+async def test_an_answer_with_a_lone_surrogate_is_invalid_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    # A lone surrogate is not text: the answer is unreadable, as any malformed JSON is.
     path = tmp_path / "journal.sqlite"
     runner = sr.Runner(
         sr.Plan.ladder(max_prompts=1),
         Answer('{"title": "\\ud800 half a pair"}'),
         validator=sr.validators.json_object(),
+        clock=VirtualClock(),
+    )
+    batch = await runner.run([("a", "prompt \udfff"), ("b", "prompt")], journal=sr.Journal(path))
+    assert [r.status for r in batch.results] == [sr.ItemStatus.EXHAUSTED] * 2
+    assert all("lone surrogate" in r.attempts[0].error for r in batch.results)
+    with sr.Journal(path, runner.fingerprint) as journal:
+        assert {r.id for r in journal.results()} == {"a", "b"}
+
+
+async def test_an_output_with_a_lone_surrogate_is_journaled_and_read_back(tmp_path: Path) -> None:
+    # A validator of the caller's may keep one (here: the answer text as is).
+    path = tmp_path / "journal.sqlite"
+    runner = sr.Runner(
+        sr.Plan.ladder(max_prompts=1),
+        Answer("\ud800 half a pair"),
+        validator=lambda text: {"title": text},
         clock=VirtualClock(),
     )
     batch = await runner.run([("a", "prompt \udfff"), ("b", "prompt")], journal=sr.Journal(path))
