@@ -86,10 +86,13 @@ _COLUMNS: Final = {
 def _check_tables(db: sqlite3.Connection) -> None:
     """Raise ``sqlite3.DatabaseError`` if the file is another program's SQLite database: it has
     tables but no ``meta``, or a table of the journal's name lacks one of its columns."""
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    kinds = dict(db.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')"))
+    tables = {name for name, kind in kinds.items() if kind == "table"}
     if tables and "meta" not in tables:
         raise sqlite3.DatabaseError(f"it holds other tables: {', '.join(sorted(tables)[:3])}")
     for table, wanted in _COLUMNS.items():
+        if kinds.get(table, "table") != "table":
+            raise sqlite3.DatabaseError(f"its {table!r} is a {kinds[table]}, not a table")
         if table not in tables:
             continue
         have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
