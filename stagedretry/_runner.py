@@ -28,6 +28,7 @@ import structlog
 
 from . import _plan
 from ._clock import Clock, SystemClock
+from ._guard import RequestGuard
 from ._journal import Journal
 from ._machine import compile_plan
 from ._outcomes import (
@@ -119,6 +120,7 @@ class _Run:
         "busy",
         "cancelled",
         "ended",
+        "guard",
         "idle",
         "journal",
         "journal_run",
@@ -153,6 +155,8 @@ class _Run:
         self.stop: RunStopped | None = None
         # Set with *stop*: items asleep in a backoff or a cooldown wake, as nothing more is sent.
         self.stopping = asyncio.Event()
+        # Bounds the requests no timeout is declared for; made in the loop the run runs in.
+        self.guard: RequestGuard | None = None
 
 
 # How long (on the runner's clock, in seconds) a run, or aclose(), waits for an abandoned or
@@ -683,6 +687,7 @@ class Runner(Generic[T]):
     ) -> Tally:
         run.started = True
         take: Source | None = None
+        run.guard = RequestGuard(_plan.DEFAULT_TIMEOUT)
         try:
             if run.previous is not None:
                 await self._wait_for(run.previous)
@@ -713,6 +718,7 @@ class Runner(Generic[T]):
             run.cancelled = []
             return run.tally
         finally:
+            run.guard.close()
             try:
                 self._end_journal(run)
                 if take is not None:
@@ -919,8 +925,16 @@ class Runner(Generic[T]):
             if timeout is None:
                 # None declared: a guard in real seconds, so that no request waits without
                 # end, and a test moving virtual time over a live request does not fire it.
-                async with asyncio.timeout(_plan.DEFAULT_TIMEOUT):
+                guard = run.guard
+                assert guard is not None
+                task = guard.enter()
+                try:
                     response = await self.strategy.generate(request, ctx)
+                except BaseException as exc:
+                    if guard.leave(task, isinstance(exc, asyncio.CancelledError)):
+                        raise TimeoutError from exc
+                    raise
+                guard.leave(task, False)
             else:
                 async with clock.timeout(timeout):
                     response = await self.strategy.generate(request, ctx)
