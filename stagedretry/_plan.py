@@ -556,10 +556,6 @@ def _check_plan(plan: Plan, where: str) -> None:
 
 
 def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None:
-    if isinstance(max_prompts, bool) or not isinstance(max_prompts, int) or max_prompts < 1:
-        raise PlanError(
-            f"{where}.max_prompts", f"must be an integer of at least 1, got {_number(max_prompts)}"
-        )
     _int(max_prompts, f"{where}.max_prompts", minimum=1)
     if not stages:
         raise PlanError(f"{where}.stages", "a plan needs at least one stage")
