@@ -97,15 +97,16 @@ def loads(text: str | bytes, limit: int = MAX_DEPTH, *, own: bool = False) -> An
         # Not reached below the limit; kept so that no caller ever sees one.
         raise TooDeep(limit) from None
     if isinstance(text, str) and not text.isascii():
-        _check_unicode(text)  # a surrogate already in the text (from a lenient decoder)
+        check_unicode(text)  # a surrogate already in the text (from a lenient decoder)
     if (b"\\u" in text) if isinstance(text, bytes) else ("\\u" in text):
         # Only a \u escape can yield one; the value is at most *limit* deep, so dumping it
         # to find out is safe.
-        _check_unicode(json.dumps(value, ensure_ascii=False))
+        check_unicode(json.dumps(value, ensure_ascii=False))
     return value
 
 
-def _check_unicode(text: str) -> None:
+def check_unicode(text: str) -> None:
+    """Raise ``ValueError`` naming the first lone surrogate of *text* (no UTF-8 can hold it)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

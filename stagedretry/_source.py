@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import Any
 
+from ._limits import check_unicode
 from ._results import ItemLike, Items, WorkItem
 
 
@@ -16,24 +17,19 @@ def as_work_item(value: object, position: int) -> WorkItem:
     elif isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[1], str):
         item = WorkItem(str(value[0]), value[1], value[2] if len(value) == 3 else None)
     else:
-        item = None
-    if item is not None:
-        if not item.id.isascii() and not _encodes(item.id):
+        raise TypeError(
+            f"item #{position}: expected a WorkItem or an (id, prompt) tuple, "
+            f"got {type(value).__name__}"
+        )
+    if not item.id.isascii():
+        try:
+            check_unicode(item.id)
+        except ValueError:
             # A journal, an output file and a log all key results by id: it must be text.
-            raise TypeError(f"item #{position}: its id {item.id!r} holds a lone surrogate")
-        return item
-    raise TypeError(
-        f"item #{position}: expected a WorkItem or an (id, prompt) tuple, "
-        f"got {type(value).__name__}"
-    )
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+            raise TypeError(
+                f"item #{position}: its id {item.id!r} holds a lone surrogate"
+            ) from None
+    return item
 
 
 class Source:
