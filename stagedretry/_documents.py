@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._describe import describe
+from ._fs import os_reason
 from ._limits import MAX_DEPTH, TooDeep, check_depth
 from ._outcomes import PlanError
 
@@ -58,7 +59,7 @@ def load_document(path: Path) -> dict[str, Any]:
     try:
         raw = read_limited(path, MAX_DOCUMENT_BYTES)
     except OSError as exc:
-        raise PlanError(str(path), f"cannot read the file ({exc.strerror or exc})") from None
+        raise PlanError(str(path), f"cannot read the file ({os_reason(exc)})") from None
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise PlanError(
             path.name, f"the file is larger than the limit of {MAX_DOCUMENT_BYTES} bytes"
