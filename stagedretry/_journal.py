@@ -424,8 +424,7 @@ class Journal:
             _check_tables(db)  # before anything is written to another program's file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            _check_tables(db)
+            db.executescript(_SCHEMA)  # creates only what is missing, with our columns
             row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
