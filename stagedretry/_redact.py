@@ -32,6 +32,7 @@ __all__ = [
     "REDACTED",
     "HoldsSecrets",
     "Secrets",
+    "mask_errors",
     "mask_result",
 ]
 
@@ -340,6 +341,11 @@ class HoldsSecrets(Protocol):
         """The secret strings this object holds."""
 
 
+def mask_errors(errors: tuple[FieldError, ...], secrets: Secrets) -> tuple[FieldError, ...]:
+    """*errors* with their messages masked; paths and kinds are structure and are kept."""
+    return tuple(attrs.evolve(e, message=secrets.text(e.message)) for e in errors)
+
+
 def mask_result(result: ItemResult[Any], secrets: Secrets) -> ItemResult[Any]:
     """*result* with its text masked: reason, error messages, last invalid answer, attempts'
     errors and response metadata, and the string leaves of ``output``.
@@ -351,9 +357,6 @@ def mask_result(result: ItemResult[Any], secrets: Secrets) -> ItemResult[Any]:
     if not secrets:
         return result
     text = secrets.text
-
-    def errors(found: tuple[FieldError, ...]) -> tuple[FieldError, ...]:
-        return tuple(attrs.evolve(e, message=text(e.message)) for e in found)
 
     def attempt(a: Attempt) -> Attempt:
         meta = a.meta
@@ -370,7 +373,7 @@ def mask_result(result: ItemResult[Any], secrets: Secrets) -> ItemResult[Any]:
             a,
             error=text(a.error) if a.error is not None else None,
             meta=meta,
-            mended=errors(a.mended),
+            mended=mask_errors(a.mended, secrets),
         )
 
     output = result.output
@@ -380,7 +383,7 @@ def mask_result(result: ItemResult[Any], secrets: Secrets) -> ItemResult[Any]:
         result,
         output=output,
         reason=text(result.reason) if result.reason is not None else None,
-        errors=errors(result.errors),
+        errors=mask_errors(result.errors, secrets),
         last_invalid=secrets.leaves(result.last_invalid),
         attempts=tuple(attempt(a) for a in result.attempts),
     )

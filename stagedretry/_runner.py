@@ -52,7 +52,7 @@ from ._policy import (
     count,
     decide,
 )
-from ._redact import HoldsSecrets, Secrets
+from ._redact import HoldsSecrets, Secrets, mask_errors
 from ._resources import ResourcePool, SharedResource
 from ._results import (
     NO_USAGE,
@@ -1037,7 +1037,7 @@ class Runner(Generic[T]):
         if secrets:
             # Masked here, not in the item's state: a repair prompt still quotes the errors.
             reason = secrets.text(reason) if reason is not None else None
-            errors = tuple(attrs.evolve(e, message=secrets.text(e.message)) for e in errors)
+            errors = mask_errors(errors, secrets)
             last_invalid = secrets.leaves(last_invalid)
         result = ItemResult(
             state.item.id,
