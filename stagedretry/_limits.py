@@ -29,7 +29,7 @@ MAX_DEPTH: Final = 64
 
 # A JSON string (escapes included) or a bracket: the brackets inside strings are skipped.
 _TOKEN: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
-_TOKEN_TEXT: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_TOKEN_TEXT: Final = re.compile(_TOKEN.pattern.decode("ascii"), re.DOTALL)
 
 
 class TooDeep(ValueError):
