@@ -83,7 +83,7 @@ class _Slot:
             self._raise_failure()
             if not self.generation:
                 try:
-                    self.handle = await _bounded(self.resource.prepare(clock))
+                    self.handle = await _bounded(self.resource.prepare(clock), PREPARE_TIMEOUT)
                 except Exception as exc:
                     what = f"could not prepare resource {self.resource.name!r}"
                     failure = self._failed(what, exc)
@@ -103,7 +103,9 @@ class _Slot:
 
     async def _renew(self, reason: RenewReason, clock: Clock) -> None:
         try:
-            self.handle = await _bounded(self.resource.renew(self.handle, reason, clock))
+            self.handle = await _bounded(
+                self.resource.renew(self.handle, reason, clock), PREPARE_TIMEOUT
+            )
         except Exception as exc:
             failure = self._failed(f"could not renew resource {self.resource.name!r}", exc)
             raise failure from failure.__cause__
@@ -140,19 +142,23 @@ def shows_secret(exc: BaseException, secrets: Secrets) -> bool:
     return secrets.found(repr(exc)) or secrets.found("".join(traceback.format_exception(exc)))
 
 
-async def _bounded(call: Awaitable[Any]) -> Any:
-    """Await *call* for at most :data:`PREPARE_TIMEOUT` seconds; a timeout says so.
+class _NoAnswer(TimeoutError):
+    """A resource's call outlasted its bound (not a timeout of the provider's own)."""
+
+
+async def _bounded(call: Awaitable[Any], seconds: float) -> Any:
+    """Await *call* for at most *seconds*; past them raise :class:`_NoAnswer`, which says so.
 
     Real seconds, not the runner's clock's: this guards against a provider that hangs, a real
     event, and must not fire while a test moves virtual time over a live request.
     """
     try:
-        async with asyncio.timeout(PREPARE_TIMEOUT):
+        async with asyncio.timeout(seconds) as bound:
             return await call
-    except TimeoutError as exc:
-        if str(exc):
+    except TimeoutError:
+        if not bound.expired():
             raise  # the provider's own timeout, with its own words
-        raise TimeoutError(f"no answer within {PREPARE_TIMEOUT:g} s") from None
+        raise _NoAnswer(f"no answer within {seconds:g} s") from None
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -210,9 +216,8 @@ class ResourcePool:
                 if slot.generation:
                     handle, slot.handle, slot.generation = slot.handle, None, 0
                     try:
-                        async with asyncio.timeout(CLOSE_TIMEOUT):
-                            await slot.resource.close(handle)
-                    except TimeoutError:
+                        await _bounded(slot.resource.close(handle), CLOSE_TIMEOUT)
+                    except _NoAnswer:
                         errors.append(
                             TimeoutError(
                                 f"closing resource {slot.resource.name!r} took over "

@@ -234,6 +234,20 @@ async def test_a_resource_that_never_closes_is_given_up_after_its_bound(
     assert [str(e) for e in errors] == ["closing resource 'slow' took over 0.2 s: given up"]
 
 
+class _OwnTimeout(_Hanging):
+    """A resource whose close fails at once with a timeout of its own (its HTTP client's)."""
+
+    async def close(self, handle: Any) -> None:
+        raise TimeoutError("the delete call timed out after 5 s")
+
+
+async def test_a_resources_own_timeout_is_its_own_words_not_the_bound() -> None:
+    pool = ResourcePool([_OwnTimeout(hang_prepare=False)])
+    await pool.current(VirtualClock())
+    errors = await pool.close()
+    assert [str(e) for e in errors] == ["the delete call timed out after 5 s"]
+
+
 class _Advising:
     """Refuses the first request with a server's advice, then answers."""
 
