@@ -63,8 +63,6 @@ from .pipeline import Pipeline, load_pipeline, parse_override, same_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USAGE_ERROR = ExitCode.USAGE
-SOME_FAILED = ExitCode.SOME_FAILED
 CACHES_TIMEOUT_MS = 60_000
 """Each request of ``caches list/delete`` gives up after a minute: no command waits for ever."""
 
@@ -94,7 +92,7 @@ def _shown(text: str) -> str:
     return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def _fail(app: App, message: str, code: int = USAGE_ERROR) -> NoReturn:
+def _fail(app: App, message: str, code: int = ExitCode.USAGE) -> NoReturn:
     app.err.print(
         Text.assemble(("error: ", "bold red"), _shown(app.secrets.text(message))), soft_wrap=True
     )
@@ -287,7 +285,7 @@ def _execute(
         except OSError as exc:
             log.error("run_failed", error=str(exc))
             where = f" ({exc.filename})" if exc.filename else ""
-            _fail(app, f"the run stopped: {exc.strerror or exc}{where}", SOME_FAILED)
+            _fail(app, f"the run stopped: {exc.strerror or exc}{where}", ExitCode.SOME_FAILED)
         except KeyboardInterrupt as exc:
             # The third interrupt: whatever was still in flight is abandoned, not waited for.
             log.warning("run_stopped", reason="keyboard interrupt")
@@ -702,13 +700,13 @@ def _call_failure(exc: BaseException) -> tuple[str, int]:
 
     outcome = classify(exc)
     if outcome is None:
-        return str(exc) or type(exc).__name__, SOME_FAILED
+        return str(exc) or type(exc).__name__, ExitCode.SOME_FAILED
     if outcome.kind is OutcomeKind.STOP_RUN:
         return (
             f"{outcome.message.rstrip('.')}; fix it and run the same command again",
             ExitCode.RUN_STOPPED,
         )
-    return outcome.message, SOME_FAILED
+    return outcome.message, ExitCode.SOME_FAILED
 
 
 @contextmanager
@@ -867,4 +865,4 @@ def caches_delete(
     if stop:
         raise SystemExit(stop)
     if failed:
-        raise SystemExit(SOME_FAILED)
+        raise SystemExit(ExitCode.SOME_FAILED)
