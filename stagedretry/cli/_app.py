@@ -92,10 +92,13 @@ def _shown(text: str) -> str:
     return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def _error(app: App, message: str, *, label: tuple[str, str] = ("error: ", "bold red")) -> None:
+    """Print *message* on stderr after *label*, its secrets masked and its controls shown."""
+    app.err.print(Text.assemble(label, _shown(app.secrets.text(message))), soft_wrap=True)
+
+
 def _fail(app: App, message: str, code: int = ExitCode.USAGE) -> NoReturn:
-    app.err.print(
-        Text.assemble(("error: ", "bold red"), _shown(app.secrets.text(message))), soft_wrap=True
-    )
+    _error(app, message)
     raise SystemExit(code)
 
 
@@ -290,22 +293,14 @@ def _execute(
             # The third interrupt: whatever was still in flight is abandoned, not waited for.
             log.warning("run_stopped", reason="keyboard interrupt")
             stop = exc.code if isinstance(exc, StopNow) else ExitCode.INTERRUPTED
-            if ended.left_running:
-                app.err.print(
-                    Text.assemble(
-                        ("error: ", "bold red"),
-                        "stopped at once; the journal keeps every finished result: run the "
-                        "same command again to finish the job",
-                    ),
-                    soft_wrap=True,
-                )
-                exit_now(stop)
-            _fail(
-                app,
+            message = (
                 "stopped at once; the journal keeps every finished result: run the same "
-                "command again to finish the job",
-                stop,
+                "command again to finish the job"
             )
+            if ended.left_running:
+                _error(app, message)
+                exit_now(stop)
+            _fail(app, message, stop)
     code = ExitCode.IO_ERROR if failures else summary.exit_code
     with exits_on_signals(code, STOP_SIGNALS):
         if as_json:
@@ -315,27 +310,18 @@ def _execute(
             if after is not None and not failures and summary.run_failure is None:
                 after()
         if summary.run_failure is not None:
-            app.err.print(
-                Text.assemble(
-                    ("error: ", "bold red"),
-                    _shown(
-                        app.secrets.text(
-                            _stopped_sentence(
-                                summary.run_failure,
-                                finished=summary.total - summary.left,
-                                left=summary.left,
-                            )
-                        )
-                    ),
+            _error(
+                app,
+                _stopped_sentence(
+                    summary.run_failure, finished=summary.total - summary.left, left=summary.left
                 ),
-                soft_wrap=True,
             )
         if failures:
             # The summary first (every result it counts is in the journal), then what failed.
-            first, *more = (_shown(app.secrets.text(m)) for m in failures.messages)
-            app.err.print(Text.assemble(("error: ", "bold red"), first), soft_wrap=True)
+            first, *more = failures.messages
+            _error(app, first)
             for message in more:
-                app.err.print(Text.assemble(("also: ", "red"), message), soft_wrap=True)
+                _error(app, message, label=("also: ", "red"))
     if ended.left_running:
         # Work that ignored its cancellation: Python's own exit would wait for it.
         exit_now(code)
