@@ -100,6 +100,25 @@ def sim_pipeline(
     return Job(folder, pipeline, data, folder / "out/results.jsonl", folder / "out/journal.sqlite")
 
 
+def on_gemini(job: Job, base_url: str, *, schema: dict[str, Any], model: str | None = None) -> Job:
+    """Point *job* (a :func:`sim_pipeline`) at the Gemini API at *base_url* (an emulator),
+    its answers checked against the JSON Schema *schema*; *model* replaces the default."""
+    (job.folder / "output.schema.json").write_text(json.dumps(schema), "utf-8")
+    backend = 'kind = "gemini"\n'
+    if model is not None:
+        backend += f'model = "{model}"\n'
+    text = (
+        job.pipeline.read_text("utf-8")
+        .replace('kind = "sim"\n\n[backend.sim]\n', f'{backend}base_url = "{base_url}"\n')
+        .replace(
+            '[output]\npath = "out/results.jsonl"',
+            '[output]\npath = "out/results.jsonl"\nschema = "output.schema.json"',
+        )
+    )
+    job.pipeline.write_text(text, "utf-8")
+    return job
+
+
 @pytest.fixture
 def make_job(tmp_path: Path) -> Callable[..., Job]:
     """Build a sim pipeline in a fresh folder of this test."""
