@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -199,3 +200,26 @@ def subprocess_env() -> dict[str, str]:
     env["NO_PROXY"] = "127.0.0.1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+SLOW_SIM = "seed = 4\ninvalid_rate = 0.0\nlatency = 0.5"
+"""A ``[backend.sim]`` whose requests take half a second: a signal lands with items in flight."""
+ENDLESS_SIM = "seed = 4\ninvalid_rate = 0.0\nlatency = 3600"
+"""A ``[backend.sim]`` whose requests take an hour: only a cancel ends them."""
+NO_LATENCY = ("--set", "backend.sim.latency=0")
+"""Resumes a slow sim job at once: latency only delays an answer, so the fingerprint is kept."""
+
+
+def resume(job: Job, env: dict[str, str]) -> dict[str, Any]:
+    """Run *job* again (a child process, no latency); it must exit 0; its ``--json`` summary."""
+    done = subprocess.run(
+        command("run", str(job.pipeline), "--json", "--no-progress", *NO_LATENCY),
+        capture_output=True,
+        env=env,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary: dict[str, Any] = json.loads(done.stdout)
+    return summary
