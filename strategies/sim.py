@@ -177,6 +177,9 @@ class SimSettings:
 
     A ``*_rate`` is a probability in [0, 1]; the other numbers are at least 0, and
     ``retry_after`` and ``latency`` at most 3600 seconds (every wait is bounded).
+    ``stop_rate`` (default 0) is the share of requests that meet a failure of the
+    run, as a rejected key would (the run stops, exit 3); like ``latency`` it is not
+    part of the pipeline's fingerprint, so ``--set backend.sim.stop_rate=0`` resumes.
     The fields and the instruction's tokens are not settings: each run derives
     them from its output shape and its cache.
     """

@@ -65,7 +65,9 @@ class EmulatorSettings:
     """The ``[backend.emulator]`` table: the in-process emulator's knobs.
 
     ``expiry_style`` ``None`` is the emulator's own default (Gemini's); ``latency`` is
-    seconds per request, at most 3600.
+    seconds per request, at most 3600.  ``models`` lists the model ids served (404
+    ``NOT_FOUND`` for any other, as for a retired or misspelled name; default: empty,
+    any name); like ``latency``, it is not part of the pipeline's fingerprint.
     """
 
     seed: int = setting(0, minimum=0)

@@ -211,6 +211,14 @@ class GeminiEmulator:
 
     Use it as ``with GeminiEmulator(seed=1) as emu:`` or call :meth:`start` / :meth:`stop`.
     The clock is read on every request, so a virtual clock can jump past cache expiry.
+
+    *api_key* (default ``None``: any key is accepted) is the one key served: a
+    request with another answers 400 ``INVALID_ARGUMENT`` (``API_KEY_INVALID``),
+    one with none 403, as the API does.  *models* (default ``None``: any name)
+    are the model ids served, ``"gemini-2.5-flash"`` or ``"models/gemini-2.5-flash"``;
+    any other answers 404 ``NOT_FOUND`` in the API's words.  Raises
+    ``ValueError`` for an *invalid_rate* outside [0, 1] or a negative *latency*
+    (seconds per request).
     """
 
     def __init__(
