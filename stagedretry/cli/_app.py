@@ -301,13 +301,17 @@ def _execute(
                 _error(app, message)
                 exit_now(stop)
             _fail(app, message, stop)
-    code = ExitCode.IO_ERROR if failures else summary.exit_code
+    # Known only here: the log file may fail as the run ends, after the summary was built.
+    summary = attrs.evolve(
+        summary, file_errors=tuple(app.secrets.text(m) for m in failures.messages)
+    )
+    code = summary.exit_code
     with exits_on_signals(code, STOP_SIGNALS):
         if as_json:
             app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
         else:
             render_summary(summary, app.out)
-            if after is not None and not failures and summary.run_failure is None:
+            if after is not None and not summary.file_errors and summary.run_failure is None:
                 after()
         if summary.run_failure is not None:
             _error(
@@ -316,9 +320,9 @@ def _execute(
                     summary.run_failure, finished=summary.total - summary.left, left=summary.left
                 ),
             )
-        if failures:
+        if summary.file_errors:
             # The summary first (every result it counts is in the journal), then what failed.
-            first, *more = failures.messages
+            first, *more = summary.file_errors
             _error(app, first)
             for message in more:
                 _error(app, message, label=("also: ", "red"))
