@@ -35,7 +35,7 @@ from stagedretry import (
 
 from ._sampling import SamplingParams, params_of
 from ._tokens import count_tokens
-from .backend import BackendSpec, Built, JobInputs
+from .backend import MAX_WAIT, BackendSpec, Built, JobInputs
 
 BOOK_FIELDS: Mapping[str, type] = {"title": str, "author": str, "year": int, "pages": int}
 
@@ -189,8 +189,8 @@ class SimSettings:
     temperature_slope: float = setting(0.4, minimum=0.0)
     transient_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
     rate_limit_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
-    retry_after: float = setting(1.0, minimum=0.0, maximum=3600.0, unit="seconds")
-    latency: float = setting(0.0, minimum=0.0, maximum=3600.0, unit="seconds")
+    retry_after: float = setting(1.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
+    latency: float = setting(0.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
     # Provokes a failure of the run (as a rejected key would), to try a stop and its resume.
     stop_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
 
