@@ -51,6 +51,11 @@ Closer = Callable[[], Awaitable[None]]
 MAX_TAG = 40
 """The longest cache tag: it is part of the cache's display name, which providers cap."""
 
+MAX_WAIT: Final = 3600.0
+"""The longest wait a provider setting may ask for, in seconds (an hour, as the runner's
+longest per-request timeout): a latency, a retry delay, an HTTP timeout.  Every wait is
+bounded, so ``1e308`` is a configuration error, not a hung run."""
+
 MAX_CACHE_TTL: Final = 7 * 86400.0
 """The longest cache ``ttl`` in seconds (7 days): storage is billed per hour, and a longer
 life is a typo far more often than a plan."""

@@ -35,7 +35,7 @@ from stagedretry import (
 
 from ._sampling import SamplingParams, params_of
 from ._tokens import count_tokens
-from .backend import BackendSpec, Built, JobInputs
+from .backend import MAX_WAIT, BackendSpec, Built, JobInputs
 
 BOOK_FIELDS: Mapping[str, type] = {"title": str, "author": str, "year": int, "pages": int}
 
@@ -177,6 +177,9 @@ class SimSettings:
 
     A ``*_rate`` is a probability in [0, 1]; the other numbers are at least 0, and
     ``retry_after`` and ``latency`` at most 3600 seconds (every wait is bounded).
+    ``stop_rate`` (default 0) is the share of requests that meet a failure of the
+    run, as a rejected key would (the run stops, exit 3); like ``latency`` it is not
+    part of the pipeline's fingerprint, so ``--set backend.sim.stop_rate=0`` resumes.
     The fields and the instruction's tokens are not settings: each run derives
     them from its output shape and its cache.
     """
@@ -186,8 +189,8 @@ class SimSettings:
     temperature_slope: float = setting(0.4, minimum=0.0)
     transient_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
     rate_limit_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
-    retry_after: float = setting(1.0, minimum=0.0, maximum=3600.0, unit="seconds")
-    latency: float = setting(0.0, minimum=0.0, maximum=3600.0, unit="seconds")
+    retry_after: float = setting(1.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
+    latency: float = setting(0.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
     # Provokes a failure of the run (as a rejected key would), to try a stop and its resume.
     stop_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
 

@@ -63,8 +63,6 @@ from .pipeline import Pipeline, load_pipeline, parse_override, same_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USAGE_ERROR = ExitCode.USAGE
-SOME_FAILED = ExitCode.SOME_FAILED
 CACHES_TIMEOUT_MS = 60_000
 """Each request of ``caches list/delete`` gives up after a minute: no command waits for ever."""
 
@@ -94,10 +92,13 @@ def _shown(text: str) -> str:
     return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def _fail(app: App, message: str, code: int = USAGE_ERROR) -> NoReturn:
-    app.err.print(
-        Text.assemble(("error: ", "bold red"), _shown(app.secrets.text(message))), soft_wrap=True
-    )
+def _error(app: App, message: str, *, label: tuple[str, str] = ("error: ", "bold red")) -> None:
+    """Print *message* on stderr after *label*, its secrets masked and its controls shown."""
+    app.err.print(Text.assemble(label, _shown(app.secrets.text(message))), soft_wrap=True)
+
+
+def _fail(app: App, message: str, code: int = ExitCode.USAGE) -> NoReturn:
+    _error(app, message)
     raise SystemExit(code)
 
 
@@ -287,57 +288,44 @@ def _execute(
         except OSError as exc:
             log.error("run_failed", error=str(exc))
             where = f" ({exc.filename})" if exc.filename else ""
-            _fail(app, f"the run stopped: {exc.strerror or exc}{where}", SOME_FAILED)
+            _fail(app, f"the run stopped: {exc.strerror or exc}{where}", ExitCode.SOME_FAILED)
         except KeyboardInterrupt as exc:
             # The third interrupt: whatever was still in flight is abandoned, not waited for.
             log.warning("run_stopped", reason="keyboard interrupt")
             stop = exc.code if isinstance(exc, StopNow) else ExitCode.INTERRUPTED
-            if ended.left_running:
-                app.err.print(
-                    Text.assemble(
-                        ("error: ", "bold red"),
-                        "stopped at once; the journal keeps every finished result: run the "
-                        "same command again to finish the job",
-                    ),
-                    soft_wrap=True,
-                )
-                exit_now(stop)
-            _fail(
-                app,
+            message = (
                 "stopped at once; the journal keeps every finished result: run the same "
-                "command again to finish the job",
-                stop,
+                "command again to finish the job"
             )
-    code = ExitCode.IO_ERROR if failures else summary.exit_code
+            if ended.left_running:
+                _error(app, message)
+                exit_now(stop)
+            _fail(app, message, stop)
+    # Known only here: the log file may fail as the run ends, after the summary was built.
+    summary = attrs.evolve(
+        summary, file_errors=tuple(app.secrets.text(m) for m in failures.messages)
+    )
+    code = summary.exit_code
     with exits_on_signals(code, STOP_SIGNALS):
         if as_json:
             app.out.print(Text(json.dumps(summary.to_json(), indent=2)), soft_wrap=True)
         else:
             render_summary(summary, app.out)
-            if after is not None and not failures and summary.run_failure is None:
+            if after is not None and not summary.file_errors and summary.run_failure is None:
                 after()
         if summary.run_failure is not None:
-            app.err.print(
-                Text.assemble(
-                    ("error: ", "bold red"),
-                    _shown(
-                        app.secrets.text(
-                            _stopped_sentence(
-                                summary.run_failure,
-                                finished=summary.total - summary.left,
-                                left=summary.left,
-                            )
-                        )
-                    ),
+            _error(
+                app,
+                _stopped_sentence(
+                    summary.run_failure, finished=summary.total - summary.left, left=summary.left
                 ),
-                soft_wrap=True,
             )
-        if failures:
+        if summary.file_errors:
             # The summary first (every result it counts is in the journal), then what failed.
-            first, *more = (_shown(app.secrets.text(m)) for m in failures.messages)
-            app.err.print(Text.assemble(("error: ", "bold red"), first), soft_wrap=True)
+            first, *more = summary.file_errors
+            _error(app, first)
             for message in more:
-                app.err.print(Text.assemble(("also: ", "red"), message), soft_wrap=True)
+                _error(app, message, label=("also: ", "red"))
     if ended.left_running:
         # Work that ignored its cancellation: Python's own exit would wait for it.
         exit_now(code)
@@ -702,13 +690,13 @@ def _call_failure(exc: BaseException) -> tuple[str, int]:
 
     outcome = classify(exc)
     if outcome is None:
-        return str(exc) or type(exc).__name__, SOME_FAILED
+        return str(exc) or type(exc).__name__, ExitCode.SOME_FAILED
     if outcome.kind is OutcomeKind.STOP_RUN:
         return (
             f"{outcome.message.rstrip('.')}; fix it and run the same command again",
             ExitCode.RUN_STOPPED,
         )
-    return outcome.message, SOME_FAILED
+    return outcome.message, ExitCode.SOME_FAILED
 
 
 @contextmanager
@@ -867,4 +855,4 @@ def caches_delete(
     if stop:
         raise SystemExit(stop)
     if failed:
-        raise SystemExit(SOME_FAILED)
+        raise SystemExit(ExitCode.SOME_FAILED)

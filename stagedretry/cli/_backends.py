@@ -37,9 +37,8 @@ from .. import (
     json_pointer,
     validators,
 )
-from .._fs import os_reason
 from .._redact import ENVIRONMENT_KEYS, HoldsSecrets, Secrets
-from ._files import FileIOError, IOFailures, cannot_write, open_append, remedy
+from ._files import FileIOError, IOFailures, cannot_write, log_write_failed, open_log, remedy
 from .pipeline import Pipeline
 
 API_KEY_ENV: Final = "GEMINI_API_KEY"
@@ -205,10 +204,7 @@ class RecordingStrategy:
             file.flush()
         except OSError as exc:
             self._file = None
-            error = cannot_write("request log", self._path, exc, FileIOError)
-            if self._failures is None:
-                raise error from None
-            self._failures.add(f"{error}; the requests after it are not logged: {remedy(error)}")
+            log_write_failed("request log", self._path, exc, self._failures, lost="requests")
 
     def classify(self, exc: BaseException) -> Outcome | None:
         return self._inner.classify(exc)
@@ -259,7 +255,7 @@ async def build_backend(
     if log_path is None:
         return built
     try:
-        file = _open_log(log_path)
+        file = open_log("request log", log_path)
     except BaseException:
         await close_all(built.closers)
         raise
@@ -276,13 +272,3 @@ async def build_backend(
     masking = command_secrets(key) if secrets is None else secrets
     recording = RecordingStrategy(built.strategy, file, masking, path=log_path, failures=failures)
     return attrs.evolve(built, strategy=recording, closers=closers)
-
-
-def _open_log(path: Path) -> IO[str]:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open_append(path)
-    except OSError as exc:
-        raise FileIOError(
-            f"cannot open the request log {str(path)!r}: {os_reason(exc, path)}", errno=exc.errno
-        ) from None

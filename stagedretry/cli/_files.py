@@ -105,6 +105,35 @@ def advised(error: FileIOError | JournalError) -> str:
     return text if text.endswith(_AGAIN) else f"{text}; {remedy(error)}"
 
 
+def open_log(what: str, path: Path) -> IO[str]:
+    """Open the *what* (a log) at *path* to append lines, creating its folder.
+
+    Raises :class:`FileIOError` ``cannot open the <what> '<path>': <reason>``.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open_append(path)
+    except OSError as exc:
+        raise FileIOError(
+            f"cannot open the {what} {str(path)!r}: {os_reason(exc, path)}", errno=exc.errno
+        ) from None
+
+
+def log_write_failed(
+    what: str, path: Path, exc: OSError, failures: IOFailures | None, *, lost: str
+) -> None:
+    """Report that a line of the *what* (a log) at *path* could not be written.
+
+    The *lost* (``"events"``, ``"requests"``) after it are not logged; the
+    failure goes to *failures*, or is raised as :class:`FileIOError` without it.
+    Call it only once the log is written no more: reporting may log.
+    """
+    error = cannot_write(what, path, exc, FileIOError)
+    if failures is None:
+        raise error from None
+    failures.add(f"{error}; the {lost} after it are not logged: {remedy(error)}")
+
+
 def open_append(path: Path) -> IO[str]:
     """Open the log *path* to append text, never waiting: a FIFO that nobody reads fails at once
     (``ENXIO``, "No such device or address") instead of blocking the command for ever; one with

@@ -28,6 +28,7 @@ from typing import Any, Final
 import attrs
 
 from .._describe import describe
+from .._fs import os_reason
 from .._limits import TooDeep, loads
 from .._outcomes import StagedRetryError
 from ._files import FileIOError
@@ -85,16 +86,13 @@ def read_input(config: InputConfig) -> list[InputRecord]:
     path: Path = config.path
     try:
         raw = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        # The configuration names no file: a usage mistake (exit 2).
-        raise InputError(
-            f"cannot read the input file {str(path)!r}: {exc.strerror or exc}"
-        ) from None
     except OSError as exc:
+        message = f"cannot read the input file {str(path)!r}: {os_reason(exc, path)}"
+        if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
+            # The configuration names no file: a usage mistake (exit 2).
+            raise InputError(message) from None
         # The file is there but the system refuses it (permissions, an I/O error): exit 4.
-        raise FileIOError(
-            f"cannot read the input file {str(path)!r}: {exc.strerror or exc}", errno=exc.errno
-        ) from None
+        raise FileIOError(message, errno=exc.errno) from None
     for bom, encoding in _WIDE_BOMS:
         if raw.startswith(bom):
             raise InputError(

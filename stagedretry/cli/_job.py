@@ -99,15 +99,13 @@ class _Interrupts:
             )
             self.restore()
             raise StopNow(self.stopped)
-        if self.runner is None:
-            return  # no item started yet: none will (see run_job)
         self.apply()
 
     def apply(self) -> None:
         """Bring the runner to what the interrupts so far ask: draining, or cancelling."""
         runner, progress = self.runner, self.progress
         if runner is None:
-            return
+            return  # no item started yet: none will (see run_job)
         if self.count == 0:
             if self.deadline_passed:  # the deadline came before the runner
                 runner.drain()

@@ -23,9 +23,8 @@ import structlog
 from rich.console import Console
 from rich.text import Text
 
-from .._fs import os_reason
 from .._redact import Secrets
-from ._files import FileIOError, IOFailures, cannot_write, open_append, remedy
+from ._files import IOFailures, log_write_failed, open_log
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -123,10 +122,8 @@ class _Sinks:
         except OSError as exc:
             # Stop first: reporting the failure logs, and must not come back here.
             self._file = None
-            error = cannot_write("log file", self._path or Path(file.name), exc, FileIOError)
-            if self._failures is None:
-                raise error from None
-            self._failures.add(f"{error}; the events after it are not logged: {remedy(error)}")
+            path = self._path or Path(file.name)
+            log_write_failed("log file", path, exc, self._failures, lost="events")
 
     def msg(self, event: EventDict) -> None:
         self._emit(event)
@@ -158,14 +155,7 @@ def command_logging(
     file_level = LEVELS[level or "info"]
     file: IO[str] | None = None
     if log_file is not None:
-        try:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            file = open_append(log_file)
-        except OSError as exc:
-            raise FileIOError(
-                f"cannot open the log file {str(log_file)!r}: {os_reason(exc, log_file)}",
-                errno=exc.errno,
-            ) from None
+        file = open_log("log file", log_file)
     floor = min(console_level, file_level) if file is not None else console_level
     sinks = _Sinks(console, console_level, file, file_level, path=log_file, failures=failures)
     saved = structlog.get_config()

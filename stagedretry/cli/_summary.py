@@ -209,6 +209,8 @@ class Summary:
     """Items in flight were left running: they ignored their cancellation."""
     run_failure: str | None = None
     """The failure of the run that stopped it (the key, billing, the model, a quota), if any."""
+    file_errors: tuple[str, ...] = ()
+    """The files that could not be written (or read), one sentence each, in order."""
 
     @property
     def succeeded(self) -> int:
@@ -234,12 +236,16 @@ class Summary:
     def exit_code(self) -> int:
         """0 when every item of the input succeeded (an empty input too), else 1.
 
-        A failure of the run that stopped it returns 3 (``RUN_STOPPED``): fix the
-        cause and run the same command again.  A run stopped early (by a signal
+        A file that could not be written (:attr:`file_errors`) returns 4
+        (``IO_ERROR``) before anything else.  A failure of the run that stopped
+        it returns 3 (``RUN_STOPPED``): fix the cause and run the same command
+        again.  A run stopped early (by a signal
         or ``run.deadline``) with items left returns the stop's code instead
         (130, 143, 129 or 124): run the same command again to finish.  See
         :class:`ExitCode`.
         """
+        if self.file_errors:
+            return int(ExitCode.IO_ERROR)
         if self.run_failure is not None:
             return int(ExitCode.RUN_STOPPED)
         if self.stopped is not None and self.left:
@@ -263,6 +269,7 @@ class Summary:
             "interrupted": self.interrupted,
             "stopped_by": self.stopped.name.lower() if self.stopped is not None else None,
             "run_failure": self.run_failure,
+            "file_errors": list(self.file_errors),
             "prompts": self.prompts,
             "attempts": self.attempts,
             "tokens": {

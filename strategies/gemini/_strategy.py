@@ -34,6 +34,7 @@ from stagedretry import (
 )
 
 from .._sampling import params_of
+from ..backend import MAX_WAIT
 from ._cache import CacheHandle, GeminiContextCache, check_client, fingerprint, model_path
 from ._errors import classify as _classify
 from ._errors import redact
@@ -50,7 +51,6 @@ STAGE_PARAMS: Final = frozenset(settable_keys(GeminiParams))
 """The stage params the strategy maps onto ``GenerateContentConfig`` (see :class:`GeminiParams`)."""
 
 _CONFIG_MEMO: Final = 512
-_MAX_HTTP_TIMEOUT: Final = 3600.0  # as the runner's largest per-request timeout
 _NO_AFC: Final = types.AutomaticFunctionCallingConfig(disable=True)
 
 
@@ -115,11 +115,11 @@ class GeminiStrategy:
                 "cache may not carry its own"
             )
         if http_timeout is not None and not (
-            math.isfinite(http_timeout) and 0 < http_timeout <= _MAX_HTTP_TIMEOUT
+            math.isfinite(http_timeout) and 0 < http_timeout <= MAX_WAIT
         ):
             raise ValueError(
                 f"http_timeout must be a positive number of seconds, at most "
-                f"{_MAX_HTTP_TIMEOUT:g}, got {http_timeout!r}"
+                f"{MAX_WAIT:g}, got {http_timeout!r}"
             )
         self._client = client
         self._aio_models = client.aio.models

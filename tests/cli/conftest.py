@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -100,6 +101,25 @@ def sim_pipeline(
     return Job(folder, pipeline, data, folder / "out/results.jsonl", folder / "out/journal.sqlite")
 
 
+def on_gemini(job: Job, base_url: str, *, schema: dict[str, Any], model: str | None = None) -> Job:
+    """Point *job* (a :func:`sim_pipeline`) at the Gemini API at *base_url* (an emulator),
+    its answers checked against the JSON Schema *schema*; *model* replaces the default."""
+    (job.folder / "output.schema.json").write_text(json.dumps(schema), "utf-8")
+    backend = 'kind = "gemini"\n'
+    if model is not None:
+        backend += f'model = "{model}"\n'
+    text = (
+        job.pipeline.read_text("utf-8")
+        .replace('kind = "sim"\n\n[backend.sim]\n', f'{backend}base_url = "{base_url}"\n')
+        .replace(
+            '[output]\npath = "out/results.jsonl"',
+            '[output]\npath = "out/results.jsonl"\nschema = "output.schema.json"',
+        )
+    )
+    job.pipeline.write_text(text, "utf-8")
+    return job
+
+
 @pytest.fixture
 def make_job(tmp_path: Path) -> Callable[..., Job]:
     """Build a sim pipeline in a fresh folder of this test."""
@@ -180,3 +200,26 @@ def subprocess_env() -> dict[str, str]:
     env["NO_PROXY"] = "127.0.0.1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+SLOW_SIM = "seed = 4\ninvalid_rate = 0.0\nlatency = 0.5"
+"""A ``[backend.sim]`` whose requests take half a second: a signal lands with items in flight."""
+ENDLESS_SIM = "seed = 4\ninvalid_rate = 0.0\nlatency = 3600"
+"""A ``[backend.sim]`` whose requests take an hour: only a cancel ends them."""
+NO_LATENCY = ("--set", "backend.sim.latency=0")
+"""Resumes a slow sim job at once: latency only delays an answer, so the fingerprint is kept."""
+
+
+def resume(job: Job, env: dict[str, str]) -> dict[str, Any]:
+    """Run *job* again (a child process, no latency); it must exit 0; its ``--json`` summary."""
+    done = subprocess.run(
+        command("run", str(job.pipeline), "--json", "--no-progress", *NO_LATENCY),
+        capture_output=True,
+        env=env,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary: dict[str, Any] = json.loads(done.stdout)
+    return summary

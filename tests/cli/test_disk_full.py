@@ -153,6 +153,23 @@ def test_an_append_that_fails_stops_the_run_and_loses_nothing(
     assert [row["id"] for row in job.lines()] == [r["id"] for r in records(30)]
 
 
+def test_the_json_summary_of_a_run_whose_file_failed_says_4_as_the_process_does(
+    make_job: Callable[..., Job], subprocess_env: dict[str, str]
+) -> None:
+    job = make_job(items=30, sim="seed = 3\ninvalid_rate = 0.0", run="concurrency = 2")
+    argv = [sys.executable, "-c", FULL_AT_THE_FIRST_APPEND, "run", str(job.pipeline), "--json"]
+    done = _run([*argv, "--no-progress"], job, _env(subprocess_env))
+    assert done.returncode == ExitCode.IO_ERROR, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["exit_code"] == done.returncode
+    # The first failure (the file size limit may catch the journal's last write too).
+    assert summary["file_errors"][0] == (
+        f"cannot write the output file {str(job.output)!r}: File too large; every "
+        f"finished result is in the journal {str(job.journal)!r}: free some space and run the "
+        "same command again"
+    )
+
+
 def test_a_full_journal_loses_no_item(
     make_job: Callable[..., Job], subprocess_env: dict[str, str]
 ) -> None:

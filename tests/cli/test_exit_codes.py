@@ -10,7 +10,7 @@ import stagedretry.cli._app as app_module
 from stagedretry._plan import DEFAULT_TIMEOUT, MAX_BACKOFF, MAX_DEADLINE, MAX_TIMEOUT
 from stagedretry.cli._exit import ExitCode
 from stagedretry.cli.pipeline._model import MAX_RUN_DEADLINE
-from strategies.backend import MAX_CACHE_TTL
+from strategies.backend import MAX_CACHE_TTL, MAX_WAIT
 
 from .conftest import Invocation
 
@@ -58,3 +58,6 @@ def test_the_limits_page_gives_the_numbers_the_code_uses() -> None:
     assert f"`initial`, `max` | seconds | (0, {MAX_BACKOFF:g}]" in page
     assert f"(0, {int(MAX_RUN_DEADLINE)}] (30 days)" in page
     assert f"(0, {int(MAX_CACHE_TTL)}] (7 days)" in page
+    sim_waits = "`backend.sim.latency`, `backend.sim.retry_after`"
+    assert f"| {sim_waits} | seconds | [0, {MAX_WAIT:g}]" in page
+    assert f"| `backend.emulator.latency` | seconds per request | [0, {MAX_WAIT:g}]" in page

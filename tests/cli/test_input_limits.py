@@ -134,3 +134,16 @@ def test_what_json_output_could_not_hold_fails_the_line(
     assert first is not None
     assert first.startswith(error)
     assert second == (2, "item-0001", None)
+
+
+def test_an_input_path_through_a_file_names_that_file_as_the_other_files_do(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("not a folder\n")
+    with pytest.raises(InputError) as caught:
+        read(blocker / "books.jsonl")
+    assert str(caught.value) == (
+        f"cannot read the input file {str(blocker / 'books.jsonl')!r}: "
+        f"{str(blocker)!r} is a file, not a folder"
+    )

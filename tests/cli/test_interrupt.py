@@ -17,15 +17,11 @@ import signal
 import sqlite3
 import subprocess
 from pathlib import Path
-from typing import Any
 
-from .conftest import Job, command, sim_pipeline
+from .conftest import ENDLESS_SIM, SLOW_SIM, Job, command, resume, sim_pipeline
 
 _STARTED = re.compile(r"\] item_start\s")
-SLOW = "seed = 4\ninvalid_rate = 0.0\nlatency = 0.5"
-ENDLESS = "seed = 4\ninvalid_rate = 0.0\nlatency = 3600"
 RUN = 'concurrency = 6\nrequest_log = "out/requests.jsonl"'
-RESUME = ("--set", "backend.sim.latency=0")
 
 
 def _interrupt(job: Job, env: dict[str, str], *, times: int) -> tuple[int, dict[str, object], str]:
@@ -55,20 +51,6 @@ def _interrupt(job: Job, env: dict[str, str], *, times: int) -> tuple[int, dict[
     return child.returncode, json.loads(rest_out), "".join(err) + rest_err
 
 
-def _resume(job: Job, env: dict[str, str]) -> dict[str, Any]:
-    """Run the job again with no latency (same fingerprint); its ``--json`` summary."""
-    resumed = subprocess.run(
-        command("run", str(job.pipeline), "--json", "--no-progress", *RESUME),
-        capture_output=True,
-        env=env,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    summary: dict[str, Any] = json.loads(resumed.stdout)
-    return summary
-
-
 def _statuses(journal: Path) -> dict[str, str]:
     db = sqlite3.connect(journal)
     try:
@@ -80,7 +62,7 @@ def _statuses(journal: Path) -> dict[str, str]:
 def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
-    job = sim_pipeline(tmp_path / "job", items=300, sim=SLOW, run=RUN)
+    job = sim_pipeline(tmp_path / "job", items=300, sim=SLOW_SIM, run=RUN)
     code, summary, err = _interrupt(job, subprocess_env, times=1)
     assert code == 130  # ExitCode.INTERRUPTED: items are left
     assert "interrupted: taking no new items" in err
@@ -98,7 +80,7 @@ def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
     assert sent == set(_statuses(job.journal))
     assert len(job.lines()) == len(sent)
 
-    final = _resume(job, subprocess_env)
+    final = resume(job, subprocess_env)
     assert final["fingerprint"] == summary["fingerprint"]
     assert final["items"]["pending"] == 0
     assert final["items"]["from_journal"] == len(sent)
@@ -108,7 +90,7 @@ def test_one_interrupt_lets_in_flight_items_finish_and_prints_the_summary(
 def test_a_second_interrupt_cancels_in_flight_items_which_the_next_run_retries(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
-    job = sim_pipeline(tmp_path / "job", items=30, sim=ENDLESS, run=RUN)
+    job = sim_pipeline(tmp_path / "job", items=30, sim=ENDLESS_SIM, run=RUN)
     code, summary, err = _interrupt(job, subprocess_env, times=2)
     assert code == 130  # ExitCode.INTERRUPTED: cancelled items are left
     assert "cancelling the items in flight" in err
@@ -121,7 +103,7 @@ def test_a_second_interrupt_cancels_in_flight_items_which_the_next_run_retries(
     assert len(cancelled) == this_run["cancelled"]
     assert {row["id"] for row in job.lines() if row["status"] == "cancelled"} == cancelled
 
-    final = _resume(job, subprocess_env)
+    final = resume(job, subprocess_env)
     assert final["fingerprint"] == summary["fingerprint"]
     assert final["this_run"]["succeeded"] == 30  # the cancelled items were run again
     assert final["items"]["cancelled"] == 0

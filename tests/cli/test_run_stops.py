@@ -8,7 +8,6 @@ finishes the job.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Iterator
 
@@ -17,7 +16,7 @@ import pytest
 from stagedretry.cli._exit import ExitCode
 from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator
 
-from .conftest import Invocation, Job
+from .conftest import Invocation, Job, on_gemini
 
 KEY = "AIzaSyStops-0123456789-abcdefghijklmnop"
 WRONG = "AIzaSyWrong-0123456789-abcdefghijklmnop"
@@ -39,20 +38,7 @@ def _gemini_job(
     make_job: Callable[..., Job], emulator: GeminiEmulator, *, items: int, model: str = MODEL
 ) -> Job:
     job = make_job(items=items, sim="", run="concurrency = 4")
-    (job.folder / "book.schema.json").write_text(json.dumps(SCHEMA), "utf-8")
-    text = (
-        job.pipeline.read_text("utf-8")
-        .replace(
-            'kind = "sim"\n\n[backend.sim]\n',
-            f'kind = "gemini"\nmodel = "{model}"\nbase_url = "{emulator.base_url}"\n',
-        )
-        .replace(
-            '[output]\npath = "out/results.jsonl"',
-            '[output]\npath = "out/results.jsonl"\nschema = "book.schema.json"',
-        )
-    )
-    job.pipeline.write_text(text, "utf-8")
-    return job
+    return on_gemini(job, emulator.base_url, schema=SCHEMA, model=model)
 
 
 def _statuses(job: Job) -> dict[str, int]:

@@ -22,11 +22,11 @@ from stagedretry.cli._logging import command_logging
 from stagedretry.cli._output import OutputWriter
 from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator
 
-from .conftest import Invocation, Job, recording_console
+from .conftest import Invocation, Job, on_gemini, recording_console
 
 # A key that is also a valid template field name, so a failure reason can quote it.
 KEY = "AIzaSyTest_0123456789_abcdefghijklmn"
-SCHEMA = '{"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}'
+SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
 
 
 @pytest.fixture
@@ -48,17 +48,7 @@ def _job_quoting_the_key(make_job: Callable[..., Job], base_url: str) -> Job:
         template=f"Describe {{title}} ({{{KEY}}}).",
         run='concurrency = 4\nrequest_log = "out/requests.jsonl"',
     )
-    (job.folder / "title.schema.json").write_text(SCHEMA, "utf-8")
-    text = job.pipeline.read_text("utf-8")
-    text = text.replace(
-        'kind = "sim"\n\n[backend.sim]\n', f'kind = "gemini"\nbase_url = "{base_url}"\n'
-    )
-    text = text.replace(
-        '[output]\npath = "out/results.jsonl"',
-        '[output]\npath = "out/results.jsonl"\nschema = "title.schema.json"',
-    )
-    job.pipeline.write_text(text, "utf-8")
-    return job
+    return on_gemini(job, base_url, schema=SCHEMA)
 
 
 def test_the_key_in_failure_reasons_is_redacted_everywhere_the_run_writes(
@@ -158,18 +148,7 @@ def test_secrets_never_show_in_their_own_repr() -> None:
 
 
 def _gemini_job(make_job: Callable[..., Job], base_url: str, *, items: int = 4) -> Job:
-    job = make_job(items=items, sim="", run="concurrency = 1")
-    (job.folder / "title.schema.json").write_text(SCHEMA, "utf-8")
-    text = job.pipeline.read_text("utf-8")
-    text = text.replace(
-        'kind = "sim"\n\n[backend.sim]\n', f'kind = "gemini"\nbase_url = "{base_url}"\n'
-    )
-    text = text.replace(
-        '[output]\npath = "out/results.jsonl"',
-        '[output]\npath = "out/results.jsonl"\nschema = "title.schema.json"',
-    )
-    job.pipeline.write_text(text, "utf-8")
-    return job
+    return on_gemini(make_job(items=items, sim="", run="concurrency = 1"), base_url, schema=SCHEMA)
 
 
 def _forms_left(text: str) -> list[str]:

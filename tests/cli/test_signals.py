@@ -31,12 +31,19 @@ from stagedretry.cli._summary import PENDING, STATUS_ORDER, Summary
 from stagedretry.cli.pipeline import load_pipeline
 from strategies.backend import Built
 
-from .conftest import Job, command, recording_console, records, sim_pipeline, write_jsonl
+from .conftest import (
+    ENDLESS_SIM,
+    SLOW_SIM,
+    Job,
+    command,
+    recording_console,
+    records,
+    resume,
+    sim_pipeline,
+    write_jsonl,
+)
 
-SLOW = "seed = 4\ninvalid_rate = 0.0\nlatency = 0.5"
-ENDLESS = "seed = 4\ninvalid_rate = 0.0\nlatency = 3600"
 RUN = 'concurrency = 4\nrequest_log = "out/requests.jsonl"'
-RESUME = ("--set", "backend.sim.latency=0")
 
 
 class _Quiet:
@@ -90,20 +97,6 @@ def _signalled(job: Job, env: dict[str, str], *signals: signal.Signals) -> Stopp
     )
 
 
-def _resume(job: Job, env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run(
-        command("run", str(job.pipeline), "--json", "--no-progress", *RESUME),
-        capture_output=True,
-        env=env,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    summary: dict[str, Any] = json.loads(done.stdout)
-    return summary
-
-
 def _requests(job: Job) -> Counter[str]:
     """How many requests each item cost over every run (the request log is appended to)."""
     log = job.folder / "out/requests.jsonl"
@@ -118,7 +111,7 @@ def _requests(job: Job) -> Counter[str]:
 def test_one_signal_drains_prints_the_summary_and_the_resume_pays_nothing_twice(
     tmp_path: Path, subprocess_env: dict[str, str], sig: signal.Signals, code: ExitCode
 ) -> None:
-    job = sim_pipeline(tmp_path / "job", items=200, sim=SLOW, run=RUN)
+    job = sim_pipeline(tmp_path / "job", items=200, sim=SLOW_SIM, run=RUN)
     stopped = _signalled(job, subprocess_env, sig)
     assert stopped.code == code
     assert "Traceback" not in stopped.err
@@ -132,7 +125,7 @@ def test_one_signal_drains_prints_the_summary_and_the_resume_pays_nothing_twice(
     sent = _requests(job)
     assert items["succeeded"] == len(sent)
 
-    final = _resume(job, subprocess_env)
+    final = resume(job, subprocess_env)
     assert final["items"]["pending"] == 0
     assert final["items"]["from_journal"] == len(sent)
     # Every item was sent exactly once over both runs: nothing in flight was paid twice.
@@ -153,7 +146,7 @@ def test_one_signal_drains_prints_the_summary_and_the_resume_pays_nothing_twice(
 def test_a_second_signal_ends_endless_requests_within_seconds_with_the_summary(
     tmp_path: Path, subprocess_env: dict[str, str], sig: signal.Signals, code: ExitCode
 ) -> None:
-    job = sim_pipeline(tmp_path / "job", items=20, sim=ENDLESS, run=RUN)
+    job = sim_pipeline(tmp_path / "job", items=20, sim=ENDLESS_SIM, run=RUN)
     stopped = _signalled(job, subprocess_env, sig, sig)
     assert stopped.code == code
     assert "Traceback" not in stopped.err

@@ -15,7 +15,7 @@ import attrs
 
 from stagedretry import setting
 
-from ...backend import BackendError, BackendSpec, Built, Closer, JobInputs, close_all
+from ...backend import MAX_WAIT, BackendError, BackendSpec, Built, Closer, JobInputs, close_all
 from .._backend import API_VERSIONS, build_on_client, check_shape, client_closer
 from .._params import GeminiParams
 from ._caches import ExpiryStyle
@@ -40,9 +40,9 @@ class FaultSettings:
     times: int | None = setting(None, minimum=1)
     route: str = setting("generateContent", choices=ROUTES)
     # None: the kind's own default (2 s of RetryInfo on a rate limit, none on a 503).
-    retry_delay: float | None = setting(None, minimum=0.0, maximum=3600.0, unit="seconds")
+    retry_delay: float | None = setting(None, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
     retry_after_header: bool = setting(False)
-    delay: float = setting(1.0, minimum=0.0, maximum=3600.0, unit="seconds")
+    delay: float = setting(1.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
 
     def fault(self) -> Fault:
         """The emulator's own fault rule."""
@@ -65,13 +65,15 @@ class EmulatorSettings:
     """The ``[backend.emulator]`` table: the in-process emulator's knobs.
 
     ``expiry_style`` ``None`` is the emulator's own default (Gemini's); ``latency`` is
-    seconds per request, at most 3600.
+    seconds per request, at most 3600.  ``models`` lists the model ids served (404
+    ``NOT_FOUND`` for any other, as for a retired or misspelled name; default: empty,
+    any name); like ``latency``, it is not part of the pipeline's fingerprint.
     """
 
     seed: int = setting(0, minimum=0)
     invalid_rate: float = setting(0.15, minimum=0.0, maximum=1.0)
     invalid_rate_slope: float = setting(0.4, minimum=0.0)
-    latency: float = setting(0.0, minimum=0.0, maximum=3600.0, unit="seconds")
+    latency: float = setting(0.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
     min_cache_tokens: int = setting(1024, minimum=0, unit="tokens")
     expiry_style: ExpiryStyle | None = setting(None)
     # The models served (404 NOT_FOUND for any other, as the API answers a retired or

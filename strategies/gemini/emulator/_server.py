@@ -43,6 +43,7 @@ from ._wire import (
     error_info,
     format_duration,
     invalid,
+    localized,
     model_not_found,
 )
 
@@ -182,11 +183,7 @@ def _account_error(kind: FaultKind, path: str) -> ApiError | None:
             message,
             details=[
                 error_info("API_KEY_SERVICE_BLOCKED", consumer="projects/123456789012"),
-                {
-                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
-                    "locale": "en-US",
-                    "message": message,
-                },
+                localized(message),
             ],
         )
     if kind is FaultKind.BILLING_DISABLED:
@@ -211,6 +208,14 @@ class GeminiEmulator:
 
     Use it as ``with GeminiEmulator(seed=1) as emu:`` or call :meth:`start` / :meth:`stop`.
     The clock is read on every request, so a virtual clock can jump past cache expiry.
+
+    *api_key* (default ``None``: any key is accepted) is the one key served: a
+    request with another answers 400 ``INVALID_ARGUMENT`` (``API_KEY_INVALID``),
+    one with none 403, as the API does.  *models* (default ``None``: any name)
+    are the model ids served, ``"gemini-2.5-flash"`` or ``"models/gemini-2.5-flash"``;
+    any other answers 404 ``NOT_FOUND`` in the API's words.  Raises
+    ``ValueError`` for an *invalid_rate* outside [0, 1] or a negative *latency*
+    (seconds per request).
     """
 
     def __init__(
@@ -541,21 +546,7 @@ class GeminiEmulator:
             raise ApiError(403, MSG_NO_KEY)
         if self._api_key is not None and key != self._api_key:
             raise ApiError(
-                400,
-                MSG_BAD_KEY,
-                details=[
-                    {
-                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                        "reason": "API_KEY_INVALID",
-                        "domain": "googleapis.com",
-                        "metadata": {"service": "generativelanguage.googleapis.com"},
-                    },
-                    {
-                        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
-                        "locale": "en-US",
-                        "message": MSG_BAD_KEY,
-                    },
-                ],
+                400, MSG_BAD_KEY, details=[error_info("API_KEY_INVALID"), localized(MSG_BAD_KEY)]
             )
 
     def _check_model(self, model: str | None, version: str, method: str) -> None:

@@ -124,6 +124,15 @@ def error_info(reason: str, **metadata: str) -> dict[str, Any]:
     }
 
 
+def localized(message: str) -> dict[str, Any]:
+    """A ``google.rpc.LocalizedMessage`` detail repeating *message* in ``en-US``."""
+    return {
+        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+        "locale": "en-US",
+        "message": message,
+    }
+
+
 def model_not_found(model: str, version: str, method: str) -> ApiError:
     """The 404 for a model the API does not serve (e.g. ``models/gemini-pro`` once retired)."""
     return ApiError(404, MSG_MODEL_NOT_FOUND.format(model=model, version=version, method=method))
