@@ -474,13 +474,23 @@ class Journal:
 
     # -- reading -------------------------------------------------------------------------------
 
+    def _read(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        """One query; SQLite's failure is a JournalIOError (the file system's) or a JournalError."""
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            kind = JournalIOError if _is_io(exc) else JournalError
+            raise kind(
+                f"cannot read the journal {str(self.path)!r}: {self._secrets.text(str(exc))}"
+            ) from None
+
     def done(self) -> dict[str, str]:
         """Item id -> input digest, for every item that needs no further work.
 
         ``cancelled`` items are not done: a later run picks them up again.  An
         item is skipped only while its input's digest is unchanged.
         """
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT item_id, digest FROM results WHERE fingerprint = ? AND status != ?",
             (self.fingerprint, ItemStatus.CANCELLED.value),
         )
@@ -488,7 +498,7 @@ class Journal:
 
     def entries(self) -> Iterator[JournalEntry]:
         """Every committed result of this fingerprint with its line and digest, in input order."""
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT result, line, digest, run FROM results WHERE fingerprint = ? "
             "ORDER BY line, item_id",
             (self.fingerprint,),
@@ -508,21 +518,21 @@ class Journal:
 
     def count(self) -> int:
         """How many results this fingerprint has in the journal, ``cancelled`` ones included."""
-        row = self._conn.execute(
+        row = self._read(
             "SELECT COUNT(*) FROM results WHERE fingerprint = ?", (self.fingerprint,)
         ).fetchone()
         return int(row[0])
 
     def foreign(self) -> int:
         """How many results belong to other fingerprints (another plan, strategy or validator)."""
-        row = self._conn.execute(
+        row = self._read(
             "SELECT COUNT(*) FROM results WHERE fingerprint != ?", (self.fingerprint,)
         ).fetchone()
         return int(row[0])
 
     def runs(self) -> list[RunRecord]:
         """The runs recorded under this fingerprint, oldest first; times are Unix seconds."""
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ? ORDER BY id",
             (self.fingerprint,),
         )

@@ -100,3 +100,17 @@ def test_tables_made_by_something_else_are_not_a_journal(journal: Path, tmp_path
         sr.JournalError, match=r"is not a stagedretry journal \(its table 'results'"
     ):
         sr.Journal(path).open()
+
+
+def test_a_failed_read_is_a_journal_error_naming_the_journal(tmp_path: Path) -> None:
+    # SQLite's own failure on a read (here: a table gone under an open journal) is never
+    # a raw sqlite3 error to the caller.
+    path = tmp_path / "journal.sqlite"
+    with sr.Journal(path, "fp") as journal:
+        other = sqlite3.connect(path)
+        other.execute("DROP TABLE results")
+        other.commit()
+        other.close()
+        for read in (journal.done, journal.count, journal.foreign, lambda: list(journal.results())):
+            with pytest.raises(sr.JournalError, match=r"cannot read the journal .*journal\.sqlite"):
+                read()

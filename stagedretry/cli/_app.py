@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -274,12 +273,6 @@ def _execute(
         except (FileIOError, JournalIOError) as exc:
             # Before any work: a file of the run cannot be written (or read).
             _fail(app, advised(exc), ExitCode.IO_ERROR)
-        except sqlite3.Error as exc:
-            _fail(
-                app,
-                f"cannot read the journal {str(pipeline.journal.path)!r}: {exc}",
-                ExitCode.IO_ERROR,
-            )
         except (InputError, OutputBusy, JournalError, BackendError, PlanError) as exc:
             _fail(app, str(exc))
         except RunStopped as exc:  # a stop before the runner could report it in the summary
