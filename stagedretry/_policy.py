@@ -45,6 +45,7 @@ __all__ = [
     "build_failed",
     "count",
     "decide",
+    "skipped",
 ]
 
 
@@ -91,6 +92,20 @@ def before_request(state: ItemState, plan: Plan, now: float) -> Decision | None:
     if plan.deadline is not None and now >= state.started + plan.deadline:
         return DEADLINE_PASSED
     return None
+
+
+def skipped(kind: str, stage: str, partial: bool) -> Decision:
+    """A stage kind's ``build()`` sent nothing: the item moves on to the next stage.
+
+    The reason (read only if that ends the item) names the kind, unless it is
+    the built-in ``partial``, whose only reason to skip is that nothing is left
+    to repair.
+    """
+    if partial:
+        return NOTHING_TO_REPAIR
+    return Decision(
+        Trigger.SKIP, f"stage {stage!r} (kind {kind!r}) skipped: its build() sent no request"
+    )
 
 
 def build_failed(kind: str, error: BaseException) -> Decision:

@@ -44,13 +44,13 @@ from ._outcomes import (
 from ._plan import Plan, Trigger
 from ._policy import (
     DEADLINE_PASSED,
-    NOTHING_TO_REPAIR,
     STOPPED,
     Decision,
     before_request,
     build_failed,
     count,
     decide,
+    skipped,
 )
 from ._redact import HoldsSecrets, Secrets, mask_errors
 from ._resources import ResourcePool, SharedResource
@@ -68,7 +68,7 @@ from ._results import (
 from ._resume import JournalRun, fingerprint
 from ._settings import stage_params
 from ._source import Source, as_work_item
-from ._stages import AsyncValidator, StageKind, Validator, builtin_kinds
+from ._stages import AsyncValidator, PartialStage, StageKind, Validator, builtin_kinds
 from ._state import ItemState
 from ._stop import ResourceError, RunStopped
 from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
@@ -461,6 +461,10 @@ class Runner(Generic[T]):
         self.concurrency = concurrency
         self._compiled = compile_plan(plan)
         self._kinds = tuple(kinds[s.kind] for s in plan.stages)
+        self._skips = tuple(
+            skipped(s.kind, s.name, isinstance(kind, PartialStage))
+            for s, kind in zip(plan.stages, self._kinds, strict=True)
+        )
         # The validator as given (the fingerprint describes it) and as the stages call it.
         self._validator: Validator[Any] | AsyncValidator[Any] = validator or _identity
         self._check: Validator[Any] = (
@@ -893,7 +897,7 @@ class Runner(Generic[T]):
         except Exception as exc:
             return build_failed(stage.kind, exc)
         if request is None:
-            return NOTHING_TO_REPAIR
+            return self._skips[index]
         if self._cooldown_until > clock.monotonic():
             await self._cool_down(run, deadline)
             if run.stop is not None:

@@ -38,7 +38,7 @@ BUSY = (
     OutcomeKind.SUCCEEDED,
     OutcomeKind.FATAL,
 )
-busy_scripts = st.lists(outcomes(kinds=BUSY), min_size=1, max_size=16).map(tuple)
+busy_scripts = st.lists(outcomes(outcomes=BUSY), min_size=1, max_size=16).map(tuple)
 roomy_plans = plans(min_stages=2, min_prompts=3, deadlines=False)
 
 
@@ -100,7 +100,7 @@ async def test_concurrent_items_each_follow_their_own_path(
 
 
 @settings(max_examples=100)
-@given(plan=plans(deadlines=False), script=st.lists(outcomes(kinds=BUSY), max_size=30).map(tuple))
+@given(plan=plans(deadlines=False), script=st.lists(outcomes(outcomes=BUSY), max_size=30).map(tuple))
 async def test_prompts_never_exceed_the_budget(
     plan: sr.Plan, script: tuple[ScriptStep, ...]
 ) -> None:
@@ -142,7 +142,7 @@ REFUSALS = (
 @settings(max_examples=150)
 @given(
     plan=plans(deadlines=False, max_prompts=12),
-    script=st.lists(outcomes(kinds=REFUSALS), min_size=2, max_size=24).map(tuple),
+    script=st.lists(outcomes(outcomes=REFUSALS), min_size=2, max_size=24).map(tuple),
 )
 async def test_refusals_spend_nothing_and_have_caps_of_their_own(
     plan: sr.Plan, script: tuple[ScriptStep, ...]
@@ -177,7 +177,7 @@ def _declared(plan: sr.Plan, stage: str) -> str:
 @given(
     plan=roomy_plans,
     script=st.lists(
-        outcomes(kinds=(OutcomeKind.INVALID, OutcomeKind.INVALID, OutcomeKind.SUCCEEDED)).filter(
+        outcomes(outcomes=(OutcomeKind.INVALID, OutcomeKind.INVALID, OutcomeKind.SUCCEEDED)).filter(
             lambda s: s.kind is OutcomeKind.SUCCEEDED or bool(s.fields)
         ),
         max_size=10,

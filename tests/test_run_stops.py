@@ -246,7 +246,7 @@ def test_the_plan_checker_follows_one_item_so_refuses_a_stop() -> None:
     from stagedretry.testing import plan_state_machine
 
     with pytest.raises(ValueError, match="STOP_RUN"):
-        plan_state_machine(sr.Plan.ladder(), kinds=[K.SUCCEEDED, K.STOP_RUN])
+        plan_state_machine(sr.Plan.ladder(), outcomes=[K.SUCCEEDED, K.STOP_RUN])
 
 
 def test_the_policy_stops_the_run_without_firing_a_trigger() -> None:

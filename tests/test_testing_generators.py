@@ -65,7 +65,7 @@ def test_outcomes_carry_the_right_extras(step: ScriptStep) -> None:
         assert 0 <= step.retry_after <= 120
 
 
-@given(script=outcome_scripts(4, kinds=(OutcomeKind.TRANSIENT, OutcomeKind.FATAL)))
+@given(script=outcome_scripts(4, outcomes=(OutcomeKind.TRANSIENT, OutcomeKind.FATAL)))
 def test_outcome_scripts_are_bounded_and_use_the_kinds_asked_for(
     script: tuple[ScriptStep, ...],
 ) -> None:

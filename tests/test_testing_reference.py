@@ -175,7 +175,7 @@ def test_differences_name_every_departure() -> None:
 
 def test_the_model_refuses_what_it_cannot_follow() -> None:
     plan = sr.Plan(stages=[sr.Stage("a", "mine")])
-    with pytest.raises(ValueError, match="only the 'full' and 'partial' kinds"):
+    with pytest.raises(ValueError, match="unknown stage kind 'mine'"):
         ReferenceItem(plan)
     item = ReferenceItem(LADDER)
     item.play(S)

@@ -2,7 +2,9 @@
 
 ``VirtualClock`` runs backoffs and cooldowns in virtual time;
 ``ScriptedStrategy`` replays scripted outcomes and records every request;
-``expected_path`` is the pure reference model of a plan.  The hypothesis-based
+``expected_path`` is the pure reference model of a plan, which reads your own
+stage kinds by their ``KindReading``; ``check_classification`` checks your
+strategy's verdict on your client's exceptions.  The hypothesis-based
 helpers (``plans``, ``outcomes``, ``outcome_scripts``, ``near_misses``,
 ``plan_state_machine``, ``check_plan``) need the ``stagedretry[testing]`` extra
 and are imported on first use, so this package works without hypothesis.
@@ -13,7 +15,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._classification import check_classification
 from ._clock import VirtualClock
+from ._kinds import Asks, KindReading, Skips
 from ._reference import ExpectedPath, ReferenceItem, expected_path
 from ._scripted import DEFAULT_ANSWER, RecordedRequest, ScriptedStrategy, ScriptStep, Step
 
@@ -23,16 +27,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ANSWER",
+    "Asks",
     "ExpectedPath",
+    "KindReading",
     "NearMiss",
     "PlanCheckFailed",
     "RecordedRequest",
     "ReferenceItem",
     "ScriptStep",
     "ScriptedStrategy",
+    "Skips",
     "Step",
     "VirtualClock",
     "backoffs",
+    "check_classification",
     "check_plan",
     "expected_path",
     "near_misses",

@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 from .._outcomes import OutcomeKind
 from .._plan import Backoff, Plan, Stage
-from ._scripted import DEFAULT_ANSWER, ScriptStep
+from .._stages import StageKind, builtin_kinds
+from ._kinds import Skips, reading_of
+from ._scripted import DEFAULT_ANSWER, ScriptStep, chosen_outcomes
 
 #: What one request of one item can come to: every kind but STOP_RUN, which ends the run.
 ITEM_OUTCOMES: tuple[OutcomeKind, ...] = tuple(
@@ -58,13 +60,17 @@ _SCALARS: st.SearchStrategy[Any] = st.one_of(
 def outcomes(
     fields: Sequence[str] = tuple(DEFAULT_ANSWER),
     *,
-    kinds: Sequence[OutcomeKind] = ITEM_OUTCOMES,
+    outcomes: Sequence[OutcomeKind | str] | None = None,
+    kinds: Sequence[OutcomeKind | str] | None = None,
 ) -> st.SearchStrategy[ScriptStep]:
-    """One outcome of one request, of one of *kinds* (repeat a kind to draw it more often).
+    """One outcome of one request, of one of *outcomes* (repeat a kind to draw it more often).
 
-    An ``INVALID`` one names some of *fields* (none: an unreadable answer); a
-    ``RATE_LIMITED`` one may carry the server's advised delay.
+    *outcomes* are :class:`OutcomeKind` members or their names (default: every
+    kind but ``STOP_RUN``); ``kinds=`` is its deprecated old name.  An ``INVALID``
+    one names some of *fields* (none: an unreadable answer); a ``RATE_LIMITED``
+    one may carry the server's advised delay.
     """
+    kinds_ = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "outcomes")
     names = tuple(fields)
 
     def extras(kind: OutcomeKind) -> st.SearchStrategy[ScriptStep]:
@@ -77,20 +83,25 @@ def outcomes(
             return delays.map(lambda delay: ScriptStep(kind, retry_after=delay))
         return st.just(ScriptStep(kind))
 
-    if not kinds:
+    if not kinds_:
         raise ValueError("outcomes() needs at least one kind")
-    built = {kind: extras(kind) for kind in set(kinds)}
-    return st.one_of([built[kind] for kind in kinds])
+    built = {kind: extras(kind) for kind in set(kinds_)}
+    return st.one_of([built[kind] for kind in kinds_])
 
 
 def outcome_scripts(
     max_len: int = 12,
     fields: Sequence[str] = tuple(DEFAULT_ANSWER),
     *,
-    kinds: Sequence[OutcomeKind] = ITEM_OUTCOMES,
+    outcomes: Sequence[OutcomeKind | str] | None = None,
+    kinds: Sequence[OutcomeKind | str] | None = None,
 ) -> st.SearchStrategy[tuple[ScriptStep, ...]]:
-    """A script of up to *max_len* outcomes for one item."""
-    return st.lists(outcomes(fields, kinds=kinds), max_size=max_len).map(tuple)
+    """A script of up to *max_len* outcomes for one item (*outcomes* as for :func:`outcomes`)."""
+    chosen = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "outcome_scripts")
+    return st.lists(_outcomes(fields, outcomes=chosen), max_size=max_len).map(tuple)
+
+
+_outcomes = outcomes
 
 
 @functools.cache
@@ -126,6 +137,7 @@ def plans(
     kinds: Sequence[str] = ("full", "partial"),
     deadlines: bool = True,
     transient_policies: bool = True,
+    stage_kinds: Mapping[str, StageKind] | None = None,
 ) -> st.SearchStrategy[Plan]:
     """A valid plan of *min_stages* to *max_stages* stages, every one reachable by construction.
 
@@ -133,7 +145,14 @@ def plans(
     *deadlines* false no item deadline is drawn (per-request timeouts still are);
     with *transient_policies* false every stage keeps the default TRANSIENT
     policy (retry in place, no ``max_attempts``).
+
+    *kinds* are the stage-kind names drawn from; a name other than ``full`` and
+    ``partial`` must be a key of *stage_kinds* (the mapping given to the
+    runner), whose kind declares its :class:`~stagedretry.testing.KindReading`,
+    so that every plan drawn is one :func:`check_plan` can run with the same
+    *stage_kinds*.  Raises ``ValueError`` at once otherwise.
     """
+    may_skip = _may_skip(kinds, stage_kinds)
     if not 1 <= min_stages <= max_stages or not 1 <= min_prompts <= max_prompts:
         raise ValueError(
             "a plan needs at least one stage and one prompt, and each minimum <= its maximum"
@@ -158,7 +177,7 @@ def plans(
                 if transient_policies
                 else "retry"
             )
-            if i + 1 < n and stage_kinds[i] == "full" and i + 1 not in reached:
+            if i + 1 < n and not may_skip[stage_kinds[i]] and i + 1 not in reached:
                 leads = {_index(names, i, on_invalid), _index(names, i, on_transient)}
                 if i + 1 not in leads:
                     if not transient_policies or draw(st.booleans()):
@@ -167,7 +186,7 @@ def plans(
                         on_transient = draw(st.sampled_from(("next", names[i + 1])))
             for target in (on_invalid, on_transient):
                 reached.add(_index(names, i, target))
-            if stage_kinds[i] != "full":
+            if may_skip[stage_kinds[i]]:
                 reached.add(i + 1)
             stages.append(
                 Stage(
@@ -195,6 +214,21 @@ def plans(
         )
 
     return draw_plan()
+
+
+def _may_skip(kinds: Sequence[str], stage_kinds: Mapping[str, StageKind] | None) -> dict[str, bool]:
+    """Whether each of *kinds* may skip a stage, as its reading declares (``ValueError``: none)."""
+    known = builtin_kinds() if stage_kinds is None else stage_kinds
+    out: dict[str, bool] = {}
+    for name in kinds:
+        kind = known.get(name)
+        if kind is None:
+            raise ValueError(
+                f"plans(kinds=...) names the stage kind {name!r}, which check_plan cannot run "
+                f"without it: pass stage_kinds= with it (known: {', '.join(known)})"
+            )
+        out[name] = reading_of(name, kind).skips is not Skips.NEVER
+    return out
 
 
 def _index(names: Sequence[str], i: int, target: str) -> int:

@@ -4,7 +4,8 @@ Written from the documented semantics (the outcome/budget table in the design
 notes), not from the runner, so the two can be checked against each other:
 
 * before each request: a partial stage with nothing to repair is skipped (to
-  the next stage by order); then, if the prompt budget is spent, the item is
+  the next stage by order), as is a stage of the user's kind when its declared
+  :class:`KindReading` says so; then, if the prompt budget is spent, the item is
   ``exhausted``;
 * ``SUCCEEDED`` ends ``succeeded``; ``FATAL`` ends ``failed``;
 * ``INVALID`` follows the stage's ``on_invalid``; it leaves the failed fields
@@ -25,13 +26,15 @@ The plan's deadline is not modelled: it depends on jittered waits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
 from .._outcomes import FieldPath, OutcomeKind
 from .._plan import Plan, Stage
 from .._results import ItemResult, ItemStatus
+from .._stages import StageKind
+from ._kinds import Asks, Skips, readings
 from ._scripted import ScriptStep, Step, wrong_fields
 
 __all__ = ["ExpectedPath", "ReferenceItem", "expected_path"]
@@ -102,16 +105,13 @@ class ReferenceItem:
     """One item walked through a plan by the reference rules, one step at a time.
 
     It waits for the next outcome until :attr:`done`; :meth:`play` feeds it
-    one.  Used by :func:`expected_path` and the stateful checker.
+    one.  Used by :func:`expected_path` and the stateful checker.  *stage_kinds*
+    are the kinds given to the runner (default the built-in ones); each of the
+    user's declares how it is read (:class:`KindReading`), else ``ValueError``.
     """
 
-    def __init__(self, plan: Plan) -> None:
-        for i, stage in enumerate(plan.stages):
-            if stage.kind not in ("full", "partial"):
-                raise ValueError(
-                    f"plan.stages[{i}]: the reference model knows only the 'full' and "
-                    f"'partial' kinds, not {stage.kind!r}"
-                )
+    def __init__(self, plan: Plan, stage_kinds: Mapping[str, StageKind] | None = None) -> None:
+        self._readings = readings(plan, stage_kinds)
         self.plan = plan
         self._index = {s.name: i for i, s in enumerate(plan.stages)}
         self.state = plan.stages[0].name
@@ -120,6 +120,7 @@ class ReferenceItem:
         self.rate_limit_waits = 0
         self.lost_in_row = 0
         self.repair: tuple[FieldPath, ...] = ()
+        self.invalid_seen = False
         self.stages: list[str] = []
         self.outcomes: list[OutcomeKind] = []
         self.counted: list[bool] = []
@@ -146,8 +147,8 @@ class ReferenceItem:
 
     def asks_for(self) -> tuple[FieldPath, ...] | None:
         """The fields the next request asks for (``None``: the whole answer)."""
-        stage = self.stage
-        if stage is None or stage.kind != "partial":
+        index = self._index.get(self.state)
+        if index is None or self._readings[index].asks is not Asks.REPAIR:
             return None
         return self.repair
 
@@ -179,6 +180,7 @@ class ReferenceItem:
         elif kind is OutcomeKind.FATAL:
             self.state = "failed"
         elif kind is OutcomeKind.INVALID:
+            self.invalid_seen = True
             if step.fields or asked is None:
                 self.repair = _heads(wrong_fields(step.fields, asked))
             # else: an unreadable answer to a partial request changes nothing, so the
@@ -232,7 +234,7 @@ class ReferenceItem:
         while not self.done:
             stage = self.stage
             assert stage is not None
-            if stage.kind == "partial" and not self.repair:
+            if self._skips(self._index[stage.name]):
                 self.skipped.append(stage.name)
                 self.state = self._target(self._index[stage.name], "next")
                 continue
@@ -240,12 +242,29 @@ class ReferenceItem:
                 self.state = "exhausted"
             return
 
+    def _skips(self, index: int) -> bool:
+        skips = self._readings[index].skips
+        if skips is Skips.NOTHING_TO_REPAIR:
+            return not self.repair
+        if skips is Skips.UNTIL_INVALID:
+            return not self.invalid_seen
+        return False
+
 
 def expected_path(
-    plan: Plan, script: Sequence[Step], *, default: Step = OutcomeKind.SUCCEEDED
+    plan: Plan,
+    script: Sequence[Step],
+    *,
+    default: Step = OutcomeKind.SUCCEEDED,
+    stage_kinds: Mapping[str, StageKind] | None = None,
 ) -> ExpectedPath:
-    """What the engine must do with one item whose requests come to *script*, then *default*."""
-    item = ReferenceItem(plan)
+    """What the engine must do with one item whose requests come to *script*, then *default*.
+
+    *stage_kinds* are the kinds given to the runner, when the plan uses your own
+    (each declares its :class:`KindReading`).  Raises ``ValueError`` for a stage
+    whose kind the model cannot read.
+    """
+    item = ReferenceItem(plan, stage_kinds)
     steps: Iterator[Step] = iter(script)
     while not item.done:
         item.play(next(steps, default))

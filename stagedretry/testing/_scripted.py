@@ -9,6 +9,7 @@ asked for.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -50,6 +51,61 @@ def _fields(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def outcome_kind(value: OutcomeKind | str) -> OutcomeKind:
+    """*value* as an :class:`OutcomeKind`: a kind, or its name or value in any letter case.
+
+    ``"invalid"``, ``"INVALID"`` and ``"rate_limited"`` are accepted; anything else
+    raises at once (``ValueError`` for an unknown name, ``TypeError`` for another
+    type), so a typo never reaches the engine.
+    """
+    if isinstance(value, OutcomeKind):
+        return value
+    if isinstance(value, str):
+        wanted = value.strip().lower()
+        for kind in OutcomeKind:
+            if wanted == kind.value:
+                return kind
+        known = ", ".join(k.value for k in OutcomeKind)
+        raise ValueError(f"unknown outcome kind {value!r} (known: {known})")
+    raise TypeError(f"an outcome kind is an OutcomeKind or its name, not {type(value).__name__}")
+
+
+def outcome_kinds(values: Iterable[OutcomeKind | str], where: str) -> tuple[OutcomeKind, ...]:
+    """Each of *values* as an :class:`OutcomeKind` (see :func:`outcome_kind`) at *where*."""
+    if isinstance(values, (str, OutcomeKind)):
+        raise TypeError(f"{where} is a sequence of outcome kinds, not one kind: use [{values!r}]")
+    try:
+        return tuple(outcome_kind(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def chosen_outcomes(
+    outcomes: Iterable[OutcomeKind | str] | None,
+    kinds: Iterable[OutcomeKind | str] | None,
+    default: tuple[OutcomeKind, ...],
+    where: str,
+) -> tuple[OutcomeKind, ...]:
+    """The outcome kinds a harness function was given as ``outcomes=`` (or the old ``kinds=``).
+
+    ``kinds=`` meant outcome kinds in the harness but stage kinds in ``Plan.load``
+    and ``Runner``; it still works here, with a ``DeprecationWarning``.
+    """
+    if kinds is not None:
+        if outcomes is not None:
+            raise TypeError(f"{where}() takes outcomes= or the old kinds=, not both")
+        warnings.warn(
+            f"{where}(kinds=...) is deprecated: the outcome kinds are now outcomes=...; "
+            "kinds means stage kinds, as in Plan.load and Runner",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        outcomes = kinds
+    if outcomes is None:
+        return default
+    return outcome_kinds(outcomes, f"{where}(outcomes=...)")
+
+
 @attrs.frozen(repr=False)
 class ScriptStep:
     """What one request comes to.
@@ -61,13 +117,21 @@ class ScriptStep:
     repair.  A partial answer holds only the fields asked for, so it can get
     only those wrong: the named ones among them, or all of them if it names none
     of them.  ``retry_after`` is a ``RATE_LIMITED`` refusal's advised delay and
-    ``resource`` the name of a lost resource.
+    ``resource`` the name of a lost resource.  *kind* may be given by name
+    (``ScriptStep("invalid", fields=["year"])``, any letter case); an unknown name
+    raises ``ValueError`` at once.
+
+    ``error`` is the exception a :class:`ScriptedStrategy` raises for the step
+    instead of the engine's own (your client's ``429``, say): the runner's rules
+    and the strategy's ``classify()`` then decide what it comes to, which is how
+    the harness checks a classification (see ``check_plan(errors=...)``).
     """
 
-    kind: OutcomeKind
+    kind: OutcomeKind = attrs.field(converter=outcome_kind)
     fields: tuple[str, ...] = attrs.field(default=(), converter=_fields, kw_only=True)
     retry_after: float | None = attrs.field(default=None, kw_only=True)
     resource: str | None = attrs.field(default=None, kw_only=True)
+    error: BaseException | None = attrs.field(default=None, kw_only=True, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.fields and self.kind is not OutcomeKind.INVALID:
@@ -76,10 +140,12 @@ class ScriptStep:
             raise ValueError(f"only a RATE_LIMITED step has retry_after, not {self.kind.name}")
         if self.resource is not None and self.kind is not OutcomeKind.RESOURCE_LOST:
             raise ValueError(f"only a RESOURCE_LOST step names a resource, not {self.kind.name}")
+        if self.error is not None and self.kind is OutcomeKind.SUCCEEDED:
+            raise ValueError("a SUCCEEDED step answers: it raises no error")
 
     @classmethod
     def of(cls, step: Step) -> ScriptStep:
-        """*step* as a ``ScriptStep`` (a bare kind becomes a step without extras)."""
+        """*step* as a ``ScriptStep`` (a bare kind or its name becomes a step without extras)."""
         return step if isinstance(step, ScriptStep) else cls(step)
 
     def _extras(self) -> list[str]:
@@ -90,6 +156,8 @@ class ScriptStep:
             extras.append(f"retry_after={self.retry_after!r}")
         if self.resource is not None:
             extras.append(f"resource={self.resource!r}")
+        if self.error is not None:
+            extras.append(f"error={shown_error(self.error)}")
         return extras
 
     def __str__(self) -> str:
@@ -101,8 +169,16 @@ class ScriptStep:
         return f"ScriptStep({', '.join([f'OutcomeKind.{self.kind.name}', *self._extras()])})"
 
 
-Step = OutcomeKind | ScriptStep
-"""A script entry: a bare outcome kind or a :class:`ScriptStep` with its extras."""
+Step = OutcomeKind | ScriptStep | str
+"""A script entry: a bare outcome kind (or its name) or a :class:`ScriptStep` with its extras."""
+
+
+def shown_error(error: BaseException) -> str:
+    """*error* in a script as printed: its type and the start of its text, on one line."""
+    text = " ".join(str(error).split())
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(error).__name__}({text!r})"
 
 
 @attrs.frozen
@@ -222,6 +298,10 @@ class ScriptedStrategy:
     def act(self, step: ScriptStep, request: RecordedRequest) -> Response:
         """Answer as *step* says, or raise the exception that stands for it."""
         kind = step.kind
+        if step.error is not None:
+            # The step's own exception, for the runner's rules to classify; a fresh
+            # traceback each time, since one example may be raised many times.
+            raise step.error.with_traceback(None)
         if kind is OutcomeKind.SUCCEEDED:
             return Response(json.dumps(self._asked(request)), self._usage_for(request))
         if kind is OutcomeKind.INVALID:

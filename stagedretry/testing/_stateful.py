@@ -21,16 +21,19 @@ from hypothesis import HealthCheck
 from hypothesis import settings as Settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from .._outcomes import OutcomeKind
+from .._outcomes import OutcomeKind, Rule
 from .._plan import Plan
 from .._results import Attempt, BatchResult, ItemResult, WorkItem
 from .._runner import Runner
+from .._stages import StageKind
 from .._state import ItemState
-from .._strategy import Request, StageContext
+from .._strategy import Request, StageContext, Strategy
+from ._classification import ErrorExamples, Misclassified, error_examples, with_errors
 from ._clock import VirtualClock
-from ._generators import ITEM_OUTCOMES, outcomes
+from ._generators import ITEM_OUTCOMES
+from ._generators import outcomes as outcome_steps
 from ._reference import ReferenceItem
-from ._scripted import DEFAULT_ANSWER, ScriptedStrategy, ScriptStep
+from ._scripted import DEFAULT_ANSWER, ScriptedStrategy, ScriptStep, chosen_outcomes
 
 __all__ = ["PlanCheckFailed", "check_plan", "plan_state_machine"]
 
@@ -93,9 +96,14 @@ def plan_state_machine(
     *,
     reference: Plan | None = None,
     answer: Mapping[str, Any] = DEFAULT_ANSWER,
-    kinds: Sequence[OutcomeKind] = ITEM_OUTCOMES,
+    outcomes: Sequence[OutcomeKind | str] | None = None,
     max_steps: int = 30,
     text_answers: bool = False,
+    stage_kinds: Mapping[str, StageKind] | None = None,
+    errors: ErrorExamples | None = None,
+    classifier: Strategy | None = None,
+    rules: Sequence[Rule] = (),
+    kinds: Sequence[OutcomeKind | str] | None = None,
 ) -> type[RuleBasedStateMachine]:
     """A hypothesis state machine checking the engine running *plan* against the reference.
 
@@ -107,14 +115,31 @@ def plan_state_machine(
     real parsing, rather than raised (see :class:`ScriptedStrategy`).
     Use ``plan_state_machine(plan).TestCase`` as a unittest/pytest test class.
     The plan's item deadline is left out: it depends on jittered waits.
+
+    *outcomes* are the outcome kinds drawn, as :class:`OutcomeKind` members or
+    their names (default every kind but ``STOP_RUN``; ``kinds=`` is the
+    deprecated old name).  *stage_kinds* are your stage kinds, the mapping you
+    give ``Runner(kinds=...)``; each declares how the reference reads it
+    (:class:`KindReading`).
+
+    *errors* maps outcome kinds to exceptions your client raises (one or a
+    sequence each, e.g. ``strategies.gemini.error_examples()``): a step of such
+    a kind raises one of them, and the runner classifies it with *rules*, then
+    *classifier*'s ``classify()`` (your strategy), then the engine's defaults,
+    so a wrong classification is reported with the script that shows it.
+    Raises ``ValueError`` for a plan or kind the reference cannot follow.
     """
+    kinds = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "plan_state_machine")
     if OutcomeKind.STOP_RUN in kinds:
         raise ValueError("STOP_RUN stops the whole run: the reference model follows one item")
     engine_plan = attrs.evolve(plan, deadline=None)
     model_plan = attrs.evolve(reference if reference is not None else plan, deadline=None)
-    ReferenceItem(model_plan)  # reject plans the model cannot follow, now rather than per example
+    # Reject plans the model cannot follow, now rather than per example.
+    ReferenceItem(model_plan, stage_kinds)
     answer = dict(answer)
-    step_strategy = outcomes(tuple(answer), kinds=tuple(kinds))
+    examples = error_examples(errors or {}, "errors")
+    step_strategy = with_errors(outcome_steps(tuple(answer), outcomes=kinds), examples)
+    classify_rules = (*rules, classifier.classify) if classifier is not None else tuple(rules)
 
     class PlanMachine(RuleBasedStateMachine):
         """Feeds outcomes to one live item and checks every move against the reference."""
@@ -133,8 +158,10 @@ def plan_state_machine(
                 clock=VirtualClock(),
                 concurrency=1,
                 seed=0,
+                kinds=stage_kinds,
+                rules=classify_rules,
             )
-            self._model = ReferenceItem(model_plan)
+            self._model = ReferenceItem(model_plan, stage_kinds)
             self._script: list[ScriptStep] = []
             self._task: asyncio.Task[BatchResult] = self._loop.create_task(
                 runner.run([WorkItem(_ITEM, "Describe the book.")])
@@ -196,6 +223,14 @@ def plan_state_machine(
         # -- invariants -----------------------------------------------------------
 
         @invariant()
+        def a_raised_error_is_classified_as_scripted(self) -> None:
+            # Named to run first (hypothesis runs invariants by name): a wrong
+            # classification is the cause, a wrong path only its effect.
+            wrong = Misclassified.first(self._strategy.requests, self._seen().attempts)
+            if wrong is not None:
+                self._fail(str(wrong))
+
+        @invariant()
         def prompt_budget_is_never_exceeded(self) -> None:
             seen = self._seen()
             if seen.prompts > engine_plan.max_prompts:
@@ -213,9 +248,11 @@ def plan_state_machine(
             seen = self._seen()
             if seen.position != self._model.state:
                 where = self._model.stages[-1] if self._model.stages else engine_plan.stages[0].name
+                # How the engine ended says why (a stage kind's skip names the kind).
+                why = f" ({seen.result.reason})" if seen.result and seen.result.reason else ""
                 self._fail(
-                    f"{self._last()} at stage {where!r}: the engine is at {seen.position!r}, "
-                    f"the reference says {self._model.state!r}"
+                    f"{self._last()} at stage {where!r}: the engine is at {seen.position!r}"
+                    f"{why}, the reference says {self._model.state!r}"
                 )
 
         @invariant()
@@ -276,19 +313,25 @@ def check_plan(
     *,
     reference: Plan | None = None,
     answer: Mapping[str, Any] = DEFAULT_ANSWER,
-    kinds: Sequence[OutcomeKind] = ITEM_OUTCOMES,
+    outcomes: Sequence[OutcomeKind | str] | None = None,
     max_examples: int = 100,
     max_steps: int = 30,
     settings: Settings | None = None,
     text_answers: bool = False,
+    stage_kinds: Mapping[str, StageKind] | None = None,
+    errors: ErrorExamples | None = None,
+    classifier: Strategy | None = None,
+    rules: Sequence[Rule] = (),
+    kinds: Sequence[OutcomeKind | str] | None = None,
 ) -> None:
     """Check the engine running *plan* against the reference model, in one call.
 
     Raises :class:`PlanCheckFailed` (an ``AssertionError``) naming the first
     broken property and the shrunk script of outcomes that breaks it.  Runs its
     own event loop: call it from synchronous code.  *settings* replaces the
-    hypothesis settings built from *max_examples* and *max_steps*; *text_answers*
-    is as for :func:`plan_state_machine`.
+    hypothesis settings built from *max_examples* and *max_steps*; *outcomes*,
+    *text_answers*, *stage_kinds*, *errors*, *classifier* and *rules* are as for
+    :func:`plan_state_machine` (``kinds=`` is the deprecated name of *outcomes*).
     """
     try:
         asyncio.get_running_loop()
@@ -300,9 +343,13 @@ def check_plan(
         plan,
         reference=reference,
         answer=answer,
-        kinds=kinds,
+        outcomes=chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "check_plan"),
         max_steps=max_steps,
         text_answers=text_answers,
+        stage_kinds=stage_kinds,
+        errors=errors,
+        classifier=classifier,
+        rules=rules,
     )
     chosen = settings or Settings(
         max_examples=max_examples,

@@ -1,0 +1,149 @@
+"""The user's own error classification: their client's exceptions, their ``classify()``.
+
+The user maps outcome kinds to exceptions their client raises (or takes a
+provider's map, such as ``strategies.gemini.error_examples()``).
+:func:`check_classification` checks a strategy's verdict on each example; the
+stateful checker raises the examples in its scripts, so a wrong verdict shows
+as the shortest script it spoils.  This module needs no hypothesis until the
+state machine asks for :func:`with_errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypeAlias
+
+import attrs
+
+from .._outcomes import Outcome, OutcomeKind, Rule, classify, describe
+from .._results import Attempt
+from .._strategy import Strategy
+from ._scripted import RecordedRequest, ScriptStep, outcome_kind, shown_error
+
+if TYPE_CHECKING:
+    from hypothesis import strategies as st
+
+__all__ = ["ErrorExamples", "Misclassified", "check_classification", "error_examples"]
+
+ErrorExamples: TypeAlias = Mapping[OutcomeKind | str, BaseException | Sequence[BaseException]]
+"""Outcome kinds (or their names) to the exceptions that must come to them: one or a sequence."""
+
+
+def error_examples(
+    examples: ErrorExamples, where: str, *, raised: bool = True
+) -> dict[OutcomeKind, tuple[BaseException, ...]]:
+    """*examples* with kinds resolved, each value a tuple; errors name *where*.
+
+    With *raised* (the state machine) only kinds a client raises are allowed:
+    ``SUCCEEDED`` answers and ``INVALID`` is the validator's verdict on an answer,
+    which the harness scripts itself.
+    """
+    if not isinstance(examples, Mapping):
+        raise TypeError(f"{where} maps outcome kinds to exceptions, not {type(examples).__name__}")
+    out: dict[OutcomeKind, tuple[BaseException, ...]] = {}
+    for key, value in examples.items():
+        try:
+            kind = outcome_kind(key)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        errors = (value,) if isinstance(value, BaseException) else tuple(value)
+        bad = [e for e in errors if not isinstance(e, BaseException)]
+        if bad:
+            raise TypeError(f"{where}[{kind.name}]: {bad[0]!r} is not an exception")
+        if not errors:
+            raise ValueError(f"{where}[{kind.name}]: no exception given")
+        if kind is OutcomeKind.SUCCEEDED or (raised and kind is OutcomeKind.INVALID):
+            raise ValueError(
+                f"{where}[{kind.name}]: {kind.name} is not raised by a client "
+                "(the harness scripts answers and invalid answers itself)"
+            )
+        out[kind] = out.get(kind, ()) + errors
+    return out
+
+
+def with_errors(
+    steps: st.SearchStrategy[ScriptStep], examples: Mapping[OutcomeKind, Sequence[BaseException]]
+) -> st.SearchStrategy[ScriptStep]:
+    """*steps* where a step of a kind in *examples* raises one of its exceptions."""
+    from hypothesis import strategies as st
+
+    if not examples:
+        return steps
+    choices = {kind: st.sampled_from(tuple(errors)) for kind, errors in examples.items()}
+
+    def attach(step: ScriptStep) -> st.SearchStrategy[ScriptStep]:
+        errors = choices.get(step.kind)
+        if errors is None:
+            return st.just(step)
+        # The exception says everything (its own retry delay, its resource): no scripted extras.
+        return errors.map(lambda error: ScriptStep(step.kind, error=error))
+
+    return steps.flatmap(attach)
+
+
+@attrs.frozen
+class Misclassified:
+    """A scripted exception the runner's rules classified as another kind."""
+
+    error: BaseException
+    expected: OutcomeKind
+    got: OutcomeKind
+
+    @classmethod
+    def first(
+        cls, requests: Sequence[RecordedRequest], attempts: Sequence[Attempt]
+    ) -> Misclassified | None:
+        """The first request whose scripted exception came to another kind.
+
+        Each request is one attempt, so the two run in parallel.
+        """
+        for request, attempt in zip(requests, attempts, strict=False):
+            error = request.step.error
+            if error is not None and attempt.outcome is not request.step.kind:
+                return cls(error, request.step.kind, attempt.outcome)
+        return None
+
+    def __str__(self) -> str:
+        return (
+            f"{shown_error(self.error)} was classified {self.got.name}, "
+            f"the script says {self.expected.name}"
+        )
+
+
+def _verdict(error: BaseException, rules: Sequence[Rule]) -> Outcome | str:
+    try:
+        return classify(error, rules)
+    except Exception as exc:  # a bug in a rule is a finding, reported with the others
+        return f"classify() raised {describe(exc)}"
+
+
+def check_classification(
+    strategy: Strategy, examples: ErrorExamples, *, rules: Sequence[Rule] = ()
+) -> None:
+    """Check that each example exception comes to its outcome kind, as the runner would classify it.
+
+    *examples* maps outcome kinds (or their names) to one exception or a
+    sequence of them.  Each is classified as ``Runner(strategy, rules=rules)``
+    does: *rules* first, then ``strategy.classify()``, then the engine's own
+    defaults.  Raises ``AssertionError`` listing every mismatch (and any rule
+    that raised), ``TypeError``/``ValueError`` for malformed *examples*.
+    """
+    chain = (*rules, strategy.classify)
+    checked = error_examples(examples, "examples", raised=False)
+    wrong: list[str] = []
+    total = 0
+    for kind, errors in checked.items():
+        for error in errors:
+            total += 1
+            verdict = _verdict(error, chain)
+            if isinstance(verdict, str):
+                wrong.append(f"  {shown_error(error)}: expected {kind.name}, {verdict}")
+            elif verdict.kind is not kind:
+                wrong.append(
+                    f"  {shown_error(error)}: expected {kind.name}, classified {verdict.kind.name}"
+                )
+    if wrong:
+        name = type(strategy).__name__
+        raise AssertionError(
+            f"{name}.classify() gets {len(wrong)} of {total} example(s) wrong:\n" + "\n".join(wrong)
+        )
