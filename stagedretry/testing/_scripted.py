@@ -175,9 +175,17 @@ Step = OutcomeKind | ScriptStep | str
 
 def shown_error(error: BaseException) -> str:
     """*error* in a script as printed: its type and the start of its text, on one line."""
-    text = " ".join(str(error).split())
-    if len(text) > 60:
-        text = text[:57] + "..."
+    code, message = getattr(error, "code", None), getattr(error, "message", None)
+    if isinstance(code, int) and isinstance(message, str):
+        # An HTTP client's error (google-genai's among them): its status and message read
+        # better than a str() that dumps the whole body.
+        status = getattr(error, "status", None)
+        text = f"{code} {status}: {message}" if isinstance(status, str) else f"{code}: {message}"
+    else:
+        text = str(error)
+    text = " ".join(text.split())
+    if len(text) > 72:
+        text = text[:69] + "..."
     return f"{type(error).__name__}({text!r})"
 
 

@@ -2,7 +2,8 @@
 
 ``GeminiStrategy`` sends each stage's request with ``client.aio.models.generate_content``;
 ``GeminiContextCache`` is the one explicit context cache every item and worker shares;
-``gemini_rules`` classify the SDK's exceptions.  The loopback emulator used by the tests
+``gemini_rules`` classify the SDK's exceptions, and ``error_examples`` gives real ones to
+test a classification with.  The loopback emulator used by the tests
 lives in ``strategies.gemini.emulator``.  This package is the only one that imports
 ``google.genai``.
 """
@@ -11,6 +12,7 @@ from ._backend import BACKEND, GeminiSection
 from ._cache import CacheHandle, CacheStats, ClosePolicy, GeminiContextCache
 from ._client import connect, disconnect
 from ._errors import classify, gemini_rules, run_failure
+from ._examples import error_examples
 from ._meta import response_meta, response_usage
 from ._params import GeminiParams
 from ._schema import subset_schema
@@ -29,6 +31,7 @@ __all__ = [
     "classify",
     "connect",
     "disconnect",
+    "error_examples",
     "gemini_rules",
     "response_meta",
     "response_usage",
