@@ -101,7 +101,7 @@ REPAIR_PLAN = sr.Plan(
     stages=[sr.Stage("ask"), sr.Stage("fix", "repair"), sr.Stage("ask_again", on_invalid="fix")],
     max_prompts=6,
 )
-FAST = {"max_examples": 40, "max_steps": 15}
+FAST: dict[str, Any] = {"max_examples": 40, "max_steps": 15}
 
 
 def test_check_plan_runs_a_plan_with_the_users_kinds() -> None:

@@ -11,21 +11,29 @@ state machine asks for :func:`with_errors`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import attrs
 
 from .._outcomes import Outcome, OutcomeKind, Rule, classify, describe
 from .._results import Attempt
-from .._strategy import Strategy
 from ._scripted import RecordedRequest, ScriptStep, outcome_kind, shown_error
 
 if TYPE_CHECKING:
     from hypothesis import strategies as st
 
-__all__ = ["ErrorExamples", "Misclassified", "check_classification", "error_examples"]
+__all__ = ["Classifies", "ErrorExamples", "Misclassified", "check_classification", "error_examples"]
 
-ErrorExamples: TypeAlias = Mapping[OutcomeKind | str, BaseException | Sequence[BaseException]]
+
+class Classifies(Protocol):
+    """Anything with a strategy's ``classify()``: a :class:`~stagedretry.Strategy`, say."""
+
+    def classify(self, exc: BaseException) -> Outcome | None:
+        """The verdict on *exc*, or ``None`` to leave it to the rules after."""
+
+
+_Examples: TypeAlias = BaseException | Sequence[BaseException]
+ErrorExamples: TypeAlias = Mapping[OutcomeKind, _Examples] | Mapping[str, _Examples]
 """Outcome kinds (or their names) to the exceptions that must come to them: one or a sequence."""
 
 
@@ -41,7 +49,8 @@ def error_examples(
     if not isinstance(examples, Mapping):
         raise TypeError(f"{where} maps outcome kinds to exceptions, not {type(examples).__name__}")
     out: dict[OutcomeKind, tuple[BaseException, ...]] = {}
-    for key, value in examples.items():
+    items: list[tuple[OutcomeKind | str, _Examples]] = list(examples.items())
+    for key, value in items:
         try:
             kind = outcome_kind(key)
         except (TypeError, ValueError) as exc:
@@ -118,7 +127,7 @@ def _verdict(error: BaseException, rules: Sequence[Rule]) -> Outcome | str:
 
 
 def check_classification(
-    strategy: Strategy, examples: ErrorExamples, *, rules: Sequence[Rule] = ()
+    strategy: Classifies, examples: ErrorExamples, *, rules: Sequence[Rule] = ()
 ) -> None:
     """Check that each example exception comes to its outcome kind, as the runner would classify it.
 
@@ -133,15 +142,13 @@ def check_classification(
     wrong: list[str] = []
     total = 0
     for kind, errors in checked.items():
-        for error in errors:
+        for i, error in enumerate(errors):
             total += 1
             verdict = _verdict(error, chain)
-            if isinstance(verdict, str):
-                wrong.append(f"  {shown_error(error)}: expected {kind.name}, {verdict}")
-            elif verdict.kind is not kind:
-                wrong.append(
-                    f"  {shown_error(error)}: expected {kind.name}, classified {verdict.kind.name}"
-                )
+            got = verdict if isinstance(verdict, str) else f"classified {verdict.kind.name}"
+            if isinstance(verdict, str) or verdict.kind is not kind:
+                # Named by its place in *examples*: the key is the kind it should come to.
+                wrong.append(f"  examples[{kind.name}][{i}] {shown_error(error)}: {got}")
     if wrong:
         name = type(strategy).__name__
         raise AssertionError(

@@ -184,8 +184,8 @@ def shown_error(error: BaseException) -> str:
     else:
         text = str(error)
     text = " ".join(text.split())
-    if len(text) > 72:
-        text = text[:69] + "..."
+    if len(text) > 80:
+        text = text[:77] + "..."
     return f"{type(error).__name__}({text!r})"
 
 

@@ -27,8 +27,14 @@ from .._results import Attempt, BatchResult, ItemResult, WorkItem
 from .._runner import Runner
 from .._stages import StageKind
 from .._state import ItemState
-from .._strategy import Request, StageContext, Strategy
-from ._classification import ErrorExamples, Misclassified, error_examples, with_errors
+from .._strategy import Request, StageContext
+from ._classification import (
+    Classifies,
+    ErrorExamples,
+    Misclassified,
+    error_examples,
+    with_errors,
+)
 from ._clock import VirtualClock
 from ._generators import ITEM_OUTCOMES
 from ._generators import outcomes as outcome_steps
@@ -101,7 +107,7 @@ def plan_state_machine(
     text_answers: bool = False,
     stage_kinds: Mapping[str, StageKind] | None = None,
     errors: ErrorExamples | None = None,
-    classifier: Strategy | None = None,
+    classifier: Classifies | None = None,
     rules: Sequence[Rule] = (),
     kinds: Sequence[OutcomeKind | str] | None = None,
 ) -> type[RuleBasedStateMachine]:
@@ -320,7 +326,7 @@ def check_plan(
     text_answers: bool = False,
     stage_kinds: Mapping[str, StageKind] | None = None,
     errors: ErrorExamples | None = None,
-    classifier: Strategy | None = None,
+    classifier: Classifies | None = None,
     rules: Sequence[Rule] = (),
     kinds: Sequence[OutcomeKind | str] | None = None,
 ) -> None:
