@@ -90,6 +90,20 @@ def _scrub_sdk_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tolerate the SDK's aiohttp warning in every test that uses ``gemini_emulator``.
+
+    As a marker given at collection: pytest reads a test's ``filterwarnings``
+    marks once, before its setup, so a mark the fixture added itself came too
+    late, and under ``-W error`` (or ``filterwarnings = error``) the warning
+    became an exception inside the SDK's request, hence a FATAL outcome.
+    """
+    mark = pytest.mark.filterwarnings(_SDK_AIOHTTP_WARNING)
+    for item in items:
+        if "gemini_emulator" in getattr(item, "fixturenames", ()):
+            item.add_marker(mark)
+
+
 def _emulator_fixture() -> Callable[..., AsyncIterator[GeminiEmulatorFixture]] | None:
     try:
         import pytest_asyncio
@@ -100,16 +114,15 @@ def _emulator_fixture() -> Callable[..., AsyncIterator[GeminiEmulatorFixture]] |
     async def gemini_emulator(
         virtual_clock: VirtualClock,
         monkeypatch: pytest.MonkeyPatch,
-        request: pytest.FixtureRequest,
     ) -> AsyncIterator[GeminiEmulatorFixture]:
         """A running ``GeminiEmulator`` (on the ``virtual_clock``'s wall time) and a client.
 
-        SDK environment variables are cleared for the test.
+        SDK environment variables are cleared for the test, and the SDK's own aiohttp
+        ``DeprecationWarning`` is ignored in it, even under ``-W error``.
         """
         from .gemini.emulator import GeminiEmulator
 
         _scrub_sdk_env(monkeypatch)
-        request.applymarker(pytest.mark.filterwarnings(_SDK_AIOHTTP_WARNING))
         emulator = GeminiEmulator(clock=virtual_clock.time)
         emulator.start()
         try:

@@ -80,17 +80,21 @@ async def test_gemini_emulator_runs_on_the_virtual_clocks_wall_time(
 
 def test_the_public_surface_is_pinned() -> None:
     assert sorted(stagedretry.testing.__all__) == [
+        "Asks",
         "DEFAULT_ANSWER",
         "ExpectedPath",
+        "KindReading",
         "NearMiss",
         "PlanCheckFailed",
         "RecordedRequest",
         "ReferenceItem",
         "ScriptStep",
         "ScriptedStrategy",
+        "Skips",
         "Step",
         "VirtualClock",
         "backoffs",
+        "check_classification",
         "check_plan",
         "expected_path",
         "near_misses",
