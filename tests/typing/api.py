@@ -10,6 +10,7 @@ from typing import Any, assert_type
 import pydantic
 
 import stagedretry as sr
+import stagedretry.testing as sr_testing
 from strategies import SamplingParams
 from strategies.callable import from_callable
 
@@ -142,3 +143,37 @@ async def a_run_that_stops_keeps_its_results(runner: sr.Runner[Book]) -> None:
         assert_type(stopped.batch, sr.BatchResult[Any] | None)
     assert_type(sr.StopRun("the key is rejected").outcome().kind, sr.OutcomeKind)
     assert_type(runner.stop("the spend cap is reached"), None)
+
+
+class TypedFeedbackStage:
+    """A user's stage kind, declared for the harness's reference model."""
+
+    reading = sr_testing.KindReading(
+        asks=sr_testing.Asks.ANSWER, skips=sr_testing.Skips.UNTIL_INVALID
+    )
+
+    def build(self, item: sr.WorkItem, state: sr.ItemState, stage: sr.Stage) -> sr.Request | None:
+        return sr.Request(item.id, stage, item.prompt) if state.errors else None
+
+    def parse(self, response: sr.Response, state: sr.ItemState, validator: sr.Validator) -> Any:
+        return validator(response.text or "")
+
+
+class Throttled(Exception):
+    pass
+
+
+def the_harness_takes_the_users_kinds_and_classification(strategy: sr.Strategy) -> None:
+    kinds: dict[str, sr.StageKind] = {**sr.builtin_kinds(), "feedback": TypedFeedbackStage()}
+    by_kind = {sr.OutcomeKind.RATE_LIMITED: [Throttled("429")]}
+    by_name = {"transient": TimeoutError("slow")}
+    assert_type(sr_testing.check_classification(strategy, by_kind), None)
+    assert_type(sr_testing.check_classification(strategy, by_name, rules=[strategy.classify]), None)
+    sr_testing.check_plan(
+        PLAN,
+        stage_kinds=kinds,
+        outcomes=["succeeded", sr.OutcomeKind.INVALID],
+        errors=by_kind,
+        classifier=strategy,
+    )
+    assert_type(sr_testing.ScriptStep("invalid", fields=["year"]).kind, sr.OutcomeKind)
