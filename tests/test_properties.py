@@ -100,7 +100,9 @@ async def test_concurrent_items_each_follow_their_own_path(
 
 
 @settings(max_examples=100)
-@given(plan=plans(deadlines=False), script=st.lists(outcomes(outcomes=BUSY), max_size=30).map(tuple))
+@given(
+    plan=plans(deadlines=False), script=st.lists(outcomes(outcomes=BUSY), max_size=30).map(tuple)
+)
 async def test_prompts_never_exceed_the_budget(
     plan: sr.Plan, script: tuple[ScriptStep, ...]
 ) -> None:

@@ -134,7 +134,8 @@ async def test_check_plan_refuses_to_run_inside_an_event_loop() -> None:
 def test_check_plan_with_text_answers_agrees_on_the_two_partial_plan() -> None:
     check_plan(
         TWO_REPAIRS,
-        outcomes=[sr.OutcomeKind.INVALID] * 3 + [sr.OutcomeKind.SUCCEEDED, sr.OutcomeKind.TRANSIENT],
+        outcomes=[sr.OutcomeKind.INVALID] * 3
+        + [sr.OutcomeKind.SUCCEEDED, sr.OutcomeKind.TRANSIENT],
         text_answers=True,
         max_examples=30,
     )
