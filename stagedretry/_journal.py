@@ -63,7 +63,47 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     stats TEXT
 );
+CREATE INDEX IF NOT EXISTS results_by_item ON results (item_id);
+CREATE TABLE IF NOT EXISTS history (
+    fingerprint TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    line INTEGER,
+    digest TEXT NOT NULL,
+    result TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_item ON history (item_id);
+CREATE TABLE IF NOT EXISTS retries (
+    fingerprint TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    statuses TEXT NOT NULL,
+    done INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, item_id)
+) WITHOUT ROWID;
 """
+_INSERT_RESULT: Final = (
+    "INSERT OR REPLACE INTO results "
+    "(fingerprint, item_id, status, line, digest, result, run, recorded_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SUPERSEDE: Final = (
+    "INSERT INTO history (fingerprint, item_id, status, line, digest, result, run, recorded_at) "
+    "SELECT fingerprint, item_id, status, line, digest, result, run, recorded_at FROM results "
+    "WHERE fingerprint = ? AND item_id = ? AND run IS NOT ?"
+)
+_LATEST: Final = (
+    "SELECT fingerprint, status, digest, result, run, recorded_at FROM results "
+    "WHERE item_id = ? ORDER BY run DESC, recorded_at DESC LIMIT 1"
+)
+_HISTORY: Final = (
+    "SELECT result, line, digest, run, fingerprint FROM ("
+    "SELECT result, line, digest, run, fingerprint, recorded_at FROM results WHERE item_id = ? "
+    "UNION ALL "
+    "SELECT result, line, digest, run, fingerprint, recorded_at FROM history WHERE item_id = ?"
+    ") ORDER BY run, recorded_at"
+)
 
 
 _COLUMNS: Final = {
@@ -79,6 +119,17 @@ _COLUMNS: Final = {
         "recorded_at",
     ),
     "runs": ("id", "fingerprint", "started_at", "finished_at", "stats"),
+    "history": (
+        "fingerprint",
+        "item_id",
+        "status",
+        "line",
+        "digest",
+        "result",
+        "run",
+        "recorded_at",
+    ),
+    "retries": ("fingerprint", "item_id", "statuses", "done"),
 }
 """The columns each table of :data:`_SCHEMA` has: a file whose tables lack one is not a journal."""
 
@@ -122,12 +173,17 @@ def _is_io(exc: Exception) -> bool:
 
 @attrs.frozen
 class JournalEntry:
-    """One committed result with where its item came from."""
+    """One committed result with where its item came from.
+
+    *run* is the number of the run that produced it; *fingerprint* the
+    fingerprint it is kept under (``None`` where the reader gave none).
+    """
 
     result: ItemResult
     line: int | None
     digest: str
     run: int
+    fingerprint: str | None = None
 
 
 @attrs.frozen
@@ -504,7 +560,20 @@ class Journal:
             (self.fingerprint,),
         )
         for text, line, digest, run in self._rows(rows):
-            yield JournalEntry(self._result(text), line, digest, run)
+            yield JournalEntry(self._result(text), line, digest, run, self.fingerprint)
+
+    def history(self, item_id: str) -> list[JournalEntry]:
+        """Every result the journal holds for *item_id*, oldest first, under any fingerprint.
+
+        The latest is last.  A result a later run replaced (a retried item's
+        earlier result, a cancelled one, one of a changed input) stays here, so
+        an item's history keeps every attempt paid for.
+        """
+        rows = self._read(_HISTORY, (item_id, item_id))
+        return [
+            JournalEntry(self._result(text), line, digest, run, fingerprint)
+            for text, line, digest, run, fingerprint in self._rows(rows)
+        ]
 
     def results(self) -> Iterator[ItemResult]:
         """Every committed result of this fingerprint, in input order, ``cancelled`` ones included.
@@ -531,10 +600,15 @@ class Journal:
         return int(row[0])
 
     def runs(self) -> list[RunRecord]:
-        """The runs recorded under this fingerprint, oldest first; times are Unix seconds."""
+        """The runs of this job, oldest first; times are Unix seconds.
+
+        Those recorded under this fingerprint, and those that wrote a result it
+        holds from another fingerprint (kept by a retry run, see :meth:`begin_retry`).
+        """
         rows = self._read(
-            "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ? ORDER BY id",
-            (self.fingerprint,),
+            "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ? "
+            "OR id IN (SELECT run FROM results WHERE fingerprint = ?) ORDER BY id",
+            (self.fingerprint, self.fingerprint),
         )
         return [
             RunRecord(i, s, f, self._row(t, "a run's statistics") if t else {})
@@ -599,11 +673,87 @@ class Journal:
             ) from None
 
     def discard(self) -> int:
-        """Forget this fingerprint's results and runs (``--fresh``); return how many results."""
+        """Forget this fingerprint's results, their history, its runs and any retry round
+        (``--fresh``); return how many results."""
         with self._writing("forget earlier results") as db:
             cursor = db.execute("DELETE FROM results WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
+            db.execute("DELETE FROM history WHERE fingerprint = ?", (self.fingerprint,))
+            db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
         return cursor.rowcount
+
+    # -- retrying ------------------------------------------------------------------------------
+
+    def begin_retry(self, statuses: Iterable[ItemStatus]) -> frozenset[str]:
+        """Start or go on with a retry round under this fingerprint; return the ids to run again.
+
+        A round chooses the items whose latest result, under any fingerprint
+        (another plan or model too), has one of *statuses*.  Until a run serving
+        it has taken every item (:meth:`finish_retry`), the round goes on: the
+        same *statuses* again return only its items that have no new result yet,
+        so a retry run stopped or killed and started again pays for nothing twice.
+        Other *statuses* start a new round.  Call it before :meth:`begin_run`.
+        """
+        wanted = frozenset(ItemStatus(s) for s in statuses)
+        key = ",".join(sorted(s.value for s in wanted))
+        with self._writing("start a retry") as db:
+            rows = db.execute(
+                "SELECT item_id, statuses, done FROM retries WHERE fingerprint = ?",
+                (self.fingerprint,),
+            ).fetchall()
+            if rows and all(row[1] == key for row in rows):
+                return frozenset(item for item, _, done in rows if not done)
+            db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+            latest: dict[str, tuple[int, float, str]] = {}
+            for item, status, run, at in db.execute(
+                "SELECT item_id, status, run, recorded_at FROM results"
+            ):
+                if item not in latest or (run, at) > latest[item][:2]:
+                    latest[item] = (run, at, status)
+            values = {s.value for s in wanted}
+            chosen = sorted(item for item, (_, _, status) in latest.items() if status in values)
+            db.executemany(
+                "INSERT INTO retries VALUES (?, ?, ?, 0)",
+                [(self.fingerprint, item, key) for item in chosen],
+            )
+        return frozenset(chosen)
+
+    def finish_retry(self) -> None:
+        """The retry round under this fingerprint is over: a run serving it took every item."""
+        with self._writing("end a retry") as db:
+            db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+
+    def adopt(self, item_id: str, digest: str, *, line: int | None = None) -> bool:
+        """Keep under this fingerprint the latest result of *item_id* from another one.
+
+        For a retry run with another plan or model: an item it does not run again
+        keeps its latest result, whatever fingerprint wrote it, so this
+        fingerprint's :meth:`entries` hold the whole job.  Only a result for the
+        same input (*digest*) that is not ``cancelled`` is kept; *line* is the
+        item's place in the input now.  Returns whether a result was kept.
+        """
+        with self._writing("keep an earlier result") as db:
+            row = db.execute(_LATEST, (item_id,)).fetchone()
+            if row is None:
+                return False
+            fingerprint, status, kept_digest, text, run, recorded_at = row
+            if (
+                fingerprint == self.fingerprint
+                or kept_digest != digest
+                or status == ItemStatus.CANCELLED.value
+            ):
+                return False
+            self._supersede(db, item_id, run=None)
+            db.execute(
+                _INSERT_RESULT,
+                (self.fingerprint, item_id, status, line, digest, text, run, recorded_at),
+            )
+        return True
+
+    def _supersede(self, db: sqlite3.Connection, item_id: str, *, run: int | None) -> None:
+        """Move this fingerprint's row of *item_id* (if written by a run other than *run*) to the
+        history, before a new one replaces it."""
+        db.execute(_SUPERSEDE, (self.fingerprint, item_id, run))
 
     def begin_run(self) -> int:
         """Record the start of a run (now, in Unix seconds) and return its number."""
@@ -624,17 +774,22 @@ class Journal:
             )
 
     def record(self, result: ItemResult, *, line: int | None, digest: str, run: int) -> None:
-        """Commit *result*, replacing any earlier row of the same item id (a cancelled one).
+        """Commit *result*, replacing the row of the same item id an earlier run wrote (which
+        moves to the item's :meth:`history`).
 
         *line* orders :meth:`entries` (the item's place in the input, ``None``
         first); *digest* identifies the item's input, so a changed input runs
         again; *run* is the number :meth:`begin_run` returned.
         """
         with self._writing("record a result") as db:
+            self._supersede(db, result.id, run=run)
+            if result.status is not ItemStatus.CANCELLED:
+                db.execute(
+                    "UPDATE retries SET done = 1 WHERE fingerprint = ? AND item_id = ?",
+                    (self.fingerprint, result.id),
+                )
             db.execute(
-                "INSERT OR REPLACE INTO results "
-                "(fingerprint, item_id, status, line, digest, result, run, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_RESULT,
                 (
                     self.fingerprint,
                     result.id,

@@ -41,6 +41,7 @@ from .._journal import JournalError, JournalIOError
 from .._outcomes import OutcomeKind, PlanError
 from .._plan import DEFAULT_TIMEOUT
 from .._redact import Secrets
+from .._results import ItemStatus
 from .._stop import RunStopped
 from ._backends import (
     API_KEY_ENV,
@@ -60,6 +61,7 @@ from ._loop import Ended, exit_now, exits_on_signals, run_bounded
 from ._output import OutputBusy
 from ._plan_file import PlanFile, load_plan_file
 from ._registry import backend_names
+from ._retry import parse_statuses
 from ._summary import Summary, render_summary
 from .pipeline import Pipeline, load_pipeline, parse_override, same_file
 
@@ -233,6 +235,7 @@ def _execute(
     log_level: str | None,
     log_file: Path | None,
     after: Callable[[], None] | None = None,
+    retry: frozenset[ItemStatus] | None = None,
 ) -> NoReturn:
     key = api_key_from_env() if pipeline.backend.spec.needs_api_key else None
     app.secrets = command_secrets(key)
@@ -270,6 +273,7 @@ def _execute(
                     api_key=key,
                     secrets=app.secrets,
                     failures=failures,
+                    retry=retry,
                 ),
                 ended,
             )
@@ -358,6 +362,13 @@ def _stopped_sentence(reason: str, *, finished: int | None = None, left: int | N
 @click.option(
     "--fresh", is_flag=True, help="Ignore (and forget) this pipeline's results in the journal."
 )
+@click.option(
+    "--retry",
+    metavar="STATUSES",
+    help="Run again only the items whose latest result has one of these statuses, e.g. "
+    "--retry failed,exhausted (with --set to change the model or the plan); the others keep "
+    "their latest result.",
+)
 @_output_options
 @_log_options
 @pass_app
@@ -372,12 +383,19 @@ def run(
     journal_path: str | None,
     concurrency: int | None,
     fresh: bool,
+    retry: str | None,
     as_json: bool,
     no_progress: bool,
     log_level: str | None,
     log_file: Path | None,
 ) -> None:
     """Run PIPELINE to the end; run it again to resume after a crash or Ctrl-C.
+
+    --retry failed,exhausted runs again only the items whose latest result in
+    the journal has one of those statuses, e.g. with a stronger model:
+    --retry failed,exhausted --set backend.model=gemini-2.5-pro.  The output
+    keeps one line per item, its latest result; the journal keeps the earlier
+    ones.  Stopped, the same command goes on with the items not retried yet.
 
     Ctrl-C, SIGTERM or SIGHUP once: no new items, those in flight finish, the
     summary is printed.  Twice: the items in flight are cancelled (the next run
@@ -405,11 +423,24 @@ def run(
         journal_path=journal_path,
         concurrency=concurrency,
     )
+    statuses = None
+    if retry is not None:
+        if fresh:
+            _fail(
+                app,
+                "--retry and --fresh cannot be used together: --fresh forgets the results "
+                "that --retry chooses from",
+            )
+        try:
+            statuses = parse_statuses(retry)
+        except PlanError as exc:
+            _fail(app, str(exc))
     loaded = _load(app, pipeline, pairs)
     _execute(
         app,
         loaded,
         fresh=fresh,
+        retry=statuses,
         as_json=as_json,
         no_progress=no_progress,
         log_level=log_level,
@@ -599,9 +630,7 @@ def _target(stages: Sequence[Any], index: int, target: str) -> str:
     help="Accept up to N input records that would fail with input_error, and exit 0.",
 )
 @pass_app
-def plan_check(
-    app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_records: int
-) -> None:
+def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_records: int) -> None:
     """Check PIPELINE and its input without sending anything.
 
     PIPELINE may also be a bare plan file (as Plan.load reads): only the plan
