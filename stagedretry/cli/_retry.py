@@ -27,7 +27,7 @@ _NAMES = ", ".join(s.value for s in ItemStatus)
 
 def parse_statuses(text: str) -> frozenset[ItemStatus]:
     """``"failed,exhausted"`` -> the statuses; :class:`PlanError` (one sentence) otherwise."""
-    names = [name.strip().lower() for name in text.split(",")]
+    names = [name.strip() for name in text.split(",")]
     if not any(names):
         raise PlanError(
             "--retry",
@@ -36,7 +36,7 @@ def parse_statuses(text: str) -> frozenset[ItemStatus]:
     statuses = set()
     for name in names:
         try:
-            statuses.add(ItemStatus(name))
+            statuses.add(ItemStatus(name.lower()))
         except ValueError:
             raise PlanError(
                 "--retry", f"unknown status {name!r} (expected a comma-separated list of: {_NAMES})"
