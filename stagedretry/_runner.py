@@ -658,7 +658,7 @@ class Runner(Generic[T]):
         items: Items,
         *,
         journal: Journal | None = None,
-        retry: Iterable[ItemStatus] | None = None,
+        retry: Iterable[ItemStatus] | ItemStatus | None = None,
     ) -> BatchResult[T]:
         """Run every item and collect the results.
 
@@ -703,7 +703,7 @@ class Runner(Generic[T]):
         items: Items,
         *,
         journal: Journal | None = None,
-        retry: Iterable[ItemStatus] | None = None,
+        retry: Iterable[ItemStatus] | ItemStatus | None = None,
     ) -> ResultStream[T]:
         """Yield results as items end, in completion order, with bounded memory.
 

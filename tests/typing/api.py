@@ -142,3 +142,14 @@ async def a_run_that_stops_keeps_its_results(runner: sr.Runner[Book]) -> None:
         assert_type(stopped.batch, sr.BatchResult[Any] | None)
     assert_type(sr.StopRun("the key is rejected").outcome().kind, sr.OutcomeKind)
     assert_type(runner.stop("the spend cap is reached"), None)
+
+
+async def a_retry_run_is_a_run(runner: sr.Runner[Book], journal: sr.Journal) -> None:
+    retry = {sr.ItemStatus.FAILED, sr.ItemStatus.EXHAUSTED}
+    batch = await runner.run([("dune", "Catalogue Dune.")], journal=journal, retry=retry)
+    assert_type(batch, sr.BatchResult[Book])
+    runner.stream([("dune", "Catalogue Dune.")], journal=journal, retry=sr.ItemStatus.FAILED)
+    for entry in journal.history("dune"):
+        assert_type(entry.run, int)
+        assert_type(entry.fingerprint, str | None)
+        assert_type(entry.result.status, sr.ItemStatus)
