@@ -63,7 +63,6 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     stats TEXT
 );
-CREATE INDEX IF NOT EXISTS results_by_item ON results (item_id);
 CREATE TABLE IF NOT EXISTS history (
     fingerprint TEXT NOT NULL,
     item_id TEXT NOT NULL,
@@ -74,7 +73,6 @@ CREATE TABLE IF NOT EXISTS history (
     run INTEGER NOT NULL,
     recorded_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS history_by_item ON history (item_id);
 CREATE TABLE IF NOT EXISTS retries (
     fingerprint TEXT NOT NULL,
     item_id TEXT NOT NULL,
@@ -92,10 +90,6 @@ _SUPERSEDE: Final = (
     "INSERT INTO history (fingerprint, item_id, status, line, digest, result, run, recorded_at) "
     "SELECT fingerprint, item_id, status, line, digest, result, run, recorded_at FROM results "
     "WHERE fingerprint = ? AND item_id = ? AND run IS NOT ?"
-)
-_LATEST: Final = (
-    "SELECT fingerprint, status, digest, result, run, recorded_at FROM results "
-    "WHERE item_id = ? ORDER BY run DESC, recorded_at DESC LIMIT 1"
 )
 _HISTORY: Final = (
     "SELECT result, line, digest, run, fingerprint FROM ("
@@ -184,6 +178,17 @@ class JournalEntry:
     digest: str
     run: int
     fingerprint: str | None = None
+
+
+@attrs.frozen
+class _Latest:
+    """Where an item's latest result is: its fingerprint, status, input digest, run and time."""
+
+    fingerprint: str
+    status: str
+    digest: str
+    run: int
+    recorded_at: float
 
 
 @attrs.frozen
@@ -408,6 +413,11 @@ class Journal:
         self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
         self._db: sqlite3.Connection | None = None
         self._in_run = False
+        # Where each item's latest result is, read by begin_retry for adopt().
+        self._latest: dict[str, _Latest] | None = None
+        # Whether this fingerprint has a retry round open (None: not read yet), so that a
+        # result is marked in it only when there is one.
+        self._round: bool | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -431,6 +441,7 @@ class Journal:
         """
         if not self._explicit:
             self._fingerprint = fingerprint
+            self._round = None
         return self.fingerprint
 
     def claim(self, secrets: Secrets | None = None) -> None:
@@ -480,7 +491,9 @@ class Journal:
             _check_tables(db)  # before anything is written to another program's file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)  # creates only what is missing, with our columns
+            # Creates only what is missing, with our columns; in one transaction, so that each
+            # page is written to the WAL once (a new journal is 7 pages, not 16 frames).
+            db.executescript(f"BEGIN;\n{_SCHEMA}COMMIT;")
             row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -514,6 +527,8 @@ class Journal:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+        self._latest = None
+        self._round = None
         self._lock.release()
 
     def __enter__(self) -> Journal:
@@ -680,12 +695,14 @@ class Journal:
             db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM history WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+        self._round = False
         return cursor.rowcount
 
     # -- retrying ------------------------------------------------------------------------------
 
-    def begin_retry(self, statuses: Iterable[ItemStatus]) -> frozenset[str]:
-        """Start or go on with a retry round under this fingerprint; return the ids to run again.
+    def begin_retry(self, statuses: Iterable[ItemStatus]) -> dict[str, ItemStatus]:
+        """Start or go on with a retry round under this fingerprint: the ids to run again, each
+        with the status of its latest result.
 
         A round chooses the items whose latest result, under any fingerprint
         (another plan or model too), has one of *statuses*.  Until a run serving
@@ -696,32 +713,43 @@ class Journal:
         """
         wanted = frozenset(ItemStatus(s) for s in statuses)
         key = ",".join(sorted(s.value for s in wanted))
+        latest = self._latest_rows()
         with self._writing("start a retry") as db:
             rows = db.execute(
                 "SELECT item_id, statuses, done FROM retries WHERE fingerprint = ?",
                 (self.fingerprint,),
             ).fetchall()
             if rows and all(row[1] == key for row in rows):
-                return frozenset(item for item, _, done in rows if not done)
-            db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
-            latest: dict[str, tuple[int, float, str]] = {}
-            for item, status, run, at in db.execute(
-                "SELECT item_id, status, run, recorded_at FROM results"
-            ):
-                if item not in latest or (run, at) > latest[item][:2]:
-                    latest[item] = (run, at, status)
-            values = {s.value for s in wanted}
-            chosen = sorted(item for item, (_, _, status) in latest.items() if status in values)
-            db.executemany(
-                "INSERT INTO retries VALUES (?, ?, ?, 0)",
-                [(self.fingerprint, item, key) for item in chosen],
-            )
-        return frozenset(chosen)
+                chosen = sorted(item for item, _, done in rows if not done)
+            else:
+                db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+                values = {s.value for s in wanted}
+                chosen = sorted(item for item, row in latest.items() if row.status in values)
+                db.executemany(
+                    "INSERT INTO retries VALUES (?, ?, ?, 0)",
+                    [(self.fingerprint, item, key) for item in chosen],
+                )
+        self._round = None  # read again at the next result
+        return {item: ItemStatus(latest[item].status) for item in chosen if item in latest}
 
     def finish_retry(self) -> None:
         """The retry round under this fingerprint is over: a run serving it took every item."""
         with self._writing("end a retry") as db:
             db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+        self._round = False
+
+    def _latest_rows(self) -> dict[str, _Latest]:
+        """Where each item's latest result is, under any fingerprint (one pass, no result text)."""
+        latest: dict[str, _Latest] = {}
+        for item, fingerprint, status, digest, run, at in self._rows(
+            self._read(
+                "SELECT item_id, fingerprint, status, digest, run, recorded_at FROM results", ()
+            )
+        ):
+            if item not in latest or (run, at) > (latest[item].run, latest[item].recorded_at):
+                latest[item] = _Latest(fingerprint, status, digest, run, at)
+        self._latest = latest
+        return latest
 
     def adopt(self, item_id: str, digest: str, *, line: int | None = None) -> bool:
         """Keep under this fingerprint the latest result of *item_id* from another one.
@@ -730,25 +758,49 @@ class Journal:
         keeps its latest result, whatever fingerprint wrote it, so this
         fingerprint's :meth:`entries` hold the whole job.  Only a result for the
         same input (*digest*) that is not ``cancelled`` is kept; *line* is the
-        item's place in the input now.  Returns whether a result was kept.
+        item's place in the input now.  Returns whether a result was kept.  Where
+        the latest results are is read once, by :meth:`begin_retry` (or the first
+        call).
         """
+        latest = self._latest if self._latest is not None else self._latest_rows()
+        found = latest.get(item_id)
+        if (
+            found is None
+            or found.fingerprint == self.fingerprint
+            or found.digest != digest
+            or found.status == ItemStatus.CANCELLED.value
+        ):
+            return False
         with self._writing("keep an earlier result") as db:
-            row = db.execute(_LATEST, (item_id,)).fetchone()
+            row = db.execute(
+                "SELECT result FROM results WHERE fingerprint = ? AND item_id = ?",
+                (found.fingerprint, item_id),
+            ).fetchone()
             if row is None:
-                return False
-            fingerprint, status, kept_digest, text, run, recorded_at = row
-            if (
-                fingerprint == self.fingerprint
-                or kept_digest != digest
-                or status == ItemStatus.CANCELLED.value
-            ):
                 return False
             self._supersede(db, item_id, run=None)
             db.execute(
                 _INSERT_RESULT,
-                (self.fingerprint, item_id, status, line, digest, text, run, recorded_at),
+                (
+                    self.fingerprint,
+                    item_id,
+                    found.status,
+                    line,
+                    digest,
+                    row[0],
+                    found.run,
+                    found.recorded_at,
+                ),
             )
         return True
+
+    def _in_round(self, db: sqlite3.Connection) -> bool:
+        if self._round is None:
+            found = db.execute(
+                "SELECT 1 FROM retries WHERE fingerprint = ? LIMIT 1", (self.fingerprint,)
+            ).fetchone()
+            self._round = found is not None
+        return self._round
 
     def _supersede(self, db: sqlite3.Connection, item_id: str, *, run: int | None) -> None:
         """Move this fingerprint's row of *item_id* (if written by a run other than *run*) to the
@@ -783,7 +835,7 @@ class Journal:
         """
         with self._writing("record a result") as db:
             self._supersede(db, result.id, run=run)
-            if result.status is not ItemStatus.CANCELLED:
+            if result.status is not ItemStatus.CANCELLED and self._in_round(db):
                 db.execute(
                     "UPDATE retries SET done = 1 WHERE fingerprint = ? AND item_id = ?",
                     (self.fingerprint, result.id),

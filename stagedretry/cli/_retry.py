@@ -105,8 +105,5 @@ def start_retry(
             f"the journal {str(journal.path)!r} holds no result for any item of the input: "
             "run without --retry first",
         )
-    by_status: Counter[str] = Counter()
-    for item in targets:
-        history = journal.history(item)
-        by_status[history[-1].result.status.value if history else "?"] += 1
+    by_status = Counter(chosen[item].value for item in targets if item in chosen)
     return RetryStart(targets, by_status, kept)
