@@ -66,17 +66,20 @@ class RetryStart:
     targets: frozenset[str]
     by_status: Counter[str]
     kept: int
+    unfinished: int
+    """Items with no result to keep (a new or changed line, a cancelled one): they run too."""
 
     def notice(self, statuses: frozenset[ItemStatus]) -> str:
         """One line for the terminal, printed before anything runs."""
         option = f"--retry {option_text(statuses)}"
+        unfinished = f"; {self.unfinished} with no result yet run too" if self.unfinished else ""
         if not self.targets:
             wanted = " or ".join(s.value for s in ItemStatus if s in statuses)
-            return f"{option}: no item's latest result is {wanted}: nothing to retry"
+            return f"{option}: no item's latest result is {wanted}: nothing to retry{unfinished}"
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.by_status.items()))
         return (
             f"{option}: running {len(self.targets)} items again ({counts}); "
-            f"{self.kept} keep their latest result"
+            f"{self.kept} keep their latest result{unfinished}"
         )
 
 
@@ -92,6 +95,7 @@ def start_retry(
     targets = frozenset(r.id for r in records if r.id in chosen)
     done = journal.done()
     kept = 0
+    unfinished = 0
     for record in records:
         if record.id in targets:
             continue
@@ -99,6 +103,8 @@ def start_retry(
             record.id, record.digest, line=record.line
         ):
             kept += 1
+        else:
+            unfinished += 1
     if records and not targets and not kept:
         raise PlanError(
             f"--retry {option_text(statuses)}",
@@ -106,4 +112,4 @@ def start_retry(
             "run without --retry first",
         )
     by_status = Counter(chosen[item].value for item in targets if item in chosen)
-    return RetryStart(targets, by_status, kept)
+    return RetryStart(targets, by_status, kept, unfinished)

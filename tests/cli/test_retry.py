@@ -222,3 +222,20 @@ def test_retry_reads_a_journal_path_given_on_the_command_line(
     assert "there is no journal at" in missing.err
     found = cli("run", str(job.pipeline), *RETRY, "--journal", str(elsewhere))
     assert found.code == 0, found.err
+
+
+def test_lines_with_no_result_yet_run_too_and_are_counted(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
+    job = _job(make_job, n=8)
+    cli("run", str(job.pipeline), *FIRST)
+    bad = {line["id"] for line in job.lines() if line["status"] != "succeeded"}
+    with job.input.open("a", encoding="utf-8") as more:
+        more.write(json.dumps({"id": "new-one", "title": "New", "author": "A"}) + "\n")
+    sent_first = len(_sent(job))
+    retried = cli("run", str(job.pipeline), *RETRY)
+    assert retried.code == 0, retried.err
+    assert f"running {len(bad)} items again" in retried.err
+    assert "; 1 with no result yet run too" in retried.err
+    assert sorted(_sent(job)[sent_first:]) == sorted(bad | {"new-one"})
+    assert [line["id"] for line in job.lines()] == _ids(job)
