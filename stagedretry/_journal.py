@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS retries (
     PRIMARY KEY (fingerprint, item_id)
 ) WITHOUT ROWID;
 """
+_SOURCES: Final = "retry_sources:"
+"""The ``meta`` key (with a fingerprint after it) of the fingerprints a retry under it read."""
 _INSERT_RESULT: Final = (
     "INSERT OR REPLACE INTO results "
     "(fingerprint, item_id, status, line, digest, result, run, recorded_at) "
@@ -617,18 +619,41 @@ class Journal:
     def runs(self) -> list[RunRecord]:
         """The runs of this job, oldest first; times are Unix seconds.
 
-        Those recorded under this fingerprint, and those that wrote a result it
-        holds from another fingerprint (kept by a retry run, see :meth:`begin_retry`).
+        Those recorded under this fingerprint, and those of the fingerprints a
+        retry under it read from (another model or plan, see :meth:`begin_retry`):
+        both the run that failed and the one that retried it.
         """
-        rows = self._read(
-            "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ? "
-            "OR id IN (SELECT run FROM results WHERE fingerprint = ?) ORDER BY id",
-            (self.fingerprint, self.fingerprint),
-        )
-        return [
-            RunRecord(i, s, f, self._row(t, "a run's statistics") if t else {})
-            for i, s, f, t in self._rows(rows)
-        ]
+        found: dict[int, RunRecord] = {}
+        for fingerprint in (self.fingerprint, *self._sources()):
+            rows = self._read(
+                "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ?",
+                (fingerprint,),
+            )
+            for i, s, f, t in self._rows(rows):
+                found[i] = RunRecord(i, s, f, self._row(t, "a run's statistics") if t else {})
+        return [found[i] for i in sorted(found)]
+
+    def _sources(self) -> list[str]:
+        """The fingerprints a retry under this one read results from (kept in ``meta``)."""
+        row = self._read(
+            "SELECT value FROM meta WHERE key = ?", (_SOURCES + self.fingerprint,)
+        ).fetchone()
+        if row is None:
+            return []
+        sources = self._row(row[0], "a retry's sources").get("fingerprints", [])
+        if not isinstance(sources, list) or not all(isinstance(f, str) for f in sources):
+            raise self._corrupt("a retry's sources", ValueError("expected a list of strings"))
+        return sources
+
+    def _add_sources(self, db: sqlite3.Connection, fingerprints: Iterable[str]) -> None:
+        """Note that this fingerprint's job holds results of *fingerprints* (in the transaction)."""
+        known = set(self._sources())
+        new = sorted(set(fingerprints) - known - {self.fingerprint})
+        if new:
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                (_SOURCES + self.fingerprint, self._text({"fingerprints": [*sorted(known), *new]})),
+            )
 
     def _rows(self, rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
         """*rows*, with a row SQLite cannot hand over (text that is no UTF-8) a JournalError."""
@@ -695,6 +720,7 @@ class Journal:
             db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM history WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+            db.execute("DELETE FROM meta WHERE key = ?", (_SOURCES + self.fingerprint,))
         self._round = False
         return cursor.rowcount
 
@@ -729,6 +755,7 @@ class Journal:
                     "INSERT INTO retries VALUES (?, ?, ?, 0)",
                     [(self.fingerprint, item, key) for item in chosen],
                 )
+                self._add_sources(db, (latest[item].fingerprint for item in chosen))
         self._round = None  # read again at the next result
         return {item: ItemStatus(latest[item].status) for item in chosen if item in latest}
 
@@ -779,6 +806,7 @@ class Journal:
             if row is None:
                 return False
             self._supersede(db, item_id, run=None)
+            self._add_sources(db, (found.fingerprint,))
             db.execute(
                 _INSERT_RESULT,
                 (

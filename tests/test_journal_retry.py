@@ -187,3 +187,20 @@ async def test_results_are_always_the_latest_result_of_each_item(
             assert {r.id: r.status for r in journal.results()} == latest
             for item, status in latest.items():
                 assert journal.history(item)[-1].result.status is status
+
+
+async def test_the_job_keeps_both_runs_when_every_item_was_retried(tmp_path: Path) -> None:
+    journal = sr.Journal(tmp_path / "j.sqlite")
+    await runner(Model(wrong=set(range(4)))).run(items(4), journal=journal)
+    strong = runner(Model(), WARMER)
+    await strong.run(items(4), journal=journal, retry={EXHAUSTED})
+    with journal:
+        assert journal.fingerprint == strong.fingerprint
+        runs = journal.runs()
+        assert [run.stats["items"] for run in runs] == [4, 4]
+        assert {e.run for e in journal.entries()} == {runs[1].id}
+        assert all(len(journal.history(i.id)) == 2 for i in items(4))
+    # --fresh's way: forgetting this job forgets where it came from too.
+    with sr.Journal(tmp_path / "j.sqlite", strong.fingerprint) as again:
+        assert again.discard() == 4
+        assert again.runs() == []

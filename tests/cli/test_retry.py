@@ -239,3 +239,17 @@ def test_lines_with_no_result_yet_run_too_and_are_counted(
     assert "; 1 with no result yet run too" in retried.err
     assert sorted(_sent(job)[sent_first:]) == sorted(bad | {"new-one"})
     assert [line["id"] for line in job.lines()] == _ids(job)
+
+
+def test_the_journal_keeps_both_runs_when_every_item_is_retried(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
+    job = make_job(items=6, sim="seed = 3\ninvalid_rate = 1.0")
+    first = cli("run", str(job.pipeline), *FIRST)
+    assert first.json()["items"]["exhausted"] == 6
+    retried = cli("run", str(job.pipeline), *RETRY)
+    assert retried.code == 0, retried.err
+    with Journal(job.journal, retried.json()["fingerprint"]) as journal:
+        runs = journal.runs()
+        assert len(runs) == 2
+        assert [run.stats["items"] for run in runs] == [6, 6]
