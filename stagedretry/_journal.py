@@ -63,7 +63,43 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     stats TEXT
 );
+CREATE TABLE IF NOT EXISTS history (
+    fingerprint TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    line INTEGER,
+    digest TEXT NOT NULL,
+    result TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retries (
+    fingerprint TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    statuses TEXT NOT NULL,
+    done INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, item_id)
+) WITHOUT ROWID;
 """
+_SOURCES: Final = "retry_sources:"
+"""The ``meta`` key (with a fingerprint after it) of the fingerprints a retry under it read."""
+_INSERT_RESULT: Final = (
+    "INSERT OR REPLACE INTO results "
+    "(fingerprint, item_id, status, line, digest, result, run, recorded_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SUPERSEDE: Final = (
+    "INSERT INTO history (fingerprint, item_id, status, line, digest, result, run, recorded_at) "
+    "SELECT fingerprint, item_id, status, line, digest, result, run, recorded_at FROM results "
+    "WHERE fingerprint = ? AND item_id = ? AND run IS NOT ?"
+)
+_HISTORY: Final = (
+    "SELECT result, line, digest, run, fingerprint FROM ("
+    "SELECT result, line, digest, run, fingerprint, recorded_at FROM results WHERE item_id = ? "
+    "UNION ALL "
+    "SELECT result, line, digest, run, fingerprint, recorded_at FROM history WHERE item_id = ?"
+    ") ORDER BY run, recorded_at"
+)
 
 
 _COLUMNS: Final = {
@@ -79,6 +115,17 @@ _COLUMNS: Final = {
         "recorded_at",
     ),
     "runs": ("id", "fingerprint", "started_at", "finished_at", "stats"),
+    "history": (
+        "fingerprint",
+        "item_id",
+        "status",
+        "line",
+        "digest",
+        "result",
+        "run",
+        "recorded_at",
+    ),
+    "retries": ("fingerprint", "item_id", "statuses", "done"),
 }
 """The columns each table of :data:`_SCHEMA` has: a file whose tables lack one is not a journal."""
 
@@ -122,12 +169,28 @@ def _is_io(exc: Exception) -> bool:
 
 @attrs.frozen
 class JournalEntry:
-    """One committed result with where its item came from."""
+    """One committed result with where its item came from.
+
+    *run* is the number of the run that produced it; *fingerprint* the
+    fingerprint it is kept under (``None`` where the reader gave none).
+    """
 
     result: ItemResult
     line: int | None
     digest: str
     run: int
+    fingerprint: str | None = None
+
+
+@attrs.frozen
+class _Latest:
+    """Where an item's latest result is: its fingerprint, status, input digest, run and time."""
+
+    fingerprint: str
+    status: str
+    digest: str
+    run: int
+    recorded_at: float
 
 
 @attrs.frozen
@@ -352,6 +415,11 @@ class Journal:
         self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
         self._db: sqlite3.Connection | None = None
         self._in_run = False
+        # Where each item's latest result is, read by begin_retry for adopt().
+        self._latest: dict[str, _Latest] | None = None
+        # Whether this fingerprint has a retry round open (None: not read yet), so that a
+        # result is marked in it only when there is one.
+        self._round: bool | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -375,6 +443,7 @@ class Journal:
         """
         if not self._explicit:
             self._fingerprint = fingerprint
+            self._round = None
         return self.fingerprint
 
     def claim(self, secrets: Secrets | None = None) -> None:
@@ -424,7 +493,9 @@ class Journal:
             _check_tables(db)  # before anything is written to another program's file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)  # creates only what is missing, with our columns
+            # Creates only what is missing, with our columns; in one transaction, so that each
+            # page is written to the WAL once (a new journal is 7 pages, not 16 frames).
+            db.executescript(f"BEGIN;\n{_SCHEMA}COMMIT;")
             row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -458,6 +529,8 @@ class Journal:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+        self._latest = None
+        self._round = None
         self._lock.release()
 
     def __enter__(self) -> Journal:
@@ -504,7 +577,20 @@ class Journal:
             (self.fingerprint,),
         )
         for text, line, digest, run in self._rows(rows):
-            yield JournalEntry(self._result(text), line, digest, run)
+            yield JournalEntry(self._result(text), line, digest, run, self.fingerprint)
+
+    def history(self, item_id: str) -> list[JournalEntry]:
+        """Every result the journal holds for *item_id*, oldest first, under any fingerprint.
+
+        The latest is last.  A result a later run replaced (a retried item's
+        earlier result, a cancelled one, one of a changed input) stays here, so
+        an item's history keeps every attempt paid for.
+        """
+        rows = self._read(_HISTORY, (item_id, item_id))
+        return [
+            JournalEntry(self._result(text), line, digest, run, fingerprint)
+            for text, line, digest, run, fingerprint in self._rows(rows)
+        ]
 
     def results(self) -> Iterator[ItemResult]:
         """Every committed result of this fingerprint, in input order, ``cancelled`` ones included.
@@ -531,15 +617,43 @@ class Journal:
         return int(row[0])
 
     def runs(self) -> list[RunRecord]:
-        """The runs recorded under this fingerprint, oldest first; times are Unix seconds."""
-        rows = self._read(
-            "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ? ORDER BY id",
-            (self.fingerprint,),
-        )
-        return [
-            RunRecord(i, s, f, self._row(t, "a run's statistics") if t else {})
-            for i, s, f, t in self._rows(rows)
-        ]
+        """The runs of this job, oldest first; times are Unix seconds.
+
+        Those recorded under this fingerprint, and those of the fingerprints a
+        retry under it read from (another model or plan, see :meth:`begin_retry`):
+        both the run that failed and the one that retried it.
+        """
+        found: dict[int, RunRecord] = {}
+        for fingerprint in (self.fingerprint, *self._sources()):
+            rows = self._read(
+                "SELECT id, started_at, finished_at, stats FROM runs WHERE fingerprint = ?",
+                (fingerprint,),
+            )
+            for i, s, f, t in self._rows(rows):
+                found[i] = RunRecord(i, s, f, self._row(t, "a run's statistics") if t else {})
+        return [found[i] for i in sorted(found)]
+
+    def _sources(self) -> list[str]:
+        """The fingerprints a retry under this one read results from (kept in ``meta``)."""
+        row = self._read(
+            "SELECT value FROM meta WHERE key = ?", (_SOURCES + self.fingerprint,)
+        ).fetchone()
+        if row is None:
+            return []
+        sources = self._row(row[0], "a retry's sources").get("fingerprints", [])
+        if not isinstance(sources, list) or not all(isinstance(f, str) for f in sources):
+            raise self._corrupt("a retry's sources", ValueError("expected a list of strings"))
+        return sources
+
+    def _add_sources(self, db: sqlite3.Connection, fingerprints: Iterable[str]) -> None:
+        """Note that this fingerprint's job holds results of *fingerprints* (in the transaction)."""
+        known = set(self._sources())
+        new = sorted(set(fingerprints) - known - {self.fingerprint})
+        if new:
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                (_SOURCES + self.fingerprint, self._text({"fingerprints": [*sorted(known), *new]})),
+            )
 
     def _rows(self, rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
         """*rows*, with a row SQLite cannot hand over (text that is no UTF-8) a JournalError."""
@@ -599,11 +713,127 @@ class Journal:
             ) from None
 
     def discard(self) -> int:
-        """Forget this fingerprint's results and runs (``--fresh``); return how many results."""
+        """Forget this fingerprint's results, their history, its runs and any retry round
+        (``--fresh``); return how many results."""
         with self._writing("forget earlier results") as db:
             cursor = db.execute("DELETE FROM results WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
+            db.execute("DELETE FROM history WHERE fingerprint = ?", (self.fingerprint,))
+            db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+            db.execute("DELETE FROM meta WHERE key = ?", (_SOURCES + self.fingerprint,))
+        self._round = False
         return cursor.rowcount
+
+    # -- retrying ------------------------------------------------------------------------------
+
+    def begin_retry(self, statuses: Iterable[ItemStatus]) -> dict[str, ItemStatus]:
+        """Start or go on with a retry round under this fingerprint: the ids to run again, each
+        with the status of its latest result.
+
+        A round chooses the items whose latest result, under any fingerprint
+        (another plan or model too), has one of *statuses*.  Until a run serving
+        it has taken every item (:meth:`finish_retry`), the round goes on: the
+        same *statuses* again return only its items that have no new result yet,
+        so a retry run stopped or killed and started again pays for nothing twice.
+        Other *statuses* start a new round.  Call it before :meth:`begin_run`.
+        """
+        wanted = frozenset(ItemStatus(s) for s in statuses)
+        key = ",".join(sorted(s.value for s in wanted))
+        latest = self._latest_rows()
+        with self._writing("start a retry") as db:
+            rows = db.execute(
+                "SELECT item_id, statuses, done FROM retries WHERE fingerprint = ?",
+                (self.fingerprint,),
+            ).fetchall()
+            if rows and all(row[1] == key for row in rows):
+                chosen = sorted(item for item, _, done in rows if not done)
+            else:
+                db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+                values = {s.value for s in wanted}
+                chosen = sorted(item for item, row in latest.items() if row.status in values)
+                db.executemany(
+                    "INSERT INTO retries VALUES (?, ?, ?, 0)",
+                    [(self.fingerprint, item, key) for item in chosen],
+                )
+                self._add_sources(db, (latest[item].fingerprint for item in chosen))
+        self._round = None  # read again at the next result
+        return {item: ItemStatus(latest[item].status) for item in chosen if item in latest}
+
+    def finish_retry(self) -> None:
+        """The retry round under this fingerprint is over: a run serving it took every item."""
+        with self._writing("end a retry") as db:
+            db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+        self._round = False
+
+    def _latest_rows(self) -> dict[str, _Latest]:
+        """Where each item's latest result is, under any fingerprint (one pass, no result text)."""
+        latest: dict[str, _Latest] = {}
+        for item, fingerprint, status, digest, run, at in self._rows(
+            self._read(
+                "SELECT item_id, fingerprint, status, digest, run, recorded_at FROM results", ()
+            )
+        ):
+            if item not in latest or (run, at) > (latest[item].run, latest[item].recorded_at):
+                latest[item] = _Latest(fingerprint, status, digest, run, at)
+        self._latest = latest
+        return latest
+
+    def adopt(self, item_id: str, digest: str, *, line: int | None = None) -> bool:
+        """Keep under this fingerprint the latest result of *item_id* from another one.
+
+        For a retry run with another plan or model: an item it does not run again
+        keeps its latest result, whatever fingerprint wrote it, so this
+        fingerprint's :meth:`entries` hold the whole job.  Only a result for the
+        same input (*digest*) that is not ``cancelled`` is kept; *line* is the
+        item's place in the input now.  Returns whether a result was kept.  Where
+        the latest results are is read once, by :meth:`begin_retry` (or the first
+        call).
+        """
+        latest = self._latest if self._latest is not None else self._latest_rows()
+        found = latest.get(item_id)
+        if (
+            found is None
+            or found.fingerprint == self.fingerprint
+            or found.digest != digest
+            or found.status == ItemStatus.CANCELLED.value
+        ):
+            return False
+        with self._writing("keep an earlier result") as db:
+            row = db.execute(
+                "SELECT result FROM results WHERE fingerprint = ? AND item_id = ?",
+                (found.fingerprint, item_id),
+            ).fetchone()
+            if row is None:
+                return False
+            self._supersede(db, item_id, run=None)
+            self._add_sources(db, (found.fingerprint,))
+            db.execute(
+                _INSERT_RESULT,
+                (
+                    self.fingerprint,
+                    item_id,
+                    found.status,
+                    line,
+                    digest,
+                    row[0],
+                    found.run,
+                    found.recorded_at,
+                ),
+            )
+        return True
+
+    def _in_round(self, db: sqlite3.Connection) -> bool:
+        if self._round is None:
+            found = db.execute(
+                "SELECT 1 FROM retries WHERE fingerprint = ? LIMIT 1", (self.fingerprint,)
+            ).fetchone()
+            self._round = found is not None
+        return self._round
+
+    def _supersede(self, db: sqlite3.Connection, item_id: str, *, run: int | None) -> None:
+        """Move this fingerprint's row of *item_id* (if written by a run other than *run*) to the
+        history, before a new one replaces it."""
+        db.execute(_SUPERSEDE, (self.fingerprint, item_id, run))
 
     def begin_run(self) -> int:
         """Record the start of a run (now, in Unix seconds) and return its number."""
@@ -624,17 +854,22 @@ class Journal:
             )
 
     def record(self, result: ItemResult, *, line: int | None, digest: str, run: int) -> None:
-        """Commit *result*, replacing any earlier row of the same item id (a cancelled one).
+        """Commit *result*, replacing the row of the same item id an earlier run wrote (which
+        moves to the item's :meth:`history`).
 
         *line* orders :meth:`entries` (the item's place in the input, ``None``
         first); *digest* identifies the item's input, so a changed input runs
         again; *run* is the number :meth:`begin_run` returned.
         """
         with self._writing("record a result") as db:
+            self._supersede(db, result.id, run=run)
+            if result.status is not ItemStatus.CANCELLED and self._in_round(db):
+                db.execute(
+                    "UPDATE retries SET done = 1 WHERE fingerprint = ? AND item_id = ?",
+                    (self.fingerprint, result.id),
+                )
             db.execute(
-                "INSERT OR REPLACE INTO results "
-                "(fingerprint, item_id, status, line, digest, result, run, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_RESULT,
                 (
                     self.fingerprint,
                     result.id,

@@ -202,14 +202,7 @@ class Plan:
         levels deep, or (YAML) a key given twice in one mapping.
         """
         path = Path(path)
-        data = load_document(path)
-        where = f"{path.name}: plan"
-        if "plan" in data:
-            extra = sorted(set(data) - {"plan"})
-            if extra:
-                raise PlanError(path.name, f"unknown top-level key(s) {extra} beside [plan]")
-            data = _expect_table(data["plan"], where)
-        return cls.from_dict(data, kinds=kinds, where=where)
+        return plan_from_document(load_document(path), path.name, kinds=kinds)
 
     def stage(self, name: str) -> Stage:
         """The stage called *name*."""
@@ -324,7 +317,24 @@ def mermaid(initial: str, edges: Iterable[Edge]) -> str:
 
 # -- parsing -----------------------------------------------------------------------------------
 
-_PLAN_KEYS = (
+
+def plan_from_document(
+    data: Mapping[str, Any], name: str, *, kinds: Iterable[str] = BUILTIN_KINDS
+) -> Plan:
+    """The plan in a parsed plan file *name*: at the top level, or alone under ``[plan]``.
+
+    What :meth:`Plan.load` does once the file is read; raises :class:`PlanError`.
+    """
+    where = f"{name}: plan"
+    if "plan" in data:
+        extra = sorted(set(data) - {"plan"})
+        if extra:
+            raise PlanError(name, f"unknown top-level key(s) {extra} beside [plan]")
+        data = _expect_table(data["plan"], where)
+    return Plan.from_dict(data, kinds=kinds, where=where)
+
+
+PLAN_KEYS: Final = (
     "stages",
     "max_prompts",
     "deadline",
@@ -493,7 +503,7 @@ def _parse_stage(value: object, where: str, kinds: tuple[str, ...]) -> Stage:
 
 def _parse_plan(data: Mapping[str, Any], kinds: tuple[str, ...], where: str) -> Plan:
     table = _expect_table(data, where)
-    _reject_unknown(table, _PLAN_KEYS, where)
+    _reject_unknown(table, PLAN_KEYS, where)
     raw_stages = table.get("stages")
     if raw_stages is None:
         raise PlanError(f"{where}.stages", "missing (a plan needs at least one stage)")

@@ -20,7 +20,7 @@ import attrs
 
 from ._journal import Journal, usage_json
 from ._redact import Secrets
-from ._results import BatchResult, ItemResult, WorkItem
+from ._results import BatchResult, ItemResult, ItemStatus, WorkItem
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -115,9 +115,16 @@ class JournalRun:
     this run opened it.
     """
 
-    __slots__ = ("_done", "_journal", "_opened", "_pending", "resumed", "run")
+    __slots__ = ("_done", "_journal", "_opened", "_pending", "_retry", "resumed", "run")
 
-    def __init__(self, journal: Journal, fingerprint: str, secrets: Secrets | None = None) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        fingerprint: str,
+        secrets: Secrets | None = None,
+        *,
+        retry: frozenset[ItemStatus] | None = None,
+    ) -> None:
         self._journal = journal
         journal.claim(secrets)
         self._opened = not journal.is_open
@@ -129,6 +136,8 @@ class JournalRun:
             raise
         try:
             journal.bind(fingerprint)
+            # The items of a retry round to run again, whatever the journal holds for them.
+            self._retry = journal.begin_retry(retry) if retry is not None else None
             self._done = journal.done()
             self.run = journal.begin_run()
         except BaseException:
@@ -142,7 +151,12 @@ class JournalRun:
     def admit(self, item: WorkItem, position: int) -> bool:
         """Whether *item* (the *position*-th of the run's items) is to run, not resumed."""
         digest = prompt_digest(item.prompt)
-        if self._done.get(item.id) == digest:
+        retry = self._retry
+        if retry is not None and item.id in retry:
+            pass  # chosen by the retry round: runs again
+        elif self._done.get(item.id) == digest or (
+            retry is not None and self._journal.adopt(item.id, digest, line=position)
+        ):
             self.resumed += 1
             return False
         self._pending[item.id] = (position, digest)
@@ -157,16 +171,22 @@ class JournalRun:
         line, digest = self._pending.pop(result.id, (None, ""))
         self._journal.record(result, line=line, digest=digest, run=self.run)
 
-    def end(self, batch: BatchResult, *, stopped: str | None = None) -> None:
+    def end(
+        self, batch: BatchResult, *, stopped: str | None = None, took_all: bool = False
+    ) -> None:
         """Record the end of the run with *batch*'s totals; close the journal if opened here.
 
-        *stopped* is the failure of the run that stopped it, if one did.
+        *stopped* is the failure of the run that stopped it, if one did; *took_all*
+        says the run took every item (not drained, cancelled or stopped), which
+        ends a retry round.
         """
         try:
             stats = run_stats(batch)
             if stopped is not None:
                 stats["stopped"] = stopped
             self._journal.end_run(self.run, stats)
+            if self._retry is not None and took_all and stopped is None:
+                self._journal.finish_retry()
         finally:
             self._close()
 

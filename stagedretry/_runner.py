@@ -126,14 +126,21 @@ class _Run:
         "journal_run",
         "previous",
         "producer",
+        "retry",
         "started",
         "stop",
         "stopping",
         "stream",
         "tally",
+        "took_all",
     )
 
-    def __init__(self, previous: _Run | None, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        previous: _Run | None,
+        journal: Journal | None = None,
+        retry: frozenset[ItemStatus] | None = None,
+    ) -> None:
         # An abandoned run still ending: this one waits for it before it starts.
         self.previous = previous
         self.tally = Tally(0.0)
@@ -149,6 +156,10 @@ class _Run:
         # The journal this run resumes from and commits to, once the run has opened it.
         self.journal = journal
         self.journal_run: JournalRun | None = None
+        # The statuses whose items a retry run runs again (see Journal.begin_retry).
+        self.retry = retry
+        # Whether the run took every item (not drained, cancelled or stopped): ends a retry round.
+        self.took_all = False
         # The stream reading this run, held weakly: a dropped stream must still be collected.
         self.stream: weakref.ref[ResultStream[Any]] | None = None
         # The failure of the run itself that stopped it, raised once the run has ended.
@@ -592,9 +603,12 @@ class Runner(Generic[T]):
         """How many times each shared resource was renewed by this runner."""
         return self._pool.renewals()
 
-    def _claim(self, journal: Journal | None) -> _Run:
+    def _claim(
+        self, journal: Journal | None, retry: Iterable[ItemStatus] | ItemStatus | None = None
+    ) -> _Run:
         if self._state is RunnerState.CLOSED:
             raise RuntimeError("this runner is closed; make a new Runner")
+        statuses = _retry_statuses(journal, retry)
         current = self._run
         stream = current.stream() if current is not None and current.stream is not None else None
         if stream is not None:
@@ -606,7 +620,7 @@ class Runner(Generic[T]):
             raise RuntimeError(
                 "this runner is already running; wait for the run to end or use another runner"
             )
-        run = _Run(self._ending, journal)
+        run = _Run(self._ending, journal, statuses)
         self._run = run
         self._state = RunnerState.RUNNING
         return run
@@ -643,13 +657,29 @@ class Runner(Generic[T]):
 
     # -- running --------------------------------------------------------------------------------
 
-    async def run(self, items: Items, *, journal: Journal | None = None) -> BatchResult[T]:
+    async def run(
+        self,
+        items: Items,
+        *,
+        journal: Journal | None = None,
+        retry: Iterable[ItemStatus] | ItemStatus | None = None,
+    ) -> BatchResult[T]:
         """Run every item and collect the results.
 
         With *journal*, items whose result it holds (any status but ``cancelled``,
         for an unchanged prompt) are skipped, not returned: ``BatchResult.resumed``
         counts them and ``journal.results()`` gives every result.  Each result is
         committed to the journal as its item ends, before ``on_result`` sees it.
+
+        *retry* (statuses, e.g. ``{ItemStatus.FAILED, ItemStatus.EXHAUSTED}``;
+        needs *journal*) also runs again the items whose latest result in the
+        journal, under any fingerprint, has one of them; the items it does not run
+        keep their latest result, which the journal then holds under this runner's
+        fingerprint too, so ``journal.results()`` gives the whole job.  A retry
+        run stopped and started again goes on with the items it has not retried
+        yet (see :meth:`Journal.begin_retry`).  Raises ``ValueError`` for *retry*
+        without a journal or with no status, ``TypeError`` for a status that is
+        not an :class:`ItemStatus`.
 
         Raises :class:`RunStopped` once the run has ended if a failure of the run
         itself (a :class:`StopRun` verdict, a resource that cannot be prepared)
@@ -664,7 +694,7 @@ class Runner(Generic[T]):
         async def emit(result: ItemResult) -> None:
             results.append(result)
 
-        run = self._claim(journal)
+        run = self._claim(journal, retry)
         tally = await self._drive(run, items, emit)
         batch = tally.batch(tuple(results), self._clock.monotonic())
         if run.stop is not None:
@@ -672,11 +702,17 @@ class Runner(Generic[T]):
             raise run.stop
         return batch
 
-    def stream(self, items: Items, *, journal: Journal | None = None) -> ResultStream[T]:
+    def stream(
+        self,
+        items: Items,
+        *,
+        journal: Journal | None = None,
+        retry: Iterable[ItemStatus] | ItemStatus | None = None,
+    ) -> ResultStream[T]:
         """Yield results as items end, in completion order, with bounded memory.
 
-        *journal* works as in :meth:`run`: items it holds are skipped, not yielded,
-        and each result is committed before it is yielded.  The runner is
+        *journal* and *retry* work as in :meth:`run`: items it holds are skipped,
+        not yielded, and each result is committed before it is yielded.  The runner is
         ``RUNNING`` from this call until the stream ends, is closed or is
         dropped; raises ``RuntimeError`` if it is already running or is closed.
         A run stopped by a failure of its own yields every result that ended,
@@ -684,7 +720,7 @@ class Runner(Generic[T]):
         the error's ``batch`` hold the totals).
         """
         # Claimed now, not at the first read: a drain() in between must hold.
-        return ResultStream(self, self._claim(journal), items)
+        return ResultStream(self, self._claim(journal, retry), items)
 
     async def _drive(
         self, run: _Run, items: Items, emit: Callable[[ItemResult], Awaitable[None]]
@@ -698,7 +734,9 @@ class Runner(Generic[T]):
             run.tally = Tally(self._clock.monotonic(), [s.name for s in self.plan.stages])
             if run.journal is not None:
                 # Opened, keyed and read before any item is taken: a locked journal sends nothing.
-                run.journal_run = JournalRun(run.journal, self.fingerprint, self._secrets)
+                run.journal_run = JournalRun(
+                    run.journal, self.fingerprint, self._secrets, retry=run.retry
+                )
             take = Source(items)
             tasks = [
                 asyncio.create_task(self._worker(run, take, emit)) for _ in range(self.concurrency)
@@ -720,6 +758,7 @@ class Runner(Generic[T]):
             for result in run.cancelled:
                 await emit(result)
             run.cancelled = []
+            run.took_all = self._state is RunnerState.RUNNING and run.stop is None
             return run.tally
         finally:
             run.guard.close()
@@ -752,6 +791,7 @@ class Runner(Generic[T]):
             journal_run.end(
                 run.tally.batch((), self._clock.monotonic()),
                 stopped=None if run.stop is None else str(run.stop),
+                took_all=run.took_all,
             )
 
     def _ended(self, run: _Run, result: ItemResult) -> None:
@@ -1178,3 +1218,26 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
 
 
 _NO_HANDLES: Mapping[str, Any] = MappingProxyType({})
+
+
+def _retry_statuses(
+    journal: Journal | None, retry: Iterable[ItemStatus] | ItemStatus | None
+) -> frozenset[ItemStatus] | None:
+    """*retry* checked: a non-empty set of statuses, given with a journal."""
+    if retry is None:
+        return None
+    if isinstance(retry, str):
+        raise TypeError(
+            f"retry= takes ItemStatus values (e.g. {{ItemStatus.FAILED}}), not {retry!r}"
+        )
+    statuses = (retry,) if isinstance(retry, ItemStatus) else tuple(retry)
+    for status in statuses:
+        if not isinstance(status, ItemStatus):
+            raise TypeError(
+                f"retry= takes ItemStatus values (e.g. ItemStatus.FAILED), got {status!r}"
+            )
+    if not statuses:
+        raise ValueError("retry= needs at least one status, e.g. {ItemStatus.FAILED}")
+    if journal is None:
+        raise ValueError("retry= needs a journal=: the results to retry are in the journal")
+    return frozenset(statuses)

@@ -4,7 +4,8 @@ Exit codes (one table, :class:`~stagedretry.cli._exit.ExitCode`, documented in
 ``docs/reference/exit-codes.md``):
 
 * 0 -- every item succeeded, or a command did what it was asked;
-* 1 -- the run ended and some items ended ``failed`` or ``exhausted``;
+* 1 -- the run ended and some items ended ``failed`` or ``exhausted`` (``plan check``:
+  some input records would fail with ``input_error``, past ``--max-bad-records``);
 * 2 -- a usage or configuration error, always found before any request is sent;
 * 3 -- the run stopped on a failure of the run, not of an item (the key, billing, the model);
 * 4 -- a file could not be read or written (output, journal, log; a full disk);
@@ -40,6 +41,7 @@ from .._journal import JournalError, JournalIOError
 from .._outcomes import OutcomeKind, PlanError
 from .._plan import DEFAULT_TIMEOUT
 from .._redact import Secrets
+from .._results import ItemStatus
 from .._stop import RunStopped
 from ._backends import (
     API_KEY_ENV,
@@ -49,6 +51,7 @@ from ._backends import (
     key_problem,
     short_keys,
 )
+from ._bad_records import bad_reasons
 from ._exit import ExitCode
 from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
@@ -56,7 +59,9 @@ from ._job import STOP_SIGNALS, StopNow, run_job
 from ._logging import LEVELS, command_logging
 from ._loop import Ended, exit_now, exits_on_signals, run_bounded
 from ._output import OutputBusy
+from ._plan_file import PlanFile, load_plan_file
 from ._registry import backend_names
+from ._retry import parse_statuses
 from ._summary import Summary, render_summary
 from .pipeline import Pipeline, load_pipeline, parse_override, same_file
 
@@ -230,6 +235,7 @@ def _execute(
     log_level: str | None,
     log_file: Path | None,
     after: Callable[[], None] | None = None,
+    retry: frozenset[ItemStatus] | None = None,
 ) -> NoReturn:
     key = api_key_from_env() if pipeline.backend.spec.needs_api_key else None
     app.secrets = command_secrets(key)
@@ -267,6 +273,7 @@ def _execute(
                     api_key=key,
                     secrets=app.secrets,
                     failures=failures,
+                    retry=retry,
                 ),
                 ended,
             )
@@ -355,6 +362,13 @@ def _stopped_sentence(reason: str, *, finished: int | None = None, left: int | N
 @click.option(
     "--fresh", is_flag=True, help="Ignore (and forget) this pipeline's results in the journal."
 )
+@click.option(
+    "--retry",
+    metavar="STATUSES",
+    help="Run again only the items whose latest result has one of these statuses, e.g. "
+    "--retry failed,exhausted (with --set to change the model or the plan); the others keep "
+    "their latest result.",
+)
 @_output_options
 @_log_options
 @pass_app
@@ -369,12 +383,19 @@ def run(
     journal_path: str | None,
     concurrency: int | None,
     fresh: bool,
+    retry: str | None,
     as_json: bool,
     no_progress: bool,
     log_level: str | None,
     log_file: Path | None,
 ) -> None:
     """Run PIPELINE to the end; run it again to resume after a crash or Ctrl-C.
+
+    --retry failed,exhausted runs again only the items whose latest result in
+    the journal has one of those statuses, e.g. with a stronger model:
+    --retry failed,exhausted --set backend.model=gemini-2.5-pro.  The output
+    keeps one line per item, its latest result; the journal keeps the earlier
+    ones.  Stopped, the same command goes on with the items not retried yet.
 
     Ctrl-C, SIGTERM or SIGHUP once: no new items, those in flight finish, the
     summary is printed.  Twice: the items in flight are cancelled (the next run
@@ -402,11 +423,24 @@ def run(
         journal_path=journal_path,
         concurrency=concurrency,
     )
+    statuses = None
+    if retry is not None:
+        if fresh:
+            _fail(
+                app,
+                "--retry and --fresh cannot be used together: --fresh forgets the results "
+                "that --retry chooses from",
+            )
+        try:
+            statuses = parse_statuses(retry)
+        except PlanError as exc:
+            _fail(app, str(exc))
     loaded = _load(app, pipeline, pairs)
     _execute(
         app,
         loaded,
         fresh=fresh,
+        retry=statuses,
         as_json=as_json,
         no_progress=no_progress,
         log_level=log_level,
@@ -516,8 +550,8 @@ def plan() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
 @pass_app
 def plan_show(app: App, pipeline: Path, fmt: str, overrides: tuple[str, ...]) -> None:
-    """Print the declared state machine of PIPELINE."""
-    loaded = _load(app, pipeline, _overrides(app, overrides))
+    """Print the declared state machine of PIPELINE (a pipeline file, or a bare plan file)."""
+    loaded = _load_plan_file(app, pipeline, _overrides(app, overrides))
     declared = loaded.plan
     if fmt == "mermaid":
         app.out.print(Text(declared.to_mermaid().rstrip("\n")), soft_wrap=True)
@@ -587,10 +621,41 @@ def _target(stages: Sequence[Any], index: int, target: str) -> str:
 @plan.command("check")
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option(
+    "--max-bad-records",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Accept up to N input records that would fail with input_error, and exit 0.",
+)
 @pass_app
-def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...]) -> None:
-    """Check PIPELINE and its input without sending anything; exit 2 on any mistake."""
-    loaded = _load(app, pipeline, _overrides(app, overrides))
+def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_records: int) -> None:
+    """Check PIPELINE and its input without sending anything.
+
+    PIPELINE may also be a bare plan file (as Plan.load reads): only the plan
+    is checked then.
+
+    \b
+    Exit codes:
+      0  sound, and no record would fail on input (or at most --max-bad-records)
+      1  some records would fail on input (input_error): counted per reason
+      2  a usage or configuration error in the file
+      4  the input file could not be read
+    """
+    checked = _load_plan_file(app, pipeline, _overrides(app, overrides))
+    loaded = checked.pipeline
+    if loaded is None:
+        app.out.print(
+            Text.assemble(
+                ("ok: ", "bold green"),
+                f"{pipeline.name}: a bare plan, {len(checked.plan.stages)} stages, "
+                f"max {checked.plan.max_prompts} prompts per item (no pipeline: no backend "
+                "or input to check)",
+            ),
+            soft_wrap=True,
+        )
+        return
     try:
         check_backend(loaded, need_key=False)
         records = read_input(loaded.input)
@@ -598,10 +663,12 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...]) -> None:
         _fail(app, str(exc))
     except FileIOError as exc:
         _fail(app, advised(exc), ExitCode.IO_ERROR)
-    bad = [r for r in records if r.error is not None]
+    reasons = bad_reasons(records)
+    bad = sum(group.count for group in reasons)
+    passed = bad <= max_bad_records
     app.out.print(
         Text.assemble(
-            ("ok: ", "bold green"),
+            ("ok: ", "bold green") if passed else "",
             f"{pipeline.name}: {len(loaded.plan.stages)} stages, "
             f"max {loaded.plan.max_prompts} prompts per item; "
             f"backend {loaded.backend.kind} ({loaded.backend.model}); "
@@ -609,10 +676,17 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...]) -> None:
         ),
         soft_wrap=True,
     )
-    for record in bad[:10]:
-        app.out.print(Text(f"  will fail with {record.reason}", style="yellow"), soft_wrap=True)
-    if len(bad) > 10:
-        app.out.print(Text(f"  ... and {len(bad) - 10} more bad lines", style="yellow"))
+    for group in reasons[:_SHOWN_REASONS]:
+        app.out.print(Text(f"  {_shown(group.describe())}", style="yellow"), soft_wrap=True)
+    if len(reasons) > _SHOWN_REASONS:
+        rest = reasons[_SHOWN_REASONS:]
+        app.out.print(
+            Text(
+                f"  ... and {len(rest)} more reasons "
+                f"({sum(group.count for group in rest)} records)",
+                style="yellow",
+            )
+        )
     if loaded.backend.spec.needs_api_key and api_key_from_env() is None:
         app.out.print(
             Text(f"note: `run` will need {API_KEY_ENV} in the environment", style="yellow")
@@ -624,6 +698,33 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...]) -> None:
                 style="dim",
             )
         )
+    if bad and passed:
+        app.out.print(
+            Text(
+                f"note: {bad} of {len(records)} records will fail with input_error "
+                f"(accepted: --max-bad-records {max_bad_records})",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+    if not passed:
+        _fail(
+            app,
+            f"{bad} of {len(records)} records would fail with input_error; fix them, or "
+            f"accept them with --max-bad-records {bad}",
+            ExitCode.SOME_FAILED,
+        )
+
+
+_SHOWN_REASONS = 10
+"""How many reasons for bad records ``plan check`` lists, most frequent first."""
+
+
+def _load_plan_file(app: App, path: Path, overrides: Sequence[tuple[str, Any]]) -> PlanFile:
+    try:
+        return load_plan_file(path, overrides)
+    except PlanError as exc:
+        _fail(app, str(exc))
 
 
 # -- caches ------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ class ExitCode(enum.IntEnum):
     OK = 0
     """Every item succeeded, or the command did what it was asked."""
     SOME_FAILED = 1
-    """The run ended and some items ended ``failed`` or ``exhausted``."""
+    """The run ended and some items ended ``failed`` or ``exhausted``; or ``plan check``
+    found input records that would fail with ``input_error`` (more than ``--max-bad-records``)."""
     USAGE = 2
     """A usage or configuration error, always found before any request is sent."""
     RUN_STOPPED = 3

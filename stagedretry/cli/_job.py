@@ -48,6 +48,7 @@ from ._files import IOFailures, with_journal_hint
 from ._input import InputRecord, read_input
 from ._output import OutputError, OutputWriter
 from ._progress import LiveProgress
+from ._retry import check_journal, start_retry
 from ._summary import RunStats, Summary, build_summary, run_stats
 from .pipeline import Pipeline
 
@@ -218,6 +219,11 @@ async def _bounded_close(backend: Built, log: Any) -> None:
         log.warning("backend_close_abandoned", seconds=CLOSE_GRACE)
 
 
+def _took_every_item(interrupts: _Interrupts, run_failure: RunStopped | None) -> bool:
+    """Whether the run took every item it was to run: no signal, deadline or stop came."""
+    return not interrupts.count and not interrupts.deadline_passed and run_failure is None
+
+
 def _ordered(
     results: list[ItemResult], records: dict[str, InputRecord]
 ) -> list[tuple[ItemResult, int | None]]:
@@ -236,11 +242,14 @@ async def run_job(
     api_key: str | None = None,
     secrets: Secrets | None = None,
     failures: IOFailures | None = None,
+    retry: frozenset[ItemStatus] | None = None,
 ) -> Summary:
     """Run *pipeline* to the end (or to an interrupt) and return the job's summary.
 
     *secrets* are masked in everything the run writes (default: *api_key* and
-    the keys in the environment).
+    the keys in the environment).  *retry* (``--retry``) also runs again the
+    items whose latest result has one of these statuses (see :mod:`._retry`);
+    a ``PlanError`` if there is no journal to retry from.
 
     Raises ``InputError``, ``OutputBusy``, ``OutputError``, ``FileIOError``,
     ``JournalError`` or ``BackendError`` before any request is sent when the job
@@ -266,6 +275,7 @@ async def run_job(
             api_key=api_key,
             secrets=secrets,
             failures=failures,
+            retry=retry,
         )
     finally:
         writer.unlock()
@@ -283,6 +293,7 @@ async def _run_locked(
     api_key: str | None,
     secrets: Secrets,
     failures: IOFailures,
+    retry: frozenset[ItemStatus] | None,
 ) -> Summary:
     by_id = {r.id: r for r in records}
     journal_path = pipeline.journal.path
@@ -292,21 +303,29 @@ async def _run_locked(
         if failures.add(message):
             log.error("io_failed", error=message)
 
+    if retry is not None:
+        check_journal(journal_path, retry)
     with Journal(journal_path, pipeline.fingerprint, secrets=secrets) as journal:
         notes = []
         if fresh:
             dropped = journal.discard()
             if dropped:
-                notes.append(f"--fresh: forgot {dropped} earlier results")
+                # Said now, before anything runs: the forgetting happens here.
+                console.print(Text(f"--fresh: forgot {dropped} earlier results"), soft_wrap=True)
+        retried: frozenset[str] = frozenset()
+        if retry is not None:
+            start = start_retry(journal, records, retry)
+            retried = start.targets
+            console.print(Text(start.notice(retry)), soft_wrap=True)
         foreign = journal.foreign()
-        if foreign:
+        if foreign and retry is None:  # a retry run reads them: it says what it does above
             notes.append(
                 f"the journal also holds {foreign} results of other pipelines or of earlier "
                 "versions of this one (a changed plan, model, instruction, template or output "
                 "model); they are not reused"
             )
         done = journal.done()
-        todo = [r for r in records if done.get(r.id) != r.digest]
+        todo = [r for r in records if done.get(r.id) != r.digest or r.id in retried]
         todo_ids = {r.id for r in todo}
         kept = [
             e.result
@@ -337,6 +356,7 @@ async def _run_locked(
         # Items whose commit failed: not done, so neither shown nor written.
         uncommitted: set[str] = set()
         appending = True
+        took_all = False
         final: list[ItemResult] = []
         # The signals are ours from here to the summary: one that comes while the backend
         # starts, or while it closes, stops the run the same way as one during the items.  (On
@@ -454,6 +474,7 @@ async def _run_locked(
                     finally:
                         if timer is not None:
                             timer.cancel()
+            took_all = True
         finally:
             if backend is not None:
                 await _bounded_close(backend, log)
@@ -474,6 +495,16 @@ async def _run_locked(
                     journal.end_run(run_id, stats.to_json())
                 except JournalError as exc:
                     report(exc)  # only the run's statistics are lost
+            if (
+                retry is not None
+                and took_all
+                and not failures
+                and _took_every_item(interrupts, run_failure)
+            ):
+                try:
+                    journal.finish_retry()  # the next --retry chooses afresh
+                except JournalError as exc:
+                    report(exc)
             writer.close()
             # A row for a line that changed since is stale until the item runs again.
             final = [

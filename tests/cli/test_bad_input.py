@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from .conftest import Invocation, Job, records
@@ -112,15 +113,37 @@ def test_duplicate_ids_stop_the_run_before_it_starts_naming_the_lines(
     assert "'item-0002' on lines 2, 4" in checked.err
 
 
-def test_plan_check_lists_the_lines_that_will_fail(
+def test_plan_check_counts_the_lines_that_will_fail_per_reason_and_exits_1(
     make_job: Callable[..., Job], cli: Callable[..., Invocation]
 ) -> None:
     job = make_job()
-    _write_mixed(job)
+    expected = _write_mixed(job)
+    total = len(GOOD) + len(BAD_LINES)
     checked = cli("plan", "check", str(job.pipeline))
-    assert checked.code == 0
-    assert f"{len(GOOD) + len(BAD_LINES)} items in input.jsonl" in checked.out
-    assert "will fail with input_error: line 2: not valid JSON" in checked.out
+    assert checked.code == 1
+    assert f"{total} items in input.jsonl" in checked.out
+    assert not checked.out.startswith("ok:")
+    assert "1 record: not valid JSON (Expecting value" in checked.out
+    # Equal reasons are one row, with their lines.
+    missing = [n for n, r in expected.items() if "no field 'author'" in r]
+    assert len(missing) == 2
+    assert (
+        "2 records: the record has no field 'author' used by the prompt template "
+        f"(lines {missing[0]}, {missing[1]})"
+    ) in checked.out
+    counts = re.findall(r"^  (\d+) records?: ", checked.out, re.MULTILINE)
+    assert sum(int(n) for n in counts) == len(BAD_LINES)
+    assert (
+        f"{len(BAD_LINES)} of {total} records would fail with input_error; fix them, or accept "
+        f"them with --max-bad-records {len(BAD_LINES)}"
+    ) in checked.err
+
+    accepted = cli("plan", "check", str(job.pipeline), "--max-bad-records", str(len(BAD_LINES)))
+    assert accepted.code == 0
+    assert accepted.out.startswith("ok: pipeline.toml")
+    assert f"{len(BAD_LINES)} of {total} records will fail with input_error" in accepted.out
+    too_few = cli("plan", "check", str(job.pipeline), "--max-bad-records", str(len(BAD_LINES) - 1))
+    assert too_few.code == 1
 
 
 def test_an_unreadable_input_exits_2_in_one_sentence(

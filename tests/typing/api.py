@@ -177,3 +177,14 @@ def the_harness_takes_the_users_kinds_and_classification(strategy: sr.Strategy) 
         classifier=strategy,
     )
     assert_type(sr_testing.ScriptStep("invalid", fields=["year"]).kind, sr.OutcomeKind)
+
+
+async def a_retry_run_is_a_run(runner: sr.Runner[Book], journal: sr.Journal) -> None:
+    retry = {sr.ItemStatus.FAILED, sr.ItemStatus.EXHAUSTED}
+    batch = await runner.run([("dune", "Catalogue Dune.")], journal=journal, retry=retry)
+    assert_type(batch, sr.BatchResult[Book])
+    runner.stream([("dune", "Catalogue Dune.")], journal=journal, retry=sr.ItemStatus.FAILED)
+    for entry in journal.history("dune"):
+        assert_type(entry.run, int)
+        assert_type(entry.fingerprint, str | None)
+        assert_type(entry.result.status, sr.ItemStatus)
