@@ -46,7 +46,7 @@ from ._stages import (
     builtin_kinds,
 )
 from ._state import ItemState, Scratch
-from ._stop import ResourceError, RunStopped
+from ._stop import ItemError, ResourceError, RunStopped
 from ._strategy import (
     DeclaresParams,
     Request,
@@ -71,6 +71,7 @@ __all__ = [
     "Fingerprinted",
     "FullStage",
     "HoldsSecrets",
+    "ItemError",
     "ItemResult",
     "ItemState",
     "ItemStatus",

@@ -67,10 +67,10 @@ from ._results import (
 )
 from ._resume import JournalRun, fingerprint
 from ._settings import stage_params
-from ._source import Source, as_work_item
+from ._source import Source, check_items, is_collection
 from ._stages import AsyncValidator, StageKind, Validator, builtin_kinds
 from ._state import ItemState
-from ._stop import ResourceError, RunStopped
+from ._stop import ItemError, ResourceError, RunStopped
 from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
 from ._tally import Tally
 from ._validating import CheckedValidator
@@ -126,6 +126,7 @@ class _Run:
         "journal_run",
         "previous",
         "producer",
+        "source",
         "started",
         "stop",
         "stopping",
@@ -157,6 +158,8 @@ class _Run:
         self.stopping = asyncio.Event()
         # Bounds the requests no timeout is declared for; made in the loop the run runs in.
         self.guard: RequestGuard | None = None
+        # Where the items come from, and the position of each id taken (for the input order).
+        self.source: Source | None = None
 
 
 # How long (on the runner's clock, in seconds) a run, or aclose(), waits for an abandoned or
@@ -640,7 +643,15 @@ class Runner(Generic[T]):
     # -- running --------------------------------------------------------------------------------
 
     async def run(self, items: Items, *, journal: Journal | None = None) -> BatchResult[T]:
-        """Run every item and collect the results.
+        """Run every item and collect the results, in the order the items were given.
+
+        *items* (sync or async) are :class:`WorkItem` objects, ``(id, prompt[,
+        context])`` tuples, or mappings with ``id`` and ``prompt`` keys (a dict, a
+        ``csv.DictReader`` row: the mapping is the item's context); ids are unique.
+        Anything else, or a repeated id, raises :class:`ItemError`: a collection (a
+        list, a tuple) is checked whole before anything is sent; a stream (a
+        generator, an async iterable) item by item as it comes, the bad item
+        stopping the run there (see :class:`ItemError`).
 
         With *journal*, items whose result it holds (any status but ``cancelled``,
         for an unchanged prompt) are skipped, not returned: ``BatchResult.resumed``
@@ -655,6 +666,7 @@ class Runner(Generic[T]):
         waited for first.  Raises :class:`JournalError` if the journal cannot be
         opened (another run holds it).
         """
+        self._check_items(items)
         results: list[ItemResult] = []
 
         async def emit(result: ItemResult) -> None:
@@ -662,6 +674,10 @@ class Runner(Generic[T]):
 
         run = self._claim(journal)
         tally = await self._drive(run, items, emit)
+        if run.source is not None:
+            # Collected in completion order, returned in the order the items were given.
+            position = run.source.ids.position
+            results.sort(key=lambda result: position(result.id))
         batch = tally.batch(tuple(results), self._clock.monotonic())
         if run.stop is not None:
             run.stop.batch = batch
@@ -671,16 +687,31 @@ class Runner(Generic[T]):
     def stream(self, items: Items, *, journal: Journal | None = None) -> ResultStream[T]:
         """Yield results as items end, in completion order, with bounded memory.
 
-        *journal* works as in :meth:`run`: items it holds are skipped, not yielded,
-        and each result is committed before it is yielded.  The runner is
+        *items* are as for :meth:`run`, and a collection is checked here, before the
+        stream is returned (:class:`ItemError`).  *journal* works as in :meth:`run`:
+        items it holds are skipped, not yielded, and each result is committed before
+        it is yielded.  The runner is
         ``RUNNING`` from this call until the stream ends, is closed or is
         dropped; raises ``RuntimeError`` if it is already running or is closed.
         A run stopped by a failure of its own yields every result that ended,
         then raises :class:`RunStopped` instead of ending (``stream.batch`` and
         the error's ``batch`` hold the totals).
         """
+        self._check_items(items)
         # Claimed now, not at the first read: a drain() in between must hold.
         return ResultStream(self, self._claim(journal), items)
+
+    def _check_items(self, items: Items) -> None:
+        """Reject a collection with a bad item before the run starts (a stream: as each comes)."""
+        if is_collection(items):
+            try:
+                check_items(items)
+            except ItemError as exc:
+                raise ItemError(
+                    self._secrets.text(str(exc)),
+                    position=exc.position,
+                    batch=Tally(0.0).batch((), 0.0),
+                ) from None
 
     async def _drive(
         self, run: _Run, items: Items, emit: Callable[[ItemResult], Awaitable[None]]
@@ -695,7 +726,7 @@ class Runner(Generic[T]):
             if run.journal is not None:
                 # Opened, keyed and read before any item is taken: a locked journal sends nothing.
                 run.journal_run = JournalRun(run.journal, self.fingerprint, self._secrets)
-            take = Source(items)
+            take = run.source = Source(items)
             tasks = [
                 asyncio.create_task(self._worker(run, take, emit)) for _ in range(self.concurrency)
             ]
@@ -778,37 +809,35 @@ class Runner(Generic[T]):
         task = asyncio.current_task()
         assert task is not None
         while self._state is RunnerState.RUNNING:
-            if take.is_sync:
-                got = take.next_sync()
-            else:
-                run.idle.add(task)
-                try:
-                    got = await take.next()
-                except asyncio.CancelledError:
-                    if self._stopping():
-                        return  # drain() or cancel(): stop waiting for the source
-                    raise
-                finally:
-                    run.idle.discard(task)
+            try:
+                if take.is_sync:
+                    got = take.next_sync()
+                else:
+                    run.idle.add(task)
+                    try:
+                        got = await take.next()
+                    except asyncio.CancelledError:
+                        if self._stopping():
+                            return  # drain() or cancel(): stop waiting for the source
+                        raise
+                    finally:
+                        run.idle.discard(task)
+            except ItemError as exc:
+                # A stream's bad item, found as it came: it is not run, and the run stops
+                # as for a failure of its own (requests out finish, nothing new is sent).
+                self._stop(run, ItemError(self._secrets.text(str(exc)), position=exc.position))
+                return
             if got is None:
                 return
-            position, raw = got
+            position, item = got
             journal_run = run.journal_run
+            if journal_run is not None and not journal_run.admit(item, position):
+                continue  # its result is in the journal: resumed, not run again
+            run.busy.add(task)
             try:
-                item = as_work_item(raw, position)
-            except TypeError as exc:
-                reason = self._secrets.text(f"input_error: {exc}")
-                result = ItemResult(f"#{position}", ItemStatus.FAILED, reason=reason)
-                if journal_run is not None:
-                    journal_run.expect(result.id, position)
-            else:
-                if journal_run is not None and not journal_run.admit(item, position):
-                    continue  # its result is in the journal: resumed, not run again
-                run.busy.add(task)
-                try:
-                    result = await self._run_item(run, item)
-                finally:
-                    run.busy.discard(task)
+                result = await self._run_item(run, item)
+            finally:
+                run.busy.discard(task)
             self._ended(run, result)
             await emit(result)
 
