@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import random
 import warnings
 import weakref
@@ -24,12 +25,12 @@ from types import CoroutineType, MappingProxyType
 from typing import Any, Generic, Protocol, overload
 
 import attrs
-import structlog
 
 from . import _plan
 from ._clock import Clock, SystemClock
 from ._guard import RequestGuard
 from ._journal import Journal
+from ._logs import default_logger, event_logger
 from ._machine import compile_plan
 from ._outcomes import (
     FieldError,
@@ -355,7 +356,11 @@ class Runner(Generic[T]):
     * *rules* -- classifier rules tried before the strategy's and the engine's own.
     * *kinds* -- stage kinds by name (default :func:`builtin_kinds`).
     * *seed* -- seeds the backoff jitter, for reproducible runs (default: random).
-    * *logger* -- a structlog-style logger for attempt and item events (default none).
+    * *logger* -- where attempt, transition and item events go (default none): a
+      structlog logger (anything with ``bind``, ``debug`` and ``info``), or a
+      standard-library :class:`logging.Logger`, whose records then read
+      ``attempt item='b-1' stage='full_t0' ...`` with the values also in the
+      record's ``stagedretry`` attribute.  Anything else raises ``TypeError``.
     * *on_result* -- called synchronously in the worker the moment an item ends,
       before the result is queued for the caller: the place to commit it to a
       journal, so that a crash never loses a finished, paid-for result.
@@ -369,7 +374,8 @@ class Runner(Generic[T]):
       warning.  An item's ``output`` is the caller's data and is left as it is.
 
     Raises ``ValueError`` for a *concurrency* below 1 or two resources of one
-    name, and :class:`PlanError` for a stage whose kind is not in *kinds*.
+    name, :class:`PlanError` for a stage whose kind is not in *kinds*, and
+    ``TypeError`` for a *logger* of neither kind.
     """
 
     @overload
@@ -385,7 +391,7 @@ class Runner(Generic[T]):
         rules: Iterable[Rule] = (),
         kinds: Mapping[str, StageKind] | None = None,
         seed: int | None = None,
-        logger: EventLogger | None = None,
+        logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None: ...
@@ -403,7 +409,7 @@ class Runner(Generic[T]):
         rules: Iterable[Rule] = (),
         kinds: Mapping[str, StageKind] | None = None,
         seed: int | None = None,
-        logger: EventLogger | None = None,
+        logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None: ...
@@ -421,7 +427,7 @@ class Runner(Generic[T]):
         rules: Iterable[Rule] = (),
         kinds: Mapping[str, StageKind] | None = None,
         seed: int | None = None,
-        logger: EventLogger | None = None,
+        logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None: ...
@@ -438,12 +444,13 @@ class Runner(Generic[T]):
         rules: Iterable[Rule] = (),
         kinds: Mapping[str, StageKind] | None = None,
         seed: int | None = None,
-        logger: EventLogger | None = None,
+        logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        log: EventLogger | None = event_logger(logger)
         kinds = builtin_kinds() if kinds is None else dict(kinds)
         for i, stage in enumerate(plan.stages):
             if stage.kind not in kinds:
@@ -472,13 +479,13 @@ class Runner(Generic[T]):
         self._clock = clock or SystemClock()
         self._rules = (*rules, strategy.classify)
         self._random = random.Random(seed)
-        self._log = logger
+        self._log = log
         self._on_result = on_result
         shared = list(resources)
         if isinstance(strategy, UsesResources):
             # A strategy's own resources are shared by construction, not by remembering to.
             shared += [r for r in strategy.shared_resources() if all(r is not s for s in shared)]
-        self._secrets = _run_secrets(secrets, strategy, shared, logger)
+        self._secrets = _run_secrets(secrets, strategy, shared, log)
         self._pool = ResourcePool(shared, self._secrets)
         self._cooldown_until = 0.0
         self._state = RunnerState.IDLE
@@ -1147,7 +1154,7 @@ def _run_secrets(
     secrets = base.union(held) if held else base
     new = len(secrets.skipped) - len(known)
     if new > 0:
-        log: Any = logger if logger is not None else structlog.get_logger("stagedretry")
+        log: Any = logger if logger is not None else default_logger("stagedretry")
         warn = getattr(log, "warning", None) or log.info
         warn(
             "secret_too_short",
