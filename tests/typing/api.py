@@ -142,3 +142,19 @@ async def a_run_that_stops_keeps_its_results(runner: sr.Runner[Book]) -> None:
         assert_type(stopped.batch, sr.BatchResult[Any] | None)
     assert_type(sr.StopRun("the key is rejected").outcome().kind, sr.OutcomeKind)
     assert_type(runner.stop("the spend cap is reached"), None)
+
+
+async def items_may_be_mappings_and_the_logger_a_standard_one() -> None:
+    import csv
+    import io
+    import logging
+
+    runner = sr.Runner(PLAN, STRATEGY, logger=logging.getLogger("books"))
+    assert_type(runner, sr.Runner[str])
+    rows = csv.DictReader(io.StringIO("id,prompt\nb-1,Catalogue Dune.\n"))
+    assert_type(await runner.run(rows), sr.BatchResult[str])
+    await runner.run([{"id": "b-2", "prompt": "Catalogue Emma."}])
+    try:
+        await runner.run([("a", "p"), ("a", "p")])
+    except sr.ItemError as error:
+        assert_type(error.position, int)
