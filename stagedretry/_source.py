@@ -57,6 +57,11 @@ def as_work_item(value: object, position: int) -> WorkItem:
     """
     if isinstance(value, WorkItem):
         item = value
+        # attrs does not check types: a WorkItem(7, ...) would fail deep in the run.
+        if not isinstance(item.id, str) or not item.id:
+            _item_id(item.id, position)  # raises, naming what the id is
+            item = WorkItem(str(item.id), item.prompt, item.context)
+        _prompt(item.prompt, position)
     elif isinstance(value, tuple) and len(value) in (2, 3):
         item = WorkItem(
             _item_id(value[0], position),

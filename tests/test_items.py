@@ -60,6 +60,14 @@ async def test_dicts_are_items_with_their_own_id_and_themselves_as_context(
     ]
 
 
+async def test_an_int_id_is_its_text(virtual_clock: VirtualClock) -> None:
+    items = [sr.WorkItem(7, "p7"), (8, "p8"), {"id": 9, "prompt": "p9"}]  # type: ignore[arg-type]
+
+    batch = await make(Echo(), virtual_clock).run(items)
+
+    assert [r.id for r in batch.results] == ["7", "8", "9"]
+
+
 async def test_csv_rows_are_items(virtual_clock: VirtualClock) -> None:
     batch = await make(Echo(), virtual_clock).run(csv.DictReader(io.StringIO(CSV)))
 
@@ -95,6 +103,12 @@ async def test_csv_rows_are_items(virtual_clock: VirtualClock) -> None:
             "item #2: expected a WorkItem, an (id, prompt[, context]) "
             "tuple or a mapping with 'id' and 'prompt' keys, got a tuple of 4 values",
         ),
+        (
+            sr.WorkItem("", "p"),
+            "item #2: its id must be a non-empty string or an integer, got the string ''",
+        ),
+        (sr.WorkItem("x", None), "item #2: its prompt must be a string, got null"),  # type: ignore[arg-type]
+        ((None, "p"), "item #2: its id must be a non-empty string or an integer, got null"),
         (
             42,
             "item #2: expected a WorkItem, an (id, prompt[, context]) tuple or a mapping "
