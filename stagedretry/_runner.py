@@ -695,7 +695,9 @@ class Runner(Generic[T]):
         """Yield results as items end, in completion order, with bounded memory.
 
         *items* are as for :meth:`run`, and a collection is checked here, before the
-        stream is returned (:class:`ItemError`).  *journal* works as in :meth:`run`:
+        stream is returned (:class:`ItemError`).  Memory holds the items in flight and
+        the results not yet read (both bounded by *concurrency*), and the ids seen, to
+        refuse a repeated one.  *journal* works as in :meth:`run`:
         items it holds are skipped, not yielded, and each result is committed before
         it is yielded.  The runner is
         ``RUNNING`` from this call until the stream ends, is closed or is
