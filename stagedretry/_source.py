@@ -56,12 +56,13 @@ def as_work_item(value: object, position: int) -> WorkItem:
     context (the caller's record, handed back on the result).
     """
     if isinstance(value, WorkItem):
-        item = value
-        # attrs does not check types: a WorkItem(7, ...) would fail deep in the run.
-        if not isinstance(item.id, str) or not item.id:
-            _item_id(item.id, position)  # raises, naming what the id is
-            item = WorkItem(str(item.id), item.prompt, item.context)
-        _prompt(item.prompt, position)
+        if type(value.id) is str and value.id and type(value.prompt) is str:
+            item = value  # the common case, checked in the fewest steps
+        else:
+            # attrs does not check types: a WorkItem(7, ...) would fail deep in the run.
+            item = WorkItem(
+                _item_id(value.id, position), _prompt(value.prompt, position), value.context
+            )
     elif isinstance(value, tuple) and len(value) in (2, 3):
         item = WorkItem(
             _item_id(value[0], position),
@@ -69,27 +70,52 @@ def as_work_item(value: object, position: int) -> WorkItem:
             value[2] if len(value) == 3 else None,
         )
     elif isinstance(value, Mapping):
-        missing = [key for key in ("id", "prompt") if key not in value]
-        if missing:
-            keys = ", ".join(repr(key_name(k)) for k in list(value)[:8]) or "none"
-            raise ItemError(
-                f"item #{position}: a mapping needs 'id' and 'prompt' keys; it lacks "
-                f"{' and '.join(repr(k) for k in missing)} (its keys: {keys})",
-                position=position,
-            )
-        item = WorkItem(_item_id(value["id"], position), _prompt(value["prompt"], position), value)
+        item = WorkItem(*_mapping_fields(value, position), value)
     else:
         got = f"a tuple of {len(value)} values" if isinstance(value, tuple) else describe(value)
         raise ItemError(f"item #{position}: expected {_SHAPES}, got {got}", position=position)
-    if not item.id.isascii():
+    _check_text(item.id, position)
+    return item
+
+
+def item_id(value: object, position: int) -> str:
+    """The id of the *position*-th item, checked as :func:`as_work_item` checks the item,
+    without making one (a collection is checked whole before its run)."""
+    if isinstance(value, WorkItem) and type(value.id) is str and value.id:
+        _prompt(value.prompt, position)
+        found = value.id
+    elif isinstance(value, tuple) and len(value) in (2, 3):
+        found = _item_id(value[0], position)
+        _prompt(value[1], position)
+    elif isinstance(value, Mapping):
+        found = _mapping_fields(value, position)[0]
+    else:
+        found = as_work_item(value, position).id  # raises, or mends a WorkItem's int id
+    _check_text(found, position)
+    return found
+
+
+def _mapping_fields(value: Mapping[Any, Any], position: int) -> tuple[str, str]:
+    missing = [key for key in ("id", "prompt") if key not in value]
+    if missing:
+        keys = ", ".join(repr(key_name(k)) for k in list(value)[:8]) or "none"
+        raise ItemError(
+            f"item #{position}: a mapping needs 'id' and 'prompt' keys; it lacks "
+            f"{' and '.join(repr(k) for k in missing)} (its keys: {keys})",
+            position=position,
+        )
+    return _item_id(value["id"], position), _prompt(value["prompt"], position)
+
+
+def _check_text(item_id: str, position: int) -> None:
+    if not item_id.isascii():
         try:
-            check_unicode(item.id)
+            check_unicode(item_id)
         except ValueError:
             # A journal, an output file and a log all key results by id: it must be text.
             raise ItemError(
-                f"item #{position}: its id {item.id!r} holds a lone surrogate", position=position
+                f"item #{position}: its id {item_id!r} holds a lone surrogate", position=position
             ) from None
-    return item
 
 
 class Ids:
@@ -103,12 +129,12 @@ class Ids:
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
 
-    def add(self, item: WorkItem, position: int) -> None:
-        """Note *item* at *position*; raise :class:`ItemError` if its id came before."""
-        first = self._seen.setdefault(item.id, position)
+    def add(self, item_id: str, position: int) -> None:
+        """Note *item_id* at *position*; raise :class:`ItemError` if it came before."""
+        first = self._seen.setdefault(item_id, position)
         if first != position:
             raise ItemError(
-                f"item #{position} repeats the id {item.id!r} of item #{first}: ids must be "
+                f"item #{position} repeats the id {item_id!r} of item #{first}: ids must be "
                 "unique in a run (results, a journal and an output file are keyed by id)",
                 position=position,
             )
@@ -130,7 +156,7 @@ def check_items(items: Items) -> None:
     """
     ids = Ids()
     for position, value in enumerate(items, start=1):  # type: ignore[arg-type]
-        ids.add(as_work_item(value, position), position)
+        ids.add(item_id(value, position), position)
 
 
 class Source:
@@ -179,7 +205,7 @@ class Source:
         self._position += 1
         position = self._position
         item = as_work_item(value, position)
-        self.ids.add(item, position)
+        self.ids.add(item.id, position)
         return position, item
 
     async def aclose(self) -> None:
