@@ -29,8 +29,9 @@ _SHAPES = "a WorkItem, an (id, prompt[, context]) tuple or a mapping with 'id' a
 
 
 def _item_id(value: object, position: int) -> str:
-    """An id given in a tuple or a mapping: a non-empty string, or an integer (as text)."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    """An id given in a tuple or a mapping: a non-empty string, or an integer of at most 64
+    bits (as text; a longer one is not an id but a mistake, and may not even print)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64:
         return str(value)
     if isinstance(value, str) and value:
         return value

@@ -110,6 +110,10 @@ async def test_csv_rows_are_items(virtual_clock: VirtualClock) -> None:
         (sr.WorkItem("x", None), "item #2: its prompt must be a string, got null"),  # type: ignore[arg-type]
         ((None, "p"), "item #2: its id must be a non-empty string or an integer, got null"),
         (
+            (10**5000, "p"),
+            "item #2: its id must be a non-empty string or an integer, got the number 1e5000 or so",
+        ),
+        (
             42,
             "item #2: expected a WorkItem, an (id, prompt[, context]) tuple or a mapping "
             "with 'id' and 'prompt' keys, got the number 42",
