@@ -697,10 +697,9 @@ class Runner(Generic[T]):
         *items* are as for :meth:`run`, and a collection is checked here, before the
         stream is returned (:class:`ItemError`).  Memory holds the items in flight and
         the results not yet read (both bounded by *concurrency*), and the ids seen, to
-        refuse a repeated one.  *journal* works as in :meth:`run`:
-        items it holds are skipped, not yielded, and each result is committed before
-        it is yielded.  The runner is
-        ``RUNNING`` from this call until the stream ends, is closed or is
+        refuse a repeated one.  *journal* works as in :meth:`run`: items it holds are
+        skipped, not yielded, and each result is committed before it is yielded.  The
+        runner is ``RUNNING`` from this call until the stream ends, is closed or is
         dropped; raises ``RuntimeError`` if it is already running or is closed.
         A run stopped by a failure of its own yields every result that ended,
         then raises :class:`RunStopped` instead of ending (``stream.batch`` and
