@@ -41,9 +41,7 @@ def event_logger(logger: object) -> Any:
     return logger
 
 
-def _by_level(
-    logger: logging.Logger | logging.LoggerAdapter[Any], method: str, event: Any
-) -> Any:
+def _by_level(logger: logging.Logger | logging.LoggerAdapter[Any], method: str, event: Any) -> Any:
     """Drop an event below *logger*'s level before it is rendered (an adapter's too)."""
     if not logger.isEnabledFor(getattr(logging, method.upper(), logging.INFO)):
         raise structlog.DropEvent
