@@ -8,7 +8,8 @@ went wrong without being classified from the outside::
      ├─ RunStopped(batch=)                 the run stopped on a failure of its own,
      │   │                                 not of an item (raised by run() / a stream;
      │   │                                 defined in ``_stop``, beside the results it holds)
-     │   └─ ResourceError                  a shared resource could not be prepared
+     │   ├─ ResourceError                  a shared resource could not be prepared
+     │   └─ ItemError(position=)           an item is not one, or repeats an id
      ├─ ValidationFailed                   the answer does not validate        -> INVALID
      └─ AttemptError                       a strategy's verdict on one request
          ├─ TransientError                 timeout, connection, 5xx            -> TRANSIENT

@@ -78,8 +78,9 @@ class WorkItem:
     context: Any = attrs.field(default=None, eq=False)
 
 
-ItemLike = WorkItem | tuple[Any, ...]
-"""One item of a run: a :class:`WorkItem` or an ``(id, prompt[, context])`` tuple."""
+ItemLike = WorkItem | tuple[Any, ...] | Mapping[str, Any]
+"""One item of a run: a :class:`WorkItem`, an ``(id, prompt[, context])`` tuple, or a
+mapping with ``id`` and ``prompt`` keys (its context is the mapping itself)."""
 Items = Iterable[ItemLike] | AsyncIterable[ItemLike]
 """The items of a run: any iterable of :data:`ItemLike`, sync or async."""
 

@@ -162,10 +162,6 @@ class JournalRun:
         self._pending[item.id] = (position, digest)
         return True
 
-    def expect(self, item_id: str, position: int) -> None:
-        """An item that failed before it could run (malformed input): keep its place for its row."""
-        self._pending[item_id] = (position, "")
-
     def commit(self, result: ItemResult) -> None:
         """Commit *result* (cancelled ones too: they are not done, and run again next time)."""
         line, digest = self._pending.pop(result.id, (None, ""))

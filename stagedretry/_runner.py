@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import random
 import warnings
 import weakref
@@ -24,12 +25,12 @@ from types import CoroutineType, MappingProxyType
 from typing import Any, Generic, Protocol, overload
 
 import attrs
-import structlog
 
 from . import _plan
 from ._clock import Clock, SystemClock
 from ._guard import RequestGuard
 from ._journal import Journal
+from ._logs import default_logger, event_logger
 from ._machine import compile_plan
 from ._outcomes import (
     FieldError,
@@ -67,10 +68,10 @@ from ._results import (
 )
 from ._resume import JournalRun, fingerprint
 from ._settings import stage_params
-from ._source import Source, as_work_item
+from ._source import Source, check_items, is_collection
 from ._stages import AsyncValidator, PartialStage, StageKind, Validator, builtin_kinds
 from ._state import ItemState
-from ._stop import ResourceError, RunStopped
+from ._stop import ItemError, ResourceError, RunStopped
 from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
 from ._tally import Tally
 from ._validating import CheckedValidator
@@ -127,6 +128,7 @@ class _Run:
         "previous",
         "producer",
         "retry",
+        "source",
         "started",
         "stop",
         "stopping",
@@ -168,6 +170,8 @@ class _Run:
         self.stopping = asyncio.Event()
         # Bounds the requests no timeout is declared for; made in the loop the run runs in.
         self.guard: RequestGuard | None = None
+        # Where the items come from, and the position of each id taken (for the input order).
+        self.source: Source | None = None
 
 
 # How long (on the runner's clock, in seconds) a run, or aclose(), waits for an abandoned or
@@ -363,7 +367,11 @@ class Runner(Generic[T]):
     * *rules* -- classifier rules tried before the strategy's and the engine's own.
     * *kinds* -- stage kinds by name (default :func:`builtin_kinds`).
     * *seed* -- seeds the backoff jitter, for reproducible runs (default: random).
-    * *logger* -- a structlog-style logger for attempt and item events (default none).
+    * *logger* -- where attempt, transition and item events go (default none): a
+      structlog logger (anything with ``bind``, ``debug`` and ``info``), or a
+      standard-library :class:`logging.Logger`, whose records then read
+      ``attempt item='b-1' stage='full_t0' ...`` with the values also in the
+      record's ``stagedretry`` attribute.  Anything else raises ``TypeError``.
     * *on_result* -- called synchronously in the worker the moment an item ends,
       before the result is queued for the caller: the place to commit it to a
       journal, so that a crash never loses a finished, paid-for result.
@@ -377,7 +385,8 @@ class Runner(Generic[T]):
       warning.  An item's ``output`` is the caller's data and is left as it is.
 
     Raises ``ValueError`` for a *concurrency* below 1 or two resources of one
-    name, and :class:`PlanError` for a stage whose kind is not in *kinds*.
+    name, :class:`PlanError` for a stage whose kind is not in *kinds*, and
+    ``TypeError`` for a *logger* of neither kind.
     """
 
     @overload
@@ -393,7 +402,7 @@ class Runner(Generic[T]):
         rules: Iterable[Rule] = (),
         kinds: Mapping[str, StageKind] | None = None,
         seed: int | None = None,
-        logger: EventLogger | None = None,
+        logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None: ...
@@ -411,7 +420,7 @@ class Runner(Generic[T]):
         rules: Iterable[Rule] = (),
         kinds: Mapping[str, StageKind] | None = None,
         seed: int | None = None,
-        logger: EventLogger | None = None,
+        logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None: ...
@@ -429,7 +438,7 @@ class Runner(Generic[T]):
         rules: Iterable[Rule] = (),
         kinds: Mapping[str, StageKind] | None = None,
         seed: int | None = None,
-        logger: EventLogger | None = None,
+        logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None: ...
@@ -446,12 +455,13 @@ class Runner(Generic[T]):
         rules: Iterable[Rule] = (),
         kinds: Mapping[str, StageKind] | None = None,
         seed: int | None = None,
-        logger: EventLogger | None = None,
+        logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        log: EventLogger | None = event_logger(logger)
         kinds = builtin_kinds() if kinds is None else dict(kinds)
         for i, stage in enumerate(plan.stages):
             if stage.kind not in kinds:
@@ -484,13 +494,13 @@ class Runner(Generic[T]):
         self._clock = clock or SystemClock()
         self._rules = (*rules, strategy.classify)
         self._random = random.Random(seed)
-        self._log = logger
+        self._log = log
         self._on_result = on_result
         shared = list(resources)
         if isinstance(strategy, UsesResources):
             # A strategy's own resources are shared by construction, not by remembering to.
             shared += [r for r in strategy.shared_resources() if all(r is not s for s in shared)]
-        self._secrets = _run_secrets(secrets, strategy, shared, logger)
+        self._secrets = _run_secrets(secrets, strategy, shared, log)
         self._pool = ResourcePool(shared, self._secrets)
         self._cooldown_until = 0.0
         self._state = RunnerState.IDLE
@@ -664,7 +674,15 @@ class Runner(Generic[T]):
         journal: Journal | None = None,
         retry: Iterable[ItemStatus] | ItemStatus | None = None,
     ) -> BatchResult[T]:
-        """Run every item and collect the results.
+        """Run every item and collect the results, in the order the items were given.
+
+        *items* (sync or async) are :class:`WorkItem` objects, ``(id, prompt[,
+        context])`` tuples, or mappings with ``id`` and ``prompt`` keys (a dict, a
+        ``csv.DictReader`` row: the mapping is the item's context); ids are unique.
+        Anything else, or a repeated id, raises :class:`ItemError`: a collection (a
+        list, a tuple) is checked whole before anything is sent; a stream (a
+        generator, an async iterable) item by item as it comes, the bad item
+        stopping the run there (see :class:`ItemError`).
 
         With *journal*, items whose result it holds (any status but ``cancelled``,
         for an unchanged prompt) are skipped, not returned: ``BatchResult.resumed``
@@ -689,6 +707,7 @@ class Runner(Generic[T]):
         waited for first.  Raises :class:`JournalError` if the journal cannot be
         opened (another run holds it).
         """
+        self._check_items(items)
         results: list[ItemResult] = []
 
         async def emit(result: ItemResult) -> None:
@@ -696,6 +715,10 @@ class Runner(Generic[T]):
 
         run = self._claim(journal, retry)
         tally = await self._drive(run, items, emit)
+        if run.source is not None:
+            # Collected in completion order, returned in the order the items were given.
+            position = run.source.ids.position
+            results.sort(key=lambda result: position(result.id))
         batch = tally.batch(tuple(results), self._clock.monotonic())
         if run.stop is not None:
             run.stop.batch = batch
@@ -711,16 +734,33 @@ class Runner(Generic[T]):
     ) -> ResultStream[T]:
         """Yield results as items end, in completion order, with bounded memory.
 
-        *journal* and *retry* work as in :meth:`run`: items it holds are skipped,
-        not yielded, and each result is committed before it is yielded.  The runner is
-        ``RUNNING`` from this call until the stream ends, is closed or is
+        *items* are as for :meth:`run`, and a collection is checked here, before the
+        stream is returned (:class:`ItemError`).  Memory holds the items in flight and
+        the results not yet read (both bounded by *concurrency*), and the ids seen, to
+        refuse a repeated one.  *journal* and *retry* work as in :meth:`run`: items it
+        holds are skipped, not yielded, and each result is committed before it is
+        yielded.  The runner is ``RUNNING`` from this call until the stream ends, is
+        closed or is
         dropped; raises ``RuntimeError`` if it is already running or is closed.
         A run stopped by a failure of its own yields every result that ended,
         then raises :class:`RunStopped` instead of ending (``stream.batch`` and
         the error's ``batch`` hold the totals).
         """
+        self._check_items(items)
         # Claimed now, not at the first read: a drain() in between must hold.
         return ResultStream(self, self._claim(journal, retry), items)
+
+    def _check_items(self, items: Items) -> None:
+        """Reject a collection with a bad item before the run starts (a stream: as each comes)."""
+        if is_collection(items):
+            try:
+                check_items(items)
+            except ItemError as exc:
+                raise ItemError(
+                    self._secrets.text(str(exc)),
+                    position=exc.position,
+                    batch=Tally(0.0).batch((), 0.0),
+                ) from None
 
     async def _drive(
         self, run: _Run, items: Items, emit: Callable[[ItemResult], Awaitable[None]]
@@ -737,7 +777,7 @@ class Runner(Generic[T]):
                 run.journal_run = JournalRun(
                     run.journal, self.fingerprint, self._secrets, retry=run.retry
                 )
-            take = Source(items)
+            take = run.source = Source(items)
             tasks = [
                 asyncio.create_task(self._worker(run, take, emit)) for _ in range(self.concurrency)
             ]
@@ -822,37 +862,35 @@ class Runner(Generic[T]):
         task = asyncio.current_task()
         assert task is not None
         while self._state is RunnerState.RUNNING:
-            if take.is_sync:
-                got = take.next_sync()
-            else:
-                run.idle.add(task)
-                try:
-                    got = await take.next()
-                except asyncio.CancelledError:
-                    if self._stopping():
-                        return  # drain() or cancel(): stop waiting for the source
-                    raise
-                finally:
-                    run.idle.discard(task)
+            try:
+                if take.is_sync:
+                    got = take.next_sync()
+                else:
+                    run.idle.add(task)
+                    try:
+                        got = await take.next()
+                    except asyncio.CancelledError:
+                        if self._stopping():
+                            return  # drain() or cancel(): stop waiting for the source
+                        raise
+                    finally:
+                        run.idle.discard(task)
+            except ItemError as exc:
+                # A stream's bad item, found as it came: it is not run, and the run stops
+                # as for a failure of its own (requests out finish, nothing new is sent).
+                self._stop(run, ItemError(self._secrets.text(str(exc)), position=exc.position))
+                return
             if got is None:
                 return
-            position, raw = got
+            position, item = got
             journal_run = run.journal_run
+            if journal_run is not None and not journal_run.admit(item, position):
+                continue  # its result is in the journal: resumed, not run again
+            run.busy.add(task)
             try:
-                item = as_work_item(raw, position)
-            except TypeError as exc:
-                reason = self._secrets.text(f"input_error: {exc}")
-                result = ItemResult(f"#{position}", ItemStatus.FAILED, reason=reason)
-                if journal_run is not None:
-                    journal_run.expect(result.id, position)
-            else:
-                if journal_run is not None and not journal_run.admit(item, position):
-                    continue  # its result is in the journal: resumed, not run again
-                run.busy.add(task)
-                try:
-                    result = await self._run_item(run, item)
-                finally:
-                    run.busy.discard(task)
+                result = await self._run_item(run, item)
+            finally:
+                run.busy.discard(task)
             self._ended(run, result)
             await emit(result)
 
@@ -1162,7 +1200,7 @@ def _run_secrets(
     secrets = base.union(held) if held else base
     new = len(secrets.skipped) - len(known)
     if new > 0:
-        log: Any = logger if logger is not None else structlog.get_logger("stagedretry")
+        log: Any = logger if logger is not None else default_logger("stagedretry")
         warn = getattr(log, "warning", None) or log.info
         warn(
             "secret_too_short",

@@ -11,7 +11,7 @@ from typing import Any
 from ._outcomes import StagedRetryError
 from ._results import BatchResult
 
-__all__ = ["ResourceError", "RunStopped"]
+__all__ = ["ItemError", "ResourceError", "RunStopped"]
 
 
 class RunStopped(StagedRetryError):
@@ -38,3 +38,23 @@ class RunStopped(StagedRetryError):
 
 class ResourceError(RunStopped):
     """A shared resource could not be prepared or renewed: the run stops (a :class:`RunStopped`)."""
+
+
+class ItemError(RunStopped):
+    """An item of the run cannot be run: not an item at all, or its id repeats an earlier one.
+
+    ``str(error)`` names the item's 1-based *position* in the run's items (and, for a
+    repeated id, the id and the earlier position).  Items given as a collection (a list,
+    a tuple) are all checked before the run starts: the error is raised before anything
+    is sent, with an empty *batch*.  Items given as a stream (a generator, an iterator,
+    an async iterable) are checked as each arrives: the bad one is not run, and the run
+    stops there as for any :class:`RunStopped` (no new item, requests out finish), so
+    *batch* holds what ended before.
+    """
+
+    def __init__(
+        self, message: str, *, position: int, batch: BatchResult[Any] | None = None
+    ) -> None:
+        super().__init__(message, batch=batch)
+        #: Where the bad item is in the run's items, counting from 1.
+        self.position = position

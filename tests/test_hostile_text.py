@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -90,17 +91,16 @@ async def test_an_output_with_a_lone_surrogate_is_journaled_and_read_back(tmp_pa
     assert again.resumed == 2  # the prompt's digest is stable too
 
 
-async def test_an_id_with_a_lone_surrogate_is_an_input_error_and_the_run_goes_on(
-    tmp_path: Path,
-) -> None:
+async def test_an_id_with_a_lone_surrogate_is_refused_before_the_run(tmp_path: Path) -> None:
     runner = sr.Runner(sr.Plan.ladder(), Answer("fine"), clock=VirtualClock())
-    batch = await runner.run(
-        [("\ud800", "prompt"), ("ok", "prompt")], journal=sr.Journal(tmp_path / "j.sqlite")
-    )
-    bad, good = batch.results if batch.results[0].id == "#1" else batch.results[::-1]
-    assert bad.status is sr.ItemStatus.FAILED
-    assert bad.reason == "input_error: item #1: its id '\\ud800' holds a lone surrogate"
-    assert good.ok
+    with pytest.raises(sr.ItemError) as raised:
+        await runner.run(
+            [("ok", "prompt"), ("\ud800", "prompt")], journal=sr.Journal(tmp_path / "j.sqlite")
+        )
+    assert str(raised.value) == "item #2: its id '\\ud800' holds a lone surrogate"
+    assert raised.value.batch is not None
+    assert raised.value.batch.items == 0
+    assert not (tmp_path / "j.sqlite").exists()  # refused before the journal was opened
 
 
 class Measure(pydantic.BaseModel):

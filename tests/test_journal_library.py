@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -255,24 +255,33 @@ def test_an_unkeyed_journal_has_no_fingerprint_to_read(tmp_path: Path) -> None:
         journal.done()
 
 
-async def test_malformed_items_fail_without_stopping_the_resume(tmp_path: Path) -> None:
+async def test_a_malformed_item_in_a_list_refuses_the_run_before_the_journal_is_touched(
+    tmp_path: Path,
+) -> None:
     raw: list[Any] = [("a", "prompt a"), 42, ("b", "prompt b")]
-    with sr.Journal(tmp_path / "j.sqlite") as journal:
-        first = await runner_for(Counting()).run(raw, journal=journal)
-        second = await runner_for(Counting()).run(raw, journal=journal)
+    fn = Counting()
+    with pytest.raises(sr.ItemError, match="item #2: expected a WorkItem"):
+        await runner_for(fn).run(raw, journal=sr.Journal(tmp_path / "j.sqlite"))
 
-    assert first.counts[sr.ItemStatus.FAILED] == 1
-    # A malformed item keeps its place among the items given, run after run: one row for it.
-    assert [r.id for r in first.results if r.status is sr.ItemStatus.FAILED] == ["#2"]
-    assert second.resumed == 2
-    assert [r.id for r in second.results] == ["#2"]
-    assert sorted(rows(tmp_path / "j.sqlite")) == ["#2", "a", "b"]
-    db = sqlite3.connect(tmp_path / "j.sqlite")
-    try:
-        lines = dict(db.execute("SELECT item_id, line FROM results").fetchall())
-    finally:
-        db.close()
-    assert lines == {"a": 1, "#2": 2, "b": 3}
+    assert not (tmp_path / "j.sqlite").exists()
+    assert sum(fn.sent.values()) == 0
+
+
+async def test_a_malformed_item_in_a_stream_keeps_what_ended_before_it(tmp_path: Path) -> None:
+    def raw() -> Iterator[Any]:
+        yield from [("a", "prompt a"), ("b", "prompt b"), 42, ("c", "prompt c")]
+
+    fn = Counting()
+    with pytest.raises(sr.ItemError, match="item #3: expected a WorkItem"):
+        await runner_for(fn, concurrency=1).run(raw(), journal=sr.Journal(tmp_path / "j.sqlite"))
+    assert rows(tmp_path / "j.sqlite") == {"a": "succeeded", "b": "succeeded"}
+
+    fixed = [("a", "prompt a"), ("b", "prompt b"), ("c", "prompt c")]
+    again = await runner_for(fn).run(fixed, journal=sr.Journal(tmp_path / "j.sqlite"))
+
+    assert again.resumed == 2
+    assert [r.id for r in again.results] == ["c"]
+    assert fn.sent == {"a": 1, "b": 1, "c": 1}
 
 
 async def test_secrets_are_redacted_from_the_journal(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ STAGEDRETRY = [
     "Fingerprinted",
     "FullStage",
     "HoldsSecrets",
+    "ItemError",
     "ItemResult",
     "ItemState",
     "ItemStatus",
@@ -133,6 +134,7 @@ def test_exception_hierarchy() -> None:
     assert issubclass(sr.PlanError, sr.StagedRetryError)
     assert issubclass(sr.PlanError, ValueError)
     assert issubclass(sr.ResourceError, sr.RunStopped)
+    assert issubclass(sr.ItemError, sr.RunStopped)
     assert issubclass(sr.RunStopped, sr.StagedRetryError)
     assert issubclass(sr.ValidationFailed, sr.StagedRetryError)
     assert issubclass(sr.JournalError, sr.StagedRetryError)

@@ -683,23 +683,21 @@ class TestInputs:
         assert sorted(int(r.id) for r in batch.results) == list(range(30))
         assert batch.succeeded == 30
 
-    async def test_bad_element_fails_alone(self, virtual_clock: VirtualClock) -> None:
+    async def test_a_bad_element_is_refused_before_anything_is_sent(
+        self, virtual_clock: VirtualClock
+    ) -> None:
         items: list[Any] = [("a", "p"), "just a string", ("b",), ("c", 42), ("d", "p")]
+        strategy = Script()
 
-        batch = await runner(Script(), virtual_clock, concurrency=1).run(items)
+        with pytest.raises(sr.ItemError) as raised:
+            await runner(strategy, virtual_clock, concurrency=1).run(items)
 
-        by_id = {r.id: r for r in batch.results}
-        assert by_id["a"].ok
-        assert by_id["d"].ok
-        bad = [r for r in batch.results if not r.ok]
-        assert [r.id for r in bad] == ["#2", "#3", "#4"]
-        for r in bad:
-            assert r.status is sr.ItemStatus.FAILED
-            assert r.reason is not None
-            assert r.reason.startswith("input_error: ")
-            assert r.prompts == 0
-            assert r.attempts == ()
-        assert "expected a WorkItem or an (id, prompt) tuple, got str" in (bad[0].reason or "")
+        assert str(raised.value) == (
+            "item #2: expected a WorkItem, an (id, prompt[, context]) tuple or a mapping "
+            "with 'id' and 'prompt' keys, got the string 'just a string'"
+        )
+        assert raised.value.position == 2
+        assert strategy.calls == []
 
     async def test_empty_input(self, virtual_clock: VirtualClock) -> None:
         batch = await runner(Script(), virtual_clock).run([])

@@ -1,5 +1,5 @@
 """``python -m stagedretry.cli``: the same as the ``stagedretry`` command."""
 
-from ._app import main
+from ._entry import main
 
 main()

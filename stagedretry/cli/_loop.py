@@ -56,7 +56,8 @@ def run_bounded(main: Coroutine[Any, Any, T], ended: Ended, *, grace: float = EN
     """
     runner = asyncio.Runner()
     try:
-        return runner.run(main)
+        with _python_interrupts():
+            return runner.run(main)
     finally:
         loop = runner.get_loop()
         left = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -71,6 +72,24 @@ def run_bounded(main: Coroutine[Any, Any, T], ended: Ended, *, grace: float = EN
         else:
             # Nothing is stuck: the ordinary end (async generators, the default executor).
             runner.close()
+
+
+@contextlib.contextmanager
+def _python_interrupts() -> Iterator[None]:
+    """Python's own SIGINT handling while the loop runs, whatever the entry installed.
+
+    ``asyncio.Runner`` turns Ctrl-C into a cancellation of the main task only over
+    Python's default handler; the run then routes the signals itself (``_job``).
+    """
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: nothing to put back
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def exit_now(code: int) -> None:

@@ -15,13 +15,15 @@ import attrs
 from stagedretry import PlanError, setting, validators
 
 from ..backend import BackendError, BackendSpec, Built, CacheClose, Closer, JobInputs, close_all
-from ._cache import ClosePolicy, GeminiContextCache
-from ._client import connect, disconnect
 from ._params import GeminiParams
-from ._strategy import GeminiStrategy
 
 if TYPE_CHECKING:
     from google import genai
+
+    from ._cache import GeminiContextCache
+
+# The modules that import google.genai are imported by the functions that build a client
+# or a strategy, not here: reading and checking a pipeline needs only the section and params.
 
 API_VERSIONS: Final = ("v1", "v1beta", "v1alpha")
 
@@ -56,6 +58,8 @@ def client_closer(client: genai.Client) -> Closer:
     """A closer for *client*'s transports."""
 
     async def close_client() -> None:
+        from ._client import disconnect
+
         await disconnect(client)
 
     return close_client
@@ -66,6 +70,9 @@ def build_on_client(client: genai.Client, job: JobInputs, *, label: str) -> Buil
 
     The caller owns the client: the result has no closers.
     """
+    from ._cache import ClosePolicy, GeminiContextCache
+    from ._strategy import GeminiStrategy
+
     options = job.shared_cache
     cache = None
     if options is not None:
@@ -124,6 +131,8 @@ class GeminiBackend:
     async def build(self, section: GeminiSection, job: JobInputs) -> Built:
         if job.api_key is None:
             raise BackendError("the gemini backend needs an API key")
+        from ._client import connect
+
         client = connect(job.api_key, api_version=section.api_version, base_url=section.base_url)
         closers = (client_closer(client),)
         try:

@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import json
 import math
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -43,7 +44,14 @@ __all__ = [
 
 T = TypeVar("T")
 
-_log = structlog.get_logger("stagedretry.gemini")
+
+def _log() -> Any:
+    """structlog's logger as the application configured it; unconfigured, one that prints to
+    stderr (structlog's own default is stdout, where a program's results may be piped)."""
+    if structlog.is_configured():
+        return structlog.get_logger("stagedretry.gemini")
+    return structlog.wrap_logger(structlog.PrintLogger(sys.stderr))
+
 
 DISPLAY_PREFIX: Final = "stagedretry"
 MAX_DISPLAY_NAME: Final = 128
@@ -409,7 +417,7 @@ class GeminiContextCache:
             await self._call(clock=None, make=lambda: self._client.aio.caches.delete(name=name))
         except Exception as exc:
             if not cache_gone(exc):
-                _log.warning(
+                _log().warning(
                     "gemini_cache_delete_failed",
                     cache=name,
                     error=_redact(f"{exc!r}", self._secrets)[:300],
@@ -486,7 +494,7 @@ class GeminiContextCache:
                 raise
             self._inline = True
             self._bump(inline_fallbacks=1)
-            _log.warning(
+            _log().warning(
                 "gemini_cache_too_small",
                 display_name=self.display_name,
                 detail=_redact(str(exc.message), self._secrets),

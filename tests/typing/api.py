@@ -188,3 +188,19 @@ async def a_retry_run_is_a_run(runner: sr.Runner[Book], journal: sr.Journal) -> 
         assert_type(entry.run, int)
         assert_type(entry.fingerprint, str | None)
         assert_type(entry.result.status, sr.ItemStatus)
+
+
+async def items_may_be_mappings_and_the_logger_a_standard_one() -> None:
+    import csv
+    import io
+    import logging
+
+    runner = sr.Runner(PLAN, STRATEGY, logger=logging.getLogger("books"))
+    assert_type(runner, sr.Runner[str])
+    rows = csv.DictReader(io.StringIO("id,prompt\nb-1,Catalogue Dune.\n"))
+    assert_type(await runner.run(rows), sr.BatchResult[str])
+    await runner.run([{"id": "b-2", "prompt": "Catalogue Emma."}])
+    try:
+        await runner.run([("a", "p"), ("a", "p")])
+    except sr.ItemError as error:
+        assert_type(error.position, int)

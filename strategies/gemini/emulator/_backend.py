@@ -19,9 +19,10 @@ from ...backend import MAX_WAIT, BackendError, BackendSpec, Built, Closer, JobIn
 from .._backend import API_VERSIONS, build_on_client, check_shape, client_closer
 from .._params import GeminiParams
 from ._caches import ExpiryStyle
-from ._client import make_client
 from ._faults import Fault, FaultKind
-from ._server import GeminiEmulator
+
+# The server (aiohttp) and the client (google.genai) are imported by build(), not here:
+# reading and checking a pipeline needs only the section and params.
 
 ROUTES: Final = ("generateContent", "cachedContents", "*")
 
@@ -104,6 +105,9 @@ class EmulatorBackend:
         check_shape(self.name, job)
 
     async def build(self, section: EmulatorSection, job: JobInputs) -> Built:
+        from ._client import make_client
+        from ._server import GeminiEmulator
+
         knobs = section.emulator
         emulator = GeminiEmulator(
             seed=knobs.seed,
