@@ -74,8 +74,12 @@ class App:
     reads it) are masked in every message the command prints about a failure.
     """
 
-    out: Console = attrs.field(factory=lambda: Console(highlight=False))
-    err: Console = attrs.field(factory=lambda: Console(stderr=True, highlight=False))
+    # soft_wrap: text is never broken into lines, so a path stays whole (and copyable) in a
+    # pipe, whatever its width; the terminal wraps long lines itself.  Tables still fit.
+    out: Console = attrs.field(factory=lambda: Console(highlight=False, soft_wrap=True))
+    err: Console = attrs.field(
+        factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
+    )
     secrets: Secrets = attrs.field(factory=command_secrets)
 
 
