@@ -31,6 +31,8 @@ TIMES: Final = "\N{MULTIPLICATION SIGN}"
 
 _CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # What varies from item to item inside one kind of failure: quoted values, hex ids, numbers.
+_SHORTEST_ID: Final = 3
+"""Ids shorter than this are not looked for in a reason (numbers are slots anyway)."""
 _ID: Final = "\x00"
 """Stands for the item's own id while a reason is split (no reason holds a NUL)."""
 _SLOT: Final = re.compile(
@@ -79,8 +81,9 @@ def item_reason(result: ItemResult) -> str | None:
 
 def _split(text: str, item_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The fixed parts of *text* and its varying slots (the item's own id is always one)."""
-    if item_id:
-        text = text.replace(item_id, _ID)
+    if len(item_id) >= _SHORTEST_ID:
+        # As a word of its own: a short id ("a", "42") would otherwise match inside others.
+        text = re.sub(rf"(?<![\w-]){re.escape(item_id)}(?![\w-])", _ID, text)
     parts = _SLOT.split(text)
     slots = tuple(item_id if part == _ID else part for part in parts[1::2])
     return tuple(parts[0::2]), slots

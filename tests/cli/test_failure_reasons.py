@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -102,3 +103,33 @@ def test_a_run_prints_its_failure_reasons_and_json_lists_them(
     reasons = data["failure_reasons"]
     assert sum(r["count"] for r in reasons) == 12
     assert all(r["reason"].startswith("exhausted (") for r in reasons)
+
+
+_STATUSES = st.sampled_from(list(ItemStatus))
+_MESSAGES = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
+
+
+@given(st.lists(st.tuples(_STATUSES, _MESSAGES), max_size=30))
+def test_every_item_that_did_not_succeed_is_counted_once(items: list[tuple[Any, str]]) -> None:
+    results = [
+        _fatal(f"i{n}", message)
+        if status is ItemStatus.FAILED
+        else ItemResult(f"i{n}", status, reason=message or None)
+        for n, (status, message) in enumerate(items)
+    ]
+    reasons = group_reasons(results)
+    ended = [s for s, _ in items if s in (ItemStatus.FAILED, ItemStatus.EXHAUSTED)]
+    assert sum(r.count for r in reasons) == len(ended)
+    assert [r.count for r in reasons] == sorted((r.count for r in reasons), reverse=True)
+    # Equal reasons are one group, shown as they are.
+    texts = {item_reason(r) for r in results} - {None}
+    assert len(reasons) <= len(texts)
+    for reason in reasons:
+        if reason.count == 1:
+            assert reason.text in texts
+
+
+def test_a_short_id_is_not_looked_for_inside_words() -> None:
+    results = [_fatal(item, "bad data in a field") for item in ("a", "b", "d")]
+    (reason,) = group_reasons(results)
+    assert (reason.text, reason.count) == ("fatal: bad data in a field", 3)
