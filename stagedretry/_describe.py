@@ -7,6 +7,7 @@ the string 'five'`` the same way.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -50,3 +51,29 @@ def describe(value: object) -> str:
     if isinstance(value, Mapping):
         return "a table"
     return type(value).__name__
+
+
+# ``<ssl.SSLContext object at 0x7f...>``, ``<function f at 0x...>``, ``<coroutine object g at
+# 0x...>``: Python's default reprs, which an exception's text often quotes (aiohttp's
+# ``ssl:<ssl.SSLContext object at 0x7f...>``).  Innermost first: a bound method's repr holds one.
+_ADDRESS_REPR: Final = re.compile(r"<(?P<what>[^<>]*?) at 0x[0-9A-Fa-f]+>")
+
+
+def without_reprs(text: str) -> str:
+    """*text* with each default object repr (``<x.Y object at 0x7f..>``) replaced by its name.
+
+    ``Cannot connect to host h:443 ssl:<ssl.SSLContext object at 0x7f3a>`` becomes
+    ``Cannot connect to host h:443 ssl:SSLContext``: the address changes with every run
+    and says nothing to a reader, and it keeps equal errors from reading alike.
+    """
+    while True:
+        shorter = _ADDRESS_REPR.sub(_name_of, text)
+        if shorter == text:
+            return text
+        text = shorter
+
+
+def _name_of(match: re.Match[str]) -> str:
+    what = match["what"].removesuffix(" object")
+    # "coroutine object ns.f" -> "f"; "ssl.SSLContext" -> "SSLContext".
+    return what.split()[-1].rsplit(".", 1)[-1] if what.strip() else "object"

@@ -5,12 +5,17 @@ An exclusive advisory lock on a sidecar file is held while one process works fro
 The journal locks ``<journal>.lock`` and the command line locks ``<output>.lock``
 with it, so two runs never work from one journal, nor write one output file, at
 once.  The operating system drops the lock when its process dies, ``kill -9``
-included, so a crash never leaves a file locked.  The sidecar file itself is
-left in place: removing it could let a third process lock a file nobody holds.
+included, so a crash never leaves a file locked.  The sidecar file is removed
+when the lock is released (a crash leaves it behind, unlocked and harmless).
+Removing it is safe because it is removed while still locked, and a lock taken
+counts only when the path still names the file that was locked: a process that
+opened the file before it was removed, and locked it after, sees that and tries
+again on the new file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -52,20 +57,47 @@ class LockFile:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return True
+        # Bounded: each round means another process removed the file between our open and
+        # our lock, which takes a release by a run that held it.
+        for _ in range(_MAX_ROUNDS):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _names(self.path, fd):
+                    self._fd = fd
+                    return True
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # we locked a file its holder removed on release: try the new one
+        return False
 
     def release(self) -> None:
-        """Drop the lock (closing the file drops it); a no-op when not held."""
+        """Remove the sidecar file and drop the lock; a no-op when not held.
+
+        The file is removed before the lock is dropped (closing the file drops it), so no
+        other process can hold a lock on a file this one is about to remove.
+        """
         if self._fd is not None:
+            with contextlib.suppress(OSError):  # already gone, or a read-only folder: harmless
+                if _names(self.path, self._fd):
+                    self.path.unlink()
             os.close(self._fd)
             self._fd = None
+
+
+_MAX_ROUNDS = 100
+"""Tries at locking a sidecar file that other runs keep removing before it counts as busy."""
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether *path* still names the open file *fd* (not removed, nor replaced)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)

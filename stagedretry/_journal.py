@@ -382,7 +382,8 @@ class Journal:
     is committed the moment the item ends, and the next run skips the items the
     journal holds.  *path* is the SQLite file (created, with its folder, on
     :meth:`open`); a sidecar ``<path>.lock`` holds an exclusive lock while it is
-    open, so two processes never work from one journal at once.
+    open (and is removed when it closes), so two processes never work from one journal
+    at once.
 
     *fingerprint* keys the rows.  ``None`` (the default) lets each runner key it
     with its own :attr:`Runner.fingerprint <stagedretry.Runner.fingerprint>` when a

@@ -32,6 +32,7 @@ from typing import TypeAlias
 
 import attrs
 
+from ._describe import without_reprs
 from ._http import Verdict, http_status, retry_after, transport_verdict
 from ._usage import ResponseMeta, Usage
 
@@ -277,8 +278,8 @@ Rule = Callable[[BaseException], Outcome | None]
 
 
 def describe(exc: BaseException) -> str:
-    """A one-line summary of *exc* for attempt records and logs."""
-    text = str(exc)
+    """A one-line summary of *exc* for attempt records and logs (object reprs named only)."""
+    text = without_reprs(str(exc))
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
 

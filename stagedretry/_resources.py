@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol, runtime_checkable
 
 from ._clock import Clock
+from ._describe import without_reprs
 from ._redact import Secrets
 from ._stop import ResourceError
 
@@ -125,7 +126,7 @@ class _Slot:
 def masked_error(what: str, exc: Exception, secrets: Secrets) -> ResourceError:
     """``ResourceError("<what>: <exc>")`` masked; caused by *exc* unless a traceback of *exc*
     would print a secret (in its text, its notes, its causes and contexts, a group's members)."""
-    shown = str(exc)
+    shown = without_reprs(str(exc))
     error = ResourceError(f"{what}: {secrets.text(shown)}")
     if shows_secret(exc, secrets):
         error.add_note(f"(the {type(exc).__name__} it came from is not shown: it holds a secret)")

@@ -28,6 +28,7 @@ import attrs
 
 from . import _plan
 from ._clock import Clock, SystemClock
+from ._describe import without_reprs
 from ._guard import RequestGuard
 from ._journal import Journal
 from ._logs import default_logger, event_logger
@@ -1049,10 +1050,12 @@ class Runner(Generic[T]):
                 )
                 response = None
             outcome = classify(failure, self._rules)
-            if self._secrets:
-                masked = self._secrets.text(outcome.message)
-                if masked != outcome.message:
-                    outcome = attrs.evolve(outcome, message=masked)
+            # Masked, and without object reprs (an address per run) whoever classified it.
+            shown = without_reprs(
+                self._secrets.text(outcome.message) if self._secrets else outcome.message
+            )
+            if shown != outcome.message:
+                outcome = attrs.evolve(outcome, message=shown)
             error = outcome.message
             # A billed response keeps its metadata even when reading it failed.
             meta = getattr(failure, "meta", None) or meta

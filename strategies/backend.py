@@ -82,11 +82,14 @@ class CacheOptions:
     """
 
     enabled: bool = setting(True)
+    """Whether to cache the instruction; ``false`` sends it inline with every request."""
     ttl: float = setting(3600.0, above=0.0, maximum=MAX_CACHE_TTL, unit="seconds")
     """How long the cache lives after each creation or renewal, in seconds (at most 7 days)."""
     renew_margin: float = setting(300.0, minimum=0.0, maximum=MAX_CACHE_TTL, unit="seconds")
     """Renew the cache when less than this many seconds are left."""
     on_close: CacheClose = setting(CacheClose.KEEP)
+    """At the end of the run, ``keep`` the cache (a later run reuses it until it expires) or
+    ``delete`` it."""
     tag: str | None = setting(None)
     """Part of the cache's display name, to tell this job's caches apart."""
 

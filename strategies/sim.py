@@ -185,14 +185,22 @@ class SimSettings:
     """
 
     seed: int = setting(0, minimum=0)
+    """Seeds every draw: the same seed, the same answers and failures."""
     invalid_rate: float = setting(0.2, minimum=0.0, maximum=1.0)
+    """The chance that a field of an answer is invalid, at temperature 0."""
     temperature_slope: float = setting(0.4, minimum=0.0)
+    """Added to ``invalid_rate`` per unit of temperature (a hotter stage errs more)."""
     transient_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
+    """The chance that a request fails with a transient error (a simulated 503)."""
     rate_limit_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
+    """The chance that a request is refused with a simulated 429."""
     retry_after: float = setting(1.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
+    """The wait a simulated 429 advises, in seconds."""
     latency: float = setting(0.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
-    # Provokes a failure of the run (as a rejected key would), to try a stop and its resume.
+    """Seconds each request takes; not part of the fingerprint."""
     stop_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
+    """The chance that a request meets a failure of the run, as a rejected key would (the run
+    stops, exit 3), to try a stop and its resume; not part of the fingerprint."""
 
 
 @attrs.frozen
@@ -200,6 +208,7 @@ class SimSection:
     """The sim backend's part of ``[backend]``: the ``[backend.sim]`` table."""
 
     sim: SimSettings = setting(factory=SimSettings)
+    """The ``[backend.sim]`` table."""
 
 
 _JSON_TYPES: Final[Mapping[str, type]] = {

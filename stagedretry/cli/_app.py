@@ -37,6 +37,7 @@ from rich.text import Text
 
 from strategies.backend import BackendError
 
+from .._describe import without_reprs
 from .._journal import JournalError, JournalIOError
 from .._outcomes import OutcomeKind, PlanError
 from .._plan import DEFAULT_TIMEOUT
@@ -79,8 +80,12 @@ class App:
     reads it) are masked in every message the command prints about a failure.
     """
 
-    out: Console = attrs.field(factory=lambda: Console(highlight=False))
-    err: Console = attrs.field(factory=lambda: Console(stderr=True, highlight=False))
+    # soft_wrap: text is never broken into lines, so a path stays whole (and copyable) in a
+    # pipe, whatever its width; the terminal wraps long lines itself.  Tables still fit.
+    out: Console = attrs.field(factory=lambda: Console(highlight=False, soft_wrap=True))
+    err: Console = attrs.field(
+        factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
+    )
     secrets: Secrets = attrs.field(factory=command_secrets)
 
 
@@ -92,8 +97,11 @@ _CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 def _shown(text: str) -> str:
     """*text* safe for a terminal, on one line: control characters (an escape sequence from a
-    config key, an id or a server's answer, a line break) written as ``\\x1b``, ``\\n``..."""
-    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    config key, an id or a server's answer, a line break) written as ``\\x1b``, ``\\n``...,
+    and object reprs (``<ssl.SSLContext object at 0x7f..>``) named only."""
+    return _CONTROLS.sub(
+        lambda m: m.group().encode("unicode_escape").decode("ascii"), without_reprs(text)
+    )
 
 
 def _error(app: App, message: str, *, label: tuple[str, str] = ("error: ", "bold red")) -> None:
@@ -283,15 +291,15 @@ def _execute(
         except (InputError, OutputBusy, JournalError, BackendError, PlanError) as exc:
             _fail(app, str(exc))
         except RunStopped as exc:  # a stop before the runner could report it in the summary
-            log.error("run_stopped", reason=str(exc))
+            log.error("run_stopped", reason=str(exc), quiet=True)
             _fail(app, _stopped_sentence(str(exc)), ExitCode.RUN_STOPPED)
         except OSError as exc:
-            log.error("run_failed", error=str(exc))
+            log.error("run_failed", error=str(exc), quiet=True)
             where = f" ({exc.filename})" if exc.filename else ""
             _fail(app, f"the run stopped: {exc.strerror or exc}{where}", ExitCode.SOME_FAILED)
         except KeyboardInterrupt as exc:
             # The third interrupt: whatever was still in flight is abandoned, not waited for.
-            log.warning("run_stopped", reason="keyboard interrupt")
+            log.warning("run_stopped", reason="keyboard interrupt", quiet=True)
             stop = exc.code if isinstance(exc, StopNow) else ExitCode.INTERRUPTED
             message = (
                 "stopped at once; the journal keeps every finished result: run the same "

@@ -93,7 +93,7 @@ class _Interrupts:
         if self.count >= 3:
             # Cancelling did not end the run (a strategy that ignores cancellation, with
             # no timeout): stop waiting.  From now on Ctrl-C is Python's own again.
-            self._log.warning("run_abandoned", reason="interrupt")
+            self._log.warning("run_abandoned", reason="interrupt", quiet=True)
             self._console.print(
                 Text("interrupted a third time: stopping without waiting", style="yellow"),
                 soft_wrap=True,
@@ -123,7 +123,7 @@ class _Interrupts:
                 ),
                 soft_wrap=True,
             )
-            self._log.warning("run_draining", reason="interrupt")
+            self._log.warning("run_draining", reason="interrupt", quiet=True)
         elif self.count == 2:
             runner.cancel()
             # A strategy that ignores the cancellation must not hold the process.
@@ -134,7 +134,7 @@ class _Interrupts:
                 Text("cancelling the items in flight; the next run retries them", style="yellow"),
                 soft_wrap=True,
             )
-            self._log.warning("run_cancelling", reason="interrupt")
+            self._log.warning("run_cancelling", reason="interrupt", quiet=True)
 
     def io_failed(self) -> None:
         """A file could not be written: take no new items (the error is reported at the end)."""
@@ -142,7 +142,7 @@ class _Interrupts:
             self.runner.drain()
         if self.progress is not None:
             self.progress.describe("stopping")
-        self._log.warning("run_draining", reason="a file could not be written")
+        self._log.warning("run_draining", reason="a file could not be written", quiet=True)
 
     def console_note(self, message: str) -> None:
         self._console.print(Text(message, style="yellow"), soft_wrap=True)
@@ -155,7 +155,7 @@ class _Interrupts:
             self.runner.drain()
         if self.progress is not None:
             self.progress.describe("deadline")
-        self._log.warning("run_draining", reason="run deadline passed")
+        self._log.warning("run_draining", reason="run deadline passed", quiet=True)
 
 
 def _nothing() -> None:
@@ -202,7 +202,9 @@ async def _until_given_up(
         return
     # Left running: the process ends soon without waiting for it (see _loop.run_bounded).
     log.warning(
-        "run_abandoned", reason=f"items in flight did not end {CANCEL_GRACE:g} s after cancel"
+        "run_abandoned",
+        reason=f"items in flight did not end {CANCEL_GRACE:g} s after cancel",
+        quiet=True,
     )
     interrupts.console_note(
         f"the items in flight did not end {CANCEL_GRACE:g} s after they were cancelled: "
@@ -301,7 +303,7 @@ async def _run_locked(
     def report(error: OutputError | JournalError) -> None:
         message = with_journal_hint(error, journal_path)
         if failures.add(message):
-            log.error("io_failed", error=message)
+            log.error("io_failed", error=message, quiet=True)
 
     if retry is not None:
         check_journal(journal_path, retry)

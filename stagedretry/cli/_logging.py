@@ -39,6 +39,12 @@ STRUCTURE_KEYS: Final = frozenset(
 """Event keys whose values are names the code chose, never server text: not masked."""
 FILE_ONLY: Final = "file_only"
 """An event key: ``True`` sends the event to the log file only (the command said it already)."""
+QUIET: Final = "quiet"
+"""An event key: ``True`` keeps the event off the console unless ``--log-level`` was given.
+
+For the events the command also tells in its own words (an interrupt, a stop, an error it
+prints): without a level asked for, the reader sees that sentence once, not a raw line too.
+"""
 
 EventDict = MutableMapping[str, Any]
 
@@ -95,8 +101,10 @@ class _Sinks:
         *,
         path: Path | None = None,
         failures: IOFailures | None = None,
+        asked: bool = False,
     ) -> None:
         self._console = console
+        self._asked = asked
         self._console_level = console_level
         self._file = file
         self._file_level = file_level
@@ -109,6 +117,7 @@ class _Sinks:
     def _emit(self, event: EventDict) -> None:
         level = LEVELS.get(str(event.get("level", "info")), logging.INFO)
         file_only = event.pop(FILE_ONLY, False) is True
+        file_only |= event.pop(QUIET, False) is True and not self._asked
         if self._file is not None and level >= self._file_level:
             self._write(self._file, json.dumps(event, default=str, ensure_ascii=False) + "\n")
         if self._console is not None and level >= self._console_level and not file_only:
@@ -147,7 +156,8 @@ def command_logging(
     """Configure structlog for one command and yield a logger for the runner.
 
     Console lines appear at *level* (default: warnings only, so the progress
-    bar stays readable); the file gets JSON lines at *level* (default: info).
+    bar stays readable, and without the events marked :data:`QUIET`, which the
+    command tells in words); the file gets JSON lines at *level* (default: info).
     Raises :class:`FileIOError` when *log_file* cannot be opened; a write that
     fails later goes to *failures* (raised as :class:`FileIOError` without it).
     """
@@ -157,7 +167,15 @@ def command_logging(
     if log_file is not None:
         file = open_log("log file", log_file)
     floor = min(console_level, file_level) if file is not None else console_level
-    sinks = _Sinks(console, console_level, file, file_level, path=log_file, failures=failures)
+    sinks = _Sinks(
+        console,
+        console_level,
+        file,
+        file_level,
+        path=log_file,
+        failures=failures,
+        asked=level is not None,
+    )
     saved = structlog.get_config()
     structlog.configure(
         processors=[

@@ -24,6 +24,7 @@ from .._journal import Journal, JournalError
 from .._outcomes import OutcomeKind
 from .._results import ItemResult, ItemStatus, Usage
 from ._exit import ExitCode
+from ._reasons import JSON_TOP, Reason, group_reasons, reason_lines
 from .pipeline import Pipeline, Price
 
 PENDING: Final = "pending"
@@ -211,6 +212,8 @@ class Summary:
     """The failure of the run that stopped it (the key, billing, the model, a quota), if any."""
     file_errors: tuple[str, ...] = ()
     """The files that could not be written (or read), one sentence each, in order."""
+    reasons: tuple[Reason, ...] = ()
+    """Why the items that did not succeed ended, equal reasons grouped, most frequent first."""
 
     @property
     def succeeded(self) -> int:
@@ -303,6 +306,7 @@ class Summary:
             "journal": str(self.journal_path),
             "exit_code": self.exit_code,
             "notes": list(self.notes),
+            "failure_reasons": [r.to_json() for r in self.reasons[:JSON_TOP]],
         }
 
 
@@ -324,6 +328,7 @@ def build_summary(
     run_failure: str | None = None,
 ) -> Summary:
     """Add up *results* (one per item of the input that has one) into a :class:`Summary`."""
+    results = list(results)
     counts: Counter[str] = Counter()
     prompts = attempts = input_errors = 0
     usage = Usage()
@@ -391,6 +396,7 @@ def build_summary(
         stopped=stopped,
         run_failure=run_failure,
         given_up=given_up,
+        reasons=group_reasons(results),
     )
 
 
@@ -463,7 +469,7 @@ def render_summary(summary: Summary, console: Console) -> None:
     tokens.add_row("thinking", _n(u.thinking_tokens))
     tokens.add_row("prompts sent", f"{_n(summary.prompts)}  ({_n(summary.attempts)} attempts)")
 
-    parts: list[Any] = [items, stages, tokens]
+    parts: list[Any] = [items, stages, *reason_lines(summary.reasons), tokens]
     if summary.cache is not None:
         c = summary.cache
         cache = Table(title="Cache (this run)", box=box.SIMPLE_HEAD, title_justify="left")

@@ -37,7 +37,10 @@ class GeminiSection:
     """
 
     api_version: str = setting("v1beta", choices=API_VERSIONS)
+    """The API version the SDK calls; not part of the fingerprint."""
     base_url: str | None = setting(None)
+    """Where requests go: an ``http(s)://`` URL (a proxy, an emulator); ``None``: Google's
+    endpoint.  Not part of the fingerprint."""
 
     def __attrs_post_init__(self) -> None:
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):

@@ -29,6 +29,11 @@ class GeminiParams(SamplingParams):
     """
 
     presence_penalty: float | None = setting(None, minimum=-2.0, maximum=2.0)
+    """Penalises tokens already present in the answer, in [-2, 2]."""
     frequency_penalty: float | None = setting(None, minimum=-2.0, maximum=2.0)
+    """Penalises tokens by how often they appear in the answer, in [-2, 2]."""
     thinking_budget: int | None = setting(None, minimum=-1, maximum=32768, unit="tokens")
+    """Thinking tokens the model may spend: -1 dynamic, 0 none (where the model allows it),
+    at most 32,768."""
     response_mime_type: str | None = setting(None, choices=MIME_TYPES)
+    """The answer's MIME type; with a response schema the default is ``application/json``."""

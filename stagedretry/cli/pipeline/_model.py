@@ -113,7 +113,9 @@ class RunConfig:
     deadline: float | None = setting(None, above=0.0, maximum=MAX_RUN_DEADLINE, unit="seconds")
     """Seconds for the whole run, at most 30 days; then no new items are taken."""
     seed: int | None = setting(None, minimum=0)
+    """Seeds the backoff jitter, for a run whose waits repeat; ``None``: random."""
     request_log: Path | None = setting(None, settable=False)
+    """A JSON-lines file with one line per request sent (an audit log); ``None``: none."""
 
 
 @attrs.frozen
@@ -121,9 +123,13 @@ class Price:
     """Prices in currency units per million tokens; storage per million tokens per hour."""
 
     input: float = setting(minimum=0.0)
+    """Per million input tokens sent at full price (not served from the cache)."""
     cached_input: float = setting(minimum=0.0)
+    """Per million input tokens served from the cache."""
     output: float = setting(minimum=0.0)
+    """Per million output tokens; thinking tokens are billed at this price too."""
     cache_storage: float = setting(0.0, minimum=0.0)
+    """Per million cached tokens per hour the cache is stored."""
 
 
 def _frozen_prices(value: Mapping[str, Price]) -> Mapping[str, Price]:

@@ -58,8 +58,15 @@ SECTIONS: Final = (
     "prices",
 )
 _NAME_OK: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_APP_BACKEND_KEYS: Final = ("kind", "model")
+APP_BACKEND_KEYS: Final = ("kind", "model")
 """The keys of ``[backend]`` the app reads; the rest is the backend spec's section."""
+INPUT_KEYS: Final = ("path", "id_field", "template", "template_file")
+OUTPUT_KEYS: Final = ("path", "model", "schema")
+JOURNAL_KEYS: Final = ("path",)
+CACHE_FILE_KEYS: Final = ("system_instruction",)
+"""The keys of ``[cache]`` read by hand (a path); the rest are :class:`CacheOptions`."""
+RUN_FILE_KEYS: Final = ("request_log",)
+"""The keys of ``[run]`` read by hand (a path); the rest are :class:`RunConfig`'s settings."""
 
 
 class _Reader:
@@ -206,7 +213,7 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
     input_ = _input(r, r.table(data["input"], "input"))
     output = _output(r, r.table(data.get("output", {}), "output"), input_)
     journal_table = r.table(data.get("journal", {}), "journal")
-    r.keys(journal_table, ("path",), "journal")
+    r.keys(journal_table, JOURNAL_KEYS, "journal")
     journal = JournalConfig(
         r.path(journal_table["path"], "journal.path")
         if "path" in journal_table
@@ -269,7 +276,7 @@ def _backend(r: _Reader, raw: object) -> BackendConfig:
     except BackendError as exc:
         raise r.error("backend.kind", str(exc)) from None
     model = r.string(table.get("model", DEFAULT_MODEL), "backend.model").removeprefix("models/")
-    section = {k: v for k, v in table.items() if k not in _APP_BACKEND_KEYS}
+    section = {k: v for k, v in table.items() if k not in APP_BACKEND_KEYS}
     for key in section:
         if key in kinds and key != kind and key not in settable_keys(spec.section_type):
             raise r.error(f"backend.{key}", f"settings for the {key} backend, but kind is {kind!r}")
@@ -278,7 +285,7 @@ def _backend(r: _Reader, raw: object) -> BackendConfig:
 
 def _cache(r: _Reader, raw: object) -> CacheConfig:
     table = r.table(raw, "cache")
-    r.keys(table, ("system_instruction", *settable_keys(CacheOptions)), "cache")
+    r.keys(table, (*CACHE_FILE_KEYS, *settable_keys(CacheOptions)), "cache")
     if "system_instruction" not in table:
         raise r.error(
             "cache.system_instruction", "missing: the path of a file holding the shared instruction"
@@ -290,11 +297,8 @@ def _cache(r: _Reader, raw: object) -> CacheConfig:
     return CacheConfig(text, path, r.settings(CacheOptions, table, "cache"))
 
 
-_INPUT_KEYS: Final = ("path", "id_field", "template", "template_file")
-
-
 def _input(r: _Reader, table: dict[str, Any]) -> InputConfig:
-    r.keys(table, _INPUT_KEYS, "input")
+    r.keys(table, INPUT_KEYS, "input")
     if "path" not in table:
         raise r.error("input.path", "missing: the JSONL file of records")
     path = r.path(table["path"], "input.path")
@@ -317,7 +321,7 @@ def _input(r: _Reader, table: dict[str, Any]) -> InputConfig:
 
 
 def _output(r: _Reader, table: dict[str, Any], input_: InputConfig) -> OutputConfig:
-    r.keys(table, ("path", "model", "schema"), "output")
+    r.keys(table, OUTPUT_KEYS, "output")
     if "path" in table:
         path = r.path(table["path"], "output.path")
     else:
@@ -350,7 +354,7 @@ def _output(r: _Reader, table: dict[str, Any], input_: InputConfig) -> OutputCon
 
 
 def _run(r: _Reader, table: dict[str, Any]) -> RunConfig:
-    r.keys(table, (*settable_keys(RunConfig), "request_log"), "run")
+    r.keys(table, (*settable_keys(RunConfig), *RUN_FILE_KEYS), "run")
     log = r.path(table.pop("request_log"), "run.request_log") if "request_log" in table else None
     return attrs.evolve(r.settings(RunConfig, table, "run"), request_log=log)
 

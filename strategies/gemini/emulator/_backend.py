@@ -36,14 +36,23 @@ class FaultSettings:
     """
 
     kind: FaultKind = setting()
+    """What the fault does to a request it hits (see :class:`FaultKind`)."""
     rate: float | None = setting(None, minimum=0.0, maximum=1.0)
+    """The chance that a matching request is hit; the draw depends on the seed and the
+    request, not on the order requests arrive in.  ``None``: every one (as ``at`` allows)."""
     at: tuple[int, ...] | None = setting(None, minimum=1)
+    """The 1-based numbers of the matching requests to hit, in arrival order; ``None``: any."""
     times: int | None = setting(None, minimum=1)
+    """The most times the fault fires; ``None``: no cap."""
     route: str = setting("generateContent", choices=ROUTES)
-    # None: the kind's own default (2 s of RetryInfo on a rate limit, none on a 503).
+    """The requests it matches: ``generateContent``, ``cachedContents`` or ``*`` (all)."""
     retry_delay: float | None = setting(None, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
+    """Seconds a 429 or 503 advises in its ``RetryInfo``; ``None``: the kind's own default
+    (2 s on a rate limit, none on a 503)."""
     retry_after_header: bool = setting(False)
+    """Send a ``Retry-After`` header too (whole seconds, rounded up)."""
     delay: float = setting(1.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
+    """Seconds a ``slow`` fault waits before answering."""
 
     def fault(self) -> Fault:
         """The emulator's own fault rule."""
@@ -72,15 +81,23 @@ class EmulatorSettings:
     """
 
     seed: int = setting(0, minimum=0)
+    """Seeds the answers and the faults' draws: the same seed, the same run."""
     invalid_rate: float = setting(0.15, minimum=0.0, maximum=1.0)
+    """The chance that a field of an answer is invalid, at temperature 0."""
     invalid_rate_slope: float = setting(0.4, minimum=0.0)
+    """Added to ``invalid_rate`` per unit of temperature."""
     latency: float = setting(0.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
+    """Seconds each ``generateContent`` request takes; not part of the fingerprint."""
     min_cache_tokens: int = setting(1024, minimum=0, unit="tokens")
+    """The smallest context cache the emulator accepts, in tokens (Gemini's minimum)."""
     expiry_style: ExpiryStyle | None = setting(None)
-    # The models served (404 NOT_FOUND for any other, as the API answers a retired or
-    # misspelled name); empty serves any model name.
+    """How an expired cache answers: ``gemini`` (it vanishes: 403) or ``vertex`` (it lingers:
+    400); ``None``: ``gemini``."""
     models: tuple[str, ...] = setting(())
+    """The model ids served (404 ``NOT_FOUND`` for any other, as the API answers a retired or
+    misspelled name); empty: any name.  Not part of the fingerprint."""
     faults: tuple[FaultSettings, ...] = setting(())
+    """Injected faults, one ``[[backend.emulator.faults]]`` table each, tried in order."""
 
 
 @attrs.frozen
@@ -88,7 +105,9 @@ class EmulatorSection:
     """The emulator backend's part of ``[backend]``: the API version and ``[backend.emulator]``."""
 
     api_version: str = setting("v1beta", choices=API_VERSIONS)
+    """The API version in the request paths, as the SDK is told; not part of the fingerprint."""
     emulator: EmulatorSettings = setting(factory=EmulatorSettings)
+    """The ``[backend.emulator]`` table."""
 
 
 class EmulatorBackend:

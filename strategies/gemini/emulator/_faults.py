@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import random
 import threading
+from collections import Counter
 
 import attrs
 
@@ -132,8 +132,13 @@ class Fault:
 
     With neither ``rate`` nor ``at`` the fault hits every matching request; with ``at`` only
     the listed 1-based indices (counted over requests this rule matches); with ``rate`` each
-    candidate request is hit with that probability from a seeded RNG; with both, a request
-    must be scheduled *and* win the draw. ``times`` caps how often it fires in total.
+    candidate request is hit with that probability; with both, a request must be scheduled
+    *and* win the draw. ``times`` caps how often it fires in total.
+
+    The draw is a hash of the emulator's seed, the rule's position, the request (its route
+    and body) and how many times this rule has seen that same request before, so it does not
+    depend on the order in which concurrent requests arrive: a seeded run meets the same
+    faults every time (``at`` and ``times`` count in arrival order, as documented).
     """
 
     kind: FaultKind = attrs.field(validator=attrs.validators.instance_of(FaultKind))
@@ -157,9 +162,19 @@ class Fault:
 @attrs.define
 class _Rule:
     fault: Fault
-    rng: random.Random
+    salt: bytes
+    """The seed and the rule's position: what makes this rule's draws its own."""
     seen: int = 0
     fired: int = 0
+    repeats: Counter[bytes] = attrs.field(factory=Counter)
+    """How many times this rule has seen each request (by digest)."""
+
+    def draw(self, request: bytes) -> float:
+        """A number in [0, 1) for this sighting of *request*: the same in every run."""
+        digest = hashlib.blake2b(request, digest_size=16).digest()
+        self.repeats[digest] += 1
+        key = self.salt + digest + self.repeats[digest].to_bytes(8, "big")
+        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64
 
 
 class FaultBook:
@@ -176,19 +191,22 @@ class FaultBook:
         self._lock = threading.Lock()
 
     def add(self, fault: Fault) -> None:
-        """Append a rule; its RNG is seeded from the emulator seed and the rule's position."""
+        """Append a rule; its draws are keyed by the emulator seed and the rule's position."""
         with self._lock:
             self._added += 1
-            digest = hashlib.blake2b(f"{self._seed}:{self._added}".encode(), digest_size=8)
-            self._rules.append(_Rule(fault, random.Random(int.from_bytes(digest.digest()))))
+            self._rules.append(_Rule(fault, f"{self._seed}:{self._added}:".encode()))
 
     def clear(self) -> None:
         """Remove every rule."""
         with self._lock:
             self._rules.clear()
 
-    def pick(self, family: str) -> Fault | None:
-        """Return the fault that hits this request of route ``family``, if any."""
+    def pick(self, family: str, request: bytes = b"") -> Fault | None:
+        """Return the fault that hits this request of route ``family``, if any.
+
+        *request* identifies the request (its method, path and body): a ``rate`` draw
+        depends on it and on how often the rule has seen it, not on the arrival order.
+        """
         with self._lock:
             chosen: Fault | None = None
             for rule in self._rules:
@@ -204,7 +222,7 @@ class FaultBook:
                     continue
                 if fault.at is not None and rule.seen not in fault.at:
                     continue
-                if fault.rate is not None and rule.rng.random() >= fault.rate:
+                if fault.rate is not None and rule.draw(request) >= fault.rate:
                     continue
                 rule.fired += 1
                 chosen = fault

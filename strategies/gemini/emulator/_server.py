@@ -495,7 +495,9 @@ class GeminiEmulator:
             elif rest == "cachedContents" and method == "POST":
                 model = body.get("model")
                 exchange.model = model if isinstance(model, str) else None
-            fault = self._faults.pick(family)
+            fault = self._faults.pick(
+                family, b"%s %s\n%s" % (method.encode(), request.path.encode(), raw)
+            )
             exchange.fault = fault.kind if fault else None
             early = await self._early_fault(request, fault, exchange)
             if early is not None:
