@@ -19,7 +19,7 @@ import attrs
 import pytest
 
 from stagedretry import settable_keys, setting
-from stagedretry._plan import _BACKOFF_KEYS, _ON_KEYS, _PLAN_KEYS, _STAGE_KEYS
+from stagedretry._plan import _BACKOFF_KEYS, _ON_KEYS, _STAGE_KEYS, PLAN_KEYS
 from stagedretry.cli._app import demo
 from stagedretry.cli._registry import backend_names, backend_spec
 from stagedretry.cli.pipeline import SECTIONS, Price, RunConfig, _reading, _reference, load_pipeline
@@ -55,7 +55,7 @@ def _settings_keys(cls: type[Any], prefix: str) -> set[str]:
 def accepted_keys() -> set[str]:
     """The dotted keys the loader accepts, from its own lists and classes."""
     keys = {"name"}
-    keys |= {f"plan.{k}" for k in _PLAN_KEYS}
+    keys |= {f"plan.{k}" for k in PLAN_KEYS}
     for key in _STAGE_KEYS:
         keys |= (
             {f"plan.stages[].on.{o}" for o in _ON_KEYS} if key == "on" else {f"plan.stages[].{key}"}

@@ -37,7 +37,6 @@ from stagedretry import Backoff, Plan, Stage
 from stagedretry._plan import (
     _BACKOFF_KEYS,
     _ON_KEYS,
-    _PLAN_KEYS,
     _STAGE_KEYS,
     BUILTIN_KINDS,
     DEFAULT_TIMEOUT,
@@ -45,6 +44,7 @@ from stagedretry._plan import (
     MAX_DEADLINE,
     MAX_MULTIPLIER,
     MAX_TIMEOUT,
+    PLAN_KEYS,
 )
 from stagedretry._settings import _fields, _Spec
 from strategies.backend import CacheOptions
@@ -487,7 +487,7 @@ def plan_tables() -> list[Table]:
     backoff_text = _bullets(Backoff)
     plan = [
         Row(f"plan.{k}", t, d, a, plan_text[k], e)
-        for k, (t, d, a, e) in ((k, _PLAN_ROWS[k]) for k in _PLAN_KEYS)
+        for k, (t, d, a, e) in ((k, _PLAN_ROWS[k]) for k in PLAN_KEYS)
     ]
     stages = []
     for key in _STAGE_KEYS:
