@@ -211,6 +211,8 @@ class Summary:
     """The failure of the run that stopped it (the key, billing, the model, a quota), if any."""
     file_errors: tuple[str, ...] = ()
     """The files that could not be written (or read), one sentence each, in order."""
+    report_path: Path | None = None
+    """The report the run wrote (``stagedretry report``), if any."""
 
     @property
     def succeeded(self) -> int:
@@ -301,6 +303,7 @@ class Summary:
             "items_per_second": round(self.rate, 3),
             "output": str(self.output_path),
             "journal": str(self.journal_path),
+            "report": str(self.report_path) if self.report_path is not None else None,
             "exit_code": self.exit_code,
             "notes": list(self.notes),
         }
@@ -507,5 +510,7 @@ def render_summary(summary: Summary, console: Console) -> None:
     console.print(footer)
     console.print(Text(f"output:  {summary.output_path}"))
     console.print(Text(f"journal: {summary.journal_path} (pipeline {summary.fingerprint})"))
+    if summary.report_path is not None:
+        console.print(Text(f"report:  {summary.report_path}"), soft_wrap=True)
     for note in summary.notes:
         console.print(Text(note, style="yellow"), soft_wrap=True)
