@@ -12,7 +12,7 @@ of all transitions add up to the prompts of all items.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
@@ -39,7 +39,7 @@ _FIRST_HOP: Final[Mapping[OutcomeKind, frozenset[Trigger]]] = {
     OutcomeKind.FATAL: frozenset({Trigger.FATAL}),
 }
 """The events an attempt's outcome may fire (the rest, e.g. ``stop_run``, fire none)."""
-_WITHOUT_REQUEST: Final = frozenset({Trigger.SKIP, Trigger.EXHAUST})
+_LATER: Final = frozenset({Trigger.SKIP, Trigger.EXHAUST})
 """Events that fire between two attempts without a request of their own."""
 
 
@@ -125,27 +125,50 @@ class _Graph:
             self.triggers.setdefault((edge.source, dest), []).append(edge.trigger.value)
 
     def path(
-        self, source: str, target: str, first: frozenset[Trigger] | None
+        self,
+        source: str,
+        target: str,
+        first: frozenset[Trigger] | None,
+        *,
+        repairable: bool = False,
     ) -> list[tuple[str, str]] | None:
         """The hops ``(dest, event)`` from *source* to *target*: the first by one of *first*
-        (``None``: by an event without a request), the others by events without a request;
-        ``None`` if the plan has no such path."""
-        queue: deque[tuple[str, list[tuple[str, str]]]] = deque([(source, [])])
-        seen: set[tuple[str, bool]] = set()
-        while queue:
-            state, hops = queue.popleft()
-            allowed = first if not hops and first is not None else _WITHOUT_REQUEST
-            for trigger, dest in self.out.get(state, ()):
-                if trigger not in allowed:
-                    continue
-                path = [*hops, (dest, trigger.value)]
-                if dest == target:
-                    return path
-                key = (dest, not hops)
-                if key not in seen and len(path) <= len(self.out):
-                    seen.add(key)
-                    queue.append((dest, path))
+        (``None``: none, *source* is where the walk starts), then the events that fire without
+        a request, as the engine fires them; ``None`` if the plan has no such path.
+
+        Between two requests the engine skips a partial stage with nothing to repair, and
+        ends the item ``exhausted`` at a stage it would send from once the budget is spent;
+        whether there was something to repair is known only at the end (*repairable*: the
+        item ended with field errors), which is where it matters.
+        """
+        if first is None:
+            return self._walk(source, target, [], repairable)
+        for trigger, dest in self.out.get(source, ()):
+            if trigger in first:
+                found = self._walk(dest, target, [(dest, trigger.value)], repairable)
+                if found is not None:
+                    return found
         return None
+
+    def _walk(
+        self, state: str, target: str, hops: list[tuple[str, str]], repairable: bool
+    ) -> list[tuple[str, str]] | None:
+        seen: set[str] = set()
+        while state != target:
+            if state in seen or state not in self.out:
+                return None
+            seen.add(state)
+            later = {trigger: dest for trigger, dest in self.out[state] if trigger in _LATER}
+            skip, exhaust = later.get(Trigger.SKIP), later.get(Trigger.EXHAUST)
+            if target == exhaust and (repairable or skip is None):
+                hops.append((exhaust, Trigger.EXHAUST.value))
+                state = exhaust
+            elif skip is not None:
+                hops.append((skip, Trigger.SKIP.value))
+                state = skip
+            else:
+                return None
+        return hops
 
 
 class _Tally:
@@ -213,9 +236,12 @@ def traffic(
             (a, b.stage) for a, b in zip(result.attempts, result.attempts[1:], strict=False)
         ]
         steps.append((result.attempts[-1], end))
+        repairable = any(error.path for error in result.errors)
         for attempt, target in steps:
             fired = _FIRST_HOP.get(attempt.outcome, frozenset())
-            path = graph.path(attempt.stage, target, fired) or [(target, attempt.outcome.value)]
+            path = graph.path(attempt.stage, target, fired, repairable=repairable) or [
+                (target, attempt.outcome.value)
+            ]
             tally.move(attempt.stage, path, number, attempt.outcome.value, attempt.counted)
         if result.status is ItemStatus.SUCCEEDED:
             succeeded[result.attempts[-1].stage] += 1
