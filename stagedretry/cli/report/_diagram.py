@@ -24,7 +24,7 @@ _KEYWORDS: Final = frozenset(
      "join", "choice", "hide", "left", "right", "of", "acctitle", "accdescr", "default",
      "concurrent", "statediagram", "statediagram-v2"}
 )  # fmt: skip
-_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_ .,()%/+$\-\u00b7]")
+_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_ .,()/+$\-\u00b7]")  # no %: %% starts a directive
 _LONGEST_LABEL: Final = 120
 
 
