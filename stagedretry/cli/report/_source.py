@@ -147,7 +147,7 @@ def journal_beside(output: Path) -> Path:
     )
     if len(found) == 1:
         return found[0]
-    looked = f"{default.name} or another *journal*.sqlite" if not found else "several journals"
+    looked = f"no {default.name} nor other *journal*.sqlite" if not found else "several journals"
     raise ReportError(
         f"found {looked} beside the output {str(output)!r}: give the journal itself "
         "(the pipeline's journal.path), or --pipeline PIPELINE"
@@ -202,8 +202,9 @@ def _read(
             if wanted is None or len(entries) == len(set(wanted)):
                 break
     if not entries:
-        where = f" of {str(output)!r}" if output is not None else ""
-        raise ReportError(f"the journal {str(path)!r} holds none of the results{where}")
+        if output is None:
+            raise ReportError(f"the journal {str(path)!r} holds no results: nothing to report")
+        raise ReportError(f"the journal {str(path)!r} holds none of the results of {str(output)!r}")
     if wanted is not None:
         missing = len(set(wanted)) - len(entries)
         if missing:
