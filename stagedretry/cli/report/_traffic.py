@@ -30,15 +30,55 @@ NO_REQUEST: Final = "no request"
 """The cause of a transition an item took without any attempt (an input error)."""
 CANCELLED: Final = ItemStatus.CANCELLED.value
 
-_FIRST_HOP: Final[Mapping[OutcomeKind, frozenset[Trigger]]] = {
-    OutcomeKind.SUCCEEDED: frozenset({Trigger.SUCCEED}),
-    OutcomeKind.INVALID: frozenset({Trigger.INVALID}),
-    OutcomeKind.TRANSIENT: frozenset({Trigger.TRANSIENT, Trigger.GIVE_UP}),
-    OutcomeKind.RATE_LIMITED: frozenset({Trigger.RATE_LIMITED, Trigger.ABORT}),
-    OutcomeKind.RESOURCE_LOST: frozenset({Trigger.RESOURCE_LOST, Trigger.ABORT}),
-    OutcomeKind.FATAL: frozenset({Trigger.FATAL}),
+_FIRES: Final[Mapping[OutcomeKind, Trigger]] = {
+    OutcomeKind.SUCCEEDED: Trigger.SUCCEED,
+    OutcomeKind.INVALID: Trigger.INVALID,
+    OutcomeKind.TRANSIENT: Trigger.TRANSIENT,
+    OutcomeKind.RATE_LIMITED: Trigger.RATE_LIMITED,
+    OutcomeKind.RESOURCE_LOST: Trigger.RESOURCE_LOST,
+    OutcomeKind.FATAL: Trigger.FATAL,
 }
-"""The events an attempt's outcome may fire (the rest, e.g. ``stop_run``, fire none)."""
+"""The event an attempt's outcome fires until a cap is reached (``stop_run`` fires none)."""
+
+
+class _Counters:
+    """An item's counters as the engine keeps them (``stagedretry._policy.count``), to tell
+    which event an attempt fired: a transient error past the stage's ``max_attempts`` gives
+    up, a refusal past the plan's cap aborts."""
+
+    def __init__(self, plan: Plan | None) -> None:
+        self.plan = plan
+        self.caps = {s.name: s.max_attempts for s in plan.stages} if plan is not None else {}
+        self.sent: Counter[str] = Counter()
+        self.waits = 0
+        self.lost = 0
+
+    def fired(self, attempt: Attempt) -> frozenset[Trigger]:
+        kind = attempt.outcome
+        if attempt.counted:
+            self.sent[attempt.stage] += 1
+        if kind is OutcomeKind.RESOURCE_LOST:
+            self.lost += 1
+        elif attempt.counted:
+            self.lost = 0
+        if kind is OutcomeKind.RATE_LIMITED:
+            self.waits += 1
+        trigger = _FIRES.get(kind)
+        if trigger is None:
+            return frozenset()
+        plan = self.plan
+        if plan is None:
+            return frozenset({trigger})
+        cap = self.caps.get(attempt.stage)
+        if kind is OutcomeKind.TRANSIENT and cap is not None and self.sent[attempt.stage] >= cap:
+            trigger = Trigger.GIVE_UP
+        elif (kind is OutcomeKind.RATE_LIMITED and self.waits > plan.max_rate_limit_waits) or (
+            kind is OutcomeKind.RESOURCE_LOST and self.lost > plan.max_resource_lost
+        ):
+            trigger = Trigger.ABORT
+        return frozenset({trigger})
+
+
 _LATER: Final = frozenset({Trigger.SKIP, Trigger.EXHAUST})
 """Events that fire between two attempts without a request of their own."""
 
@@ -237,8 +277,9 @@ def traffic(
         ]
         steps.append((result.attempts[-1], end))
         repairable = any(error.path for error in result.errors)
+        counters = _Counters(plan)
         for attempt, target in steps:
-            fired = _FIRST_HOP.get(attempt.outcome, frozenset())
+            fired = counters.fired(attempt)
             path = graph.path(attempt.stage, target, fired, repairable=repairable) or [
                 (target, attempt.outcome.value)
             ]
