@@ -341,8 +341,10 @@ def _run_report(app: App, pipeline: Pipeline) -> Path | None:
         if not pipeline.journal.path.is_file():
             return None  # nothing ran (an empty input, a stop before the journal)
         page, _ = write_report(make_report(load_source(None, pipeline)))
-    except (ReportError, JournalError, ReportIOError, OSError) as exc:
+    except Exception as exc:  # whatever fails here, the finished run stands
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if not isinstance(exc, ReportError | JournalError | ReportIOError | OSError):
+            reason = f"{type(exc).__name__}: {reason}"
         _error(
             app,
             f"the report was not written ({reason}); `stagedretry report "

@@ -45,6 +45,7 @@ kind = "sim"
 seed = 5
 invalid_rate = 0.5
 transient_rate = 0.1
+retry_after = 0.01
 [input]
 path = "input.jsonl"
 template = "Describe {title}."

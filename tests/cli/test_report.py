@@ -229,6 +229,17 @@ def test_a_run_that_recorded_nothing_is_drawn_from_its_attempts(tmp_path: Path) 
     assert report.timeline.finished == ((1.0, "succeeded"),)
 
 
+def test_a_journal_lists_its_fingerprints_the_latest_run_s_first(tmp_path: Path) -> None:
+    path = tmp_path / "two.journal.sqlite"
+    for fingerprint in ("a" * 16, "b" * 16, "a" * 16):
+        with sr.Journal(path, fingerprint) as journal:
+            journal.end_run(journal.begin_run(), {})
+    with sr.Journal(path, "c" * 16) as journal:
+        journal.record(sr.ItemResult("x", sr.ItemStatus.FAILED), line=1, digest="d", run=0)
+    with sr.Journal(path) as journal:
+        assert journal.fingerprints() == ["a" * 16, "b" * 16, "c" * 16]
+
+
 # -- hostile text ------------------------------------------------------------------------------
 
 HOSTILE = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>\"'&"
