@@ -656,6 +656,21 @@ class Journal:
                 (_SOURCES + self.fingerprint, self._text({"fingerprints": [*sorted(known), *new]})),
             )
 
+    def fingerprints(self) -> list[str]:
+        """Every fingerprint the file holds results or runs of, the latest run's first.
+
+        Needs no fingerprint of its own: a reader that has only the file (``stagedretry
+        report``) picks one here, then keys the journal with :meth:`bind`.
+        """
+        rows = self._read(
+            "SELECT fingerprint, MAX(last) FROM ("
+            "SELECT fingerprint, MAX(id) AS last FROM runs GROUP BY fingerprint "
+            "UNION ALL SELECT DISTINCT fingerprint, 0 FROM results"
+            ") GROUP BY fingerprint ORDER BY MAX(last) DESC, fingerprint",
+            (),
+        )
+        return [str(fingerprint) for fingerprint, _ in self._rows(rows)]
+
     def _rows(self, rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
         """*rows*, with a row SQLite cannot hand over (text that is no UTF-8) a JournalError."""
         # Not ``yield from``: closing this generator would close the cursor, maybe after the

@@ -59,7 +59,6 @@ values = st.one_of(
 )
 
 
-
 @given(place=st.sampled_from(sorted(PLACES)), value=values)
 def test_any_value_makes_a_bounded_plan_or_one_plan_error(place: str, value: object) -> None:
     build, bound = PLACES[place]

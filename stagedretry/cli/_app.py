@@ -65,6 +65,7 @@ from ._registry import backend_names
 from ._retry import parse_statuses
 from ._summary import Summary, render_summary
 from .pipeline import Pipeline, load_pipeline, parse_override, same_file
+from .report import ReportError, ReportIOError, load_source, make_report, write_report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -215,6 +216,11 @@ def _log_options(func: F) -> F:
 
 
 def _output_options(func: F) -> F:
+    func = click.option(
+        "--no-report",
+        is_flag=True,
+        help="Do not write the report (<output stem>.report.html) at the end.",
+    )(func)
     func = click.option("--no-progress", is_flag=True, help="Do not show the live progress bar.")(
         func
     )
@@ -244,6 +250,7 @@ def _execute(
     log_file: Path | None,
     after: Callable[[], None] | None = None,
     retry: frozenset[ItemStatus] | None = None,
+    no_report: bool = False,
 ) -> NoReturn:
     key = api_key_from_env() if pipeline.backend.spec.needs_api_key else None
     app.secrets = command_secrets(key)
@@ -311,7 +318,9 @@ def _execute(
             _fail(app, message, stop)
     # Known only here: the log file may fail as the run ends, after the summary was built.
     summary = attrs.evolve(
-        summary, file_errors=tuple(app.secrets.text(m) for m in failures.messages)
+        summary,
+        file_errors=tuple(app.secrets.text(m) for m in failures.messages),
+        report_path=None if no_report else _run_report(app, pipeline),
     )
     code = summary.exit_code
     with exits_on_signals(code, STOP_SIGNALS):
@@ -338,6 +347,27 @@ def _execute(
         # Work that ignored its cancellation: Python's own exit would wait for it.
         exit_now(code)
     raise SystemExit(code)
+
+
+def _run_report(app: App, pipeline: Pipeline) -> Path | None:
+    """Write the run's report beside its output; a report that cannot be made is a warning
+    (the run's results are safe in the journal, and ``stagedretry report`` makes it later)."""
+    try:
+        if not pipeline.journal.path.is_file():
+            return None  # nothing ran (an empty input, a stop before the journal)
+        page, _ = write_report(make_report(load_source(None, pipeline)))
+    except Exception as exc:  # whatever fails here, the finished run stands
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if not isinstance(exc, ReportError | JournalError | ReportIOError | OSError):
+            reason = f"{type(exc).__name__}: {reason}"
+        _error(
+            app,
+            f"the report was not written ({reason}); `stagedretry report "
+            f"{pipeline.output.path}` makes it later",
+            label=("warning: ", "yellow"),
+        )
+        return None
+    return page
 
 
 def _check_log_file(app: App, pipeline: Pipeline, log_file: Path) -> None:
@@ -394,6 +424,7 @@ def run(
     retry: str | None,
     as_json: bool,
     no_progress: bool,
+    no_report: bool,
     log_level: str | None,
     log_file: Path | None,
 ) -> None:
@@ -420,6 +451,9 @@ def run(
       129  stopped by SIGHUP with items left: rerun to finish
       130  stopped by Ctrl-C (SIGINT) with items left: rerun to finish
       143  stopped by SIGTERM with items left: rerun to finish
+
+    At the end it writes a report beside the output (<output stem>.report.html, and the
+    diagram's Mermaid source as .report.mmd): see `stagedretry report --help`.
     """
     pairs = _overrides(
         app,
@@ -453,6 +487,7 @@ def run(
         no_progress=no_progress,
         log_level=log_level,
         log_file=log_file,
+        no_report=no_report,
     )
 
 
@@ -488,6 +523,7 @@ def demo(
     overrides: tuple[str, ...],
     as_json: bool,
     no_progress: bool,
+    no_report: bool,
     log_level: str | None,
     log_file: Path | None,
 ) -> None:
@@ -535,7 +571,54 @@ def demo(
             log_level=log_level,
             log_file=log_file,
             after=after,
+            no_report=no_report,
         )
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+@main.command("report")
+@click.argument("source", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "page",
+    type=click.Path(path_type=Path),
+    help="Write the page here (default: <output stem>.report.html beside the output); the "
+    "Mermaid source goes beside it, as .mmd.",
+)
+@click.option(
+    "--pipeline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read this pipeline's journal, plan and prices (for a run that recorded none).",
+)
+@pass_app
+def report_command(app: App, source: Path | None, page: Path | None, pipeline: Path | None) -> None:
+    """Draw a run: the plan's diagram with its traffic, tables and a timeline, as one page.
+
+    SOURCE is a run's output file (its journal is found beside it) or its journal.
+    It writes a self-contained HTML page (it opens offline: the diagram's renderer,
+    mermaid, is inside it) and the diagram's Mermaid source, and prints both paths.
+    `stagedretry run` writes the same report at its end.
+
+    \b
+    Exit codes:
+      0    the report was written
+      2    SOURCE is missing, a folder, empty, or neither an output nor a journal
+      4    a file could not be read or written
+    """
+    loaded = _load(app, pipeline, ()) if pipeline is not None else None
+    try:
+        written = write_report(make_report(load_source(source, loaded)), page)
+    except (ReportIOError, JournalIOError) as exc:
+        _fail(app, advised(exc), ExitCode.IO_ERROR)
+    except (ReportError, JournalError) as exc:
+        _fail(app, str(exc))
+    except OSError as exc:
+        where = exc.filename or source
+        _fail(app, f"cannot read {str(where)!r}: {exc.strerror or exc}", ExitCode.IO_ERROR)
+    app.out.print(Text(f"report:  {written[0]}\ndiagram: {written[1]}"), soft_wrap=True)
 
 
 # -- plan --------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from ._progress import LiveProgress
 from ._retry import check_journal, start_retry
 from ._summary import RunStats, Summary, build_summary, run_stats
 from .pipeline import Pipeline
+from .report import run_record
 
 CANCEL_GRACE: Final = 5.0
 """Seconds the items in flight get to end once cancelled; then the run stops waiting for them."""
@@ -494,7 +495,7 @@ async def _run_locked(
             failures.stop = None
             if run_id is not None:
                 try:
-                    journal.end_run(run_id, stats.to_json())
+                    journal.end_run(run_id, {**stats.to_json(), **run_record(pipeline)})
                 except JournalError as exc:
                     report(exc)  # only the run's statistics are lost
             if (

@@ -214,6 +214,8 @@ class Summary:
     """The files that could not be written (or read), one sentence each, in order."""
     reasons: tuple[Reason, ...] = ()
     """Why the items that did not succeed ended, equal reasons grouped, most frequent first."""
+    report_path: Path | None = None
+    """The report the run wrote (``stagedretry report``), if any."""
 
     @property
     def succeeded(self) -> int:
@@ -304,6 +306,7 @@ class Summary:
             "items_per_second": round(self.rate, 3),
             "output": str(self.output_path),
             "journal": str(self.journal_path),
+            "report": str(self.report_path) if self.report_path is not None else None,
             "exit_code": self.exit_code,
             "notes": list(self.notes),
             "failure_reasons": [r.to_json() for r in self.reasons[:JSON_TOP]],
@@ -513,5 +516,7 @@ def render_summary(summary: Summary, console: Console) -> None:
     console.print(footer)
     console.print(Text(f"output:  {summary.output_path}"))
     console.print(Text(f"journal: {summary.journal_path} (pipeline {summary.fingerprint})"))
+    if summary.report_path is not None:
+        console.print(Text(f"report:  {summary.report_path}"), soft_wrap=True)
     for note in summary.notes:
         console.print(Text(note, style="yellow"), soft_wrap=True)

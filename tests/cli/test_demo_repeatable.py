@@ -33,9 +33,7 @@ FAULTS = (
 
 def _demo(folder: Path, records: Path, env: dict[str, str]) -> tuple[dict[str, Any], list[Any]]:
     done = subprocess.run(
-        command(
-            "demo", "--dir", str(folder), "--json", "--set", f"input.path={records}", *FAULTS
-        ),
+        command("demo", "--dir", str(folder), "--json", "--set", f"input.path={records}", *FAULTS),
         capture_output=True,
         env=env,
         text=True,
