@@ -29,10 +29,11 @@ from .._state import ItemState
 from .._strategy import Request, StageContext
 from ._clock import VirtualClock
 from ._generators import ITEM_OUTCOMES, outcomes
+from ._reach import PlanCheckResult, ReachTally, swarm_outcomes
 from ._reference import ReferenceItem
 from ._scripted import DEFAULT_ANSWER, ScriptedStrategy, ScriptStep
 
-__all__ = ["PlanCheckFailed", "check_plan", "plan_state_machine"]
+__all__ = ["PlanCheckFailed", "PlanCheckResult", "check_plan", "plan_state_machine"]
 
 _ITEM = "item"
 # Real seconds the engine may take to react to one step before the check calls it stuck.
@@ -114,12 +115,18 @@ def plan_state_machine(
     model_plan = attrs.evolve(reference if reference is not None else plan, deadline=None)
     ReferenceItem(model_plan)  # reject plans the model cannot follow, now rather than per example
     answer = dict(answer)
-    step_strategy = outcomes(tuple(answer), kinds=tuple(kinds))
+    # Swarm testing: each example draws from a subset of the kinds, so some walk deep.
+    tally = ReachTally([s.name for s in engine_plan.stages])
+    step_strategy = swarm_outcomes(
+        lambda some: outcomes(tuple(answer), kinds=some), tuple(kinds), key=tally
+    )
 
     class PlanMachine(RuleBasedStateMachine):
         """Feeds outcomes to one live item and checks every move against the reference."""
 
         last_failure: ClassVar[tuple[str, tuple[ScriptStep, ...]] | None] = None
+        #: How deep the examples so far went (see :class:`PlanCheckResult`).
+        reach: ClassVar[ReachTally] = tally
 
         def __init__(self) -> None:
             super().__init__()
@@ -251,6 +258,12 @@ def plan_state_machine(
                     self._fail(f"the item succeeded with an invalid output: {exc}")
 
         def teardown(self) -> None:
+            tally.record(
+                [r.stage for r in self._strategy.requests],
+                self._model.skipped,
+                len(self._script),
+                self._model.state if self._model.done else None,
+            )
             loop = self._loop
             try:
                 pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -281,9 +294,11 @@ def check_plan(
     max_steps: int = 30,
     settings: Settings | None = None,
     text_answers: bool = False,
-) -> None:
+) -> PlanCheckResult:
     """Check the engine running *plan* against the reference model, in one call.
 
+    Returns a :class:`PlanCheckResult`: how many examples reached each stage
+    (``result.unreached`` names the stages none did) and how they ended.
     Raises :class:`PlanCheckFailed` (an ``AssertionError``) naming the first
     broken property and the shrunk script of outcomes that breaks it.  Runs its
     own event loop: call it from synchronous code.  *settings* replaces the
@@ -324,3 +339,4 @@ def check_plan(
             f"  shrunk script ({len(script)} step(s)): [{shown}]",
             script,
         ) from exc
+    return machine.reach.result()
