@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from .._outcomes import OutcomeKind
 from .._plan import Backoff, Plan, Stage
+from ._reach import swarm_outcomes
 from ._scripted import DEFAULT_ANSWER, ScriptStep
 
 #: What one request of one item can come to: every kind but STOP_RUN, which ends the run.
@@ -89,8 +90,14 @@ def outcome_scripts(
     *,
     kinds: Sequence[OutcomeKind] = ITEM_OUTCOMES,
 ) -> st.SearchStrategy[tuple[ScriptStep, ...]]:
-    """A script of up to *max_len* outcomes for one item."""
-    return st.lists(outcomes(fields, kinds=kinds), max_size=max_len).map(tuple)
+    """A script of up to *max_len* outcomes for one item.
+
+    Each script draws from a random subset of *kinds* (swarm testing), so
+    some scripts hold no outcome that ends the item and walk deep into a plan.
+    """
+    # A fresh key per strategy: the subset is shared by the steps of one script only.
+    steps = swarm_outcomes(lambda some: outcomes(fields, kinds=some), kinds, key=object())
+    return st.lists(steps, max_size=max_len).map(tuple)
 
 
 @functools.cache
@@ -185,7 +192,7 @@ def plans(
             )
         return Plan(
             stages=tuple(stages),
-            max_prompts=draw(st.integers(min_prompts, max_prompts)),
+            max_prompts=draw(_budgets(n, min_prompts, max_prompts)),
             deadline=draw(st.none() | st.floats(1.0, 3600.0)) if deadlines else None,
             timeout=draw(st.none() | st.floats(0.5, 300.0)),
             backoff=draw(backoffs()),
@@ -195,6 +202,17 @@ def plans(
         )
 
     return draw_plan()
+
+
+def _budgets(stages: int, low: int, high: int) -> st.SearchStrategy[int]:
+    """A plan's ``max_prompts`` in ``[low, high]``, mostly as real plans set it.
+
+    Real plans give about one prompt per stage and a few to spare; drawn
+    uniformly, hypothesis's bias towards small numbers made most plans send one
+    request only.  One draw in four still spans the whole range.
+    """
+    real = st.integers(0, 3).map(lambda spare: min(max(stages + spare, low), high))
+    return st.one_of(real, real, real, st.integers(low, high))
 
 
 def _index(names: Sequence[str], i: int, target: str) -> int:
