@@ -1,4 +1,4 @@
-"""Answers for the user's output model or JSON Schema: valid ones, and near-misses that break known paths.
+"""Answers for the user's output model or JSON Schema: valid ones, and near-misses of them.
 
 A near-miss starts from a valid answer and breaks it in one of the ways a
 model's answer goes wrong (:class:`NearMissKind`): a value of the wrong type,
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -53,7 +53,7 @@ class NearMissKind(enum.Enum):
     EXTRA = "extra"
     """A key the schema forbids (``additionalProperties: false``, pydantic's ``extra="forbid"``)."""
     TRUNCATED = "truncated"
-    """The answer cut off by the output token limit: the cut field and the required ones after it fail."""
+    """Cut off by the output token limit: the cut field and the required ones after it fail."""
 
 
 def _paths(broken: Sequence[str]) -> tuple[FieldPath, ...]:
@@ -127,8 +127,9 @@ class AnswerSpec:
             self._adapter = TypeAdapter(source)
             self.schema = source.model_json_schema()
         self.name = self.model.__name__ if self.model is not None else "the JSON Schema"
-        self._answers: st.SearchStrategy[dict[str, Any]] | None = None
+        self._answers: dict[bool, st.SearchStrategy[dict[str, Any]]] = {}
         self._branch_checks: dict[int, Any] = {}
+        self._breaks: dict[str, list[tuple[NearMissKind, FieldPath, Any]]] = {}
 
     # -- the oracle -----------------------------------------------------------
 
@@ -141,12 +142,11 @@ class AnswerSpec:
         for error in self._checker.iter_errors(data):
             path = tuple(error.absolute_path)
             if error.validator == "required" and isinstance(error.instance, dict):
-                invalid.update(
-                    path + (key,) for key in error.validator_value if key not in error.instance
-                )
+                wanted: Any = error.validator_value
+                invalid.update((*path, key) for key in wanted if key not in error.instance)
             elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
                 known = self.resolve(error.schema).get("properties", {})
-                forbidden.update(path + (key,) for key in error.instance if key not in known)
+                forbidden.update((*path, key) for key in error.instance if key not in known)
             else:
                 invalid.add(path)
         return invalid, forbidden
@@ -173,7 +173,7 @@ class AnswerSpec:
         return dump(mode="json", by_alias=True) if callable(dump) else output
 
     def validator(self) -> Any:
-        """The validator the specification implies: ``validators.pydantic`` or ``validators.json_schema``."""
+        """The validator the specification implies: ``validators.pydantic`` or ``json_schema``."""
         from .. import validators
 
         if self.model is not None:
@@ -205,8 +205,13 @@ class AnswerSpec:
                 raise ValueError("answers cannot follow a recursive $ref")
         return {} if schema is True else {"not": {}} if schema is False else {}
 
-    def values(self, schema: Any, depth: int = 0) -> st.SearchStrategy[Any]:
-        """Values valid for *schema* (objects and arrays walked here, leaves by hypothesis-jsonschema)."""
+    def values(
+        self, schema: Any, depth: int = 0, *, every_key: bool = False
+    ) -> st.SearchStrategy[Any]:
+        """Values valid for *schema* (objects and arrays here, leaves by hypothesis-jsonschema).
+
+        With *every_key* an object holds all its properties, optional ones too.
+        """
         from hypothesis_jsonschema import from_schema
 
         node = self.resolve(schema)
@@ -217,7 +222,9 @@ class AnswerSpec:
             return st.one_of([self.values(b, depth + 1) for b in branches])
         if node.get("type") == "object" or "properties" in node:
             props = node.get("properties", {})
-            required = [k for k in node.get("required", ()) if k in props]
+            required = (
+                list(props) if every_key else [k for k in node.get("required", ()) if k in props]
+            )
             return st.fixed_dictionaries(
                 {k: self.values(props[k], depth + 1) for k in required},
                 optional={
@@ -229,20 +236,40 @@ class AnswerSpec:
             high = min(int(node.get("maxItems", low + 3)), low + 3)
             return st.lists(self.values(node["items"], depth + 1), min_size=low, max_size=high)
         leaf = {k: v for k, v in node.items() if k not in ("title", "description", "default")}
-        return from_schema(leaf) if leaf else _JSON
+        if _is_plain_string(leaf):
+            # Short strings: a failing answer shrinks in seconds, not minutes.
+            leaf["maxLength"] = min(
+                int(leaf.get("maxLength", 12)), max(12, int(leaf.get("minLength", 0)))
+            )
+        return from_schema(leaf, codec="utf-8") if leaf else _JSON
 
-    def answers(self) -> st.SearchStrategy[dict[str, Any]]:
-        """Valid answers: JSON objects the specification accepts (built once: it is costly)."""
-        if self._answers is None:
-            self._answers = self.values(self.schema).filter(
+    def answers(self, *, every_key: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+        """Valid answers: JSON objects the specification accepts (built once: it is costly).
+
+        With *every_key* they hold every top-level property, optional ones too.
+        """
+        built = self._answers.get(every_key)
+        if built is None:
+            built = self._answers[every_key] = self.values(self.schema, every_key=every_key).filter(
                 lambda data: isinstance(data, dict) and self.failures(data) == (set(), set())
             )
-        return self._answers
+        return built
 
     # -- breaking them -----------------------------------------------------------
 
     def breaks(self, valid: Mapping[str, Any]) -> list[tuple[NearMissKind, FieldPath, Any]]:
         """Every single break of *valid* that fails exactly its own path, as the oracle says."""
+        # Shrinking replays the same answers many times: their breaks are remembered.
+        key = json.dumps(valid)  # in its own order: the list of breaks follows it
+        known = self._breaks.get(key)
+        if known is not None:
+            return known
+        if len(self._breaks) > 4096:
+            self._breaks.clear()
+        out = self._breaks[key] = self._find_breaks(valid)
+        return out
+
+    def _find_breaks(self, valid: Mapping[str, Any]) -> list[tuple[NearMissKind, FieldPath, Any]]:
         out: list[tuple[NearMissKind, FieldPath, Any]] = []
         for kind, path, value in self._candidates(dict(valid), self.schema, ()):
             broken = _apply(dict(valid), [(path, value)])
@@ -311,15 +338,21 @@ _JSON: st.SearchStrategy[Any] = st.recursive(
 )
 
 
+def _is_plain_string(leaf: Mapping[str, Any]) -> bool:
+    kinds = leaf.get("type")
+    return (kinds == "string" or (isinstance(kinds, list) and "string" in kinds)) and not (
+        {"pattern", "format", "enum", "const"} & set(leaf)
+    )
+
+
 def _trim(data: Any, loc: tuple[Any, ...], last_may_be_absent: bool) -> FieldPath:
     """The part of a pydantic error location that is a place in *data* (a union's tags dropped)."""
     path: list[str | int] = []
-    node = data
+    node: Any = data
     for i, key in enumerate(loc):
-        if isinstance(node, dict) and isinstance(key, str) and key in node:
-            path.append(key)
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+        in_object = isinstance(node, dict) and isinstance(key, str) and key in node
+        in_array = isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+        if in_object or in_array:
             path.append(key)
             node = node[key]
         elif last_may_be_absent and i == len(loc) - 1 and isinstance(node, dict):
@@ -336,7 +369,7 @@ def _wrong_types(value: Any) -> list[Any]:
         wrong.append({"not": "this"})
     if not isinstance(value, list):
         wrong.append([["not this"]])
-    if not isinstance(value, str) or isinstance(value, bool):
+    if not isinstance(value, str):
         wrong.append("not this")
     if isinstance(value, str | dict | list):
         wrong.append(12.5)
@@ -377,7 +410,7 @@ def _out_of_range(node: Mapping[str, Any], value: Any) -> Iterator[Any]:
 
 def _apply(data: dict[str, Any], changes: Sequence[tuple[FieldPath, Any]]) -> dict[str, Any]:
     """A copy of *data* with each path set to its value (or deleted); objects along it copied."""
-    out = dict(data)
+    out: dict[Any, Any] = dict(data)
     for path, value in changes:
         node = out
         for key in path[:-1]:
@@ -394,7 +427,7 @@ def _apply(data: dict[str, Any], changes: Sequence[tuple[FieldPath, Any]]) -> di
 # -- drawing near-misses --------------------------------------------------------------
 
 
-def _truncated(draw: st.DrawFn, spec: AnswerSpec, valid: dict[str, Any], k: int) -> NearMiss | None:
+def _truncated(draw: Draw, spec: AnswerSpec, valid: dict[str, Any], k: int) -> NearMiss | None:
     """Cut *valid* off inside one member, with k-1 required members never reached."""
     required = [key for key in spec.resolve(spec.schema).get("required", ()) if key in valid]
     keys = list(valid)
@@ -424,7 +457,7 @@ def _truncated(draw: st.DrawFn, spec: AnswerSpec, valid: dict[str, Any], k: int)
 
 
 def draw_near_miss(
-    draw: st.DrawFn,
+    draw: Draw,
     spec: AnswerSpec,
     valid: dict[str, Any],
     k: int,
@@ -467,7 +500,7 @@ def draw_near_miss(
     return NearMiss(
         data,
         valid,
-        tuple(p[0] for _, p, _ in chosen),
+        tuple(str(p[0]) for _, p, _ in chosen),
         paths=paths,
         forbidden=forbidden,
         kinds=tuple(kind for kind, _, _ in chosen),
@@ -480,7 +513,7 @@ def near_misses(
     *,
     breaks: Sequence[NearMissKind] = tuple(NearMissKind),
 ) -> st.SearchStrategy[NearMiss]:
-    """An answer for *source* (a pydantic model class or a JSON Schema) with *k* top-level fields broken.
+    """An answer for *source* (a pydantic model class or a JSON Schema) with *k* fields broken.
 
     Each broken field is broken in one of the ways *breaks* allows (see
     :class:`NearMissKind`; one is drawn per field, so each appears about as
@@ -497,8 +530,9 @@ def near_misses(
         raise ValueError("near_misses() needs at least one kind of break")
 
     @st.composite
-    def drawn(draw: st.DrawFn) -> NearMiss:
-        return draw_near_miss(draw, spec, draw(spec.answers()), k, kinds)
+    def drawn(draw: Draw) -> NearMiss:
+        # Every top-level key present, as a model's dump has them: k fields to break.
+        return draw_near_miss(draw, spec, draw(spec.answers(every_key=True)), k, kinds)
 
     return drawn()
 
@@ -539,7 +573,7 @@ def _at(data: Mapping[str, Any], path: FieldPath) -> Any:
 
 def _skeleton(truth: Mapping[str, Any], asked: Sequence[FieldPath]) -> dict[str, Any]:
     """The answer to a partial request: the true values at the paths asked, nested as asked."""
-    out: dict[str, Any] = {}
+    out: dict[Any, Any] = {}
     for path in asked:
         try:
             value = _at(truth, path)
@@ -555,6 +589,10 @@ def _skeleton(truth: Mapping[str, Any], asked: Sequence[FieldPath]) -> dict[str,
 UNREADABLE = "Sorry, I cannot give that as JSON."
 
 
+Draw = Callable[[st.SearchStrategy[Any]], Any]
+"""What draws a value in a rule or a composite strategy (``data.draw`` or ``draw``)."""
+
+
 class AnswerDrawer:
     """Draws, for each request of one item, an answer text of the outcome kind the rule drew."""
 
@@ -563,7 +601,7 @@ class AnswerDrawer:
         self.truth: dict[str, Any] | None = None
 
     def answer(
-        self, draw: st.DrawFn, step: ScriptStep, asked: tuple[FieldPath, ...] | None
+        self, draw: Draw, step: ScriptStep, asked: tuple[FieldPath, ...] | None
     ) -> ScriptStep:
         """*step* as an :class:`AnswerStep` for a request asking *asked* (``None``: everything)."""
         kind = step.kind
@@ -573,7 +611,7 @@ class AnswerDrawer:
             return self._full(draw, kind)
         return self._partial(draw, kind, asked, self.truth)
 
-    def _full(self, draw: st.DrawFn, kind: OutcomeKind) -> ScriptStep:
+    def _full(self, draw: Draw, kind: OutcomeKind) -> ScriptStep:
         truth = self.truth = draw(self.spec.answers())
         if kind is OutcomeKind.SUCCEEDED:
             return AnswerStep(kind, text=json.dumps(truth))
@@ -581,7 +619,7 @@ class AnswerDrawer:
             return AnswerStep(kind, text=UNREADABLE)
         candidates = self.spec.breaks(truth)
         heads = len({c[1][0] for c in candidates})
-        k = draw(st.integers(1, max(1, min(3, heads))))
+        k = draw(st.integers(1, max(1, min(2, heads))))
         miss = draw_near_miss(draw, self.spec, truth, k)
         # A near-miss that only holds forbidden keys is mended by the engine: a success.
         outcome = OutcomeKind.INVALID if miss.paths else OutcomeKind.SUCCEEDED
@@ -596,7 +634,7 @@ class AnswerDrawer:
 
     def _partial(
         self,
-        draw: st.DrawFn,
+        draw: Draw,
         kind: OutcomeKind,
         asked: tuple[FieldPath, ...],
         truth: dict[str, Any],

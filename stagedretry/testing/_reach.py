@@ -59,6 +59,10 @@ def swarm_outcomes(
     return chosen.flatmap(for_subset)
 
 
+def _frozen(counts: Mapping[str, int]) -> Mapping[str, int]:
+    return MappingProxyType(dict(counts))
+
+
 @attrs.frozen
 class PlanCheckResult:
     """What a plan check exercised: how many examples reached each stage, and how they ended.
@@ -75,9 +79,9 @@ class PlanCheckResult:
 
     examples: int
     steps: int
-    reached: Mapping[str, int] = attrs.field(converter=lambda m: MappingProxyType(dict(m)))
-    skipped: Mapping[str, int] = attrs.field(converter=lambda m: MappingProxyType(dict(m)))
-    ended: Mapping[str, int] = attrs.field(converter=lambda m: MappingProxyType(dict(m)))
+    reached: Mapping[str, int] = attrs.field(converter=_frozen)
+    skipped: Mapping[str, int] = attrs.field(converter=_frozen)
+    ended: Mapping[str, int] = attrs.field(converter=_frozen)
 
     @property
     def unreached(self) -> tuple[str, ...]:

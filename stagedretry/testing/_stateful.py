@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import attrs
 from hypothesis import HealthCheck
-from hypothesis import strategies as st
 from hypothesis import settings as Settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from .._outcomes import FieldPath, OutcomeKind, json_pointer
@@ -406,4 +406,5 @@ def check_plan(
             f"  shrunk script ({len(script)} step(s)): [{shown}]",
             script,
         ) from exc
-    return machine.reach.result()
+    tally: ReachTally = getattr(machine, "reach")  # noqa: B009 (set in the class body)
+    return tally.result()
