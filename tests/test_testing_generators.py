@@ -13,8 +13,10 @@ from pydantic import BaseModel, Field
 
 import stagedretry as sr
 from stagedretry import OutcomeKind
+from stagedretry._stages import without
 from stagedretry.testing import (
     NearMiss,
+    NearMissKind,
     ScriptStep,
     near_misses,
     outcome_scripts,
@@ -97,7 +99,8 @@ class Book(BaseModel):
 @settings(max_examples=60)
 @given(data=st.data(), k=st.integers(0, 5))
 def test_near_misses_break_exactly_k_fields(data: st.DataObject, k: int) -> None:
-    miss = data.draw(near_misses(Book, k))
+    whole = [b for b in NearMissKind if b is not NearMissKind.TRUNCATED]
+    miss = data.draw(near_misses(Book, k, breaks=whole))
     assert isinstance(miss, NearMiss)
     assert len(miss.broken) == k
     validate = sr.validators.pydantic(Book)
@@ -109,7 +112,7 @@ def test_near_misses_break_exactly_k_fields(data: st.DataObject, k: int) -> None
         validate(miss.text)
     assert {e.path[0] for e in caught.value.errors} == set(miss.broken)
     # What a partial stage keeps is exactly the part that was not broken.
-    assert caught.value.partial == {k: v for k, v in miss.valid.items() if k not in miss.broken}
+    assert caught.value.partial == without(miss.valid, [*miss.paths, *miss.forbidden])
 
 
 class Loose(BaseModel):
@@ -118,12 +121,20 @@ class Loose(BaseModel):
 
 def test_near_misses_refuse_what_they_cannot_do() -> None:
     @settings(max_examples=1)
-    @given(near_misses(Loose, 1))
+    @given(near_misses(Loose, 2, breaks=[NearMissKind.WRONG_TYPE, NearMissKind.MISSING]))
     def draw(miss: NearMiss) -> None:
-        raise AssertionError("a field typed object cannot be broken")
+        raise AssertionError("one field cannot be broken twice")
+
+    with pytest.raises(ValueError, match="only 1 field"):
+        draw()
+
+    @settings(max_examples=1)
+    @given(near_misses(Loose, 1, breaks=[NearMissKind.WRONG_TYPE]))
+    def draw_one_kind(miss: NearMiss) -> None:
+        raise AssertionError("a field typed object takes every type")
 
     with pytest.raises(ValueError, match="only 0 field"):
-        draw()
+        draw_one_kind()
     with pytest.raises(TypeError, match="pydantic model"):
         near_misses(dict, 1)
     with pytest.raises(ValueError, match="negative"):

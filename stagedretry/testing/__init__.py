@@ -22,7 +22,9 @@ from ._reference import ExpectedPath, ReferenceItem, expected_path
 from ._scripted import DEFAULT_ANSWER, RecordedRequest, ScriptedStrategy, ScriptStep, Step
 
 if TYPE_CHECKING:
-    from ._generators import NearMiss, backoffs, near_misses, outcome_scripts, outcomes, plans
+    from ._answers import NearMiss, NearMissKind, near_misses
+    from ._generators import backoffs, outcome_scripts, outcomes, plans
+    from ._reach import PlanCheckResult
     from ._stateful import PlanCheckFailed, check_plan, plan_state_machine
 
 __all__ = [
@@ -31,7 +33,9 @@ __all__ = [
     "ExpectedPath",
     "KindReading",
     "NearMiss",
+    "NearMissKind",
     "PlanCheckFailed",
+    "PlanCheckResult",
     "RecordedRequest",
     "ReferenceItem",
     "ScriptStep",
@@ -52,13 +56,15 @@ __all__ = [
 
 # Names whose modules import hypothesis: loaded when first asked for.
 _LAZY = {
-    "NearMiss": "._generators",
+    "NearMiss": "._answers",
+    "NearMissKind": "._answers",
+    "near_misses": "._answers",
     "backoffs": "._generators",
-    "near_misses": "._generators",
     "outcome_scripts": "._generators",
     "outcomes": "._generators",
     "plans": "._generators",
     "PlanCheckFailed": "._stateful",
+    "PlanCheckResult": "._reach",
     "check_plan": "._stateful",
     "plan_state_machine": "._stateful",
 }

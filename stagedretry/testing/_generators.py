@@ -3,25 +3,25 @@
 ``plans()`` draws valid plans (every stage reachable by construction), usable
 both to test the engine and to fuzz config loading through
 ``Plan.from_dict(plan.to_dict())``; ``outcomes()`` and ``outcome_scripts()``
-draw what requests come to; ``near_misses()`` draws almost-valid answers for a
-pydantic model, the input a partial stage exists to repair.
+draw what requests come to; ``near_misses()`` (from ``_answers``) draws almost-valid
+answers for a pydantic model or JSON Schema, the input a partial stage exists
+to repair.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
 from hypothesis import strategies as st
 
 from .._outcomes import OutcomeKind
 from .._plan import Backoff, Plan, Stage
 from .._stages import StageKind, builtin_kinds
+from ._answers import NearMiss, near_misses
 from ._kinds import Skips, reading_of
+from ._reach import swarm_outcomes
 from ._scripted import DEFAULT_ANSWER, ScriptStep, chosen_outcomes
 
 #: What one request of one item can come to: every kind but STOP_RUN, which ends the run.
@@ -96,9 +96,15 @@ def outcome_scripts(
     outcomes: Sequence[OutcomeKind | str] | None = None,
     kinds: Sequence[OutcomeKind | str] | None = None,
 ) -> st.SearchStrategy[tuple[ScriptStep, ...]]:
-    """A script of up to *max_len* outcomes for one item (*outcomes* as for :func:`outcomes`)."""
+    """A script of up to *max_len* outcomes for one item (*outcomes* as for :func:`outcomes`).
+
+    Each script draws from a random subset of the outcome kinds (swarm testing), so
+    some scripts hold no outcome that ends the item and walk deep into a plan.
+    """
     chosen = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "outcome_scripts")
-    return st.lists(_outcomes(fields, outcomes=chosen), max_size=max_len).map(tuple)
+    # A fresh key per strategy: the subset is shared by the steps of one script only.
+    steps = swarm_outcomes(lambda some: _outcomes(fields, outcomes=some), chosen, key=object())
+    return st.lists(steps, max_size=max_len).map(tuple)
 
 
 _outcomes = outcomes
@@ -204,7 +210,7 @@ def plans(
             )
         return Plan(
             stages=tuple(stages),
-            max_prompts=draw(st.integers(min_prompts, max_prompts)),
+            max_prompts=draw(_budgets(n, min_prompts, max_prompts)),
             deadline=draw(st.none() | st.floats(1.0, 3600.0)) if deadlines else None,
             timeout=draw(st.none() | st.floats(0.5, 300.0)),
             backoff=draw(backoffs()),
@@ -231,6 +237,17 @@ def _may_skip(kinds: Sequence[str], stage_kinds: Mapping[str, StageKind] | None)
     return out
 
 
+def _budgets(stages: int, low: int, high: int) -> st.SearchStrategy[int]:
+    """A plan's ``max_prompts`` in ``[low, high]``, mostly as real plans set it.
+
+    Real plans give about one prompt per stage and a few to spare; drawn
+    uniformly, hypothesis's bias towards small numbers made most plans send one
+    request only.  One draw in four still spans the whole range.
+    """
+    real = st.integers(0, 3).map(lambda spare: min(max(stages + spare, low), high))
+    return st.one_of(real, real, real, st.integers(low, high))
+
+
 def _index(names: Sequence[str], i: int, target: str) -> int:
     """Where *target* of stage *i* leads, as a stage index (``-1``: a terminal state)."""
     if target == "next":
@@ -238,117 +255,3 @@ def _index(names: Sequence[str], i: int, target: str) -> int:
     if target in ("retry",):
         return i
     return names.index(target) if target in names else -1
-
-
-# -- near misses ---------------------------------------------------------------------------
-
-
-@attrs.frozen
-class NearMiss:
-    """A valid answer with some top-level fields broken.
-
-    ``data`` is the broken answer, ``valid`` the answer it was made from and
-    ``broken`` the fields that differ; ``text`` is ``data`` as JSON.
-    """
-
-    data: Mapping[str, Any]
-    valid: Mapping[str, Any]
-    broken: tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        return json.dumps(dict(self.data))
-
-
-_JSON: st.SearchStrategy[Any] = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
-    max_leaves=6,
-)
-
-# Values that fail most field types; the first that fails a given field is used.
-_WRONG: tuple[Any, ...] = (None, {"__wrong__": True}, [["__wrong__"]], "__wrong__", -1, 10**30)
-
-
-def near_misses(model: type[Any], k: int = 1) -> st.SearchStrategy[NearMiss]:
-    """An answer that validates as the pydantic *model* except for *k* broken top-level fields."""
-    from pydantic import BaseModel, TypeAdapter, ValidationError
-
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise TypeError(f"near_misses needs a pydantic model class, got {model!r}")
-    if k < 0:
-        raise ValueError(f"k must not be negative, got {k}")
-    adapter = TypeAdapter(model)
-
-    def failing(data: Mapping[str, Any]) -> set[str]:
-        try:
-            adapter.validate_python(dict(data))
-        except ValidationError as exc:
-            return {str(e["loc"][0]) if e["loc"] else "" for e in exc.errors()}
-        return set()
-
-    def breakers(valid: Mapping[str, Any]) -> dict[str, Any]:
-        """For each field, a value that fails it alone (fields nothing fails are left out)."""
-        out: dict[str, Any] = {}
-        for name in valid:
-            for wrong in _WRONG:
-                if failing({**valid, name: wrong}) == {name}:
-                    out[name] = wrong
-                    break
-        return out
-
-    @st.composite
-    def draw_near_miss(draw: st.DrawFn) -> NearMiss:
-        instance = draw(_instances(model))
-        valid = instance.model_dump(mode="json")
-        wrongs = breakers(valid)
-        if len(wrongs) < k:
-            raise ValueError(
-                f"{model.__name__} has only {len(wrongs)} field(s) a wrong value can break; "
-                f"cannot break {k}"
-            )
-        names = st.sampled_from(sorted(wrongs))
-        broken = draw(st.lists(names, min_size=k, max_size=k, unique=True))
-        data = {**valid, **{name: wrongs[name] for name in broken}}
-        return NearMiss(data, valid, tuple(broken))
-
-    return draw_near_miss()
-
-
-def _instances(model: type[Any]) -> st.SearchStrategy[Any]:
-    """Valid instances of a pydantic *model*, honouring the fields' declared constraints."""
-    from pydantic import BaseModel
-
-    fields: dict[str, st.SearchStrategy[Any]] = {}
-    for name, info in model.model_fields.items():
-        annotation: Any = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            fields[name] = _instances(annotation)
-        elif annotation is Any or annotation is object:
-            fields[name] = _JSON
-        elif info.metadata:
-            # Annotated carries the field's constraints (annotated-types), which hypothesis honours.
-            constrained: Any = typing.Annotated[annotation, *info.metadata]
-            fields[name] = st.from_type(constrained)
-        else:
-            fields[name] = st.from_type(annotation)
-
-    def build(values: dict[str, Any]) -> Any:
-        return model.model_validate(values)
-
-    def valid(values: dict[str, Any]) -> bool:
-        from pydantic import ValidationError
-
-        try:
-            json.dumps(model.model_validate(values).model_dump(mode="json"))
-        except (ValidationError, ValueError, TypeError):
-            return False  # breaks a constraint hypothesis did not know, or is not JSON
-        return True
-
-    return st.fixed_dictionaries(fields).filter(valid).map(build)

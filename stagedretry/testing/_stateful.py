@@ -12,22 +12,25 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 import attrs
 from hypothesis import HealthCheck
 from hypothesis import settings as Settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from .._outcomes import OutcomeKind, Rule
+from .._outcomes import FieldPath, OutcomeKind, Rule, json_pointer
 from .._plan import Plan
 from .._results import Attempt, BatchResult, ItemResult, WorkItem
 from .._runner import Runner
 from .._stages import StageKind
 from .._state import ItemState
-from .._strategy import Request, StageContext
+from .._strategy import Request, Response, StageContext
+from .._usage import ResponseMeta
+from ._answers import AnswerDrawer, AnswerReference, AnswerSpec, AnswerStep
 from ._classification import (
     Classifies,
     ErrorExamples,
@@ -38,10 +41,17 @@ from ._classification import (
 from ._clock import VirtualClock
 from ._generators import ITEM_OUTCOMES
 from ._generators import outcomes as outcome_steps
+from ._reach import PlanCheckResult, ReachTally, swarm_outcomes
 from ._reference import ReferenceItem
-from ._scripted import DEFAULT_ANSWER, ScriptedStrategy, ScriptStep, chosen_outcomes
+from ._scripted import (
+    DEFAULT_ANSWER,
+    RecordedRequest,
+    ScriptedStrategy,
+    ScriptStep,
+    chosen_outcomes,
+)
 
-__all__ = ["PlanCheckFailed", "check_plan", "plan_state_machine"]
+__all__ = ["PlanCheckFailed", "PlanCheckResult", "check_plan", "plan_state_machine"]
 
 _ITEM = "item"
 # Real seconds the engine may take to react to one step before the check calls it stuck.
@@ -86,6 +96,15 @@ class _LiveStrategy(ScriptedStrategy):
         self.hungry.clear()
         return self._queue.popleft()
 
+    def act(self, step: ScriptStep, request: RecordedRequest) -> Response:
+        if isinstance(step, AnswerStep):
+            # Generated text, read by the stages' real parsing and the user's validator.
+            meta = (
+                ResponseMeta(finish_reason="MAX_TOKENS", truncated=True) if step.truncated else None
+            )
+            return Response(step.text, self._usage_for(request), meta)
+        return super().act(step, request)
+
 
 @attrs.frozen
 class _Seen:
@@ -109,6 +128,8 @@ def plan_state_machine(
     errors: ErrorExamples | None = None,
     classifier: Classifies | None = None,
     rules: Sequence[Rule] = (),
+    answers: type[Any] | Mapping[str, Any] | None = None,
+    validator: Callable[[str], Any] | None = None,
     kinds: Sequence[OutcomeKind | str] | None = None,
 ) -> type[RuleBasedStateMachine]:
     """A hypothesis state machine checking the engine running *plan* against the reference.
@@ -119,7 +140,15 @@ def plan_state_machine(
     With *text_answers* an ``INVALID`` outcome is answered as text (JSON with
     the named fields wrong, or text that is not JSON) and read by the stages'
     real parsing, rather than raised (see :class:`ScriptedStrategy`).
-    Use ``plan_state_machine(plan).TestCase`` as a unittest/pytest test class.
+    With *answers* (a pydantic model class or a JSON Schema) every
+    ``SUCCEEDED`` and ``INVALID`` outcome is answered with generated text: a
+    valid answer, or a near-miss (a wrong type, a value out of range, a
+    missing or forbidden key, an answer cut off by the token limit) whose
+    broken paths the reference then expects the partial stages to re-ask,
+    exactly.  The text is read by *validator*, the user's own (default:
+    ``validators.pydantic(model)`` or ``validators.json_schema(schema)``).
+    Use ``plan_state_machine(plan).TestCase`` as a unittest/pytest test class;
+    its ``reach`` attribute counts the stages the examples reached.
     The plan's item deadline is left out: it depends on jittered waits.
 
     *outcomes* are the outcome kinds drawn, as :class:`OutcomeKind` members or
@@ -142,21 +171,40 @@ def plan_state_machine(
     model_plan = attrs.evolve(reference if reference is not None else plan, deadline=None)
     # Reject plans the model cannot follow, now rather than per example.
     ReferenceItem(model_plan, stage_kinds)
+    if validator is not None and answers is None:
+        raise ValueError("a validator= needs answers= (a pydantic model or a JSON Schema) to read")
+    if answers is not None and (text_answers or dict(answer) != dict(DEFAULT_ANSWER)):
+        raise ValueError(
+            "answers= generates the answers: it takes neither answer= nor text_answers="
+        )
+    spec = AnswerSpec(answers) if answers is not None else None
+    user_validator = validator if validator is not None or spec is None else spec.validator()
+    reference_type = ReferenceItem if spec is None else AnswerReference
     answer = dict(answer)
     examples = error_examples(errors or {}, "errors")
-    step_strategy = with_errors(outcome_steps(tuple(answer), outcomes=kinds), examples)
+    # Swarm testing: each example draws from a subset of the kinds, so some walk deep.
+    tally = ReachTally([s.name for s in engine_plan.stages])
+    step_strategy = with_errors(
+        swarm_outcomes(
+            lambda some: outcome_steps(tuple(answer), outcomes=some), tuple(kinds), key=tally
+        ),
+        examples,
+    )
     classify_rules = (*rules, classifier.classify) if classifier is not None else tuple(rules)
 
     class PlanMachine(RuleBasedStateMachine):
         """Feeds outcomes to one live item and checks every move against the reference."""
 
         last_failure: ClassVar[tuple[str, tuple[ScriptStep, ...]] | None] = None
+        #: How deep the examples so far went (see :class:`PlanCheckResult`).
+        reach: ClassVar[ReachTally] = tally
 
         def __init__(self) -> None:
             super().__init__()
             self._loop = asyncio.new_event_loop()
             self._strategy = _LiveStrategy(answer, text_answers)
-            self._validate = self._strategy.validator()
+            self._validate = user_validator or self._strategy.validator()
+            self._drawer = AnswerDrawer(spec) if spec is not None else None
             runner = Runner(
                 engine_plan,
                 self._strategy,
@@ -167,7 +215,7 @@ def plan_state_machine(
                 kinds=stage_kinds,
                 rules=classify_rules,
             )
-            self._model = ReferenceItem(model_plan, stage_kinds)
+            self._model = reference_type(model_plan, stage_kinds)
             self._script: list[ScriptStep] = []
             self._task: asyncio.Task[BatchResult] = self._loop.create_task(
                 runner.run([WorkItem(_ITEM, "Describe the book.")])
@@ -180,8 +228,22 @@ def plan_state_machine(
 
         # -- driving ------------------------------------------------------------
 
-        @rule(step=step_strategy)
-        def request_comes_to(self, step: ScriptStep) -> None:
+        if spec is None:
+
+            @rule(step=step_strategy)
+            def request_comes_to(self, step: ScriptStep) -> None:
+                self._play(step)
+
+        else:
+
+            @rule(step=step_strategy, data=st.data())
+            def request_comes_to(self, step: ScriptStep, data: st.DataObject) -> None:
+                # The answer fits the request the reference says comes next: whole or partial.
+                assert self._drawer is not None
+                asked = None if self._model.done else self._model.asks_for()
+                self._play(self._drawer.answer(data.draw, step, asked))
+
+        def _play(self, step: ScriptStep) -> None:
             self._script.append(step)
             if not self._model.done:
                 self._model.play(step)
@@ -275,7 +337,12 @@ def plan_state_machine(
         def partial_stages_ask_only_for_failed_fields(self) -> None:
             asked = [r.fields for r in self._strategy.requests]
             expected = self._model.fields[: len(asked)]
-            if asked != expected:
+            if spec is not None:
+                # A validator names failures in its own order: the paths must agree as a set.
+                same = [_unordered(a) for a in asked] == [_unordered(e) for e in expected]
+            else:
+                same = asked == expected
+            if not same:
                 self._fail(f"{self._last()}: requests asked for {asked}, expected {expected}")
 
         @invariant()
@@ -288,12 +355,26 @@ def plan_state_machine(
         def a_success_validates(self) -> None:
             result = self._seen().result
             if result is not None and result.ok:
+                if spec is not None:
+                    invalid, forbidden = spec.failures(spec.output_data(result.output))
+                    if invalid or forbidden:
+                        shown = ", ".join(sorted(json_pointer(p) for p in invalid | forbidden))
+                        self._fail(
+                            f"the item succeeded with an output {spec.name} refuses at {shown}"
+                        )
+                    return
                 try:
                     self._validate(json.dumps(result.output))
                 except Exception as exc:
                     self._fail(f"the item succeeded with an invalid output: {exc}")
 
         def teardown(self) -> None:
+            tally.record(
+                [r.stage for r in self._strategy.requests],
+                self._model.skipped,
+                len(self._script),
+                self._model.state if self._model.done else None,
+            )
             loop = self._loop
             try:
                 pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -314,6 +395,10 @@ def plan_state_machine(
     return PlanMachine
 
 
+def _unordered(paths: Sequence[FieldPath] | None) -> frozenset[FieldPath] | None:
+    return None if paths is None else frozenset(paths)
+
+
 def check_plan(
     plan: Plan,
     *,
@@ -328,16 +413,21 @@ def check_plan(
     errors: ErrorExamples | None = None,
     classifier: Classifies | None = None,
     rules: Sequence[Rule] = (),
+    answers: type[Any] | Mapping[str, Any] | None = None,
+    validator: Callable[[str], Any] | None = None,
     kinds: Sequence[OutcomeKind | str] | None = None,
-) -> None:
+) -> PlanCheckResult:
     """Check the engine running *plan* against the reference model, in one call.
 
+    Returns a :class:`PlanCheckResult`: how many examples reached each stage
+    (``result.unreached`` names the stages none did) and how they ended.
     Raises :class:`PlanCheckFailed` (an ``AssertionError``) naming the first
     broken property and the shrunk script of outcomes that breaks it.  Runs its
     own event loop: call it from synchronous code.  *settings* replaces the
     hypothesis settings built from *max_examples* and *max_steps*; *outcomes*,
-    *text_answers*, *stage_kinds*, *errors*, *classifier* and *rules* are as for
-    :func:`plan_state_machine` (``kinds=`` is the deprecated name of *outcomes*).
+    *text_answers*, *stage_kinds*, *errors*, *classifier*, *rules*, *answers* and
+    *validator* are as for :func:`plan_state_machine` (``kinds=`` is the deprecated
+    name of *outcomes*).
     """
     try:
         asyncio.get_running_loop()
@@ -356,6 +446,8 @@ def check_plan(
         errors=errors,
         classifier=classifier,
         rules=rules,
+        answers=answers,
+        validator=validator,
     )
     chosen = settings or Settings(
         max_examples=max_examples,
@@ -377,3 +469,5 @@ def check_plan(
             f"  shrunk script ({len(script)} step(s)): [{shown}]",
             script,
         ) from exc
+    tally: ReachTally = getattr(machine, "reach")  # noqa: B009 (set in the class body)
+    return tally.result()
