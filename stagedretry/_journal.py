@@ -102,29 +102,23 @@ _HISTORY: Final = (
 )
 
 
+_RESULT_COLUMNS: Final = (
+    "fingerprint",
+    "item_id",
+    "status",
+    "line",
+    "digest",
+    "result",
+    "run",
+    "recorded_at",
+)
+"""A result's row: the latest in ``results``, the ones it replaced in ``history``."""
+
 _COLUMNS: Final = {
     "meta": ("key", "value"),
-    "results": (
-        "fingerprint",
-        "item_id",
-        "status",
-        "line",
-        "digest",
-        "result",
-        "run",
-        "recorded_at",
-    ),
+    "results": _RESULT_COLUMNS,
     "runs": ("id", "fingerprint", "started_at", "finished_at", "stats"),
-    "history": (
-        "fingerprint",
-        "item_id",
-        "status",
-        "line",
-        "digest",
-        "result",
-        "run",
-        "recorded_at",
-    ),
+    "history": _RESULT_COLUMNS,
     "retries": ("fingerprint", "item_id", "statuses", "done"),
 }
 """The columns each table of :data:`_SCHEMA` has: a file whose tables lack one is not a journal."""
