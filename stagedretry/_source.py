@@ -17,7 +17,14 @@ What "rejected at the start" means depends on what the items are:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any
 
 from ._describe import describe, key_name
@@ -143,6 +150,34 @@ class Ids:
     def position(self, item_id: str) -> int:
         """Where the item *item_id* was in the run's items (1-based)."""
         return self._seen[item_id]
+
+
+def check_container(items: object) -> None:
+    """Refuse, with ``TypeError``, *items* that are not an iterable of items but one item or
+    text: iterating them would hand out their keys, characters or fields as items."""
+    hint = None
+    if isinstance(items, str | bytes | bytearray | memoryview):
+        hint = f"{describe(items)}, whose characters are no items"
+    elif isinstance(items, Mapping):
+        hint = (
+            "one mapping, whose keys are no items: give a list of mappings ([item] for one "
+            "item), or a dict's .items() for (id, prompt) pairs"
+        )
+    elif isinstance(items, WorkItem):
+        hint = "one WorkItem: give a list of them ([item] for one)"
+    elif (
+        isinstance(items, tuple)
+        and len(items) in (2, 3)
+        and isinstance(items[0], str | int)
+        and isinstance(items[1], str)
+    ):
+        hint = "one (id, prompt) tuple: give a list of them ([item] for one)"
+    elif not isinstance(items, Iterable | AsyncIterable):
+        hint = describe(items)
+    if hint is not None:
+        raise TypeError(
+            f"items must be an iterable or async iterable of items ({_SHAPES}), got {hint}"
+        )
 
 
 def is_collection(items: Items) -> bool:

@@ -138,6 +138,46 @@ async def test_a_list_with_a_bad_item_is_refused_whole_before_anything_is_sent(
     assert runner.state is sr.RunnerState.IDLE
 
 
+_SHAPES = (
+    "items must be an iterable or async iterable of items (a WorkItem, an (id, prompt[, "
+    "context]) tuple or a mapping with 'id' and 'prompt' keys), got "
+)
+
+
+@pytest.mark.parametrize(
+    ("items", "got"),
+    [
+        ({"id": "a", "prompt": "p"}, "one mapping, whose keys are no items"),
+        ({"a": "prompt a", "b": "prompt b"}, "one mapping, whose keys are no items"),
+        ("ab", "the string 'ab', whose characters are no items"),
+        (b"ab", "bytes, whose characters are no items"),
+        (sr.WorkItem("a", "p"), "one WorkItem: give a list of them ([item] for one)"),
+        (("a", "p"), "one (id, prompt) tuple: give a list of them ([item] for one)"),
+        ((7, "p", {"k": 1}), "one (id, prompt) tuple: give a list of them ([item] for one)"),
+        (5, "the number 5"),
+        (None, "null"),
+    ],
+)
+async def test_one_item_or_text_given_as_the_items_is_refused_whole(
+    virtual_clock: VirtualClock, items: Any, got: str
+) -> None:
+    # Iterated, these would hand out their keys, characters or fields as items.
+    strategy = Echo()
+    runner = make(strategy, virtual_clock)
+
+    with pytest.raises(TypeError) as raised:
+        await runner.run(items)
+    assert str(raised.value).startswith(_SHAPES + got)
+    with pytest.raises(TypeError) as raised:
+        runner.stream(items)
+    assert str(raised.value).startswith(_SHAPES + got)
+    assert strategy.sent == []
+    assert runner.state is sr.RunnerState.IDLE
+    # A dict of id -> prompt is items through .items(), as the message says.
+    batch = await runner.run({"a": "prompt a"}.items())
+    assert [(r.id, r.output) for r in batch.results] == [("a", "prompt a")]
+
+
 # -- repeated ids -------------------------------------------------------------------------------
 
 
