@@ -1,5 +1,8 @@
 """Adversarial checks of issue 13's commands: what a user can point them at by mistake.
 
+A bare plan file (what ``Plan.load`` and ``plan show`` read) given to ``run`` or to
+``report --pipeline``: one sentence saying it is a bare plan, exit 2.
+
 ``report -o`` naming a file of the run it reads (its output, its journal and the journal's
 side files), another file that is no report (the input), or a device: refused with one
 sentence, exit 2, and nothing replaced.
@@ -12,7 +15,7 @@ from pathlib import Path
 
 from stagedretry.cli._exit import ExitCode
 
-from ._corpus import Case, Ran
+from ._corpus import INPUT, PLAN, Case, Ran, run_args
 from .cases_report import OUTPUT_LINE, _journal
 
 _INPUT = '{"id": "item-1", "title": "A"}\n'
@@ -111,3 +114,48 @@ CASES = [
         check=_replaced,
     ),
 ]
+
+_BARE_TOML = PLAN.replace("[plan]\n", "").replace("[[plan.stages]]", "[[stages]]")
+_BARE_YAML = "max_prompts: 4\nstages:\n  - name: full_t0\n  - name: partial_t0\n    kind: partial\n"
+_BARE = r"max_prompts: a plan's key at the top level: this is a bare plan file"
+
+
+def _bare(name: str, args: tuple[str, ...], plan_file: str, text: str) -> Case:
+    return Case(
+        f"adv13-bare-plan-{name}",
+        args,
+        ExitCode.USAGE,
+        files={plan_file: text, "input.jsonl": INPUT},
+        stderr=rf"^error: {plan_file.replace('.', '[.]')}: {_BARE}.*adds an \[input\]",
+    )
+
+
+CASES += [
+    _bare("run-toml", ("run", "plan.toml", "--no-progress"), "plan.toml", _BARE_TOML),
+    _bare("run-yaml", ("run", "plan.yaml", "--no-progress"), "plan.yaml", _BARE_YAML),
+    _bare("report-pipeline", ("report", "--pipeline", "plan.toml"), "plan.toml", _BARE_TOML),
+    Case(
+        "adv13-plan-keys-beside-pipeline-sections-run",
+        run_args(),
+        ExitCode.USAGE,
+        files={
+            "pipeline.toml": "max_prompts = 3\n"
+            + PLAN
+            + '[input]\npath = "input.jsonl"\ntemplate = "{title}"\n',
+            "input.jsonl": INPUT,
+        },
+        stderr=r"^error: pipeline[.]toml: max_prompts: a plan's key at the top level of a "
+        r"pipeline file: put the plan's keys under \[plan\]\n$",
+    ),
+    Case(
+        "adv13-plan-check-one-stage-one-prompt",
+        ("plan", "check", "plan.toml"),
+        ExitCode.OK,
+        files={"plan.toml": 'max_prompts = 1\n[[stages]]\nname = "only"\n'},
+        check=lambda ran: _says(ran, "ok: plan.toml: a bare plan, 1 stage, max 1 prompt per item"),
+    ),
+]
+
+
+def _says(ran: Ran, text: str) -> None:
+    assert ran.out.startswith(text), ran.out
