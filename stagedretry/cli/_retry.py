@@ -37,6 +37,12 @@ def parse_statuses(text: str) -> frozenset[ItemStatus]:
             "--retry",
             f"expected a comma-separated list of statuses ({_NAMES}), e.g. failed,exhausted",
         )
+    if not all(names):
+        raise PlanError(
+            "--retry",
+            f"an empty status in {text!r} (expected a comma-separated list of: {_NAMES}, "
+            "e.g. failed,exhausted)",
+        )
     statuses = set()
     for name in names:
         try:

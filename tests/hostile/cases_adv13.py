@@ -15,7 +15,7 @@ from pathlib import Path
 
 from stagedretry.cli._exit import ExitCode
 
-from ._corpus import INPUT, PLAN, Case, Ran, run_args
+from ._corpus import INPUT, PLAN, Case, Ran, run_args, sim_pipeline
 from .cases_report import OUTPUT_LINE, _journal
 
 _INPUT = '{"id": "item-1", "title": "A"}\n'
@@ -159,3 +159,26 @@ CASES += [
 
 def _says(ran: Ran, text: str) -> None:
     assert ran.out.startswith(text), ran.out
+
+
+def _says_nothing_ran(ran: Ran) -> None:
+    assert not (ran.folder / "out").exists()
+
+
+def _empty_status(name: str, text: str) -> Case:
+    return Case(
+        f"adv13-retry-empty-status-{name}",
+        run_args("--retry", text),
+        ExitCode.USAGE,
+        files={"pipeline.toml": sim_pipeline(), "input.jsonl": INPUT},
+        stderr=r"^error: --retry: an empty status in '[a-z,]*' \(expected a comma-separated "
+        r"list of: succeeded, failed, exhausted, cancelled, e\.g\. failed,exhausted\)\n$",
+        check=_says_nothing_ran,
+    )
+
+
+CASES += [
+    _empty_status("trailing-comma", "failed,"),
+    _empty_status("leading-comma", ",exhausted"),
+    _empty_status("double-comma", "failed,,exhausted"),
+]
