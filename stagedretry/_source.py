@@ -36,11 +36,12 @@ _SHAPES = "a WorkItem, an (id, prompt[, context]) tuple or a mapping with 'id' a
 
 
 def _item_id(value: object, position: int) -> str:
-    """An id given in a tuple or a mapping: a non-empty string, or an integer of at most 64
-    bits (as text; a longer one is not an id but a mistake, and may not even print)."""
+    """An id given in a tuple or a mapping: a string with more than blanks, or an integer of
+    at most 64 bits (as text; a longer one is not an id but a mistake, and may not even
+    print).  The input file of ``stagedretry run`` is held to the same rule."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64:
         return str(value)
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value.strip():
         return value
     raise ItemError(
         f"item #{position}: its id must be a non-empty string or an integer, got {describe(value)}",
@@ -64,7 +65,7 @@ def as_work_item(value: object, position: int) -> WorkItem:
     context (the caller's record, handed back on the result).
     """
     if isinstance(value, WorkItem):
-        if type(value.id) is str and value.id and type(value.prompt) is str:
+        if type(value.id) is str and value.id.strip() and type(value.prompt) is str:
             item = value  # the common case, checked in the fewest steps
         else:
             # attrs does not check types: a WorkItem(7, ...) would fail deep in the run.
@@ -89,7 +90,7 @@ def as_work_item(value: object, position: int) -> WorkItem:
 def item_id(value: object, position: int) -> str:
     """The id of the *position*-th item, checked as :func:`as_work_item` checks the item,
     without making one (a collection is checked whole before its run)."""
-    if isinstance(value, WorkItem) and type(value.id) is str and value.id:
+    if isinstance(value, WorkItem) and type(value.id) is str and value.id.strip():
         _prompt(value.prompt, position)
         found = value.id
     elif isinstance(value, tuple) and len(value) in (2, 3):

@@ -68,6 +68,34 @@ async def test_an_int_id_is_its_text(virtual_clock: VirtualClock) -> None:
     assert [r.id for r in batch.results] == ["7", "8", "9"]
 
 
+@pytest.mark.parametrize(
+    "item",
+    [
+        (" ", "p"),
+        {"id": "\t\n", "prompt": "p"},
+        sr.WorkItem("  ", "p"),
+        (2**64, "p"),
+        {"id": -(2**70), "prompt": "p"},
+    ],
+)
+async def test_a_blank_or_overlong_id_is_refused_as_the_cli_refuses_it(
+    virtual_clock: VirtualClock, item: object
+) -> None:
+    # The same rule as the input file of `stagedretry run`: neither is an id to key by.
+    strategy = Echo()
+    with pytest.raises(sr.ItemError) as raised:
+        await make(strategy, virtual_clock).run([("a", "p"), item])  # type: ignore[list-item]
+    assert str(raised.value).startswith(
+        "item #2: its id must be a non-empty string or an integer, got"
+    )
+    assert strategy.sent == []
+
+
+async def test_the_widest_int_id_is_its_text(virtual_clock: VirtualClock) -> None:
+    batch = await make(Echo(), virtual_clock).run([(2**64 - 1, "p"), (-(2**63), "q")])
+    assert [r.id for r in batch.results] == [str(2**64 - 1), str(-(2**63))]
+
+
 async def test_csv_rows_are_items(virtual_clock: VirtualClock) -> None:
     batch = await make(Echo(), virtual_clock).run(csv.DictReader(io.StringIO(CSV)))
 

@@ -10,6 +10,7 @@ sentence, exit 2, and nothing replaced.
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -181,4 +182,22 @@ CASES += [
     _empty_status("trailing-comma", "failed,"),
     _empty_status("leading-comma", ",exhausted"),
     _empty_status("double-comma", "failed,,exhausted"),
+]
+
+
+# Ids the library refuses are refused by the command too (and the other way round).
+_ODD_IDS = "".join(
+    json.dumps({"id": value, "title": "T"}) + "\n"
+    for value in ("ok-1", " ", "\t", 2**64, 2**64 - 1, -(2**64))
+)
+
+CASES += [
+    Case(
+        "adv13-plan-check-blank-and-overlong-ids",
+        ("plan", "check", "pipeline.toml"),
+        ExitCode.SOME_FAILED,
+        files={"pipeline.toml": sim_pipeline(), "input.jsonl": _ODD_IDS},
+        stderr=r"error: 4 of 6 records would fail with input_error",
+        check=lambda ran: _says(ran, "pipeline.toml: 2 stages, max 4 prompts per item"),
+    ),
 ]
