@@ -33,7 +33,7 @@ BUSY = (
     OutcomeKind.SUCCEEDED,
     OutcomeKind.FATAL,
 )
-scripts = st.lists(outcomes(kinds=BUSY), min_size=1, max_size=14).map(tuple)
+scripts = st.lists(outcomes(outcomes=BUSY), min_size=1, max_size=14).map(tuple)
 # The events each cause may fire: an attempt's outcome, or an event that sends nothing.
 FIRES = {
     "succeeded": {"succeed"},
