@@ -69,7 +69,7 @@ from ._results import (
 )
 from ._resume import JournalRun, fingerprint
 from ._settings import stage_params
-from ._source import Source, check_items, is_collection
+from ._source import Source, check_container, check_items, is_collection
 from ._stages import AsyncValidator, PartialStage, StageKind, Validator, builtin_kinds
 from ._state import ItemState
 from ._stop import ItemError, ResourceError, RunStopped
@@ -680,6 +680,7 @@ class Runner(Generic[T]):
         *items* (sync or async) are :class:`WorkItem` objects, ``(id, prompt[,
         context])`` tuples, or mappings with ``id`` and ``prompt`` keys (a dict, a
         ``csv.DictReader`` row: the mapping is the item's context); ids are unique.
+        *items* that are one item or text (a mapping, a ``str``) raise ``TypeError``.
         Anything else, or a repeated id, raises :class:`ItemError`: a collection (a
         list, a tuple) is checked whole before anything is sent; a stream (a
         generator, an async iterable) item by item as it comes, the bad item
@@ -753,6 +754,10 @@ class Runner(Generic[T]):
 
     def _check_items(self, items: Items) -> None:
         """Reject a collection with a bad item before the run starts (a stream: as each comes)."""
+        try:
+            check_container(items)
+        except TypeError as exc:
+            raise TypeError(self._secrets.text(str(exc))) from None
         if is_collection(items):
             try:
                 check_items(items)

@@ -17,7 +17,14 @@ What "rejected at the start" means depends on what the items are:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any
 
 from ._describe import describe, key_name
@@ -29,11 +36,12 @@ _SHAPES = "a WorkItem, an (id, prompt[, context]) tuple or a mapping with 'id' a
 
 
 def _item_id(value: object, position: int) -> str:
-    """An id given in a tuple or a mapping: a non-empty string, or an integer of at most 64
-    bits (as text; a longer one is not an id but a mistake, and may not even print)."""
+    """An id given in a tuple or a mapping: a string with more than blanks, or an integer of
+    at most 64 bits (as text; a longer one is not an id but a mistake, and may not even
+    print).  The input file of ``stagedretry run`` is held to the same rule."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64:
         return str(value)
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value.strip():
         return value
     raise ItemError(
         f"item #{position}: its id must be a non-empty string or an integer, got {describe(value)}",
@@ -57,7 +65,7 @@ def as_work_item(value: object, position: int) -> WorkItem:
     context (the caller's record, handed back on the result).
     """
     if isinstance(value, WorkItem):
-        if type(value.id) is str and value.id and type(value.prompt) is str:
+        if type(value.id) is str and value.id.strip() and type(value.prompt) is str:
             item = value  # the common case, checked in the fewest steps
         else:
             # attrs does not check types: a WorkItem(7, ...) would fail deep in the run.
@@ -82,7 +90,7 @@ def as_work_item(value: object, position: int) -> WorkItem:
 def item_id(value: object, position: int) -> str:
     """The id of the *position*-th item, checked as :func:`as_work_item` checks the item,
     without making one (a collection is checked whole before its run)."""
-    if isinstance(value, WorkItem) and type(value.id) is str and value.id:
+    if isinstance(value, WorkItem) and type(value.id) is str and value.id.strip():
         _prompt(value.prompt, position)
         found = value.id
     elif isinstance(value, tuple) and len(value) in (2, 3):
@@ -143,6 +151,34 @@ class Ids:
     def position(self, item_id: str) -> int:
         """Where the item *item_id* was in the run's items (1-based)."""
         return self._seen[item_id]
+
+
+def check_container(items: object) -> None:
+    """Refuse, with ``TypeError``, *items* that are not an iterable of items but one item or
+    text: iterating them would hand out their keys, characters or fields as items."""
+    hint = None
+    if isinstance(items, str | bytes | bytearray | memoryview):
+        hint = f"{describe(items)}, whose characters are no items"
+    elif isinstance(items, Mapping):
+        hint = (
+            "one mapping, whose keys are no items: give a list of mappings ([item] for one "
+            "item), or a dict's .items() for (id, prompt) pairs"
+        )
+    elif isinstance(items, WorkItem):
+        hint = "one WorkItem: give a list of them ([item] for one)"
+    elif (
+        isinstance(items, tuple)
+        and len(items) in (2, 3)
+        and isinstance(items[0], str | int)
+        and isinstance(items[1], str)
+    ):
+        hint = "one (id, prompt) tuple: give a list of them ([item] for one)"
+    elif not isinstance(items, Iterable | AsyncIterable):
+        hint = describe(items)
+    if hint is not None:
+        raise TypeError(
+            f"items must be an iterable or async iterable of items ({_SHAPES}), got {hint}"
+        )
 
 
 def is_collection(items: Items) -> bool:

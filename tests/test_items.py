@@ -68,6 +68,34 @@ async def test_an_int_id_is_its_text(virtual_clock: VirtualClock) -> None:
     assert [r.id for r in batch.results] == ["7", "8", "9"]
 
 
+@pytest.mark.parametrize(
+    "item",
+    [
+        (" ", "p"),
+        {"id": "\t\n", "prompt": "p"},
+        sr.WorkItem("  ", "p"),
+        (2**64, "p"),
+        {"id": -(2**70), "prompt": "p"},
+    ],
+)
+async def test_a_blank_or_overlong_id_is_refused_as_the_cli_refuses_it(
+    virtual_clock: VirtualClock, item: object
+) -> None:
+    # The same rule as the input file of `stagedretry run`: neither is an id to key by.
+    strategy = Echo()
+    with pytest.raises(sr.ItemError) as raised:
+        await make(strategy, virtual_clock).run([("a", "p"), item])  # type: ignore[list-item]
+    assert str(raised.value).startswith(
+        "item #2: its id must be a non-empty string or an integer, got"
+    )
+    assert strategy.sent == []
+
+
+async def test_the_widest_int_id_is_its_text(virtual_clock: VirtualClock) -> None:
+    batch = await make(Echo(), virtual_clock).run([(2**64 - 1, "p"), (-(2**63), "q")])
+    assert [r.id for r in batch.results] == [str(2**64 - 1), str(-(2**63))]
+
+
 async def test_csv_rows_are_items(virtual_clock: VirtualClock) -> None:
     batch = await make(Echo(), virtual_clock).run(csv.DictReader(io.StringIO(CSV)))
 
@@ -136,6 +164,46 @@ async def test_a_list_with_a_bad_item_is_refused_whole_before_anything_is_sent(
     with pytest.raises(sr.ItemError):
         runner.stream([("a", "p"), bad])  # a stream of a list is refused when it is made
     assert runner.state is sr.RunnerState.IDLE
+
+
+_SHAPES = (
+    "items must be an iterable or async iterable of items (a WorkItem, an (id, prompt[, "
+    "context]) tuple or a mapping with 'id' and 'prompt' keys), got "
+)
+
+
+@pytest.mark.parametrize(
+    ("items", "got"),
+    [
+        ({"id": "a", "prompt": "p"}, "one mapping, whose keys are no items"),
+        ({"a": "prompt a", "b": "prompt b"}, "one mapping, whose keys are no items"),
+        ("ab", "the string 'ab', whose characters are no items"),
+        (b"ab", "bytes, whose characters are no items"),
+        (sr.WorkItem("a", "p"), "one WorkItem: give a list of them ([item] for one)"),
+        (("a", "p"), "one (id, prompt) tuple: give a list of them ([item] for one)"),
+        ((7, "p", {"k": 1}), "one (id, prompt) tuple: give a list of them ([item] for one)"),
+        (5, "the number 5"),
+        (None, "null"),
+    ],
+)
+async def test_one_item_or_text_given_as_the_items_is_refused_whole(
+    virtual_clock: VirtualClock, items: Any, got: str
+) -> None:
+    # Iterated, these would hand out their keys, characters or fields as items.
+    strategy = Echo()
+    runner = make(strategy, virtual_clock)
+
+    with pytest.raises(TypeError) as raised:
+        await runner.run(items)
+    assert str(raised.value).startswith(_SHAPES + got)
+    with pytest.raises(TypeError) as raised:
+        runner.stream(items)
+    assert str(raised.value).startswith(_SHAPES + got)
+    assert strategy.sent == []
+    assert runner.state is sr.RunnerState.IDLE
+    # A dict of id -> prompt is items through .items(), as the message says.
+    batch = await runner.run({"a": "prompt a"}.items())
+    assert [(r.id, r.output) for r in batch.results] == [("a", "prompt a")]
 
 
 # -- repeated ids -------------------------------------------------------------------------------

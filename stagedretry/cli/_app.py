@@ -740,9 +740,9 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_rec
         app.out.print(
             Text.assemble(
                 ("ok: ", "bold green"),
-                f"{pipeline.name}: a bare plan, {len(checked.plan.stages)} stages, "
-                f"max {checked.plan.max_prompts} prompts per item (no pipeline: no backend "
-                "or input to check)",
+                f"{pipeline.name}: a bare plan, {_count(len(checked.plan.stages), 'stage')}, "
+                f"max {_count(checked.plan.max_prompts, 'prompt')} per item "
+                "(no pipeline: no backend or input to check)",
             ),
             soft_wrap=True,
         )
@@ -760,10 +760,10 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_rec
     app.out.print(
         Text.assemble(
             ("ok: ", "bold green") if passed else "",
-            f"{pipeline.name}: {len(loaded.plan.stages)} stages, "
-            f"max {loaded.plan.max_prompts} prompts per item; "
+            f"{pipeline.name}: {_count(len(loaded.plan.stages), 'stage')}, "
+            f"max {_count(loaded.plan.max_prompts, 'prompt')} per item; "
             f"backend {loaded.backend.kind} ({loaded.backend.model}); "
-            f"{len(records)} items in {loaded.input.path.name}",
+            f"{_count(len(records), 'item')} in {loaded.input.path.name}",
         ),
         soft_wrap=True,
     )
@@ -809,6 +809,10 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_rec
 
 _SHOWN_REASONS = 10
 """How many reasons for bad records ``plan check`` lists, most frequent first."""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _load_plan_file(app: App, path: Path, overrides: Sequence[tuple[str, Any]]) -> PlanFile:

@@ -66,12 +66,17 @@ class InputRecord:
         return f"{INPUT_ERROR}: line {self.line}: {self.error}"
 
 
+_ID_BITS: Final = 64
+"""The most bits of an integer id (a longer one is refused, as by the library)."""
+
+
 def _record_id(data: dict[str, Any], id_field: str) -> str | None:
     value = data.get(id_field)
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return str(value)
+        # As the library's rule: a longer integer is a mistake, not an id.
+        return str(value) if value.bit_length() <= _ID_BITS else None
     if isinstance(value, str) and value.strip():
         return value
     return None

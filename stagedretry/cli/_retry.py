@@ -25,6 +25,10 @@ from ._input import InputRecord
 _NAMES = ", ".join(s.value for s in ItemStatus)
 
 
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
+
+
 def parse_statuses(text: str) -> frozenset[ItemStatus]:
     """``"failed,exhausted"`` -> the statuses; :class:`PlanError` (one sentence) otherwise."""
     names = [name.strip() for name in text.split(",")]
@@ -32,6 +36,12 @@ def parse_statuses(text: str) -> frozenset[ItemStatus]:
         raise PlanError(
             "--retry",
             f"expected a comma-separated list of statuses ({_NAMES}), e.g. failed,exhausted",
+        )
+    if not all(names):
+        raise PlanError(
+            "--retry",
+            f"an empty status in {text!r} (expected a comma-separated list of: {_NAMES}, "
+            "e.g. failed,exhausted)",
         )
     statuses = set()
     for name in names:
@@ -78,8 +88,9 @@ class RetryStart:
             return f"{option}: no item's latest result is {wanted}: nothing to retry{unfinished}"
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.by_status.items()))
         return (
-            f"{option}: running {len(self.targets)} items again ({counts}); "
-            f"{self.kept} keep their latest result{unfinished}"
+            f"{option}: running {len(self.targets)} item{_s(len(self.targets))} again "
+            f"({counts}); {self.kept} keep{'s' if self.kept == 1 else ''} "
+            f"{'its' if self.kept == 1 else 'their'} latest result{unfinished}"
         )
 
 

@@ -25,6 +25,7 @@ import attrs
 from stagedretry import Plan, PlanError, parse_settings, settable_keys, stage_params
 from stagedretry._describe import describe, key_name
 from stagedretry._documents import MAX_DOCUMENT_BYTES, load_document
+from stagedretry._plan import PLAN_KEYS
 from strategies.backend import BackendError, CacheOptions
 
 from .._registry import backend_names, backend_spec
@@ -190,6 +191,17 @@ def load_pipeline(
 
 
 def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
+    stray = [key for key in data if key in PLAN_KEYS]
+    if stray:
+        # A bare plan (what Plan.load and `plan show` read) given where a pipeline is needed.
+        raise r.error(
+            stray[0],
+            "a plan's key at the top level of a pipeline file: put the plan's keys under [plan]"
+            if "plan" in data
+            else "a plan's key at the top level: this is a bare plan file (as Plan.load reads "
+            "it); a pipeline puts the plan under [plan] and adds an [input] with a path and "
+            "a template",
+        )
     r.keys(data, SECTIONS, "")
     name = source.stem
     if "name" in data:

@@ -18,7 +18,7 @@ from ..._results import ItemStatus
 from .._files import FileIOError, cannot_write
 from ._diagram import annotated_mermaid
 from ._page import render_page
-from ._source import Source
+from ._source import ReportError, Source
 from ._timeline import Timeline, timeline
 from ._traffic import Traffic, traffic
 
@@ -118,13 +118,73 @@ def _write(path: Path, text: str, what: str) -> None:
         raise cannot_write(what, path, exc, ReportIOError) from None
 
 
+def _run_files(source: Source) -> dict[Path, str]:
+    """The files of the run a report reads, which a report must never replace."""
+    journal = source.journal
+    files = {journal: "the journal the report reads"}
+    for tail in ("-wal", "-shm", ".lock"):
+        files[journal.with_name(journal.name + tail)] = "a file of the journal the report reads"
+    for output in (source.output, source.recorded.output):
+        if output is not None:
+            files[output] = "the run's output"
+            files[output.with_name(output.name + ".lock")] = "a file of the run's output"
+    return files
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+# How an earlier report's page and diagram begin: only those (or an empty file) are replaced.
+_MARKS: Final = (b"<title>stagedretry report", b"stateDiagram-v2")
+_LOOK: Final = 4096
+
+
+def _is_report(path: Path) -> bool:
+    with path.open("rb") as file:
+        head = file.read(_LOOK)
+    return not head or any(mark in head for mark in _MARKS)
+
+
+def _check_target(path: Path, what: str, source: Source) -> None:
+    """Refuse to replace a run's own files, another file that is no earlier report (the
+    input, a notes file), or what is not a regular file (a device, a pipe): the report is
+    written by renaming a new file over the old one, which would replace any of them."""
+    for run_file, name in _run_files(source).items():
+        if _same(path, run_file):
+            raise ReportError(
+                f"the {what} would replace {str(path)!r}, {name}: give -o another path"
+            )
+    if path.is_dir():
+        raise ReportIOError(f"cannot write the {what} {str(path)!r}: it is a folder")
+    if path.exists() and not path.is_file():
+        raise ReportError(
+            f"cannot write the {what} {str(path)!r}: it is not a regular file "
+            "(a device or a pipe): give -o a file's path"
+        )
+    try:
+        replaces_other = path.is_file() and not _is_report(path)
+    except OSError:
+        replaces_other = False  # unreadable: the write says why
+    if replaces_other:
+        raise ReportError(
+            f"the {what} would replace {str(path)!r}, which is no earlier report: "
+            "give -o another path (or remove that file first)"
+        )
+
+
 def write_report(report: Report, path: Path | None = None) -> tuple[Path, Path]:
     """Write the page to *path* (default: :func:`default_path`) and the Mermaid source beside
-    it; return both paths.  Raises :class:`ReportIOError` naming the file that failed."""
+    it; return both paths.  Raises :class:`ReportIOError` naming the file that failed, and
+    :class:`~._source.ReportError` when *path* or the diagram's path is one of the run's own
+    files (its output, its journal) or not a regular file; nothing is written then."""
     page = path if path is not None else default_path(report.source)
     diagram = mermaid_path(page)
-    if page.is_dir():
-        raise ReportIOError(f"cannot write the report {str(page)!r}: it is a folder")
+    _check_target(page, "report", report.source)
+    _check_target(diagram, "report's diagram", report.source)
     _write(diagram, report.mermaid, "report's diagram")
     _write(page, render(report), "report")
     return page, diagram
