@@ -9,6 +9,7 @@ group: the group shows the parts its items share and ``…`` where they differ.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -90,23 +91,46 @@ def _split(text: str, item_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def group_reasons(results: Iterable[ItemResult]) -> tuple[Reason, ...]:
-    """The reasons of the items that did not succeed, grouped, the most frequent first."""
-    groups: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    """The reasons of the items that did not succeed, grouped, the most frequent first.
+
+    Reasons of one shape are one group, split again by the slots that name a few
+    recurring values (a field, a status) rather than one per item: items missing
+    ``'author'`` and items missing ``'title'`` are two reasons, not ``no field …``.
+    """
+    shapes: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
     for result in results:
         text = item_reason(result)
         if text is None:
             continue
         fixed, slots = _split(text, result.id)
-        groups.setdefault(fixed, []).append(slots)
+        shapes.setdefault(fixed, []).append(slots)
     reasons = []
-    for fixed, members in groups.items():
-        shown = [
-            values[0] if len(set(values)) == 1 else VARIES for values in zip(*members, strict=True)
-        ]
-        text = "".join(part + (shown[i] if i < len(shown) else "") for i, part in enumerate(fixed))
-        reasons.append(Reason(text, len(members)))
+    for fixed, members in shapes.items():
+        recurring = _recurring_slots(members)
+        groups: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+        for slots in members:
+            groups.setdefault(tuple(slots[i] for i in recurring), []).append(slots)
+        for group in groups.values():
+            shown = [
+                values[0] if len(set(values)) == 1 else VARIES
+                for values in zip(*group, strict=True)
+            ]
+            text = "".join(
+                part + (shown[i] if i < len(shown) else "") for i, part in enumerate(fixed)
+            )
+            reasons.append(Reason(text, len(group)))
     # Stable: among equal counts, the reason met first comes first.
     return tuple(sorted(reasons, key=lambda r: -r.count))
+
+
+def _recurring_slots(members: Sequence[tuple[str, ...]]) -> tuple[int, ...]:
+    """The slots whose values recur (each seen twice or more, at most :data:`TOP` of them)."""
+    recurring = []
+    for index, values in enumerate(zip(*members, strict=True)):
+        counts = Counter(values)
+        if 1 < len(counts) <= TOP and min(counts.values()) > 1:
+            recurring.append(index)
+    return tuple(recurring)
 
 
 def reason_lines(reasons: Sequence[Reason], top: int = TOP) -> list[Text]:

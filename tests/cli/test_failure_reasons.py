@@ -58,6 +58,33 @@ def test_what_varies_per_item_is_grouped_and_shown_as_an_ellipsis() -> None:
     ]
 
 
+def test_a_few_recurring_values_are_reasons_of_their_own() -> None:
+    # Found by trying it: items missing 'author' and items missing 'title' became one
+    # "no field …" line. A value that recurs (a field's name) splits the group; one per
+    # item (the id, a page count) still varies.
+    results = [
+        _fatal(f"rec-{n}", f"record rec-{n}: no field '{field}' ({n} bytes)")
+        for n, field in enumerate(["author", "title"] * 20 + ["isbn"] * 3)
+    ]
+    reasons = group_reasons(results)
+    assert [(r.text, r.count) for r in reasons] == [
+        ("fatal: record …: no field 'author' (… bytes)", 20),
+        ("fatal: record …: no field 'title' (… bytes)", 20),
+        ("fatal: record …: no field 'isbn' (… bytes)", 3),
+    ]
+
+
+@given(st.lists(st.sampled_from(["author", "title", "year"]), min_size=2, max_size=30))
+def test_recurring_values_split_so_that_counts_still_add_up(fields: list[str]) -> None:
+    results = [_fatal(f"id-{n}", f"no field '{f}'") for n, f in enumerate(fields)]
+    reasons = group_reasons(results)
+    assert sum(r.count for r in reasons) == len(fields)
+    for reason in reasons:
+        if "…" not in reason.text:
+            field = reason.text.split("'")[1]
+            assert reason.count == fields.count(field)
+
+
 def test_only_the_top_reasons_are_listed_and_the_rest_counted() -> None:
     results = [
         _fatal(f"{kind}-{n}", f"{kind} broke")
