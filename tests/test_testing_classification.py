@@ -135,6 +135,12 @@ def test_names_and_single_exceptions_are_accepted() -> None:
         ({K.FATAL: []}, ValueError, "errors[FATAL]: no exception given"),
         ({K.FATAL: ["400"]}, TypeError, "errors[FATAL]: '400' is not an exception"),
         ({"fatl": Rejected()}, ValueError, "errors: unknown outcome kind 'fatl'"),
+        # The class where the client raises an instance, alone or in a list; a value
+        # that is no sequence at all: each named by its place, never a bare TypeError.
+        ({K.FATAL: Rejected}, TypeError, "errors[FATAL]: Rejected is an exception class; give"),
+        ({K.FATAL: [Rejected]}, TypeError, "errors[FATAL]: Rejected is an exception class"),
+        ({K.FATAL: 400}, TypeError, "errors[FATAL]: 400 is not an exception"),
+        ({K.FATAL: "400"}, TypeError, "errors[FATAL]: '400' is not an exception"),
     ],
 )
 def test_malformed_errors_are_refused_before_anything_runs(

@@ -10,8 +10,8 @@ state machine asks for :func:`with_errors`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
 
 import attrs
 
@@ -55,10 +55,15 @@ def error_examples(
             kind = outcome_kind(key)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
-        errors = (value,) if isinstance(value, BaseException) else tuple(value)
+        if isinstance(value, BaseException):
+            errors: tuple[object, ...] = (value,)
+        elif isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
+            errors = tuple(value)
+        else:
+            errors = (value,)
         bad = [e for e in errors if not isinstance(e, BaseException)]
         if bad:
-            raise TypeError(f"{where}[{kind.name}]: {bad[0]!r} is not an exception")
+            raise TypeError(f"{where}[{kind.name}]: {_not_an_exception(bad[0])}")
         if not errors:
             raise ValueError(f"{where}[{kind.name}]: no exception given")
         if kind is OutcomeKind.SUCCEEDED or (raised and kind is OutcomeKind.INVALID):
@@ -66,8 +71,15 @@ def error_examples(
                 f"{where}[{kind.name}]: {kind.name} is not raised by a client "
                 "(the harness scripts answers and invalid answers itself)"
             )
-        out[kind] = out.get(kind, ()) + errors
+        out[kind] = out.get(kind, ()) + cast("tuple[BaseException, ...]", errors)
     return out
+
+
+def _not_an_exception(value: object) -> str:
+    if isinstance(value, type) and issubclass(value, BaseException):
+        # The class, where the client raises an instance: the classifier reads its fields.
+        return f"{value.__name__} is an exception class; give an instance, {value.__name__}(...)"
+    return f"{value!r} is not an exception"
 
 
 def with_errors(
