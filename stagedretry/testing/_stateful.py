@@ -20,6 +20,7 @@ import attrs
 from hypothesis import HealthCheck
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from .._outcomes import FieldPath, OutcomeKind, Rule, json_pointer
@@ -422,7 +423,8 @@ def check_plan(
     Returns a :class:`PlanCheckResult`: how many examples reached each stage
     (``result.unreached`` names the stages none did) and how they ended.
     Raises :class:`PlanCheckFailed` (an ``AssertionError``) naming the first
-    broken property and the shrunk script of outcomes that breaks it.  Runs its
+    broken property and the shrunk script of outcomes that breaks it, or saying
+    that your code came to another end when a script was replayed.  Runs its
     own event loop: call it from synchronous code.  *settings* replaces the
     hypothesis settings built from *max_examples* and *max_steps*; *outcomes*,
     *text_answers*, *stage_kinds*, *errors*, *classifier*, *rules*, *answers* and
@@ -458,6 +460,19 @@ def check_plan(
     )
     try:
         run_state_machine_as_test(machine, settings=chosen)
+    except Flaky as exc:
+        # The same script replayed came to another end: user code that is not a function
+        # of its input spoils shrinking, so it is named rather than shown as hypothesis's.
+        failure = getattr(machine, "last_failure", None)
+        problem, script = failure if failure is not None else ("", ())
+        shown = ", ".join(str(s) for s in script) or "no steps"
+        seen = f"\n  first seen: {problem.splitlines()[0]}" if problem else ""
+        raise PlanCheckFailed(
+            "the engine does not do the same when the same script is replayed: a stage kind, "
+            "validator, classify() or rule of yours keeps state from one item to the next "
+            f"or draws at random{seen}\n  script ({len(script)} step(s)): [{shown}]",
+            script,
+        ) from exc
     except AssertionError as exc:
         failure = getattr(machine, "last_failure", None)
         if failure is None:
