@@ -242,3 +242,34 @@ def test_a_kind_that_keeps_state_between_items_is_named_not_a_hypothesis_error()
     assert message.startswith("the engine does not do the same when the same script is replayed")
     assert "first seen: " in message
     assert "stage 'with_feedback' (kind 'feedback') skipped" in message
+
+
+class Forgetful(FeedbackStage):
+    """Seeded bug: sends only the feedback, dropping the item's own prompt."""
+
+    def build(self, item: sr.WorkItem, state: sr.ItemState, stage: sr.Stage) -> sr.Request | None:
+        request = super().build(item, state, stage)
+        if request is None:
+            return None
+        return attrs.evolve(request, prompt=request.prompt.replace(item.prompt, "Try again."))
+
+
+class Rewriter(Forgetful):
+    """The same code, declared: its prompts are its own."""
+
+    reading: ClassVar[KindReading] = KindReading(skips=Skips.UNTIL_INVALID, keeps_prompt=False)
+
+
+def test_a_kind_that_drops_the_items_prompt_is_caught() -> None:
+    with pytest.raises(PlanCheckFailed) as caught:
+        check_plan(PLAN, stage_kinds={**KINDS, "feedback": Forgetful()}, **FAST)
+    message = str(caught.value)
+    assert (
+        "the request of stage 'with_feedback' (kind 'feedback') does not carry the item's "
+        "prompt 'Describe the book.': 'Try again. - the answer: " in message
+    )
+    # The request is seen when it is answered: the invalid answer, then the one it got.
+    first, _answered = caught.value.script
+    assert first.kind is sr.OutcomeKind.INVALID
+    # A kind that says it rewrites the prompt is held to the rest of its reading only.
+    check_plan(PLAN, stage_kinds={**KINDS, "feedback": Rewriter()}, **FAST)

@@ -14,6 +14,7 @@ import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from textwrap import shorten
 from typing import Any, ClassVar
 
 import attrs
@@ -27,7 +28,7 @@ from .._outcomes import FieldPath, OutcomeKind, Rule, json_pointer
 from .._plan import Plan
 from .._results import Attempt, BatchResult, ItemResult, WorkItem
 from .._runner import Runner
-from .._stages import StageKind
+from .._stages import StageKind, builtin_kinds
 from .._state import ItemState
 from .._strategy import Request, Response, StageContext
 from .._usage import ResponseMeta
@@ -42,6 +43,7 @@ from ._classification import (
 from ._clock import VirtualClock
 from ._generators import ITEM_OUTCOMES
 from ._generators import outcomes as outcome_steps
+from ._kinds import reading_of
 from ._reach import PlanCheckResult, ReachTally, swarm_outcomes
 from ._reference import ReferenceItem
 from ._scripted import (
@@ -55,6 +57,7 @@ from ._scripted import (
 __all__ = ["PlanCheckFailed", "PlanCheckResult", "check_plan", "plan_state_machine"]
 
 _ITEM = "item"
+_PROMPT = "Describe the book."
 # Real seconds the engine may take to react to one step before the check calls it stuck.
 _STUCK_AFTER = 10.0
 
@@ -192,6 +195,8 @@ def plan_state_machine(
         examples,
     )
     classify_rules = (*rules, classifier.classify) if classifier is not None else tuple(rules)
+    engine_kinds = {s.name: s.kind for s in engine_plan.stages}
+    keeps_prompt = {s.name: _keeps_prompt(s.kind, stage_kinds) for s in engine_plan.stages}
 
     class PlanMachine(RuleBasedStateMachine):
         """Feeds outcomes to one live item and checks every move against the reference."""
@@ -219,7 +224,7 @@ def plan_state_machine(
             self._model = reference_type(model_plan, stage_kinds)
             self._script: list[ScriptStep] = []
             self._task: asyncio.Task[BatchResult] = self._loop.create_task(
-                runner.run([WorkItem(_ITEM, "Describe the book.")])
+                runner.run([WorkItem(_ITEM, _PROMPT)])
             )
             try:
                 self._settle()
@@ -347,6 +352,19 @@ def plan_state_machine(
                 self._fail(f"{self._last()}: requests asked for {asked}, expected {expected}")
 
         @invariant()
+        def requests_carry_the_items_prompt(self) -> None:
+            # A kind that drops the prompt sends a request the model cannot answer well,
+            # which no outcome script shows: it is checked on the request itself.
+            for request in self._strategy.requests:
+                if keeps_prompt.get(request.stage, True) and _PROMPT not in request.prompt:
+                    kind = engine_kinds.get(request.stage, "?")
+                    self._fail(
+                        f"{self._last()}: the request of stage {request.stage!r} (kind {kind!r}) "
+                        f"does not carry the item's prompt {_PROMPT!r}: "
+                        f"{shorten(request.prompt, 80)!r}"
+                    )
+
+        @invariant()
         def terminal_states_absorb(self) -> None:
             # Steps are still fed once the reference has ended: a live engine would take them.
             if self._model.done and len(self._strategy.requests) > len(self._model.stages):
@@ -394,6 +412,14 @@ def plan_state_machine(
         suppress_health_check=[HealthCheck.too_slow],
     )
     return PlanMachine
+
+
+def _keeps_prompt(kind: str, stage_kinds: Mapping[str, StageKind] | None) -> bool:
+    found = (stage_kinds if stage_kinds is not None else builtin_kinds()).get(kind)
+    try:
+        return found is None or reading_of(kind, found).keeps_prompt
+    except (TypeError, ValueError):  # the reference plan is the one that must be readable
+        return True
 
 
 def _unordered(paths: Sequence[FieldPath] | None) -> frozenset[FieldPath] | None:
