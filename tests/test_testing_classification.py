@@ -155,3 +155,53 @@ def test_a_step_with_an_error_raises_it_for_the_rules() -> None:
     assert str(ScriptStep("fatal", error=Rejected("400 no"))) == "FATAL(error=Rejected('400 no'))"
     with pytest.raises(ValueError, match="a SUCCEEDED step answers"):
         ScriptStep("succeeded", error=Rejected())
+
+
+class DailyQuota(Exception):
+    """The user's client: the day's quota is spent, so the whole run must stop."""
+
+
+class QuotaIsTransient(ClientStrategy):
+    """Seeded bug: the day's quota taken for a passing fault, so the run retries all day."""
+
+    def classify(self, exc: BaseException) -> sr.Outcome | None:
+        if isinstance(exc, DailyQuota):
+            return sr.Outcome(K.TRANSIENT, str(exc))
+        return super().classify(exc)
+
+
+def test_examples_no_script_draws_are_still_checked_by_check_plan() -> None:
+    # STOP_RUN ends the run, not the one item the scripts follow, and outcomes= may leave a
+    # kind out: such examples are classified once, after the run, never passed over.
+    with pytest.raises(PlanCheckFailed) as caught:
+        check_plan(
+            PLAN,
+            errors={**EXAMPLES, K.STOP_RUN: DailyQuota("quota for today")},
+            classifier=QuotaIsTransient(),
+            max_examples=20,
+        )
+    assert str(caught.value) == (
+        "errors= examples of kinds no script draws (STOP_RUN), classified as the runner would, "
+        "1 wrong:\n  errors[STOP_RUN][0] DailyQuota('quota for today'): classified TRANSIENT"
+    )
+    assert caught.value.script == ()
+    with pytest.raises(PlanCheckFailed, match=r"errors\[RATE_LIMITED\]\[1\] Throttled"):
+        check_plan(
+            PLAN,
+            errors=EXAMPLES,
+            classifier=RateLimitsAreTransient(),
+            outcomes=["succeeded", "invalid"],
+            max_examples=10,
+        )
+
+
+class QuotaStops(ClientStrategy):
+    def classify(self, exc: BaseException) -> sr.Outcome | None:
+        if isinstance(exc, DailyQuota):
+            return sr.Outcome(K.STOP_RUN, str(exc))
+        return super().classify(exc)
+
+
+def test_right_examples_no_script_draws_pass() -> None:
+    errors = {**EXAMPLES, "stop_run": DailyQuota("quota for today")}
+    check_plan(PLAN, errors=errors, classifier=QuotaStops(), max_examples=10)

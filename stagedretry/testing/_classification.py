@@ -149,20 +149,26 @@ def check_classification(
     defaults.  Raises ``AssertionError`` listing every mismatch (and any rule
     that raised), ``TypeError``/``ValueError`` for malformed *examples*.
     """
-    chain = (*rules, strategy.classify)
     checked = error_examples(examples, "examples", raised=False)
-    wrong: list[str] = []
-    total = 0
-    for kind, errors in checked.items():
-        for i, error in enumerate(errors):
-            total += 1
-            verdict = _verdict(error, chain)
-            got = verdict if isinstance(verdict, str) else f"classified {verdict.kind.name}"
-            if isinstance(verdict, str) or verdict.kind is not kind:
-                # Named by its place in *examples*: the key is the kind it should come to.
-                wrong.append(f"  examples[{kind.name}][{i}] {shown_error(error)}: {got}")
+    wrong = wrong_verdicts(checked, (*rules, strategy.classify), "examples")
     if wrong:
         name = type(strategy).__name__
+        total = sum(len(errors) for errors in checked.values())
         raise AssertionError(
             f"{name}.classify() gets {len(wrong)} of {total} example(s) wrong:\n" + "\n".join(wrong)
         )
+
+
+def wrong_verdicts(
+    examples: Mapping[OutcomeKind, Sequence[BaseException]], rules: Sequence[Rule], where: str
+) -> list[str]:
+    """A line for each example that *rules* classify as another kind, named by its place."""
+    wrong: list[str] = []
+    for kind, errors in examples.items():
+        for i, error in enumerate(errors):
+            verdict = _verdict(error, rules)
+            got = verdict if isinstance(verdict, str) else f"classified {verdict.kind.name}"
+            if isinstance(verdict, str) or verdict.kind is not kind:
+                # Named by its place in *examples*: the key is the kind it should come to.
+                wrong.append(f"  {where}[{kind.name}][{i}] {shown_error(error)}: {got}")
+    return wrong

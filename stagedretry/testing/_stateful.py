@@ -39,6 +39,7 @@ from ._classification import (
     Misclassified,
     error_examples,
     with_errors,
+    wrong_verdicts,
 )
 from ._clock import VirtualClock
 from ._generators import ITEM_OUTCOMES
@@ -168,7 +169,7 @@ def plan_state_machine(
     so a wrong classification is reported with the script that shows it.
     Raises ``ValueError`` for a plan or kind the reference cannot follow.
     """
-    kinds = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "plan_state_machine")
+    drawn = kinds = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "plan_state_machine")
     if OutcomeKind.STOP_RUN in kinds:
         raise ValueError("STOP_RUN stops the whole run: the reference model follows one item")
     engine_plan = attrs.evolve(plan, deadline=None)
@@ -204,6 +205,8 @@ def plan_state_machine(
         last_failure: ClassVar[tuple[str, tuple[ScriptStep, ...]] | None] = None
         #: How deep the examples so far went (see :class:`PlanCheckResult`).
         reach: ClassVar[ReachTally] = tally
+        #: The outcome kinds the scripts draw from.
+        outcomes: ClassVar[tuple[OutcomeKind, ...]] = drawn
 
         def __init__(self) -> None:
             super().__init__()
@@ -450,7 +453,10 @@ def check_plan(
     (``result.unreached`` names the stages none did) and how they ended.
     Raises :class:`PlanCheckFailed` (an ``AssertionError``) naming the first
     broken property and the shrunk script of outcomes that breaks it, or saying
-    that your code came to another end when a script was replayed.  Runs its
+    that your code came to another end when a script was replayed, or listing
+    the *errors* of kinds no script draws (``STOP_RUN``, or left out of
+    *outcomes*) that your rules classify as another kind, checked once the
+    scripts pass.  Runs its
     own event loop: call it from synchronous code.  *settings* replaces the
     hypothesis settings built from *max_examples* and *max_steps*; *outcomes*,
     *text_answers*, *stage_kinds*, *errors*, *classifier*, *rules*, *answers* and
@@ -510,5 +516,19 @@ def check_plan(
             f"  shrunk script ({len(script)} step(s)): [{shown}]",
             script,
         ) from exc
+    # Examples of kinds no script drew (STOP_RUN ends the run, not the item; or left out of
+    # outcomes=) were never raised: classified once here, so none passes unchecked.
+    drawn = set(getattr(machine, "outcomes"))  # noqa: B009 (set in the class body)
+    examples = error_examples(errors or {}, "errors")
+    unscripted = {kind: found for kind, found in examples.items() if kind not in drawn}
+    chain = (*rules, classifier.classify) if classifier is not None else tuple(rules)
+    wrong = wrong_verdicts(unscripted, chain, "errors")
+    if wrong:
+        kinds_shown = ", ".join(kind.name for kind in unscripted)
+        raise PlanCheckFailed(
+            f"errors= examples of kinds no script draws ({kinds_shown}), classified as the "
+            f"runner would, {len(wrong)} wrong:\n" + "\n".join(wrong),
+            (),
+        )
     tally: ReachTally = getattr(machine, "reach")  # noqa: B009 (set in the class body)
     return tally.result()
