@@ -203,5 +203,49 @@ class QuotaStops(ClientStrategy):
 
 
 def test_right_examples_no_script_draws_pass() -> None:
-    errors = {**EXAMPLES, "stop_run": DailyQuota("quota for today")}
+    errors = {**EXAMPLES, K.STOP_RUN: DailyQuota("quota for today")}
     check_plan(PLAN, errors=errors, classifier=QuotaStops(), max_examples=10)
+
+
+def rejected_is_fatal(exc: BaseException) -> sr.Outcome | None:
+    return sr.Outcome(K.FATAL, "400") if isinstance(exc, Rejected) else None
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        # A rule given where the strategy goes: the message says where it belongs.
+        (
+            lambda: check_classification(rejected_is_fatal, EXAMPLES),  # type: ignore[arg-type]
+            "check_classification(strategy=...) takes an object with a classify() method: "
+            "a function is a rule, pass it in rules=[...]; got function",
+        ),
+        (
+            lambda: check_plan(PLAN, errors=EXAMPLES, classifier=rejected_is_fatal),  # type: ignore[arg-type]
+            "check_plan(classifier=...) takes an object with a classify() method: a function",
+        ),
+        (
+            lambda: check_plan(PLAN, errors=EXAMPLES, classifier=object()),  # type: ignore[arg-type]
+            "check_plan(classifier=...) takes an object with a classify() method, such as your "
+            "Strategy; got object",
+        ),
+        (
+            lambda: check_classification(None, EXAMPLES),  # type: ignore[arg-type]
+            "check_classification() needs the strategy whose classify() it checks",
+        ),
+        (
+            lambda: check_plan(PLAN, rules=rejected_is_fatal),  # type: ignore[arg-type]
+            "check_plan(rules=...) is a sequence of rules, not function: use [rule]",
+        ),
+        (
+            lambda: check_classification(ClientStrategy(), EXAMPLES, rules=[rejected_is_fatal, 3]),  # type: ignore[list-item]
+            "check_classification(rules=...)[1]: 3 is not callable",
+        ),
+    ],
+)
+def test_a_classifier_or_rule_of_the_wrong_shape_is_refused_by_name(
+    call: object, message: str
+) -> None:
+    with pytest.raises(TypeError) as caught:
+        call()  # type: ignore[operator]
+    assert message in str(caught.value)

@@ -22,7 +22,14 @@ from ._scripted import RecordedRequest, ScriptStep, outcome_kind, shown_error
 if TYPE_CHECKING:
     from hypothesis import strategies as st
 
-__all__ = ["Classifies", "ErrorExamples", "Misclassified", "check_classification", "error_examples"]
+__all__ = [
+    "Classifies",
+    "ErrorExamples",
+    "Misclassified",
+    "check_classification",
+    "classify_chain",
+    "error_examples",
+]
 
 
 class Classifies(Protocol):
@@ -131,6 +138,39 @@ class Misclassified:
         )
 
 
+def classify_chain(
+    classifier: Classifies | None, rules: Sequence[Rule], where: str, name: str
+) -> tuple[Rule, ...]:
+    """*rules*, then *classifier*'s ``classify()``, in the runner's order.
+
+    Raises ``TypeError`` naming a rule that is not callable or a classifier
+    without a ``classify()`` method; *where* names the function and *name*
+    its strategy argument, for the messages.
+    """
+    if callable(rules) or not isinstance(rules, Sequence):
+        one = ": use [rule]" if callable(rules) else ""
+        raise TypeError(
+            f"{where}(rules=...) is a sequence of rules, not {type(rules).__name__}{one}"
+        )
+    for i, rule in enumerate(rules):
+        if not callable(rule):
+            raise TypeError(f"{where}(rules=...)[{i}]: {rule!r} is not callable")
+    if classifier is None:
+        return tuple(rules)
+    classify_method = getattr(classifier, "classify", None)
+    if not callable(classify_method):
+        hint = (
+            ": a function is a rule, pass it in rules=[...]"
+            if callable(classifier)
+            else ", such as your Strategy"
+        )
+        raise TypeError(
+            f"{where}({name}=...) takes an object with a classify() method{hint}; "
+            f"got {type(classifier).__name__}"
+        )
+    return (*rules, classify_method)
+
+
 def _verdict(error: BaseException, rules: Sequence[Rule]) -> Outcome | str:
     try:
         return classify(error, rules)
@@ -149,8 +189,11 @@ def check_classification(
     defaults.  Raises ``AssertionError`` listing every mismatch (and any rule
     that raised), ``TypeError``/``ValueError`` for malformed *examples*.
     """
+    if strategy is None:
+        raise TypeError("check_classification() needs the strategy whose classify() it checks")
+    chain = classify_chain(strategy, rules, "check_classification", "strategy")
     checked = error_examples(examples, "examples", raised=False)
-    wrong = wrong_verdicts(checked, (*rules, strategy.classify), "examples")
+    wrong = wrong_verdicts(checked, chain, "examples")
     if wrong:
         name = type(strategy).__name__
         total = sum(len(errors) for errors in checked.values())

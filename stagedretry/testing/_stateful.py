@@ -37,6 +37,7 @@ from ._classification import (
     Classifies,
     ErrorExamples,
     Misclassified,
+    classify_chain,
     error_examples,
     with_errors,
     wrong_verdicts,
@@ -195,7 +196,7 @@ def plan_state_machine(
         ),
         examples,
     )
-    classify_rules = (*rules, classifier.classify) if classifier is not None else tuple(rules)
+    classify_rules = classify_chain(classifier, rules, "plan_state_machine", "classifier")
     engine_kinds = {s.name: s.kind for s in engine_plan.stages}
     keeps_prompt = {s.name: _keeps_prompt(s.kind, stage_kinds) for s in engine_plan.stages}
 
@@ -469,6 +470,7 @@ def check_plan(
         pass
     else:
         raise RuntimeError("check_plan() runs its own event loop: call it from synchronous code")
+    chain = classify_chain(classifier, rules, "check_plan", "classifier")  # named as check_plan
     machine = plan_state_machine(
         plan,
         reference=reference,
@@ -521,7 +523,6 @@ def check_plan(
     drawn = set(getattr(machine, "outcomes"))  # noqa: B009 (set in the class body)
     examples = error_examples(errors or {}, "errors")
     unscripted = {kind: found for kind, found in examples.items() if kind not in drawn}
-    chain = (*rules, classifier.classify) if classifier is not None else tuple(rules)
     wrong = wrong_verdicts(unscripted, chain, "errors")
     if wrong:
         kinds_shown = ", ".join(kind.name for kind in unscripted)
