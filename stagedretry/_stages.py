@@ -219,7 +219,7 @@ def _truncated_failure(
     text: str,
 ) -> NoReturn:
     """Raise what a truncated answer lacks: the cut members and what the validator refused."""
-    errors = [FieldError(key, why) for key in cut]
+    errors = [FieldError((key,), why) for key in cut]
     for error in failed:
         heads = repairable_fields((error,))
         if {h[0] for h in heads if h} & set(cut):

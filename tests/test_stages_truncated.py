@@ -16,7 +16,7 @@ import pytest
 import stagedretry as sr
 from stagedretry import FieldError, ValidationFailed
 from stagedretry._journal import result_from_json, result_to_json
-from stagedretry._stages import complete_members
+from stagedretry._stages import complete_members, repairable_fields
 from stagedretry.testing import VirtualClock
 from strategies.callable import from_callable
 
@@ -222,3 +222,13 @@ def test_the_journal_keeps_the_truncated_flag() -> None:
     old = result_to_json(result)
     del old["attempts"][0]["meta"]["truncated"]
     assert result_from_json(old).attempts[0].meta == sr.ResponseMeta(finish_reason="MAX_TOKENS")
+
+
+@pytest.mark.parametrize("key", ["", "a.b", "a/b"])
+def test_a_cut_member_is_named_by_its_own_key_whatever_it_is(key: str) -> None:
+    # An empty key is a field like any other: cut, it is re-asked, never read as the whole
+    # answer (which would leave a partial stage nothing to repair).
+    text = '{"title": "Dune", ' + json.dumps(key) + ': "Frank Her'
+    error = failure(sr.FullStage(), cut(text), state())
+    assert [e.path for e in error.errors if e.message == WHY] == [(key,)]
+    assert (key,) in repairable_fields(tuple(error.errors))

@@ -140,6 +140,44 @@ def test_check_plan_reads_a_json_schema_with_its_own_validator() -> None:
     check_plan(PLAN, answers=BOOK_SCHEMA, max_examples=15)
 
 
+class NoFields(BaseModel):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        # Answers are objects: a schema of anything else is refused by name, not filtered forever.
+        (
+            {"type": "integer"},
+            "answers must be JSON objects, but the JSON Schema describes 'integer'",
+        ),
+        ({"type": "array", "items": {"type": "string"}}, "describes 'array' values"),
+        (
+            {"$ref": "#/$defs/N", "$defs": {"N": {"type": "number"}}},
+            "describes 'number' values",
+        ),
+    ],
+)
+def test_answers_that_are_not_objects_are_refused_at_once(source: Any, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        near_misses(source)
+    assert message in str(caught.value)
+    with pytest.raises(ValueError, match="answers must be JSON objects"):
+        check_plan(PLAN, answers=source)
+
+
+@pytest.mark.parametrize("source", [NoFields, {"type": "object"}, {}])
+def test_an_answer_with_no_field_to_break(source: Any) -> None:
+    # near_misses cannot break a field there is none of: refused when built, not when drawn.
+    with pytest.raises(ValueError, match="has no field an answer can break; cannot break 1"):
+        near_misses(source)
+    # The state machine answers an invalid step that has no field to break with text that
+    # is no JSON at all (or, for {}, breaks the keys it drew), and walks on.
+    result = check_plan(PLAN, answers=source, max_examples=10, max_steps=8)
+    assert result.reached["full_t25"] > 0
+
+
 def test_answers_refuse_what_they_cannot_combine() -> None:
     with pytest.raises(ValueError, match="needs answers="):
         plan_state_machine(PLAN, validator=sr.validators.pydantic(Book))

@@ -135,6 +135,12 @@ def test_names_and_single_exceptions_are_accepted() -> None:
         ({K.FATAL: []}, ValueError, "errors[FATAL]: no exception given"),
         ({K.FATAL: ["400"]}, TypeError, "errors[FATAL]: '400' is not an exception"),
         ({"fatl": Rejected()}, ValueError, "errors: unknown outcome kind 'fatl'"),
+        # The class where the client raises an instance, alone or in a list; a value
+        # that is no sequence at all: each named by its place, never a bare TypeError.
+        ({K.FATAL: Rejected}, TypeError, "errors[FATAL]: Rejected is an exception class; give"),
+        ({K.FATAL: [Rejected]}, TypeError, "errors[FATAL]: Rejected is an exception class"),
+        ({K.FATAL: 400}, TypeError, "errors[FATAL]: 400 is not an exception"),
+        ({K.FATAL: "400"}, TypeError, "errors[FATAL]: '400' is not an exception"),
     ],
 )
 def test_malformed_errors_are_refused_before_anything_runs(
@@ -149,3 +155,97 @@ def test_a_step_with_an_error_raises_it_for_the_rules() -> None:
     assert str(ScriptStep("fatal", error=Rejected("400 no"))) == "FATAL(error=Rejected('400 no'))"
     with pytest.raises(ValueError, match="a SUCCEEDED step answers"):
         ScriptStep("succeeded", error=Rejected())
+
+
+class DailyQuota(Exception):
+    """The user's client: the day's quota is spent, so the whole run must stop."""
+
+
+class QuotaIsTransient(ClientStrategy):
+    """Seeded bug: the day's quota taken for a passing fault, so the run retries all day."""
+
+    def classify(self, exc: BaseException) -> sr.Outcome | None:
+        if isinstance(exc, DailyQuota):
+            return sr.Outcome(K.TRANSIENT, str(exc))
+        return super().classify(exc)
+
+
+def test_examples_no_script_draws_are_still_checked_by_check_plan() -> None:
+    # STOP_RUN ends the run, not the one item the scripts follow, and outcomes= may leave a
+    # kind out: such examples are classified once, after the run, never passed over.
+    with pytest.raises(PlanCheckFailed) as caught:
+        check_plan(
+            PLAN,
+            errors={**EXAMPLES, K.STOP_RUN: DailyQuota("quota for today")},
+            classifier=QuotaIsTransient(),
+            max_examples=20,
+        )
+    assert str(caught.value) == (
+        "errors= examples of kinds no script draws (STOP_RUN), classified as the runner would, "
+        "1 wrong:\n  errors[STOP_RUN][0] DailyQuota('quota for today'): classified TRANSIENT"
+    )
+    assert caught.value.script == ()
+    with pytest.raises(PlanCheckFailed, match=r"errors\[RATE_LIMITED\]\[1\] Throttled"):
+        check_plan(
+            PLAN,
+            errors=EXAMPLES,
+            classifier=RateLimitsAreTransient(),
+            outcomes=["succeeded", "invalid"],
+            max_examples=10,
+        )
+
+
+class QuotaStops(ClientStrategy):
+    def classify(self, exc: BaseException) -> sr.Outcome | None:
+        if isinstance(exc, DailyQuota):
+            return sr.Outcome(K.STOP_RUN, str(exc))
+        return super().classify(exc)
+
+
+def test_right_examples_no_script_draws_pass() -> None:
+    errors = {**EXAMPLES, K.STOP_RUN: DailyQuota("quota for today")}
+    check_plan(PLAN, errors=errors, classifier=QuotaStops(), max_examples=10)
+
+
+def rejected_is_fatal(exc: BaseException) -> sr.Outcome | None:
+    return sr.Outcome(K.FATAL, "400") if isinstance(exc, Rejected) else None
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        # A rule given where the strategy goes: the message says where it belongs.
+        (
+            lambda: check_classification(rejected_is_fatal, EXAMPLES),  # type: ignore[arg-type]
+            "check_classification(strategy=...) takes an object with a classify() method: "
+            "a function is a rule, pass it in rules=[...]; got function",
+        ),
+        (
+            lambda: check_plan(PLAN, errors=EXAMPLES, classifier=rejected_is_fatal),  # type: ignore[arg-type]
+            "check_plan(classifier=...) takes an object with a classify() method: a function",
+        ),
+        (
+            lambda: check_plan(PLAN, errors=EXAMPLES, classifier=object()),  # type: ignore[arg-type]
+            "check_plan(classifier=...) takes an object with a classify() method, such as your "
+            "Strategy; got object",
+        ),
+        (
+            lambda: check_classification(None, EXAMPLES),  # type: ignore[arg-type]
+            "check_classification() needs the strategy whose classify() it checks",
+        ),
+        (
+            lambda: check_plan(PLAN, rules=rejected_is_fatal),  # type: ignore[arg-type]
+            "check_plan(rules=...) is a sequence of rules, not function: use [rule]",
+        ),
+        (
+            lambda: check_classification(ClientStrategy(), EXAMPLES, rules=[rejected_is_fatal, 3]),  # type: ignore[list-item]
+            "check_classification(rules=...)[1]: 3 is not callable",
+        ),
+    ],
+)
+def test_a_classifier_or_rule_of_the_wrong_shape_is_refused_by_name(
+    call: object, message: str
+) -> None:
+    with pytest.raises(TypeError) as caught:
+        call()  # type: ignore[operator]
+    assert message in str(caught.value)

@@ -217,3 +217,59 @@ def test_every_plan_drawn_with_the_users_kinds_is_one_the_reference_runs(
 @given(plan=plans(kinds=("full", "feedback", "repair"), stage_kinds=KINDS, max_stages=4))
 def test_check_plan_runs_the_plans_drawn_with_the_users_kinds(plan: sr.Plan) -> None:
     check_plan(plan, stage_kinds=KINDS, max_examples=10, max_steps=10)
+
+
+class OnlyOnce(FeedbackStage):
+    """Seeded bug: skips once in the whole run (it keeps state), so a replay differs."""
+
+    reading: ClassVar[KindReading] = KindReading(asks=Asks.ANSWER)
+
+    def __init__(self) -> None:
+        self.skipped = False
+
+    def build(self, item: sr.WorkItem, state: sr.ItemState, stage: sr.Stage) -> sr.Request | None:
+        if state.errors and not self.skipped:
+            self.skipped = True
+            return None
+        return sr.Request(item.id, stage, item.prompt)
+
+
+def test_a_kind_that_keeps_state_between_items_is_named_not_a_hypothesis_error() -> None:
+    # A replayed script comes to another end: hypothesis's Flaky error becomes a finding.
+    with pytest.raises(PlanCheckFailed) as caught:
+        check_plan(PLAN, stage_kinds={**KINDS, "feedback": OnlyOnce()}, **FAST)
+    message = str(caught.value)
+    assert message.startswith("the engine does not do the same when the same script is replayed")
+    assert "first seen: " in message
+    assert "stage 'with_feedback' (kind 'feedback') skipped" in message
+
+
+class Forgetful(FeedbackStage):
+    """Seeded bug: sends only the feedback, dropping the item's own prompt."""
+
+    def build(self, item: sr.WorkItem, state: sr.ItemState, stage: sr.Stage) -> sr.Request | None:
+        request = super().build(item, state, stage)
+        if request is None:
+            return None
+        return attrs.evolve(request, prompt=request.prompt.replace(item.prompt, "Try again."))
+
+
+class Rewriter(Forgetful):
+    """The same code, declared: its prompts are its own."""
+
+    reading: ClassVar[KindReading] = KindReading(skips=Skips.UNTIL_INVALID, keeps_prompt=False)
+
+
+def test_a_kind_that_drops_the_items_prompt_is_caught() -> None:
+    with pytest.raises(PlanCheckFailed) as caught:
+        check_plan(PLAN, stage_kinds={**KINDS, "feedback": Forgetful()}, **FAST)
+    message = str(caught.value)
+    assert (
+        "the request of stage 'with_feedback' (kind 'feedback') does not carry the item's "
+        "prompt 'Describe the book.': 'Try again. - the answer: " in message
+    )
+    # The request is seen when it is answered: the invalid answer, then the one it got.
+    first, _answered = caught.value.script
+    assert first.kind is sr.OutcomeKind.INVALID
+    # A kind that says it rewrites the prompt is held to the rest of its reading only.
+    check_plan(PLAN, stage_kinds={**KINDS, "feedback": Rewriter()}, **FAST)

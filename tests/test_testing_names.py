@@ -48,6 +48,10 @@ SEEDED_BUG = sr.Plan(
         ("Rate_Limited", K.RATE_LIMITED),
         (" resource_lost ", K.RESOURCE_LOST),
         ("stop_run", K.STOP_RUN),
+        # The ways a user spells a two-word kind.
+        ("rate-limited", K.RATE_LIMITED),
+        ("Rate Limited", K.RATE_LIMITED),
+        ("RESOURCE-LOST", K.RESOURCE_LOST),
     ],
 )
 def test_a_step_takes_an_outcome_kind_by_name(name: str, kind: sr.OutcomeKind) -> None:
@@ -75,6 +79,7 @@ def test_names_work_wherever_a_step_does() -> None:
     [
         ("invalidd", ValueError, "unknown outcome kind 'invalidd' (known: succeeded, invalid,"),
         ("", ValueError, "unknown outcome kind ''"),
+        ("ratelimited", ValueError, "unknown outcome kind 'ratelimited'"),
         (3, TypeError, "an outcome kind is an OutcomeKind or its name, not int"),
         (None, TypeError, "not NoneType"),
     ],

@@ -127,6 +127,13 @@ class AnswerSpec:
             self._adapter = TypeAdapter(source)
             self.schema = source.model_json_schema()
         self.name = self.model.__name__ if self.model is not None else "the JSON Schema"
+        top = self.resolve(self.schema)
+        if top.get("type", "object") != "object" and "properties" not in top:
+            # Answers are drawn as objects, the shape a partial stage repairs field by field.
+            raise ValueError(
+                f"answers must be JSON objects, but {self.name} describes "
+                f"{top.get('type')!r} values"
+            )
         self._answers: dict[bool, st.SearchStrategy[dict[str, Any]]] = {}
         self._branch_checks: dict[int, Any] = {}
         self._breaks: dict[str, list[tuple[NearMissKind, FieldPath, Any]]] = {}
@@ -525,6 +532,9 @@ def near_misses(
     if k < 0:
         raise ValueError(f"k must not be negative, got {k}")
     spec = AnswerSpec(source)
+    if k > 0 and not spec.resolve(spec.schema).get("properties"):
+        # Refused now: drawing would find no field to break in any answer.
+        raise ValueError(f"{spec.name} has no field an answer can break; cannot break {k}")
     kinds = tuple(breaks)
     if not kinds:
         raise ValueError("near_misses() needs at least one kind of break")
@@ -619,6 +629,8 @@ class AnswerDrawer:
             return AnswerStep(kind, text=UNREADABLE)
         candidates = self.spec.breaks(truth)
         heads = len({c[1][0] for c in candidates})
+        if not truth:
+            return AnswerStep(kind, text=UNREADABLE)  # an empty answer has nothing else to break
         k = draw(st.integers(1, max(1, min(2, heads))))
         miss = draw_near_miss(draw, self.spec, truth, k)
         # A near-miss that only holds forbidden keys is mended by the engine: a success.

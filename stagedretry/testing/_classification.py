@@ -10,8 +10,8 @@ state machine asks for :func:`with_errors`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
 
 import attrs
 
@@ -22,7 +22,14 @@ from ._scripted import RecordedRequest, ScriptStep, outcome_kind, shown_error
 if TYPE_CHECKING:
     from hypothesis import strategies as st
 
-__all__ = ["Classifies", "ErrorExamples", "Misclassified", "check_classification", "error_examples"]
+__all__ = [
+    "Classifies",
+    "ErrorExamples",
+    "Misclassified",
+    "check_classification",
+    "classify_chain",
+    "error_examples",
+]
 
 
 class Classifies(Protocol):
@@ -55,10 +62,15 @@ def error_examples(
             kind = outcome_kind(key)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
-        errors = (value,) if isinstance(value, BaseException) else tuple(value)
+        if isinstance(value, BaseException):
+            errors: tuple[object, ...] = (value,)
+        elif isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
+            errors = tuple(value)
+        else:
+            errors = (value,)
         bad = [e for e in errors if not isinstance(e, BaseException)]
         if bad:
-            raise TypeError(f"{where}[{kind.name}]: {bad[0]!r} is not an exception")
+            raise TypeError(f"{where}[{kind.name}]: {_not_an_exception(bad[0])}")
         if not errors:
             raise ValueError(f"{where}[{kind.name}]: no exception given")
         if kind is OutcomeKind.SUCCEEDED or (raised and kind is OutcomeKind.INVALID):
@@ -66,8 +78,15 @@ def error_examples(
                 f"{where}[{kind.name}]: {kind.name} is not raised by a client "
                 "(the harness scripts answers and invalid answers itself)"
             )
-        out[kind] = out.get(kind, ()) + errors
+        out[kind] = out.get(kind, ()) + cast("tuple[BaseException, ...]", errors)
     return out
+
+
+def _not_an_exception(value: object) -> str:
+    if isinstance(value, type) and issubclass(value, BaseException):
+        # The class, where the client raises an instance: the classifier reads its fields.
+        return f"{value.__name__} is an exception class; give an instance, {value.__name__}(...)"
+    return f"{value!r} is not an exception"
 
 
 def with_errors(
@@ -119,6 +138,39 @@ class Misclassified:
         )
 
 
+def classify_chain(
+    classifier: Classifies | None, rules: Sequence[Rule], where: str, name: str
+) -> tuple[Rule, ...]:
+    """*rules*, then *classifier*'s ``classify()``, in the runner's order.
+
+    Raises ``TypeError`` naming a rule that is not callable or a classifier
+    without a ``classify()`` method; *where* names the function and *name*
+    its strategy argument, for the messages.
+    """
+    if callable(rules) or not isinstance(rules, Sequence):
+        one = ": use [rule]" if callable(rules) else ""
+        raise TypeError(
+            f"{where}(rules=...) is a sequence of rules, not {type(rules).__name__}{one}"
+        )
+    for i, rule in enumerate(rules):
+        if not callable(rule):
+            raise TypeError(f"{where}(rules=...)[{i}]: {rule!r} is not callable")
+    if classifier is None:
+        return tuple(rules)
+    classify_method = getattr(classifier, "classify", None)
+    if not callable(classify_method):
+        hint = (
+            ": a function is a rule, pass it in rules=[...]"
+            if callable(classifier)
+            else ", such as your Strategy"
+        )
+        raise TypeError(
+            f"{where}({name}=...) takes an object with a classify() method{hint}; "
+            f"got {type(classifier).__name__}"
+        )
+    return (*rules, classify_method)
+
+
 def _verdict(error: BaseException, rules: Sequence[Rule]) -> Outcome | str:
     try:
         return classify(error, rules)
@@ -137,20 +189,29 @@ def check_classification(
     defaults.  Raises ``AssertionError`` listing every mismatch (and any rule
     that raised), ``TypeError``/``ValueError`` for malformed *examples*.
     """
-    chain = (*rules, strategy.classify)
+    if strategy is None:
+        raise TypeError("check_classification() needs the strategy whose classify() it checks")
+    chain = classify_chain(strategy, rules, "check_classification", "strategy")
     checked = error_examples(examples, "examples", raised=False)
-    wrong: list[str] = []
-    total = 0
-    for kind, errors in checked.items():
-        for i, error in enumerate(errors):
-            total += 1
-            verdict = _verdict(error, chain)
-            got = verdict if isinstance(verdict, str) else f"classified {verdict.kind.name}"
-            if isinstance(verdict, str) or verdict.kind is not kind:
-                # Named by its place in *examples*: the key is the kind it should come to.
-                wrong.append(f"  examples[{kind.name}][{i}] {shown_error(error)}: {got}")
+    wrong = wrong_verdicts(checked, chain, "examples")
     if wrong:
         name = type(strategy).__name__
+        total = sum(len(errors) for errors in checked.values())
         raise AssertionError(
             f"{name}.classify() gets {len(wrong)} of {total} example(s) wrong:\n" + "\n".join(wrong)
         )
+
+
+def wrong_verdicts(
+    examples: Mapping[OutcomeKind, Sequence[BaseException]], rules: Sequence[Rule], where: str
+) -> list[str]:
+    """A line for each example that *rules* classify as another kind, named by its place."""
+    wrong: list[str] = []
+    for kind, errors in examples.items():
+        for i, error in enumerate(errors):
+            verdict = _verdict(error, rules)
+            got = verdict if isinstance(verdict, str) else f"classified {verdict.kind.name}"
+            if isinstance(verdict, str) or verdict.kind is not kind:
+                # Named by its place in *examples*: the key is the kind it should come to.
+                wrong.append(f"  {where}[{kind.name}][{i}] {shown_error(error)}: {got}")
+    return wrong

@@ -52,8 +52,11 @@ class KindReading:
 
     ``asks`` (default :attr:`Asks.ANSWER`) and ``skips`` (default
     :attr:`Skips.NEVER`, or :attr:`Skips.NOTHING_TO_REPAIR` for a kind that
-    repairs: it cannot ask for no fields).  Raises ``ValueError`` for a kind
-    that repairs yet declares another skip rule.
+    repairs: it cannot ask for no fields).  ``keeps_prompt`` (default ``True``)
+    says each request's prompt holds the item's own prompt, as ``full`` and
+    ``partial`` do (words may come before or after it); say ``False`` for a
+    kind that rewrites the prompt.  Raises ``ValueError`` for a kind that
+    repairs yet declares another skip rule.
 
     ``check_plan(plan, stage_kinds=kinds)`` then checks the kind's real code
     against this declaration: a ``build()`` that skips when it should not (or
@@ -62,6 +65,7 @@ class KindReading:
 
     asks: Asks = Asks.ANSWER
     skips: Skips = attrs.field(default=attrs.Factory(_default_skips, takes_self=True))
+    keeps_prompt: bool = attrs.field(default=True, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if self.asks is Asks.REPAIR and self.skips is not Skips.NOTHING_TO_REPAIR:

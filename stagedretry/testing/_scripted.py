@@ -54,14 +54,15 @@ def _fields(value: Iterable[str]) -> tuple[str, ...]:
 def outcome_kind(value: OutcomeKind | str) -> OutcomeKind:
     """*value* as an :class:`OutcomeKind`: a kind, or its name or value in any letter case.
 
-    ``"invalid"``, ``"INVALID"`` and ``"rate_limited"`` are accepted; anything else
-    raises at once (``ValueError`` for an unknown name, ``TypeError`` for another
-    type), so a typo never reaches the engine.
+    ``"invalid"``, ``"INVALID"``, ``"rate_limited"`` and ``"rate-limited"`` are
+    accepted; anything else raises at once (``ValueError`` for an unknown name,
+    ``TypeError`` for another type), so a typo never reaches the engine.
     """
     if isinstance(value, OutcomeKind):
         return value
     if isinstance(value, str):
-        wanted = value.strip().lower()
+        # "Rate-Limited", " rate limited": the spellings a user types for rate_limited.
+        wanted = "_".join(value.strip().lower().replace("-", " ").split())
         for kind in OutcomeKind:
             if wanted == kind.value:
                 return kind

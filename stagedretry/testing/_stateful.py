@@ -14,19 +14,21 @@ import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from textwrap import shorten
 from typing import Any, ClassVar
 
 import attrs
 from hypothesis import HealthCheck
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from .._outcomes import FieldPath, OutcomeKind, Rule, json_pointer
 from .._plan import Plan
 from .._results import Attempt, BatchResult, ItemResult, WorkItem
 from .._runner import Runner
-from .._stages import StageKind
+from .._stages import StageKind, builtin_kinds
 from .._state import ItemState
 from .._strategy import Request, Response, StageContext
 from .._usage import ResponseMeta
@@ -35,12 +37,15 @@ from ._classification import (
     Classifies,
     ErrorExamples,
     Misclassified,
+    classify_chain,
     error_examples,
     with_errors,
+    wrong_verdicts,
 )
 from ._clock import VirtualClock
 from ._generators import ITEM_OUTCOMES
 from ._generators import outcomes as outcome_steps
+from ._kinds import reading_of
 from ._reach import PlanCheckResult, ReachTally, swarm_outcomes
 from ._reference import ReferenceItem
 from ._scripted import (
@@ -54,6 +59,7 @@ from ._scripted import (
 __all__ = ["PlanCheckFailed", "PlanCheckResult", "check_plan", "plan_state_machine"]
 
 _ITEM = "item"
+_PROMPT = "Describe the book."
 # Real seconds the engine may take to react to one step before the check calls it stuck.
 _STUCK_AFTER = 10.0
 
@@ -164,7 +170,7 @@ def plan_state_machine(
     so a wrong classification is reported with the script that shows it.
     Raises ``ValueError`` for a plan or kind the reference cannot follow.
     """
-    kinds = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "plan_state_machine")
+    drawn = kinds = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "plan_state_machine")
     if OutcomeKind.STOP_RUN in kinds:
         raise ValueError("STOP_RUN stops the whole run: the reference model follows one item")
     engine_plan = attrs.evolve(plan, deadline=None)
@@ -190,7 +196,9 @@ def plan_state_machine(
         ),
         examples,
     )
-    classify_rules = (*rules, classifier.classify) if classifier is not None else tuple(rules)
+    classify_rules = classify_chain(classifier, rules, "plan_state_machine", "classifier")
+    engine_kinds = {s.name: s.kind for s in engine_plan.stages}
+    keeps_prompt = {s.name: _keeps_prompt(s.kind, stage_kinds) for s in engine_plan.stages}
 
     class PlanMachine(RuleBasedStateMachine):
         """Feeds outcomes to one live item and checks every move against the reference."""
@@ -198,6 +206,8 @@ def plan_state_machine(
         last_failure: ClassVar[tuple[str, tuple[ScriptStep, ...]] | None] = None
         #: How deep the examples so far went (see :class:`PlanCheckResult`).
         reach: ClassVar[ReachTally] = tally
+        #: The outcome kinds the scripts draw from.
+        outcomes: ClassVar[tuple[OutcomeKind, ...]] = drawn
 
         def __init__(self) -> None:
             super().__init__()
@@ -218,7 +228,7 @@ def plan_state_machine(
             self._model = reference_type(model_plan, stage_kinds)
             self._script: list[ScriptStep] = []
             self._task: asyncio.Task[BatchResult] = self._loop.create_task(
-                runner.run([WorkItem(_ITEM, "Describe the book.")])
+                runner.run([WorkItem(_ITEM, _PROMPT)])
             )
             try:
                 self._settle()
@@ -346,6 +356,19 @@ def plan_state_machine(
                 self._fail(f"{self._last()}: requests asked for {asked}, expected {expected}")
 
         @invariant()
+        def requests_carry_the_items_prompt(self) -> None:
+            # A kind that drops the prompt sends a request the model cannot answer well,
+            # which no outcome script shows: it is checked on the request itself.
+            for request in self._strategy.requests:
+                if keeps_prompt.get(request.stage, True) and _PROMPT not in request.prompt:
+                    kind = engine_kinds.get(request.stage, "?")
+                    self._fail(
+                        f"{self._last()}: the request of stage {request.stage!r} (kind {kind!r}) "
+                        f"does not carry the item's prompt {_PROMPT!r}: "
+                        f"{shorten(request.prompt, 80)!r}"
+                    )
+
+        @invariant()
         def terminal_states_absorb(self) -> None:
             # Steps are still fed once the reference has ended: a live engine would take them.
             if self._model.done and len(self._strategy.requests) > len(self._model.stages):
@@ -395,6 +418,14 @@ def plan_state_machine(
     return PlanMachine
 
 
+def _keeps_prompt(kind: str, stage_kinds: Mapping[str, StageKind] | None) -> bool:
+    found = (stage_kinds if stage_kinds is not None else builtin_kinds()).get(kind)
+    try:
+        return found is None or reading_of(kind, found).keeps_prompt
+    except (TypeError, ValueError):  # the reference plan is the one that must be readable
+        return True
+
+
 def _unordered(paths: Sequence[FieldPath] | None) -> frozenset[FieldPath] | None:
     return None if paths is None else frozenset(paths)
 
@@ -422,7 +453,11 @@ def check_plan(
     Returns a :class:`PlanCheckResult`: how many examples reached each stage
     (``result.unreached`` names the stages none did) and how they ended.
     Raises :class:`PlanCheckFailed` (an ``AssertionError``) naming the first
-    broken property and the shrunk script of outcomes that breaks it.  Runs its
+    broken property and the shrunk script of outcomes that breaks it, or saying
+    that your code came to another end when a script was replayed, or listing
+    the *errors* of kinds no script draws (``STOP_RUN``, or left out of
+    *outcomes*) that your rules classify as another kind, checked once the
+    scripts pass.  Runs its
     own event loop: call it from synchronous code.  *settings* replaces the
     hypothesis settings built from *max_examples* and *max_steps*; *outcomes*,
     *text_answers*, *stage_kinds*, *errors*, *classifier*, *rules*, *answers* and
@@ -435,6 +470,7 @@ def check_plan(
         pass
     else:
         raise RuntimeError("check_plan() runs its own event loop: call it from synchronous code")
+    chain = classify_chain(classifier, rules, "check_plan", "classifier")  # named as check_plan
     machine = plan_state_machine(
         plan,
         reference=reference,
@@ -458,6 +494,19 @@ def check_plan(
     )
     try:
         run_state_machine_as_test(machine, settings=chosen)
+    except Flaky as exc:
+        # The same script replayed came to another end: user code that is not a function
+        # of its input spoils shrinking, so it is named rather than shown as hypothesis's.
+        failure = getattr(machine, "last_failure", None)
+        problem, script = failure if failure is not None else ("", ())
+        shown = ", ".join(str(s) for s in script) or "no steps"
+        seen = f"\n  first seen: {problem.splitlines()[0]}" if problem else ""
+        raise PlanCheckFailed(
+            "the engine does not do the same when the same script is replayed: a stage kind, "
+            "validator, classify() or rule of yours keeps state from one item to the next "
+            f"or draws at random{seen}\n  script ({len(script)} step(s)): [{shown}]",
+            script,
+        ) from exc
     except AssertionError as exc:
         failure = getattr(machine, "last_failure", None)
         if failure is None:
@@ -469,5 +518,18 @@ def check_plan(
             f"  shrunk script ({len(script)} step(s)): [{shown}]",
             script,
         ) from exc
+    # Examples of kinds no script drew (STOP_RUN ends the run, not the item; or left out of
+    # outcomes=) were never raised: classified once here, so none passes unchecked.
+    drawn = set(getattr(machine, "outcomes"))  # noqa: B009 (set in the class body)
+    examples = error_examples(errors or {}, "errors")
+    unscripted = {kind: found for kind, found in examples.items() if kind not in drawn}
+    wrong = wrong_verdicts(unscripted, chain, "errors")
+    if wrong:
+        kinds_shown = ", ".join(kind.name for kind in unscripted)
+        raise PlanCheckFailed(
+            f"errors= examples of kinds no script draws ({kinds_shown}), classified as the "
+            f"runner would, {len(wrong)} wrong:\n" + "\n".join(wrong),
+            (),
+        )
     tally: ReachTally = getattr(machine, "reach")  # noqa: B009 (set in the class body)
     return tally.result()
