@@ -19,9 +19,10 @@ import attrs
 from hypothesis import strategies as st
 
 from .._outcomes import OutcomeKind
+from ._reference import ReferenceItem
 from ._scripted import ScriptStep
 
-__all__ = ["PlanCheckResult", "ReachTally", "swarm_outcomes"]
+__all__ = ["PlanCheckResult", "ReachTally", "advancing_steps", "swarm_outcomes"]
 
 # Outcomes that end an item at once, whatever the plan says.
 _ENDING = frozenset({OutcomeKind.SUCCEEDED, OutcomeKind.FATAL, OutcomeKind.STOP_RUN})
@@ -57,6 +58,50 @@ def swarm_outcomes(
         choices.append(st.just(walking))
     chosen = st.shared(st.one_of(choices), key=("swarm", key))
     return chosen.flatmap(for_subset)
+
+
+def advancing(key: object) -> st.SearchStrategy[bool]:
+    """Whether this step of an example should advance the item (see :func:`advancing_steps`).
+
+    Drawn per step, at a rate shared by the example: half the examples never
+    advance on purpose (their walks stay as drawn), the others about half of
+    their steps.
+    """
+    # Hypothesis shrinks towards not advancing: a shrunk script keeps its simplest steps.
+    rate = st.shared(st.sampled_from((False, True)), key=("advancing", key))
+    return rate.flatmap(lambda on: st.booleans() if on else st.just(False))
+
+
+def advancing_steps(
+    model: ReferenceItem, fields: Sequence[str], kinds: Sequence[OutcomeKind]
+) -> list[ScriptStep]:
+    """The outcomes of *kinds* after which *model* is at a later stage than now, deepest first.
+
+    Tried: an unreadable answer, one with the first of *fields* wrong, a
+    transient error.  Reaching the last stage may take a precise run of these
+    (two unreadable answers, then one with fields to repair): a random walk
+    that must hit that run by chance rarely does, a walk that mostly advances
+    does.  Empty when no outcome leads further (or the item has ended).
+    """
+    here = model.stage_index
+    if here is None:
+        return []
+    candidates = (
+        ScriptStep(OutcomeKind.INVALID),
+        ScriptStep(OutcomeKind.INVALID, fields=tuple(fields[:1])),
+        ScriptStep(OutcomeKind.TRANSIENT),
+    )
+    deeper: list[tuple[int, ScriptStep]] = []
+    for step in candidates:
+        if step.kind not in kinds:
+            continue
+        twin = model.fork()
+        twin.play(step)
+        there = twin.stage_index
+        if there is not None and there > here:
+            deeper.append((there, step))
+    deeper.sort(key=lambda pair: -pair[0])
+    return [step for _, step in deeper]
 
 
 def _frozen(counts: Mapping[str, int]) -> Mapping[str, int]:

@@ -26,6 +26,7 @@ The plan's deadline is not modelled: it depends on jittered waits.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
@@ -140,6 +141,11 @@ class ReferenceItem:
         return _TERMINAL.get(self.state)
 
     @property
+    def stage_index(self) -> int | None:
+        """The plan index of the stage the item is at (``None`` once it has ended)."""
+        return self._index.get(self.state)
+
+    @property
     def stage(self) -> Stage | None:
         """The stage the item is at (``None`` once it has ended)."""
         index = self._index.get(self.state)
@@ -151,6 +157,13 @@ class ReferenceItem:
         if index is None or self._readings[index].asks is not Asks.REPAIR:
             return None
         return self.repair
+
+    def fork(self) -> ReferenceItem:
+        """An independent copy at the same point (to see where a step would lead)."""
+        twin = copy.copy(self)
+        for name in ("sent_at", "stages", "outcomes", "counted", "fields", "skipped"):
+            setattr(twin, name, list(getattr(self, name)))
+        return twin
 
     def play(self, step: Step) -> None:
         """Feed the outcome of the request the item is about to send."""

@@ -18,7 +18,7 @@ from textwrap import shorten
 from typing import Any, ClassVar
 
 import attrs
-from hypothesis import HealthCheck
+from hypothesis import HealthCheck, Phase
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
@@ -46,7 +46,7 @@ from ._clock import VirtualClock
 from ._generators import ITEM_OUTCOMES
 from ._generators import outcomes as outcome_steps
 from ._kinds import reading_of
-from ._reach import PlanCheckResult, ReachTally, swarm_outcomes
+from ._reach import PlanCheckResult, ReachTally, advancing, advancing_steps, swarm_outcomes
 from ._reference import ReferenceItem
 from ._scripted import (
     DEFAULT_ANSWER,
@@ -196,6 +196,7 @@ def plan_state_machine(
         ),
         examples,
     )
+    advance = advancing(tally)
     classify_rules = classify_chain(classifier, rules, "plan_state_machine", "classifier")
     engine_kinds = {s.name: s.kind for s in engine_plan.stages}
     keeps_prompt = {s.name: _keeps_prompt(s.kind, stage_kinds) for s in engine_plan.stages}
@@ -240,8 +241,13 @@ def plan_state_machine(
 
         if spec is None:
 
-            @rule(step=step_strategy)
-            def request_comes_to(self, step: ScriptStep) -> None:
+            @rule(step=step_strategy, data=st.data())
+            def request_comes_to(self, step: ScriptStep, data: st.DataObject) -> None:
+                # Some examples mostly advance: a deep stage may need a precise run of outcomes.
+                if data.draw(advance) and not self._model.done:
+                    ahead = advancing_steps(self._model, tuple(answer), drawn)
+                    if ahead:
+                        step = data.draw(st.sampled_from(ahead))
                 self._play(step)
 
         else:
@@ -492,6 +498,9 @@ def check_plan(
         report_multiple_bugs=False,
         suppress_health_check=[HealthCheck.too_slow],
     )
+    # Hypothesis's explain phase re-runs a failure many times to annotate a report that
+    # check_plan replaces with its own: with per-step draws it cost four times the search.
+    chosen = Settings(chosen, phases=[p for p in chosen.phases if p is not Phase.explain])
     try:
         run_state_machine_as_test(machine, settings=chosen)
     except Flaky as exc:
