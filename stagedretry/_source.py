@@ -87,23 +87,6 @@ def as_work_item(value: object, position: int) -> WorkItem:
     return item
 
 
-def item_id(value: object, position: int) -> str:
-    """The id of the *position*-th item, checked as :func:`as_work_item` checks the item,
-    without making one (a collection is checked whole before its run)."""
-    if isinstance(value, WorkItem) and type(value.id) is str and value.id.strip():
-        _prompt(value.prompt, position)
-        found = value.id
-    elif isinstance(value, tuple) and len(value) in (2, 3):
-        found = _item_id(value[0], position)
-        _prompt(value[1], position)
-    elif isinstance(value, Mapping):
-        found = _mapping_fields(value, position)[0]
-    else:
-        found = as_work_item(value, position).id  # raises, or mends a WorkItem's int id
-    _check_text(found, position)
-    return found
-
-
 def _mapping_fields(value: Mapping[Any, Any], position: int) -> tuple[str, str]:
     missing = [key for key in ("id", "prompt") if key not in value]
     if missing:
@@ -193,7 +176,7 @@ def check_items(items: Items) -> None:
     """
     ids = Ids()
     for position, value in enumerate(items, start=1):  # type: ignore[arg-type]
-        ids.add(item_id(value, position), position)
+        ids.add(as_work_item(value, position).id, position)
 
 
 class Source:
