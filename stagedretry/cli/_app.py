@@ -197,9 +197,18 @@ def _overrides(
 
 def _load(app: App, path: Path, overrides: Sequence[tuple[str, Any]]) -> Pipeline:
     try:
-        return load_pipeline(path, overrides=overrides)
+        loaded = load_pipeline(path, overrides=overrides)
     except PlanError as exc:
         _fail(app, str(exc))
+    _warn_ignored(app, loaded)
+    return loaded
+
+
+def _warn_ignored(app: App, pipeline: Pipeline) -> None:
+    """Say once that another backend's settings (left from a switch of kind) are not used."""
+    warning = pipeline.backend.ignored_warning(pipeline.source.name)
+    if warning is not None:
+        _error(app, warning, label=("warning: ", "yellow"))
 
 
 def _log_options(func: F) -> F:
@@ -817,9 +826,12 @@ def _count(n: int, noun: str) -> str:
 
 def _load_plan_file(app: App, path: Path, overrides: Sequence[tuple[str, Any]]) -> PlanFile:
     try:
-        return load_plan_file(path, overrides)
+        loaded = load_plan_file(path, overrides)
     except PlanError as exc:
         _fail(app, str(exc))
+    if loaded.pipeline is not None:
+        _warn_ignored(app, loaded.pipeline)
+    return loaded
 
 
 # -- caches ------------------------------------------------------------------------------------
