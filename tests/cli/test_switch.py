@@ -222,3 +222,19 @@ def test_a_key_no_backend_knows_is_still_refused(
     assert checked.code == 2
     assert f"pipeline.toml: {where}: unknown key" in checked.err
     assert "warning:" not in checked.err
+
+
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:9", "http://", "ftp://127.0.0.1:9", "http://127.0.0.1:99999"]
+)
+def test_a_base_url_that_is_not_an_http_url_is_refused_where_it_is_written(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation], url: str
+) -> None:
+    job = make_job(items=1, sim="")
+    text = job.pipeline.read_text("utf-8").replace(
+        'kind = "sim"\n\n[backend.sim]\n', f'kind = "gemini"\nbase_url = "{url}"\n'
+    )
+    job.pipeline.write_text(text, "utf-8")
+    checked = cli("plan", "check", str(job.pipeline))
+    assert checked.code == 2
+    assert f"pipeline.toml: backend.base_url: expected an http(s) URL, got {url!r}" in checked.err
