@@ -13,8 +13,9 @@ How a spec's section maps onto the pipeline file: the section is the
 ``gemini`` section holds ``api_version`` and ``base_url``; the ``emulator``
 section holds ``api_version`` and the ``[backend.emulator]`` table; the
 ``sim`` section holds the ``[backend.sim]`` table.  Every error names its
-path from ``backend`` (``backend.sim.invalid_rate``), and a key that belongs to
-another backend is refused by the app before the section is read.
+path from ``backend`` (``backend.sim.invalid_rate``).  Another backend's table
+(``[backend.emulator]`` under ``kind = "gemini"``, left from a switch of kind) is
+set aside by the app, with one warning, before the section is read.
 
 Nothing here imports an optional package: the app imports a provider only when
 a pipeline names it.

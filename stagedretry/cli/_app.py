@@ -46,6 +46,7 @@ from .._results import ItemStatus
 from .._stop import RunStopped
 from ._backends import (
     API_KEY_ENV,
+    NEEDS_KEY,
     api_key_from_env,
     check_backend,
     command_secrets,
@@ -53,6 +54,7 @@ from ._backends import (
     short_keys,
 )
 from ._bad_records import bad_reasons
+from ._endpoint import LOOPBACK_KEY, base_url_problem, is_loopback
 from ._exit import ExitCode
 from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
@@ -197,9 +199,18 @@ def _overrides(
 
 def _load(app: App, path: Path, overrides: Sequence[tuple[str, Any]]) -> Pipeline:
     try:
-        return load_pipeline(path, overrides=overrides)
+        loaded = load_pipeline(path, overrides=overrides)
     except PlanError as exc:
         _fail(app, str(exc))
+    _warn_ignored(app, loaded)
+    return loaded
+
+
+def _warn_ignored(app: App, pipeline: Pipeline) -> None:
+    """Say once that another backend's settings (left from a switch of kind) are not used."""
+    warning = pipeline.backend.ignored_warning(pipeline.source.name)
+    if warning is not None:
+        _error(app, warning, label=("warning: ", "yellow"))
 
 
 def _log_options(func: F) -> F:
@@ -817,9 +828,12 @@ def _count(n: int, noun: str) -> str:
 
 def _load_plan_file(app: App, path: Path, overrides: Sequence[tuple[str, Any]]) -> PlanFile:
     try:
-        return load_plan_file(path, overrides)
+        loaded = load_plan_file(path, overrides)
     except PlanError as exc:
         _fail(app, str(exc))
+    if loaded.pipeline is not None:
+        _warn_ignored(app, loaded.pipeline)
+    return loaded
 
 
 # -- caches ------------------------------------------------------------------------------------
@@ -837,8 +851,20 @@ def _connection_options(func: F) -> F:
         help="API version (default: the pipeline's, else v1beta).",
     )(func)
     return click.option(
-        "--base-url", help="Talk to this Gemini endpoint instead (e.g. an emulator)."
+        "--base-url",
+        metavar="URL",
+        callback=_checked_base_url,
+        help="Talk to this Gemini endpoint instead of Google's (default: the pipeline's "
+        "base_url), an http(s) URL such as an emulator's http://127.0.0.1:PORT; on loopback "
+        "no API key is needed.",
     )(func)
+
+
+def _checked_base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    problem = base_url_problem(value) if value is not None else None
+    if problem is not None:
+        raise click.BadParameter(problem, ctx=ctx, param=param)
+    return value
 
 
 def _client(
@@ -850,13 +876,6 @@ def _client(
             f"{pipeline.source.name} uses the {pipeline.backend.kind} backend, whose caches "
             "live and end with the run's own process: there is nothing to list or delete",
         )
-    key = api_key_from_env()
-    if key is None:
-        _fail(app, f"talking to Gemini needs an API key in the {API_KEY_ENV} environment variable")
-    app.secrets = command_secrets(key)
-    problem = key_problem(key)
-    if problem is not None:
-        _fail(app, problem)
     try:
         from strategies.gemini import GeminiSection, connect
     except ImportError:
@@ -864,10 +883,24 @@ def _client(
     # A gemini pipeline's section (checked above) says where its caches live.
     section = pipeline.backend.section if pipeline is not None else GeminiSection()
     assert isinstance(section, GeminiSection)
+    endpoint = base_url or section.base_url
+    key = api_key_from_env()
+    if key is None:
+        if not is_loopback(endpoint):
+            _fail(
+                app,
+                f"talking to Gemini needs {NEEDS_KEY}; an endpoint on loopback, such as an "
+                "emulator's --base-url http://127.0.0.1:PORT, needs none",
+            )
+        key = LOOPBACK_KEY
+    app.secrets = command_secrets(key)
+    problem = key_problem(key)
+    if problem is not None:
+        _fail(app, problem)
     return connect(
         key,
         api_version=api_version or section.api_version,
-        base_url=base_url or section.base_url,
+        base_url=endpoint,
         timeout_ms=CACHES_TIMEOUT_MS,
     )
 
@@ -881,6 +914,12 @@ def _call_failure(exc: BaseException) -> tuple[str, int]:
     if outcome is None:
         return str(exc) or type(exc).__name__, ExitCode.SOME_FAILED
     if outcome.kind is OutcomeKind.STOP_RUN:
+        if api_key_from_env() is None:  # the loopback placeholder was sent
+            return (
+                f"{outcome.message.rstrip('.')}; no key was set: put the key this endpoint "
+                f"wants in {API_KEY_ENV} and run the same command again",
+                ExitCode.RUN_STOPPED,
+            )
         return (
             f"{outcome.message.rstrip('.')}; fix it and run the same command again",
             ExitCode.RUN_STOPPED,
@@ -969,23 +1008,23 @@ def caches_list(
     if not rows:
         app.out.print(Text("no caches made by stagedretry" if not show_all else "no caches"))
         return
-    table = Table(box=box.SIMPLE_HEAD)
-    for header in ("name", "display name", "model", "expires in", "tokens"):
-        table.add_column(header)
     for row in rows:
         left = row["expires_in"]
-        # What the server says is text, never markup, and shown without its control characters.
-        table.add_row(
-            Text(_shown(str(row["name"]))),
-            Text(
-                _shown(str(row["display_name"])),
-                style="bold green" if row["matches_pipeline"] else "",
-            ),
-            Text(_shown(str(row["model"]))),
-            f"{left / 60:.1f} min" if left is not None else "?",
-            str(row["tokens"]) if row["tokens"] is not None else "?",
+        # The name on a line of its own, never cut or folded, whatever the terminal's width:
+        # it is what `caches delete` takes.  What the server says is text, never markup, and
+        # shown without its control characters.
+        mark = " (this pipeline's)" if row["matches_pipeline"] else ""
+        app.out.print(
+            Text(_shown(str(row["name"])) + mark, style="bold green" if mark else "bold"),
+            soft_wrap=True,
         )
-    app.out.print(table)
+        details = [
+            f"display name {_shown(str(row['display_name']))}",
+            f"model {_shown(str(row['model']))}",
+            f"expires in {left / 60:.1f} min" if left is not None else "expires ?",
+            f"{row['tokens']} tokens" if row["tokens"] is not None else "? tokens",
+        ]
+        app.out.print(Text("  " + ", ".join(details)), soft_wrap=True)
 
 
 @caches.command("delete")

@@ -42,11 +42,23 @@ from ._files import FileIOError, IOFailures, cannot_write, log_write_failed, ope
 from .pipeline import Pipeline
 
 API_KEY_ENV: Final = "GEMINI_API_KEY"
+API_KEY_ENVS: Final = (API_KEY_ENV, "GOOGLE_API_KEY")
+"""Where the app looks for the Gemini API key, in order: the SDK's two variables."""
+NEEDS_KEY: Final = f"an API key in the {API_KEY_ENV} environment variable (or GOOGLE_API_KEY)"
+
+
+def api_key_variable() -> str:
+    """The variable the key is read from: the first of :data:`API_KEY_ENVS` that is set."""
+    for name in API_KEY_ENVS:
+        if os.environ.get(name, "").strip():
+            return name
+    return API_KEY_ENV
 
 
 def api_key_from_env() -> str | None:
-    """The Gemini API key from the environment, stripped, or ``None``."""
-    key = os.environ.get(API_KEY_ENV, "").strip()
+    """The Gemini API key from ``GEMINI_API_KEY``, else ``GOOGLE_API_KEY``, stripped, or
+    ``None``."""
+    key = os.environ.get(api_key_variable(), "").strip()
     return key or None
 
 
@@ -67,7 +79,8 @@ def key_problem(key: str) -> str | None:
             else:
                 kind = "a non-ASCII character"
             return (
-                f"the {API_KEY_ENV} environment variable holds {kind} at position {position}, "
+                f"the {api_key_variable()} environment variable holds {kind} at position "
+                f"{position}, "
                 "which no API key has: set it to the key alone"
             )
     return None
@@ -118,10 +131,7 @@ def check_backend(pipeline: Pipeline, *, need_key: bool) -> None:
     if backend.spec.needs_api_key and need_key:
         key = api_key_from_env()
         if key is None:
-            raise BackendError(
-                f"the {backend.kind} backend needs an API key in the {API_KEY_ENV} environment "
-                "variable"
-            )
+            raise BackendError(f"the {backend.kind} backend needs {NEEDS_KEY}")
         problem = key_problem(key)
         if problem is not None:
             raise BackendError(problem)

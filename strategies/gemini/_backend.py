@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -43,8 +44,18 @@ class GeminiSection:
     endpoint.  Not part of the fingerprint."""
 
     def __attrs_post_init__(self) -> None:
-        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+        if self.base_url is not None and not _is_http_url(self.base_url):
             raise PlanError("base_url", f"expected an http(s) URL, got {self.base_url!r}")
+
+
+def _is_http_url(url: str) -> bool:
+    """An ``http://`` or ``https://`` URL with a host and, if any, a port in range."""
+    try:
+        parts = urlsplit(url)
+        _port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def check_shape(name: str, job: JobInputs) -> None:

@@ -27,6 +27,7 @@ from google.genai import errors, types
 from stagedretry import Backoff, Clock, OutcomeKind, RenewReason, Secrets, StopRun
 
 from ..backend import MAX_CACHE_TTL
+from ._client_check import check_client
 from ._errors import cache_gone, classify
 from ._errors import redact as _redact
 
@@ -117,26 +118,6 @@ class CacheStats:
 def model_path(model: str) -> str:
     """``gemini-2.5-flash`` -> ``models/gemini-2.5-flash``, the form caches report."""
     return model if "/" in model else f"models/{model}"
-
-
-def check_client(client: genai.Client, *, stacklevel: int = 3) -> None:
-    """Warn when the SDK client retries on its own, hiding requests from the engine."""
-    import warnings
-
-    api_client = getattr(client, "_api_client", None)
-    options = getattr(api_client, "_http_options", None)
-    retry = getattr(options, "retry_options", None)
-    if retry is None:
-        return
-    attempts = getattr(retry, "attempts", None)
-    if attempts is None or attempts > 1:
-        warnings.warn(
-            f"the google-genai client retries on its own ({attempts or 'default 5'} attempts): "
-            "those retries are invisible to stagedretry's budget and accounting; build it with "
-            "HttpOptions(retry_options=HttpRetryOptions(attempts=1))",
-            UserWarning,
-            stacklevel=stacklevel,
-        )
 
 
 def _canonical(value: Any) -> Any:
@@ -245,9 +226,11 @@ class GeminiContextCache:
     billing, the model not found) and the runner stops the run with a
     :class:`~stagedretry.ResourceError`.
 
-    Build the client with ``HttpOptions(retry_options=HttpRetryOptions(attempts=1))``
-    (or use :func:`~strategies.gemini.connect`) so every request is the engine's to
-    count and retry.
+    Build the client with ``HttpOptions(api_version="v1beta",
+    retry_options=HttpRetryOptions(attempts=1))`` (or use
+    :func:`~strategies.gemini.connect`) so every request is the engine's to count and
+    retry; a client that retries on its own or calls another API version draws one
+    ``UserWarning`` naming the fix.
     """
 
     def __init__(

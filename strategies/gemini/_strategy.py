@@ -35,7 +35,8 @@ from stagedretry import (
 
 from .._sampling import params_of
 from ..backend import MAX_WAIT
-from ._cache import CacheHandle, GeminiContextCache, check_client, fingerprint, model_path
+from ._cache import CacheHandle, GeminiContextCache, fingerprint, model_path
+from ._client_check import check_client
 from ._errors import classify as _classify
 from ._errors import redact
 from ._meta import SAFETY_FINISH_REASONS, answer_text, response_meta, response_usage
@@ -88,9 +89,12 @@ class GeminiStrategy:
     *cache* together with a *system_instruction*, or a non-positive
     *http_timeout*.
 
-    Build the client with ``HttpOptions(retry_options=HttpRetryOptions(attempts=1))``
-    and an explicit ``api_version`` (or use :func:`~strategies.gemini.connect`):
-    the engine does the retrying, and counts every request.
+    Build the client with ``HttpOptions(api_version="v1beta",
+    retry_options=HttpRetryOptions(attempts=1))`` (or use
+    :func:`~strategies.gemini.connect`): the engine does the retrying, and counts every
+    request.  A client that retries on its own (no ``retry_options`` on the aiohttp
+    transport, or more than one attempt) or calls another API version than ``v1beta``
+    draws one ``UserWarning`` per client, naming the fix.
     """
 
     params_type: Final = GeminiParams

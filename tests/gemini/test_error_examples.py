@@ -20,7 +20,11 @@ def client() -> genai.Client:
     # Never used to send anything: the strategies below only classify.
     return genai.Client(
         api_key="test-key",
-        http_options=types.HttpOptions(base_url="http://127.0.0.1:9", api_version="v1beta"),
+        http_options=types.HttpOptions(
+            base_url="http://127.0.0.1:9",
+            api_version="v1beta",
+            retry_options=types.HttpRetryOptions(attempts=1),
+        ),
     )
 
 

@@ -400,10 +400,20 @@ CASES: list[Case] = [
             ("list", (), "listing the caches failed"),
             ("delete", ("abc",), "could not delete cachedContents/abc"),
         )
-        for where, url, said in (
-            ("dead_port", "http://127.0.0.1:9", "Connection refused"),
-            ("no_scheme", "127.0.0.1:9", "protocol"),
+        for where, url, said in (("dead_port", "http://127.0.0.1:9", "Connection refused"),)
+    ),
+    # A --base-url without its scheme is refused before anything is sent (see cases_switch).
+    *(
+        Case(
+            name=f"adv_caches_{command}_no_scheme",
+            args=("caches", command, *names, "--base-url", "127.0.0.1:9"),
+            code=ExitCode.USAGE,
+            env={"GEMINI_API_KEY": KEY},
+            stderr=r"Invalid value for '--base-url': expected an http\(s\) URL",
+            check=_key_not_shown(KEY),
+            timeout=60,
         )
+        for command, names in (("list", ()), ("delete", ("abc",)))
     ),
     # -- text from outside (a config key, a --set key, a path) never drives the terminal
     Case(

@@ -42,11 +42,33 @@ class BackendConfig:
     spec: BackendSpec[Any] = attrs.field(repr=False)
     model: str
     section: object
+    ignored: tuple[str, ...] = ()
+    """The tables of other backends found in ``[backend]`` (``"backend.emulator"``), left
+    unread: a pipeline switched from one backend to another keeps the old one's settings."""
 
     @property
     def kind(self) -> str:
         """The backend's name, as ``[backend] kind`` gives it."""
         return self.spec.name
+
+    def ignored_warning(self, file: str) -> str | None:
+        """One sentence naming the ignored tables of other backends, or ``None``.
+
+        ``"pipeline.toml: backend.emulator: settings for the emulator backend, ignored because
+        kind is 'gemini'"``.
+        """
+        if not self.ignored:
+            return None
+        backends = [name.removeprefix("backend.") for name in self.ignored]
+        which = (
+            f"the {backends[0]} backend"
+            if len(backends) == 1
+            else f"the {', '.join(backends[:-1])} and {backends[-1]} backends"
+        )
+        return (
+            f"{file}: {', '.join(self.ignored)}: settings for {which}, "
+            f"ignored because kind is {self.kind!r}"
+        )
 
 
 @attrs.frozen

@@ -289,10 +289,18 @@ def _backend(r: _Reader, raw: object) -> BackendConfig:
         raise r.error("backend.kind", str(exc)) from None
     model = r.string(table.get("model", DEFAULT_MODEL), "backend.model").removeprefix("models/")
     section = {k: v for k, v in table.items() if k not in APP_BACKEND_KEYS}
-    for key in section:
-        if key in kinds and key != kind and key not in settable_keys(spec.section_type):
-            raise r.error(f"backend.{key}", f"settings for the {key} backend, but kind is {kind!r}")
-    return BackendConfig(spec, model, r.settings(spec.section_type, section, "backend"))
+    # Another backend's own table ([backend.emulator] under kind = "gemini") is left unread, so
+    # switching kind is a one-line edit; it is named in a warning, and it is not part of the
+    # fingerprint.  A key that no backend knows is still refused below.
+    ignored = tuple(
+        key
+        for key in section
+        if key in kinds and key != kind and key not in settable_keys(spec.section_type)
+    )
+    for key in ignored:
+        del section[key]
+    config = BackendConfig(spec, model, r.settings(spec.section_type, section, "backend"))
+    return attrs.evolve(config, ignored=tuple(f"backend.{key}" for key in ignored))
 
 
 def _cache(r: _Reader, raw: object) -> CacheConfig:

@@ -568,7 +568,9 @@ def tables() -> list[Table]:
         Table(
             "`[backend]`",
             "Which backend answers, and with which model.  The other keys of `[backend]` "
-            "belong to the backend `kind` names, below.",
+            "belong to the backend `kind` names, below; another backend's table (say "
+            '`[backend.emulator]` under `kind = "gemini"`) is ignored, with one warning, so '
+            "switching backends is a change of `kind` alone.",
             tuple(_hand_row(f"backend.{k}") for k in APP_BACKEND_KEYS),
         )
     )

@@ -1,0 +1,44 @@
+"""Where the ``caches`` commands talk to, and with which key.
+
+``--base-url`` is an ``http://`` or ``https://`` URL with a host (Google's endpoint when not
+given).  An endpoint on this machine's loopback (``127.0.0.0/8``, ``::1``, ``localhost``), such
+as the emulator, needs no key: without one in the environment a placeholder is sent, which is
+never shown or written.  Google's endpoint, or any other host, needs the user's key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Final
+from urllib.parse import urlsplit
+
+LOOPBACK_KEY: Final = "stagedretry-loopback-placeholder-key"
+"""The key sent to a loopback endpoint when the environment holds none: an emulator that wants
+no key accepts it, one that wants a key refuses it as it would refuse a wrong one."""
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why *url* cannot be a Gemini endpoint, in one phrase, or ``None``."""
+    try:
+        parts = urlsplit(url)
+        _port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        return f"expected an http(s) URL such as http://127.0.0.1:8080, got {url!r} ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http(s) URL such as http://127.0.0.1:8080, got {url!r}"
+    return None
+
+
+def is_loopback(url: str | None) -> bool:
+    """Whether *url* names this machine's loopback (``None``, Google's endpoint, does not)."""
+    if url is None:
+        return False
+    host = urlsplit(url).hostname
+    if host is None:
+        return False
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: resolving it could lead anywhere
+        return False
