@@ -7,9 +7,10 @@ on what the server reports, so every process that sees the same caches picks the
 one, and the loser's creator deletes its own.
 
 Why the oldest: a process's second look starts after its own create was answered, so
-it sees every cache created before its own (the service lists a created cache at
-once; the emulator does), the oldest among them included.  The oldest is never
-deleted by the convergence (its creator sees nothing older), so all settle on it.
+it sees every cache created before its own (the emulator lists a cache as soon as its
+create is answered; for the service this is assumed, not verified), the oldest included.
+The oldest is never deleted by the convergence (its creator sees nothing older), so all
+settle on it.
 A list that lagged behind a create could let two processes keep two caches; each
 still runs on one, and the extra one ends with its TTL.
 """
