@@ -6,7 +6,9 @@ prepares it once, hands its :class:`CacheHandle` to every attempt, renews it
 gone, and closes it once.  The cache is found before it is created: its
 ``display_name`` carries a fingerprint of everything that goes into it, so a
 second run, or a second process, reuses a live match instead of paying to
-create another.  All times of expiry are the server's.
+create another.  All times of expiry are the server's, judged by the server's
+clock as the response that carried the cache shows it (``_server_clock``); processes
+that create the same cache at once converge on one of them (``_converge``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from stagedretry import Backoff, Clock, OutcomeKind, RenewReason, Secrets, StopR
 
 from ..backend import MAX_CACHE_TTL
 from ._client_check import check_client
+from ._converge import Candidate, winner
 from ._errors import cache_gone, classify
 from ._errors import redact as _redact
+from ._server_clock import Reading, ServerClock, from_date, from_time
 
 if TYPE_CHECKING:
     from google import genai
@@ -78,9 +82,9 @@ class CacheHandle:
 
     ``name`` is ``None`` when the content was too small to cache and is sent
     inline instead.  ``expire_time`` and ``create_time`` are epoch seconds as
-    the server reported them.  ``server_ahead`` is how far the server's clock
-    was last seen ahead of ours (never negative: a server running behind only
-    makes the renewal early, which is safe).
+    the server reported them.  ``server_ahead`` is how many seconds the server's
+    clock was last seen ahead of ours (negative: behind), read from the response
+    that carried the cache and rounded up, so a renewal may come early, never late.
     """
 
     name: str | None
@@ -113,6 +117,9 @@ class CacheStats:
     """Caches deleted on close."""
     inline_fallbacks: int = 0
     """Times the content was too small to cache and went inline instead."""
+    duplicates_deleted: int = 0
+    """Caches this object created and then deleted because another process had created
+    the same one (same fingerprint) first; the older one is used instead."""
 
 
 def model_path(model: str) -> str:
@@ -166,6 +173,12 @@ def _duration(seconds: float) -> str:
 def _epoch(moment: Any) -> float | None:
     timestamp = getattr(moment, "timestamp", None)
     return float(timestamp()) if callable(timestamp) else None
+
+
+def _headers(pager: Any) -> Any:
+    """The HTTP headers of the page *pager* holds (``None`` if the SDK kept none)."""
+    response = getattr(pager, "sdk_http_response", None)
+    return getattr(response, "headers", None)
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:
@@ -287,7 +300,7 @@ class GeminiContextCache:
         self._display_name = ":".join([DISPLAY_PREFIX, *([tag] if tag else []), self._fingerprint])
         assert len(self._display_name) <= MAX_DISPLAY_NAME
         self._inline = False
-        self._server_ahead = 0.0
+        self._server_clock = ServerClock()
         self._stats = CacheStats()
         check_client(client)
 
@@ -367,7 +380,8 @@ class GeminiContextCache:
         """Whether the server's expiry is within ``renew_margin`` of the server's now (no I/O).
 
         The server's now is our clock plus how far ahead the server's clock was
-        last seen (its ``create_time`` / ``update_time`` against our clock).
+        last seen: from the ``Date`` of the list that found the cache, or the
+        ``create_time`` / ``update_time`` the server has just set.
         """
         expire = handle.expire_time
         return (
@@ -411,35 +425,109 @@ class GeminiContextCache:
     # -- the work -------------------------------------------------------------------------------
 
     async def _find_or_create(self, clock: Clock, *, exclude: str | None) -> CacheHandle:
-        found = await self._call(clock, lambda: self._find(exclude))
+        found = await self._call(clock, lambda: self._find(clock, exclude))
         if found is not None:
-            handle = self._handle(found)
-            if not self.needs_renewal(handle, clock):
+            adopted = await self._adopt(found, clock)
+            if adopted is not None:
                 self._bump(reused=1)
-                return handle
-            # A match close to its end is extended before its first use, never trusted as is.
-            extended = await self._extend(handle, clock)
-            if extended is not None:
-                self._bump(reused=1, updated=1)
-                return extended
-        return await self._create(clock)
+                return adopted
+        handle = await self._create(clock)
+        if handle.name is None:
+            return handle
+        return await self._converge(handle, clock, exclude=exclude)
 
-    async def _find(self, exclude: str | None) -> types.CachedContent | None:
-        """The live cache with this fingerprint and model that lives longest, if any."""
+    async def _adopt(self, found: types.CachedContent, clock: Clock) -> CacheHandle | None:
+        """A found cache, extended first if it is close to its end by the server's clock;
+        ``None`` if the extension finds it gone."""
+        handle = self._handle(found)
+        if not self.needs_renewal(handle, clock):
+            return handle
+        # A match close to its end is extended before its first use, never trusted as is.
+        extended = await self._extend(handle, clock)
+        if extended is not None:
+            self._bump(updated=1)
+        return extended
+
+    async def _converge(
+        self, mine: CacheHandle, clock: Clock, *, exclude: str | None
+    ) -> CacheHandle:
+        """After creating *mine*, look again: if another process created the same cache
+        first, use that one and delete *mine* (only ever our own).
+
+        Every process applies the same rule (``_converge.winner``) to what it sees, so
+        all settle on the oldest live cache.  Should the second look or the winner's
+        extension fail, the run goes on with *mine*: a duplicate costs storage, not items.
+        """
+        assert mine.name is not None
+        try:
+            found = await self._call(clock, lambda: self._find(clock, exclude))
+            adopted = None
+            if found is not None and found.name != mine.name:
+                adopted = await self._adopt(found, clock)
+        except StopRun:
+            raise
+        except Exception as exc:
+            _log().warning(
+                "gemini_cache_converge_failed",
+                cache=mine.name,
+                error=_redact(f"{exc!r}", self._secrets)[:300],
+                fallback="this process uses the cache it created",
+            )
+            return mine
+        if adopted is None:  # ours is the oldest, or the older one vanished meanwhile
+            return mine
+        await self._delete_duplicate(mine.name)
+        self._bump(reused=1)
+        return adopted
+
+    async def _delete_duplicate(self, name: str) -> None:
+        """Delete a cache this object created and lost to an older one."""
+        try:
+            await self._call(clock=None, make=lambda: self._client.aio.caches.delete(name=name))
+        except Exception as exc:
+            if not cache_gone(exc):
+                # Left to expire by its TTL: storage is billed until then, nothing else.
+                _log().warning(
+                    "gemini_cache_duplicate_kept",
+                    cache=name,
+                    error=_redact(f"{exc!r}", self._secrets)[:300],
+                )
+                return
+        self._bump(duplicates_deleted=1)
+
+    async def _find(self, clock: Clock, exclude: str | None) -> types.CachedContent | None:
+        """The live cache with this fingerprint and model that every process would pick
+        (``_converge.winner``), if any; learns the server's clock from the list's ``Date``."""
+        sent = clock.time()
         pager = await self._client.aio.caches.list(
             config=types.ListCachedContentsConfig(page_size=_LIST_PAGE_SIZE)
         )
-        best: types.CachedContent | None = None
-        best_expiry = -math.inf
-        async for cached in pager:
-            if cached.display_name != self.display_name or cached.name == exclude:
-                continue
-            if model_path(cached.model or "") != self._model:
-                continue
-            expiry = _epoch(cached.expire_time)
-            if expiry is not None and expiry > best_expiry:
-                best, best_expiry = cached, expiry
-        return best
+        candidates: list[Candidate[types.CachedContent]] = []
+        while True:
+            # Each page's Date is a reading of the server's clock, taken with the list.
+            reading = from_date(_headers(pager), sent=sent, received=clock.time())
+            self._server_clock.observe(reading)
+            for cached in pager.page:
+                if cached.display_name != self.display_name or cached.name in (exclude, None):
+                    continue
+                if model_path(cached.model or "") != self._model:
+                    continue
+                candidates.append(
+                    Candidate(
+                        name=str(cached.name),
+                        create_time=_epoch(cached.create_time),
+                        expire_time=_epoch(cached.expire_time),
+                        item=cached,
+                    )
+                )
+            sent = clock.time()
+            try:
+                await pager.next_page()
+            except IndexError:  # the SDK's way of saying there is no next page
+                break
+        server_now = self._server_clock.now(clock.time())
+        best = winner(candidates, server_now=server_now)
+        return best.item if best is not None else None
 
     async def _extend(self, handle: CacheHandle, clock: Clock) -> CacheHandle | None:
         """The cache with a fresh TTL, or ``None`` if the server says it is gone."""
@@ -457,7 +545,8 @@ class GeminiContextCache:
             if cache_gone(exc):
                 return None
             raise
-        return self._handle(updated, server_now=_epoch(updated.update_time), local=before)
+        reading = from_time(_epoch(updated.update_time), sent=before, received=clock.time())
+        return self._handle(updated, reading=reading)
 
     async def _create(self, clock: Clock) -> CacheHandle:
         config = types.CreateCachedContentConfig(
@@ -485,7 +574,8 @@ class GeminiContextCache:
             )
             return self._inline_handle()
         self._bump(created=1)
-        return self._handle(created, server_now=_epoch(created.create_time), local=before)
+        reading = from_time(_epoch(created.create_time), sent=before, received=clock.time())
+        return self._handle(created, reading=reading)
 
     async def _call(self, clock: Clock | None, make: Callable[[], Awaitable[T]]) -> T:
         """Run one cache API call, retrying transient faults and 429s a few times."""
@@ -513,13 +603,11 @@ class GeminiContextCache:
         self,
         cached: types.CachedContent,
         *,
-        server_now: float | None = None,
-        local: float | None = None,
+        reading: Reading | None = None,
     ) -> CacheHandle:
-        """A handle for *cached*; *server_now* vs *local* (our clock before the call that
-        returned it) updates how far ahead of ours the server's clock runs."""
-        if server_now is not None and local is not None:
-            self._server_ahead = max(0.0, server_now - local)
+        """A handle for *cached*, after taking *reading* of the server's clock (from a
+        time the server has just set in the response that returned *cached*)."""
+        self._server_clock.observe(reading)
         usage = cached.usage_metadata
         return CacheHandle(
             name=cached.name,
@@ -528,7 +616,7 @@ class GeminiContextCache:
             expire_time=_epoch(cached.expire_time),
             create_time=_epoch(cached.create_time),
             token_count=usage.total_token_count if usage is not None else None,
-            server_ahead=self._server_ahead,
+            server_ahead=self._server_clock.offset,
         )
 
     def _inline_handle(self) -> CacheHandle:

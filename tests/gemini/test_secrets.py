@@ -120,8 +120,9 @@ async def test_an_echoing_answer_is_masked_in_attempts_reasons_and_log_events(
 async def test_the_cache_masks_its_own_log_events(
     echoing: Callable[[Fault], genai.Client], virtual_clock: VirtualClock
 ) -> None:
-    # list (1), create (2), then the delete on close (3) echoes the key.
-    client = echoing(Fault(kind=FaultKind.ECHO_KEY, route="cachedContents", at={3}))
+    # list (1), create (2), the second look for a duplicate (3) and the delete on close (4)
+    # echo the key.
+    client = echoing(Fault(kind=FaultKind.ECHO_KEY, route="cachedContents", at={3, 4}))
     cache = GeminiContextCache(
         client, MODEL, system_instruction=SYSTEM, on_close="delete", api_key=KEY
     )
@@ -131,6 +132,8 @@ async def test_the_cache_masks_its_own_log_events(
     assert batch.succeeded == 2
     (failed,) = [e for e in events if e["event"] == "gemini_cache_delete_failed"]
     assert "[redacted]" in failed["error"]
+    (second_look,) = [e for e in events if e["event"] == "gemini_cache_converge_failed"]
+    assert "[redacted]" in second_look["error"]
     assert forms_in(str(events)) == []
 
 

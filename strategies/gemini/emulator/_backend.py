@@ -25,6 +25,8 @@ from ._faults import Fault, FaultKind
 # reading and checking a pipeline needs only the section and params.
 
 ROUTES: Final = ("generateContent", "cachedContents", "*")
+MAX_CLOCK_OFFSET: Final = 86_400.0
+"""Seconds: the furthest ``clock_offset`` may set the emulated server's clock apart."""
 
 
 @attrs.frozen
@@ -96,6 +98,12 @@ class EmulatorSettings:
     models: tuple[str, ...] = setting(())
     """The model ids served (404 ``NOT_FOUND`` for any other, as the API answers a retired or
     misspelled name); empty: any name.  Not part of the fingerprint."""
+    clock_offset: float = setting(
+        0.0, minimum=-MAX_CLOCK_OFFSET, maximum=MAX_CLOCK_OFFSET, unit="seconds"
+    )
+    """Seconds the emulated server's clock runs ahead of this machine's (negative: behind),
+    at most a day either way: every time it reports and every cache expiry it decides is
+    on that clock.  Not part of the fingerprint."""
     faults: tuple[FaultSettings, ...] = setting(())
     """Injected faults, one ``[[backend.emulator.faults]]`` table each, tried in order."""
 
@@ -117,7 +125,9 @@ class EmulatorBackend:
     section_type: Final = EmulatorSection
     params_type: Final = GeminiParams
     # What decides no answer: where the API is, how fast it answers, which models it serves.
-    neutral: Final = frozenset({"api_version", "emulator.latency", "emulator.models"})
+    neutral: Final = frozenset(
+        {"api_version", "emulator.latency", "emulator.models", "emulator.clock_offset"}
+    )
     needs_api_key: Final = False
 
     def check(self, section: EmulatorSection, job: JobInputs) -> None:
@@ -136,6 +146,7 @@ class EmulatorBackend:
             invalid_rate_slope=knobs.invalid_rate_slope,
             latency=knobs.latency,
             models=knobs.models or None,
+            clock_offset=knobs.clock_offset,
         )
         for fault in knobs.faults:
             emulator.inject(fault.fault())

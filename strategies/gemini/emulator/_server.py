@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import math
 import re
@@ -209,6 +210,11 @@ class GeminiEmulator:
     Use it as ``with GeminiEmulator(seed=1) as emu:`` or call :meth:`start` / :meth:`stop`.
     The clock is read on every request, so a virtual clock can jump past cache expiry.
 
+    *clock_offset* (seconds, default 0; negative: behind) sets the server's clock
+    apart from *clock*, as a service whose clock disagrees with the client's: every
+    time it reports (``createTime``, ``updateTime``, ``expireTime``, the ``Date``
+    header) and every expiry it decides is on the shifted clock.
+
     *api_key* (default ``None``: any key is accepted) is the one key served: a
     request with another answers 400 ``INVALID_ARGUMENT`` (``API_KEY_INVALID``),
     one with none 403, as the API does.  *models* (default ``None``: any name)
@@ -231,6 +237,7 @@ class GeminiEmulator:
         latency: float = 0.0,
         api_key: str | None = None,
         models: Collection[str] | None = None,
+        clock_offset: float = 0.0,
     ) -> None:
         if not 0.0 <= invalid_rate <= 1.0:
             raise ValueError(f"invalid_rate must be in [0, 1], got {invalid_rate!r}")
@@ -238,7 +245,8 @@ class GeminiEmulator:
             raise ValueError(f"latency must not be negative, got {latency!r}")
         if not isinstance(expiry_style, ExpiryStyle):
             raise TypeError(f"expiry_style must be an ExpiryStyle, got {expiry_style!r}")
-        self._clock = clock or time.time
+        self._base_clock = clock or time.time
+        self.clock_offset = clock_offset
         self._latency = latency
         self._api_key = api_key.strip() if api_key is not None else None
         # The models served, as "models/<id>"; None serves any name (tests use made-up ones).
@@ -251,7 +259,7 @@ class GeminiEmulator:
         self._faults = FaultBook(seed)
         self._service = GeminiService(
             seed=seed,
-            clock=self._clock,
+            clock=self._now,
             min_cache_tokens=min_cache_tokens,
             expiry_style=expiry_style,
             model=SimulatedModel(
@@ -272,6 +280,21 @@ class GeminiEmulator:
         self._stopped = False
 
     # -- public surface ------------------------------------------------------------------
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the server's clock runs ahead of *clock* (negative: behind); settable."""
+        return self._clock_offset
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        if not isinstance(seconds, int | float) or not math.isfinite(seconds):
+            raise ValueError(f"clock_offset must be a finite number of seconds, got {seconds!r}")
+        self._clock_offset = float(seconds)
+
+    def _now(self) -> float:
+        """The server's time: the clock it was given, shifted by ``clock_offset``."""
+        return self._base_clock() + self._clock_offset
 
     @property
     def base_url(self) -> str:
@@ -397,6 +420,7 @@ class GeminiEmulator:
         stopping = asyncio.Event()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(self._stamp_date)
         runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -413,6 +437,11 @@ class GeminiEmulator:
             await runner.cleanup()
             raise
         return runner, f"http://127.0.0.1:{port}", stopping
+
+    async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Date every answer on the server's clock, as a service's front end does (aiohttp
+        would use the host's wall clock, which a virtual or shifted clock disagrees with)."""
+        response.headers["Date"] = email.utils.formatdate(self._now(), usegmt=True)
 
     def _begin_stop(self) -> None:
         if self._stopping is not None:
