@@ -37,7 +37,9 @@ from ._wire import (
     MSG_NO_BILLING_ACCOUNT,
     MSG_NO_KEY,
     MSG_OVERLOADED,
+    MSG_PREPAY_DEPLETED,
     MSG_QUOTA,
+    MSG_SPEND_CAP,
     MSG_UNAUTHENTICATED,
     ApiError,
     dumps,
@@ -195,6 +197,10 @@ def _account_error(kind: FaultKind, path: str) -> ApiError | None:
         )
     if kind is FaultKind.NO_BILLING_ACCOUNT:
         return ApiError(400, MSG_NO_BILLING_ACCOUNT, status="FAILED_PRECONDITION")
+    if kind is FaultKind.SPEND_CAP:
+        return ApiError(429, MSG_SPEND_CAP)
+    if kind is FaultKind.PREPAY_DEPLETED:
+        return ApiError(429, MSG_PREPAY_DEPLETED)
     if kind is FaultKind.UNAUTHENTICATED:
         return ApiError(
             401,
