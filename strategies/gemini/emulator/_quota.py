@@ -79,15 +79,12 @@ class EmulatorQuota:
 @attrs.frozen
 class QuotaStats:
     """What the quotas saw: every request served, with its arrival time and input tokens,
-    and the refusals by ``quotaId``."""
+    the violations by ``quotaId`` (a request may break several), and the requests refused."""
 
     served: tuple[tuple[float, int], ...]
     refused: dict[str, int]
-
-    @property
-    def refusals(self) -> int:
-        """429s answered for a quota, all kinds together."""
-        return sum(self.refused.values())
+    refusals: int = 0
+    """Requests answered 429 for a quota."""
 
     def achieved(self, minute: float = 60.0) -> tuple[float, float]:
         """Requests and input tokens served per quota minute, as the quota counts them.
@@ -130,11 +127,12 @@ class QuotaBook:
         self._models: dict[str, _Model] = {}
         self._served: list[tuple[float, int]] = []
         self._refused: collections.Counter[str] = collections.Counter()
+        self._refusals = 0
         self._lock = threading.Lock()
 
     def stats(self) -> QuotaStats:
         with self._lock:
-            return QuotaStats(tuple(self._served), dict(self._refused))
+            return QuotaStats(tuple(self._served), dict(self._refused), self._refusals)
 
     def admit(self, model: str, tokens: int, now: float) -> ApiError | None:
         """Count one request of *model* with *tokens* input tokens, or the 429 refusing it."""
@@ -151,12 +149,20 @@ class QuotaBook:
             if quota.rpd is not None and entry.today >= quota.rpd:
                 # What is left of the minute: a day quota's RetryInfo is short, as seen in
                 # the wild (googleapis/python-genai#2044), and no reason to wait.
-                return self._refuse(RPD_QUOTA, quota.rpd, bare, quota.minute - now % quota.minute)
+                left = quota.minute - now % quota.minute
+                return self._refuse([(RPD_QUOTA, quota.rpd)], bare, left)
+            broken: list[tuple[tuple[str, str], int]] = []
+            delay = 0.0
             if quota.rpm is not None and len(window) >= quota.rpm:
+                broken.append((RPM_QUOTA, quota.rpm))
                 oldest = window[len(window) - quota.rpm][0]
-                return self._refuse(RPM_QUOTA, quota.rpm, bare, oldest + quota.minute - now)
+                delay = oldest + quota.minute - now
             if quota.tpm is not None and entry.tokens + tokens > quota.tpm:
-                return self._refuse(TPM_QUOTA, quota.tpm, bare, self._room_at(entry, tokens, now))
+                broken.append((TPM_QUOTA, quota.tpm))
+                delay = max(delay, self._room_at(entry, tokens, now))
+            if broken:
+                # Every quota the request would break, and the wait after which it breaks none.
+                return self._refuse(broken, bare, delay)
             window.append((now, tokens))
             entry.tokens += tokens
             entry.today += 1
@@ -174,9 +180,12 @@ class QuotaBook:
                 return at + quota.minute - now
         return float(quota.minute)
 
-    def _refuse(self, which: tuple[str, str], value: int, model: str, delay: float) -> ApiError:
-        metric, quota_id = which
-        self._refused[quota_id] += 1
+    def _refuse(
+        self, broken: list[tuple[tuple[str, str], int]], model: str, delay: float
+    ) -> ApiError:
+        self._refusals += 1
+        for (_, quota_id), _ in broken:
+            self._refused[quota_id] += 1
         # Whole milliseconds, at least one: a Duration the SDK and the rules both read.
         seconds = max(0.001, math.ceil(delay * 1000) / 1000)
         retry = format_duration(seconds)
@@ -190,13 +199,15 @@ class QuotaBook:
                         "quotaDimensions": {"location": "global", "model": model},
                         "quotaValue": str(value),
                     }
+                    for (metric, quota_id), value in broken
                 ],
             },
             _HELP,
             {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry},
         ]
-        message = (
-            f"{MSG_QUOTA}\n* Quota exceeded for metric: {metric}, limit: {value}, "
-            f"model: {model}\nPlease retry in {retry}."
+        listed = "".join(
+            f"\n* Quota exceeded for metric: {metric}, limit: {value}, model: {model}"
+            for (metric, _), value in broken
         )
+        message = f"{MSG_QUOTA}{listed}\nPlease retry in {retry}."
         return ApiError(429, message, details=details)
