@@ -235,6 +235,9 @@ class QuotaAdmission:
     seconds (default 60): a test or a benchmark shortens it, and must shorten the
     server's the same way.  *now* is the wall clock (``limits`` counts in wall time).
 
+    Its counts, locks and slots belong to the event loop that first uses it: one admission
+    serves one loop (one run, or several runs in one loop).
+
     Raises :class:`~stagedretry.FatalError` (``sent=False``) from :meth:`admit` for a
     request larger than the model's whole ``tpm``, and :class:`~stagedretry.StopRun`
     when the model's ``rpd`` is spent for the day.  Every wait is bounded by the
