@@ -57,6 +57,7 @@ if _typing.TYPE_CHECKING:
     from ._state import ItemState, Scratch
     from ._stop import ItemError, ResourceError, RunStopped
     from ._strategy import (
+        Admits,
         DeclaresParams,
         Request,
         Response,
@@ -66,6 +67,7 @@ if _typing.TYPE_CHECKING:
     )
 
 __all__ = [
+    "Admits",
     "AsyncValidator",
     "Attempt",
     "AttemptError",
@@ -132,6 +134,7 @@ __all__ = [
 
 # Each public name and the module that defines it (``validators`` is the submodule itself).
 _MODULES = {
+    "Admits": "._strategy",
     "AsyncValidator": "._stages",
     "Attempt": "._results",
     "AttemptError": "._outcomes",

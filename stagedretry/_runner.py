@@ -73,7 +73,16 @@ from ._source import Source, check_container, check_items, is_collection
 from ._stages import AsyncValidator, PartialStage, StageKind, Validator, builtin_kinds
 from ._state import ItemState
 from ._stop import ItemError, ResourceError, RunStopped
-from ._strategy import DeclaresParams, Response, StageContext, Strategy, UsesResources
+from ._strategy import (
+    Admits,
+    DeclaresParams,
+    Request,
+    Response,
+    Settle,
+    StageContext,
+    Strategy,
+    UsesResources,
+)
 from ._tally import Tally
 from ._validating import CheckedValidator
 
@@ -494,6 +503,8 @@ class Runner(Generic[T]):
         )
         self._clock = clock or SystemClock()
         self._rules = (*rules, strategy.classify)
+        # A strategy that paces itself to a quota is asked before each request is sent.
+        self._admit = strategy.admit if isinstance(strategy, Admits) else None
         self._random = random.Random(seed)
         self._log = log
         self._on_result = on_result
@@ -1000,6 +1011,16 @@ class Runner(Generic[T]):
             return STOPPED  # it stopped while this item waited: nothing more is sent
         number = len(state.attempts) + 1
         ctx = StageContext(item, state, stage, plan, handles, clock, number, self._params[index])
+        settle: Settle | None = None
+        refused: BaseException | None = None
+        if self._admit is not None:
+            admitted = await self._admission(run, request, ctx, deadline)
+            if isinstance(admitted, Decision):
+                return admitted
+            if isinstance(admitted, BaseException):
+                refused = admitted
+            else:
+                settle = admitted
         timeout = stage.timeout or plan.timeout
         started = clock.monotonic()
         if deadline is not None:
@@ -1010,6 +1031,8 @@ class Runner(Generic[T]):
         error: str | None = None
         failure: BaseException | None = None
         try:
+            if refused is not None:
+                raise refused  # the admission's own verdict, classified as any attempt's
             if timeout is None:
                 # None declared: a guard in real seconds, so that no request waits without
                 # end, and a test moving virtual time over a live request does not fire it.
@@ -1067,6 +1090,12 @@ class Runner(Generic[T]):
             if outcome.kind is OutcomeKind.INVALID:
                 state.errors = (FieldError("", outcome.message),)
                 state.partial = None
+        except BaseException:
+            if settle is not None:
+                settle(None)  # cancelled on the wire: what the admission holds is let go
+            raise
+        if settle is not None:
+            settle(response.usage if response is not None else None)
         counted = count(state, index, outcome)
         state.attempts.append(
             Attempt(
@@ -1152,6 +1181,40 @@ class Runner(Generic[T]):
                 reason=reason,
             )
         return result
+
+    async def _admission(
+        self, run: _Run, request: Request, ctx: StageContext, deadline: float | None
+    ) -> Settle | Decision | BaseException:
+        """Wait for the strategy's quota admission, given up when the run stops or the deadline
+        passes; its exception, if it refused, to be recorded as the attempt's outcome."""
+        assert self._admit is not None
+        clock = self._clock
+        admit = asyncio.ensure_future(self._admit(request, ctx))
+        waits = [admit, asyncio.ensure_future(run.stopping.wait())]
+        if deadline is not None:
+            waits.append(asyncio.ensure_future(clock.sleep(deadline - clock.monotonic())))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits[1:]:
+                task.cancel()
+            if not admit.done():
+                admit.cancel()
+                # Cancelled here, so what it holds is let go before the item moves on.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await admit
+        if admit.cancelled():
+            return STOPPED if run.stop is not None else DEADLINE_PASSED
+        error = admit.exception()
+        if error is not None:
+            if not isinstance(error, Exception):
+                raise error
+            return error
+        settle = admit.result()
+        if run.stop is not None:
+            settle(None)  # admitted as the run stopped: nothing is sent
+            return STOPPED
+        return settle
 
     async def _cool_down(self, run: _Run, deadline: float | None) -> None:
         # The cooldown may be extended by other workers' 429s while this one waits.

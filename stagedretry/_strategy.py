@@ -7,8 +7,8 @@ classifier rules, which run after the user's and before the engine's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
@@ -109,6 +109,29 @@ class UsesResources(Protocol):
 
     def shared_resources(self) -> Sequence[SharedResource]:
         """The resources every request of this strategy uses."""
+
+
+Settle: TypeAlias = Callable[[Usage | None], None]
+"""Called once when an admitted request has ended: with its usage, or ``None`` when no
+answer came back (refused, failed, or never sent)."""
+
+
+@runtime_checkable
+class Admits(Protocol):
+    """A strategy that paces its requests to a quota before sending them.
+
+    The runner awaits :meth:`admit` before each attempt, outside the attempt's
+    timeout, and gives it up (cancelling it) when the run stops or the item's
+    deadline passes.  Once the request has ended, the runner calls the returned
+    settle function exactly once.  An exception out of :meth:`admit` is
+    classified as the attempt's outcome: raise :class:`~stagedretry.FatalError`
+    with ``sent=False`` for a request no wait can admit, or
+    :class:`~stagedretry.StopRun` for a quota that waiting within the run
+    cannot refill.
+    """
+
+    async def admit(self, request: Request, ctx: StageContext) -> Settle:
+        """Wait until *request* may be sent; return the function that settles it."""
 
 
 @runtime_checkable

@@ -17,6 +17,7 @@ import strategies
 ROOT = Path(__file__).parent.parent
 
 STAGEDRETRY = [
+    "Admits",
     "AsyncValidator",
     "Attempt",
     "AttemptError",

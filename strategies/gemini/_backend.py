@@ -16,6 +16,7 @@ import attrs
 from stagedretry import PlanError, setting, validators
 
 from ..backend import BackendError, BackendSpec, Built, CacheClose, Closer, JobInputs, close_all
+from ..quota import Quota
 from ._params import GeminiParams
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ class GeminiSection:
     base_url: str | None = setting(None)
     """Where requests go: an ``http(s)://`` URL (a proxy, an emulator); ``None``: Google's
     endpoint.  Not part of the fingerprint."""
+    quota: Quota = setting(factory=Quota)
+    """The ``[backend.quota]`` table: the limits each request is admitted under before it
+    is sent (see :class:`~strategies.quota.Quota`); empty: none.  Not part of the
+    fingerprint."""
 
     def __attrs_post_init__(self) -> None:
         if self.base_url is not None and not _is_http_url(self.base_url):
@@ -79,10 +84,13 @@ def client_closer(client: genai.Client) -> Closer:
     return close_client
 
 
-def build_on_client(client: genai.Client, job: JobInputs, *, label: str) -> Built:
+def build_on_client(
+    client: genai.Client, job: JobInputs, *, label: str, quota: Quota | None = None
+) -> Built:
     """The strategy (and its shared context cache) for *job* over a ready *client*.
 
-    The caller owns the client: the result has no closers.
+    *quota* paces every request (``None`` or an empty one: no admission).  The caller
+    owns the client: the result has no closers.
     """
     from ._cache import ClosePolicy, GeminiContextCache
     from ._strategy import GeminiStrategy
@@ -113,6 +121,7 @@ def build_on_client(client: genai.Client, job: JobInputs, *, label: str) -> Buil
         # Without a cache the shared instruction travels with every request.
         system_instruction=job.system_instruction if cache is None else None,
         api_key=job.api_key,
+        quota=quota,
     )
     return Built(
         strategy=strategy,
@@ -136,7 +145,7 @@ class GeminiBackend:
     name: Final = "gemini"
     section_type: Final = GeminiSection
     params_type: Final = GeminiParams
-    neutral: Final = frozenset({"api_version", "base_url"})
+    neutral: Final = frozenset({"api_version", "base_url", "quota"})
     needs_api_key: Final = True
 
     def check(self, section: GeminiSection, job: JobInputs) -> None:
@@ -150,7 +159,7 @@ class GeminiBackend:
         client = connect(job.api_key, api_version=section.api_version, base_url=section.base_url)
         closers = (client_closer(client),)
         try:
-            built = build_on_client(client, job, label=f"gemini {job.model}")
+            built = build_on_client(client, job, label=f"gemini {job.model}", quota=section.quota)
         except BaseException:
             await close_all(closers)
             raise

@@ -7,7 +7,8 @@ The rules run in a fixed order so the specific ones win over the general ones:
 2. a failure of the run, not of the item (:func:`run_failure`) -> STOP_RUN: the key
    rejected (400 ``API_KEY_INVALID``, 401), any other 403 (permission, billing, a
    blocked or suspended key), 400 ``FAILED_PRECONDITION`` (location or billing), 404 for
-   the model, a 429 whose ``QuotaFailure`` names a per-day quota or a quota of 0
+   the model, a 429 whose ``QuotaFailure`` names a per-day quota or a quota of 0, or
+   that says a spending cap is reached or prepaid credits are spent
 3. 429 -> RATE_LIMITED, with the server's ``RetryInfo.retryDelay`` or ``Retry-After`` as the wait
 4. 408 / 5xx, timeouts, dropped connections, a body that is not JSON -> TRANSIENT; a 5xx
    carrying ``RetryInfo`` or ``Retry-After`` waits that long, as a 429 does
@@ -36,6 +37,8 @@ from google.genai import errors
 
 from stagedretry import Outcome, OutcomeKind, Rule, Secrets, retry_after
 
+from ..quota import describe_reset
+
 __all__ = [
     "cache_gone",
     "classify",
@@ -62,6 +65,11 @@ _MODEL_NOT_FOUND: Final = re.compile(r"\bmodels?\b.*\b(?:is|was) not found", re.
 _BILLING: Final = re.compile(r"billing", re.IGNORECASE)
 # A quota that refills only the next day: no wait within a run brings it back.
 _PER_DAY: Final = re.compile(r"PerDay|per day|daily", re.IGNORECASE)
+_TOKENS: Final = re.compile(r"Tokens?", re.IGNORECASE)
+# 429s about money, in the service's words (sources in docs/reference/gemini.md): no wait
+# within a run brings the money back.
+_SPEND_CAP: Final = re.compile(r"exceeded its (?:monthly )?spending cap", re.IGNORECASE)
+_PREPAY: Final = re.compile(r"prepayment credits are depleted", re.IGNORECASE)
 
 
 def redact(text: str, secrets: Secrets | None = None) -> str:
@@ -149,8 +157,9 @@ def _reasons(exc: errors.APIError) -> list[str]:
     ]
 
 
-def _daily_quota(exc: errors.APIError) -> str | None:
-    """The quota a 429 names that waiting cannot fix within a run: per day, or of size 0."""
+def _daily_quota(exc: errors.APIError, now: float) -> str | None:
+    """Which quota a 429 names that waiting cannot fix within a run (per day, or of size 0),
+    and when it resets, in a few words; ``None`` when it names none."""
     for detail in _error_details(exc.details):
         if not str(detail.get("@type", "")).endswith("google.rpc.QuotaFailure"):
             continue
@@ -159,18 +168,47 @@ def _daily_quota(exc: errors.APIError) -> str | None:
             if not isinstance(violation, Mapping):
                 continue
             quota = str(violation.get("quotaId") or violation.get("quotaMetric") or "")
-            if _PER_DAY.search(quota) or str(violation.get("quotaValue", "")) == "0":
-                return quota or "a quota of 0"
+            value = str(violation.get("quotaValue", ""))
+            dimensions = violation.get("quotaDimensions")
+            model = dimensions.get("model") if isinstance(dimensions, Mapping) else None
+            of = f" of {model}" if isinstance(model, str) and model else ""
+            if value == "0":
+                return (
+                    f"the quota {quota or 'named'}{of} is 0 on this project's tier: it does "
+                    "not reset; use another model or tier"
+                )
+            if _PER_DAY.search(quota):
+                what = "input tokens per day" if _TOKENS.search(quota) else "requests per day"
+                limit = f", {int(value):,}" if value.isdigit() else ""
+                return (
+                    f"the {what} quota{of} ({quota}{limit}) is spent; it resets "
+                    f"{describe_reset(now)}"
+                )
     return None
 
 
-def run_failure(exc: BaseException) -> str | None:
+def _spend_cap(exc: errors.APIError) -> str | None:
+    """What a 429 about money says, in a few words: a spend cap reached, prepaid credit spent."""
+    message = exc.message if isinstance(exc.message, str) else ""
+    if _SPEND_CAP.search(message):
+        return (
+            "the billing account's monthly spending cap is reached: raise it in AI Studio, "
+            "or wait for the next billing month"
+        )
+    if _PREPAY.search(message):
+        return "the project's prepaid credits are spent: add funds in AI Studio"
+    return None
+
+
+def run_failure(exc: BaseException, *, now: Callable[[], float] = time.time) -> str | None:
     """Why *exc* stops the whole run (what to fix, in a few words), or ``None`` if it does not.
 
     A failure belongs to the run when no item can mend it and every later
     request would meet it: the API key rejected, the project without permission
-    or billing, the model not found, a per-day quota spent.  A missing or
-    expired context cache is the item's resource, renewed: never a stop.
+    or billing, the model not found, a per-day quota spent (the words say which,
+    and when it resets: midnight Pacific time, read on *now*, the wall clock), a
+    spending cap reached or prepaid credits spent.  A missing or expired context
+    cache is the item's resource, renewed: never a stop.
     """
     if not isinstance(exc, errors.APIError) or cache_gone(exc):
         return None
@@ -191,9 +229,12 @@ def run_failure(exc: BaseException) -> str | None:
     if code == 404 and _MODEL_NOT_FOUND.search(message):
         return "the model was not found"
     if code == 429:
-        quota = _daily_quota(exc)
+        quota = _daily_quota(exc, now())
         if quota is not None:
-            return f"a quota that waiting cannot refill is spent ({quota})"
+            return f"a quota that waiting cannot refill is spent: {quota}"
+        money = _spend_cap(exc)
+        if money is not None:
+            return money
     return None
 
 

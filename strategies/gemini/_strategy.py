@@ -13,7 +13,7 @@ its safety ratings.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import pydantic
@@ -29,12 +29,15 @@ from stagedretry import (
     SharedResource,
     StageContext,
     TransientError,
+    Usage,
     ValidationFailed,
     settable_keys,
 )
 
 from .._sampling import params_of
+from .._tokens import count_tokens
 from ..backend import MAX_WAIT
+from ..quota import Quota, QuotaAdmission, make_admission
 from ._cache import CacheHandle, GeminiContextCache, fingerprint, model_path
 from ._client_check import check_client
 from ._errors import classify as _classify
@@ -77,6 +80,11 @@ class GeminiStrategy:
       fields only.
     - *safety_settings*, *system_instruction* (not together with *cache*, which
       holds it), *rules* (classify exceptions before the Gemini rules do).
+    - *quota*: a :class:`~strategies.quota.Quota` (or a ready
+      :class:`~strategies.quota.QuotaAdmission`, to share one between strategies or to
+      choose its storage): each request then waits for room under its model's limits
+      before it is sent (see :meth:`admit`).  Default: no admission; 429s are only
+      reacted to.
     - *http_timeout*: seconds that bound each HTTP request on the SDK's side, at most
       3600 (default: none; the runner's per-attempt timeout still applies).
     - *api_key*: the key *client* sends, if it is not in ``GEMINI_API_KEY`` or
@@ -112,6 +120,7 @@ class GeminiStrategy:
         rules: Iterable[Rule] = (),
         http_timeout: float | None = None,
         api_key: str | None = None,
+        quota: Quota | QuotaAdmission | None = None,
     ) -> None:
         if cache is not None and system_instruction is not None:
             raise ValueError(
@@ -145,6 +154,7 @@ class GeminiStrategy:
         self._api_key = api_key
         self._secrets = Secrets.from_environment([api_key])
         self._configs: dict[tuple[Any, ...], tuple[Any, types.GenerateContentConfig]] = {}
+        self._admission = make_admission(quota)
         check_client(client)
 
     @property
@@ -181,6 +191,45 @@ class GeminiStrategy:
             else None,
             "cache": self._cache.fingerprint if self._cache is not None else None,
         }
+
+    @property
+    def admission(self) -> QuotaAdmission | None:
+        """The quota admission every request waits for, if any."""
+        return self._admission
+
+    async def admit(self, request: Request, ctx: StageContext) -> Callable[[Usage | None], None]:
+        """Wait for room under the quota of the stage's model (:class:`stagedretry.Admits`).
+
+        The request's input tokens are estimated locally (the prompt, and the cached or
+        inline instructions, by the emulator's own token rule) and corrected by the
+        real ``promptTokenCount`` when the answer comes back.
+        """
+        admission = self._admission
+        if admission is None:
+            return _no_settle
+        model = params_of(ctx, GeminiParams).model or self._model
+        return await admission.admit(model, self.estimate_tokens(request, ctx))
+
+    def estimate_tokens(self, request: Request, ctx: StageContext) -> int:
+        """The request's input tokens by the local rule: what quota admission charges first."""
+        tokens = count_tokens(request.prompt)
+        cache = self._cache
+        if cache is None:
+            return tokens + _instruction_tokens(self._system_instruction)
+        handle = self._handle(ctx)
+        model = params_of(ctx, GeminiParams).model or self._model
+        if (
+            handle is not None
+            and handle.name is not None
+            and handle.token_count is not None
+            and model_path(model) == handle.model
+        ):
+            return tokens + handle.token_count
+        return (
+            tokens
+            + _instruction_tokens(cache.system_instruction)
+            + sum(_instruction_tokens(c) for c in cache.contents or ())
+        )
 
     # -- Strategy -------------------------------------------------------------------------------
 
@@ -314,6 +363,25 @@ class GeminiStrategy:
     def __repr__(self) -> str:
         cache = self._cache.display_name if self._cache is not None else None
         return f"GeminiStrategy(model={self._model!r}, cache={cache!r})"
+
+
+def _no_settle(usage: Usage | None) -> None:
+    """Nothing to settle: no quota is kept."""
+
+
+def _instruction_tokens(value: Any) -> int:
+    """Tokens of an instruction or a content given as text, ``Content``, parts or a list."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return count_tokens(value)
+    if isinstance(value, (list, tuple)):
+        return sum(_instruction_tokens(v) for v in value)
+    parts = getattr(value, "parts", None)
+    if parts is not None:
+        return sum(_instruction_tokens(p) for p in parts)
+    text = getattr(value, "text", None)
+    return count_tokens(text) if isinstance(text, str) else 0
 
 
 _CONFIG_FIELDS: Final = tuple(

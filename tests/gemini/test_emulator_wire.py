@@ -22,6 +22,7 @@ from strategies.gemini.emulator._wire import (
 def test_public_surface() -> None:
     assert sorted(emulator_package.__all__) == [
         "BACKEND",
+        "EmulatorQuota",
         "EmulatorSection",
         "EmulatorSettings",
         "ExpiryStyle",
@@ -30,6 +31,7 @@ def test_public_surface() -> None:
         "FaultSettings",
         "GeminiEmulator",
         "Ledger",
+        "QuotaStats",
         "RequestRecord",
         "Usage",
         "count_tokens",

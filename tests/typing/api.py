@@ -204,3 +204,16 @@ async def items_may_be_mappings_and_the_logger_a_standard_one() -> None:
         await runner.run([("a", "p"), ("a", "p")])
     except sr.ItemError as error:
         assert_type(error.position, int)
+
+
+def a_gemini_strategy_paces_to_a_quota(client: Any) -> None:
+    from strategies.gemini import GeminiStrategy
+    from strategies.quota import Quota, QuotaAdmission, time_under
+
+    quota = Quota(rpm=600, tpm=200_000, models={"gemini-2.5-pro": {"rpm": 150}})
+    strategy = GeminiStrategy(client, "gemini-2.5-flash", quota=quota)
+    paced: sr.Admits = strategy
+    shared = QuotaAdmission(quota, storage="async+memory://", minute=60)
+    GeminiStrategy(client, "gemini-2.5-pro", quota=shared)
+    seconds: float = time_under(quota.for_model("gemini-2.5-pro"), 2000, 500_000)
+    del paced, seconds

@@ -19,6 +19,7 @@ imported by a command.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import enum
 import inspect
 import json
@@ -215,6 +216,14 @@ _EXAMPLES: Final[Mapping[str, object]] = {
     "backend.emulator.faults[].at": [1, 5],
     "backend.emulator.faults[].times": 3,
     "backend.emulator.faults[].retry_delay": 0.5,
+    "backend.quota.rpm": 600,
+    "backend.quota.tpm": 200_000,
+    "backend.quota.rpd": 10_000,
+    "backend.quota.concurrent": 16,
+    "backend.quota.models": {"gemini-2.5-pro": {"rpm": 150}},
+    "backend.emulator.quota.rpm": 600,
+    "backend.emulator.quota.tpm": 200_000,
+    "backend.emulator.quota.rpd": 10_000,
     "prices.<model>.input": 0.30,
     "prices.<model>.cached_input": 0.03,
     "prices.<model>.output": 2.50,
@@ -274,6 +283,9 @@ def _type_name(kind: Any) -> str:
         return "table"
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return "string"
+    if typing.get_origin(kind) in (dict, collections.abc.Mapping):
+        # A table whose keys are names (a model's), each holding a table of settings.
+        return "table of tables, by name"
     names = {bool: "boolean", int: "integer", float: "number", str: "string"}
     return names[kind]
 
@@ -290,6 +302,11 @@ def _toml(value: object) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(
+            f"{json.dumps(k) if not k.isidentifier() else k} = {_toml(v)}" for k, v in value.items()
+        )
+        return "{ " + inner + " }" if inner else "{}"
     raise TypeError(f"no TOML for {value!r}")
 
 

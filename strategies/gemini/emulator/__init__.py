@@ -18,11 +18,13 @@ if _typing.TYPE_CHECKING:
     from ._client import make_client
     from ._faults import Fault, FaultKind
     from ._ledger import Ledger, RequestRecord, Usage
+    from ._quota import EmulatorQuota, QuotaStats
     from ._server import GeminiEmulator
     from ._tokens import count_tokens
 
 __all__ = [
     "BACKEND",
+    "EmulatorQuota",
     "EmulatorSection",
     "EmulatorSettings",
     "ExpiryStyle",
@@ -31,6 +33,7 @@ __all__ = [
     "FaultSettings",
     "GeminiEmulator",
     "Ledger",
+    "QuotaStats",
     "RequestRecord",
     "Usage",
     "count_tokens",
@@ -39,6 +42,7 @@ __all__ = [
 
 _MODULES = {
     "BACKEND": "._backend",
+    "EmulatorQuota": "._quota",
     "EmulatorSection": "._backend",
     "EmulatorSettings": "._backend",
     "ExpiryStyle": "._caches",
@@ -47,6 +51,7 @@ _MODULES = {
     "FaultSettings": "._backend",
     "GeminiEmulator": "._server",
     "Ledger": "._ledger",
+    "QuotaStats": "._quota",
     "RequestRecord": "._ledger",
     "Usage": "._ledger",
     "count_tokens": "._tokens",

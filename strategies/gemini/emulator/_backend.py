@@ -16,10 +16,12 @@ import attrs
 from stagedretry import setting
 
 from ...backend import MAX_WAIT, BackendError, BackendSpec, Built, Closer, JobInputs, close_all
+from ...quota import Quota
 from .._backend import API_VERSIONS, build_on_client, check_shape, client_closer
 from .._params import GeminiParams
 from ._caches import ExpiryStyle
 from ._faults import Fault, FaultKind
+from ._quota import EmulatorQuota
 
 # The server (aiohttp) and the client (google.genai) are imported by build(), not here:
 # reading and checking a pipeline needs only the section and params.
@@ -106,6 +108,9 @@ class EmulatorSettings:
     on that clock.  Not part of the fingerprint."""
     faults: tuple[FaultSettings, ...] = setting(())
     """Injected faults, one ``[[backend.emulator.faults]]`` table each, tried in order."""
+    quota: EmulatorQuota = setting(factory=EmulatorQuota)
+    """The ``[backend.emulator.quota]`` table: the quotas the emulator enforces with the
+    service's 429s (none by default).  Not part of the fingerprint."""
 
 
 @attrs.frozen
@@ -116,6 +121,8 @@ class EmulatorSection:
     """The API version in the request paths, as the SDK is told; not part of the fingerprint."""
     emulator: EmulatorSettings = setting(factory=EmulatorSettings)
     """The ``[backend.emulator]`` table."""
+    quota: Quota = setting(factory=Quota)
+    """The ``[backend.quota]`` table: the client's admission, as for the gemini backend."""
 
 
 class EmulatorBackend:
@@ -126,7 +133,14 @@ class EmulatorBackend:
     params_type: Final = GeminiParams
     # What decides no answer: where the API is, how fast it answers, which models it serves.
     neutral: Final = frozenset(
-        {"api_version", "emulator.latency", "emulator.models", "emulator.clock_offset"}
+        {
+            "api_version",
+            "emulator.latency",
+            "emulator.models",
+            "emulator.clock_offset",
+            "emulator.quota",
+            "quota",
+        }
     )
     needs_api_key: Final = False
 
@@ -147,6 +161,7 @@ class EmulatorBackend:
             latency=knobs.latency,
             models=knobs.models or None,
             clock_offset=knobs.clock_offset,
+            quota=knobs.quota,
         )
         for fault in knobs.faults:
             emulator.inject(fault.fault())
@@ -166,7 +181,10 @@ class EmulatorBackend:
             )
             started.append(client_closer(client))
             built = build_on_client(
-                client, job, label=f"emulator {job.model} (in-process, seed {knobs.seed})"
+                client,
+                job,
+                label=f"emulator {job.model} (in-process, seed {knobs.seed})",
+                quota=section.quota,
             )
         except BaseException:
             await close_all(reversed(started))

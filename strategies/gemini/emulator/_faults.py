@@ -74,6 +74,12 @@ class FaultKind(enum.Enum):
     """429 RESOURCE_EXHAUSTED whose QuotaFailure names the quota
     ``GenerateRequestsPerDayPerProjectPerModel-FreeTier``, with Help and, as seen in the
     wild, a RetryInfo of ``retry_delay`` (googleapis/python-genai#2044)."""
+    SPEND_CAP = "spend_cap"
+    """429 RESOURCE_EXHAUSTED "Your billing account has exceeded its monthly spending cap. ...",
+    with no details (the wording as reported: help.apiyi.com, 2026)."""
+    PREPAY_DEPLETED = "prepay_depleted"
+    """429 RESOURCE_EXHAUSTED "Your prepayment credits are depleted. ...", with no details
+    (discuss.ai.google.dev threads 169215 and 170539)."""
     USAGE_DETAILS_ONLY = "usage_details_only"
     """200 whose ``usageMetadata`` gives prompt, candidates and cached tokens per modality only.
 

@@ -26,6 +26,7 @@ from ._caches import ExpiryStyle, cache_id_of
 from ._faults import CONTENT_FAULTS, DEEP, Fault, FaultBook, FaultKind
 from ._ledger import Ledger, LedgerBook, RequestRecord
 from ._model import SimulatedModel
+from ._quota import EmulatorQuota, QuotaBook, QuotaStats
 from ._service import GeminiService, Reply
 from ._wire import (
     BAD_GATEWAY_HTML,
@@ -37,7 +38,9 @@ from ._wire import (
     MSG_NO_BILLING_ACCOUNT,
     MSG_NO_KEY,
     MSG_OVERLOADED,
+    MSG_PREPAY_DEPLETED,
     MSG_QUOTA,
+    MSG_SPEND_CAP,
     MSG_UNAUTHENTICATED,
     ApiError,
     dumps,
@@ -195,6 +198,10 @@ def _account_error(kind: FaultKind, path: str) -> ApiError | None:
         )
     if kind is FaultKind.NO_BILLING_ACCOUNT:
         return ApiError(400, MSG_NO_BILLING_ACCOUNT, status="FAILED_PRECONDITION")
+    if kind is FaultKind.SPEND_CAP:
+        return ApiError(429, MSG_SPEND_CAP)
+    if kind is FaultKind.PREPAY_DEPLETED:
+        return ApiError(429, MSG_PREPAY_DEPLETED)
     if kind is FaultKind.UNAUTHENTICATED:
         return ApiError(
             401,
@@ -219,7 +226,10 @@ class GeminiEmulator:
     request with another answers 400 ``INVALID_ARGUMENT`` (``API_KEY_INVALID``),
     one with none 403, as the API does.  *models* (default ``None``: any name)
     are the model ids served, ``"gemini-2.5-flash"`` or ``"models/gemini-2.5-flash"``;
-    any other answers 404 ``NOT_FOUND`` in the API's words.  Raises
+    any other answers 404 ``NOT_FOUND`` in the API's words.  *quota* (default
+    ``None``: none) makes it enforce requests and input tokens per minute and requests
+    per day, per model, with the service's 429 bodies (see :class:`EmulatorQuota`;
+    :attr:`quota_stats` tells what it served and refused).  Raises
     ``ValueError`` for an *invalid_rate* outside [0, 1] or a negative *latency*
     (seconds per request).
     """
@@ -238,6 +248,7 @@ class GeminiEmulator:
         api_key: str | None = None,
         models: Collection[str] | None = None,
         clock_offset: float = 0.0,
+        quota: EmulatorQuota | None = None,
     ) -> None:
         if not 0.0 <= invalid_rate <= 1.0:
             raise ValueError(f"invalid_rate must be in [0, 1], got {invalid_rate!r}")
@@ -257,6 +268,7 @@ class GeminiEmulator:
         )
         self._ledger = LedgerBook()
         self._faults = FaultBook(seed)
+        self._quota = QuotaBook(quota) if quota is not None and quota.limited else None
         self._service = GeminiService(
             seed=seed,
             clock=self._now,
@@ -311,6 +323,13 @@ class GeminiEmulator:
     def reset_ledger(self) -> None:
         """Forget every recorded request and counter (caches are kept)."""
         self._ledger.reset()
+
+    @property
+    def quota_stats(self) -> QuotaStats:
+        """The requests the quotas served (arrival time, input tokens) and refused, by quotaId."""
+        if self._quota is None:
+            return QuotaStats((), {})
+        return self._quota.stats()
 
     def inject(self, fault: Fault) -> None:
         """Add a fault rule; rules are consulted in order of injection."""
@@ -536,6 +555,13 @@ class GeminiEmulator:
                 self._check_model(exchange.model, version, "generateContent")
             elif rest == "cachedContents" and method == "POST":
                 self._check_model(exchange.model, version, "createCachedContent")
+            if family == "generateContent" and self._quota is not None:
+                assert exchange.model is not None
+                refused = self._quota.admit(
+                    exchange.model, self._service.prompt_tokens(body), self._now()
+                )
+                if refused is not None:
+                    return _error_response(refused)
             if family == "generateContent" and self._latency:
                 await self._pause(self._latency)
             reply = self._dispatch(

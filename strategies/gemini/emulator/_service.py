@@ -8,6 +8,7 @@ lock, because the public helpers (``delete_cache``...) run on the caller's threa
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import threading
@@ -29,7 +30,7 @@ from ._tokens import (
     request_tokens,
     truncate_tokens,
 )
-from ._wire import MSG_CACHE_WITH_SYSTEM, invalid, parse_duration, parse_timestamp
+from ._wire import MSG_CACHE_WITH_SYSTEM, ApiError, invalid, parse_duration, parse_timestamp
 
 DEFAULT_TTL: Final = 3600.0
 DEFAULT_MIN_CACHE_TOKENS: Final = 1024
@@ -131,6 +132,23 @@ class GeminiService:
             if key in self._min_cache_tokens:
                 return self._min_cache_tokens[key]
         return DEFAULT_MIN_CACHE_TOKENS
+
+    def prompt_tokens(self, body: Mapping[str, Any]) -> int:
+        """The input tokens of a ``generateContent`` body, its cache's included (what a TPM
+        quota counts); a cache that is gone or malformed counts nothing (the request then
+        fails on its own)."""
+        contents = body.get("contents")
+        tokens = request_tokens(
+            contents if isinstance(contents, list) else [],
+            _field(body, "systemInstruction"),
+            body.get("tools"),
+            _field(body, "toolConfig"),
+        )
+        cache_name = _field(body, "cachedContent")
+        if isinstance(cache_name, str):
+            with self.lock, contextlib.suppress(ApiError):
+                tokens += self._store.get(cache_id_of(cache_name), self._clock()).total_tokens
+        return tokens
 
     # -- cachedContents ------------------------------------------------------------------
 

@@ -54,6 +54,16 @@ MSG_UNAUTHENTICATED: Final = (
     "cookie or other valid authentication credential. See "
     "https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
+MSG_SPEND_CAP: Final = (
+    "Your billing account has exceeded its monthly spending cap. Please go to AI Studio at "
+    "https://aistudio.google.com to manage your billing. Learn more at "
+    "https://ai.google.dev/gemini-api/docs/billing."
+)
+MSG_PREPAY_DEPLETED: Final = (
+    "Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects "
+    "to manage your project and billing. Learn more at "
+    "https://ai.google.dev/gemini-api/docs/billing#prepay. "
+)
 MSG_NO_KEY: Final = (
     "Method doesn't allow unregistered callers (callers without established identity). "
     "Please use API Key or other form of API consumer identity to call this API."
