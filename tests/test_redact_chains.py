@@ -9,7 +9,7 @@ import traceback
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import stagedretry as sr
@@ -72,11 +72,8 @@ def _shown(error: BaseException) -> str:
     return repr(error) + "".join(traceback.format_exception(error))
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=keys, place=st.sampled_from(PLACES), when=st.sampled_from(["prepare", "close"]))
-async def test_no_piece_of_the_key_reaches_the_caller_through_a_resource_error(
-    key: str, place: str, when: str
-) -> None:
+async def _caught(key: str, place: str, when: str) -> str:
+    """What the caller is shown of the error a resource raised with *key* at *place*."""
     strategy = ScriptedStrategy()
     runner = sr.Runner(
         sr.Plan.ladder(),
@@ -93,7 +90,18 @@ async def test_no_piece_of_the_key_reaches_the_caller_through_a_resource_error(
     except (sr.ResourceError, ExceptionGroup) as error:
         caught = error
     assert caught is not None
-    assert not sr.Secrets([key]).found(_shown(caught))
+    return _shown(caught)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=keys, place=st.sampled_from(PLACES), when=st.sampled_from(["prepare", "close"]))
+async def test_no_piece_of_the_key_reaches_the_caller_through_a_resource_error(
+    key: str, place: str, when: str
+) -> None:
+    # A key that shares a fragment with what is shown anyway (file paths hold "stagedretry":
+    # a key "000GEDRETRY0" would) says nothing about a leak.
+    assume(not sr.Secrets([key]).found(await _caught("~" * 12, place, when)))
+    assert not sr.Secrets([key]).found(await _caught(key, place, when))
 
 
 async def test_a_cause_without_the_key_is_kept() -> None:
