@@ -11,6 +11,7 @@ cache (400 ``The cached content is of N tokens. ...``).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -95,7 +96,8 @@ def test_a_missing_model_is_never_the_cache(message: str) -> None:
     exc = api_error(404, message, "NOT_FOUND")
     assert not cache_gone(exc, named_cache=True)
     outcome = classify(exc)
-    assert outcome is not None and outcome.kind is sr.OutcomeKind.STOP_RUN
+    assert outcome is not None
+    assert outcome.kind is sr.OutcomeKind.STOP_RUN
 
 
 def test_other_400s_and_403s_are_not_the_cache() -> None:
@@ -281,7 +283,7 @@ def lost_attempts(batch: sr.BatchResult) -> list[tuple[str, sr.Attempt, sr.Attem
     found = []
     for result in batch.results:
         attempts = list(result.attempts)
-        for lost, after in zip(attempts, attempts[1:], strict=False):
+        for lost, after in itertools.pairwise(attempts):
             if lost.outcome is sr.OutcomeKind.RESOURCE_LOST:
                 found.append((result.id, lost, after))
     return found
@@ -302,9 +304,12 @@ async def test_a_vertex_run_succeeds_on_one_cache(
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM, on_close="delete")
     batch = await cached_runner(client, cache, virtual_clock, model=Book).run(items(12))
     assert batch.counts[sr.ItemStatus.SUCCEEDED] == 12
-    assert cache.stats.created == 1 and cache.stats.deleted == 1
+    assert cache.stats.created == 1
+    assert cache.stats.deleted == 1
     named = generate_bodies_named_cache(vertex_emulator)
-    assert len(named) >= 12 and len(set(named)) == 1 and named[0] is not None
+    assert len(named) >= 12
+    assert len(set(named)) == 1
+    assert named[0] is not None
     assert vertex_emulator.cache_names() == ()
 
 
@@ -325,7 +330,8 @@ async def test_a_vertex_run_survives_a_server_side_deletion(
     for _item, before, after in lost:
         assert "Not found: cached content metadata for" in (before.error or "")
         assert after.stage == before.stage  # renewed, then the same stage again
-    assert cache.stats.lost == 1 and cache.stats.created == 2
+    assert cache.stats.lost == 1
+    assert cache.stats.created == 2
     assert len(vertex_emulator.cache_names()) == 1
 
 
@@ -356,7 +362,8 @@ async def test_a_vertex_run_sends_too_small_content_inline(
     cache = GeminiContextCache(client, MODEL, system_instruction=small)
     batch = await cached_runner(client, cache, virtual_clock, model=Book).run(items(6))
     assert batch.counts[sr.ItemStatus.SUCCEEDED] == 6
-    assert cache.stats.inline_fallbacks == 1 and cache.stats.created == 0
+    assert cache.stats.inline_fallbacks == 1
+    assert cache.stats.created == 0
     assert set(generate_bodies_named_cache(vertex_emulator)) == {None}
     assert vertex_emulator.cache_names() == ()
 
