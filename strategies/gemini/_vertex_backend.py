@@ -11,6 +11,7 @@ login``'s file, then the metadata server of a Google Cloud machine).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,6 +38,9 @@ VERTEX_API_VERSIONS: Final = ("v1beta1", "v1")
 CLOUD_PLATFORM: Final = "https://www.googleapis.com/auth/cloud-platform"
 """The OAuth 2 scope the SDK asks Application Default Credentials for."""
 
+PROJECT_ENV: Final = "GOOGLE_CLOUD_PROJECT"
+"""Where the project comes from when the pipeline names none (as for the SDK and gcloud)."""
+
 CREDENTIALS_TIMEOUT: Final = 60.0
 """Seconds to wait for Application Default Credentials to be found (on a Google Cloud
 machine that means asking its metadata server)."""
@@ -45,17 +49,19 @@ _PROJECT: Final = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
 _LOCATION: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$")
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class VertexSection:
     """The vertex backend's part of ``[backend]``: which project and location, how, where.
 
-    Raises :class:`~stagedretry.PlanError` for a project or location that is not one,
-    a ``base_url`` that is not an ``http(s)://`` URL, and any ``api_key``.
+    Raises :class:`~stagedretry.PlanError` for a project or location that is not one and
+    a ``base_url`` that is not an ``http(s)://`` URL; an ``api_key`` is refused when the
+    pipeline is checked or run.
     """
 
-    project: str = setting()
-    """The Google Cloud project: its id (``my-project``) or its number."""
-    location: str = setting()
+    project: str | None = setting(None)
+    """The Google Cloud project: its id (``my-project``) or its number; ``None``: the
+    ``GOOGLE_CLOUD_PROJECT`` environment variable, else the credentials' own project."""
+    location: str = setting("us-central1")
     """The Vertex AI location requests and caches live in: ``us-central1``, ``europe-west4``,
     ``global``."""
     api_version: str = setting("v1beta1", choices=VERTEX_API_VERSIONS)
@@ -64,19 +70,11 @@ class VertexSection:
     """Where requests go: an ``http(s)://`` URL (a proxy, an emulator); ``None``: Google's
     endpoint for the location.  Not part of the fingerprint."""
     api_key: str | None = setting(None)
-    """Refused: Vertex AI is reached with Google Cloud credentials (Application Default
-    Credentials), never with an API key."""
+    """Refused when the pipeline is checked or run: Vertex AI is reached with Google Cloud
+    credentials (Application Default Credentials), never with an API key."""
 
     def __attrs_post_init__(self) -> None:
-        if self.api_key is not None:
-            # Never echo the value: it is somebody's key.
-            raise PlanError(
-                "api_key",
-                "the vertex backend never sends an API key: Vertex AI is reached with Google "
-                "Cloud credentials (Application Default Credentials); remove the key and run "
-                "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS",
-            )
-        if not _PROJECT.match(self.project):
+        if self.project is not None and not _PROJECT.match(self.project):
             raise PlanError(
                 "project",
                 f"expected a Google Cloud project id (6 to 30 lower-case letters, digits and "
@@ -90,6 +88,14 @@ class VertexSection:
             )
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise PlanError("base_url", f"expected an http(s) URL, got {self.base_url!r}")
+
+    def __repr__(self) -> str:
+        # Written by hand so that a key someone put in the file never shows.
+        key = None if self.api_key is None else "[redacted]"
+        return (
+            f"VertexSection(project={self.project!r}, location={self.location!r}, "
+            f"api_version={self.api_version!r}, base_url={self.base_url!r}, api_key={key!r})"
+        )
 
 
 def connect_vertex(
@@ -127,8 +133,9 @@ def connect_vertex(
     )
 
 
-def find_credentials() -> Any:
-    """The Application Default Credentials, scoped for Vertex AI, as the SDK finds them.
+def find_credentials() -> tuple[Any, str | None]:
+    """The Application Default Credentials, scoped for Vertex AI, as the SDK finds them,
+    and their project (``None`` when they name none).
 
     Raises :class:`~strategies.backend.BackendError` (one sentence, what to do) when
     there are none or the file named by ``GOOGLE_APPLICATION_CREDENTIALS`` cannot be
@@ -138,7 +145,7 @@ def find_credentials() -> Any:
     from google.auth import exceptions
 
     try:
-        credentials, _project = google.auth.default(scopes=[CLOUD_PLATFORM])
+        credentials, project = google.auth.default(scopes=[CLOUD_PLATFORM])
     except exceptions.DefaultCredentialsError as exc:
         from ._errors import redact
 
@@ -148,7 +155,7 @@ def find_credentials() -> Any:
             "Credentials): run `gcloud auth application-default login`, or set "
             f"GOOGLE_APPLICATION_CREDENTIALS to a credentials file ({detail})"
         ) from None
-    return credentials
+    return credentials, project or None
 
 
 class VertexBackend:
@@ -162,11 +169,20 @@ class VertexBackend:
     needs_api_key: Final = False
 
     def check(self, section: VertexSection, job: JobInputs) -> None:
+        if section.api_key is not None:
+            # Never echo the value: it is somebody's key.
+            raise PlanError(
+                "backend.api_key",
+                "the vertex backend never sends an API key: Vertex AI is reached with Google "
+                "Cloud credentials (Application Default Credentials); remove the key and run "
+                "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS",
+            )
         check_shape(self.name, job)
 
     async def build(self, section: VertexSection, job: JobInputs) -> Built:
+        self.check(section, job)
         try:
-            credentials = await asyncio.wait_for(
+            credentials, found_project = await asyncio.wait_for(
                 asyncio.to_thread(find_credentials), CREDENTIALS_TIMEOUT
             )
         except TimeoutError:
@@ -175,8 +191,14 @@ class VertexBackend:
                 f"{CREDENTIALS_TIMEOUT:g} s: set GOOGLE_APPLICATION_CREDENTIALS to a "
                 "credentials file"
             ) from None
+        project = section.project or os.environ.get(PROJECT_ENV, "").strip() or found_project
+        if not project:
+            raise BackendError(
+                "the vertex backend needs a Google Cloud project: set backend.project in the "
+                f"pipeline (or the {PROJECT_ENV} environment variable)"
+            )
         client = connect_vertex(
-            section.project,
+            project,
             section.location,
             credentials=credentials,
             api_version=section.api_version,
@@ -185,7 +207,7 @@ class VertexBackend:
         closers = (client_closer(client),)
         try:
             built = build_on_client(
-                client, job, label=f"vertex {job.model} ({section.project}, {section.location})"
+                client, job, label=f"vertex {job.model} ({project}, {section.location})"
             )
         except BaseException:
             await close_all(closers)
