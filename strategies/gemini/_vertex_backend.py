@@ -29,7 +29,14 @@ if TYPE_CHECKING:
 # google.genai and google.auth are imported by the functions that build a client: reading
 # and checking a pipeline needs only the section and params.
 
-__all__ = ["BACKEND", "VERTEX_API_VERSIONS", "VertexSection", "connect_vertex", "find_credentials"]
+__all__ = [
+    "BACKEND",
+    "VERTEX_API_VERSIONS",
+    "VertexSection",
+    "connect_vertex",
+    "find_credentials",
+    "section_client",
+]
 
 VERTEX_API_VERSIONS: Final = ("v1beta1", "v1")
 """The API versions Vertex AI serves ``generateContent`` and ``cachedContents`` under;
@@ -158,6 +165,35 @@ def find_credentials() -> tuple[Any, str | None]:
     return credentials, project or None
 
 
+def _project(section: VertexSection, found: str | None) -> str:
+    """The pipeline's project, else ``GOOGLE_CLOUD_PROJECT``'s, else the credentials'."""
+    project = section.project or os.environ.get(PROJECT_ENV, "").strip() or found
+    if not project:
+        raise BackendError(
+            "the vertex backend needs a Google Cloud project: set backend.project in the "
+            f"pipeline (or the {PROJECT_ENV} environment variable)"
+        )
+    return project
+
+
+def section_client(
+    section: VertexSection, *, base_url: str | None = None, timeout_ms: int | None = None
+) -> genai.Client:
+    """A client for *section*'s project and location with the Application Default
+    Credentials (*base_url* overrides the section's).  Raises
+    :class:`~strategies.backend.BackendError` as :func:`find_credentials` does, or when no
+    project is named anywhere."""
+    credentials, found = find_credentials()
+    return connect_vertex(
+        _project(section, found),
+        section.location,
+        credentials=credentials,
+        api_version=section.api_version,
+        base_url=base_url or section.base_url,
+        timeout_ms=timeout_ms,
+    )
+
+
 class VertexBackend:
     """The ``vertex`` backend: Gemini on Vertex AI with Application Default Credentials."""
 
@@ -191,12 +227,7 @@ class VertexBackend:
                 f"{CREDENTIALS_TIMEOUT:g} s: set GOOGLE_APPLICATION_CREDENTIALS to a "
                 "credentials file"
             ) from None
-        project = section.project or os.environ.get(PROJECT_ENV, "").strip() or found_project
-        if not project:
-            raise BackendError(
-                "the vertex backend needs a Google Cloud project: set backend.project in the "
-                f"pipeline (or the {PROJECT_ENV} environment variable)"
-            )
+        project = _project(section, found_project)
         client = connect_vertex(
             project,
             section.location,

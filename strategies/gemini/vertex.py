@@ -13,6 +13,14 @@ from ._vertex_backend import (
     VertexSection,
     connect_vertex,
     find_credentials,
+    section_client,
 )
 
-__all__ = ["BACKEND", "VERTEX_API_VERSIONS", "VertexSection", "connect_vertex", "find_credentials"]
+__all__ = [
+    "BACKEND",
+    "VERTEX_API_VERSIONS",
+    "VertexSection",
+    "connect_vertex",
+    "find_credentials",
+    "section_client",
+]

@@ -135,3 +135,23 @@ def test_an_api_key_in_a_vertex_pipeline_is_refused(
     assert done.code == 2
     assert "backend.api_key: the vertex backend never sends an API key" in done.err
     assert KEY not in done.out + done.err
+
+
+def test_caches_list_and_delete_a_vertex_pipeline_s_caches(
+    make_job: Callable[..., Job],
+    cli: Callable[..., Invocation],
+    emulator: GeminiEmulator,
+    credentials: Path,
+) -> None:
+    job = _vertex_job(make_job, emulator, items=2)
+    assert cli("run", str(job.pipeline)).code == 0
+    (name,) = emulator.cache_names()
+    listed = cli("caches", "list", "--pipeline", str(job.pipeline), "--json")
+    assert listed.code == 0, listed.err
+    rows = listed.json()
+    assert [row["name"] for row in rows] == [name]
+    assert name.startswith("projects/123456789012/locations/us-central1/cachedContents/")
+    deleted = cli("caches", "delete", "--all-matching", str(job.pipeline))
+    assert deleted.code == 0, deleted.err
+    assert emulator.cache_names() == ()
+    assert not any("x-goog-api-key" in r.headers for r in emulator.ledger.requests)
