@@ -83,7 +83,9 @@ _KEY_PATTERNS: Final = (
 )
 _MESSAGE_LIMIT: Final = 300
 _BAD_KEY: Final = re.compile(r"API key not (?:valid|found)", re.IGNORECASE)
-_MODEL_NOT_FOUND: Final = re.compile(r"\bmodels?\b.*\b(?:is|was) not found", re.IGNORECASE)
+# "models/x is not found for API version ...", Vertex's "Publisher Model `...` was not found or
+# your project does not have access to it." and its older "Publisher Model `...` not found.".
+_MODEL_NOT_FOUND: Final = re.compile(r"\bmodels?\b.*\bnot found", re.IGNORECASE)
 _BILLING: Final = re.compile(r"billing", re.IGNORECASE)
 # A quota that refills only the next day: no wait within a run brings it back.
 _PER_DAY: Final = re.compile(r"PerDay|per day|daily", re.IGNORECASE)

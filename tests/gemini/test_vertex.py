@@ -90,6 +90,9 @@ def test_a_404_is_the_cache_only_when_the_request_named_one() -> None:
         "was not found or your project does not have access to it.",
         "models/gemini-pro is not found for API version v1beta, or is not supported for "
         "generateContent.",
+        # The older wording (google/adk-python#833, google-gemini/gemini-cli#1053).
+        "Publisher Model `projects/ID/locations/asia-south1/publishers/google/models/"
+        "gemini-2.0-flash` not found.",
     ],
 )
 def test_a_missing_model_is_never_the_cache(message: str) -> None:
