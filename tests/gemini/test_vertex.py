@@ -76,6 +76,29 @@ def test_vertex_dead_cache_wordings_are_resource_lost(code: int, message: str, s
     assert outcome.resource == "gemini_cache"
 
 
+CACHE_IDS = st.integers(1, 10**19 - 1).map(str)
+
+
+@given(CACHE_IDS, st.booleans())
+def test_every_dead_cache_of_vertex_is_lost_whatever_its_id(cache_id: str, named: bool) -> None:
+    for code, message, status in (
+        (404, f"Not found: cached content metadata for {cache_id}.", "NOT_FOUND"),
+        (404, f"Cached content {cache_id} is not found.", "NOT_FOUND"),
+        (400, f"Cache content {cache_id} is expired.", "INVALID_ARGUMENT"),
+    ):
+        assert cache_gone(api_error(code, message, status), named_cache=named)
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda t: "\n" not in t), st.booleans())
+def test_a_404_naming_a_missing_model_is_never_the_cache(name: str, named: bool) -> None:
+    for message in (
+        f"Publisher Model `{name}` was not found or your project does not have access to it.",
+        f"Publisher Model `{name}` not found.",
+        f"models/{name} is not found for API version v1beta1",
+    ):
+        assert not cache_gone(api_error(404, message, "NOT_FOUND"), named_cache=named)
+
+
 def test_a_404_is_the_cache_only_when_the_request_named_one() -> None:
     # A wording nobody has catalogued: the status and the request decide.
     exc = api_error(404, "Requested entity was not found.", "NOT_FOUND")
