@@ -870,6 +870,8 @@ def _checked_base_url(ctx: click.Context, param: click.Parameter, value: str | N
 def _client(
     app: App, pipeline: Pipeline | None, base_url: str | None, api_version: str | None
 ) -> Any:
+    if pipeline is not None and pipeline.backend.kind == "vertex":
+        return _vertex_client(app, pipeline, base_url, api_version)
     if pipeline is not None and pipeline.backend.kind != "gemini":
         _fail(
             app,
@@ -903,6 +905,23 @@ def _client(
         base_url=endpoint,
         timeout_ms=CACHES_TIMEOUT_MS,
     )
+
+
+def _vertex_client(
+    app: App, pipeline: Pipeline, base_url: str | None, api_version: str | None
+) -> Any:
+    """A Vertex AI client for a vertex pipeline's caches: its project and location, with the
+    Application Default Credentials (never an API key)."""
+    from strategies.gemini.vertex import VertexSection, section_client
+
+    section = pipeline.backend.section
+    assert isinstance(section, VertexSection)
+    try:
+        if api_version is not None:
+            section = attrs.evolve(section, api_version=api_version)
+        return section_client(section, base_url=base_url, timeout_ms=CACHES_TIMEOUT_MS)
+    except (BackendError, PlanError) as exc:
+        _fail(app, str(exc))
 
 
 def _call_failure(exc: BaseException) -> tuple[str, int]:

@@ -27,6 +27,7 @@ class _Provider:
 
 BACKENDS: Final[Mapping[str, _Provider]] = {
     "gemini": _Provider("strategies.gemini"),
+    "vertex": _Provider("strategies.gemini.vertex"),
     "emulator": _Provider("strategies.gemini.emulator"),
     "sim": _Provider("strategies.sim"),
 }

@@ -4,7 +4,8 @@
 ``GeminiContextCache`` is the one explicit context cache every item and worker shares;
 ``gemini_rules`` classify the SDK's exceptions, and ``error_examples`` gives real ones to
 test a classification with.  The loopback emulator used by the tests
-lives in ``strategies.gemini.emulator``.  This package is the only one that imports
+lives in ``strategies.gemini.emulator``; Vertex AI's client and backend in
+``strategies.gemini.vertex``.  This package is the only one that imports
 ``google.genai``.
 
 Each name is loaded when first used: ``BACKEND`` (the command line's spec) and

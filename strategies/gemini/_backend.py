@@ -49,11 +49,11 @@ class GeminiSection:
     fingerprint."""
 
     def __attrs_post_init__(self) -> None:
-        if self.base_url is not None and not _is_http_url(self.base_url):
+        if self.base_url is not None and not is_http_url(self.base_url):
             raise PlanError("base_url", f"expected an http(s) URL, got {self.base_url!r}")
 
 
-def _is_http_url(url: str) -> bool:
+def is_http_url(url: str) -> bool:
     """An ``http://`` or ``https://`` URL with a host and, if any, a port in range."""
     try:
         parts = urlsplit(url)

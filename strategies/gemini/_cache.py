@@ -31,7 +31,7 @@ from stagedretry import Backoff, Clock, OutcomeKind, RenewReason, Secrets, StopR
 from ..backend import MAX_CACHE_TTL
 from ._client_check import check_client
 from ._converge import Candidate, winner
-from ._errors import cache_gone, classify
+from ._errors import cache_gone, cache_too_small, classify
 from ._errors import redact as _redact
 from ._server_clock import Reading, ServerClock, from_date, from_time
 
@@ -61,7 +61,6 @@ def _log() -> Any:
 DISPLAY_PREFIX: Final = "stagedretry"
 MAX_DISPLAY_NAME: Final = 128
 MAX_TAG: Final = 64
-_TOO_SMALL: Final = "Cached content is too small"
 _CALL_ATTEMPTS: Final = 4
 _CALL_BACKOFF: Final = Backoff(initial=0.5, maximum=8.0)
 _LIST_PAGE_SIZE: Final = 100
@@ -122,8 +121,19 @@ class CacheStats:
     the same one (same fingerprint) first; the older one is used instead."""
 
 
+_VERTEX_MODEL: Final = "publishers/google/models/"
+
+
 def model_path(model: str) -> str:
-    """``gemini-2.5-flash`` -> ``models/gemini-2.5-flash``, the form caches report."""
+    """``gemini-2.5-flash`` -> ``models/gemini-2.5-flash``, the form caches report.
+
+    Vertex AI's names of Google's models (``projects/P/locations/L/publishers/google/
+    models/gemini-2.5-flash``, ``publishers/google/models/...``) come to the same form, so
+    a cache Vertex reports is known for the model it was asked for.
+    """
+    head, sep, tail = model.rpartition(_VERTEX_MODEL)
+    if sep and (not head or head.endswith("/")):
+        return f"models/{tail}"
     return model if "/" in model else f"models/{model}"
 
 
@@ -190,14 +200,6 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
     return (value,)
 
 
-def _too_small(exc: BaseException) -> bool:
-    return (
-        isinstance(exc, errors.APIError)
-        and exc.code == 400
-        and _TOO_SMALL in (exc.message if isinstance(exc.message, str) else "")
-    )
-
-
 class GeminiContextCache:
     """An explicit context cache that every stage of every item shares (a :class:`SharedResource`).
 
@@ -229,8 +231,10 @@ class GeminiContextCache:
 
     Content below the model's minimum for explicit caching (1,024 tokens for
     Gemini 2.5 Flash, 4,096 for 2.5 Pro: https://ai.google.dev/gemini-api/docs/caching)
-    is refused by the service with 400 ``Cached content is too small``; the
-    cache then falls back to sending the instructions inline (``stats.inline_fallbacks``).
+    is refused by the service with 400 ``Cached content is too small`` (Vertex AI:
+    ``The cached content is of N tokens. The minimum token count to start caching is
+    M.``); the cache then falls back to sending the instructions inline
+    (``stats.inline_fallbacks``).
 
     Raises :class:`ValueError` for a bad *ttl*, *renew_margin*, *tag* or
     *on_close*.  Cache API calls are retried a few times on transient errors and
@@ -413,7 +417,7 @@ class GeminiContextCache:
         try:
             await self._call(clock=None, make=lambda: self._client.aio.caches.delete(name=name))
         except Exception as exc:
-            if not cache_gone(exc):
+            if not cache_gone(exc, named_cache=True):
                 _log().warning(
                     "gemini_cache_delete_failed",
                     cache=name,
@@ -542,7 +546,7 @@ class GeminiContextCache:
                 ),
             )
         except errors.APIError as exc:
-            if cache_gone(exc):
+            if cache_gone(exc, named_cache=True):
                 return None
             raise
         reading = from_time(_epoch(updated.update_time), sent=before, received=clock.time())
@@ -562,13 +566,16 @@ class GeminiContextCache:
                 clock, lambda: self._client.aio.caches.create(model=self._model, config=config)
             )
         except errors.APIError as exc:
-            if not _too_small(exc):
+            sizes = cache_too_small(exc)
+            if sizes is None:
                 raise
             self._inline = True
             self._bump(inline_fallbacks=1)
             _log().warning(
                 "gemini_cache_too_small",
                 display_name=self.display_name,
+                tokens=sizes[0],
+                minimum=sizes[1],
                 detail=_redact(str(exc.message), self._secrets),
                 fallback="instructions are sent inline with every request",
             )

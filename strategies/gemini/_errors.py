@@ -2,13 +2,17 @@
 
 The rules run in a fixed order so the specific ones win over the general ones:
 
-1. cache gone (400 ``Cache content N is expired.``, 403 ``CachedContent not found``)
-   -> RESOURCE_LOST
+1. cache gone -> RESOURCE_LOST: the Developer API's 403 ``CachedContent not found``;
+   Vertex AI's 404 ``NOT_FOUND`` for a request that named a cache (``Not found: cached
+   content metadata for N.``, ``Cached content N is not found.``) and its 400s
+   ``Cache content N is expired.`` and ``Invalid resource state for cache content N.``
+   (:func:`cache_gone`: status first, then which request named the cache, wording last)
 2. a failure of the run, not of the item (:func:`run_failure`) -> STOP_RUN: the key
    rejected (400 ``API_KEY_INVALID``, 401), any other 403 (permission, billing, a
    blocked or suspended key), 400 ``FAILED_PRECONDITION`` (location or billing), 404 for
-   the model, a 429 whose ``QuotaFailure`` names a per-day quota or a quota of 0, or
-   that says a spending cap is reached or prepaid credits are spent
+   the model, a 429 whose ``QuotaFailure`` names a per-day quota or a quota of 0
+   or that says a spending cap is reached or prepaid credits are spent, and Google Cloud
+   credentials that cannot be found or refreshed (Vertex AI)
 3. 429 -> RATE_LIMITED, with the server's ``RetryInfo.retryDelay`` or ``Retry-After`` as the wait
 4. 408 / 5xx, timeouts, dropped connections, a body that is not JSON -> TRANSIENT; a 5xx
    carrying ``RetryInfo`` or ``Retry-After`` waits that long, as a 429 does
@@ -21,7 +25,8 @@ exception at all: it comes back as text and fails validation, which the engine
 records as INVALID.  Every message built here is cut short and masked: the
 keys given (:class:`stagedretry.Secrets`, any case, any piece) and anything
 shaped like a Gemini key (``AIza`` and 20 more key characters, in any case) or
-written as one (``key=...``, ``x-goog-api-key: ...``).
+written as one (``key=...``, ``x-goog-api-key: ...``), and OAuth 2 access tokens
+(``Bearer ...``, ``ya29.``...).
 """
 
 from __future__ import annotations
@@ -35,12 +40,14 @@ from typing import Any, Final
 
 from google.genai import errors
 
-from stagedretry import Outcome, OutcomeKind, Rule, Secrets, retry_after
+from stagedretry import Outcome, OutcomeKind, ResourceLost, Rule, Secrets, retry_after
 
 from ..quota import describe_reset
 
 __all__ = [
     "cache_gone",
+    "cache_lost",
+    "cache_too_small",
     "classify",
     "gemini_rules",
     "redact",
@@ -50,6 +57,21 @@ __all__ = [
 
 _EXPIRED: Final = re.compile(r"Cache content \S+ is expired")
 _NOT_FOUND: Final = "CachedContent not found"
+# Vertex AI's 400 for a cache caught between expiry and deletion (Recidiviz/recidiviz-data).
+_STALE: Final = re.compile(r"Invalid resource state for cache content", re.IGNORECASE)
+# Vertex AI names a cache "cached content" or "cache content" in its 404s.
+_NAMES_CACHE: Final = re.compile(r"\bcached? ?content\b", re.IGNORECASE)
+_TOO_SMALL: Final = (
+    # The Developer API: "Cached content is too small. total_token_count=896,
+    # min_total_token_count=1024".
+    re.compile(r"total_token_count=(\d+), min_total_token_count=(\d+)"),
+    # Vertex AI: "The cached content is of 94 tokens. The minimum token count to start
+    # caching is 1024."
+    re.compile(r"cached content is of (\d+) tokens.*minimum token count to start caching is (\d+)"),
+)
+_TOO_SMALL_WORDS: Final = re.compile(
+    r"Cached content is too small|minimum token count to start caching", re.IGNORECASE
+)
 _TRANSIENT_CODES: Final = frozenset({408, 500, 502, 503, 504})
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)s\s*$")
 _RETRY_IN: Final = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
@@ -58,10 +80,15 @@ _KEY_PATTERNS: Final = (
     re.compile(r"(?i)AIza[0-9a-z_\-]{20,}"),
     re.compile(r"(?i)(key=)[^&\s'\"]+"),
     re.compile(r"(?i)(x-goog-api-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+    # OAuth 2 access tokens (Vertex AI): a bearer header, and Google's own token shape.
+    re.compile(r"(?i)(bearer\s+)[^\s'\",}]+"),
+    re.compile(r"ya29\.[0-9A-Za-z_\-.]+"),
 )
 _MESSAGE_LIMIT: Final = 300
 _BAD_KEY: Final = re.compile(r"API key not (?:valid|found)", re.IGNORECASE)
-_MODEL_NOT_FOUND: Final = re.compile(r"\bmodels?\b.*\b(?:is|was) not found", re.IGNORECASE)
+# "models/x is not found for API version ...", Vertex's "Publisher Model `...` was not found or
+# your project does not have access to it." and its older "Publisher Model `...` not found.".
+_MODEL_NOT_FOUND: Final = re.compile(r"\bmodels?\b.*\bnot found", re.IGNORECASE)
 _BILLING: Final = re.compile(r"billing", re.IGNORECASE)
 # A quota that refills only the next day: no wait within a run brings it back.
 _PER_DAY: Final = re.compile(r"PerDay|per day|daily", re.IGNORECASE)
@@ -98,16 +125,61 @@ def _describe(exc: BaseException) -> str:
     return redact(_short(f"{name}: {text}" if text else name))
 
 
-def cache_gone(exc: BaseException) -> bool:
-    """Whether *exc* says the context cache named by the request no longer exists."""
+def cache_gone(exc: BaseException, *, named_cache: bool = False) -> bool:
+    """Whether *exc* says the context cache named by the request no longer exists.
+
+    By status first: a 404 ``NOT_FOUND`` (Vertex AI's answer for a deleted cache) is the
+    cache's when the failed request named one (*named_cache*: a ``generateContent`` with
+    ``cached_content``, or a get, update or delete of the cache) and does not say a model
+    is missing; without that knowledge, when its message names a cached content.  A 403
+    (the Developer API's answer) and a 400 (Vertex's for an expired cache) mean many
+    other things, so for them the wording decides.  The wordings, with their sources, are
+    in ``docs/reference/gemini.md``.
+    """
     if not isinstance(exc, errors.APIError):
         return False
     message = exc.message if isinstance(exc.message, str) else ""
+    if exc.code == 404 and exc.status in (None, "NOT_FOUND"):
+        if _MODEL_NOT_FOUND.search(message):
+            return False
+        return named_cache or _NAMES_CACHE.search(message) is not None
     if exc.code == 403:
         return _NOT_FOUND in message
     if exc.code == 400:
-        return _EXPIRED.search(message) is not None
+        return _EXPIRED.search(message) is not None or _STALE.search(message) is not None
     return False
+
+
+def cache_lost(
+    exc: errors.APIError, *, resource: str | None, secrets: Secrets | None = None
+) -> ResourceLost:
+    """The engine's RESOURCE_LOST for *exc*, an answer that the cache a request named is gone.
+
+    Raised by the strategy ``from`` *exc* when it knows its request named the cache
+    (what :func:`cache_gone` calls *named_cache*); *resource* is the cache to renew.
+    """
+    return ResourceLost(redact(_api_message(exc), secrets), resource=resource)
+
+
+def cache_too_small(exc: BaseException) -> tuple[int | None, int | None] | None:
+    """``(tokens, minimum)`` when *exc* refuses to create a cache below the model's minimum
+    size (either may be ``None`` if the message leaves it out), else ``None``.
+
+    A 400 ``INVALID_ARGUMENT`` to ``caches.create`` in the words of the Developer
+    API or of Vertex AI (see ``docs/reference/gemini.md``).
+    """
+    if not isinstance(exc, errors.APIError) or exc.code != 400:
+        return None
+    if exc.status not in (None, "INVALID_ARGUMENT"):
+        return None
+    message = exc.message if isinstance(exc.message, str) else ""
+    if not _TOO_SMALL_WORDS.search(message):
+        return None
+    for pattern in _TOO_SMALL:
+        match = pattern.search(message)
+        if match is not None:
+            return int(match.group(1)), int(match.group(2))
+    return None, None
 
 
 def parse_duration(text: object) -> float | None:
@@ -210,6 +282,9 @@ def run_failure(exc: BaseException, *, now: Callable[[], float] = time.time) -> 
     spending cap reached or prepaid credits spent.  A missing or expired context
     cache is the item's resource, renewed: never a stop.
     """
+    credentials = _credentials_failure(exc)
+    if credentials is not None:
+        return credentials
     if not isinstance(exc, errors.APIError) or cache_gone(exc):
         return None
     code = exc.code
@@ -238,6 +313,26 @@ def run_failure(exc: BaseException, *, now: Callable[[], float] = time.time) -> 
     return None
 
 
+def _credentials_failure(exc: BaseException) -> str | None:
+    """Why Google Cloud credentials (Vertex AI) fail every request, or ``None``.
+
+    google-auth raises before any request is sent: no credentials found, or a token
+    that cannot be refreshed (unless it says a retry may help).
+    """
+    try:
+        from google.auth import exceptions as auth_exceptions
+    except ImportError:  # pragma: no cover - google-auth is a dependency of the SDK
+        return None
+    if isinstance(exc, auth_exceptions.DefaultCredentialsError):
+        return (
+            "no Google Cloud credentials were found (Application Default Credentials: "
+            "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS)"
+        )
+    if isinstance(exc, auth_exceptions.RefreshError) and not getattr(exc, "retryable", False):
+        return "the Google Cloud credentials could not be refreshed into an access token"
+    return None
+
+
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """The transport exceptions of every HTTP stack the SDK may use (those installed)."""
     found: list[type[BaseException]] = [TimeoutError, asyncio.TimeoutError, ConnectionError]
@@ -249,7 +344,8 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - google-auth is a dependency of the SDK
         pass
     else:
-        found.append(auth_exceptions.TransportError)
+        # A refresh that failed but says a retry may help; the others stop the run first.
+        found += [auth_exceptions.TransportError, auth_exceptions.RefreshError]
     try:
         import aiohttp
     except ImportError:
@@ -278,6 +374,9 @@ def classify(exc: BaseException, *, resource: str | None = None) -> Outcome | No
     *resource* names the shared cache a RESOURCE_LOST outcome should renew
     (``None``: every shared resource of the runner).
     """
+    cause = run_failure(exc)
+    if cause is not None and not isinstance(exc, errors.APIError):
+        return Outcome(OutcomeKind.STOP_RUN, f"{cause}: {_describe(exc)}")
     if isinstance(exc, errors.APIError):
         code = exc.code
         if cache_gone(exc):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import pydantic
-from google.genai import types
+from google.genai import errors, types
 
 from stagedretry import (
     FieldError,
@@ -40,8 +40,8 @@ from ..backend import MAX_WAIT
 from ..quota import Quota, QuotaAdmission, make_admission
 from ._cache import CacheHandle, GeminiContextCache, fingerprint, model_path
 from ._client_check import check_client
+from ._errors import cache_gone, cache_lost, redact
 from ._errors import classify as _classify
-from ._errors import redact
 from ._meta import SAFETY_FINISH_REASONS, answer_text, response_meta, response_usage
 from ._params import JSON_MIME, GeminiParams
 from ._schema import ResponseSchema
@@ -250,6 +250,12 @@ class GeminiStrategy:
             answer = await self._aio_models.generate_content(
                 model=model, contents=contents, config=config
             )
+        except errors.APIError as exc:
+            if use_cache and cache is not None and cache_gone(exc, named_cache=True):
+                # Known from the request, not only from the words: this request named the
+                # cache, so a 404 that names no model means the cache is gone (Vertex AI).
+                raise cache_lost(exc, resource=cache.name, secrets=self._secrets) from exc
+            raise
         except (pydantic.ValidationError, UserWarning) as exc:
             # The body arrived but could not be read: a known field of the wrong type, or
             # (only when warnings are errors) an enum value this SDK does not know yet.

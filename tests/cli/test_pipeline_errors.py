@@ -81,7 +81,7 @@ CASES: list[tuple[str, Mutation, str]] = [
         "unknown backend",
         lambda j: _edit(j, 'kind = "sim"', 'kind = "gpt"'),
         "pipeline.toml: backend.kind: unknown backend 'gpt' "
-        "(expected one of gemini, emulator, sim)",
+        "(expected one of gemini, vertex, emulator, sim)",
     ),
     # Another backend's table is ignored with a warning: tests/cli/test_switch.py.
     (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import attrs
 import pytest
 
@@ -11,12 +14,12 @@ from stagedretry.cli.pipeline._model import answer_settings
 from strategies import SamplingParams
 from strategies.backend import CacheOptions, JobInputs, close_all
 from strategies.gemini import GeminiParams
-from strategies.gemini.emulator import Fault, FaultSettings
+from strategies.gemini.emulator import Fault, FaultSettings, credentials_info
 from strategies.sim import SimModel, SimSection, SimSettings
 
 
 def test_every_registered_backend_has_a_spec_of_that_name() -> None:
-    assert backend_names() == ("gemini", "emulator", "sim")
+    assert backend_names() == ("gemini", "vertex", "emulator", "sim")
     for name in backend_names():
         spec = backend_spec(name)
         assert spec.name == name
@@ -40,16 +43,27 @@ def _settable(cls: type, dotted: str) -> bool:
 
 @pytest.mark.parametrize(
     ("name", "params_type"),
-    [("gemini", GeminiParams), ("emulator", GeminiParams), ("sim", SamplingParams)],
+    [
+        ("gemini", GeminiParams),
+        ("vertex", GeminiParams),
+        ("emulator", GeminiParams),
+        ("sim", SamplingParams),
+    ],
 )
 async def test_each_backend_builds_a_strategy_of_its_declared_params(
-    name: str, params_type: type
+    name: str, params_type: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pipeline checks stage params against the spec; the runner, against the strategy."""
     spec = backend_spec(name)
     schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    nowhere = "http://127.0.0.1:9"
+    if name == "vertex":
+        # Credentials as Google's tools leave them (building sends nothing with them).
+        adc = tmp_path / "adc.json"
+        adc.write_text(json.dumps(credentials_info(nowhere)), encoding="utf-8")
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
     section = parse_settings(
-        spec.section_type, {"base_url": "http://127.0.0.1:9"} if name == "gemini" else {}, "b"
+        spec.section_type, {"base_url": nowhere} if name in ("gemini", "vertex") else {}, "b"
     )
     job = JobInputs("gemini-2.5-flash", None, None, output_schema=schema, api_key="test-key")
     built = await spec.build(section, job)

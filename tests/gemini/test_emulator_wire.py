@@ -21,6 +21,7 @@ from strategies.gemini.emulator._wire import (
 
 def test_public_surface() -> None:
     assert sorted(emulator_package.__all__) == [
+        "Api",
         "BACKEND",
         "EmulatorQuota",
         "EmulatorSection",
@@ -35,7 +36,9 @@ def test_public_surface() -> None:
         "RequestRecord",
         "Usage",
         "count_tokens",
+        "credentials_info",
         "make_client",
+        "make_vertex_client",
     ]
 
 

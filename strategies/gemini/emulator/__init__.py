@@ -1,4 +1,4 @@
-"""A loopback emulator of the Gemini Developer API, driven by the real google-genai SDK.
+"""A loopback emulator of the Gemini Developer API (or of Vertex AI), driven by the real SDK.
 
 It serves ``cachedContents`` and ``generateContent`` faithfully enough for the SDK (errors,
 paging, timestamps, token usage), answers schema requests deterministically with a tunable
@@ -15,15 +15,17 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from ._backend import BACKEND, EmulatorSection, EmulatorSettings, FaultSettings
     from ._caches import ExpiryStyle
-    from ._client import make_client
+    from ._client import make_client, make_vertex_client
     from ._faults import Fault, FaultKind
     from ._ledger import Ledger, RequestRecord, Usage
     from ._quota import EmulatorQuota, QuotaStats
     from ._server import GeminiEmulator
     from ._tokens import count_tokens
+    from ._vertex import Api, credentials_info
 
 __all__ = [
     "BACKEND",
+    "Api",
     "EmulatorQuota",
     "EmulatorSection",
     "EmulatorSettings",
@@ -37,10 +39,13 @@ __all__ = [
     "RequestRecord",
     "Usage",
     "count_tokens",
+    "credentials_info",
     "make_client",
+    "make_vertex_client",
 ]
 
 _MODULES = {
+    "Api": "._vertex",
     "BACKEND": "._backend",
     "EmulatorQuota": "._quota",
     "EmulatorSection": "._backend",
@@ -55,7 +60,9 @@ _MODULES = {
     "RequestRecord": "._ledger",
     "Usage": "._ledger",
     "count_tokens": "._tokens",
+    "credentials_info": "._vertex",
     "make_client": "._client",
+    "make_vertex_client": "._client",
 }
 
 

@@ -6,17 +6,20 @@ import base64
 import binascii
 import enum
 import random
+import re
 import string
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from ._vertex import Api, cache_gone_generate, cache_gone_manage, cache_resource, model_resource
 from ._wire import ApiError, cache_expired, cache_not_found, format_timestamp, invalid
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+_VERTEX_PREFIX = re.compile(r"^projects/[^/]+/locations/[^/]+/(?=cachedContents/)")
 
 
 class ExpiryStyle(enum.Enum):
@@ -43,15 +46,20 @@ class CacheEntry:
     prompt_text: str
     modalities: dict[str, int] = attrs.field(factory=dict)
     """``total_tokens`` by modality, reported as ``cacheTokensDetails`` when the cache is read."""
+    location: str | None = None
+    """The Vertex location the cache was created in (``None`` on the Developer API)."""
 
     @property
     def name(self) -> str:
-        """The resource name, ``cachedContents/<id>``."""
+        """The resource name: ``cachedContents/<id>``, or Vertex's full name."""
+        if self.location is not None:
+            return cache_resource(self.cache_id, self.location)
         return f"cachedContents/{self.cache_id}"
 
     def to_json(self) -> dict[str, Any]:
-        """Render the seven output fields of ``CachedContent``."""
-        body: dict[str, Any] = {"name": self.name, "model": self.model}
+        """Render the seven output fields of ``CachedContent`` (Vertex's names in Vertex mode)."""
+        model = self.model if self.location is None else model_resource(self.model, self.location)
+        body: dict[str, Any] = {"name": self.name, "model": model}
         if self.display_name:
             body["displayName"] = self.display_name
         body["createTime"] = format_timestamp(self.create_time)
@@ -62,10 +70,11 @@ class CacheEntry:
 
 
 def cache_id_of(name: object) -> str:
-    """Accept ``cachedContents/<id>`` or a bare id and return the id, or raise a 400."""
+    """Accept ``cachedContents/<id>``, Vertex's ``projects/P/locations/L/cachedContents/<id>``
+    or a bare id and return the id, or raise a 400."""
     if not isinstance(name, str) or not name:
         raise invalid("CachedContent name must be a non-empty string.")
-    cache_id = name.removeprefix("cachedContents/")
+    cache_id = _VERTEX_PREFIX.sub("", name, count=1).removeprefix("cachedContents/")
     if not cache_id or "/" in cache_id or not all(c.isalnum() or c in "-_" for c in cache_id):
         raise invalid(
             f"Invalid CachedContent name: {name}. Expected format: cachedContents/{{id}}."
@@ -76,18 +85,29 @@ def cache_id_of(name: object) -> str:
 class CacheStore:
     """All caches of one emulator; callers hold the emulator's lock around every call."""
 
-    def __init__(self, *, seed: int, style: ExpiryStyle) -> None:
+    def __init__(self, *, seed: int, style: ExpiryStyle, api: Api = Api.GEMINI) -> None:
         self._rng = random.Random(f"stagedretry-emulator-cache-ids:{seed}")
         self._style = style
+        self._api = api
         self._entries: dict[str, CacheEntry] = {}
         self._seq = 0
 
     def new_id(self) -> str:
-        """Draw a fresh 40-character ``[a-z0-9]`` id, deterministic for a seed."""
+        """Draw a fresh id, deterministic for a seed: 40 characters ``[a-z0-9]`` on the
+        Developer API, 19 digits on Vertex."""
         while True:
-            cache_id = "".join(self._rng.choice(_ID_ALPHABET) for _ in range(40))
+            if self._api is Api.VERTEX:
+                cache_id = str(self._rng.randrange(10**18, 10**19))
+            else:
+                cache_id = "".join(self._rng.choice(_ID_ALPHABET) for _ in range(40))
             if cache_id not in self._entries:
                 return cache_id
+
+    def _gone(self, cache_id: str, *, generating: bool) -> ApiError:
+        """The API's error for a cache that does not exist (any more)."""
+        if self._api is Api.VERTEX:
+            return cache_gone_generate(cache_id) if generating else cache_gone_manage(cache_id)
+        return cache_not_found()
 
     def add(self, **fields: Any) -> CacheEntry:
         """Store a new entry (fields as in :class:`CacheEntry`, minus ``seq``)."""
@@ -96,28 +116,30 @@ class CacheStore:
         self._entries[entry.cache_id] = entry
         return entry
 
-    def get(self, cache_id: str, now: float) -> CacheEntry:
+    def get(self, cache_id: str, now: float, *, generating: bool = False) -> CacheEntry:
         """Return a live entry or raise the style's cache-gone error.
 
-        In GEMINI style an expired entry is purged and answers 403. In VERTEX style it is kept
-        and answers 400 "is expired" (to generateContent, and to get/patch as well).
+        In GEMINI style an expired entry is purged and answers as a missing one. In VERTEX
+        style it is kept and answers 400 "is expired" (to generateContent, and to get/patch as
+        well).  A missing one answers 403 on the Developer API; on Vertex 404, worded one way
+        to *generating* requests and another to get, update and delete.
         """
         entry = self._entries.get(cache_id)
         if entry is None:
-            raise cache_not_found()
+            raise self._gone(cache_id, generating=generating)
         if entry.expire_time <= now:
             if self._style is ExpiryStyle.GEMINI:
                 del self._entries[cache_id]
-                raise cache_not_found()
+                raise self._gone(cache_id, generating=generating)
             raise cache_expired(cache_id)
         return entry
 
     def delete(self, cache_id: str, now: float) -> None:
-        """Delete an entry; an expired one is gone already in GEMINI style (403)."""
+        """Delete an entry; an expired one is gone already in GEMINI style."""
         entry = self._entries.get(cache_id)
         if entry is None or (entry.expire_time <= now and self._style is ExpiryStyle.GEMINI):
             self._entries.pop(cache_id, None)
-            raise cache_not_found()
+            raise self._gone(cache_id, generating=False)
         del self._entries[cache_id]
 
     def drop(self, cache_id: str) -> bool:

@@ -46,3 +46,41 @@ def make_client(
         async_client_args=async_args,
     )
     return genai.Client(api_key=api_key, http_options=options)
+
+
+def make_vertex_client(
+    base_url: str,
+    *,
+    project: str = "emulator-project",
+    location: str = "us-central1",
+    api_version: str = "v1beta1",
+    timeout_ms: int | None = None,
+) -> genai.Client:
+    """Build a Vertex AI mode ``google.genai.Client`` for an emulator started with
+    ``api=Api.VERTEX``, SDK retries off.
+
+    Its credentials are the emulator's own (:func:`credentials_info`): the SDK
+    refreshes them at ``base_url``'s ``/token``, so nothing leaves loopback.
+    """
+    from google import genai
+    from google.genai import types
+    from google.oauth2 import service_account
+
+    from ._vertex import credentials_info
+
+    options = types.HttpOptions(
+        base_url=base_url,
+        api_version=api_version,
+        timeout=timeout_ms,
+        retry_options=types.HttpRetryOptions(attempts=1),
+    )
+    credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+        credentials_info(base_url), scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    return genai.Client(
+        vertexai=True,
+        project=project,
+        location=location,
+        credentials=credentials,
+        http_options=options,
+    )

@@ -28,6 +28,18 @@ from ._ledger import Ledger, LedgerBook, RequestRecord
 from ._model import SimulatedModel
 from ._quota import EmulatorQuota, QuotaBook, QuotaStats
 from ._service import GeminiService, Reply
+from ._vertex import (
+    TOKEN_PATH,
+    Api,
+    credentials_info,
+    developer_model,
+    missing_credentials,
+    publisher_model_not_found,
+    split_path,
+)
+from ._vertex import (
+    VERSIONS as VERTEX_VERSIONS,
+)
 from ._wire import (
     BAD_GATEWAY_HTML,
     JSON_CONTENT_TYPE,
@@ -46,12 +58,16 @@ from ._wire import (
     dumps,
     error_info,
     format_duration,
+    format_timestamp,
     invalid,
     localized,
     model_not_found,
 )
 
-_ROUTE: Final = re.compile(r"^(?:/[^/]+)*?/(?P<version>v1|v1beta|v1alpha)/(?P<rest>.+?)/?$")
+_ROUTE: Final = re.compile(r"^(?:/[^/]+)*?/(?P<version>v1|v1beta|v1beta1|v1alpha)/(?P<rest>.+?)/?$")
+_DEVELOPER_VERSIONS: Final = frozenset({"v1", "v1beta", "v1alpha"})
+_TOKEN_LIFETIME: Final = 3599
+_JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _GENERATE: Final = re.compile(r"^models/(?P<model>[^/:]+):generateContent$")
 _CACHE: Final = re.compile(r"^cachedContents/(?P<id>[^/]+)$")
 _QUOTA_METRIC: Final = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
@@ -88,6 +104,11 @@ class _Exchange:
 
 def _request_key(request: web.Request) -> str:
     return (request.headers.get("x-goog-api-key") or request.query.get("key") or "").strip()
+
+
+def _bearer_token(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _json_response(
@@ -224,9 +245,14 @@ class GeminiEmulator:
 
     *api_key* (default ``None``: any key is accepted) is the one key served: a
     request with another answers 400 ``INVALID_ARGUMENT`` (``API_KEY_INVALID``),
-    one with none 403, as the API does.  *models* (default ``None``: any name)
-    are the model ids served, ``"gemini-2.5-flash"`` or ``"models/gemini-2.5-flash"``;
-    any other answers 404 ``NOT_FOUND`` in the API's words.  *quota* (default
+    one with none 403, as the API does.  *api* picks the API spoken:
+    :attr:`Api.GEMINI` (default) or :attr:`Api.VERTEX` (Vertex AI's paths, names
+    and wordings; requests need an OAuth 2 bearer token, which the emulator issues
+    itself at ``/token`` to the credentials of :meth:`credentials_info`).
+    *expiry_style* ``None`` is the API's own (lingering expired caches on Vertex).
+    *models* (default ``None``: any name) are the model ids served,
+    ``"gemini-2.5-flash"`` or ``"models/gemini-2.5-flash"``; any other answers 404
+    ``NOT_FOUND`` in the API's words.  *quota* (default
     ``None``: none) makes it enforce requests and input tokens per minute and requests
     per day, per model, with the service's 429 bodies (see :class:`EmulatorQuota`;
     :attr:`quota_stats` tells what it served and refused).  Raises
@@ -240,7 +266,7 @@ class GeminiEmulator:
         seed: int = 0,
         clock: Callable[[], float] | None = None,
         min_cache_tokens: int | Mapping[str, int] = 1024,
-        expiry_style: ExpiryStyle = ExpiryStyle.GEMINI,
+        expiry_style: ExpiryStyle | None = None,
         invalid_rate: float = 0.15,
         invalid_rate_slope: float = 0.4,
         implicit_caching: bool = False,
@@ -249,13 +275,20 @@ class GeminiEmulator:
         models: Collection[str] | None = None,
         clock_offset: float = 0.0,
         quota: EmulatorQuota | None = None,
+        api: Api = Api.GEMINI,
     ) -> None:
         if not 0.0 <= invalid_rate <= 1.0:
             raise ValueError(f"invalid_rate must be in [0, 1], got {invalid_rate!r}")
         if latency < 0:
             raise ValueError(f"latency must not be negative, got {latency!r}")
+        if not isinstance(api, Api):
+            raise TypeError(f"api must be an Api, got {api!r}")
+        if expiry_style is None:
+            expiry_style = ExpiryStyle.VERTEX if api is Api.VERTEX else ExpiryStyle.GEMINI
         if not isinstance(expiry_style, ExpiryStyle):
             raise TypeError(f"expiry_style must be an ExpiryStyle, got {expiry_style!r}")
+        self._api = api
+        self._tokens_issued = 0
         self._base_clock = clock or time.time
         self.clock_offset = clock_offset
         self._latency = latency
@@ -279,6 +312,7 @@ class GeminiEmulator:
             ),
             implicit_caching=implicit_caching,
             ledger=self._ledger,
+            api=api,
         )
         self._life = threading.Lock()
         # Orders a late server start against start() giving up on it (see _run).
@@ -314,6 +348,26 @@ class GeminiEmulator:
         if self._base_url is None:
             raise RuntimeError("the emulator is not running; call start() first")
         return self._base_url
+
+    @property
+    def api(self) -> Api:
+        """The API this emulator speaks."""
+        return self._api
+
+    def credentials_info(self) -> dict[str, str]:
+        """Google ``authorized_user`` credentials whose tokens this emulator issues.
+
+        Written to a JSON file named by ``GOOGLE_APPLICATION_CREDENTIALS``, they are
+        Application Default Credentials that ``google.auth.default()`` loads and
+        refreshes against the emulator's ``/token``: no request leaves loopback.
+        Raises RuntimeError before :meth:`start`.
+        """
+        return credentials_info(self.base_url)
+
+    @property
+    def tokens_issued(self) -> int:
+        """How many access tokens ``/token`` has issued."""
+        return self._tokens_issued
 
     @property
     def ledger(self) -> Ledger:
@@ -512,8 +566,18 @@ class GeminiEmulator:
             self._ledger.record_request(exchange.record())
 
     async def _respond(self, request: web.Request, exchange: _Exchange) -> web.Response:
+        if request.path == TOKEN_PATH and request.method == "POST":
+            return await self._token(request)
         route = _ROUTE.match(request.path)
         rest = route.group("rest") if route else ""
+        version = route.group("version") if route else "v1beta"
+        project = location = None
+        vertex = self._api is Api.VERTEX
+        if vertex:
+            place = split_path(rest) if version in VERTEX_VERSIONS else None
+            project, location, rest = place if place is not None else (None, None, "")
+        elif version not in _DEVELOPER_VERSIONS:
+            rest = ""
         generate = _GENERATE.match(rest)
         cache = _CACHE.match(rest)
         method = request.method
@@ -535,13 +599,16 @@ class GeminiEmulator:
             if family == "generateContent":
                 cached = body.get("cachedContent", body.get("cached_content"))
                 if isinstance(cached, str):
+                    bare = cached.rpartition("cachedContents/")[2] if vertex else cached
                     exchange.cached_content = (
-                        cached
-                        if cached.startswith("cachedContents/")
-                        else f"cachedContents/{cached}"
+                        bare if bare.startswith("cachedContents/") else f"cachedContents/{bare}"
                     )
             elif rest == "cachedContents" and method == "POST":
                 model = body.get("model")
+                if vertex and isinstance(model, str) and model:
+                    # Vertex names the model in full; the service keeps "models/<id>".
+                    body = {**body, "model": developer_model(model)}
+                    model = body["model"]
                 exchange.model = model if isinstance(model, str) else None
             fault = self._faults.pick(
                 family, b"%s %s\n%s" % (method.encode(), request.path.encode(), raw)
@@ -550,11 +617,10 @@ class GeminiEmulator:
             early = await self._early_fault(request, fault, exchange)
             if early is not None:
                 return early
-            version = route.group("version") if route else "v1beta"
             if family == "generateContent":
-                self._check_model(exchange.model, version, "generateContent")
+                self._check_model(exchange.model, version, "generateContent", project, location)
             elif rest == "cachedContents" and method == "POST":
-                self._check_model(exchange.model, version, "createCachedContent")
+                self._check_model(exchange.model, version, "createCachedContent", project, location)
             if family == "generateContent" and self._quota is not None:
                 assert exchange.model is not None
                 refused = self._quota.admit(
@@ -571,9 +637,12 @@ class GeminiEmulator:
                 body=body,
                 request=request,
                 fault=fault,
+                location=location,
             )
         except ApiError as error:
             return _error_response(error)
+        if vertex and generate:
+            reply = self._vertex_answer(reply)
         text = dumps(reply.body)
         kind = fault.kind if fault else None
         if kind is FaultKind.TRUNCATED_JSON:
@@ -597,7 +666,44 @@ class GeminiEmulator:
             self._ledger.bill(reply.usage)
         return web.Response(status=200, text=text, headers={"Content-Type": JSON_CONTENT_TYPE})
 
+    def _vertex_answer(self, reply: Reply) -> Reply:
+        """A ``generateContent`` answer as Vertex shapes it: ``createTime`` and ``trafficType``."""
+        body = dict(reply.body)
+        body["createTime"] = format_timestamp(self._now())
+        usage = body.get("usageMetadata")
+        if isinstance(usage, dict):
+            body["usageMetadata"] = {**usage, "trafficType": "ON_DEMAND"}
+        return attrs.evolve(reply, body=body)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """An OAuth 2 token endpoint: a service account's signed JWT (or a refresh token)
+        gets a bearer token for an hour."""
+        form = await request.post()
+        grant = form.get("grant_type")
+        proof = form.get("assertion") if grant == _JWT_GRANT else form.get("refresh_token")
+        if grant not in (_JWT_GRANT, "refresh_token") or not proof:
+            return _json_response(
+                400, {"error": "invalid_grant", "error_description": "Bad Request"}
+            )
+        with self._service.lock:
+            self._tokens_issued += 1
+            number = self._tokens_issued
+        return _json_response(
+            200,
+            {
+                "access_token": f"ya29.emulator-access-token-{number}",
+                "expires_in": _TOKEN_LIFETIME,
+                "scope": "https://www.googleapis.com/auth/cloud-platform",
+                "token_type": "Bearer",
+            },
+        )
+
     def _authenticate(self, request: web.Request) -> None:
+        if self._api is Api.VERTEX:
+            # Vertex takes an OAuth 2 bearer token; an API key alone is refused.
+            if not _bearer_token(request):
+                raise missing_credentials(api_key_sent=bool(_request_key(request)))
+            return
         key = _request_key(request)
         if not key:
             raise ApiError(403, MSG_NO_KEY)
@@ -606,9 +712,18 @@ class GeminiEmulator:
                 400, MSG_BAD_KEY, details=[error_info("API_KEY_INVALID"), localized(MSG_BAD_KEY)]
             )
 
-    def _check_model(self, model: str | None, version: str, method: str) -> None:
+    def _check_model(
+        self,
+        model: str | None,
+        version: str,
+        method: str,
+        project: str | None = None,
+        location: str | None = None,
+    ) -> None:
         """404 NOT_FOUND for a model this emulator was told it does not serve."""
         if self._models is not None and model is not None and model not in self._models:
+            if project is not None and location is not None:
+                raise publisher_model_not_found(model, project, location)
             raise model_not_found(model, version, method)
 
     @staticmethod
@@ -666,6 +781,7 @@ class GeminiEmulator:
         body: dict[str, Any],
         request: web.Request,
         fault: Fault | None,
+        location: str | None = None,
     ) -> Reply:
         service = self._service
         if generate:
@@ -673,7 +789,7 @@ class GeminiEmulator:
             return service.generate(generate.group("model"), body, content_fault)
         if cache is None:
             if method == "POST":
-                return service.create_cache(body)
+                return service.create_cache(body, location=location)
             return service.list_caches(request.query)
         name = cache_id_of(cache.group("id"))
         if method == "GET":

@@ -30,6 +30,8 @@ from ._tokens import (
     request_tokens,
     truncate_tokens,
 )
+from ._vertex import Api
+from ._vertex import cache_too_small as vertex_too_small
 from ._wire import MSG_CACHE_WITH_SYSTEM, ApiError, invalid, parse_duration, parse_timestamp
 
 DEFAULT_TTL: Final = 3600.0
@@ -94,15 +96,17 @@ class GeminiService:
         model: SimulatedModel,
         implicit_caching: bool,
         ledger: LedgerBook,
+        api: Api = Api.GEMINI,
     ) -> None:
         self.lock = threading.RLock()
+        self._api = api
         self._seed = seed
         self._clock = clock
         self._min_cache_tokens = min_cache_tokens
         self._model = model
         self._implicit = implicit_caching
         self._ledger = ledger
-        self._store = CacheStore(seed=seed, style=expiry_style)
+        self._store = CacheStore(seed=seed, style=expiry_style, api=api)
         self._prefixes: dict[str, int] = {}
         self._answers = 0
 
@@ -152,8 +156,12 @@ class GeminiService:
 
     # -- cachedContents ------------------------------------------------------------------
 
-    def create_cache(self, body: Mapping[str, Any]) -> Reply:
-        """``POST cachedContents``: validate, count tokens, store, return the 7 fields."""
+    def create_cache(self, body: Mapping[str, Any], *, location: str | None = None) -> Reply:
+        """``POST cachedContents``: validate, count tokens, store, return the 7 fields.
+
+        *location* is the Vertex location of the request's path (``None`` on the Developer
+        API); *body*'s ``model`` is ``models/<id>`` in either case.
+        """
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise invalid("* CreateCachedContentRequest.cached_content.model: model is required\n")
@@ -175,6 +183,8 @@ class GeminiService:
             expire = self._expiry(body, now, "cached_content")
             total = request_tokens(contents, system, tools, tool_config)
             minimum = self.min_tokens_for(model)
+            if total < minimum and self._api is Api.VERTEX:
+                raise vertex_too_small(total, minimum)
             if total < minimum:
                 raise invalid(
                     "Cached content is too small. "
@@ -191,6 +201,7 @@ class GeminiService:
                 total_tokens=total,
                 modalities=request_modalities(contents, system, tools, tool_config),
                 prompt_text="\n".join(texts) + json.dumps([tools, tool_config], sort_keys=True),
+                location=location if self._api is Api.VERTEX else None,
             )
             self._ledger.count(caches_created=1, cache_tokens_created=total)
             return Reply(body=entry.to_json())
@@ -289,7 +300,7 @@ class GeminiService:
                 cache_id = cache_id_of(cache_name)
                 if system is not None or tools is not None or tool_config is not None:
                     raise invalid(MSG_CACHE_WITH_SYSTEM)
-                entry = self._store.get(cache_id, self._clock())
+                entry = self._store.get(cache_id, self._clock(), generating=True)
                 if entry.model != model:
                     raise invalid(
                         f"Model used by GenerateContent request ({model}) and CachedContent "
