@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -21,6 +21,9 @@ from stagedretry import Plan, settable_keys, setting
 from strategies.backend import BackendSpec, CacheOptions
 
 from ._template import Template
+
+if TYPE_CHECKING:
+    from ._prices import PriceChoice
 
 DEFAULT_MODEL: Final = "gemini-2.5-flash"
 DEFAULT_BACKEND: Final = "emulator"
@@ -114,6 +117,13 @@ class RunConfig:
     """Seconds for the whole run, at most 30 days; then no new items are taken."""
     seed: int | None = setting(None, minimum=0)
     """Seeds the backoff jitter, for a run whose waits repeat; ``None``: random."""
+    max_cost_usd: float | None = setting(None, above=0.0, unit="USD")
+    """The job's cost ceiling in USD, from the price table, cache creation and storage
+    included, counted over every run of the job; reached: the run stops (exit 3).
+    ``None``: no ceiling."""
+    max_tokens: int | None = setting(None, minimum=1, unit="tokens")
+    """The job's token ceiling: input (cached included), output and thinking tokens of every
+    attempt, over every run of the job; reached: the run stops (exit 3).  ``None``: none."""
     request_log: Path | None = setting(None, settable=False)
     """A JSON-lines file with one line per request sent (an audit log); ``None``: none."""
 
@@ -128,8 +138,9 @@ class Price:
     """Per million input tokens served from the cache."""
     output: float = setting(minimum=0.0)
     """Per million output tokens; thinking tokens are billed at this price too."""
-    cache_storage: float = setting(0.0, minimum=0.0)
-    """Per million cached tokens per hour the cache is stored."""
+    cache_storage: float | None = setting(None, minimum=0.0)
+    """Per million cached tokens per hour the cache is stored; ``None``: the default table's
+    (``stagedretry.cli.pipeline.STORAGE``), else 0."""
 
 
 def _frozen_prices(value: Mapping[str, Price]) -> Mapping[str, Price]:
@@ -152,9 +163,18 @@ class Pipeline:
     prices: Mapping[str, Price] = attrs.field(factory=dict, converter=_frozen_prices)
 
     @property
+    def priced(self) -> PriceChoice | None:
+        """The backend's model's price and each part's source: the ``[prices]`` table's
+        entry, else genai-prices' bundled data (see :mod:`._prices`); ``None``: unknown."""
+        from ._prices import choose_price  # it builds Price objects: imported late
+
+        return choose_price(self.backend.model, self.prices)
+
+    @property
     def price(self) -> Price | None:
-        """The price of the backend's model, if the table has it."""
-        return self.prices.get(self.backend.model)
+        """The price of the backend's model (:attr:`priced` without its sources)."""
+        priced = self.priced
+        return priced.price if priced is not None else None
 
     @property
     def fingerprint(self) -> str:
