@@ -45,7 +45,7 @@ class Ceiling:
     pipeline: Pipeline
     price: Price | None
     earlier: Sequence[RunStats]
-    usage: Usage = Usage()
+    usage: Usage = attrs.field(factory=Usage)
     cache_tokens: int = 0
     cache_stats: Callable[[], Mapping[str, int]] | None = None
     started: float = attrs.field(factory=time.monotonic)

@@ -60,6 +60,10 @@ STORAGE: Final[Mapping[str, StoragePrice]] = MappingProxyType(
 _PROBE: Final = 1000
 
 
+def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
 @attrs.frozen
 class PriceChoice:
     """The price a job is billed at, and where each part of it came from.
@@ -71,7 +75,7 @@ class PriceChoice:
 
     model: str
     price: Price
-    sources: Mapping[str, str] = attrs.field(converter=lambda m: MappingProxyType(dict(m)))
+    sources: Mapping[str, str] = attrs.field(converter=_frozen)
 
 
 def storage_price(model: str) -> StoragePrice | None:
