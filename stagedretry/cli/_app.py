@@ -794,7 +794,8 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_rec
     if loaded.price is None:
         app.out.print(
             Text(
-                f"note: no price for {loaded.backend.model!r} in [prices]: no cost report",
+                f"note: no price for {loaded.backend.model!r} in [prices] nor in genai-prices' "
+                "data: no cost report",
                 style="dim",
             )
         )
