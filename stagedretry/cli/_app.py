@@ -454,7 +454,7 @@ def run(
       0    every item succeeded
       1    some items ended failed or exhausted
       2    a usage or configuration error (nothing was sent)
-      3    the run stopped on a failure of the run (key, billing, model): fix it, rerun
+      3    the run stopped on a failure of the run (key, billing, model, a ceiling): fix it, rerun
       4    a file could not be read or written (output, journal, log; disk full)
       124  run.deadline passed with items left: rerun to finish
       129  stopped by SIGHUP with items left: rerun to finish
