@@ -893,10 +893,21 @@ def estimate_command(
     runnable = [r for r in records if r.error is None]
     mix = None
     if sample and runnable:
+        chosen = sample_of(runnable, sample)
+        app.err.print(
+            Text(
+                f"estimate: running a sample of {len(chosen)} items on the in-process "
+                "emulator (no request to the service)",
+                style="dim",
+            ),
+            soft_wrap=True,
+        )
         try:
-            mix = run_bounded(run_sample(loaded, sample_of(runnable, sample)), Ended())
+            mix = run_bounded(run_sample(loaded, chosen), Ended())
         except (BackendError, PlanError, ValueError, TypeError) as exc:
             _fail(app, f"the sample cannot run: {exc}")
+        except KeyboardInterrupt:
+            _fail(app, "interrupted: no estimate was made", ExitCode.INTERRUPTED)
     if mix is None:
         mix = default_mix(loaded)
     found = estimate(loaded, records, mix, quota_of(loaded, {"rpm": rpm, "tpm": tpm, "rpd": rpd}))

@@ -5,6 +5,7 @@ and an estimate of a gemini job with no key (it sends nothing, so it needs none)
 from __future__ import annotations
 
 import json
+import signal
 
 from stagedretry.cli._exit import ExitCode
 
@@ -102,3 +103,17 @@ CASES = [
         check=_estimated_offline,
     ),
 ]
+
+SLOW = 'kind = "sim"\n\n[backend.sim]\nseed = 3\ninvalid_rate = 0.0\nlatency = 2.0'
+
+CASES.append(
+    Case(
+        "cost-estimate-interrupted-in-its-sample",
+        ("estimate", "pipeline.toml", "--sample", "4"),
+        ExitCode.INTERRUPTED,
+        files=_with_run("", backend=SLOW),
+        signals=((r"estimate: running a sample", signal.SIGINT),),
+        stderr=r"interrupted: no estimate was made",
+        timeout=30.0,
+    )
+)
