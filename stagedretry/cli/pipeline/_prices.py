@@ -12,6 +12,7 @@ Tier discounts (Batch, Flex) are not applied: this job runs at the standard tier
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
@@ -85,11 +86,13 @@ def storage_price(model: str) -> StoragePrice | None:
     return STORAGE[max(found, key=len)] if found else None
 
 
+@functools.lru_cache(maxsize=64)
 def default_price(model: str) -> PriceChoice | None:
     """*model*'s standard-tier price from genai-prices' bundled data, or ``None`` if unknown.
 
     Prices in USD per million tokens; prompts over 200k tokens are priced at the
-    base rate.  Cache storage comes from :data:`STORAGE` (0 when it has none).
+    base rate.  Cache storage comes from :data:`STORAGE` (0 when it has none).  The
+    package's data loads on the first call (about half a second); answers are kept.
     """
     from genai_prices import Usage, __version__, calc_price
 
