@@ -512,7 +512,7 @@ def render_summary(summary: Summary, console: Console) -> None:
         cost.add_row("total", _money(k.with_cache), _money(k.without_cache), style="bold")
         share = k.saving / k.without_cache if k.without_cache else 0.0
         cost.caption = f"the cache saved {_money(k.saving)} ({share:.0%})" + "".join(
-            f"\nprices: {source}: {', '.join(parts)}" for source, parts in _by_source(k.sources)
+            f"\nprices: {', '.join(parts)} from {source}" for source, parts in _by_source(k.sources)
         )
         cost.caption_justify = "left"
         parts.append(cost)
