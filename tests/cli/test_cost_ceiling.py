@@ -131,6 +131,9 @@ def test_default_prices_come_from_genai_prices_with_their_sources(
     assert sources["input"].startswith("genai-prices ")
     assert "ai.google.dev/gemini-api/docs/pricing" in sources["output"]
     assert "checked 2026-11-30" in sources["cache_storage"]
+    shown = cli("run", str(job.pipeline), "--fresh", "--no-progress", "--no-report").out
+    assert "prices: input, cached_input, output from genai-prices " in shown
+    assert "prices: cache_storage from https://ai.google.dev/gemini-api/docs/pricing" in shown
 
 
 @pytest.mark.parametrize(
