@@ -511,11 +511,15 @@ def render_summary(summary: Summary, console: Console) -> None:
         cost.add_row(f"cache storage (est. {k.storage_hours:.2f} h)", _money(k.cache_storage), "")
         cost.add_row("total", _money(k.with_cache), _money(k.without_cache), style="bold")
         share = k.saving / k.without_cache if k.without_cache else 0.0
-        cost.caption = f"the cache saved {_money(k.saving)} ({share:.0%})" + "".join(
-            f"\nprices: {', '.join(parts)} from {source}" for source, parts in _by_source(k.sources)
-        )
+        cost.caption = f"the cache saved {_money(k.saving)} ({share:.0%})"
         cost.caption_justify = "left"
         parts.append(cost)
+        # Lines of their own, not the caption: a caption wraps to the table's width, and a
+        # source's URL must stay whole.
+        parts.extend(
+            Text(f"prices: {', '.join(names)} from {source}", style="dim")
+            for source, names in _by_source(k.sources)
+        )
     else:
         parts.append(
             Text(
