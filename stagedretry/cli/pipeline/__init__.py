@@ -44,11 +44,10 @@ from ._model import (
     JournalConfig,
     OutputConfig,
     Pipeline,
-    Price,
     RunConfig,
 )
 from ._overrides import parse_override, split_key
-from ._prices import STORAGE, PriceChoice, choose_price, default_price
+from ._prices import STORAGE, Price, PriceChoice, choose_price, default_price
 from ._reading import SECTIONS, load_pipeline, same_file
 from ._template import MissingField, Template
 

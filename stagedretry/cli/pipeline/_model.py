@@ -13,17 +13,15 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
 
 from stagedretry import Plan, settable_keys, setting
 from strategies.backend import BackendSpec, CacheOptions
 
+from ._prices import Price, PriceChoice, choose_price
 from ._template import Template
-
-if TYPE_CHECKING:
-    from ._prices import PriceChoice
 
 DEFAULT_MODEL: Final = "gemini-2.5-flash"
 DEFAULT_BACKEND: Final = "emulator"
@@ -128,21 +126,6 @@ class RunConfig:
     """A JSON-lines file with one line per request sent (an audit log); ``None``: none."""
 
 
-@attrs.frozen
-class Price:
-    """Prices in currency units per million tokens; storage per million tokens per hour."""
-
-    input: float = setting(minimum=0.0)
-    """Per million input tokens sent at full price (not served from the cache)."""
-    cached_input: float = setting(minimum=0.0)
-    """Per million input tokens served from the cache."""
-    output: float = setting(minimum=0.0)
-    """Per million output tokens; thinking tokens are billed at this price too."""
-    cache_storage: float | None = setting(None, minimum=0.0)
-    """Per million cached tokens per hour the cache is stored; ``None``: the default table's
-    (``stagedretry.cli.pipeline.STORAGE``), else 0."""
-
-
 def _frozen_prices(value: Mapping[str, Price]) -> Mapping[str, Price]:
     return MappingProxyType(dict(value))
 
@@ -166,8 +149,6 @@ class Pipeline:
     def priced(self) -> PriceChoice | None:
         """The backend's model's price and each part's source: the ``[prices]`` table's
         entry, else genai-prices' bundled data (see :mod:`._prices`); ``None``: unknown."""
-        from ._prices import choose_price  # it builds Price objects: imported late
-
         return choose_price(self.backend.model, self.prices)
 
     @property

@@ -20,7 +20,23 @@ from typing import Final
 
 import attrs
 
-from ._model import Price
+from stagedretry import setting
+
+
+@attrs.frozen
+class Price:
+    """Prices in currency units per million tokens; storage per million tokens per hour."""
+
+    input: float = setting(minimum=0.0)
+    """Per million input tokens sent at full price (not served from the cache)."""
+    cached_input: float = setting(minimum=0.0)
+    """Per million input tokens served from the cache."""
+    output: float = setting(minimum=0.0)
+    """Per million output tokens; thinking tokens are billed at this price too."""
+    cache_storage: float | None = setting(None, minimum=0.0)
+    """Per million cached tokens per hour the cache is stored; ``None``: the default table's
+    (``stagedretry.cli.pipeline.STORAGE``), else 0."""
+
 
 PARTS: Final = ("input", "cached_input", "output", "cache_storage")
 """The parts of a price, as :class:`Price` names them."""

@@ -38,11 +38,11 @@ from ._model import (
     JournalConfig,
     OutputConfig,
     Pipeline,
-    Price,
     RunConfig,
 )
 from ._output_model import import_model, model_digest, parse_schema, schema_digest
 from ._overrides import apply_override
+from ._prices import Price
 from ._template import Template
 
 T = TypeVar("T")

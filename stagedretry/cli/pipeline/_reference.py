@@ -50,7 +50,8 @@ from stagedretry._settings import _fields, _Spec
 from strategies.backend import CacheOptions
 
 from .._registry import backend_names, backend_spec
-from ._model import DEFAULT_BACKEND, DEFAULT_MODEL, Price, RunConfig
+from ._model import DEFAULT_BACKEND, DEFAULT_MODEL, RunConfig
+from ._prices import Price
 from ._reading import (
     APP_BACKEND_KEYS,
     CACHE_FILE_KEYS,
