@@ -1,4 +1,4 @@
-"""The ``stagedretry`` command: run, demo, plan show/check, caches list/delete.
+"""The ``stagedretry`` command: run, demo, estimate, plan show/check, caches list/delete.
 
 Exit codes (one table, :class:`~stagedretry.cli._exit.ExitCode`, documented in
 ``docs/reference/exit-codes.md``):
@@ -55,6 +55,15 @@ from ._backends import (
 )
 from ._bad_records import bad_reasons
 from ._endpoint import LOOPBACK_KEY, base_url_problem, is_loopback
+from ._estimate import (
+    DEFAULT_SAMPLE,
+    default_mix,
+    estimate,
+    quota_of,
+    render_estimate,
+    run_sample,
+    sample_of,
+)
 from ._exit import ExitCode
 from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
@@ -456,7 +465,7 @@ def run(
       0    every item succeeded
       1    some items ended failed or exhausted
       2    a usage or configuration error (nothing was sent)
-      3    the run stopped on a failure of the run (key, billing, model): fix it, rerun
+      3    the run stopped on a failure of the run (key, billing, model, a ceiling): fix it, rerun
       4    a file could not be read or written (output, journal, log; disk full)
       124  run.deadline passed with items left: rerun to finish
       129  stopped by SIGHUP with items left: rerun to finish
@@ -796,7 +805,8 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_rec
     if loaded.price is None:
         app.out.print(
             Text(
-                f"note: no price for {loaded.backend.model!r} in [prices]: no cost report",
+                f"note: no price for {loaded.backend.model!r} in [prices] nor in genai-prices' "
+                "data: no cost report",
                 style="dim",
             )
         )
@@ -834,6 +844,91 @@ def _load_plan_file(app: App, path: Path, overrides: Sequence[tuple[str, Any]]) 
     if loaded.pipeline is not None:
         _warn_ignored(app, loaded.pipeline)
     return loaded
+
+
+# -- estimate ----------------------------------------------------------------------------------
+
+
+@main.command("estimate")
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@_pipeline_options
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0, max=1000),
+    default=DEFAULT_SAMPLE,
+    show_default=True,
+    help="Items run on the in-process emulator to learn the retry mix (0: the defaults).",
+)
+@click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute of the quota.")
+@click.option("--tpm", type=click.IntRange(min=1), help="Input tokens per minute of the quota.")
+@click.option("--rpd", type=click.IntRange(min=1), help="Requests per day of the quota.")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+@pass_app
+def estimate_command(
+    app: App,
+    pipeline: Path,
+    overrides: tuple[str, ...],
+    backend: str | None,
+    model: str | None,
+    input_path: str | None,
+    output_path: str | None,
+    journal_path: str | None,
+    concurrency: int | None,
+    sample: int,
+    rpm: int | None,
+    tpm: int | None,
+    rpd: int | None,
+    as_json: bool,
+) -> None:
+    """Print PIPELINE's expected bill (USD) and time, sending no request to the service.
+
+    Every item's prompt is counted locally; the plan's retry mix comes from
+    --sample items run on the in-process emulator (a gemini backend is
+    switched to it); the time from the quota ([backend.quota], or --rpm,
+    --tpm, --rpd).  Nothing is written: not the output, not the journal.
+    """
+    pairs = _overrides(
+        app,
+        overrides,
+        backend=backend,
+        model=model,
+        input_path=input_path,
+        output_path=output_path,
+        journal_path=journal_path,
+        concurrency=concurrency,
+    )
+    loaded = _load(app, pipeline, pairs)
+    try:
+        records = read_input(loaded.input)
+    except InputError as exc:
+        _fail(app, str(exc))
+    except FileIOError as exc:
+        _fail(app, advised(exc), ExitCode.IO_ERROR)
+    runnable = [r for r in records if r.error is None]
+    mix = None
+    if sample and runnable:
+        chosen = sample_of(runnable, sample)
+        app.err.print(
+            Text(
+                f"estimate: running a sample of {len(chosen)} items on the in-process "
+                "emulator (no request to the service)",
+                style="dim",
+            ),
+            soft_wrap=True,
+        )
+        try:
+            mix = run_bounded(run_sample(loaded, chosen), Ended())
+        except (BackendError, PlanError, ValueError, TypeError) as exc:
+            _fail(app, f"the sample cannot run: {exc}")
+        except KeyboardInterrupt:
+            _fail(app, "interrupted: no estimate was made", ExitCode.INTERRUPTED)
+    if mix is None:
+        mix = default_mix(loaded)
+    found = estimate(loaded, records, mix, quota_of(loaded, {"rpm": rpm, "tpm": tpm, "rpd": rpd}))
+    if as_json:
+        app.out.print(Text(json.dumps(found.to_json(), indent=2)), soft_wrap=True)
+    else:
+        render_estimate(found, app.out)
 
 
 # -- caches ------------------------------------------------------------------------------------

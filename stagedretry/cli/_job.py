@@ -43,6 +43,7 @@ from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
 from .._stop import RunStopped
 from ._backends import build_backend, command_secrets
+from ._ceiling import Ceiling
 from ._exit import ExitCode, for_signal
 from ._files import IOFailures, with_journal_hint
 from ._input import InputRecord, read_input
@@ -348,12 +349,17 @@ async def _run_locked(
             from_journal=len(kept),
         )
         runnable = [r for r in todo if r.error is None]
+        # The job's ceilings count what the journal's earlier runs spent (see _ceiling).
+        ceiling = Ceiling.start(pipeline, kept, run_stats(journal))
         started = time.monotonic()
         this_run: Counter[str] = Counter()
         cache_tokens = 0
         interrupts = _Interrupts(console, log)
         # A failure of the run (the key, billing, the model, a quota): the summary says it.
         run_failure: RunStopped | None = None
+        if ceiling is not None and ceiling.reached is not None and runnable:
+            run_failure = RunStopped(ceiling.reached)  # reached already: nothing is sent
+            runnable = []
         backend: Built | None = None
         run_id: int | None = None
         # Items whose commit failed: not done, so neither shown nor written.
@@ -394,6 +400,8 @@ async def _run_locked(
                 except JournalError as exc:
                     uncommitted.add(result.id)
                     report(exc)
+                if ceiling is not None:
+                    ceiling.add(result)
 
             with LiveProgress(console, total=len(records), done=len(kept), enabled=progress) as bar:
                 bar.seed(kept)
@@ -449,6 +457,8 @@ async def _run_locked(
                         secrets=secrets,
                     )
                     failures.stop = interrupts.io_failed
+                    if ceiling is not None:
+                        ceiling.stop, ceiling.cache_stats = runner.stop, backend.cache_stats
                     loop = asyncio.get_running_loop()
                     timer = (
                         loop.call_later(pipeline.run.deadline, interrupts.deadline)

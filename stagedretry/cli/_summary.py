@@ -114,6 +114,8 @@ class Cost:
     cache_storage: float
     storage_hours: float
     without_cache: float
+    sources: Mapping[str, str] = attrs.field(factory=dict)
+    """Where each part of the price came from (see ``pipeline.PriceChoice``)."""
 
     @property
     def with_cache(self) -> float:
@@ -143,6 +145,7 @@ class Cost:
                 "cache_storage": round(self.cache_storage, 6),
             },
             "storage_hours": round(self.storage_hours, 4),
+            "price_sources": dict(self.sources),
         }
 
 
@@ -174,7 +177,7 @@ def price_job(
         cached_input=usage.cached_tokens * price.cached_input / _MILLION,
         output=out_tokens * price.output / _MILLION,
         cache_creation=creation_tokens * price.input / _MILLION,
-        cache_storage=storage_token_hours * price.cache_storage / _MILLION,
+        cache_storage=storage_token_hours * (price.cache_storage or 0.0) / _MILLION,
         storage_hours=storage_hours,
         without_cache=(usage.input_tokens * price.input + out_tokens * price.output) / _MILLION,
     )
@@ -363,18 +366,19 @@ def build_summary(
         )
         for name, outcomes in per_stage.items()
     )
-    price = pipeline.price
+    priced = pipeline.priced
     cost = None
-    if price is not None:
+    if priced is not None:
         cache_config = pipeline.cache
         cost = price_job(
-            price,
+            priced.price,
             pipeline.backend.model,
             usage,
             runs,
             ttl=cache_config.options.ttl if cache_config is not None else 0.0,
             keep=cache_config is not None and cache_config.options.on_close is CacheClose.KEEP,
         )
+        cost = attrs.evolve(cost, sources=priced.sources)
     return Summary(
         pipeline=pipeline.name,
         fingerprint=pipeline.fingerprint,
@@ -412,6 +416,13 @@ def _money(value: float) -> str:
 
 def _n(value: int) -> str:
     return f"{value:,}"
+
+
+def _by_source(sources: Mapping[str, str]) -> list[tuple[str, list[str]]]:
+    grouped: dict[str, list[str]] = {}
+    for part, source in sources.items():
+        grouped.setdefault(source, []).append(part)
+    return list(grouped.items())
 
 
 def render_summary(summary: Summary, console: Console) -> None:
@@ -503,9 +514,19 @@ def render_summary(summary: Summary, console: Console) -> None:
         cost.caption = f"the cache saved {_money(k.saving)} ({share:.0%})"
         cost.caption_justify = "left"
         parts.append(cost)
+        # Lines of their own, not the caption: a caption wraps to the table's width, and a
+        # source's URL must stay whole.
+        parts.extend(
+            Text(f"prices: {', '.join(names)} from {source}", style="dim")
+            for source, names in _by_source(k.sources)
+        )
     else:
         parts.append(
-            Text(f"no price for {summary.model!r} in [prices]: cost not shown", style="dim")
+            Text(
+                f"no price for {summary.model!r} in [prices] nor in genai-prices' data: "
+                "cost not shown",
+                style="dim",
+            )
         )
     console.print(Group(*parts))
     footer = Text.assemble(

@@ -75,7 +75,10 @@ def test_defaults_and_paths_relative_to_the_file(tmp_path: Path) -> None:
     assert pipeline.journal.path == folder / "in.out.journal.sqlite"
     assert pipeline.run.concurrency == 16
     assert pipeline.cache is None
-    assert pipeline.price is None
+    # No [prices] table: the model's price comes from genai-prices' data.
+    assert pipeline.prices == {}
+    assert pipeline.priced is not None
+    assert pipeline.priced.sources["input"].startswith("genai-prices ")
 
 
 def test_the_fingerprint_follows_what_decides_results(make_job: Callable[..., Job]) -> None:

@@ -62,7 +62,9 @@ def test_plan_check_says_ok_and_notes_what_run_will_need(
     assert checked.code == 0
     assert "ok: pipeline.toml: 4 stages, max 5 prompts per item; backend sim" in checked.out
     assert "7 items in input.jsonl" in checked.out
-    assert "no price for 'gemini-2.5-flash' in [prices]" in checked.out
+    assert "no price" not in checked.out  # genai-prices knows the model's price
+    unknown = cli("plan", "check", str(job.pipeline), "--set", "backend.model=my-own-model")
+    assert "no price for 'my-own-model' in [prices]" in unknown.out
     assert not job.journal.exists()  # checking opens nothing
 
 

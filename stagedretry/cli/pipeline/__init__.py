@@ -29,9 +29,11 @@ to the pipeline file, those given with ``--set`` to the current directory)::
     [output]                            path, model = "module:Class" | schema = "file.json"
                                         (a module beside the pipeline file comes first)
     [journal]                           path (default: beside the output)
-    [run]                               concurrency, deadline (whole run, s), seed, request_log
+    [run]                               concurrency, deadline (whole run, s), seed, request_log,
+                                        max_cost_usd, max_tokens (the job's ceilings)
     [prices."<model>"]                  input, cached_input, output (per 1M tokens),
-                                        cache_storage (per 1M tokens per hour)
+                                        cache_storage (per 1M tokens per hour); default:
+                                        genai-prices' data (see ._prices)
 """
 
 from ._model import (
@@ -42,16 +44,17 @@ from ._model import (
     JournalConfig,
     OutputConfig,
     Pipeline,
-    Price,
     RunConfig,
 )
 from ._overrides import parse_override, split_key
+from ._prices import STORAGE, Price, PriceChoice, choose_price, default_price
 from ._reading import SECTIONS, load_pipeline, same_file
 from ._template import MissingField, Template
 
 __all__ = [
     "DEFAULT_MODEL",
     "SECTIONS",
+    "STORAGE",
     "BackendConfig",
     "CacheConfig",
     "InputConfig",
@@ -60,8 +63,11 @@ __all__ = [
     "OutputConfig",
     "Pipeline",
     "Price",
+    "PriceChoice",
     "RunConfig",
     "Template",
+    "choose_price",
+    "default_price",
     "load_pipeline",
     "parse_override",
     "same_file",

@@ -20,6 +20,7 @@ import attrs
 from stagedretry import Plan, settable_keys, setting
 from strategies.backend import BackendSpec, CacheOptions
 
+from ._prices import Price, PriceChoice, choose_price
 from ._template import Template
 
 DEFAULT_MODEL: Final = "gemini-2.5-flash"
@@ -136,22 +137,15 @@ class RunConfig:
     """Seconds for the whole run, at most 30 days; then no new items are taken."""
     seed: int | None = setting(None, minimum=0)
     """Seeds the backoff jitter, for a run whose waits repeat; ``None``: random."""
+    max_cost_usd: float | None = setting(None, above=0.0, unit="USD")
+    """The job's cost ceiling in USD, from the price table, cache creation and storage
+    included, counted over every run of the job; reached: the run stops (exit 3).
+    ``None``: no ceiling."""
+    max_tokens: int | None = setting(None, minimum=1, unit="tokens")
+    """The job's token ceiling: input (cached included), output and thinking tokens of every
+    attempt, over every run of the job; reached: the run stops (exit 3).  ``None``: none."""
     request_log: Path | None = setting(None, settable=False)
     """A JSON-lines file with one line per request sent (an audit log); ``None``: none."""
-
-
-@attrs.frozen
-class Price:
-    """Prices in currency units per million tokens; storage per million tokens per hour."""
-
-    input: float = setting(minimum=0.0)
-    """Per million input tokens sent at full price (not served from the cache)."""
-    cached_input: float = setting(minimum=0.0)
-    """Per million input tokens served from the cache."""
-    output: float = setting(minimum=0.0)
-    """Per million output tokens; thinking tokens are billed at this price too."""
-    cache_storage: float = setting(0.0, minimum=0.0)
-    """Per million cached tokens per hour the cache is stored."""
 
 
 def _frozen_prices(value: Mapping[str, Price]) -> Mapping[str, Price]:
@@ -174,9 +168,16 @@ class Pipeline:
     prices: Mapping[str, Price] = attrs.field(factory=dict, converter=_frozen_prices)
 
     @property
+    def priced(self) -> PriceChoice | None:
+        """The backend's model's price and each part's source: the ``[prices]`` table's
+        entry, else genai-prices' bundled data (see :mod:`._prices`); ``None``: unknown."""
+        return choose_price(self.backend.model, self.prices)
+
+    @property
     def price(self) -> Price | None:
-        """The price of the backend's model, if the table has it."""
-        return self.prices.get(self.backend.model)
+        """The price of the backend's model (:attr:`priced` without its sources)."""
+        priced = self.priced
+        return priced.price if priced is not None else None
 
     @property
     def fingerprint(self) -> str:

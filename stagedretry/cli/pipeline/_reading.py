@@ -38,11 +38,11 @@ from ._model import (
     JournalConfig,
     OutputConfig,
     Pipeline,
-    Price,
     RunConfig,
 )
 from ._output_model import import_model, model_digest, parse_schema, schema_digest
 from ._overrides import apply_override
+from ._prices import Price
 from ._template import Template
 
 T = TypeVar("T")
@@ -259,7 +259,7 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
             # The output is replaced by a rename, which replaces a link, not what it points
             # to: /dev/stdout would become a regular file for every program on the machine.
             raise r.error(key, f"{str(written)!r} is a symbolic link: name the file itself")
-    return Pipeline(
+    pipeline = Pipeline(
         source=source,
         name=name,
         plan=plan,
@@ -271,6 +271,13 @@ def _parse(data: dict[str, Any], r: _Reader, source: Path) -> Pipeline:
         cache=cache,
         prices=prices,
     )
+    if run.max_cost_usd is not None and pipeline.price is None:
+        raise r.error(
+            "run.max_cost_usd",
+            f"no price is known for the model {backend.model!r}, so the cost cannot be "
+            f'counted: add a [prices."{backend.model}"] table',
+        )
+    return pipeline
 
 
 def _backend(r: _Reader, raw: object) -> BackendConfig:

@@ -51,7 +51,8 @@ from stagedretry._settings import _fields, _Spec
 from strategies.backend import CacheOptions
 
 from .._registry import backend_names, backend_spec
-from ._model import DEFAULT_BACKEND, DEFAULT_MODEL, Price, RunConfig
+from ._model import DEFAULT_BACKEND, DEFAULT_MODEL, RunConfig
+from ._prices import Price
 from ._reading import (
     APP_BACKEND_KEYS,
     CACHE_FILE_KEYS,
@@ -207,6 +208,8 @@ _EXAMPLES: Final[Mapping[str, object]] = {
     # Where the default makes a poor example (none, or an empty list).
     "run.deadline": 3600,
     "run.seed": 7,
+    "run.max_cost_usd": 25.0,
+    "run.max_tokens": 50_000_000,
     "cache.tag": "books-v2",
     "backend.base_url": "http://127.0.0.1:8080",
     "backend.project": "my-project",
@@ -641,9 +644,11 @@ def tables() -> list[Table]:
         ),
         Table(
             '`[prices."<model>"]`',
-            "Prices in your currency per million tokens, one table per model name (quoted: "
-            "model names hold dots).  With a price for `backend.model` the summary shows the "
-            "cost with and without the cache.",
+            "Prices in USD per million tokens, one table per model name (quoted: "
+            "model names hold dots).  Optional: without a table for `backend.model`, its "
+            "price comes from the data of the `genai-prices` package (cache storage from "
+            "stagedretry's own table); the cost report names each price's source.  With a "
+            "price the summary shows the cost with and without the cache.",
             tuple(settings_rows(Price, "prices.<model>.")),
         ),
     ]

@@ -1,0 +1,359 @@
+"""``stagedretry estimate``: the expected bill and time of a job, with no request to the service.
+
+Every item's prompt is counted locally (the tokenizer the emulator bills with,
+``strategies._tokens.count_tokens``).  The plan's retry mix (requests per item,
+the input re-asks add, the output per item) comes from a small sample of the
+items run on the in-process emulator; a pipeline whose backend talks to a
+service (``gemini``) is switched to the emulator for it, so nothing leaves the
+machine.  With ``--sample 0``, documented defaults stand in for the sample
+(:data:`DEFAULT_REQUESTS_PER_ITEM`, :data:`DEFAULT_OUTPUT_TOKENS`).
+
+The bill is priced as the end-of-run summary prices a run (``_summary.price_job``):
+fresh input, cached reads, output and thinking, the cache's creation once and its
+storage for the expected duration (plus one TTL when the cache is kept).  The
+duration is the time the requests take under the quota, when one is known
+(``[backend.quota]`` ``rpm``/``tpm``/``rpd`` or ``--rpm``/``--tpm``/``--rpd``); else
+the sample's pace, extrapolated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from strategies._tokens import count_tokens
+from strategies.backend import CacheClose, close_all
+
+from .._results import BatchResult, Usage, WorkItem
+from .._runner import Runner
+from .._stop import RunStopped
+from ._backends import job_inputs
+from ._input import InputRecord
+from ._registry import backend_spec
+from ._summary import Cost, RunStats, price_job
+from .pipeline import BackendConfig, Pipeline
+
+DEFAULT_SAMPLE: Final = 20
+"""Items the sample runs on the emulator by default."""
+DEFAULT_REQUESTS_PER_ITEM: Final = 1.25
+"""Requests per item without a sample: one, and a re-ask for one item in four."""
+DEFAULT_OUTPUT_TOKENS: Final = 150
+"""Output tokens per request without a sample."""
+OFFLINE_BACKENDS: Final = frozenset({"emulator", "sim"})
+"""Backends that answer in this process: the sample runs on them as configured."""
+QUOTA_KEYS: Final = ("rpm", "tpm", "rpd")
+
+
+@attrs.frozen
+class Mix:
+    """What one item costs on average, by the sample or the defaults (tokens are per item)."""
+
+    source: str
+    requests: float
+    """Requests billed per item (refused ones, a 429 or a 503, are not billed)."""
+    input_factor: float
+    """Fresh input tokens billed per token of the item's own prompt (re-asks add to it)."""
+    cached: float
+    """Input tokens read from the cache per item."""
+    inline: float
+    """Fresh input tokens per item beyond its prompt: the instruction sent inline when no cache
+    holds it (the sample's are in *input_factor* already)."""
+    output: float
+    """Output and thinking tokens per item."""
+    cache_tokens: int
+    """The cache's size in tokens (0: no cache was used)."""
+    seconds_per_item: float | None
+    """The sample's wall time per item at the pipeline's concurrency; ``None``: unknown."""
+
+
+@attrs.frozen
+class Estimate:
+    """The expected bill of a job; tokens and requests are expected values, rounded."""
+
+    pipeline: str
+    model: str
+    items: int
+    input_errors: int
+    prompt_tokens: int
+    mix: Mix
+    requests: int
+    usage: Usage
+    seconds: float | None
+    time_basis: str
+    quota: Mapping[str, int]
+    cost: Cost | None
+
+    def to_json(self) -> dict[str, Any]:
+        u = self.usage
+        return {
+            "pipeline": self.pipeline,
+            "model": self.model,
+            "items": self.items,
+            "input_errors": self.input_errors,
+            "prompt_tokens": self.prompt_tokens,
+            "mix": {
+                "source": self.mix.source,
+                "requests_per_item": round(self.mix.requests, 4),
+                "input_factor": round(self.mix.input_factor, 4),
+                "cached_tokens_per_item": round(self.mix.cached, 2),
+                "output_tokens_per_item": round(self.mix.output, 2),
+                "cache_tokens": self.mix.cache_tokens,
+            },
+            "requests": self.requests,
+            "tokens": {
+                "input": u.input_tokens,
+                "cached": u.cached_tokens,
+                "fresh_input": u.fresh_input_tokens,
+                "output": u.output_tokens,
+            },
+            "seconds": round(self.seconds, 1) if self.seconds is not None else None,
+            "time_basis": self.time_basis,
+            "quota": dict(self.quota),
+            "cost": self.cost.to_json() if self.cost is not None else None,
+        }
+
+
+def quota_of(pipeline: Pipeline, given: Mapping[str, int | None]) -> dict[str, int]:
+    """The limits to time the job under: *given* (``--rpm`` ...) first, then the backend
+    section's ``quota`` table (``rpm``, ``tpm``, ``rpd``) when the backend has one."""
+    table = getattr(pipeline.backend.section, "quota", None)
+    found: dict[str, int] = {}
+    for key in QUOTA_KEYS:
+        value = given.get(key)
+        if value is None and table is not None:
+            value = getattr(table, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            found[key] = value
+    return found
+
+
+def under_quota(requests: float, input_tokens: float, quota: Mapping[str, int]) -> float:
+    """Seconds *requests* carrying *input_tokens* take at the pace *quota* allows.
+
+    Each limit alone gives a time; the slowest wins.  A per-day limit counts
+    whole days waited before the last day's share.
+    """
+    times = [0.0]
+    if "rpm" in quota:
+        times.append(requests / quota["rpm"] * 60)
+    if "tpm" in quota:
+        times.append(input_tokens / quota["tpm"] * 60)
+    if "rpd" in quota and requests > quota["rpd"]:
+        times.append((math.ceil(requests / quota["rpd"]) - 1) * 86400.0)
+    return max(times)
+
+
+def sample_of(records: Sequence[InputRecord], size: int) -> list[InputRecord]:
+    """*size* records spread evenly over *records* (every one when there are fewer)."""
+    if size >= len(records):
+        return list(records)
+    step = len(records) / size
+    return [records[int(i * step)] for i in range(size)]
+
+
+def _offline(pipeline: Pipeline) -> Pipeline:
+    """*pipeline* on a backend that answers in this process: its own, or the emulator."""
+    if pipeline.backend.kind in OFFLINE_BACKENDS:
+        return pipeline
+    spec = backend_spec("emulator")
+    section = spec.section_type()
+    backend = BackendConfig(spec=spec, model=pipeline.backend.model, section=section)
+    return attrs.evolve(pipeline, backend=backend)
+
+
+async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix | None:
+    """Run *records* through *pipeline*'s plan on an offline backend and average what one
+    item cost; ``None`` when no item ended.  Nothing is journaled, written or logged."""
+    offline = _offline(pipeline)
+    built = await offline.backend.spec.build(
+        offline.backend.section, job_inputs(offline, api_key=None)
+    )
+    runner = Runner(
+        offline.plan,
+        built.strategy,
+        validator=built.validator,
+        concurrency=max(1, min(offline.run.concurrency, len(records))),
+        resources=built.resources,
+        seed=offline.run.seed,
+        secrets=(),
+    )
+    started = time.monotonic()
+    try:
+        try:
+            batch: BatchResult[Any] = await runner.run(
+                WorkItem(r.id, r.prompt or "", r) for r in records
+            )
+        except RunStopped as exc:  # a stop the emulator answers (a model it does not serve)
+            if exc.batch is None:
+                return None
+            batch = exc.batch
+    finally:
+        await close_all(built.closers)
+    wall = time.monotonic() - started
+    ended = [r for r in batch.results if r.attempts]
+    if not ended:
+        return None
+    by_id = {r.id: r for r in records}
+    own = sum(count_tokens(by_id[r.id].prompt or "") for r in ended)
+    usage = Usage()
+    billed = 0
+    cache_tokens = 0
+    for result in ended:
+        for attempt in result.attempts:
+            usage = usage + attempt.usage
+            billed += attempt.usage.input_tokens > 0
+            cache_tokens = max(cache_tokens, attempt.usage.cached_tokens)
+    n = len(ended)
+    kind = "its own backend" if offline is pipeline else "the emulator"
+    return Mix(
+        source=f"a sample of {n} items run on {kind}",
+        requests=billed / n,
+        input_factor=usage.fresh_input_tokens / own if own else 1.0,
+        cached=usage.cached_tokens / n,
+        inline=0.0,
+        output=(usage.output_tokens + usage.thinking_tokens) / n,
+        cache_tokens=cache_tokens,
+        seconds_per_item=wall / n,
+    )
+
+
+def default_mix(pipeline: Pipeline) -> Mix:
+    """The mix without a sample: :data:`DEFAULT_REQUESTS_PER_ITEM` requests of the item's
+    prompt each, the whole instruction read from the cache by each (when there is one),
+    :data:`DEFAULT_OUTPUT_TOKENS` output tokens each."""
+    cache = pipeline.cache
+    instruction = count_tokens(cache.system_instruction) if cache is not None else 0
+    cached = cache is not None and cache.options.enabled
+    requests = DEFAULT_REQUESTS_PER_ITEM
+    return Mix(
+        source="the documented defaults (--sample 0)",
+        requests=requests,
+        input_factor=requests,
+        cached=requests * instruction if cached else 0.0,
+        inline=0.0 if cached else requests * instruction,
+        output=requests * DEFAULT_OUTPUT_TOKENS,
+        cache_tokens=instruction if cached else 0,
+        seconds_per_item=None,
+    )
+
+
+def estimate(
+    pipeline: Pipeline,
+    records: Sequence[InputRecord],
+    mix: Mix,
+    quota: Mapping[str, int],
+) -> Estimate:
+    """Apply *mix* to every runnable record of the job and price it."""
+    runnable = [r for r in records if r.error is None]
+    n = len(runnable)
+    prompts = sum(count_tokens(r.prompt or "") for r in runnable)
+    requests = mix.requests * n
+    fresh = mix.input_factor * prompts + mix.inline * n
+    cached = mix.cached * n
+    usage = Usage(
+        input_tokens=round(fresh + cached),
+        cached_tokens=round(cached),
+        output_tokens=round(mix.output * n),
+    )
+    if quota:
+        seconds: float | None = under_quota(requests, usage.input_tokens, quota)
+        basis = "the quota " + ", ".join(f"{k}={v:,}" for k, v in quota.items())
+    elif mix.seconds_per_item is not None:
+        seconds = mix.seconds_per_item * n
+        basis = "the sample's pace (no quota known: give --rpm/--tpm)"
+    else:
+        seconds, basis = None, "unknown: no quota known (give --rpm/--tpm) and no sample"
+    cost = None
+    priced = pipeline.priced
+    if priced is not None:
+        cache = pipeline.cache
+        made = {"created": 1} if mix.cache_tokens else {}
+        run = RunStats(wall_time=seconds or 0.0, items=n, cache=made, cache_tokens=mix.cache_tokens)
+        cost = price_job(
+            priced.price,
+            pipeline.backend.model,
+            usage,
+            [run],
+            ttl=cache.options.ttl if cache is not None else 0.0,
+            keep=cache is not None and cache.options.on_close is CacheClose.KEEP,
+        )
+        cost = attrs.evolve(cost, sources=priced.sources)
+    return Estimate(
+        pipeline=pipeline.name,
+        model=pipeline.backend.model,
+        items=n,
+        input_errors=len(records) - n,
+        prompt_tokens=prompts,
+        mix=mix,
+        requests=round(requests),
+        usage=usage,
+        seconds=seconds,
+        time_basis=basis,
+        quota=quota,
+        cost=cost,
+    )
+
+
+def _money(value: float) -> str:
+    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86400:,.1f} days"
+
+
+def render_estimate(found: Estimate, console: Console) -> None:
+    """Print *found* as one table and a few lines."""
+    u = found.usage
+    table = Table(
+        title=f"Estimate: {found.pipeline} ({found.model}), no request sent",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+    )
+    table.add_column("")
+    table.add_column("expected", justify="right")
+    table.add_row("items", f"{found.items:,}")
+    if found.input_errors:
+        table.add_row("records with an input error (not sent)", f"{found.input_errors:,}")
+    table.add_row("prompt tokens (counted locally)", f"{found.prompt_tokens:,}")
+    table.add_row("requests", f"{found.requests:,}")
+    table.add_row("input tokens at full price", f"{u.fresh_input_tokens:,}")
+    table.add_row("input tokens from the cache", f"{u.cached_tokens:,}")
+    table.add_row("output + thinking tokens", f"{u.output_tokens:,}")
+    if found.cost is not None:
+        k = found.cost
+        table.add_row("input at full price", _money(k.fresh_input))
+        table.add_row("input from the cache", _money(k.cached_input))
+        table.add_row("output + thinking", _money(k.output))
+        table.add_row("cache creation", _money(k.cache_creation))
+        table.add_row(f"cache storage ({k.storage_hours:.2f} h)", _money(k.cache_storage))
+        table.add_row("expected bill (USD)", _money(k.with_cache), style="bold")
+    when = _duration(found.seconds) if found.seconds is not None else "unknown"
+    table.add_row("time", when, style="bold")
+    console.print(table)
+    console.print(Text(f"retry mix: {found.mix.source}"), soft_wrap=True)
+    console.print(Text(f"time: from {found.time_basis}"), soft_wrap=True)
+    if found.cost is None:
+        console.print(
+            Text(f"no price known for {found.model!r}: add a [prices] table", style="yellow")
+        )
+    else:
+        grouped: dict[str, list[str]] = {}
+        for part, source in found.cost.sources.items():
+            grouped.setdefault(source, []).append(part)
+        for source, parts in grouped.items():
+            console.print(Text(f"prices: {', '.join(parts)} from {source}"), soft_wrap=True)
