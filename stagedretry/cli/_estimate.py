@@ -31,6 +31,7 @@ from rich.text import Text
 
 from strategies._tokens import count_tokens
 from strategies.backend import CacheClose, close_all
+from strategies.quota import ModelQuota, time_under
 
 from .._results import BatchResult, Usage, WorkItem
 from .._runner import Runner
@@ -138,14 +139,11 @@ def quota_of(pipeline: Pipeline, given: Mapping[str, int | None]) -> dict[str, i
 def under_quota(requests: float, input_tokens: float, quota: Mapping[str, int]) -> float:
     """Seconds *requests* carrying *input_tokens* take at the pace *quota* allows.
 
-    Each limit alone gives a time; the slowest wins.  A per-day limit counts
-    whole days waited before the last day's share.
+    The per-minute limits give the pace of :func:`strategies.quota.time_under`; a
+    per-day limit adds the whole days waited before the last day's share.
     """
-    times = [0.0]
-    if "rpm" in quota:
-        times.append(requests / quota["rpm"] * 60)
-    if "tpm" in quota:
-        times.append(input_tokens / quota["tpm"] * 60)
+    minute = ModelQuota(rpm=quota.get("rpm"), tpm=quota.get("tpm"))
+    times = [time_under(minute, math.ceil(requests), math.ceil(input_tokens))]
     if "rpd" in quota and requests > quota["rpd"]:
         times.append((math.ceil(requests / quota["rpd"]) - 1) * 86400.0)
     return max(times)
