@@ -1,11 +1,15 @@
-"""A 429 that waiting cannot fix, from the command line: the stop is one sentence.
+"""Quotas from the command line, as an adversary tries them.
 
-The cause says which quota (and when it resets) or which money limit; the server's own
-quota message is not repeated after it (its ``Please retry in Ns.`` is what the stop says
-not to do), and the sentence is never cut short.
+A 429 that waiting cannot fix stops the run with one sentence: the cause says which quota
+(and when it resets) or which money limit; the server's own quota message is not repeated
+after it (its ``Please retry in Ns.`` is what the stop says not to do), and the sentence is
+never cut short.  A Ctrl-C while requests wait for room under ``[backend.quota]`` ends the
+command at once (before: the waits ran on, up to a minute per request still to admit).
 """
 
 from __future__ import annotations
+
+import signal
 
 from stagedretry.cli._exit import ExitCode
 
@@ -52,5 +56,18 @@ CASES = [
         stderr=r"GenerateRequestsPerDayPerProjectPerModel, 2\) is spent; it resets at midnight",
         check=_stopped,
         timeout=30,
+    ),
+]
+
+CASES += [
+    Case(
+        "adv11b-ctrl-c-while-waiting-for-quota-admission",
+        run_args("--log-level", "debug"),
+        ExitCode.INTERRUPTED,
+        files=files(emulator() + "\n[backend.quota]\nrpm = 1\n"),
+        # item-3 starts once item-1 is answered: item-2 (and then item-3) wait for a minute.
+        signals=((r"item_start\s.*item=item-3\s", signal.SIGINT),),
+        check=nothing_final,
+        timeout=20,
     ),
 ]
