@@ -55,8 +55,11 @@ __all__ = [
     "run_failure",
 ]
 
-_EXPIRED: Final = re.compile(r"Cache content \S+ is expired")
-_NOT_FOUND: Final = "CachedContent not found"
+# Matched in any case, with the cache named by id or full name ("Cache content N is
+# expired.", "Cached content projects/.../cachedContents/N is expired."): the wording is
+# what decides a 400 or a 403, so a variant must not turn a lost cache into a failure.
+_EXPIRED: Final = re.compile(r"\bcached? ?content\s+\S+\s+is expired", re.IGNORECASE)
+_NOT_FOUND: Final = re.compile(r"\bcached? ?content not found", re.IGNORECASE)
 # Vertex AI's 400 for a cache caught between expiry and deletion (Recidiviz/recidiviz-data).
 _STALE: Final = re.compile(r"Invalid resource state for cache content", re.IGNORECASE)
 # Vertex AI names a cache "cached content" or "cache content" in its 404s.
@@ -146,7 +149,7 @@ def cache_gone(exc: BaseException, *, named_cache: bool = False) -> bool:
             return False
         return named_cache or _NAMES_CACHE.search(message) is not None
     if exc.code == 403:
-        return _NOT_FOUND in message
+        return _NOT_FOUND.search(message) is not None
     if exc.code == 400:
         return _EXPIRED.search(message) is not None or _STALE.search(message) is not None
     return False

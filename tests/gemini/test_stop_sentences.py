@@ -148,3 +148,36 @@ async def test_the_run_stops_with_one_sentence_through_the_sdk(
     message = str(caught.value)
     one_sentence(message)
     assert message.endswith("(429 RESOURCE_EXHAUSTED)")
+
+
+# -- a dead cache in other words: never a stop, never a failure for good ------------------
+
+
+def api_error(code: int, message: str, status: str) -> errors.APIError:
+    return errors.ClientError(code, {"error": {"code": code, "message": message, "status": status}})
+
+
+CASE = st.sampled_from([str.lower, str.upper, str.title, lambda s: s])
+CACHE_NAME = st.one_of(
+    st.integers(1, 10**19 - 1).map(str),
+    st.integers(1, 10**19 - 1).map(
+        lambda n: f"projects/1/locations/us-central1/cachedContents/{n}"
+    ),
+    st.from_regex(r"cachedContents/[a-z0-9]{1,16}", fullmatch=True),
+)
+
+
+@given(CASE, CACHE_NAME, st.sampled_from(["Cache content", "Cached content", "cachedContent"]))
+def test_an_expired_cache_is_lost_in_any_case_and_name(case: Any, name: str, words: str) -> None:
+    exc = api_error(400, case(f"{words} {name} is expired."), "INVALID_ARGUMENT")
+    outcome = classify(exc)
+    assert outcome is not None
+    assert outcome.kind is sr.OutcomeKind.RESOURCE_LOST
+
+
+@given(CASE, st.sampled_from(["", " (or permission denied)"]))
+def test_a_developer_api_403_for_a_missing_cache_is_lost_in_any_case(case: Any, tail: str) -> None:
+    exc = api_error(403, case(f"CachedContent not found{tail}"), "PERMISSION_DENIED")
+    outcome = classify(exc)
+    assert outcome is not None
+    assert outcome.kind is sr.OutcomeKind.RESOURCE_LOST  # before: a stop of the whole run
