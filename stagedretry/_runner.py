@@ -130,6 +130,7 @@ class _Run:
     __slots__ = (
         "busy",
         "cancelled",
+        "draining",
         "ended",
         "guard",
         "idle",
@@ -178,6 +179,9 @@ class _Run:
         self.stop: RunStopped | None = None
         # Set with *stop*: items asleep in a backoff or a cooldown wake, as nothing more is sent.
         self.stopping = asyncio.Event()
+        # Set by a drain: a request still waiting for quota admission is not in flight, so
+        # its wait is given up and the item ends cancelled (see Runner._admission).
+        self.draining = asyncio.Event()
         # Bounds the requests no timeout is declared for; made in the loop the run runs in.
         self.guard: RequestGuard | None = None
         # Where the items come from, and the position of each id taken (for the input order).
@@ -572,6 +576,7 @@ class Runner(Generic[T]):
         if run is None or self._state is not RunnerState.RUNNING:
             return
         self._state = RunnerState.DRAINING
+        run.draining.set()
         for task in tuple(run.idle):
             task.cancel()
 
@@ -944,9 +949,12 @@ class Runner(Generic[T]):
                     # run takes it again.
                     if decision.reason is not None:
                         self._stop(run, RunStopped(decision.reason))
-                    return self._result(
-                        state, f"run stopped: {run.stop}", status=ItemStatus.CANCELLED
+                    why = (
+                        f"run stopped: {run.stop}"
+                        if run.stop is not None
+                        else "drained while waiting for quota admission: nothing was sent"
                     )
+                    return self._result(state, why, status=ItemStatus.CANCELLED)
                 after = self._fire(run.tally, state, decision.trigger, log)
                 if after not in compiled.stage_index:
                     reason = decision.reason
@@ -1190,7 +1198,11 @@ class Runner(Generic[T]):
         assert self._admit is not None
         clock = self._clock
         admit = asyncio.ensure_future(self._admit(request, ctx))
-        waits = [admit, asyncio.ensure_future(run.stopping.wait())]
+        waits = [
+            admit,
+            asyncio.ensure_future(run.stopping.wait()),
+            asyncio.ensure_future(run.draining.wait()),
+        ]
         if deadline is not None:
             waits.append(asyncio.ensure_future(clock.sleep(deadline - clock.monotonic())))
         try:
@@ -1204,7 +1216,8 @@ class Runner(Generic[T]):
                 with contextlib.suppress(asyncio.CancelledError):
                     await admit
         if admit.cancelled():
-            return STOPPED if run.stop is not None else DEADLINE_PASSED
+            # A drain or a stop: the item ends cancelled, not final; else its deadline passed.
+            return STOPPED if run.stop is not None or run.draining.is_set() else DEADLINE_PASSED
         error = admit.exception()
         if error is not None:
             if not isinstance(error, Exception):

@@ -408,9 +408,10 @@ def _check_log_file(app: App, pipeline: Pipeline, log_file: Path) -> None:
 def _stopped_sentence(reason: str, *, finished: int | None = None, left: int | None = None) -> str:
     """One sentence for a run stopped by a failure of its own: the cause, what to do, the count."""
     counts = f"; {finished} items finished, {left} left" if left is not None else ""
+    # A reason cut short ends in "...": keep the ellipsis, drop only a sentence's full stop.
+    cause = reason if reason.endswith("...") else f"{reason.rstrip('.')}."
     return (
-        f"the run stopped: {reason.rstrip('.')}. Fix it and run the same command again to "
-        f"finish the job{counts}"
+        f"the run stopped: {cause} Fix it and run the same command again to finish the job{counts}"
     )
 
 

@@ -55,8 +55,11 @@ __all__ = [
     "run_failure",
 ]
 
-_EXPIRED: Final = re.compile(r"Cache content \S+ is expired")
-_NOT_FOUND: Final = "CachedContent not found"
+# Matched in any case, with the cache named by id or full name ("Cache content N is
+# expired.", "Cached content projects/.../cachedContents/N is expired."): the wording is
+# what decides a 400 or a 403, so a variant must not turn a lost cache into a failure.
+_EXPIRED: Final = re.compile(r"\bcached? ?content\s+\S+\s+is expired", re.IGNORECASE)
+_NOT_FOUND: Final = re.compile(r"\bcached? ?content not found", re.IGNORECASE)
 # Vertex AI's 400 for a cache caught between expiry and deletion (Recidiviz/recidiviz-data).
 _STALE: Final = re.compile(r"Invalid resource state for cache content", re.IGNORECASE)
 # Vertex AI names a cache "cached content" or "cache content" in its 404s.
@@ -91,7 +94,9 @@ _BAD_KEY: Final = re.compile(r"API key not (?:valid|found)", re.IGNORECASE)
 _MODEL_NOT_FOUND: Final = re.compile(r"\bmodels?\b.*\bnot found", re.IGNORECASE)
 _BILLING: Final = re.compile(r"billing", re.IGNORECASE)
 # A quota that refills only the next day: no wait within a run brings it back.
-_PER_DAY: Final = re.compile(r"PerDay|per day|daily", re.IGNORECASE)
+# Matched in a quotaId ("...PerDay...") or, when a violation has none, a quotaMetric
+# ("..._per_day").
+_PER_DAY: Final = re.compile(r"PerDay|per[ _]day|daily", re.IGNORECASE)
 _TOKENS: Final = re.compile(r"Tokens?", re.IGNORECASE)
 # 429s about money, in the service's words (sources in docs/reference/gemini.md): no wait
 # within a run brings the money back.
@@ -144,7 +149,7 @@ def cache_gone(exc: BaseException, *, named_cache: bool = False) -> bool:
             return False
         return named_cache or _NAMES_CACHE.search(message) is not None
     if exc.code == 403:
-        return _NOT_FOUND in message
+        return _NOT_FOUND.search(message) is not None
     if exc.code == 400:
         return _EXPIRED.search(message) is not None or _STALE.search(message) is not None
     return False
@@ -240,6 +245,7 @@ def _daily_quota(exc: errors.APIError, now: float) -> str | None:
             if not isinstance(violation, Mapping):
                 continue
             quota = str(violation.get("quotaId") or violation.get("quotaMetric") or "")
+            named = f"{violation.get('quotaId') or ''} {violation.get('quotaMetric') or ''}"
             value = str(violation.get("quotaValue", ""))
             dimensions = violation.get("quotaDimensions")
             model = dimensions.get("model") if isinstance(dimensions, Mapping) else None
@@ -249,9 +255,9 @@ def _daily_quota(exc: errors.APIError, now: float) -> str | None:
                     f"the quota {quota or 'named'}{of} is 0 on this project's tier: it does "
                     "not reset; use another model or tier"
                 )
-            if _PER_DAY.search(quota):
+            if _PER_DAY.search(named):
                 what = "input tokens per day" if _TOKENS.search(quota) else "requests per day"
-                limit = f", {int(value):,}" if value.isdigit() else ""
+                limit = f", {int(value):,}" if value.isascii() and value.isdigit() else ""
                 return (
                     f"the {what} quota{of} ({quota}{limit}) is spent; it resets "
                     f"{describe_reset(now)}"
@@ -382,6 +388,11 @@ def classify(exc: BaseException, *, resource: str | None = None) -> Outcome | No
         if cache_gone(exc):
             return Outcome(OutcomeKind.RESOURCE_LOST, _api_message(exc), resource=resource)
         cause = run_failure(exc)
+        if cause is not None and code == 429:
+            # The cause says all (which quota, when it resets, or which money limit): the
+            # server's quota message would add "Please retry in Ns.", which a stop contradicts.
+            status = f" {exc.status}" if exc.status else ""
+            return Outcome(OutcomeKind.STOP_RUN, f"{cause} ({code}{status})")
         if cause is not None:
             return Outcome(OutcomeKind.STOP_RUN, f"{cause}: {_api_message(exc)}")
         if code == 429:

@@ -132,8 +132,7 @@ def test_a_spending_cap_stops_the_run_from_the_command_line(
     assert summary["items"]["succeeded"] == 2
     assert summary["run_failure"].startswith(
         "the billing account's monthly spending cap is reached: raise it in AI Studio, or "
-        "wait for the next billing month: 429 RESOURCE_EXHAUSTED: Your billing account has "
-        "exceeded its monthly spending cap."
+        "wait for the next billing month (429 RESOURCE_EXHAUSTED)"
     )
 
 
