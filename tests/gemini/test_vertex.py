@@ -30,6 +30,7 @@ from strategies.gemini import GeminiContextCache, classify
 from strategies.gemini._errors import cache_gone, cache_too_small, redact
 from strategies.gemini.emulator import (
     Api,
+    EmulatorQuota,
     Fault,
     FaultKind,
     GeminiEmulator,
@@ -444,3 +445,54 @@ async def test_credentials_from_the_environment_reach_only_loopback(
         ("POST", "/token", 200),
         ("GET", f"/v1beta1/projects/{PROJECT}/locations/{LOCATION}/cachedContents", 200),
     ]
+
+
+async def test_vertex_answers_an_outrun_minute_quota_in_its_own_bare_words(
+    start_emulator: Callable[..., GeminiEmulator],
+    vertex_client: Callable[..., genai.Client],
+    virtual_clock: VirtualClock,
+) -> None:
+    # Vertex's 429 for shared capacity has no QuotaFailure and no RetryInfo: it is waited
+    # out (RATE_LIMITED), never a stop of the run.
+    emulator = start_emulator(
+        seed=5,
+        clock=virtual_clock.time,
+        invalid_rate=0.0,
+        api=Api.VERTEX,
+        quota=EmulatorQuota(rpm=1),
+    )
+    client = vertex_client(emulator)
+    await client.aio.models.generate_content(model=MODEL, contents="Catalogue book number 1.")
+    with pytest.raises(errors.ClientError) as refused:
+        await client.aio.models.generate_content(model=MODEL, contents="Catalogue book number 2.")
+    assert refused.value.code == 429
+    assert refused.value.status == "RESOURCE_EXHAUSTED"
+    assert refused.value.message == (
+        "Resource exhausted. Please try again later. Please refer to "
+        "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details."
+    )
+    assert not refused.value.details.get("error", {}).get("details")
+    outcome = classify(refused.value)
+    assert outcome is not None
+    assert outcome.kind is sr.OutcomeKind.RATE_LIMITED
+
+
+async def test_vertex_keeps_the_day_quota_a_stop(
+    start_emulator: Callable[..., GeminiEmulator],
+    vertex_client: Callable[..., genai.Client],
+    virtual_clock: VirtualClock,
+) -> None:
+    emulator = start_emulator(
+        seed=5,
+        clock=virtual_clock.time,
+        invalid_rate=0.0,
+        api=Api.VERTEX,
+        quota=EmulatorQuota(rpd=1),
+    )
+    client = vertex_client(emulator)
+    await client.aio.models.generate_content(model=MODEL, contents="Catalogue book number 1.")
+    with pytest.raises(errors.ClientError) as refused:
+        await client.aio.models.generate_content(model=MODEL, contents="Catalogue book number 2.")
+    outcome = classify(refused.value)
+    assert outcome is not None
+    assert outcome.kind is sr.OutcomeKind.STOP_RUN

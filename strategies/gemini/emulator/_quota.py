@@ -211,3 +211,12 @@ class QuotaBook:
         )
         message = f"{MSG_QUOTA}{listed}\nPlease retry in {retry}."
         return ApiError(429, message, details=details)
+
+
+def per_day(refusal: ApiError) -> bool:
+    """Whether *refusal* (from :meth:`QuotaBook.admit`) names the requests-per-day quota."""
+    for detail in refusal.details or ():
+        for violation in detail.get("violations", ()):
+            if violation.get("quotaId") == RPD_QUOTA[1]:
+                return True
+    return False

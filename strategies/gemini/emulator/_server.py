@@ -26,7 +26,7 @@ from ._caches import ExpiryStyle, cache_id_of
 from ._faults import CONTENT_FAULTS, DEEP, Fault, FaultBook, FaultKind
 from ._ledger import Ledger, LedgerBook, RequestRecord
 from ._model import SimulatedModel
-from ._quota import EmulatorQuota, QuotaBook, QuotaStats
+from ._quota import EmulatorQuota, QuotaBook, QuotaStats, per_day
 from ._service import GeminiService, Reply
 from ._vertex import (
     TOKEN_PATH,
@@ -35,6 +35,7 @@ from ._vertex import (
     developer_model,
     missing_credentials,
     publisher_model_not_found,
+    resource_exhausted,
     split_path,
 )
 from ._vertex import (
@@ -627,6 +628,9 @@ class GeminiEmulator:
                     exchange.model, self._service.prompt_tokens(body), self._now()
                 )
                 if refused is not None:
+                    if self._api is Api.VERTEX and not per_day(refused):
+                        # Vertex answers an outrun per-minute quota in its own bare words.
+                        refused = resource_exhausted()
                     return _error_response(refused)
             if family == "generateContent" and self._latency:
                 await self._pause(self._latency)

@@ -167,6 +167,20 @@ def cache_too_small(total: int, minimum: int) -> ApiError:
     )
 
 
+MSG_RESOURCE_EXHAUSTED: Final = (
+    "Resource exhausted. Please try again later. Please refer to "
+    "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details."
+)
+"""Vertex's 429 when requests outrun the shared capacity (Dynamic Shared Quota): no
+``QuotaFailure``, no ``RetryInfo`` (continuedev/continue#8967, google-gemini/gemini-cli#14811
+and #15498, googleapis/python-genai#2001)."""
+
+
+def resource_exhausted() -> ApiError:
+    """Vertex's 429 for a request over a per-minute quota: the bare message, no details."""
+    return ApiError(429, MSG_RESOURCE_EXHAUSTED)
+
+
 def publisher_model_not_found(model: str, project: str, location: str) -> ApiError:
     """Vertex's 404 for a model it does not serve (``models/m``), naming the project asked."""
     return ApiError(
