@@ -54,7 +54,7 @@ from ._backends import (
     short_keys,
 )
 from ._bad_records import bad_reasons
-from ._endpoint import LOOPBACK_KEY, base_url_problem, is_loopback
+from ._endpoint import LOOPBACK_KEY, base_url_problem, is_loopback, server_offset
 from ._exit import ExitCode
 from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
@@ -1004,8 +1004,13 @@ def caches_list(
     rows = []
     with _talking_to(app, client, "listing the caches"):
         wanted = _display_name_of(loaded, client) if loaded is not None else None
-        now = time.time()
-        for cached in client.caches.list(config={"page_size": 100}):
+        sent = time.time()
+        pager = client.caches.list(config={"page_size": 100})
+        # expire_time is on the server's clock: read its now off the list's Date header.
+        response = getattr(pager, "sdk_http_response", None)
+        offset = server_offset(getattr(response, "headers", None), sent=sent, received=time.time())
+        now = time.time() + (offset or 0.0)
+        for cached in pager:
             if not show_all and not _ours(cached.display_name):
                 continue
             expire = cached.expire_time.timestamp() if cached.expire_time is not None else None
