@@ -50,7 +50,9 @@ from ._backends import (
     api_key_from_env,
     check_backend,
     command_secrets,
+    key_on_loopback,
     key_problem,
+    run_api_key,
     short_keys,
 )
 from ._bad_records import bad_reasons
@@ -263,7 +265,7 @@ def _execute(
     retry: frozenset[ItemStatus] | None = None,
     no_report: bool = False,
 ) -> NoReturn:
-    key = api_key_from_env() if pipeline.backend.spec.needs_api_key else None
+    key = run_api_key(pipeline)
     app.secrets = command_secrets(key)
     try:
         check_backend(pipeline, need_key=True)
@@ -789,7 +791,11 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_rec
                 style="yellow",
             )
         )
-    if loaded.backend.spec.needs_api_key and api_key_from_env() is None:
+    if (
+        loaded.backend.spec.needs_api_key
+        and api_key_from_env() is None
+        and not key_on_loopback(loaded)
+    ):
         app.out.print(
             Text(f"note: `run` will need {API_KEY_ENV} in the environment", style="yellow")
         )
