@@ -56,7 +56,7 @@ from ._backends import (
     short_keys,
 )
 from ._bad_records import bad_reasons
-from ._endpoint import LOOPBACK_KEY, base_url_problem, is_loopback, server_offset
+from ._endpoint import LOOPBACK_KEY, base_url_problem, cache_name, is_loopback, server_offset
 from ._exit import ExitCode
 from ._files import FileIOError, IOFailures, advised
 from ._input import InputError, read_input
@@ -1077,12 +1077,18 @@ def caches_delete(
     """Delete the caches NAMES, or every cache made for a pipeline with --all-matching."""
     if bool(names) == (pipeline is not None):
         raise click.UsageError("give cache NAMES or --all-matching PIPELINE (one of the two)")
+    for name in names:
+        if cache_name(name) is None:
+            raise click.UsageError(
+                f"{_shown(repr(name))} is not a cache name: give it as `caches list` prints it "
+                "(cachedContents/ID, or the ID alone)"
+            )
     loaded = _load(app, pipeline, ()) if pipeline is not None else None
     client = _client(app, loaded, base_url, api_version)
     failed = 0
     stop = 0
     with _talking_to(app, client, "deleting the caches"):
-        targets = [n if n.startswith("cachedContents/") else f"cachedContents/{n}" for n in names]
+        targets = [str(cache_name(n)) for n in names]
         if loaded is not None:
             wanted = _display_name_of(loaded, client)
             targets = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -18,6 +19,19 @@ from urllib.parse import urlsplit
 LOOPBACK_KEY: Final = "stagedretry-loopback-placeholder-key"
 """The key sent to a loopback endpoint when the environment holds none: an emulator that wants
 no key accepts it, one that wants a key refuses it as it would refuse a wrong one."""
+
+
+_CACHE_NAME = re.compile(
+    r"(?:projects/[A-Za-z0-9._-]+/locations/[A-Za-z0-9._-]+/)?cachedContents/[A-Za-z0-9_-]{1,256}"
+)
+
+
+def cache_name(name: str) -> str | None:
+    """The full resource name *name* stands for (an id alone means ``cachedContents/<id>``), or
+    ``None`` when it is not a cache's name: an id is letters, digits, ``-`` and ``_``, so an
+    empty name, ``..``, a ``?`` or a control character never reaches a URL."""
+    full = name if "/" in name else f"cachedContents/{name}"
+    return full if _CACHE_NAME.fullmatch(full) else None
 
 
 def base_url_problem(url: str) -> str | None:
