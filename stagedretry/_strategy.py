@@ -123,9 +123,10 @@ class Admits(Protocol):
     The runner awaits :meth:`admit` before each attempt, outside the attempt's
     timeout, and gives it up (cancelling it) when the run stops or drains (nothing
     was sent: the item ends ``cancelled``) or the item's deadline passes.  Once the
-    request has ended, the runner calls the returned settle function exactly once.  An exception out of :meth:`admit` is
-    classified as the attempt's outcome: raise :class:`~stagedretry.FatalError`
-    with ``sent=False`` for a request no wait can admit, or
+    request has ended, the runner calls the returned settle function exactly once.
+    An exception out of :meth:`admit` is classified as the attempt's outcome: raise
+    :class:`~stagedretry.FatalError` with ``sent=False`` for a request no wait can
+    admit, or
     :class:`~stagedretry.StopRun` for a quota that waiting within the run
     cannot refill.
     """

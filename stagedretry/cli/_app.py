@@ -50,11 +50,13 @@ from ._backends import (
     api_key_from_env,
     check_backend,
     command_secrets,
+    key_on_loopback,
     key_problem,
+    run_api_key,
     short_keys,
 )
 from ._bad_records import bad_reasons
-from ._endpoint import LOOPBACK_KEY, base_url_problem, is_loopback
+from ._endpoint import LOOPBACK_KEY, base_url_problem, cache_name, is_loopback, server_offset
 from ._estimate import (
     DEFAULT_SAMPLE,
     default_mix,
@@ -272,7 +274,7 @@ def _execute(
     retry: frozenset[ItemStatus] | None = None,
     no_report: bool = False,
 ) -> NoReturn:
-    key = api_key_from_env() if pipeline.backend.spec.needs_api_key else None
+    key = run_api_key(pipeline)
     app.secrets = command_secrets(key)
     try:
         check_backend(pipeline, need_key=True)
@@ -799,7 +801,11 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_rec
                 style="yellow",
             )
         )
-    if loaded.backend.spec.needs_api_key and api_key_from_env() is None:
+    if (
+        loaded.backend.spec.needs_api_key
+        and api_key_from_env() is None
+        and not key_on_loopback(loaded)
+    ):
         app.out.print(
             Text(f"note: `run` will need {API_KEY_ENV} in the environment", style="yellow")
         )
@@ -1100,8 +1106,13 @@ def caches_list(
     rows = []
     with _talking_to(app, client, "listing the caches"):
         wanted = _display_name_of(loaded, client) if loaded is not None else None
-        now = time.time()
-        for cached in client.caches.list(config={"page_size": 100}):
+        sent = time.time()
+        pager = client.caches.list(config={"page_size": 100})
+        # expire_time is on the server's clock: read its now off the list's Date header.
+        response = getattr(pager, "sdk_http_response", None)
+        offset = server_offset(getattr(response, "headers", None), sent=sent, received=time.time())
+        now = time.time() + (offset or 0.0)
+        for cached in pager:
             if not show_all and not _ours(cached.display_name):
                 continue
             expire = cached.expire_time.timestamp() if cached.expire_time is not None else None
@@ -1162,12 +1173,18 @@ def caches_delete(
     """Delete the caches NAMES, or every cache made for a pipeline with --all-matching."""
     if bool(names) == (pipeline is not None):
         raise click.UsageError("give cache NAMES or --all-matching PIPELINE (one of the two)")
+    for name in names:
+        if cache_name(name) is None:
+            raise click.UsageError(
+                f"{_shown(repr(name))} is not a cache name: give it as `caches list` prints it "
+                "(cachedContents/ID, or the ID alone)"
+            )
     loaded = _load(app, pipeline, ()) if pipeline is not None else None
     client = _client(app, loaded, base_url, api_version)
     failed = 0
     stop = 0
     with _talking_to(app, client, "deleting the caches"):
-        targets = [n if n.startswith("cachedContents/") else f"cachedContents/{n}" for n in names]
+        targets = [str(cache_name(n)) for n in names]
         if loaded is not None:
             wanted = _display_name_of(loaded, client)
             targets = [

@@ -38,6 +38,7 @@ from .. import (
     validators,
 )
 from .._redact import ENVIRONMENT_KEYS, HoldsSecrets, Secrets
+from ._endpoint import LOOPBACK_KEY, is_loopback
 from ._files import FileIOError, IOFailures, cannot_write, log_write_failed, open_log, remedy
 from .pipeline import Pipeline
 
@@ -60,6 +61,25 @@ def api_key_from_env() -> str | None:
     ``None``."""
     key = os.environ.get(api_key_variable(), "").strip()
     return key or None
+
+
+def key_on_loopback(pipeline: Pipeline) -> bool:
+    """Whether *pipeline*'s backend wants a key but talks to an endpoint on this machine's
+    loopback (its ``base_url``, such as an emulator's), where none is needed."""
+    backend = pipeline.backend
+    return backend.spec.needs_api_key and is_loopback(getattr(backend.section, "base_url", None))
+
+
+def run_api_key(pipeline: Pipeline) -> str | None:
+    """The key a run of *pipeline* sends: the environment's; with none there, the loopback
+    placeholder (never shown) for an endpoint on loopback; ``None`` for a backend that needs
+    no key."""
+    if not pipeline.backend.spec.needs_api_key:
+        return None
+    key = api_key_from_env()
+    if key is None and key_on_loopback(pipeline):
+        return LOOPBACK_KEY
+    return key
 
 
 def key_problem(key: str) -> str | None:
@@ -130,9 +150,12 @@ def check_backend(pipeline: Pipeline, *, need_key: bool) -> None:
     backend = pipeline.backend
     if backend.spec.needs_api_key and need_key:
         key = api_key_from_env()
-        if key is None:
-            raise BackendError(f"the {backend.kind} backend needs {NEEDS_KEY}")
-        problem = key_problem(key)
+        if key is None and not key_on_loopback(pipeline):
+            raise BackendError(
+                f"the {backend.kind} backend needs {NEEDS_KEY}; an endpoint on loopback, "
+                'such as an emulator\'s base_url = "http://127.0.0.1:PORT", needs none'
+            )
+        problem = key_problem(key) if key is not None else None
         if problem is not None:
             raise BackendError(problem)
     try:

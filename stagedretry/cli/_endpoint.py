@@ -8,13 +8,30 @@ never shown or written.  Google's endpoint, or any other host, needs the user's 
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
-from typing import Final
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 LOOPBACK_KEY: Final = "stagedretry-loopback-placeholder-key"
 """The key sent to a loopback endpoint when the environment holds none: an emulator that wants
 no key accepts it, one that wants a key refuses it as it would refuse a wrong one."""
+
+
+_CACHE_NAME = re.compile(
+    r"(?:projects/[A-Za-z0-9._-]+/locations/[A-Za-z0-9._-]+/)?cachedContents/[A-Za-z0-9_-]{1,256}"
+)
+
+
+def cache_name(name: str) -> str | None:
+    """The full resource name *name* stands for (an id alone means ``cachedContents/<id>``), or
+    ``None`` when it is not a cache's name: an id is letters, digits, ``-`` and ``_``, so an
+    empty name, ``..``, a ``?`` or a control character never reaches a URL."""
+    full = name if "/" in name else f"cachedContents/{name}"
+    return full if _CACHE_NAME.fullmatch(full) else None
 
 
 def base_url_problem(url: str) -> str | None:
@@ -42,3 +59,27 @@ def is_loopback(url: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a name other than localhost: resolving it could lead anywhere
         return False
+
+
+def server_offset(headers: Any, *, sent: float, received: float) -> float | None:
+    """Seconds the server's clock is ahead of ours (negative: behind), read from the HTTP
+    ``Date`` header in *headers* of an answer to a request sent at local time *sent* and
+    answered at *received* (epoch seconds); ``None`` without a readable ``Date``.
+
+    A cache's ``expire_time`` is on the server's clock, so its life left is judged on that
+    clock.  A ``Date`` names a whole second, stamped somewhere between *sent* and
+    *received*: the middle of both ranges is taken, good to about half a second.
+    """
+    if not isinstance(headers, Mapping):
+        return None
+    text = next((v for k, v in headers.items() if isinstance(k, str) and k.lower() == "date"), None)
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000": an unknown zone, not an HTTP-date
+        return None
+    offset = moment.timestamp() + 0.5 - (sent + received) / 2
+    return offset if math.isfinite(offset) else None
