@@ -126,9 +126,8 @@ class Admits(Protocol):
     request has ended, the runner calls the returned settle function exactly once.
     An exception out of :meth:`admit` is classified as the attempt's outcome: raise
     :class:`~stagedretry.FatalError` with ``sent=False`` for a request no wait can
-    admit, or
-    :class:`~stagedretry.StopRun` for a quota that waiting within the run
-    cannot refill.
+    admit, or :class:`~stagedretry.StopRun` for a quota that waiting within the
+    run cannot refill.
     """
 
     async def admit(self, request: Request, ctx: StageContext) -> Settle:
