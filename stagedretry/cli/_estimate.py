@@ -31,7 +31,7 @@ from rich.text import Text
 
 from strategies._tokens import count_tokens
 from strategies.backend import CacheClose, close_all
-from strategies.quota import ModelQuota, time_under
+from strategies.quota import ModelQuota, Quota, time_under
 
 from .._results import BatchResult, Usage, WorkItem
 from .._runner import Runner
@@ -124,8 +124,11 @@ class Estimate:
 
 def quota_of(pipeline: Pipeline, given: Mapping[str, int | None]) -> dict[str, int]:
     """The limits to time the job under: *given* (``--rpm`` ...) first, then the backend
-    section's ``quota`` table (``rpm``, ``tpm``, ``rpd``) when the backend has one."""
+    section's ``quota`` table (``rpm``, ``tpm``, ``rpd``) when the backend has one, with its
+    override for the pipeline's model (``[backend.quota.models."<model>"]``) applied."""
     table = getattr(pipeline.backend.section, "quota", None)
+    if isinstance(table, Quota):
+        table = table.for_model(pipeline.backend.model)
     found: dict[str, int] = {}
     for key in QUOTA_KEYS:
         value = given.get(key)

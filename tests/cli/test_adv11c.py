@@ -3,13 +3,17 @@ first tests did not reach (a ``--retry`` run, a per-model quota)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
 
 from stagedretry import Journal, Usage
 from stagedretry.cli._exit import ExitCode
 from stagedretry.cli.pipeline import load_pipeline
+from strategies.gemini.emulator import Api, GeminiEmulator
 
-from .conftest import Invocation, Job
+from .conftest import Invocation, Job, on_gemini
 
 Cli = Callable[..., Invocation]
 RUN = ("--json", "--no-progress", "--no-report")
@@ -75,3 +79,74 @@ def test_a_retry_with_another_model_counts_each_earlier_result_once(
             assert f"({spent:,} tokens spent)" in ran.json()["run_failure"]
         else:
             assert sum(ran.json()["this_run"].values()) > 0
+
+
+KEY = "AIzaSyAdv11c-0123456789-abcdefghijklmnop"
+SCHEMA = {
+    "type": "object",
+    "properties": {"title": {"type": "string"}, "author": {"type": "string"}},
+    "required": ["title", "author"],
+}
+MODEL = "gemini-2.5-flash"
+
+
+@pytest.fixture
+def counting() -> Iterator[GeminiEmulator]:
+    """A Gemini service that counts every request it is sent (there must be none)."""
+    with GeminiEmulator(seed=1, api_key=KEY) as emu:
+        yield emu
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        # The pipeline's model has its own limits: they replace the table's.
+        (f'[backend.quota.models."{MODEL}"]\nrpm = 10\n', {"rpm": 10, "tpm": 10**6}),
+        (f'[backend.quota.models."models/{MODEL}"]\ntpm = 500\n', {"rpm": 1000, "tpm": 500}),
+        # Another model's limits do not apply to this one.
+        ('[backend.quota.models."gemini-2.5-pro"]\nrpm = 1\n', {"rpm": 1000, "tpm": 10**6}),
+    ],
+)
+def test_the_estimate_times_the_job_under_its_models_own_quota(
+    make_job: Callable[..., Job],
+    cli: Cli,
+    counting: GeminiEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    models: str,
+    expected: dict[str, int],
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    quota = f"[backend.quota]\nrpm = 1000\ntpm = 1_000_000\n\n{models}"
+    job = make_job(items=60, sim="", extra=quota)
+    job = on_gemini(job, counting.base_url, schema=SCHEMA, model=MODEL)
+    ran = cli("estimate", str(job.pipeline), "--sample", "0", "--json")
+    assert ran.code == ExitCode.OK, ran.err
+    data = ran.json()
+    assert data["quota"] == expected
+    pace = max(data["requests"] / expected["rpm"], data["tokens"]["input"] / expected["tpm"])
+    assert data["seconds"] == pytest.approx(pace * 60, abs=0.1)
+    assert len(counting.ledger.requests) == 0
+
+
+def test_the_estimate_of_a_vertex_job_needs_no_credentials_and_sends_nothing(
+    make_job: Callable[..., Job], cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # No credentials to be found: the estimate must not look for them.
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    quota = f'[backend.quota]\nrpm = 1000\n\n[backend.quota.models."{MODEL}"]\nrpm = 30\n'
+    with GeminiEmulator(seed=1, api=Api.VERTEX) as vertex:
+        job = on_gemini(make_job(items=30, sim="", extra=quota), vertex.base_url, schema=SCHEMA)
+        text = job.pipeline.read_text("utf-8").replace(
+            'kind = "gemini"\n',
+            f'kind = "vertex"\nmodel = "{MODEL}"\nproject = "my-project-123"\n'
+            'location = "us-central1"\n',
+        )
+        job.pipeline.write_text(text, "utf-8")
+        ran = cli("estimate", str(job.pipeline), "--sample", "4", "--json")
+        assert ran.code == ExitCode.OK, ran.err
+        assert len(vertex.ledger.requests) == 0
+    data = ran.json()
+    assert data["mix"]["source"] == "a sample of 4 items run on the emulator"
+    assert data["quota"] == {"rpm": 30}
+    assert data["seconds"] == pytest.approx(data["requests"] / 30 * 60, abs=0.1)
+    assert data["cost"]["price_sources"]["input"].startswith("genai-prices ")
