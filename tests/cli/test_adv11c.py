@@ -150,3 +150,51 @@ def test_the_estimate_of_a_vertex_job_needs_no_credentials_and_sends_nothing(
     assert data["quota"] == {"rpm": 30}
     assert data["seconds"] == pytest.approx(data["requests"] / 30 * 60, abs=0.1)
     assert data["cost"]["price_sources"]["input"].startswith("genai-prices ")
+
+
+PRICE = "{input = 3.0, cached_input = 0.3, output = 25.0}"
+
+
+@pytest.mark.parametrize("key", [f"models/{MODEL}", MODEL])
+def test_a_price_table_named_as_the_model_is_named_elsewhere_is_used(
+    make_job: Callable[..., Job], cli: Cli, key: str
+) -> None:
+    # backend.model may carry the API's "models/" prefix; so may the [prices] key.
+    job = make_job(items=10)
+    ran = cli(
+        "estimate", str(job.pipeline), "--sample", "0", "--json", "--model", MODEL,
+        "--set", f'prices."{key}"={PRICE}',
+    )  # fmt: skip
+    assert ran.code == ExitCode.OK, ran.err
+    cost = ran.json()["cost"]
+    assert cost["price_sources"]["input"] == "the pipeline's [prices] table"
+    assert "warning" not in ran.err
+
+
+@pytest.mark.parametrize("command", ["estimate", "run", "plan check"])
+def test_a_price_table_for_no_model_the_job_runs_is_named_in_a_warning(
+    make_job: Callable[..., Job], cli: Cli, command: str
+) -> None:
+    # A typo in the table's model would otherwise be ignored in silence, the job priced at
+    # genai-prices' numbers while its owner believes their own are used.
+    job = make_job(items=3)
+    ran = cli(
+        *command.split(), str(job.pipeline), "--set", f"backend.model={MODEL}",
+        "--set", f'prices."gemini-2.5-flsh"={PRICE}',
+    )  # fmt: skip
+    assert ran.code in (ExitCode.OK, ExitCode.SOME_FAILED), ran.err
+    assert ran.err.count("warning: ") == 1, ran.err
+    assert (
+        "pipeline.toml: prices: no entry for the model 'gemini-2.5-flash' (the table has "
+        "'gemini-2.5-flsh'), so its prices come from genai-prices" in " ".join(ran.err.split())
+    )
+
+
+def test_a_price_table_named_both_ways_is_refused(make_job: Callable[..., Job], cli: Cli) -> None:
+    job = make_job(items=3)
+    ran = cli(
+        "estimate", str(job.pipeline), "--model", MODEL,
+        "--set", f'prices."{MODEL}"={PRICE}', "--set", f'prices."models/{MODEL}"={PRICE}',
+    )  # fmt: skip
+    assert ran.code == ExitCode.USAGE
+    assert f'prices."models/{MODEL}": the model {MODEL!r} has a price already' in ran.err
