@@ -31,9 +31,10 @@ from rich.text import Text
 
 from strategies._tokens import count_tokens
 from strategies.backend import CacheClose, close_all
+from strategies.gemini.emulator import EmulatorQuota, EmulatorSection
 from strategies.quota import ModelQuota, Quota, time_under
 
-from .._results import BatchResult, Usage, WorkItem
+from .._results import BatchResult, ItemStatus, Usage, WorkItem
 from .._runner import Runner
 from .._stop import RunStopped
 from ._backends import job_inputs
@@ -161,9 +162,19 @@ def sample_of(records: Sequence[InputRecord], size: int) -> list[InputRecord]:
 
 
 def _offline(pipeline: Pipeline) -> Pipeline:
-    """*pipeline* on a backend that answers in this process: its own, or the emulator."""
+    """*pipeline* on a backend that answers in this process: its own, or the emulator.
+
+    The quotas are left out, the client's (``[backend.quota]``) and the emulator's
+    (``[backend.emulator.quota]``): the sample measures the mix, not the pace (the quota
+    times the job), and a quota would only slow it down (``rpm = 6``: a minute for a
+    sample of 6) or stop it (a spent ``rpd``).
+    """
     if pipeline.backend.kind in OFFLINE_BACKENDS:
-        return pipeline
+        section = pipeline.backend.section
+        if isinstance(section, EmulatorSection):
+            server = attrs.evolve(section.emulator, quota=EmulatorQuota())
+            section = attrs.evolve(section, quota=Quota(), emulator=server)
+        return attrs.evolve(pipeline, backend=attrs.evolve(pipeline.backend, section=section))
     spec = backend_spec("emulator")
     section = spec.section_type()
     backend = BackendConfig(spec=spec, model=pipeline.backend.model, section=section)
@@ -187,6 +198,7 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
         secrets=(),
     )
     started = time.monotonic()
+    stopped = False
     try:
         try:
             batch: BatchResult[Any] = await runner.run(
@@ -195,11 +207,13 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
         except RunStopped as exc:  # a stop the emulator answers (a model it does not serve)
             if exc.batch is None:
                 return None
-            batch = exc.batch
+            batch, stopped = exc.batch, True
     finally:
         await close_all(built.closers)
     wall = time.monotonic() - started
-    ended = [r for r in batch.results if r.attempts]
+    # An item the stop cut short (cancelled) did not show what an item costs: its refused
+    # requests are no measure of the mix.
+    ended = [r for r in batch.results if r.attempts and r.status is not ItemStatus.CANCELLED]
     if not ended:
         return None
     by_id = {r.id: r for r in records}
@@ -213,9 +227,15 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
             billed += attempt.usage.input_tokens > 0
             cache_tokens = max(cache_tokens, attempt.usage.cached_tokens)
     n = len(ended)
-    kind = "its own backend" if offline is pipeline else "the emulator"
+    kind = "its own backend" if offline.backend.spec is pipeline.backend.spec else "the emulator"
+    source = f"a sample of {n} items run on {kind}"
+    if stopped:
+        source += (
+            f" (the sample stopped early on a failure of the run; its other {len(records) - n} "
+            "items are not counted)"
+        )
     return Mix(
-        source=f"a sample of {n} items run on {kind}",
+        source=source,
         requests=billed / n,
         input_factor=usage.fresh_input_tokens / own if own else 1.0,
         cached=usage.cached_tokens / n,

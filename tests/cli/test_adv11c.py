@@ -3,6 +3,8 @@ first tests did not reach (a ``--retry`` run, a per-model quota)."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -198,3 +200,73 @@ def test_a_price_table_named_both_ways_is_refused(make_job: Callable[..., Job], 
     )  # fmt: skip
     assert ran.code == ExitCode.USAGE
     assert f'prices."models/{MODEL}": the model {MODEL!r} has a price already' in ran.err
+
+
+def _emulator_job(make_job: Callable[..., Job], items: int, backend: str) -> Job:
+    job = make_job(items=items, sim="", run="concurrency = 4")
+    (job.folder / "output.schema.json").write_text(json.dumps(SCHEMA), "utf-8")
+    text = (
+        job.pipeline.read_text("utf-8")
+        .replace('kind = "sim"\n\n[backend.sim]\n', f'kind = "emulator"\n{backend}\n')
+        .replace(
+            '[output]\npath = "out/results.jsonl"',
+            '[output]\npath = "out/results.jsonl"\nschema = "output.schema.json"',
+        )
+    )
+    job.pipeline.write_text(text, "utf-8")
+    return job
+
+
+@pytest.mark.parametrize(
+    "quota",
+    [
+        # The client's pace: a sample of 8 at 6 a minute took over a minute.
+        "[backend.quota]\nrpm = 6\n",
+        # The client's day: spent after 2 requests, the sample stopped, the mix 0.2 requests
+        # an item (a bill a fifth of the real one).
+        "[backend.quota]\nrpd = 2\n",
+        # The emulator's own quotas, answered with 429s: waited on, or a stop.
+        "[backend.emulator.quota]\nrpm = 6\n",
+        "[backend.emulator.quota]\nrpd = 2\n",
+    ],
+)
+def test_the_sample_is_neither_paced_nor_stopped_by_a_quota(
+    make_job: Callable[..., Job], cli: Cli, quota: str
+) -> None:
+    job = _emulator_job(
+        make_job, 40, f"\n[backend.emulator]\nseed = 3\ninvalid_rate = 0.0\nlatency = 0\n\n{quota}"
+    )
+    started = time.monotonic()
+    ran = cli("estimate", str(job.pipeline), "--sample", "8", "--json")
+    assert time.monotonic() - started < 20
+    assert ran.code == ExitCode.OK, ran.err
+    data = ran.json()
+    assert data["mix"]["source"] == "a sample of 8 items run on its own backend"
+    # Every item of a valid-answer sample is one request: one billed request an item.
+    assert data["mix"]["requests_per_item"] == 1.0
+    assert data["requests"] == 40
+    if quota.startswith("[backend.quota]\nrpm"):
+        assert data["quota"] == {"rpm": 6}
+        assert data["seconds"] == pytest.approx(40 / 6 * 60, abs=0.1)
+
+
+def test_a_sample_cut_short_by_a_stop_counts_only_the_items_it_finished(
+    make_job: Callable[..., Job], cli: Cli
+) -> None:
+    # A spending cap from the 5th request on stops the sample: the items it cut short were
+    # refused, not billed, and are no measure of what an item costs (before: counted, the
+    # mix 0.5 requests an item).
+    job = _emulator_job(
+        make_job,
+        40,
+        "\n[backend.emulator]\nseed = 3\ninvalid_rate = 0.0\nlatency = 0\n\n"
+        '[[backend.emulator.faults]]\nkind = "spend_cap"\nat = [5, 6, 7, 8, 9, 10, 11, 12]\n',
+    )
+    ran = cli("estimate", str(job.pipeline), "--sample", "8", "--json", "--concurrency", "1")
+    assert ran.code == ExitCode.OK, ran.err
+    data = ran.json()
+    assert data["mix"]["requests_per_item"] == 1.0
+    assert data["mix"]["source"] == (
+        "a sample of 4 items run on its own backend (the sample stopped early on a failure "
+        "of the run; its other 4 items are not counted)"
+    )
