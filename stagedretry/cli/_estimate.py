@@ -153,6 +153,32 @@ def under_quota(requests: float, input_tokens: float, quota: Mapping[str, int]) 
     return max(times)
 
 
+def daily_runs(requests: float, quota: Mapping[str, int]) -> int:
+    """The runs a job of *requests* takes, one a day, when ``rpd`` in *quota* is below it."""
+    if "rpd" in quota and requests > quota["rpd"]:
+        return math.ceil(requests / quota["rpd"])
+    return 1
+
+
+def working_time(
+    requests: float,
+    input_tokens: float,
+    quota: Mapping[str, int],
+    mix: Mix,
+    items: int,
+    seconds: float | None,
+) -> float:
+    """Seconds the job's runs work in all (the days waited for ``rpd`` left out): the pace of
+    the per-minute limits, else the sample's, else *seconds* (0 when unknown)."""
+    minute = ModelQuota(rpm=quota.get("rpm"), tpm=quota.get("tpm"))
+    paced = time_under(minute, math.ceil(requests), math.ceil(input_tokens))
+    if paced > 0:
+        return paced
+    if "rpd" in quota and mix.seconds_per_item is not None:
+        return mix.seconds_per_item * items
+    return 0.0 if "rpd" in quota else (seconds or 0.0)
+
+
 def sample_of(records: Sequence[InputRecord], size: int) -> list[InputRecord]:
     """*size* records spread evenly over *records* (every one when there are fewer)."""
     if size >= len(records):
@@ -297,12 +323,16 @@ def estimate(
     if priced is not None:
         cache = pipeline.cache
         made = {"created": 1} if mix.cache_tokens else {}
-        run = RunStats(wall_time=seconds or 0.0, items=n, cache=made, cache_tokens=mix.cache_tokens)
+        # A spent day quota stops the run; the same command goes on the next day, a run
+        # that makes the cache again.  The cache is stored while a run works, not overnight.
+        days = daily_runs(requests, quota)
+        active = working_time(requests, usage.input_tokens, quota, mix, n, seconds)
+        run = RunStats(wall_time=active / days, items=n, cache=made, cache_tokens=mix.cache_tokens)
         cost = price_job(
             priced.price,
             pipeline.backend.model,
             usage,
-            [run],
+            [run] * days,
             ttl=cache.options.ttl if cache is not None else 0.0,
             keep=cache is not None and cache.options.on_close is CacheClose.KEEP,
         )

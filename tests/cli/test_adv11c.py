@@ -270,3 +270,28 @@ def test_a_sample_cut_short_by_a_stop_counts_only_the_items_it_finished(
         "a sample of 4 items run on its own backend (the sample stopped early on a failure "
         "of the run; its other 4 items are not counted)"
     )
+
+
+def test_a_day_quota_spreads_the_job_over_days_without_storing_the_cache_between_them(
+    make_job: Callable[..., Job], cli: Cli
+) -> None:
+    # 40 requests at 10 a day: four daily runs, each a few seconds at 600 a minute.  The
+    # cache is deleted as each run ends (on_close = "delete") and made again the next day;
+    # it is not stored through the nights (before: 72 hours of storage, the bill 50x).
+    job = _emulator_job(make_job, 40, "\n[backend.emulator]\nseed = 3\ninvalid_rate = 0.0\n")
+    (job.folder / "rules.md").write_text("Answer as a careful librarian would. " * 300, "utf-8")
+    with job.pipeline.open("a", encoding="utf-8") as file:
+        file.write('\n[cache]\nsystem_instruction = "rules.md"\non_close = "delete"\n')
+    args = ("estimate", str(job.pipeline), "--sample", "0", "--json", "--model", MODEL)
+    one_day = cli(*args, "--rpm", "600").json()
+    days = cli(*args, "--rpm", "600", "--rpd", "10").json()
+    assert days["requests"] == 50  # 1.25 an item, the documented default
+    assert days["seconds"] >= 4 * 86400
+    # Five daily runs, each creating the cache once and storing it for its own few seconds.
+    assert days["cost"]["parts"]["cache_creation"] == pytest.approx(
+        5 * one_day["cost"]["parts"]["cache_creation"], rel=1e-3
+    )
+    assert days["cost"]["storage_hours"] == pytest.approx(
+        one_day["cost"]["storage_hours"], abs=0.01
+    )
+    assert days["cost"]["storage_hours"] < 0.1
