@@ -92,6 +92,8 @@ class Estimate:
     time_basis: str
     quota: Mapping[str, int]
     cost: Cost | None
+    ceilings: tuple[str, ...] = ()
+    """A sentence for each ``[run]`` ceiling the expected spend reaches."""
 
     def to_json(self) -> dict[str, Any]:
         u = self.usage
@@ -120,6 +122,7 @@ class Estimate:
             "time_basis": self.time_basis,
             "quota": dict(self.quota),
             "cost": self.cost.to_json() if self.cost is not None else None,
+            "ceilings": list(self.ceilings),
         }
 
 
@@ -350,7 +353,28 @@ def estimate(
         time_basis=basis,
         quota=quota,
         cost=cost,
+        ceilings=reached(pipeline, usage.total_tokens, cost),
     )
+
+
+def reached(pipeline: Pipeline, tokens: int, cost: Cost | None) -> tuple[str, ...]:
+    """A sentence for each ``[run]`` ceiling the expected *tokens* or *cost* reach: the run
+    would stop there (see ``_ceiling``), at about the share of the items it gives."""
+    run = pipeline.run
+    found = []
+    if run.max_tokens is not None and tokens >= run.max_tokens:
+        share = run.max_tokens / tokens
+        found.append(
+            f"the expected {tokens:,} tokens reach run.max_tokens={run.max_tokens:,}: the run "
+            f"would stop after about {share:.0%} of the items"
+        )
+    if run.max_cost_usd is not None and cost is not None and cost.with_cache >= run.max_cost_usd:
+        share = run.max_cost_usd / cost.with_cache
+        found.append(
+            f"the expected bill {_money(cost.with_cache)} reaches run.max_cost_usd="
+            f"{run.max_cost_usd:g}: the run would stop after about {share:.0%} of the items"
+        )
+    return tuple(found)
 
 
 def _money(value: float) -> str:
@@ -398,6 +422,8 @@ def render_estimate(found: Estimate, console: Console) -> None:
     console.print(table)
     console.print(Text(f"retry mix: {found.mix.source}"), soft_wrap=True)
     console.print(Text(f"time: from {found.time_basis}"), soft_wrap=True)
+    for sentence in found.ceilings:
+        console.print(Text(f"ceiling: {sentence}", style="yellow"), soft_wrap=True)
     if found.cost is None:
         console.print(
             Text(f"no price known for {found.model!r}: add a [prices] table", style="yellow")

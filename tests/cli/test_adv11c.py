@@ -295,3 +295,26 @@ def test_a_day_quota_spreads_the_job_over_days_without_storing_the_cache_between
         one_day["cost"]["storage_hours"], abs=0.01
     )
     assert days["cost"]["storage_hours"] < 0.1
+
+
+def test_the_estimate_says_which_ceiling_the_job_would_reach(
+    make_job: Callable[..., Job], cli: Cli
+) -> None:
+    job = make_job(items=40)
+    args = ("estimate", str(job.pipeline), "--sample", "0", "--json", "--model", MODEL)
+    free = cli(*args).json()
+    assert free["ceilings"] == []
+    tokens = free["tokens"]["input"] + free["tokens"]["output"]
+    bill = free["cost"]["with_cache"]
+    capped = cli(
+        *args, "--set", f"run.max_tokens={tokens // 4}", "--set", f"run.max_cost_usd={bill / 2}"
+    ).json()
+    assert capped["ceilings"] == [
+        f"the expected {tokens:,} tokens reach run.max_tokens={tokens // 4:,}: the run would "
+        "stop after about 25% of the items",
+        f"the expected bill ${bill:,.4f} reaches run.max_cost_usd={bill / 2:g}: the run would "
+        "stop after about 50% of the items",
+    ]
+    # Ceilings above the expected spend say nothing.
+    roomy = cli(*args, "--set", f"run.max_tokens={tokens * 2}").json()
+    assert roomy["ceilings"] == []
