@@ -318,3 +318,15 @@ def test_the_estimate_says_which_ceiling_the_job_would_reach(
     # Ceilings above the expected spend say nothing.
     roomy = cli(*args, "--set", f"run.max_tokens={tokens * 2}").json()
     assert roomy["ceilings"] == []
+
+
+def test_the_report_of_a_model_with_no_price_says_where_none_was_found(
+    make_job: Callable[..., Job], cli: Cli
+) -> None:
+    job = make_job(items=4)
+    ran = cli("run", str(job.pipeline), "--no-progress", "--model", "my-own-model")
+    assert ran.code in (ExitCode.OK, ExitCode.SOME_FAILED), ran.err
+    page = job.output.with_name("results.report.html").read_text("utf-8")
+    assert "No price for this model in [prices] nor in genai-prices&#x27; data" in page or (
+        "No price for this model in [prices] nor in genai-prices' data" in page
+    )
