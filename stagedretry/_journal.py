@@ -102,6 +102,13 @@ _HISTORY: Final = (
 )
 
 
+_PAID: Final = (
+    "SELECT result, line, digest, run, item_id, recorded_at FROM results WHERE fingerprint = ? "
+    "UNION ALL "
+    "SELECT result, line, digest, run, item_id, recorded_at FROM history WHERE fingerprint = ?"
+)
+
+
 _RESULT_COLUMNS: Final = (
     "fingerprint",
     "item_id",
@@ -586,6 +593,23 @@ class Journal:
             JournalEntry(self._result(text), line, digest, run, fingerprint)
             for text, line, digest, run, fingerprint in self._rows(rows)
         ]
+
+    def paid(self) -> Iterator[JournalEntry]:
+        """Every result the job paid for, each once: this fingerprint's latest results and
+        those they replaced (a retried, cancelled or changed item's earlier ones), and the
+        same of the fingerprints a retry under it read from (see :meth:`runs`).
+
+        A result kept under two fingerprints (see :meth:`adopt`) comes once.  What a
+        spend ceiling counts: a retry run pays again for what the earlier run paid.
+        """
+        seen: set[tuple[str, int, float]] = set()
+        for fingerprint in (self.fingerprint, *self._sources()):
+            rows = self._read(_PAID, (fingerprint, fingerprint))
+            for text, line, digest, run, item_id, at in self._rows(rows):
+                if (item_id, run, at) in seen:  # an adopted copy keeps its run and time
+                    continue
+                seen.add((item_id, run, at))
+                yield JournalEntry(self._result(text), line, digest, run, fingerprint)
 
     def results(self) -> Iterator[ItemResult]:
         """Every committed result of this fingerprint, in input order, ``cancelled`` ones included.

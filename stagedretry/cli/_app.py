@@ -218,10 +218,14 @@ def _load(app: App, path: Path, overrides: Sequence[tuple[str, Any]]) -> Pipelin
 
 
 def _warn_ignored(app: App, pipeline: Pipeline) -> None:
-    """Say once that another backend's settings (left from a switch of kind) are not used."""
-    warning = pipeline.backend.ignored_warning(pipeline.source.name)
-    if warning is not None:
-        _error(app, warning, label=("warning: ", "yellow"))
+    """Say once that another backend's settings (left from a switch of kind) are not used, and
+    that a [prices] table has no entry for the model."""
+    for warning in (
+        pipeline.backend.ignored_warning(pipeline.source.name),
+        pipeline.prices_warning(pipeline.source.name),
+    ):
+        if warning is not None:
+            _error(app, warning, label=("warning: ", "yellow"))
 
 
 def _log_options(func: F) -> F:

@@ -58,7 +58,8 @@ class Ceiling:
     def start(
         cls, pipeline: Pipeline, kept: Iterable[ItemResult], earlier: Sequence[RunStats]
     ) -> Ceiling | None:
-        """A ceiling for *pipeline*, counting the results *kept* from earlier runs; ``None``
+        """A ceiling for *pipeline*, counting the results *kept* from earlier runs (every one the
+        job paid for, see ``Journal.paid``); ``None``
         when ``[run]`` sets neither ceiling."""
         run = pipeline.run
         if run.max_cost_usd is None and run.max_tokens is None:

@@ -31,9 +31,10 @@ from rich.text import Text
 
 from strategies._tokens import count_tokens
 from strategies.backend import CacheClose, close_all
-from strategies.quota import ModelQuota, time_under
+from strategies.gemini.emulator import EmulatorQuota, EmulatorSection
+from strategies.quota import ModelQuota, Quota, time_under
 
-from .._results import BatchResult, Usage, WorkItem
+from .._results import BatchResult, ItemStatus, Usage, WorkItem
 from .._runner import Runner
 from .._stop import RunStopped
 from ._backends import job_inputs
@@ -91,6 +92,8 @@ class Estimate:
     time_basis: str
     quota: Mapping[str, int]
     cost: Cost | None
+    ceilings: tuple[str, ...] = ()
+    """A sentence for each ``[run]`` ceiling the expected spend reaches."""
 
     def to_json(self) -> dict[str, Any]:
         u = self.usage
@@ -119,13 +122,17 @@ class Estimate:
             "time_basis": self.time_basis,
             "quota": dict(self.quota),
             "cost": self.cost.to_json() if self.cost is not None else None,
+            "ceilings": list(self.ceilings),
         }
 
 
 def quota_of(pipeline: Pipeline, given: Mapping[str, int | None]) -> dict[str, int]:
     """The limits to time the job under: *given* (``--rpm`` ...) first, then the backend
-    section's ``quota`` table (``rpm``, ``tpm``, ``rpd``) when the backend has one."""
+    section's ``quota`` table (``rpm``, ``tpm``, ``rpd``) when the backend has one, with its
+    override for the pipeline's model (``[backend.quota.models."<model>"]``) applied."""
     table = getattr(pipeline.backend.section, "quota", None)
+    if isinstance(table, Quota):
+        table = table.for_model(pipeline.backend.model)
     found: dict[str, int] = {}
     for key in QUOTA_KEYS:
         value = given.get(key)
@@ -149,6 +156,32 @@ def under_quota(requests: float, input_tokens: float, quota: Mapping[str, int]) 
     return max(times)
 
 
+def daily_runs(requests: float, quota: Mapping[str, int]) -> int:
+    """The runs a job of *requests* takes, one a day, when ``rpd`` in *quota* is below it."""
+    if "rpd" in quota and requests > quota["rpd"]:
+        return math.ceil(requests / quota["rpd"])
+    return 1
+
+
+def working_time(
+    requests: float,
+    input_tokens: float,
+    quota: Mapping[str, int],
+    mix: Mix,
+    items: int,
+    seconds: float | None,
+) -> float:
+    """Seconds the job's runs work in all (the days waited for ``rpd`` left out): the pace of
+    the per-minute limits, else the sample's, else *seconds* (0 when unknown)."""
+    minute = ModelQuota(rpm=quota.get("rpm"), tpm=quota.get("tpm"))
+    paced = time_under(minute, math.ceil(requests), math.ceil(input_tokens))
+    if paced > 0:
+        return paced
+    if "rpd" in quota and mix.seconds_per_item is not None:
+        return mix.seconds_per_item * items
+    return 0.0 if "rpd" in quota else (seconds or 0.0)
+
+
 def sample_of(records: Sequence[InputRecord], size: int) -> list[InputRecord]:
     """*size* records spread evenly over *records* (every one when there are fewer)."""
     if size >= len(records):
@@ -158,9 +191,19 @@ def sample_of(records: Sequence[InputRecord], size: int) -> list[InputRecord]:
 
 
 def _offline(pipeline: Pipeline) -> Pipeline:
-    """*pipeline* on a backend that answers in this process: its own, or the emulator."""
+    """*pipeline* on a backend that answers in this process: its own, or the emulator.
+
+    The quotas are left out, the client's (``[backend.quota]``) and the emulator's
+    (``[backend.emulator.quota]``): the sample measures the mix, not the pace (the quota
+    times the job), and a quota would only slow it down (``rpm = 6``: a minute for a
+    sample of 6) or stop it (a spent ``rpd``).
+    """
     if pipeline.backend.kind in OFFLINE_BACKENDS:
-        return pipeline
+        section = pipeline.backend.section
+        if isinstance(section, EmulatorSection):
+            server = attrs.evolve(section.emulator, quota=EmulatorQuota())
+            section = attrs.evolve(section, quota=Quota(), emulator=server)
+        return attrs.evolve(pipeline, backend=attrs.evolve(pipeline.backend, section=section))
     spec = backend_spec("emulator")
     section = spec.section_type()
     backend = BackendConfig(spec=spec, model=pipeline.backend.model, section=section)
@@ -184,6 +227,7 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
         secrets=(),
     )
     started = time.monotonic()
+    stopped = False
     try:
         try:
             batch: BatchResult[Any] = await runner.run(
@@ -192,11 +236,13 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
         except RunStopped as exc:  # a stop the emulator answers (a model it does not serve)
             if exc.batch is None:
                 return None
-            batch = exc.batch
+            batch, stopped = exc.batch, True
     finally:
         await close_all(built.closers)
     wall = time.monotonic() - started
-    ended = [r for r in batch.results if r.attempts]
+    # An item the stop cut short (cancelled) did not show what an item costs: its refused
+    # requests are no measure of the mix.
+    ended = [r for r in batch.results if r.attempts and r.status is not ItemStatus.CANCELLED]
     if not ended:
         return None
     by_id = {r.id: r for r in records}
@@ -210,9 +256,15 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
             billed += attempt.usage.input_tokens > 0
             cache_tokens = max(cache_tokens, attempt.usage.cached_tokens)
     n = len(ended)
-    kind = "its own backend" if offline is pipeline else "the emulator"
+    kind = "its own backend" if offline.backend.spec is pipeline.backend.spec else "the emulator"
+    source = f"a sample of {n} items run on {kind}"
+    if stopped:
+        source += (
+            f" (the sample stopped early on a failure of the run; its other {len(records) - n} "
+            "items are not counted)"
+        )
     return Mix(
-        source=f"a sample of {n} items run on {kind}",
+        source=source,
         requests=billed / n,
         input_factor=usage.fresh_input_tokens / own if own else 1.0,
         cached=usage.cached_tokens / n,
@@ -274,12 +326,16 @@ def estimate(
     if priced is not None:
         cache = pipeline.cache
         made = {"created": 1} if mix.cache_tokens else {}
-        run = RunStats(wall_time=seconds or 0.0, items=n, cache=made, cache_tokens=mix.cache_tokens)
+        # A spent day quota stops the run; the same command goes on the next day, a run
+        # that makes the cache again.  The cache is stored while a run works, not overnight.
+        days = daily_runs(requests, quota)
+        active = working_time(requests, usage.input_tokens, quota, mix, n, seconds)
+        run = RunStats(wall_time=active / days, items=n, cache=made, cache_tokens=mix.cache_tokens)
         cost = price_job(
             priced.price,
             pipeline.backend.model,
             usage,
-            [run],
+            [run] * days,
             ttl=cache.options.ttl if cache is not None else 0.0,
             keep=cache is not None and cache.options.on_close is CacheClose.KEEP,
         )
@@ -297,7 +353,28 @@ def estimate(
         time_basis=basis,
         quota=quota,
         cost=cost,
+        ceilings=reached(pipeline, usage.total_tokens, cost),
     )
+
+
+def reached(pipeline: Pipeline, tokens: int, cost: Cost | None) -> tuple[str, ...]:
+    """A sentence for each ``[run]`` ceiling the expected *tokens* or *cost* reach: the run
+    would stop there (see ``_ceiling``), at about the share of the items it gives."""
+    run = pipeline.run
+    found = []
+    if run.max_tokens is not None and tokens >= run.max_tokens:
+        share = run.max_tokens / tokens
+        found.append(
+            f"the expected {tokens:,} tokens reach run.max_tokens={run.max_tokens:,}: the run "
+            f"would stop after about {share:.0%} of the items"
+        )
+    if run.max_cost_usd is not None and cost is not None and cost.with_cache >= run.max_cost_usd:
+        share = run.max_cost_usd / cost.with_cache
+        found.append(
+            f"the expected bill {_money(cost.with_cache)} reaches run.max_cost_usd="
+            f"{run.max_cost_usd:g}: the run would stop after about {share:.0%} of the items"
+        )
+    return tuple(found)
 
 
 def _money(value: float) -> str:
@@ -345,6 +422,8 @@ def render_estimate(found: Estimate, console: Console) -> None:
     console.print(table)
     console.print(Text(f"retry mix: {found.mix.source}"), soft_wrap=True)
     console.print(Text(f"time: from {found.time_basis}"), soft_wrap=True)
+    for sentence in found.ceilings:
+        console.print(Text(f"ceiling: {sentence}", style="yellow"), soft_wrap=True)
     if found.cost is None:
         console.print(
             Text(f"no price known for {found.model!r}: add a [prices] table", style="yellow")

@@ -349,8 +349,15 @@ async def _run_locked(
             from_journal=len(kept),
         )
         runnable = [r for r in todo if r.error is None]
-        # The job's ceilings count what the journal's earlier runs spent (see _ceiling).
-        ceiling = Ceiling.start(pipeline, kept, run_stats(journal))
+        # The job's ceilings count what the journal's earlier runs spent (see _ceiling),
+        # the results a retried or cancelled item replaces included.
+        ceiling = Ceiling.start(
+            pipeline,
+            (e.result for e in journal.paid() if e.result.id in by_id)
+            if pipeline.run.max_cost_usd is not None or pipeline.run.max_tokens is not None
+            else (),
+            run_stats(journal),
+        )
         started = time.monotonic()
         this_run: Counter[str] = Counter()
         cache_tokens = 0

@@ -188,6 +188,8 @@ async def a_retry_run_is_a_run(runner: sr.Runner[Book], journal: sr.Journal) -> 
         assert_type(entry.run, int)
         assert_type(entry.fingerprint, str | None)
         assert_type(entry.result.status, sr.ItemStatus)
+    spent = sum((a.usage for e in journal.paid() for a in e.result.attempts), sr.Usage())
+    assert_type(spent, sr.Usage)
 
 
 async def items_may_be_mappings_and_the_logger_a_standard_one() -> None:

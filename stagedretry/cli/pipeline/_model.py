@@ -20,7 +20,7 @@ import attrs
 from stagedretry import Plan, settable_keys, setting
 from strategies.backend import BackendSpec, CacheOptions
 
-from ._prices import Price, PriceChoice, choose_price
+from ._prices import Price, PriceChoice, choose_price, default_price
 from ._template import Template
 
 DEFAULT_MODEL: Final = "gemini-2.5-flash"
@@ -172,6 +172,20 @@ class Pipeline:
         """The backend's model's price and each part's source: the ``[prices]`` table's
         entry, else genai-prices' bundled data (see :mod:`._prices`); ``None``: unknown."""
         return choose_price(self.backend.model, self.prices)
+
+    def prices_warning(self, file: str) -> str | None:
+        """One sentence when ``[prices]`` has entries but none for the backend's model (a typo,
+        or a model switched with ``--model``), or ``None``: the table is then not used."""
+        model = self.backend.model
+        if not self.prices or model in self.prices:
+            return None
+        names = ", ".join(repr(name) for name in sorted(self.prices))
+        then = (
+            "so its prices come from genai-prices"
+            if default_price(model) is not None
+            else "and genai-prices has none: no cost report"
+        )
+        return f"{file}: prices: no entry for the model {model!r} (the table has {names}), {then}"
 
     @property
     def price(self) -> Price | None:

@@ -387,8 +387,12 @@ def _run(r: _Reader, table: dict[str, Any]) -> RunConfig:
 
 
 def _prices(r: _Reader, table: dict[str, Any]) -> dict[str, Price]:
-    out = {}
+    out: dict[str, Price] = {}
     for model, entry in table.items():
         here = f'prices."{model}"' if "." in model else f"prices.{model}"
-        out[model] = r.settings(Price, entry, here)
+        # Keyed as backend.model is read: the API's "models/" prefix is optional in both.
+        name = model.removeprefix("models/")
+        if name in out:
+            raise r.error(here, f"the model {name!r} has a price already")
+        out[name] = r.settings(Price, entry, here)
     return out

@@ -88,7 +88,9 @@ def render(report: Report) -> str:
             "are drawn as the attempts show them. Give --pipeline to draw the declared plan."
         )
     if recorded.price is None:
-        notes.append("No price for this model in [prices]: costs are not shown.")
+        notes.append(
+            "No price for this model in [prices] nor in genai-prices' data: costs are not shown."
+        )
     failed = [
         (r.id, r.status.value, r.final_stage, r.prompts, r.reason)
         for r in (e.result for e in source.entries)
