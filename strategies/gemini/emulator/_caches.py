@@ -91,6 +91,7 @@ class CacheStore:
         self._api = api
         self._entries: dict[str, CacheEntry] = {}
         self._seq = 0
+        self._last_created = 0  # microseconds
 
     def new_id(self) -> str:
         """Draw a fresh id, deterministic for a seed: 40 characters ``[a-z0-9]`` on the
@@ -102,6 +103,17 @@ class CacheStore:
                 cache_id = "".join(self._rng.choice(_ID_ALPHABET) for _ in range(40))
             if cache_id not in self._entries:
                 return cache_id
+
+    def creation_time(self, now: float) -> float:
+        """*now* for a new cache, a microsecond after the last creation at the least.
+
+        A server's ``create_time`` follows the order it made caches in, to the microsecond
+        it reports; a frozen virtual clock would give several caches one time and leave
+        processes converging on the oldest to break the tie by name alone.
+        """
+        micros = max(round(now * 1_000_000), self._last_created + 1)
+        self._last_created = micros
+        return micros / 1_000_000
 
     def _gone(self, cache_id: str, *, generating: bool) -> ApiError:
         """The API's error for a cache that does not exist (any more)."""

@@ -191,12 +191,13 @@ class GeminiService:
                     f"total_token_count={total}, min_total_token_count={minimum}"
                 )
             texts = [content_text(system)] + [content_text(c) for c in contents]
+            created = self._store.creation_time(now)
             entry = self._store.add(
                 cache_id=self._store.new_id(),
                 model=model,
                 display_name=display_name or None,
-                create_time=now,
-                update_time=now,
+                create_time=created,
+                update_time=created,
                 expire_time=expire,
                 total_tokens=total,
                 modalities=request_modalities(contents, system, tools, tool_config),
