@@ -27,6 +27,7 @@ import contextlib
 import enum
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -41,6 +42,7 @@ __all__ = [
     "Closer",
     "JobInputs",
     "close_all",
+    "http_url_problem",
 ]
 
 S = TypeVar("S")
@@ -204,3 +206,16 @@ async def close_all(closers: Iterable[Closer]) -> None:
         # Closing must never hide the run's own outcome.
         with contextlib.suppress(Exception):
             await closer()
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why *url* cannot be an endpoint, in one phrase, or ``None`` for an ``http://`` or
+    ``https://`` URL with a host and, if any, a port in range (a proxy, an emulator)."""
+    try:
+        parts = urlsplit(url)
+        _port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        return f"expected an http(s) URL, got {url!r} ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http(s) URL, got {url!r}"
+    return None

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from strategies.backend import BackendError
+from strategies.backend import BackendError, http_url_problem
 
 from .._describe import without_reprs
 from .._journal import JournalError, JournalIOError
@@ -56,7 +56,7 @@ from ._backends import (
     short_keys,
 )
 from ._bad_records import bad_reasons
-from ._endpoint import LOOPBACK_KEY, base_url_problem, cache_name, is_loopback, server_offset
+from ._endpoint import LOOPBACK_KEY, cache_name, is_loopback, server_offset
 from ._estimate import (
     DEFAULT_SAMPLE,
     default_mix,
@@ -967,7 +967,7 @@ def _connection_options(func: F) -> F:
 
 
 def _checked_base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    problem = base_url_problem(value) if value is not None else None
+    problem = http_url_problem(value) if value is not None else None
     if problem is not None:
         raise click.BadParameter(problem, ctx=ctx, param=param)
     return value

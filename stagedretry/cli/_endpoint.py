@@ -8,13 +8,12 @@ never shown or written.  Google's endpoint, or any other host, needs the user's 
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
-import math
 import re
-from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+from strategies.gemini._server_clock import from_date
 
 LOOPBACK_KEY: Final = "stagedretry-loopback-placeholder-key"
 """The key sent to a loopback endpoint when the environment holds none: an emulator that wants
@@ -32,18 +31,6 @@ def cache_name(name: str) -> str | None:
     empty name, ``..``, a ``?`` or a control character never reaches a URL."""
     full = name if "/" in name else f"cachedContents/{name}"
     return full if _CACHE_NAME.fullmatch(full) else None
-
-
-def base_url_problem(url: str) -> str | None:
-    """Why *url* cannot be a Gemini endpoint, in one phrase, or ``None``."""
-    try:
-        parts = urlsplit(url)
-        _port = parts.port  # raises ValueError for a port out of range or not a number
-    except ValueError as exc:
-        return f"expected an http(s) URL such as http://127.0.0.1:8080, got {url!r} ({exc})"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"expected an http(s) URL such as http://127.0.0.1:8080, got {url!r}"
-    return None
 
 
 def is_loopback(url: str | None) -> bool:
@@ -67,19 +54,8 @@ def server_offset(headers: Any, *, sent: float, received: float) -> float | None
     answered at *received* (epoch seconds); ``None`` without a readable ``Date``.
 
     A cache's ``expire_time`` is on the server's clock, so its life left is judged on that
-    clock.  A ``Date`` names a whole second, stamped somewhere between *sent* and
-    *received*: the middle of both ranges is taken, good to about half a second.
+    clock.  The header is read as the cache itself reads it (its bounds on the offset); a
+    listing shows the middle of them, good to about half a second.
     """
-    if not isinstance(headers, Mapping):
-        return None
-    text = next((v for k, v in headers.items() if isinstance(k, str) and k.lower() == "date"), None)
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:  # "-0000": an unknown zone, not an HTTP-date
-        return None
-    offset = moment.timestamp() + 0.5 - (sent + received) / 2
-    return offset if math.isfinite(offset) else None
+    reading = from_date(headers, sent=sent, received=received)
+    return None if reading is None else (reading.low + reading.high) / 2

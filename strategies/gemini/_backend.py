@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
 
 import attrs
 
 from stagedretry import PlanError, setting, validators
 
-from ..backend import BackendError, BackendSpec, Built, CacheClose, Closer, JobInputs, close_all
+from ..backend import (
+    BackendError,
+    BackendSpec,
+    Built,
+    CacheClose,
+    Closer,
+    JobInputs,
+    close_all,
+    http_url_problem,
+)
 from ..quota import Quota
 from ._params import GeminiParams
 
@@ -49,18 +57,9 @@ class GeminiSection:
     fingerprint."""
 
     def __attrs_post_init__(self) -> None:
-        if self.base_url is not None and not is_http_url(self.base_url):
-            raise PlanError("base_url", f"expected an http(s) URL, got {self.base_url!r}")
-
-
-def is_http_url(url: str) -> bool:
-    """An ``http://`` or ``https://`` URL with a host and, if any, a port in range."""
-    try:
-        parts = urlsplit(url)
-        _port = parts.port  # raises ValueError for a port out of range or not a number
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+        problem = http_url_problem(self.base_url) if self.base_url is not None else None
+        if problem is not None:
+            raise PlanError("base_url", problem)
 
 
 def check_shape(name: str, job: JobInputs) -> None:

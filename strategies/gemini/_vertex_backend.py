@@ -19,9 +19,9 @@ import attrs
 
 from stagedretry import PlanError, setting
 
-from ..backend import BackendError, BackendSpec, Built, JobInputs, close_all
+from ..backend import BackendError, BackendSpec, Built, JobInputs, close_all, http_url_problem
 from ..quota import Quota
-from ._backend import build_on_client, check_shape, client_closer, is_http_url
+from ._backend import build_on_client, check_shape, client_closer
 from ._params import GeminiParams
 
 if TYPE_CHECKING:
@@ -98,8 +98,9 @@ class VertexSection:
                 f"expected a Vertex AI location such as 'us-central1' or 'global', "
                 f"got {self.location!r}",
             )
-        if self.base_url is not None and not is_http_url(self.base_url):
-            raise PlanError("base_url", f"expected an http(s) URL, got {self.base_url!r}")
+        problem = http_url_problem(self.base_url) if self.base_url is not None else None
+        if problem is not None:
+            raise PlanError("base_url", problem)
 
     def __repr__(self) -> str:
         # Written by hand so that a key someone put in the file never shows.

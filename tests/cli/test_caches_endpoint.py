@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stagedretry.cli._endpoint import LOOPBACK_KEY, base_url_problem, is_loopback
+from stagedretry.cli._endpoint import LOOPBACK_KEY, is_loopback
+from strategies.backend import http_url_problem
 from strategies.gemini.emulator import GeminiEmulator, make_client
 
 from .conftest import Invocation, Job, command, on_gemini
@@ -143,4 +144,4 @@ def test_a_base_url_that_is_not_an_http_url_is_a_usage_error(
 def test_loopback_is_this_machine_only(url: str | None, loopback: bool) -> None:
     assert is_loopback(url) is loopback
     if url is not None:
-        assert base_url_problem(url) is None
+        assert http_url_problem(url) is None
