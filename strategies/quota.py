@@ -321,10 +321,6 @@ class QuotaAdmission:
             self._models[model] = found
         return found
 
-    def limits_for(self, model: str) -> ModelQuota:
-        """The limits that apply to *model*."""
-        return self.quota.for_model(model)
-
     async def admit(self, model: str, tokens: int) -> Permit:
         """Wait until *model* may take one more request of *tokens* (estimated) input tokens."""
         model = _bare(model)
