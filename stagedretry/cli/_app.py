@@ -19,6 +19,7 @@ it returns 0 or 1 as a run that was not stopped would.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import time
@@ -1086,6 +1087,18 @@ def _ours(display_name: str | None) -> bool:
     return bool(display_name) and str(display_name).startswith("stagedretry:")
 
 
+def _life_left(expire: float | None, set_at: datetime.datetime | None, now: float) -> float | None:
+    """Seconds a cache has left (to 0.1 s) at the server's *now*, never more than from the
+    last time the server set it (``update_time``, else ``create_time``) to its end: the
+    ``Date`` the offset comes from names only a whole second."""
+    if expire is None:
+        return None
+    left = expire - now
+    if set_at is not None:
+        left = min(left, expire - set_at.timestamp())
+    return round(left, 1)
+
+
 @caches.command("list")
 @click.option(
     "--pipeline",
@@ -1120,6 +1133,7 @@ def caches_list(
             if not show_all and not _ours(cached.display_name):
                 continue
             expire = cached.expire_time.timestamp() if cached.expire_time is not None else None
+            left = _life_left(expire, cached.update_time or cached.create_time, now)
             usage = cached.usage_metadata
             rows.append(
                 {
@@ -1127,7 +1141,7 @@ def caches_list(
                     "display_name": cached.display_name,
                     "model": cached.model,
                     "expire_time": cached.expire_time.isoformat() if cached.expire_time else None,
-                    "expires_in": round(expire - now, 1) if expire is not None else None,
+                    "expires_in": left,
                     "tokens": usage.total_token_count if usage is not None else None,
                     "matches_pipeline": wanted is not None and cached.display_name == wanted,
                 }
