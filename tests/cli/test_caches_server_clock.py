@@ -7,6 +7,7 @@ expired half an hour ago).  The list's ``Date`` header gives the server's now.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stagedretry.cli._app import _life_left
 from stagedretry.cli._endpoint import server_offset
 from strategies.gemini.emulator import GeminiEmulator, make_client
 
@@ -83,3 +85,23 @@ def test_the_offset_from_a_date_header_is_within_its_second_and_the_round_trip(
 )
 def test_no_readable_date_gives_no_offset(headers: object) -> None:
     assert server_offset(headers, sent=1e9, received=1e9) is None
+
+
+@given(
+    ttl=st.floats(min_value=1, max_value=7 * 86400),
+    since_set=st.floats(min_value=0, max_value=3600),
+    error=st.floats(min_value=-1.0, max_value=1.0),
+)
+def test_the_life_shown_never_exceeds_what_the_server_last_gave(
+    ttl: float, since_set: float, error: float
+) -> None:
+    # The server set the cache (update_time) *since_set* seconds before its true now; the
+    # listing's estimate of that now is off by *error* (a Date names a whole second).
+    set_at = 1.8e9
+    expire = set_at + ttl
+    shown = _life_left(
+        expire, datetime.datetime.fromtimestamp(set_at, datetime.UTC), set_at + since_set + error
+    )
+    assert shown is not None
+    assert shown <= round(ttl, 1)
+    assert abs(shown - (ttl - since_set)) <= abs(error) + 0.05 or shown == round(ttl, 1)
