@@ -10,6 +10,7 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from . import validators
+    from ._batch_jobs import BatchEntry, BatchJobLost, BatchJobState, SubmitsBatchJobs
     from ._clock import Clock, SystemClock
     from ._http import retry_after
     from ._journal import Journal, JournalError, JournalIOError
@@ -25,6 +26,7 @@ if _typing.TYPE_CHECKING:
         RateLimited,
         ResourceLost,
         Rule,
+        Shed,
         StagedRetryError,
         StopRun,
         TransientError,
@@ -72,6 +74,9 @@ __all__ = [
     "Attempt",
     "AttemptError",
     "Backoff",
+    "BatchEntry",
+    "BatchJobLost",
+    "BatchJobState",
     "BatchResult",
     "Clock",
     "DeclaresParams",
@@ -109,12 +114,14 @@ __all__ = [
     "Scratch",
     "Secrets",
     "SharedResource",
+    "Shed",
     "Stage",
     "StageContext",
     "StageKind",
     "StagedRetryError",
     "StopRun",
     "Strategy",
+    "SubmitsBatchJobs",
     "SystemClock",
     "TransientError",
     "Usage",
@@ -139,6 +146,9 @@ _MODULES = {
     "Attempt": "._results",
     "AttemptError": "._outcomes",
     "Backoff": "._plan",
+    "BatchEntry": "._batch_jobs",
+    "BatchJobLost": "._batch_jobs",
+    "BatchJobState": "._batch_jobs",
     "BatchResult": "._results",
     "Clock": "._clock",
     "DeclaresParams": "._strategy",
@@ -176,12 +186,14 @@ _MODULES = {
     "Scratch": "._state",
     "Secrets": "._redact",
     "SharedResource": "._resources",
+    "Shed": "._outcomes",
     "Stage": "._plan",
     "StageContext": "._strategy",
     "StageKind": "._stages",
     "StagedRetryError": "._outcomes",
     "StopRun": "._outcomes",
     "Strategy": "._strategy",
+    "SubmitsBatchJobs": "._batch_jobs",
     "SystemClock": "._clock",
     "TransientError": "._outcomes",
     "Usage": "._results",

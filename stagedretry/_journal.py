@@ -244,6 +244,7 @@ def _meta_json(meta: ResponseMeta | None) -> dict[str, Any] | None:
         "model_version": meta.model_version,
         "response_id": meta.response_id,
         "truncated": meta.truncated,
+        "service_tier": meta.service_tier,
     }
 
 

@@ -49,6 +49,9 @@ class OutcomeKind(enum.Enum):
     #: The failure belongs to the run, not to the item (the key is rejected, billing is
     #: disabled, the model does not exist, a per-day quota is spent): the run stops.
     STOP_RUN = "stop_run"
+    #: A best-effort tier (Gemini's Flex) had no capacity for the request and shed it
+    #: unserved: not billed, and the stage's ``on.shed`` says where the item goes.
+    SHED = "shed"
 
     @property
     def spends_prompt(self) -> bool:
@@ -57,6 +60,7 @@ class OutcomeKind(enum.Enum):
             OutcomeKind.RATE_LIMITED,
             OutcomeKind.RESOURCE_LOST,
             OutcomeKind.STOP_RUN,
+            OutcomeKind.SHED,
         )
 
 
@@ -212,6 +216,16 @@ class RateLimited(AttemptError):
     def outcome(self) -> Outcome:
         """A RATE_LIMITED outcome carrying the provider's advised delay."""
         return Outcome(self.kind, str(self), retry_after=self.retry_after)
+
+
+class Shed(RateLimited):
+    """A best-effort service tier shed the request unserved (it is not billed).
+
+    Raised by a strategy for a request sent on a tier that may shed load (Gemini's
+    ``flex``); *retry_after* is the provider's advice in seconds, if it gave one.
+    """
+
+    kind = OutcomeKind.SHED
 
 
 class ResourceLost(AttemptError):

@@ -134,7 +134,7 @@ def count(state: ItemState, index: int, outcome: Outcome) -> bool:
         # in between (a 429) proves nothing, so alternating 429s and losses cannot renew
         # the resource without end.
         state.lost_in_row = 0
-    if kind is OutcomeKind.RATE_LIMITED:
+    if kind is OutcomeKind.RATE_LIMITED or kind is OutcomeKind.SHED:
         state.rate_limit_waits += 1
     return counted
 
@@ -164,6 +164,19 @@ def decide(state: ItemState, index: int, plan: Plan, outcome: Outcome) -> Decisi
         # A server's advice is honoured, up to the plan's ceiling on waits.
         wait = min(outcome.retry_after, backoff.maximum)
         return Decision(Trigger.RATE_LIMITED, wait=wait, pause_all=True)
+    if kind is OutcomeKind.SHED:
+        # Without a declared fallback a shed request is retried on its stage, as a 429 is,
+        # under the same cap; a shed is this request's, not every worker's, so none pause.
+        waits = state.rate_limit_waits
+        if waits > plan.max_rate_limit_waits:
+            return Decision(Trigger.ABORT, f"shed {waits} times")
+        if outcome.retry_after is None:
+            return Decision(
+                Trigger.RATE_LIMITED, wait=plan.rate_limit_backoff.ceiling(waits), jitter=True
+            )
+        return Decision(
+            Trigger.RATE_LIMITED, wait=min(outcome.retry_after, plan.rate_limit_backoff.maximum)
+        )
     lost = state.lost_in_row
     if lost > plan.max_resource_lost:
         return Decision(Trigger.ABORT, f"resource lost {lost} times in a row")

@@ -71,6 +71,9 @@ class ResponseMeta:
     ``safety_ratings`` maps a category to its probability, by enum name.
     ``truncated`` says the answer was cut off by the output token limit
     (Gemini's ``MAX_TOKENS``): the stages then keep what of it is complete.
+    ``service_tier`` is the tier the request was billed at, as the provider names it
+    (Gemini: ``"standard"``, ``"flex"``, ``"priority"``, or ``"batch"`` for an answer
+    from a batch job); ``None`` when the provider does not say.
     ``raw`` is the provider's own response object for whoever needs more.
     """
 
@@ -81,4 +84,5 @@ class ResponseMeta:
     model_version: str | None = None
     response_id: str | None = None
     truncated: bool = False
+    service_tier: str | None = None
     raw: Any = attrs.field(default=None, repr=False, eq=False)

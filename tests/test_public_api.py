@@ -22,6 +22,9 @@ STAGEDRETRY = [
     "Attempt",
     "AttemptError",
     "Backoff",
+    "BatchEntry",
+    "BatchJobLost",
+    "BatchJobState",
     "BatchResult",
     "Clock",
     "DeclaresParams",
@@ -58,12 +61,14 @@ STAGEDRETRY = [
     "RunnerState",
     "Scratch",
     "Secrets",
+    "Shed",
     "SharedResource",
     "Stage",
     "StageContext",
     "StageKind",
     "StagedRetryError",
     "StopRun",
+    "SubmitsBatchJobs",
     "Strategy",
     "SystemClock",
     "TransientError",
@@ -151,6 +156,9 @@ def test_exception_hierarchy() -> None:
         sr.OutcomeKind.STOP_RUN, "key rejected"
     )
     assert not sr.OutcomeKind.STOP_RUN.spends_prompt
+    assert sr.Shed("flex shed", retry_after=1.0).outcome() == sr.Outcome(
+        sr.OutcomeKind.SHED, "flex shed", retry_after=1.0
+    )
 
 
 def test_outcome_kinds_are_closed() -> None:
@@ -163,6 +171,7 @@ def test_outcome_kinds_are_closed() -> None:
         "rate_limited": False,
         "resource_lost": False,
         "fatal": True,
+        "shed": False,
         "stop_run": False,
     }
     assert [s.value for s in stagedretry.ItemStatus] == [
