@@ -42,9 +42,31 @@ def _loop_back() -> str:
     ).to_mermaid()
 
 
+def _flex_fallback() -> str:
+    # The plan of explanation/state-machine.md's "Service tiers": Flex first, Standard after
+    # a shed request, two transient errors in a row, or with two minutes left.
+    return sr.Plan(
+        stages=[
+            sr.Stage(
+                "full_flex",
+                params={"service_tier": "flex"},
+                max_attempts=2,
+                on_shed="full_std",
+                on_give_up="full_std",
+                expedite=sr.Expedite(within=120.0, to="full_std"),
+            ),
+            sr.Stage("full_std", params={"service_tier": "standard"}),
+            sr.Stage("partial_std", "partial", {"service_tier": "standard"}),
+        ],
+        max_prompts=4,
+        deadline=900.0,
+    ).to_mermaid()
+
+
 DIAGRAMS: dict[str, Callable[[], str]] = {
     "ladder": _ladder,
     "loop_back": _loop_back,
+    "flex_fallback": _flex_fallback,
 }
 """Each diagram's name (as used in the page marker) and the code that draws it."""
 

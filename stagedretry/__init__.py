@@ -33,7 +33,7 @@ if _typing.TYPE_CHECKING:
         ValidationFailed,
         json_pointer,
     )
-    from ._plan import Backoff, Plan, Stage
+    from ._plan import Backoff, Expedite, Plan, Stage
     from ._redact import HoldsSecrets, Secrets
     from ._resources import RenewReason, SharedResource
     from ._results import (
@@ -80,6 +80,7 @@ __all__ = [
     "BatchResult",
     "Clock",
     "DeclaresParams",
+    "Expedite",
     "FatalError",
     "FieldError",
     "FieldErrorKind",
@@ -152,6 +153,7 @@ _MODULES = {
     "BatchResult": "._results",
     "Clock": "._clock",
     "DeclaresParams": "._strategy",
+    "Expedite": "._plan",
     "FatalError": "._outcomes",
     "FieldError": "._outcomes",
     "FieldErrorKind": "._outcomes",

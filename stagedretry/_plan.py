@@ -80,6 +80,28 @@ class Backoff:
 
 
 @attrs.frozen
+class Expedite:
+    """A stage's move to a faster stage as the item's deadline nears (e.g. Flex to Standard).
+
+    Before each request at the stage, if the item's deadline (the plan's
+    ``deadline``, from the item's start) is at most *within* seconds away, the item
+    moves to the stage *to* without sending anything: a best-effort tier that may
+    take minutes is not worth waiting on with little time left.
+
+    * *within* -- seconds before the item's deadline, in (0, the plan's ``deadline``];
+      equal to the deadline, the stage always moves on.
+    * *to* -- the name of another stage of the plan.
+
+    Checked as part of its :class:`Plan` (which must have a ``deadline``):
+    :class:`PlanError` names the path (``plan.stages[0].expedite.to``).  Expedite
+    moves may not form a cycle.
+    """
+
+    within: float
+    to: str
+
+
+@attrs.frozen
 class Stage:
     """One declared stage.
 
@@ -94,9 +116,19 @@ class Stage:
       the last stage, ``exhausted``), ``"fail"``, ``"exhaust"`` or a stage name.
     * *on_transient* -- ``"retry"`` (default: stay, after a backoff) or a target
       like *on_invalid*.
+    * *on_shed* -- where a request that a best-effort service tier shed unserved
+      (:attr:`OutcomeKind.SHED`, e.g. Gemini's Flex) leads: ``"retry"`` (default:
+      stay, after the rate-limit backoff or the server's delay) or a target like
+      *on_invalid*, such as a stage on the standard tier.  A shed is never billed and
+      spends no prompt; it counts against the plan's ``max_rate_limit_waits``.
+    * *on_give_up* -- where the stage goes once it has sent *max_attempts* requests
+      and a transient error would keep it there: a target like *on_invalid*, never
+      the stage itself.  Default ``None``: follow *on_invalid*.
     * *max_attempts* -- requests this stage may send before a transient error
-      follows *on_invalid* instead (the stage gives up); refusals such as rate
-      limits and lost resources do not count.  Default ``None``: no cap of its own.
+      follows *on_give_up* instead (the stage gives up); refusals such as rate
+      limits, sheds and lost resources do not count.  Default ``None``: no cap of its own.
+    * *expedite* -- an :class:`Expedite`: move to a faster stage, without a
+      request, once the item's deadline is near.  Default ``None``.
     * *timeout* -- seconds per request at this stage, in (0, 3600]; default ``None``: the plan's.
     * *backoff* -- the :class:`Backoff` between transient retries here; default
       ``None``: the plan's.
@@ -113,6 +145,14 @@ class Stage:
     max_attempts: int | None = None
     timeout: float | None = None
     backoff: Backoff | None = None
+    on_shed: str = attrs.field(default=RETRY, kw_only=True)
+    on_give_up: str | None = attrs.field(default=None, kw_only=True)
+    expedite: Expedite | None = attrs.field(default=None, kw_only=True)
+
+    @property
+    def give_up_target(self) -> str:
+        """Where the stage goes when it gives up: *on_give_up*, else *on_invalid*."""
+        return self.on_invalid if self.on_give_up is None else self.on_give_up
 
     def param(self, name: str, default: Any = None) -> Any:
         """A parameter's value, or *default*."""
@@ -229,13 +269,20 @@ class Plan:
                 d["params"] = {
                     k: list(v) if isinstance(v, tuple) else v for k, v in s.params.items()
                 }
-            d["on"] = {"invalid": s.on_invalid, "transient": s.on_transient}
+            on = {"invalid": s.on_invalid, "transient": s.on_transient}
+            if s.on_shed != RETRY:
+                on["shed"] = s.on_shed
+            if s.on_give_up is not None:
+                on["give_up"] = s.on_give_up
+            d["on"] = on
             if s.max_attempts is not None:
                 d["max_attempts"] = s.max_attempts
             if s.timeout is not None:
                 d["timeout"] = s.timeout
             if s.backoff is not None:
                 d["backoff"] = attrs.asdict(s.backoff)
+            if s.expedite is not None:
+                d["expedite"] = attrs.asdict(s.expedite)
             stages.append(d)
         out["stages"] = stages
         return out
@@ -262,6 +309,8 @@ class Trigger(enum.Enum):
     RESOURCE_LOST = "resource_lost"
     FATAL = "fatal"
     GIVE_UP = "give_up"  # the stage's max_attempts is spent
+    SHED = "shed"  # a best-effort service tier shed the request unserved
+    EXPEDITE = "expedite"  # the deadline is near: on to a faster stage without a request
     SKIP = "skip"  # nothing to repair: move on without a request
     EXHAUST = "exhaust"  # the prompt budget or the deadline is spent
     ABORT = "abort"  # a cap on waits (rate limits, lost resources) is reached
@@ -286,6 +335,7 @@ def declared_edges(plan: Plan) -> tuple[Edge, ...]:
         transient_dest = (
             None if stage.on_transient == RETRY else resolve_target(stages, i, stage.on_transient)
         )
+        shed_dest = None if stage.on_shed == RETRY else resolve_target(stages, i, stage.on_shed)
         edges += [
             Edge(Trigger.SUCCEED, name, "succeeded"),
             Edge(Trigger.INVALID, name, invalid_dest),
@@ -293,10 +343,13 @@ def declared_edges(plan: Plan) -> tuple[Edge, ...]:
             Edge(Trigger.RATE_LIMITED, name, None),
             Edge(Trigger.RESOURCE_LOST, name, None),
             Edge(Trigger.FATAL, name, "failed"),
-            Edge(Trigger.GIVE_UP, name, invalid_dest),
+            Edge(Trigger.GIVE_UP, name, resolve_target(stages, i, stage.give_up_target)),
+            Edge(Trigger.SHED, name, shed_dest),
             Edge(Trigger.EXHAUST, name, "exhausted"),
             Edge(Trigger.ABORT, name, "failed"),
         ]
+        if stage.expedite is not None:
+            edges.append(Edge(Trigger.EXPEDITE, name, stage.expedite.to))
         if can_skip(stage):
             edges.append(Edge(Trigger.SKIP, name, resolve_target(stages, i, NEXT)))
     return tuple(edges)
@@ -344,8 +397,9 @@ PLAN_KEYS: Final = (
     "max_rate_limit_waits",
     "max_resource_lost",
 )
-_STAGE_KEYS = ("name", "kind", "params", "on", "max_attempts", "timeout", "backoff")
-_ON_KEYS = ("invalid", "transient")
+_STAGE_KEYS = ("name", "kind", "params", "on", "max_attempts", "timeout", "backoff", "expedite")
+_ON_KEYS = ("invalid", "transient", "shed", "give_up")
+_EXPEDITE_KEYS = ("within", "to")
 _BACKOFF_KEYS = ("initial", "max", "maximum", "multiplier")
 
 
@@ -498,7 +552,27 @@ def _parse_stage(value: object, where: str, kinds: tuple[str, ...]) -> Stage:
         backoff=(
             None if table.get("backoff") is None else _backoff(table["backoff"], f"{where}.backoff")
         ),
+        on_shed=_str(on.get("shed", RETRY), f"{where}.on.shed"),
+        on_give_up=(
+            None if on.get("give_up") is None else _str(on["give_up"], f"{where}.on.give_up")
+        ),
+        expedite=(
+            None
+            if table.get("expedite") is None
+            else _expedite(table["expedite"], f"{where}.expedite")
+        ),
     )
+
+
+def _expedite(value: object, where: str) -> Expedite:
+    table = _expect_table(value, where)
+    _reject_unknown(table, _EXPEDITE_KEYS, where)
+    for key in _EXPEDITE_KEYS:
+        if key not in table:
+            raise PlanError(f"{where}.{key}", "missing (expedite needs within and to)")
+    # The upper bound (the plan's deadline) is checked with the plan.
+    within = _seconds(table["within"], f"{where}.within", MAX_DEADLINE)
+    return Expedite(within, _str(table["to"], f"{where}.to"))
 
 
 def _parse_plan(data: Mapping[str, Any], kinds: tuple[str, ...], where: str) -> Plan:
@@ -528,7 +602,7 @@ def _parse_plan(data: Mapping[str, Any], kinds: tuple[str, ...], where: str) -> 
             table["max_resource_lost"], f"{where}.max_resource_lost", minimum=0
         )
     # Check with the caller's path prefix first; the constructor checks again as "plan".
-    _check_fields(stages, kwargs.get("max_prompts", 5), where)
+    _check_fields(stages, kwargs.get("max_prompts", 5), where, kwargs.get("deadline"))
     return Plan(stages=stages, **kwargs)
 
 
@@ -553,7 +627,7 @@ def _check_backoff(backoff: object, where: str) -> None:
 
 
 def _check_plan(plan: Plan, where: str) -> None:
-    _check_fields(plan.stages, plan.max_prompts, where)
+    _check_fields(plan.stages, plan.max_prompts, where, plan.deadline)
     # Plans built in code get the same checks as parsed ones.
     _check_backoff(plan.backoff, f"{where}.backoff")
     _check_backoff(plan.rate_limit_backoff, f"{where}.rate_limit_backoff")
@@ -565,7 +639,9 @@ def _check_plan(plan: Plan, where: str) -> None:
             _check_seconds(value, f"{where}.{key}", maximum)
 
 
-def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None:
+def _check_fields(
+    stages: Sequence[Stage], max_prompts: int, where: str, deadline: object = None
+) -> None:
     _int(max_prompts, f"{where}.max_prompts", minimum=1)
     if not stages:
         raise PlanError(f"{where}.stages", "a plan needs at least one stage")
@@ -604,8 +680,38 @@ def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None
                 f"unknown stage {stage.on_transient!r} "
                 f"(known: {known}; or retry, next, fail, exhaust)",
             )
+        if not isinstance(stage.on_shed, str) or (
+            stage.on_shed not in names and stage.on_shed not in (*_SPECIAL_TARGETS, RETRY)
+        ):
+            raise PlanError(
+                f"{here}.on.shed",
+                f"unknown stage {_show_target(stage.on_shed)} "
+                f"(known: {known}; or retry, next, fail, exhaust)",
+            )
+        if stage.on_give_up is not None:
+            if not isinstance(stage.on_give_up, str) or (
+                stage.on_give_up not in names and stage.on_give_up not in _SPECIAL_TARGETS
+            ):
+                raise PlanError(
+                    f"{here}.on.give_up",
+                    f"unknown stage {_show_target(stage.on_give_up)} "
+                    f"(known: {known}; or next, fail, exhaust)",
+                )
+            if resolve_target(stages, i, stage.on_give_up) == stage.name:
+                raise PlanError(
+                    f"{here}.on.give_up",
+                    f"{stage.on_give_up!r} is the stage itself: a stage that gives up leaves",
+                )
+            if stage.max_attempts is None:
+                raise PlanError(
+                    f"{here}.on.give_up",
+                    "needs the stage's max_attempts (without it the stage never gives up)",
+                )
         if stage.max_attempts is not None:
             _int(stage.max_attempts, f"{here}.max_attempts", minimum=1)
+        if stage.expedite is not None:
+            _check_expedite(stage, names, deadline, f"{here}.expedite")
+    _check_expedite_cycles(stages, where)
     if stages[0].kind == "partial":
         raise PlanError(
             f"{where}.stages[0].kind",
@@ -618,6 +724,52 @@ def _check_fields(stages: Sequence[Stage], max_prompts: int, where: str) -> None
                 f"{where}.stages[{i}]",
                 f"stage {stage.name!r} is unreachable from {stages[0].name!r}",
             )
+
+
+def _show_target(target: object) -> str:
+    return repr(target) if isinstance(target, str) else _show(target)
+
+
+def _check_expedite(stage: Stage, names: Mapping[str, int], deadline: object, where: str) -> None:
+    expedite = stage.expedite
+    if not isinstance(expedite, Expedite):
+        raise PlanError(where, f"expected an Expedite, got {_show(expedite)}")
+    if deadline is None:
+        raise PlanError(
+            where, "needs the plan's deadline (expedite acts as the item's deadline nears)"
+        )
+    _check_seconds(expedite.within, f"{where}.within", MAX_DEADLINE)
+    if _is_number(deadline) and expedite.within > deadline:
+        raise PlanError(
+            f"{where}.within",
+            f"must be at most the plan's deadline ({deadline:g} seconds), "
+            f"got {_number(expedite.within)}",
+        )
+    if not isinstance(expedite.to, str) or expedite.to not in names:
+        raise PlanError(
+            f"{where}.to",
+            f"unknown stage {_show_target(expedite.to)} (known: {', '.join(names)})",
+        )
+    if expedite.to == stage.name:
+        raise PlanError(f"{where}.to", f"{expedite.to!r} is the stage itself")
+
+
+def _check_expedite_cycles(stages: Sequence[Stage], where: str) -> None:
+    # Expedite moves send nothing and, once the deadline is near, it stays near: a cycle
+    # of them would never end.
+    to = {s.name: s.expedite.to for s in stages if s.expedite is not None}
+    for i, stage in enumerate(stages):
+        path = [stage.name]
+        while path[-1] in to:
+            path.append(to[path[-1]])
+            if path[-1] == stage.name:
+                raise PlanError(
+                    f"{where}.stages[{i}].expedite.to",
+                    f"expedite moves form a cycle ({' -> '.join(path)}): "
+                    "an item there would never send a request",
+                )
+            if len(path) > len(stages):
+                break  # a cycle further on, reported at its own stage
 
 
 def resolve_target(stages: Sequence[Stage], index: int, target: str) -> str:
@@ -643,9 +795,15 @@ def _reachable(stages: Sequence[Stage]) -> set[str]:
     while todo:
         i = todo.pop()
         stage = stages[i]
-        targets = [resolve_target(stages, i, stage.on_invalid)]
-        if stage.on_transient != RETRY:
-            targets.append(resolve_target(stages, i, stage.on_transient))
+        targets = [
+            resolve_target(stages, i, stage.on_invalid),
+            resolve_target(stages, i, stage.give_up_target),
+        ]
+        for target in (stage.on_transient, stage.on_shed):
+            if target != RETRY:
+                targets.append(resolve_target(stages, i, target))
+        if stage.expedite is not None:
+            targets.append(stage.expedite.to)
         if can_skip(stage):
             targets.append(resolve_target(stages, i, NEXT))
         for name in targets:

@@ -13,11 +13,15 @@ outcome        next                                         cap
 SUCCEEDED      ``succeed``                                  --
 INVALID        ``invalid`` (the stage's ``on_invalid``)     --
 TRANSIENT      ``transient``, a jittered backoff if it      the stage's ``max_attempts``,
-               stays on the stage (the server's delay if    then ``give_up``
-               it gave one, capped by
-               ``rate_limit_backoff.maximum``)
+               stays on the stage (the server's delay if    then ``give_up`` (the stage's
+               it gave one, capped by                       ``on_give_up``, else
+               ``rate_limit_backoff.maximum``)              ``on_invalid``)
 RATE_LIMITED   ``rate_limited``, every worker pauses        ``max_rate_limit_waits``,
                                                             then ``abort``
+SHED           ``shed`` (the stage's ``on_shed``): on to    ``max_rate_limit_waits`` (with
+               its target at once, or, if it stays, after   the 429s), then ``abort``
+               the rate-limit backoff or the server's
+               delay; only this item waits
 RESOURCE_LOST  ``resource_lost``, renew for every worker    ``max_resource_lost`` in a
                                                             row (only a served request
                                                             breaks the row), then ``abort``
@@ -25,6 +29,10 @@ FATAL          ``fatal``                                    --
 STOP_RUN       no trigger: the item ends ``cancelled``      --
                (not final) and the run stops
 =============  ===========================================  ===========================
+
+Before each request: the budget spent ends the item ``exhausted`` (``exhaust``), so does
+the deadline passed; a deadline at most the stage's ``expedite.within`` seconds away moves
+the item to ``expedite.to`` (``expedite``) without a request.
 """
 
 from __future__ import annotations
@@ -82,15 +90,28 @@ NOTHING_TO_REPAIR = Decision(Trigger.SKIP, "nothing left to repair")
 STOPPED = Decision(None)
 
 
-def before_request(state: ItemState, plan: Plan, now: float) -> Decision | None:
-    """End the item if its budget or its deadline is spent.
+EXPEDITE = Decision(Trigger.EXPEDITE)
 
-    *now* is the runner's clock, read only when the plan has a deadline.
+
+def before_request(
+    state: ItemState, plan: Plan, now: float, index: int | None = None
+) -> Decision | None:
+    """End the item if its budget or its deadline is spent; expedite it if the deadline nears.
+
+    *now* is the runner's clock, read only when the plan has a deadline; *index* is
+    the item's stage in the plan (default: found by its name).
     """
     if state.prompts >= plan.max_prompts:
         return BUDGET_SPENT
-    if plan.deadline is not None and now >= state.started + plan.deadline:
-        return DEADLINE_PASSED
+    deadline = plan.deadline
+    if deadline is not None:
+        ends = state.started + deadline
+        if now >= ends:
+            return DEADLINE_PASSED
+        stage = plan.stages[index] if index is not None else plan.stage(state.state)
+        expedite = stage.expedite
+        if expedite is not None and ends - now <= expedite.within:
+            return EXPEDITE
     return None
 
 
@@ -165,29 +186,39 @@ def decide(state: ItemState, index: int, plan: Plan, outcome: Outcome) -> Decisi
         wait = min(outcome.retry_after, backoff.maximum)
         return Decision(Trigger.RATE_LIMITED, wait=wait, pause_all=True)
     if kind is OutcomeKind.SHED:
-        # Without a declared fallback a shed request is retried on its stage, as a 429 is,
-        # under the same cap; a shed is this request's, not every worker's, so none pause.
-        waits = state.rate_limit_waits
-        if waits > plan.max_rate_limit_waits:
-            return Decision(Trigger.ABORT, f"shed {waits} times")
-        if outcome.retry_after is None:
-            return Decision(
-                Trigger.RATE_LIMITED, wait=plan.rate_limit_backoff.ceiling(waits), jitter=True
-            )
-        return Decision(
-            Trigger.RATE_LIMITED, wait=min(outcome.retry_after, plan.rate_limit_backoff.maximum)
-        )
+        return _shed(state, index, plan, outcome.retry_after)
     lost = state.lost_in_row
     if lost > plan.max_resource_lost:
         return Decision(Trigger.ABORT, f"resource lost {lost} times in a row")
     return RENEW
 
 
+_SHED = Decision(Trigger.SHED)
+
+
+def _shed(state: ItemState, index: int, plan: Plan, retry_after: float | None) -> Decision:
+    # Under the refusal cap shared with 429s: a cycle of fallbacks that all shed sends
+    # nothing billed, so only this cap ends it.
+    waits = state.rate_limit_waits
+    if waits > plan.max_rate_limit_waits:
+        return Decision(Trigger.ABORT, f"shed {waits} times")
+    stage = plan.stages[index]
+    target = stage.on_shed
+    if target != RETRY and resolve_target(plan.stages, index, target) != stage.name:
+        return _SHED  # a fallback: the other stage is tried at once
+    # Retried on its stage as a 429 is; a shed is this request's, not every worker's,
+    # so none pause.
+    backoff = plan.rate_limit_backoff
+    if retry_after is None:
+        return Decision(Trigger.SHED, wait=backoff.ceiling(waits), jitter=True)
+    return Decision(Trigger.SHED, wait=min(retry_after, backoff.maximum))
+
+
 def _transient(state: ItemState, index: int, plan: Plan, retry_after: float | None) -> Decision:
     stage = plan.stages[index]
     sent = state.attempts_at[index]
     if stage.max_attempts is not None and sent >= stage.max_attempts:
-        trigger, target = Trigger.GIVE_UP, stage.on_invalid
+        trigger, target = Trigger.GIVE_UP, stage.give_up_target
     else:
         trigger, target = Trigger.TRANSIENT, stage.on_transient
     if target != RETRY and resolve_target(plan.stages, index, target) != stage.name:

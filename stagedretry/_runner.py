@@ -936,7 +936,7 @@ class Runner(Generic[T]):
                     # The clock is read only for a plan with a deadline: this runs before
                     # every request.
                     now = clock.monotonic() if deadline is not None else 0.0
-                    decision = before_request(state, plan, now)
+                    decision = before_request(state, plan, now, index)
                 if decision is None:
                     step = await self._attempt(run, state, index, deadline, log)
                     if isinstance(step, Decision):

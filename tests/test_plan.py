@@ -175,7 +175,7 @@ class TestMermaid:
         for line in (
             "    full_t0 --> succeeded: succeed",
             "    full_t0 --> partial_t0: invalid, give_up",
-            "    full_t0 --> full_t0: transient, rate_limited, resource_lost",
+            "    full_t0 --> full_t0: transient, rate_limited, resource_lost, shed",
             "    full_t0 --> failed: fatal, abort",
             "    full_t0 --> exhausted: exhaust",
             "    partial_t0 --> full_t25: invalid, give_up, skip",
@@ -202,7 +202,7 @@ class TestMermaid:
         assert "    ask --> failed: invalid, fatal, give_up, abort" in lines
         assert "    ask --> fallback: transient" in lines
         assert "    fallback --> ask: invalid, give_up" in lines
-        assert "    fallback --> fallback: transient, rate_limited, resource_lost" in lines
+        assert "    fallback --> fallback: transient, rate_limited, resource_lost, shed" in lines
 
 
 # Each malformed file, and the exact error it must give (file name, path, problem).
@@ -322,12 +322,12 @@ BAD_DICTS = [
         "unknown key in a stage",
         lambda d: d["stages"][1].update(temperature=0.3),
         "plan.stages[1].temperature: unknown key (allowed: name, kind, params, on, "
-        "max_attempts, timeout, backoff)",
+        "max_attempts, timeout, backoff, expedite)",
     ),
     (
         "unknown outcome under on",
         lambda d: d["stages"][0]["on"].update(fatal="retry"),
-        "plan.stages[0].on.fatal: unknown key (allowed: invalid, transient)",
+        "plan.stages[0].on.fatal: unknown key (allowed: invalid, transient, shed, give_up)",
     ),
     (
         "duplicate name",

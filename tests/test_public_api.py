@@ -28,6 +28,7 @@ STAGEDRETRY = [
     "BatchResult",
     "Clock",
     "DeclaresParams",
+    "Expedite",
     "FatalError",
     "FieldError",
     "FieldErrorKind",

@@ -85,7 +85,9 @@ def test_a_last_stage_behind_a_precise_run_of_outcomes_is_reached() -> None:
     # Most of a step's random draws walk into a repair loop that only a success leaves.
     changed, meant = LATE_CHANGES["looping on_invalid"]
     with pytest.raises(PlanCheckFailed) as caught:
-        check_plan(changed, reference=meant, settings=check_settings(derandomize=True))
+        check_plan(
+            changed, reference=meant, settings=Settings(check_settings(derandomize=True), max_examples=300)
+        )
     assert "at stage 'ultra_fix'" in str(caught.value)
 
 
@@ -111,7 +113,10 @@ def test_check_plan_reports_how_deep_its_examples_went() -> None:
     assert isinstance(result, PlanCheckResult)
     assert tuple(result.reached) == NAMES
     assert result.examples >= 100
-    assert result.reached["flash"] == result.examples
+    # Every example that sent a request sent one at the first stage (hypothesis may end
+    # an example before its first step).
+    assert result.reached["flash"] == max(result.reached.values())
+    assert result.reached["flash"] >= 0.95 * result.examples
     assert result.unreached == ()
     # Swarm testing: a fair share of the examples get to the last model at all.
     assert result.reached["ultra"] >= 0.15 * result.examples, result

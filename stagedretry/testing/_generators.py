@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from .._outcomes import OutcomeKind
-from .._plan import Backoff, Plan, Stage
+from .._plan import Backoff, Expedite, Plan, Stage
 from .._stages import StageKind, builtin_kinds
 from ._answers import NearMiss, near_misses
 from ._kinds import Skips, reading_of
@@ -78,7 +78,7 @@ def outcomes(
             # As often unreadable (nothing to repair) as with fields to repair.
             some = st.lists(st.sampled_from(names), unique=True, min_size=1, max_size=len(names))
             return (st.just([]) | some).map(lambda failed: ScriptStep(kind, fields=tuple(failed)))
-        if kind is OutcomeKind.RATE_LIMITED:
+        if kind is OutcomeKind.RATE_LIMITED or kind is OutcomeKind.SHED:
             delays = st.none() | st.floats(0.0, 120.0, allow_nan=False)
             return delays.map(lambda delay: ScriptStep(kind, retry_after=delay))
         return st.just(ScriptStep(kind))
@@ -147,10 +147,12 @@ def plans(
 ) -> st.SearchStrategy[Plan]:
     """A valid plan of *min_stages* to *max_stages* stages, every one reachable by construction.
 
-    Targets may point anywhere (back edges and loops included).  With
-    *deadlines* false no item deadline is drawn (per-request timeouts still are);
-    with *transient_policies* false every stage keeps the default TRANSIENT
-    policy (retry in place, no ``max_attempts``).
+    Targets may point anywhere (back edges and loops included), ``on_shed``
+    (a fallback for a shed request) included.  With *deadlines* false no item
+    deadline is drawn (per-request timeouts still are), hence no ``expedite``
+    either (with a deadline, a stage may expedite to a later one); with
+    *transient_policies* false every stage keeps the default TRANSIENT policy
+    (retry in place, no ``max_attempts``, no ``on_give_up``).
 
     *kinds* are the stage-kind names drawn from; a name other than ``full`` and
     ``partial`` must be a key of *stage_kinds* (the mapping given to the
@@ -176,6 +178,7 @@ def plans(
         # Stage i+1 must be the target of some stage <= i: then, stage 0 being
         # reachable, every stage is (by induction).
         reached = {0}
+        deadline = draw(st.none() | st.floats(1.0, 3600.0)) if deadlines else None
         for i, name in enumerate(names):
             on_invalid = draw(st.just("next") | targets)
             on_transient = (
@@ -194,6 +197,20 @@ def plans(
                 reached.add(_index(names, i, target))
             if may_skip[stage_kinds[i]]:
                 reached.add(i + 1)
+            on_shed = draw(st.just("retry") | st.just("retry") | targets)
+            max_attempts = draw(st.none() | st.integers(1, 4)) if transient_policies else None
+            # Giving up leaves the stage: its target is never the stage itself.
+            leave = [t for t in ("next", "fail", "exhaust", *names) if _index(names, i, t) != i]
+            on_give_up = (
+                draw(st.none() | st.sampled_from(leave)) if max_attempts is not None else None
+            )
+            # Expedite only forwards, so that its moves never form a cycle.
+            expedite = None
+            if deadline is not None and i + 1 < n and draw(st.integers(0, 3)) == 0:
+                expedite = Expedite(
+                    draw(st.floats(0.001, deadline) | st.just(deadline)),
+                    names[draw(st.integers(i + 1, n - 1))],
+                )
             stages.append(
                 Stage(
                     name=name,
@@ -201,17 +218,18 @@ def plans(
                     params=draw(_params()),
                     on_invalid=on_invalid,
                     on_transient=on_transient,
-                    max_attempts=(
-                        draw(st.none() | st.integers(1, 4)) if transient_policies else None
-                    ),
+                    max_attempts=max_attempts,
                     timeout=draw(st.none() | st.floats(0.5, 300.0)),
                     backoff=draw(st.none() | backoffs()),
+                    on_shed=on_shed,
+                    on_give_up=on_give_up,
+                    expedite=expedite,
                 )
             )
         return Plan(
             stages=tuple(stages),
             max_prompts=draw(_budgets(n, min_prompts, max_prompts)),
-            deadline=draw(st.none() | st.floats(1.0, 3600.0)) if deadlines else None,
+            deadline=deadline,
             timeout=draw(st.none() | st.floats(0.5, 300.0)),
             backoff=draw(backoffs()),
             rate_limit_backoff=draw(backoffs()),

@@ -78,8 +78,9 @@ def advancing_steps(
     """The outcomes of *kinds* after which *model* is at a later stage than now, deepest first.
 
     Tried: an unreadable answer, one with the first of *fields* wrong, a
-    transient error.  Reaching the last stage may take a precise run of these
-    (two unreadable answers, then one with fields to repair): a random walk
+    transient error, a shed request (a fallback stage may be reached only so).
+    Reaching the last stage may take a precise run of these (two unreadable
+    answers, then one with fields to repair): a random walk
     that must hit that run by chance rarely does, a walk that mostly advances
     does.  Empty when no outcome leads further (or the item has ended).
     """
@@ -90,6 +91,7 @@ def advancing_steps(
         ScriptStep(OutcomeKind.INVALID),
         ScriptStep(OutcomeKind.INVALID, fields=tuple(fields[:1])),
         ScriptStep(OutcomeKind.TRANSIENT),
+        ScriptStep(OutcomeKind.SHED),
     )
     deeper: list[tuple[int, ScriptStep]] = []
     for step in candidates:

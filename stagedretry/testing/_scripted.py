@@ -24,6 +24,7 @@ from .._outcomes import (
     OutcomeKind,
     RateLimited,
     ResourceLost,
+    Shed,
     StopRun,
     TransientError,
     ValidationFailed,
@@ -117,7 +118,7 @@ class ScriptStep:
     repair, after a partial one the fields that failed before are still to
     repair.  A partial answer holds only the fields asked for, so it can get
     only those wrong: the named ones among them, or all of them if it names none
-    of them.  ``retry_after`` is a ``RATE_LIMITED`` refusal's advised delay and
+    of them.  ``retry_after`` is a ``RATE_LIMITED`` or ``SHED`` refusal's advised delay and
     ``resource`` the name of a lost resource.  *kind* may be given by name
     (``ScriptStep("invalid", fields=["year"])``, any letter case); an unknown name
     raises ``ValueError`` at once.
@@ -137,8 +138,10 @@ class ScriptStep:
     def __attrs_post_init__(self) -> None:
         if self.fields and self.kind is not OutcomeKind.INVALID:
             raise ValueError(f"only an INVALID step has failed fields, not {self.kind.name}")
-        if self.retry_after is not None and self.kind is not OutcomeKind.RATE_LIMITED:
-            raise ValueError(f"only a RATE_LIMITED step has retry_after, not {self.kind.name}")
+        if self.retry_after is not None and self.kind not in _ADVISED:
+            raise ValueError(
+                f"only a RATE_LIMITED or SHED step has retry_after, not {self.kind.name}"
+            )
         if self.resource is not None and self.kind is not OutcomeKind.RESOURCE_LOST:
             raise ValueError(f"only a RESOURCE_LOST step names a resource, not {self.kind.name}")
         if self.error is not None and self.kind is OutcomeKind.SUCCEEDED:
@@ -169,6 +172,8 @@ class ScriptStep:
         # Short and evaluable: hypothesis prints it in every counterexample.
         return f"ScriptStep({', '.join([f'OutcomeKind.{self.kind.name}', *self._extras()])})"
 
+
+_ADVISED = frozenset({OutcomeKind.RATE_LIMITED, OutcomeKind.SHED})
 
 Step = OutcomeKind | ScriptStep | str
 """A script entry: a bare outcome kind (or its name) or a :class:`ScriptStep` with its extras."""
@@ -326,6 +331,8 @@ class ScriptedStrategy:
             raise TransientError("scripted transient error")
         if kind is OutcomeKind.RATE_LIMITED:
             raise RateLimited("scripted rate limit", retry_after=step.retry_after)
+        if kind is OutcomeKind.SHED:
+            raise Shed("scripted shed request", retry_after=step.retry_after)
         if kind is OutcomeKind.RESOURCE_LOST:
             raise ResourceLost("scripted lost resource", resource=step.resource)
         if kind is OutcomeKind.STOP_RUN:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from textwrap import shorten
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import attrs
 from hypothesis import HealthCheck, Phase
@@ -25,7 +25,7 @@ from hypothesis.errors import Flaky
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from .._outcomes import FieldPath, OutcomeKind, Rule, json_pointer
-from .._plan import Plan
+from .._plan import MAX_DEADLINE, Plan
 from .._results import Attempt, BatchResult, ItemResult, WorkItem
 from .._runner import Runner
 from .._stages import StageKind, builtin_kinds
@@ -155,7 +155,9 @@ def plan_state_machine(
     ``validators.pydantic(model)`` or ``validators.json_schema(schema)``).
     Use ``plan_state_machine(plan).TestCase`` as a unittest/pytest test class;
     its ``reach`` attribute counts the stages the examples reached.
-    The plan's item deadline is left out: it depends on jittered waits.
+    The plan's item deadline is left out: it depends on jittered waits.  A
+    stage's ``expedite`` is kept as seen at the item's start: one whose
+    ``within`` is the whole deadline moves on at once, the others never do.
 
     *outcomes* are the outcome kinds drawn, as :class:`OutcomeKind` members or
     their names (default every kind but ``STOP_RUN``; ``kinds=`` is the
@@ -173,8 +175,8 @@ def plan_state_machine(
     drawn = kinds = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "plan_state_machine")
     if OutcomeKind.STOP_RUN in kinds:
         raise ValueError("STOP_RUN stops the whole run: the reference model follows one item")
-    engine_plan = attrs.evolve(plan, deadline=None)
-    model_plan = attrs.evolve(reference if reference is not None else plan, deadline=None)
+    engine_plan = _timeless(plan)
+    model_plan = _timeless(reference if reference is not None else plan)
     # Reject plans the model cannot follow, now rather than per example.
     ReferenceItem(model_plan, stage_kinds)
     if validator is not None and answers is None:
@@ -422,6 +424,35 @@ def plan_state_machine(
         suppress_health_check=[HealthCheck.too_slow],
     )
     return PlanMachine
+
+
+# Long enough that no example's waits reach it (30 steps of at most 300 s by default).
+_NO_DEADLINE: Final = MAX_DEADLINE
+
+
+def _timeless(plan: Plan) -> Plan:
+    """*plan* as checked without time: no deadline, expedites as seen at the item's start."""
+    if plan.deadline is None or all(s.expedite is None for s in plan.stages):
+        return attrs.evolve(plan, deadline=None)
+    # An expedite needs a deadline: it gets one no example reaches, and a window that is
+    # either all of it (it moves on at once, as it would) or a sliver of it (it never does).
+    deadline = plan.deadline
+    stages = tuple(
+        s
+        if s.expedite is None
+        else attrs.evolve(
+            s,
+            expedite=attrs.evolve(
+                s.expedite,
+                within=_NO_DEADLINE if s.expedite.within >= deadline else _SLIVER,
+            ),
+        )
+        for s in plan.stages
+    )
+    return attrs.evolve(plan, stages=stages, deadline=_NO_DEADLINE)
+
+
+_SLIVER: Final = 0.001
 
 
 def _keeps_prompt(kind: str, stage_kinds: Mapping[str, StageKind] | None) -> bool:

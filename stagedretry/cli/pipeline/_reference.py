@@ -484,9 +484,28 @@ _STAGE_ROWS: Final[Mapping[str, tuple[str, str, str, str]]] = {
         "`retry`, `next`, `fail`, `exhaust` or a stage name",
         'on = { transient = "next" }',
     ),
+    "on.shed": (
+        "string",
+        '`"retry"`',
+        "`retry`, `next`, `fail`, `exhaust` or a stage name",
+        'on = { shed = "full_std" }',
+    ),
+    "on.give_up": (
+        "string",
+        "`on.invalid`'s",
+        "`next`, `fail`, `exhaust` or another stage's name; needs `max_attempts`",
+        'on = { give_up = "full_std" }',
+    ),
     "max_attempts": ("integer", "none", "at least 1", "max_attempts = 3"),
     "timeout": ("number", "the plan's", _seconds(MAX_TIMEOUT), "timeout = 30"),
     "backoff": ("table", "the plan's", "", "backoff = { initial = 0.1 }"),
+    "expedite": (
+        "table",
+        "none",
+        "`within`: above 0, at most the plan's `deadline` (seconds), which it needs; "
+        "`to`: another stage's name",
+        'expedite = { within = 120, to = "full_std" }',
+    ),
 }
 _BACKOFF_ROWS: Final[Mapping[str, tuple[str, str, str, str, str]]] = {
     # key: (field, type, allowed, example, text)
