@@ -83,11 +83,12 @@ def test_a_changed_last_stage_edge_is_found() -> None:
 
 def test_a_last_stage_behind_a_precise_run_of_outcomes_is_reached() -> None:
     # Most of a step's random draws walk into a repair loop that only a success leaves.
+    # 150 examples: refusals that move nothing by default (429s, and sheds since the service
+    # tiers) dilute the draws; the slow test below holds check_plan's default of 100 to its rate.
     changed, meant = LATE_CHANGES["looping on_invalid"]
+    settings = Settings(check_settings(derandomize=True), max_examples=150)
     with pytest.raises(PlanCheckFailed) as caught:
-        check_plan(
-            changed, reference=meant, settings=Settings(check_settings(derandomize=True), max_examples=300)
-        )
+        check_plan(changed, reference=meant, settings=settings)
     assert "at stage 'ultra_fix'" in str(caught.value)
 
 
