@@ -743,7 +743,7 @@ def _check_expedite(stage: Stage, names: Mapping[str, int], deadline: object, wh
         raise PlanError(
             f"{where}.within",
             f"must be at most the plan's deadline ({deadline:g} seconds), "
-            f"got {_number(expedite.within)}",
+            f"got {expedite.within:g}",
         )
     if not isinstance(expedite.to, str) or expedite.to not in names:
         raise PlanError(

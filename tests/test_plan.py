@@ -102,6 +102,8 @@ class TestLoad:
             "max_output_tokens": 512,
         }
         assert (draft.on_invalid, draft.on_transient) == ("fix", "retry")
+        assert (draft.on_shed, draft.on_give_up) == ("second-opinion", "second-opinion")
+        assert draft.expedite == sr.Expedite(30.0, "second-opinion")
         assert (fix.kind, fix.on_invalid, fix.on_transient) == (
             "partial",
             "second-opinion",

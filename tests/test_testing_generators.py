@@ -49,6 +49,20 @@ def test_plans_honour_their_bounds(plan: sr.Plan) -> None:
     assert 1 <= plan.max_prompts <= 2
     assert plan.deadline is None
     assert all(s.on_transient == "retry" and s.max_attempts is None for s in plan.stages)
+    # No deadline, no expedite; no max_attempts, nothing to give up to.
+    assert all(s.expedite is None and s.on_give_up is None for s in plan.stages)
+
+
+@settings(max_examples=100)
+@given(plan=plans(min_stages=2))
+def test_plans_draw_the_tier_keys_valid(plan: sr.Plan) -> None:
+    for i, stage in enumerate(plan.stages):
+        if stage.on_give_up is not None:
+            assert stage.max_attempts is not None
+        if stage.expedite is not None:
+            assert plan.deadline is not None
+            assert 0 < stage.expedite.within <= plan.deadline
+            assert [s.name for s in plan.stages].index(stage.expedite.to) > i
 
 
 def test_plans_reject_impossible_bounds() -> None:
