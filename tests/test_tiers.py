@@ -443,6 +443,23 @@ async def test_an_item_near_its_deadline_expedites_to_standard() -> None:
     assert "expedite" not in batch.transitions
 
 
+async def test_the_report_draws_sheds_and_expedites_on_their_arrows() -> None:
+    from stagedretry.cli.report import traffic
+
+    shed, _, _, _ = await run_one(FLEX, [K.SHED])
+    strategy = SlowStrategy(
+        {ITEM: [K.TRANSIENT]}, latency=lambda stage: 780.0 if stage == "full_flex" else 5.0
+    )
+    hurried, _, _, _ = await run_one(FLEX, [], strategy)
+
+    arrows = {(t.source, t.dest): t for t in traffic([shed, hurried], FLEX).transitions}
+    fallback = arrows["full_flex", "full_std"]
+    assert fallback.triggers == ("invalid", "give_up", "shed", "expedite")
+    assert dict(fallback.causes) == {"shed": 1, "expedite": 1}
+    assert fallback.items == 2
+    assert fallback.prompts == 0  # neither move spent a prompt
+
+
 async def test_a_window_as_long_as_the_deadline_never_uses_flex() -> None:
     plan = attrs.evolve(
         FLEX,

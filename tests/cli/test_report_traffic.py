@@ -30,6 +30,7 @@ BUSY = (
     *[OutcomeKind.TRANSIENT] * 2,
     OutcomeKind.RATE_LIMITED,
     *[OutcomeKind.RESOURCE_LOST] * 2,
+    OutcomeKind.SHED,
     OutcomeKind.SUCCEEDED,
     OutcomeKind.FATAL,
 )
@@ -42,7 +43,9 @@ FIRES = {
     "rate_limited": {"rate_limited", "abort"},
     "resource_lost": {"resource_lost", "abort"},
     "fatal": {"fatal"},
+    "shed": {"shed", "abort"},
     "skip": {"skip"},
+    "expedite": {"expedite"},
     "exhaust": {"exhaust"},
 }
 

@@ -20,6 +20,7 @@ import attrs
 
 from ..._outcomes import OutcomeKind
 from ..._plan import Plan, Trigger, declared_edges
+from ..._policy import DEADLINE_PASSED
 from ..._results import Attempt, ItemResult, ItemStatus, Usage
 from .._summary import price_job
 from ..pipeline import Price
@@ -37,6 +38,7 @@ _FIRES: Final[Mapping[OutcomeKind, Trigger]] = {
     OutcomeKind.RATE_LIMITED: Trigger.RATE_LIMITED,
     OutcomeKind.RESOURCE_LOST: Trigger.RESOURCE_LOST,
     OutcomeKind.FATAL: Trigger.FATAL,
+    OutcomeKind.SHED: Trigger.SHED,
 }
 """The event an attempt's outcome fires until a cap is reached (``stop_run`` fires none)."""
 
@@ -61,7 +63,7 @@ class _Counters:
             self.lost += 1
         elif attempt.counted:
             self.lost = 0
-        if kind is OutcomeKind.RATE_LIMITED:
+        if kind is OutcomeKind.RATE_LIMITED or kind is OutcomeKind.SHED:
             self.waits += 1
         trigger = _FIRES.get(kind)
         if trigger is None:
@@ -72,14 +74,15 @@ class _Counters:
         cap = self.caps.get(attempt.stage)
         if kind is OutcomeKind.TRANSIENT and cap is not None and self.sent[attempt.stage] >= cap:
             trigger = Trigger.GIVE_UP
-        elif (kind is OutcomeKind.RATE_LIMITED and self.waits > plan.max_rate_limit_waits) or (
-            kind is OutcomeKind.RESOURCE_LOST and self.lost > plan.max_resource_lost
-        ):
+        elif (
+            (kind is OutcomeKind.RATE_LIMITED or kind is OutcomeKind.SHED)
+            and self.waits > plan.max_rate_limit_waits
+        ) or (kind is OutcomeKind.RESOURCE_LOST and self.lost > plan.max_resource_lost):
             trigger = Trigger.ABORT
         return frozenset({trigger})
 
 
-_LATER: Final = frozenset({Trigger.SKIP, Trigger.EXHAUST})
+_LATER: Final = frozenset({Trigger.SKIP, Trigger.EXHAUST, Trigger.EXPEDITE})
 """Events that fire between two attempts without a request of their own."""
 
 
@@ -171,6 +174,7 @@ class _Graph:
         first: frozenset[Trigger] | None,
         *,
         repairable: bool = False,
+        spent: bool = False,
     ) -> list[tuple[str, str]] | None:
         """The hops ``(dest, event)`` from *source* to *target*: the first by one of *first*
         (``None``: none, *source* is where the walk starts), then the events that fire without
@@ -179,19 +183,21 @@ class _Graph:
         Between two requests the engine skips a partial stage with nothing to repair, and
         ends the item ``exhausted`` at a stage it would send from once the budget is spent;
         whether there was something to repair is known only at the end (*repairable*: the
-        item ended with field errors), which is where it matters.
+        item ended with field errors), which is where it matters.  The budget or the deadline
+        is checked first: an item that ended for either (*spent*) ends at once.
         """
+        stays = repairable or spent
         if first is None:
-            return self._walk(source, target, [], repairable)
+            return self._walk(source, target, [], stays)
         for trigger, dest in self.out.get(source, ()):
             if trigger in first:
-                found = self._walk(dest, target, [(dest, trigger.value)], repairable)
+                found = self._walk(dest, target, [(dest, trigger.value)], stays)
                 if found is not None:
                     return found
         return None
 
     def _walk(
-        self, state: str, target: str, hops: list[tuple[str, str]], repairable: bool
+        self, state: str, target: str, hops: list[tuple[str, str]], stays: bool
     ) -> list[tuple[str, str]] | None:
         seen: set[str] = set()
         while state != target:
@@ -200,9 +206,17 @@ class _Graph:
             seen.add(state)
             later = {trigger: dest for trigger, dest in self.out[state] if trigger in _LATER}
             skip, exhaust = later.get(Trigger.SKIP), later.get(Trigger.EXHAUST)
-            if target == exhaust and (repairable or skip is None):
+            expedite = later.get(Trigger.EXPEDITE)
+            if target == exhaust and (stays or skip is None):
                 hops.append((exhaust, Trigger.EXHAUST.value))
                 state = exhaust
+            elif expedite is not None and (
+                skip is None or self._walk(expedite, target, [], stays) is not None
+            ):
+                # The engine checks the deadline before it builds (and skips): an expedite
+                # that leads on to the next attempt's stage is taken to be what happened.
+                hops.append((expedite, Trigger.EXPEDITE.value))
+                state = expedite
             elif skip is not None:
                 hops.append((skip, Trigger.SKIP.value))
                 state = skip
@@ -277,12 +291,16 @@ def traffic(
         ]
         steps.append((result.attempts[-1], end))
         repairable = any(error.path for error in result.errors)
+        ran_out = result.status is ItemStatus.EXHAUSTED and (
+            result.reason == DEADLINE_PASSED.reason
+            or (plan is not None and result.prompts >= plan.max_prompts)
+        )
         counters = _Counters(plan)
         for attempt, target in steps:
             fired = counters.fired(attempt)
-            path = graph.path(attempt.stage, target, fired, repairable=repairable) or [
-                (target, attempt.outcome.value)
-            ]
+            path = graph.path(
+                attempt.stage, target, fired, repairable=repairable, spent=ran_out
+            ) or [(target, attempt.outcome.value)]
             tally.move(attempt.stage, path, number, attempt.outcome.value, attempt.counted)
         if result.status is ItemStatus.SUCCEEDED:
             succeeded[result.attempts[-1].stage] += 1
