@@ -680,7 +680,10 @@ def plan_show(app: App, pipeline: Path, fmt: str, overrides: tuple[str, ...]) ->
         return
     table = Table(title=f"{loaded.name}: plan", box=box.SIMPLE_HEAD, title_justify="left")
     limits = [_limits(stage) for stage in declared.stages]
+    fallbacks = [_fallbacks(declared.stages, i) for i in range(len(declared.stages))]
     headers = ["stage", "kind", "params", "on invalid", "on transient"]
+    if any(fallbacks):
+        headers.append("fallbacks")
     if any(limits):
         headers.append("limits")
     for header in headers:
@@ -698,6 +701,8 @@ def plan_show(app: App, pipeline: Path, fmt: str, overrides: tuple[str, ...]) ->
             _target(declared.stages, i, stage.on_invalid),
             transient,
         ]
+        if any(fallbacks):
+            row.append(fallbacks[i] or "-")
         table.add_row(*row, *([limits[i] or "-"] if any(limits) else []))
     app.out.print(table)
     budget = [
@@ -715,7 +720,8 @@ def plan_show(app: App, pipeline: Path, fmt: str, overrides: tuple[str, ...]) ->
     app.out.print(
         Text(
             "every stage: succeed -> succeeded; fatal -> failed; rate_limited and resource_lost "
-            "-> same stage (not counted); budget or deadline spent -> exhausted",
+            "-> same stage (not counted), and shed unless a fallback says otherwise; budget or "
+            "deadline spent -> exhausted",
             style="dim",
         ),
         soft_wrap=True,
@@ -729,6 +735,19 @@ def _limits(stage: Any) -> str:
     if stage.timeout is not None:
         parts.append(f"{stage.timeout:g} s")
     return ", ".join(parts)
+
+
+def _fallbacks(stages: Sequence[Any], index: int) -> str:
+    """Where a stage's declared fallbacks lead: a shed request, giving up, a near deadline."""
+    stage = stages[index]
+    parts = []
+    if stage.on_shed != "retry":
+        parts.append(f"shed -> {_target(stages, index, stage.on_shed)}")
+    if stage.on_give_up is not None:
+        parts.append(f"give_up -> {_target(stages, index, stage.on_give_up)}")
+    if stage.expedite is not None:
+        parts.append(f"expedite ({stage.expedite.within:g} s left) -> {stage.expedite.to}")
+    return "; ".join(parts)
 
 
 def _target(stages: Sequence[Any], index: int, target: str) -> str:
