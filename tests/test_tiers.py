@@ -623,6 +623,29 @@ def test_check_plan_follows_the_fallbacks() -> None:
     assert result.unreached == ()
 
 
+def test_check_plan_keeps_an_expedite_that_fires_from_the_start() -> None:
+    always = attrs.evolve(
+        FLEX,
+        stages=(
+            attrs.evolve(FLEX.stages[0], expedite=sr.Expedite(900.0, "full_std")),
+            *FLEX.stages[1:],
+        ),
+    )
+    result = check_plan(always, max_examples=20)
+    assert result.unreached == ("full_flex",)  # never sent to: it expedites at once
+    # A reference that forgot the expedite is caught.
+    with pytest.raises(AssertionError, match="full_flex"):
+        check_plan(
+            always,
+            reference=attrs.evolve(
+                FLEX,
+                deadline=None,
+                stages=(attrs.evolve(FLEX.stages[0], expedite=None), *FLEX.stages[1:]),
+            ),
+            max_examples=20,
+        )
+
+
 def test_check_plan_finds_a_fallback_that_went_elsewhere() -> None:
     meant = FLEX
     wrong = attrs.evolve(
