@@ -219,3 +219,21 @@ def a_gemini_strategy_paces_to_a_quota(client: Any) -> None:
     GeminiStrategy(client, "gemini-2.5-pro", quota=shared)
     seconds: float = time_under(quota.for_model("gemini-2.5-pro"), 2000, 500_000)
     del paced, seconds
+
+
+def a_flex_first_plan_is_typed() -> None:
+    flex = sr.Stage(
+        "full_flex",
+        params={"service_tier": "flex"},
+        max_attempts=2,
+        on_shed="full_std",
+        on_give_up="full_std",
+        expedite=sr.Expedite(within=120.0, to="full_std"),
+    )
+    assert_type(flex.expedite, sr.Expedite | None)
+    assert_type(flex.on_give_up, str | None)
+    assert_type(flex.give_up_target, str)
+    plan = sr.Plan([flex, sr.Stage("full_std")], deadline=900.0)
+    assert_type(plan.stages[0].on_shed, str)
+    path = sr_testing.expected_path(plan, ["shed"], elapsed=lambda played: 60.0 * played)
+    assert_type(path.expedited, tuple[str, ...])
