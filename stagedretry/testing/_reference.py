@@ -16,8 +16,8 @@ notes), not from the runner, so the two can be checked against each other:
 * ``TRANSIENT`` stays, unless the stage's ``on_transient`` names a target; once
   the stage has sent ``max_attempts`` requests it gives up and follows
   ``on_invalid``;
-* ``RATE_LIMITED`` and ``RESOURCE_LOST`` stay and spend no prompt; past
-  ``max_rate_limit_waits`` refusals in all, or ``max_resource_lost`` losses in
+* ``RATE_LIMITED``, ``SHED`` and ``RESOURCE_LOST`` stay and spend no prompt; past
+  ``max_rate_limit_waits`` refusals and sheds in all, or ``max_resource_lost`` losses in
   a row, the item ends ``failed``; only a request that was served (one that
   spent a prompt) breaks a row of losses, a rate-limit refusal does not.
 
@@ -174,7 +174,7 @@ class ReferenceItem:
         assert stage is not None
         index = self._index[stage.name]
         kind = step.kind
-        spent = kind not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST)
+        spent = kind not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST, OutcomeKind.SHED)
         self.steps_used += 1
         self.stages.append(stage.name)
         self.outcomes.append(kind)
@@ -204,7 +204,8 @@ class ReferenceItem:
                 self.state = self._target(index, stage.on_invalid)
             elif stage.on_transient != "retry":
                 self.state = self._target(index, stage.on_transient)
-        elif kind is OutcomeKind.RATE_LIMITED:
+        elif kind is OutcomeKind.RATE_LIMITED or kind is OutcomeKind.SHED:
+            # Without a declared fallback a shed waits on its stage as a 429 does.
             self.rate_limit_waits += 1
             if self.rate_limit_waits > self.plan.max_rate_limit_waits:
                 self.state = "failed"
