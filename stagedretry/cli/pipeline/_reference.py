@@ -222,6 +222,8 @@ _EXAMPLES: Final[Mapping[str, object]] = {
     "backend.emulator.faults[].at": [1, 5],
     "backend.emulator.faults[].times": 3,
     "backend.emulator.faults[].retry_delay": 0.5,
+    "backend.emulator.flex.shed_rate": 0.1,
+    "backend.emulator.flex.latency": 0.05,
     "backend.quota.rpm": 600,
     "backend.quota.tpm": 200_000,
     "backend.quota.rpd": 10_000,
@@ -245,6 +247,7 @@ _EXAMPLES: Final[Mapping[str, object]] = {
     "params.frequency_penalty": 0.5,
     "params.thinking_budget": 1024,
     "params.response_mime_type": "application/json",
+    "params.service_tier": "flex",
 }
 
 
