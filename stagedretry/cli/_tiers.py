@@ -54,10 +54,14 @@ class TierCost:
 
 
 def usage_by_tier(results: Iterable[ItemResult[Any]]) -> dict[str, Usage]:
-    """The tokens of every attempt of *results*, added up by the tier each was billed at."""
+    """The tokens of every attempt of *results*, added up by the tier each was billed at
+    (an attempt that billed nothing, such as a shed request, is left out)."""
     found: dict[str, Usage] = {}
+    empty = Usage()
     for result in results:
         for attempt in result.attempts:
+            if attempt.usage == empty:
+                continue
             meta = attempt.meta
             tier = (meta.service_tier if meta is not None else None) or STANDARD
             found[tier] = found.get(tier, Usage()) + attempt.usage

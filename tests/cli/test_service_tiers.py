@@ -158,7 +158,10 @@ def _result(*attempts: tuple[str | None, Usage]) -> ItemResult[Any]:
 def test_an_attempt_that_names_no_tier_is_billed_as_standard() -> None:
     a = Usage(input_tokens=1000, output_tokens=10)
     b = Usage(input_tokens=2000, cached_tokens=500, output_tokens=20)
-    results = [_result(("flex", a), (None, b)), _result(("-", a), ("batch", b))]
+    results = [
+        _result(("flex", a), (None, b), ("flex", Usage())),
+        _result(("-", a), ("batch", b), ("-", Usage())),
+    ]
     by_tier = usage_by_tier(results)
     assert by_tier == {"flex": a, "standard": b + a, "batch": b}
     price = Price(input=1.0, cached_input=0.25, output=4.0)
