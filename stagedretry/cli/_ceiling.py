@@ -25,6 +25,7 @@ from strategies.backend import CacheClose
 
 from .._results import ItemResult, Usage
 from ._summary import RunStats, price_job
+from ._tiers import usage_by_tier
 from .pipeline import Pipeline, Price
 
 
@@ -46,6 +47,8 @@ class Ceiling:
     price: Price | None
     earlier: Sequence[RunStats]
     usage: Usage = attrs.field(factory=Usage)
+    by_tier: dict[str, Usage] = attrs.field(factory=dict)
+    """:attr:`usage` by the service tier each attempt was billed at, priced at its tier's price."""
     cache_tokens: int = 0
     cache_stats: Callable[[], Mapping[str, int]] | None = None
     started: float = attrs.field(factory=time.monotonic)
@@ -82,6 +85,7 @@ class Ceiling:
             cache=stats,
             cache_tokens=self.cache_tokens,
         )
+        priced = self.pipeline.priced
         return price_job(
             self.price,
             self.pipeline.backend.model,
@@ -89,10 +93,14 @@ class Ceiling:
             [*self.earlier, now],
             ttl=cache.options.ttl if cache is not None else 0.0,
             keep=cache is not None and cache.options.on_close is CacheClose.KEEP,
+            by_tier=self.by_tier,
+            price_of=priced.tier if priced is not None else None,
         ).with_cache
 
     def count(self, result: ItemResult) -> None:
         """Add *result*'s attempts to the spend."""
+        for tier, usage in usage_by_tier([result]).items():
+            self.by_tier[tier] = self.by_tier.get(tier, Usage()) + usage
         for attempt in result.attempts:
             self.usage = self.usage + attempt.usage
             self.cache_tokens = max(self.cache_tokens, attempt.usage.cached_tokens)

@@ -8,7 +8,7 @@ the job.  :meth:`Summary.to_json` is what ``--json`` prints.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,6 +25,7 @@ from .._outcomes import OutcomeKind
 from .._results import ItemResult, ItemStatus, Usage
 from ._exit import ExitCode
 from ._reasons import JSON_TOP, Reason, group_reasons, reason_lines
+from ._tiers import STANDARD, TierCost, tier_costs, usage_by_tier
 from .pipeline import Pipeline, Price
 
 PENDING: Final = "pending"
@@ -116,6 +117,10 @@ class Cost:
     without_cache: float
     sources: Mapping[str, str] = attrs.field(factory=dict)
     """Where each part of the price came from (see ``pipeline.PriceChoice``)."""
+    tiers: tuple[TierCost, ...] = ()
+    """The token parts of the bill split by service tier (empty: all priced at standard)."""
+    tier_sources: Mapping[str, str] = attrs.field(factory=dict)
+    """Where each non-standard tier's price came from."""
 
     @property
     def with_cache(self) -> float:
@@ -146,17 +151,32 @@ class Cost:
             },
             "storage_hours": round(self.storage_hours, 4),
             "price_sources": dict(self.sources),
+            "tiers": [t.to_json() for t in self.tiers],
+            "tier_price_sources": {
+                t.tier: self.tier_sources[t.tier] for t in self.tiers if t.tier in self.tier_sources
+            },
         }
 
 
 def price_job(
-    price: Price, model: str, usage: Usage, runs: Sequence[RunStats], *, ttl: float, keep: bool
+    price: Price,
+    model: str,
+    usage: Usage,
+    runs: Sequence[RunStats],
+    *,
+    ttl: float,
+    keep: bool,
+    by_tier: Mapping[str, Usage] | None = None,
+    price_of: Callable[[str], Price] | None = None,
 ) -> Cost:
     """Price *usage* (every attempt of every item) plus the cache's creation and storage.
 
     Output and thinking tokens are billed at the output price.  Storage is an
     estimate: a run that created or extended the cache paid for its wall time,
-    and, when the cache is kept, for one more TTL after the run.
+    and, when the cache is kept, for one more TTL after the run.  With *by_tier* (the
+    tokens by the service tier they were billed at, adding up to *usage*) and
+    *price_of* (a tier's price), each tier's tokens are priced at its own price and the
+    cost says so per tier; the cache's creation and storage stay at *price*.
     """
     creation_tokens = 0
     storage_token_hours = 0.0
@@ -170,16 +190,28 @@ def price_job(
             hours = (run.wall_time + (ttl if keep else 0.0)) / _HOUR
             storage_hours += hours
             storage_token_hours += run.cache_tokens * hours
-    out_tokens = usage.output_tokens + usage.thinking_tokens
+    parts = {STANDARD: (usage, price)}
+    tiers: tuple[TierCost, ...] = ()
+    if by_tier and price_of is not None:
+        tiers = tier_costs(by_tier, price_of, price)
+        parts = {t.tier: (t.usage, price_of(t.tier)) for t in tiers}
+    fresh = cached = output = without = 0.0
+    for used, paid in parts.values():
+        out_tokens = used.output_tokens + used.thinking_tokens
+        fresh += used.fresh_input_tokens * paid.input
+        cached += used.cached_tokens * paid.cached_input
+        output += out_tokens * paid.output
+        without += used.input_tokens * paid.input + out_tokens * paid.output
     return Cost(
         model=model,
-        fresh_input=usage.fresh_input_tokens * price.input / _MILLION,
-        cached_input=usage.cached_tokens * price.cached_input / _MILLION,
-        output=out_tokens * price.output / _MILLION,
+        fresh_input=fresh / _MILLION,
+        cached_input=cached / _MILLION,
+        output=output / _MILLION,
         cache_creation=creation_tokens * price.input / _MILLION,
         cache_storage=storage_token_hours * (price.cache_storage or 0.0) / _MILLION,
         storage_hours=storage_hours,
-        without_cache=(usage.input_tokens * price.input + out_tokens * price.output) / _MILLION,
+        without_cache=without / _MILLION,
+        tiers=tiers,
     )
 
 
@@ -377,8 +409,10 @@ def build_summary(
             runs,
             ttl=cache_config.options.ttl if cache_config is not None else 0.0,
             keep=cache_config is not None and cache_config.options.on_close is CacheClose.KEEP,
+            by_tier=usage_by_tier(results),
+            price_of=priced.tier,
         )
-        cost = attrs.evolve(cost, sources=priced.sources)
+        cost = attrs.evolve(cost, sources=priced.sources, tier_sources=priced.tier_sources)
     return Summary(
         pipeline=pipeline.name,
         fingerprint=pipeline.fingerprint,
@@ -408,6 +442,40 @@ def build_summary(
 
 
 # -- rendering ---------------------------------------------------------------------------------
+
+
+def _tier_parts(cost: Cost) -> list[Any]:
+    """The bill by service tier, when any token was billed at another tier than standard."""
+    if all(t.tier == STANDARD for t in cost.tiers):
+        return []
+    table = Table(title="By service tier", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("tier")
+    for header in ("input", "from cache", "output + thinking", "cost", "on standard"):
+        table.add_column(header, justify="right")
+    for t in cost.tiers:
+        u = t.usage
+        table.add_row(
+            t.tier,
+            _n(u.input_tokens),
+            _n(u.cached_tokens),
+            _n(u.output_tokens + u.thinking_tokens),
+            _money(t.usd),
+            _money(t.at_standard),
+        )
+    saving = sum(t.saving for t in cost.tiers)
+    table.caption = (
+        f"the tiers saved {_money(saving)} against standard"
+        if saving >= 0
+        else f"the tiers cost {_money(-saving)} more than standard"
+    )
+    table.caption_justify = "left"
+    lines: list[Any] = [table]
+    lines.extend(
+        Text(f"{t.tier} prices from {cost.tier_sources[t.tier]}", style="dim")
+        for t in cost.tiers
+        if t.tier in cost.tier_sources
+    )
+    return lines
 
 
 def _money(value: float) -> str:
@@ -514,6 +582,7 @@ def render_summary(summary: Summary, console: Console) -> None:
         cost.caption = f"the cache saved {_money(k.saving)} ({share:.0%})"
         cost.caption_justify = "left"
         parts.append(cost)
+        parts.extend(_tier_parts(k))
         # Lines of their own, not the caption: a caption wraps to the table's width, and a
         # source's URL must stay whole.
         parts.extend(

@@ -18,6 +18,12 @@ The rules run in a fixed order so the specific ones win over the general ones:
    carrying ``RetryInfo`` or ``Retry-After`` waits that long, as a 429 does
 5. any other 4xx -> FATAL
 
+A request sent on the ``flex`` tier meets one rule before these, applied by the strategy,
+which alone knows the tier it asked for (:func:`flex_shed`): a 503, or a 429 that names no
+quota of the project, is the service shedding best-effort load -> SHED (``stagedretry.Shed``,
+not billed; the stage's ``on.shed`` decides where the item goes).  A Flex request that times
+out stays TRANSIENT: nothing tells that it was not served and billed.
+
 The wire bodies behind rule 2, with their sources, are in ``docs/reference/gemini.md``.
 
 A truncated answer (``MAX_TOKENS``) or answer text that is not JSON is not an
@@ -40,7 +46,7 @@ from typing import Any, Final
 
 from google.genai import errors
 
-from stagedretry import Outcome, OutcomeKind, ResourceLost, Rule, Secrets, retry_after
+from stagedretry import Outcome, OutcomeKind, ResourceLost, Rule, Secrets, Shed, retry_after
 
 from ..quota import describe_reset
 
@@ -49,6 +55,7 @@ __all__ = [
     "cache_lost",
     "cache_too_small",
     "classify",
+    "flex_shed",
     "gemini_rules",
     "redact",
     "retry_delay",
@@ -275,6 +282,33 @@ def _spend_cap(exc: errors.APIError) -> str | None:
         )
     if _PREPAY.search(message):
         return "the project's prepaid credits are spent: add funds in AI Studio"
+    return None
+
+
+def _names_quota(exc: errors.APIError) -> bool:
+    """Whether an error body carries a ``QuotaFailure``: a limit of the project, not load."""
+    return any(
+        str(d.get("@type", "")).endswith("google.rpc.QuotaFailure")
+        for d in _error_details(exc.details)
+    )
+
+
+def flex_shed(exc: BaseException, secrets: Secrets | None = None) -> Shed | None:
+    """The :class:`~stagedretry.Shed` for *exc*, the answer to a request sent on the flex tier,
+    when it says the service shed it; else ``None`` (the ordinary rules then apply).
+
+    The flex-inference page lists two answers when "Flex capacity is unavailable or the
+    system is congested": 503 Service Unavailable (at capacity) and 429 (resources
+    exhausted).  So a 503 is a shed, and so is a 429 that neither stops the run (a per-day
+    quota, a spend cap) nor names a ``QuotaFailure`` (the project's own rate limit, which
+    Flex shares with standard: a fallback would not help, so it stays RATE_LIMITED).
+    The server's ``RetryInfo`` or ``Retry-After``, if any, becomes ``retry_after``.
+    Sources in ``docs/reference/gemini.md`` ("Service tiers").
+    """
+    if not isinstance(exc, errors.APIError):
+        return None
+    if exc.code == 503 or (exc.code == 429 and run_failure(exc) is None and not _names_quota(exc)):
+        return Shed(redact(_api_message(exc), secrets), retry_after=retry_delay(exc))
     return None
 
 

@@ -21,10 +21,12 @@ from stagedretry import ResponseMeta, Usage
 
 __all__ = [
     "SAFETY_FINISH_REASONS",
+    "TIER_HEADER",
     "answer_text",
     "enum_name",
     "response_meta",
     "response_usage",
+    "served_tier",
 ]
 
 SAFETY_FINISH_REASONS: Final = frozenset(
@@ -44,6 +46,15 @@ SAFETY_FINISH_REASONS: Final = frozenset(
 """Finish reasons meaning the answer was withheld (or cut) by a policy, not by length."""
 
 _UNSET_BLOCK: Final = "BLOCKED_REASON_UNSPECIFIED"
+TIER_HEADER: Final = "x-gemini-service-tier"
+"""The response header naming the tier that served (and bills) a request (Developer API)."""
+_KNOWN_TIERS: Final = frozenset({"flex", "standard", "priority"})
+# Vertex AI names the tier that served a request in usageMetadata.trafficType instead.
+_TRAFFIC_TIERS: Final = {
+    "ON_DEMAND": "standard",
+    "ON_DEMAND_FLEX": "flex",
+    "ON_DEMAND_PRIORITY": "priority",
+}
 _TRUNCATING_REASONS: Final = frozenset({"MAX_TOKENS"})
 """Finish reasons meaning the answer was cut off by the output token limit."""
 
@@ -95,8 +106,36 @@ def _ratings(ratings: list[types.SafetyRating] | None, into: dict[str, str]) -> 
             into[category] = grade
 
 
-def response_meta(response: types.GenerateContentResponse) -> ResponseMeta:
-    """What the response said besides its text: finish reason, safety, model and id."""
+def served_tier(response: types.GenerateContentResponse, requested: str | None) -> str:
+    """The tier a response was billed at: the service's ``x-gemini-service-tier`` header when
+    it names a known tier, else Vertex AI's ``usageMetadata.trafficType`` (``ON_DEMAND``,
+    ``ON_DEMAND_FLEX``, ``ON_DEMAND_PRIORITY``), else the tier *requested* (``None``:
+    ``"standard"``, the service's default).
+
+    The header is the only place this SDK exposes it on the Developer API: google-genai
+    3.6.1 drops the body's ``usageMetadata.serviceTier``.  A Priority request over its
+    limit is served (and billed) at ``standard``, and the header says so.
+    """
+    http = response.sdk_http_response
+    headers = http.headers if http is not None else None
+    if headers:
+        for name, value in headers.items():
+            if name.lower() == TIER_HEADER and isinstance(value, str):
+                tier = value.strip().lower()
+                if tier in _KNOWN_TIERS:
+                    return tier
+    usage = response.usage_metadata
+    traffic = enum_name(usage.traffic_type) if usage is not None else None
+    if traffic in _TRAFFIC_TIERS:
+        return _TRAFFIC_TIERS[traffic]
+    return requested or "standard"
+
+
+def response_meta(
+    response: types.GenerateContentResponse, requested_tier: str | None = None
+) -> ResponseMeta:
+    """What the response said besides its text: finish reason, safety, model, id and the
+    tier it was billed at (see :func:`served_tier`)."""
     ratings: dict[str, str] = {}
     feedback = response.prompt_feedback
     block_reason = None
@@ -120,6 +159,7 @@ def response_meta(response: types.GenerateContentResponse) -> ResponseMeta:
         model_version=response.model_version,
         response_id=response.response_id,
         truncated=finish_reason in _TRUNCATING_REASONS,
+        service_tier=served_tier(response, requested_tier),
         raw=response,
     )
 

@@ -16,6 +16,10 @@ from .._sampling import SamplingParams
 
 JSON_MIME = "application/json"
 MIME_TYPES = (JSON_MIME, "text/plain", "text/x.enum")
+SERVICE_TIERS = ("flex", "standard", "priority")
+"""The ``service_tier`` values, as the Gemini API names them on the wire (lower case)."""
+FLEX = "flex"
+STANDARD = "standard"
 
 
 @attrs.frozen
@@ -25,7 +29,9 @@ class GeminiParams(SamplingParams):
     Adds to :class:`~strategies.SamplingParams`: ``presence_penalty`` and
     ``frequency_penalty`` (in [-2, 2]), ``thinking_budget`` (tokens, -1 for
     dynamic, at most 32,768) and ``response_mime_type`` (``application/json``,
-    ``text/plain`` or ``text/x.enum``; with a response schema the default is JSON).
+    ``text/plain`` or ``text/x.enum``; with a response schema the default is JSON) and
+    ``service_tier`` (``flex``, ``standard`` or ``priority``; ``None`` sends no tier, which
+    the service serves and bills as ``standard``).
     """
 
     presence_penalty: float | None = setting(None, minimum=-2.0, maximum=2.0)
@@ -37,3 +43,7 @@ class GeminiParams(SamplingParams):
     at most 32,768."""
     response_mime_type: str | None = setting(None, choices=MIME_TYPES)
     """The answer's MIME type; with a response schema the default is ``application/json``."""
+    service_tier: str | None = setting(None, choices=SERVICE_TIERS)
+    """The tier that serves and bills the request: ``flex`` (half price, best effort: it may
+    be shed, minutes of latency), ``standard`` or ``priority`` (a premium, may be served at
+    standard); ``None``: no tier sent, served at ``standard``."""

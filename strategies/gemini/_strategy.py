@@ -40,10 +40,10 @@ from ..backend import MAX_WAIT
 from ..quota import Quota, QuotaAdmission, make_admission
 from ._cache import CacheHandle, GeminiContextCache, fingerprint, model_path
 from ._client_check import check_client
-from ._errors import cache_gone, cache_lost, redact
+from ._errors import cache_gone, cache_lost, flex_shed, redact
 from ._errors import classify as _classify
 from ._meta import SAFETY_FINISH_REASONS, answer_text, response_meta, response_usage
-from ._params import JSON_MIME, GeminiParams
+from ._params import FLEX, JSON_MIME, GeminiParams
 from ._schema import ResponseSchema
 
 if TYPE_CHECKING:
@@ -255,6 +255,12 @@ class GeminiStrategy:
                 # Known from the request, not only from the words: this request named the
                 # cache, so a 404 that names no model means the cache is gone (Vertex AI).
                 raise cache_lost(exc, resource=cache.name, secrets=self._secrets) from exc
+            if params.service_tier == FLEX:
+                # Known from the request: only a request sent on the flex tier can be shed;
+                # the same 503 on standard stays TRANSIENT.
+                shed = flex_shed(exc, self._secrets)
+                if shed is not None:
+                    raise shed from exc
             raise
         except (pydantic.ValidationError, UserWarning) as exc:
             # The body arrived but could not be read: a known field of the wrong type, or
@@ -272,7 +278,7 @@ class GeminiStrategy:
             raise ValidationFailed(
                 [FieldError("", "unreadable response: nested too deeply to parse")], None
             ) from None
-        meta = response_meta(answer)
+        meta = response_meta(answer, params.service_tier)
         usage = response_usage(answer)
         if meta.blocked or meta.finish_reason in SAFETY_FINISH_REASONS:
             return Response(None, usage, meta)

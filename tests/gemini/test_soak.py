@@ -1,6 +1,7 @@
 """The soak: thousands of items through the ladder and one shared cache, 30% of requests faulted.
 
-Three simulated hours on a one-hour cache, with every injected fault kind mixed in:
+Three simulated hours on a one-hour cache, with every injected fault kind mixed in
+(and the first stage on the Flex tier, which sheds 5% of its requests):
 429s with RetryInfo, 500/502/503, slow answers and hangs, truncated and non-JSON bodies,
 blocked prompts, SAFETY and MAX_TOKENS stops, missing candidates, unknown enum values,
 the cache dropped server-side, and 503s on the cache API itself.  Every item must end
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import attrs
 import pydantic
 import pytest
 from google import genai
@@ -19,7 +21,7 @@ from google import genai
 import stagedretry as sr
 from stagedretry.testing import VirtualClock
 from strategies.gemini import GeminiContextCache, GeminiStrategy
-from strategies.gemini.emulator import Fault, FaultKind, GeminiEmulator
+from strategies.gemini.emulator import Fault, FaultKind, FlexSettings, GeminiEmulator
 
 from .conftest import MODEL, doc
 
@@ -27,6 +29,7 @@ SYSTEM = "You catalogue books for a library; answer with the record. " + doc(200
 HOURS = 3
 TTL = 3600.0
 CONCURRENCY = 64
+FLEX = FlexSettings(shed_rate=0.05)
 
 # Rules are consulted in this order; the first that fires wins.  About 30% in all.
 FAULT_MIX = [
@@ -81,7 +84,10 @@ async def soak(
     # The SDK's own timeout ends hangs; no virtual timeout, which autojump could fire
     # while a billed answer is still on its way back.
     strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Record, http_timeout=5.0)
-    plan = sr.Plan.ladder(max_prompts=8)
+    ladder = sr.Plan.ladder(max_prompts=8)
+    first = ladder.stages[0]
+    flex = attrs.evolve(first, params={**first.params, "service_tier": "flex"})
+    plan = attrs.evolve(ladder, stages=(flex, *ladder.stages[1:]))
     runner = sr.Runner(
         plan,
         strategy,
@@ -118,6 +124,8 @@ async def soak(
     assert outcomes == set(sr.OutcomeKind) - {sr.OutcomeKind.FATAL, sr.OutcomeKind.STOP_RUN}
     ledger = emulator.ledger
     assert ledger.faults_fired > 0.25 * ledger.generate_calls
+    assert ledger.flex_shed > 0
+    assert ledger.tier("flex").generate_calls > 0
     # One cache, renewed by update, re-created once per server-side drop.
     assert cache.stats.updated >= 2
     assert ledger.caches_created == cache.stats.created == 1 + cache.stats.lost
@@ -142,7 +150,7 @@ async def test_a_short_soak(
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_on_clock(seed=31, invalid_rate=0.05, invalid_rate_slope=0.2)
+    emulator = start_on_clock(seed=31, invalid_rate=0.05, invalid_rate_slope=0.2, flex=FLEX)
     await soak(emulator, connect(emulator), virtual_clock, 1000, drop_every=1000)
 
 
@@ -153,5 +161,5 @@ async def test_the_soak(
     connect: Callable[..., genai.Client],
     virtual_clock: VirtualClock,
 ) -> None:
-    emulator = start_on_clock(seed=32, invalid_rate=0.05, invalid_rate_slope=0.2)
+    emulator = start_on_clock(seed=32, invalid_rate=0.05, invalid_rate_slope=0.2, flex=FLEX)
     await soak(emulator, connect(emulator), virtual_clock, 10_000, drop_every=6000)

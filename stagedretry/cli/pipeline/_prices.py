@@ -7,7 +7,11 @@ cache's storage price from :data:`STORAGE`, our one table of numbers the package
 does not carry.  Every part of a price says where it came from (:class:`PriceChoice`),
 and the cost report prints it.
 
-Tier discounts (Batch, Flex) are not applied: this job runs at the standard tier.
+Each price has one per service tier: ``standard`` (the price itself), ``flex``,
+``priority`` and ``batch`` (what a batch job's answers are billed at).  A tier's part
+comes from the pipeline's ``[prices."<model>".<tier>]`` table if it sets it, else from
+genai-prices where its data has the tier (Batch, for Gemini), else from the discount or
+premium Google documents (:data:`TIER_RULES`), applied to the standard price.
 """
 
 from __future__ import annotations
@@ -24,8 +28,26 @@ from stagedretry import setting
 
 
 @attrs.frozen
+class TierPrice:
+    """One service tier's prices, in currency units per million tokens; ``None``: the default
+    (genai-prices' data for the tier, else the documented ratio of the standard price)."""
+
+    input: float | None = setting(None, minimum=0.0)
+    """Per million input tokens sent at full price on this tier."""
+    cached_input: float | None = setting(None, minimum=0.0)
+    """Per million input tokens served from the cache on this tier."""
+    output: float | None = setting(None, minimum=0.0)
+    """Per million output (and thinking) tokens on this tier."""
+
+
+@attrs.frozen
 class Price:
-    """Prices in currency units per million tokens; storage per million tokens per hour."""
+    """Prices in currency units per million tokens; storage per million tokens per hour.
+
+    ``input``, ``cached_input`` and ``output`` are the standard tier's; the ``flex``,
+    ``priority`` and ``batch`` tables set another tier's (each part left out takes its
+    default, see :func:`choose_price`).
+    """
 
     input: float = setting(minimum=0.0)
     """Per million input tokens sent at full price (not served from the cache)."""
@@ -36,10 +58,53 @@ class Price:
     cache_storage: float | None = setting(None, minimum=0.0)
     """Per million cached tokens per hour the cache is stored; ``None``: the default table's
     (``stagedretry.cli.pipeline.STORAGE``), else 0."""
+    flex: TierPrice = setting(factory=TierPrice)
+    """The Flex tier's prices (default: half the standard input and output price)."""
+    priority: TierPrice = setting(factory=TierPrice)
+    """The Priority tier's prices (default: twice the standard price, the top of the
+    documented 75-100% premium)."""
+    batch: TierPrice = setting(factory=TierPrice)
+    """The Batch API's prices (default: genai-prices' batch price, else half the standard
+    input and output price)."""
 
 
 PARTS: Final = ("input", "cached_input", "output", "cache_storage")
 """The parts of a price, as :class:`Price` names them."""
+
+TIERS: Final = ("standard", "flex", "priority", "batch")
+"""The service tiers a price has, as ``ResponseMeta.service_tier`` names them."""
+TOKEN_PARTS: Final = ("input", "cached_input", "output")
+"""The parts of a price that differ by tier (storage does not)."""
+
+
+@attrs.frozen
+class TierRule:
+    """A tier's documented price as factors of the standard price, with where it is written."""
+
+    input: float
+    cached_input: float
+    output: float
+    source: str
+
+
+_FLEX_PAGE: Final = "https://ai.google.dev/gemini-api/docs/flex-inference"
+_PRIORITY_PAGE: Final = "https://ai.google.dev/gemini-api/docs/priority-inference"
+_BATCH_PAGE: Final = "https://ai.google.dev/gemini-api/docs/batch-api"
+
+TIER_RULES: Final[Mapping[str, TierRule]] = MappingProxyType(
+    {
+        # "priced at 50% of the standard API"; the page does not say cached input is halved,
+        # so it stays at the standard rate (the higher, safer reading).
+        "flex": TierRule(0.5, 1.0, 0.5, f"50% of standard, {_FLEX_PAGE} (checked 2026-12-01)"),
+        # "75-100% more than Standard": the top of the range, so no bill is underestimated.
+        "priority": TierRule(
+            2.0, 2.0, 2.0, f"standard + 100% (of 75-100%), {_PRIORITY_PAGE} (checked 2026-12-01)"
+        ),
+        # Batch halves input and output; context caching stays at the standard rate.
+        "batch": TierRule(0.5, 1.0, 0.5, f"50% of standard, {_BATCH_PAGE} (checked 2026-12-01)"),
+    }
+)
+"""The documented price of each non-standard tier, used where genai-prices has none."""
 
 PIPELINE_SOURCE: Final = "the pipeline's [prices] table"
 
@@ -87,12 +152,30 @@ class PriceChoice:
 
     *sources* maps each of :data:`PARTS` to one phrase: the pipeline's table,
     ``genai-prices <version> (<pricing page>)``, a :data:`STORAGE` source, or
-    ``"none known (0)"``.
+    ``"none known (0)"``.  *tier_sources* maps each tier but ``standard`` to where its
+    prices came from (see :meth:`tier`).
     """
 
     model: str
     price: Price
     sources: Mapping[str, str] = attrs.field(converter=_frozen)
+    tier_sources: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
+
+    def tier(self, name: str | None) -> Price:
+        """The price of tier *name* (``None``, ``"standard"`` or an unknown name: the standard
+        price); its ``input``, ``cached_input`` and ``output`` are the tier's, in full."""
+        price = self.price
+        if name is None or name not in TIERS or name == "standard":
+            return price
+        given: TierPrice = getattr(price, name)
+        return attrs.evolve(
+            price,
+            **{
+                part: getattr(given, part)
+                for part in TOKEN_PARTS
+                if getattr(given, part) is not None
+            },
+        )
 
 
 def storage_price(model: str) -> StoragePrice | None:
@@ -128,21 +211,71 @@ def default_price(model: str) -> PriceChoice | None:
     def per_million(value: Decimal) -> float:
         return float(value * 1_000_000 / _PROBE)
 
+    standard = Price(
+        input=per_million(fresh.total_price),
+        cached_input=per_million(cached.total_price),
+        output=per_million(out.total_price),
+        cache_storage=storage.usd_per_mtok_hour if storage is not None else 0.0,
+    )
+    # genai-prices has Gemini's Batch prices (a "processing" variant), not Flex's nor
+    # Priority's; a variant it lacks prices as standard, which is then not taken for one.
+    batch_context = {"processing": "batch"}
+
+    def batch_price(usage: Usage) -> float:
+        found = calc_price(usage, name, provider_id="google", price_context=batch_context)
+        return per_million(found.total_price)
+
+    batch = TierPrice(
+        input=batch_price(Usage(input_tokens=_PROBE)),
+        cached_input=batch_price(Usage(input_tokens=_PROBE, cache_read_tokens=_PROBE)),
+        output=batch_price(Usage(output_tokens=_PROBE)),
+    )
+    known = (
+        {} if (batch.input, batch.output) == (standard.input, standard.output) else {"batch": batch}
+    )
+    priced, tier_sources = _with_tiers(standard, known, source)
     return PriceChoice(
         model,
-        Price(
-            input=per_million(fresh.total_price),
-            cached_input=per_million(cached.total_price),
-            output=per_million(out.total_price),
-            cache_storage=storage.usd_per_mtok_hour if storage is not None else 0.0,
-        ),
+        priced,
         {
             "input": source,
             "cached_input": source,
             "output": source,
             "cache_storage": storage.source if storage is not None else "none known (0)",
         },
+        tier_sources,
     )
+
+
+def _with_tiers(
+    price: Price, known: Mapping[str, TierPrice], known_source: str
+) -> tuple[Price, dict[str, str]]:
+    """*price* with every tier's parts filled: what it sets, else *known* (data from
+    *known_source*), else :data:`TIER_RULES` applied to its standard parts."""
+    filled: dict[str, TierPrice] = {}
+    sources: dict[str, str] = {}
+    for tier, rule in TIER_RULES.items():
+        given: TierPrice = getattr(price, tier)
+        data = known.get(tier)
+        parts: dict[str, float] = {}
+        used: list[str] = []
+        for part in TOKEN_PARTS:
+            value = getattr(given, part)
+            if value is not None:
+                used.append(PIPELINE_SOURCE)
+            elif data is not None and getattr(data, part) is not None:
+                value = getattr(data, part)
+                used.append(known_source)
+            else:
+                value = getattr(price, part) * getattr(rule, part)
+                used.append(rule.source)
+            parts[part] = value
+        filled[tier] = TierPrice(**parts)
+        sources[tier] = "; ".join(dict.fromkeys(used))
+    filled_price = attrs.evolve(
+        price, flex=filled["flex"], priority=filled["priority"], batch=filled["batch"]
+    )
+    return filled_price, sources
 
 
 def choose_price(model: str, table: Mapping[str, Price]) -> PriceChoice | None:
@@ -155,10 +288,13 @@ def choose_price(model: str, table: Mapping[str, Price]) -> PriceChoice | None:
     if given is None:
         return default_price(model)
     sources = dict.fromkeys(PARTS, PIPELINE_SOURCE)
+    # A tier the table leaves out follows the table's own standard price by the documented
+    # ratio: genai-prices' tier data belongs with its own standard price, not this one.
+    given, tier_sources = _with_tiers(given, {}, PIPELINE_SOURCE)
     if given.cache_storage is None:
         storage = storage_price(model)
         given = attrs.evolve(
             given, cache_storage=storage.usd_per_mtok_hour if storage is not None else 0.0
         )
         sources["cache_storage"] = storage.source if storage is not None else "none known (0)"
-    return PriceChoice(model, given, sources)
+    return PriceChoice(model, given, sources, tier_sources)

@@ -222,6 +222,8 @@ _EXAMPLES: Final[Mapping[str, object]] = {
     "backend.emulator.faults[].at": [1, 5],
     "backend.emulator.faults[].times": 3,
     "backend.emulator.faults[].retry_delay": 0.5,
+    "backend.emulator.flex.shed_rate": 0.1,
+    "backend.emulator.flex.latency": 0.05,
     "backend.quota.rpm": 600,
     "backend.quota.tpm": 200_000,
     "backend.quota.rpd": 10_000,
@@ -234,6 +236,15 @@ _EXAMPLES: Final[Mapping[str, object]] = {
     "prices.<model>.cached_input": 0.03,
     "prices.<model>.output": 2.50,
     "prices.<model>.cache_storage": 1.00,
+    "prices.<model>.flex.input": 0.15,
+    "prices.<model>.flex.cached_input": 0.03,
+    "prices.<model>.flex.output": 1.25,
+    "prices.<model>.priority.input": 0.54,
+    "prices.<model>.priority.cached_input": 0.054,
+    "prices.<model>.priority.output": 4.50,
+    "prices.<model>.batch.input": 0.15,
+    "prices.<model>.batch.cached_input": 0.03,
+    "prices.<model>.batch.output": 1.25,
     "params.temperature": 0.25,
     "params.top_p": 0.95,
     "params.top_k": 40,
@@ -245,6 +256,7 @@ _EXAMPLES: Final[Mapping[str, object]] = {
     "params.frequency_penalty": 0.5,
     "params.thinking_budget": 1024,
     "params.response_mime_type": "application/json",
+    "params.service_tier": "flex",
 }
 
 
@@ -667,8 +679,19 @@ def tables() -> list[Table]:
             "model names hold dots).  Optional: without a table for `backend.model`, its "
             "price comes from the data of the `genai-prices` package (cache storage from "
             "stagedretry's own table); the cost report names each price's source.  With a "
-            "price the summary shows the cost with and without the cache.",
+            "price the summary shows the cost with and without the cache, and by service "
+            "tier when any request ran on another tier than standard.",
             tuple(settings_rows(Price, "prices.<model>.")),
+        ),
+        *(
+            Table(
+                f'`[prices."<model>".{prefix.split(".")[-2]}]`',
+                f"The `{prefix.split('.')[-2]}` tier's prices; each one left out takes its "
+                "default (see [Control the cost](../how-to/cost.md)).  "
+                + _markdown(inspect.getdoc(cls) or ""),
+                tuple(settings_rows(cls, prefix)),
+            )
+            for prefix, cls, _ in nested_tables(Price, "prices.<model>.")
         ),
     ]
     return out

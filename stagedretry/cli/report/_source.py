@@ -288,7 +288,12 @@ def _price(data: object) -> Price | None:
         if not (math.isfinite(value) and value >= 0):
             return None
         values[key] = float(value)
-    return Price(**values)
+    return Price(
+        input=values["input"],
+        cached_input=values["cached_input"],
+        output=values["output"],
+        cache_storage=values["cache_storage"],
+    )
 
 
 def _anchors(runs: Sequence[RunRecord]) -> dict[int, tuple[float, float]]:

@@ -17,7 +17,8 @@ if _typing.TYPE_CHECKING:
     from ._caches import ExpiryStyle
     from ._client import make_client, make_vertex_client
     from ._faults import Fault, FaultKind
-    from ._ledger import Ledger, RequestRecord, Usage
+    from ._flex import FlexSettings
+    from ._ledger import Ledger, RequestRecord, TierTotals, Usage
     from ._quota import EmulatorQuota, QuotaStats
     from ._server import GeminiEmulator
     from ._tokens import count_tokens
@@ -33,10 +34,12 @@ __all__ = [
     "Fault",
     "FaultKind",
     "FaultSettings",
+    "FlexSettings",
     "GeminiEmulator",
     "Ledger",
     "QuotaStats",
     "RequestRecord",
+    "TierTotals",
     "Usage",
     "count_tokens",
     "credentials_info",
@@ -54,10 +57,12 @@ _MODULES = {
     "Fault": "._faults",
     "FaultKind": "._faults",
     "FaultSettings": "._backend",
+    "FlexSettings": "._flex",
     "GeminiEmulator": "._server",
     "Ledger": "._ledger",
     "QuotaStats": "._quota",
     "RequestRecord": "._ledger",
+    "TierTotals": "._ledger",
     "Usage": "._ledger",
     "count_tokens": "._tokens",
     "credentials_info": "._vertex",

@@ -21,6 +21,7 @@ from .._backend import API_VERSIONS, build_on_client, check_shape, client_closer
 from .._params import GeminiParams
 from ._caches import ExpiryStyle
 from ._faults import Fault, FaultKind
+from ._flex import FlexSettings
 from ._quota import EmulatorQuota
 
 # The server (aiohttp) and the client (google.genai) are imported by build(), not here:
@@ -111,6 +112,10 @@ class EmulatorSettings:
     quota: EmulatorQuota = setting(factory=EmulatorQuota)
     """The ``[backend.emulator.quota]`` table: the quotas the emulator enforces with the
     service's 429s (none by default).  Not part of the fingerprint."""
+    flex: FlexSettings = setting(factory=FlexSettings)
+    """The ``flex`` table: how requests on the ``flex`` tier are treated, e.g.
+    ``flex = { shed_rate = 0.1, latency = 0.05 }`` (default: never shed, no extra wait).
+    ``flex.latency`` is not part of the fingerprint."""
 
 
 @attrs.frozen
@@ -139,6 +144,7 @@ class EmulatorBackend:
             "emulator.models",
             "emulator.clock_offset",
             "emulator.quota",
+            "emulator.flex.latency",
             "quota",
         }
     )
@@ -162,6 +168,7 @@ class EmulatorBackend:
             models=knobs.models or None,
             clock_offset=knobs.clock_offset,
             quota=knobs.quota,
+            flex=knobs.flex,
         )
         for fault in knobs.faults:
             emulator.inject(fault.fault())

@@ -26,6 +26,10 @@ class RequestRecord:
     cached_content: str | None = None
     headers: tuple[str, ...] = ()
     fault: FaultKind | None = None
+    service_tier: str | None = None
+    """The tier a generateContent request asked for (``None``: none sent, i.e. standard)."""
+    shed: bool = False
+    """Whether the emulator shed this Flex request (a 503, not billed)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -33,6 +37,21 @@ class Usage:
     """The usage numbers of one well-formed generateContent answer."""
 
     prompt_tokens: int
+    cached_tokens: int = 0
+    candidates_tokens: int = 0
+    thoughts_tokens: int = 0
+    service_tier: str = "standard"
+    """The tier the answer was served and billed at."""
+
+
+@attrs.frozen(kw_only=True)
+class TierTotals:
+    """The billed answers of one service tier and their tokens (``prompt_tokens`` includes
+    ``cached_tokens``, as in :class:`Ledger`)."""
+
+    service_tier: str
+    generate_calls: int = 0
+    prompt_tokens: int = 0
     cached_tokens: int = 0
     candidates_tokens: int = 0
     thoughts_tokens: int = 0
@@ -58,6 +77,17 @@ class Ledger:
     thoughts_tokens: int = 0
     cache_tokens_created: int = 0
     faults_fired: int = 0
+    tiers: tuple[TierTotals, ...] = ()
+    """The billed answers split by service tier, in the order tiers were first billed."""
+    flex_shed: int = 0
+    """Flex requests the emulator shed (503s, not billed)."""
+
+    def tier(self, name: str) -> TierTotals:
+        """The totals of the tier *name* (all zero when nothing was billed at it)."""
+        for totals in self.tiers:
+            if totals.service_tier == name:
+                return totals
+        return TierTotals(service_tier=name)
 
     @property
     def fresh_prompt_tokens(self) -> int:
@@ -79,6 +109,8 @@ class LedgerBook:
             self._requests.append(record)
             if record.fault is not None:
                 self._bump(faults_fired=1)
+            if record.shed:
+                self._bump(flex_shed=1)
 
     def bill(self, usage: Usage) -> None:
         """Add one billed generateContent answer."""
@@ -90,6 +122,21 @@ class LedgerBook:
                 candidates_tokens=usage.candidates_tokens,
                 thoughts_tokens=usage.thoughts_tokens,
             )
+            totals = self._state.tier(usage.service_tier)
+            totals = attrs.evolve(
+                totals,
+                generate_calls=totals.generate_calls + 1,
+                prompt_tokens=totals.prompt_tokens + usage.prompt_tokens,
+                cached_tokens=totals.cached_tokens + usage.cached_tokens,
+                candidates_tokens=totals.candidates_tokens + usage.candidates_tokens,
+                thoughts_tokens=totals.thoughts_tokens + usage.thoughts_tokens,
+            )
+            others = tuple(t for t in self._state.tiers if t.service_tier != usage.service_tier)
+            order = [t.service_tier for t in self._state.tiers]
+            tiers = (*others, totals)
+            if usage.service_tier in order:
+                tiers = tuple(sorted(tiers, key=lambda t: order.index(t.service_tier)))
+            self._state = attrs.evolve(self._state, tiers=tiers)
 
     def count(self, **increments: int) -> None:
         """Add to cache counters, e.g. ``count(caches_created=1, cache_tokens_created=n)``."""

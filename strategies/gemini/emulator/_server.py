@@ -24,6 +24,7 @@ from aiohttp import web
 
 from ._caches import ExpiryStyle, cache_id_of
 from ._faults import CONTENT_FAULTS, DEEP, Fault, FaultBook, FaultKind
+from ._flex import FLEX, TIER_HEADER, FlexSettings, Shedder, request_tier, shed_error
 from ._ledger import Ledger, LedgerBook, RequestRecord
 from ._model import SimulatedModel
 from ._quota import EmulatorQuota, QuotaBook, QuotaStats, per_day
@@ -89,6 +90,8 @@ class _Exchange:
     model: str | None = None
     cached_content: str | None = None
     fault: FaultKind | None = None
+    service_tier: str | None = None
+    shed: bool = False
 
     def record(self) -> RequestRecord:
         return RequestRecord(
@@ -100,6 +103,8 @@ class _Exchange:
             cached_content=self.cached_content,
             headers=self.headers,
             fault=self.fault,
+            service_tier=self.service_tier,
+            shed=self.shed,
         )
 
 
@@ -182,6 +187,21 @@ def _unavailable(fault: Fault) -> tuple[ApiError, dict[str, str]]:
     return ApiError(503, MSG_OVERLOADED, details=details or None), headers
 
 
+def _tier_answer(reply: Reply, requested: str | None) -> tuple[Reply, dict[str, str]]:
+    """A Developer API answer naming the tier that served it, in the body and a header.
+
+    The emulator serves every request at the tier it asked for (a Priority request is
+    never over its limit here); no tier is ``standard``.
+    """
+    tier = requested or "standard"
+    body = dict(reply.body)
+    usage = body.get("usageMetadata")
+    if isinstance(usage, dict):
+        body["usageMetadata"] = {**usage, "serviceTier": tier}
+    billed = attrs.evolve(reply.usage, service_tier=tier) if reply.usage is not None else None
+    return attrs.evolve(reply, body=body, usage=billed), {TIER_HEADER: tier}
+
+
 def _echo_key(key: str) -> ApiError:
     """A 400 that quotes *key* in three forms (see ``FaultKind.ECHO_KEY``)."""
     details = [
@@ -256,7 +276,10 @@ class GeminiEmulator:
     ``NOT_FOUND`` in the API's words.  *quota* (default
     ``None``: none) makes it enforce requests and input tokens per minute and requests
     per day, per model, with the service's 429 bodies (see :class:`EmulatorQuota`;
-    :attr:`quota_stats` tells what it served and refused).  Raises
+    :attr:`quota_stats` tells what it served and refused).  *flex* (default: no
+    shedding, no extra latency) is how it treats a request on the ``flex`` tier (see
+    :class:`~strategies.gemini.emulator.FlexSettings`); every answer names its tier in
+    the ``x-gemini-service-tier`` header and ``usageMetadata.serviceTier``.  Raises
     ``ValueError`` for an *invalid_rate* outside [0, 1] or a negative *latency*
     (seconds per request).
     """
@@ -277,6 +300,7 @@ class GeminiEmulator:
         clock_offset: float = 0.0,
         quota: EmulatorQuota | None = None,
         api: Api = Api.GEMINI,
+        flex: FlexSettings | None = None,
     ) -> None:
         if not 0.0 <= invalid_rate <= 1.0:
             raise ValueError(f"invalid_rate must be in [0, 1], got {invalid_rate!r}")
@@ -293,6 +317,7 @@ class GeminiEmulator:
         self._base_clock = clock or time.time
         self.clock_offset = clock_offset
         self._latency = latency
+        self._shedder = Shedder(seed, flex if flex is not None else FlexSettings())
         self._api_key = api_key.strip() if api_key is not None else None
         # The models served, as "models/<id>"; None serves any name (tests use made-up ones).
         self._models = (
@@ -598,6 +623,7 @@ class GeminiEmulator:
             raw = await request.read()
             body = self._parse_body(raw) if method in ("POST", "PATCH") else {}
             if family == "generateContent":
+                exchange.service_tier = request_tier(body)
                 cached = body.get("cachedContent", body.get("cached_content"))
                 if isinstance(cached, str):
                     bare = cached.rpartition("cachedContents/")[2] if vertex else cached
@@ -632,8 +658,16 @@ class GeminiEmulator:
                         # Vertex answers an outrun per-minute quota in its own bare words.
                         refused = resource_exhausted()
                     return _error_response(refused)
+            flex = exchange.service_tier == FLEX and not vertex
+            if flex and self._shedder.sheds(
+                b"%s %s\n%s" % (method.encode(), request.path.encode(), raw)
+            ):
+                exchange.shed = True
+                return _error_response(shed_error())
             if family == "generateContent" and self._latency:
                 await self._pause(self._latency)
+            if flex:
+                await self._pause(self._shedder.settings.latency)
             reply = self._dispatch(
                 method=method,
                 generate=generate,
@@ -645,8 +679,11 @@ class GeminiEmulator:
             )
         except ApiError as error:
             return _error_response(error)
+        tier_headers: dict[str, str] = {}
         if vertex and generate:
             reply = self._vertex_answer(reply)
+        elif generate and reply.usage is not None:
+            reply, tier_headers = _tier_answer(reply, exchange.service_tier)
         text = dumps(reply.body)
         kind = fault.kind if fault else None
         if kind is FaultKind.TRUNCATED_JSON:
@@ -668,7 +705,9 @@ class GeminiEmulator:
             )
         if reply.usage is not None:
             self._ledger.bill(reply.usage)
-        return web.Response(status=200, text=text, headers={"Content-Type": JSON_CONTENT_TYPE})
+        return web.Response(
+            status=200, text=text, headers={"Content-Type": JSON_CONTENT_TYPE, **tier_headers}
+        )
 
     def _vertex_answer(self, reply: Reply) -> Reply:
         """A ``generateContent`` answer as Vertex shapes it: ``createTime`` and ``trafficType``."""
