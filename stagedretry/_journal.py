@@ -80,6 +80,24 @@ CREATE TABLE IF NOT EXISTS retries (
     done INTEGER NOT NULL,
     PRIMARY KEY (fingerprint, item_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    fingerprint TEXT NOT NULL,
+    name TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    model TEXT,
+    submitted_at REAL NOT NULL,
+    consumed INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_entries (
+    fingerprint TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    attempt INTEGER NOT NULL
+);
 """
 _SOURCES: Final = "retry_sources:"
 """The ``meta`` key (with a fingerprint after it) of the fingerprints a retry under it read."""
@@ -127,6 +145,8 @@ _COLUMNS: Final = {
     "runs": ("id", "fingerprint", "started_at", "finished_at", "stats"),
     "history": _RESULT_COLUMNS,
     "retries": ("fingerprint", "item_id", "statuses", "done"),
+    "batch_jobs": ("fingerprint", "name", "stage", "model", "submitted_at", "consumed"),
+    "batch_entries": ("fingerprint", "name", "key", "item_id", "digest", "stage", "attempt"),
 }
 """The columns each table of :data:`_SCHEMA` has: a file whose tables lack one is not a journal."""
 
@@ -748,13 +768,15 @@ class Journal:
             ) from None
 
     def discard(self) -> int:
-        """Forget this fingerprint's results, their history, its runs and any retry round
-        (``--fresh``); return how many results."""
+        """Forget this fingerprint's results, their history, its runs, its batch jobs and any
+        retry round (``--fresh``); return how many results."""
         with self._writing("forget earlier results") as db:
             cursor = db.execute("DELETE FROM results WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM history WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+            db.execute("DELETE FROM batch_jobs WHERE fingerprint = ?", (self.fingerprint,))
+            db.execute("DELETE FROM batch_entries WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM meta WHERE key = ?", (_SOURCES + self.fingerprint,))
         self._round = False
         return cursor.rowcount
