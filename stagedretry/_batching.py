@@ -71,7 +71,8 @@ class BatchMode:
     """Run a :class:`~stagedretry.Runner` in batch mode (``Runner(..., batch=BatchMode())``).
 
     * *poll* -- the wait between two looks at a job: ``poll.ceiling(n)`` seconds
-      before look *n* + 1, without jitter (default 10 s growing by 1.5 to 5 min).
+      after look *n*, without jitter (default 10 s growing by 1.5 to 5 min); the first
+      look is at once.
     * *max_wait* -- seconds a job may take after it was submitted, or re-attached by
       a resumed run, before its requests end ``TRANSIENT`` (default 48 hours).
     * *max_submits* -- jobs one request may be sent in when jobs end without
@@ -254,7 +255,7 @@ class Rounds:
             if name not in self._reattached:
                 self._reattached.add(name)
                 self.reattached += 1
-            self._spawn(self._follow(name, known, first_wait=False))
+            self._spawn(self._follow(name, known))
         for (stage_name, model_name), group in fresh.items():
             self._spawn(self._submit(stage_name, model_name, group))
 
@@ -303,17 +304,18 @@ class Rounds:
                 return
         for p in group:
             self._known.setdefault(p.ident, []).append(name)
-        await self._follow(name, group, first_wait=True)
+        await self._follow(name, group)
 
-    async def _follow(self, name: str, group: list[_Parked], *, first_wait: bool) -> None:
-        """Poll job *name* until it is done, then hand each entry its answer."""
+    async def _follow(self, name: str, group: list[_Parked]) -> None:
+        """Poll job *name* until it is done, then hand each entry its answer.
+
+        The first look is at once: a job re-attached to may be done already, and a small
+        one may be done as soon as it is accepted.
+        """
         clock = self._clock
         mode = self._mode
         until = clock.monotonic() + mode.max_wait
         looks = 0
-        if first_wait:
-            looks += 1
-            await clock.sleep(min(mode.poll.ceiling(looks), until - clock.monotonic()))
         while True:
             try:
                 state = await self._strategy.poll_batch(name)
