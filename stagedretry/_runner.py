@@ -1051,7 +1051,8 @@ class Runner(Generic[T]):
                         why = f"run stopped: {run.stop}"
                     elif run.rounds is not None:
                         why = (
-                            "drained while waiting for a batch job: the next run re-attaches to it"
+                            "drained while waiting for a batch job: the next run takes the item "
+                            "again, re-attaching to a job already sent"
                         )
                     else:
                         why = "drained while waiting for quota admission: nothing was sent"

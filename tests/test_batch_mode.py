@@ -361,6 +361,11 @@ async def test_stopping_while_jobs_run_cancels_the_items_and_the_next_run_reatta
         batch = done[0]
     assert isinstance(batch, sr.BatchResult)
     assert [r.status for r in batch.results] == [sr.ItemStatus.CANCELLED] * 2
+    if how == "drain":
+        assert batch.results[0].reason == (
+            "drained while waiting for a batch job: the next run takes the item again, "
+            "re-attaching to a job already sent"
+        )
     assert clock.monotonic() < 3600.0  # nobody waited for the job
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
     with sr.Journal(path, first.fingerprint) as journal:
@@ -406,3 +411,16 @@ async def test_the_strategys_own_resources_are_not_prepared_in_batch_mode() -> N
     assert prepared == []
     await sr.Runner(LADDER, strategy, clock=VirtualClock()).run(items(("a",)))
     assert prepared == ["prepare"]
+
+
+async def test_forgetting_a_jobs_results_forgets_its_batch_jobs(tmp_path: Path) -> None:
+    strategy = ScriptedStrategy()
+    runner = sr.Runner(LADDER, strategy, clock=VirtualClock(), batch=sr.BatchMode())
+    path = tmp_path / "journal.sqlite"
+    await runner.run(items(("a", "b")), journal=sr.Journal(path))
+    with sr.Journal(path, runner.fingerprint) as journal:
+        ledger = BatchLedger(journal)
+        assert [(j.entries, j.consumed) for j in ledger.jobs()] == [(2, True)]
+        journal.discard()
+        assert ledger.jobs() == []
+        assert ledger.known() == {}

@@ -103,3 +103,12 @@ def test_a_backend_that_cannot_run_batch_jobs_is_refused_naming_run_mode(
         'pipeline.toml: run.mode: the sim backend cannot run batch jobs; use mode = "sync" '
         "(the default), or a backend that can"
     )
+
+
+def test_the_request_log_has_a_line_per_request_sent_in_a_batch_job(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
+    job = make_job(items=6, run='mode = "batch"\nrequest_log = "out/requests.jsonl"')
+    done = cli("run", str(job.pipeline), "--json", "--no-progress")
+    lines = (job.folder / "out" / "requests.jsonl").read_text("utf-8").splitlines()
+    assert len(lines) == done.json()["attempts"] > 6
