@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from ._journal import Journal
+from ._journal import BATCH_SCHEMA, Journal
 
 __all__ = ["BatchJobRecord", "BatchLedger", "EntryIdent"]
 
@@ -41,6 +41,10 @@ class BatchLedger:
 
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
+        with journal._writing("add the batch jobs' tables") as db:
+            for statement in BATCH_SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
 
     def known(self) -> dict[EntryIdent, list[str]]:
         """Each entry's identity -> the names of the jobs it was sent in, oldest first."""

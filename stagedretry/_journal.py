@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS retries (
     done INTEGER NOT NULL,
     PRIMARY KEY (fingerprint, item_id)
 ) WITHOUT ROWID;
+"""
+BATCH_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS batch_jobs (
     fingerprint TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -99,6 +101,8 @@ CREATE TABLE IF NOT EXISTS batch_entries (
     attempt INTEGER NOT NULL
 );
 """
+"""The batch jobs of a batch-mode run (see ``_batch_journal``): created by the first such run
+only, so a journal of synchronous runs stays as small as before."""
 _SOURCES: Final = "retry_sources:"
 """The ``meta`` key (with a fingerprint after it) of the fingerprints a retry under it read."""
 _INSERT_RESULT: Final = (
@@ -775,8 +779,10 @@ class Journal:
             db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM history WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
-            db.execute("DELETE FROM batch_jobs WHERE fingerprint = ?", (self.fingerprint,))
-            db.execute("DELETE FROM batch_entries WHERE fingerprint = ?", (self.fingerprint,))
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            if "batch_jobs" in tables:  # made by the first batch-mode run (BATCH_SCHEMA)
+                db.execute("DELETE FROM batch_jobs WHERE fingerprint = ?", (self.fingerprint,))
+                db.execute("DELETE FROM batch_entries WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM meta WHERE key = ?", (_SOURCES + self.fingerprint,))
         self._round = False
         return cursor.rowcount
