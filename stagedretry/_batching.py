@@ -21,23 +21,22 @@ expired or lost) sends that entry again in the next round, at no prompt, up to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from ._batch_jobs import BatchEntry, BatchJobLost, BatchJobState, SubmitsBatchJobs
 from ._batch_journal import BatchLedger, EntryIdent
 from ._clock import Clock
+from ._journal import Journal, JournalError
 from ._outcomes import OutcomeKind, Rule, TransientError, classify
 from ._plan import Backoff, Plan
 from ._resume import prompt_digest
 from ._strategy import Request, Response, StageContext
-
-if TYPE_CHECKING:
-    from ._journal import Journal
 
 __all__ = ["BatchHalted", "BatchMode", "BatchStats", "Rounds"]
 
@@ -373,10 +372,9 @@ class Rounds:
                 self._open.append(p)
                 unanswered = True
         if self._ledger is not None:
-            try:
+            # Only the mark would be lost: a resumed run polls the job again, at no cost.
+            with contextlib.suppress(JournalError):
                 self._ledger.consume(name)
-            except Exception as exc:  # only the mark is lost: a resume polls the job again
-                del exc
         if unanswered:
             self._maybe_close()
 
