@@ -11,6 +11,7 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from . import validators
     from ._batch_jobs import BatchEntry, BatchJobLost, BatchJobState, SubmitsBatchJobs
+    from ._batching import BatchMode, BatchStats
     from ._clock import Clock, SystemClock
     from ._http import retry_after
     from ._journal import Journal, JournalError, JournalIOError
@@ -77,7 +78,9 @@ __all__ = [
     "BatchEntry",
     "BatchJobLost",
     "BatchJobState",
+    "BatchMode",
     "BatchResult",
+    "BatchStats",
     "Clock",
     "DeclaresParams",
     "Expedite",
@@ -150,7 +153,9 @@ _MODULES = {
     "BatchEntry": "._batch_jobs",
     "BatchJobLost": "._batch_jobs",
     "BatchJobState": "._batch_jobs",
+    "BatchMode": "._batching",
     "BatchResult": "._results",
+    "BatchStats": "._batching",
     "Clock": "._clock",
     "DeclaresParams": "._strategy",
     "Expedite": "._plan",

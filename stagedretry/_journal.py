@@ -81,6 +81,28 @@ CREATE TABLE IF NOT EXISTS retries (
     PRIMARY KEY (fingerprint, item_id)
 ) WITHOUT ROWID;
 """
+BATCH_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    fingerprint TEXT NOT NULL,
+    name TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    model TEXT,
+    submitted_at REAL NOT NULL,
+    consumed INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_entries (
+    fingerprint TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    attempt INTEGER NOT NULL
+);
+"""
+"""The batch jobs of a batch-mode run (see ``_batch_journal``): created by the first such run
+only, so a journal of synchronous runs stays as small as before."""
 _SOURCES: Final = "retry_sources:"
 """The ``meta`` key (with a fingerprint after it) of the fingerprints a retry under it read."""
 _INSERT_RESULT: Final = (
@@ -127,6 +149,8 @@ _COLUMNS: Final = {
     "runs": ("id", "fingerprint", "started_at", "finished_at", "stats"),
     "history": _RESULT_COLUMNS,
     "retries": ("fingerprint", "item_id", "statuses", "done"),
+    "batch_jobs": ("fingerprint", "name", "stage", "model", "submitted_at", "consumed"),
+    "batch_entries": ("fingerprint", "name", "key", "item_id", "digest", "stage", "attempt"),
 }
 """The columns each table of :data:`_SCHEMA` has: a file whose tables lack one is not a journal."""
 
@@ -748,13 +772,17 @@ class Journal:
             ) from None
 
     def discard(self) -> int:
-        """Forget this fingerprint's results, their history, its runs and any retry round
-        (``--fresh``); return how many results."""
+        """Forget this fingerprint's results, their history, its runs, its batch jobs and any
+        retry round (``--fresh``); return how many results."""
         with self._writing("forget earlier results") as db:
             cursor = db.execute("DELETE FROM results WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM runs WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM history WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM retries WHERE fingerprint = ?", (self.fingerprint,))
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            if "batch_jobs" in tables:  # made by the first batch-mode run (BATCH_SCHEMA)
+                db.execute("DELETE FROM batch_jobs WHERE fingerprint = ?", (self.fingerprint,))
+                db.execute("DELETE FROM batch_entries WHERE fingerprint = ?", (self.fingerprint,))
             db.execute("DELETE FROM meta WHERE key = ?", (_SOURCES + self.fingerprint,))
         self._round = False
         return cursor.rowcount

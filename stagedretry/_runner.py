@@ -27,6 +27,8 @@ from typing import Any, Generic, Protocol, overload
 import attrs
 
 from . import _plan
+from ._batch_jobs import SubmitsBatchJobs
+from ._batching import BatchHalted, BatchMode, BatchStats, Rounds
 from ._clock import Clock, SystemClock
 from ._describe import without_reprs
 from ._guard import RequestGuard
@@ -139,6 +141,7 @@ class _Run:
         "previous",
         "producer",
         "retry",
+        "rounds",
         "source",
         "started",
         "stop",
@@ -186,6 +189,8 @@ class _Run:
         self.guard: RequestGuard | None = None
         # Where the items come from, and the position of each id taken (for the input order).
         self.source: Source | None = None
+        # The batch rounds of a run in batch mode (see stagedretry._batching).
+        self.rounds: Rounds | None = None
 
 
 # How long (on the runner's clock, in seconds) a run, or aclose(), waits for an abandoned or
@@ -398,9 +403,20 @@ class Runner(Generic[T]):
       secret under 8 characters is not searched for, with one ``secret_too_short``
       warning.  An item's ``output`` is the caller's data and is left as it is.
 
+    * *batch* -- a :class:`BatchMode` runs every request through the strategy's batch
+      jobs (:class:`SubmitsBatchJobs`) in rounds, with the same per-item semantics,
+      budget and accounting: see ``docs/how-to/run-in-batch-mode.md``.  Default
+      ``None``: each request is sent on its own (``strategy.generate``).  In batch
+      mode a stage's ``timeout``, the backoff and cooldown waits between attempts
+      and quota admission (:class:`Admits`) do not apply (the next round is the
+      wait; a job has :attr:`BatchMode.max_wait`), and the strategy's own shared
+      resources are not prepared (a context cache inside batch jobs is not
+      reliably supported); *resources* given here still are.
+
     Raises ``ValueError`` for a *concurrency* below 1 or two resources of one
     name, :class:`PlanError` for a stage whose kind is not in *kinds*, and
-    ``TypeError`` for a *logger* of neither kind.
+    ``TypeError`` for a *logger* of neither kind, a *batch* that is no
+    :class:`BatchMode`, or a *batch* with a strategy that cannot submit batch jobs.
     """
 
     @overload
@@ -419,6 +435,7 @@ class Runner(Generic[T]):
         logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
+        batch: BatchMode | None = None,
     ) -> None: ...
 
     @overload
@@ -437,6 +454,7 @@ class Runner(Generic[T]):
         logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
+        batch: BatchMode | None = None,
     ) -> None: ...
 
     @overload
@@ -455,6 +473,7 @@ class Runner(Generic[T]):
         logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
+        batch: BatchMode | None = None,
     ) -> None: ...
 
     def __init__(
@@ -472,9 +491,20 @@ class Runner(Generic[T]):
         logger: EventLogger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
         on_result: OnResult | None = None,
         secrets: Secrets | Iterable[str | None] | None = None,
+        batch: BatchMode | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if batch is not None:
+            if not isinstance(batch, BatchMode):
+                raise TypeError(f"batch= takes a BatchMode, not {type(batch).__name__}")
+            if not isinstance(strategy, SubmitsBatchJobs):
+                raise TypeError(
+                    f"{type(strategy).__name__} cannot run in batch mode: it has no "
+                    "submit_batch() and poll_batch() (see stagedretry.SubmitsBatchJobs)"
+                )
+        self._batch = batch
+        self._batch_stats = BatchStats()
         log: EventLogger | None = event_logger(logger)
         kinds = builtin_kinds() if kinds is None else dict(kinds)
         for i, stage in enumerate(plan.stages):
@@ -507,14 +537,16 @@ class Runner(Generic[T]):
         )
         self._clock = clock or SystemClock()
         self._rules = (*rules, strategy.classify)
-        # A strategy that paces itself to a quota is asked before each request is sent.
-        self._admit = strategy.admit if isinstance(strategy, Admits) else None
+        # A strategy that paces itself to a quota is asked before each request is sent
+        # (a batch job has quotas of its own, which its submission meets).
+        self._admit = strategy.admit if isinstance(strategy, Admits) and batch is None else None
         self._random = random.Random(seed)
         self._log = log
         self._on_result = on_result
         shared = list(resources)
-        if isinstance(strategy, UsesResources):
+        if isinstance(strategy, UsesResources) and batch is None:
             # A strategy's own resources are shared by construction, not by remembering to.
+            # Not in batch mode: a context cache inside batch jobs is not reliably supported.
             shared += [r for r in strategy.shared_resources() if all(r is not s for s in shared)]
         self._secrets = _run_secrets(secrets, strategy, shared, log)
         self._pool = ResourcePool(shared, self._secrets)
@@ -629,6 +661,17 @@ class Runner(Generic[T]):
     def resource_renewals(self) -> Mapping[str, int]:
         """How many times each shared resource was renewed by this runner."""
         return self._pool.renewals()
+
+    @property
+    def batch(self) -> BatchMode | None:
+        """The batch mode this runner runs in, or ``None``: each request is sent on its own."""
+        return self._batch
+
+    @property
+    def batch_stats(self) -> BatchStats:
+        """The batch jobs this runner submitted, re-attached to and resent requests in, over
+        all its runs (zeros in the synchronous mode); up to date when a run has ended."""
+        return self._batch_stats
 
     def _claim(
         self, journal: Journal | None, retry: Iterable[ItemStatus] | ItemStatus | None = None
@@ -789,6 +832,7 @@ class Runner(Generic[T]):
     ) -> Tally:
         run.started = True
         take: Source | None = None
+        watcher: asyncio.Task[None] | None = None
         run.guard = RequestGuard(_plan.DEFAULT_TIMEOUT)
         try:
             if run.previous is not None:
@@ -800,9 +844,16 @@ class Runner(Generic[T]):
                     run.journal, self.fingerprint, self._secrets, retry=run.retry
                 )
             take = run.source = Source(items)
+            if self._batch is not None:
+                run.rounds = self._rounds(run)
             tasks = [
                 asyncio.create_task(self._worker(run, take, emit)) for _ in range(self.concurrency)
             ]
+            if run.rounds is not None:
+                for _ in tasks:
+                    run.rounds.join()
+                # A stop or a drain ends the rounds: nothing more is submitted or polled.
+                watcher = asyncio.create_task(self._halt_rounds(run, run.rounds))
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             except asyncio.CancelledError:
@@ -824,6 +875,11 @@ class Runner(Generic[T]):
             return run.tally
         finally:
             run.guard.close()
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            if run.rounds is not None:
+                await self._end_rounds(run.rounds)
             try:
                 self._end_journal(run)
                 if take is not None:
@@ -834,6 +890,39 @@ class Runner(Generic[T]):
                         await self._close_quietly()
                 finally:
                     self._release(run)
+
+    def _rounds(self, run: _Run) -> Rounds:
+        batch = self._batch
+        assert batch is not None
+        journal = run.journal if run.journal is not None else batch.journal
+        return Rounds(
+            batch,
+            self.strategy,  # type: ignore[arg-type]  # checked in __init__
+            self.plan,
+            self._rules,
+            self._clock,
+            journal,
+            lambda reason: self._stop(run, RunStopped(self._secrets.text(reason))),
+        )
+
+    async def _halt_rounds(self, run: _Run, rounds: Rounds) -> None:
+        stopping = asyncio.ensure_future(run.stopping.wait())
+        draining = asyncio.ensure_future(run.draining.wait())
+        try:
+            await asyncio.wait((stopping, draining), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            draining.cancel()
+        rounds.halt()
+
+    async def _end_rounds(self, rounds: Rounds) -> None:
+        await rounds.aclose()
+        total = self._batch_stats
+        self._batch_stats = BatchStats(
+            total.submitted + rounds.submitted,
+            total.reattached + rounds.reattached,
+            total.resent + rounds.resent,
+        )
 
     async def _close_quietly(self) -> None:
         # The run's results are already paid for: a failing close must not replace them.
@@ -879,6 +968,15 @@ class Runner(Generic[T]):
         return self._state is not RunnerState.RUNNING
 
     async def _worker(
+        self, run: _Run, take: Source, emit: Callable[[ItemResult], Awaitable[None]]
+    ) -> None:
+        try:
+            await self._take_items(run, take, emit)
+        finally:
+            if run.rounds is not None:
+                run.rounds.leave()  # the open batch round no longer waits for this worker
+
+    async def _take_items(
         self, run: _Run, take: Source, emit: Callable[[ItemResult], Awaitable[None]]
     ) -> None:
         task = asyncio.current_task()
@@ -949,11 +1047,15 @@ class Runner(Generic[T]):
                     # run takes it again.
                     if decision.reason is not None:
                         self._stop(run, RunStopped(decision.reason))
-                    why = (
-                        f"run stopped: {run.stop}"
-                        if run.stop is not None
-                        else "drained while waiting for quota admission: nothing was sent"
-                    )
+                    if run.stop is not None:
+                        why = f"run stopped: {run.stop}"
+                    elif run.rounds is not None:
+                        why = (
+                            "drained while waiting for a batch job: the next run takes the item "
+                            "again, re-attaching to a job already sent"
+                        )
+                    else:
+                        why = "drained while waiting for quota admission: nothing was sent"
                     return self._result(state, why, status=ItemStatus.CANCELLED)
                 after = self._fire(run.tally, state, decision.trigger, log)
                 if after not in compiled.stage_index:
@@ -961,7 +1063,9 @@ class Runner(Generic[T]):
                     if reason is None:
                         reason = _TERMINAL_REASONS.get(after)
                     return self._result(state, reason, None if tried is None else tried.output)
-                if decision.pause_all:
+                if run.rounds is not None:
+                    pass  # batch mode: the next round is the wait
+                elif decision.pause_all:
                     delay = self._draw(decision)
                     # One refusal pauses every worker: the API is not hammered meanwhile.
                     self._cooldown_until = max(self._cooldown_until, clock.monotonic() + delay)
@@ -1033,6 +1137,7 @@ class Runner(Generic[T]):
         started = clock.monotonic()
         if deadline is not None:
             timeout = min(timeout or deadline - started, deadline - started)
+        rounds = run.rounds
         response = None
         meta = None
         output = None
@@ -1041,7 +1146,11 @@ class Runner(Generic[T]):
         try:
             if refused is not None:
                 raise refused  # the admission's own verdict, classified as any attempt's
-            if timeout is None:
+            if rounds is not None:
+                # Batch mode: parked until a job answers (bounded by the job's own limit and
+                # the item's deadline, not by the request timeout).
+                response = await rounds.deliver(request, ctx, deadline)
+            elif timeout is None:
                 # None declared: a guard in real seconds, so that no request waits without
                 # end, and a test moving virtual time over a live request does not fire it.
                 guard = run.guard
@@ -1065,6 +1174,8 @@ class Runner(Generic[T]):
                 # coroutine never becomes an output.
                 output = await output
             outcome = _SUCCESS
+        except BatchHalted:
+            return STOPPED  # drained or stopped while parked: nothing recorded, not final
         except ValidationFailed as exc:
             # Server text (an answer quoted by a validator) is masked before anything keeps it.
             error = self._secrets.text(str(exc))

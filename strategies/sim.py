@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 
 from stagedretry import (
+    BatchEntry,
+    BatchJobLost,
+    BatchJobState,
+    Clock,
     FieldError,
     Outcome,
     PlanError,
@@ -64,6 +68,8 @@ class SimModel:
     instructions_tokens: int = 0
     #: The chance that a request meets a failure of the run (a :class:`StopRun`).
     stop_rate: float = 0.0
+    #: Seconds from a batch job's submission until it is done (on the runner's clock).
+    batch_latency: float = 0.0
 
 
 class SimStrategy:
@@ -75,20 +81,53 @@ class SimStrategy:
     ``response_mime_type``) are refused by name when the runner is built.
     """
 
-    __slots__ = ("model",)
+    __slots__ = ("_jobs", "model")
     params_type = SamplingParams
 
     def __init__(self, model: SimModel | None = None, **knobs: Any) -> None:
         self.model = model or SimModel(**knobs)
+        # Batch jobs live in this process only: a resumed process finds them lost (its
+        # requests are then sent again, as for a job the service no longer has).
+        self._jobs: dict[str, tuple[float, Clock, dict[str, Response | Exception]]] = {}
 
     def invalid_probability(self, temperature: float) -> float:
         m = self.model
         return min(1.0, max(0.0, m.invalid_rate + m.temperature_slope * temperature))
 
     async def generate(self, request: Request, ctx: StageContext) -> Response:
+        if self.model.latency:
+            await ctx.clock.sleep(self.model.latency)
+        return self._answer(request, ctx)
+
+    async def submit_batch(self, entries: Sequence[BatchEntry]) -> str:
+        """A job answering each entry as :meth:`generate` would, done ``batch_latency``
+        seconds later; no cached tokens (no context cache inside batch jobs)."""
+        answers: dict[str, Response | Exception] = {}
+        for entry in entries:
+            try:
+                answer = self._answer(entry.request, entry.ctx)
+                answers[entry.key] = attrs.evolve(
+                    answer, usage=attrs.evolve(answer.usage, cached_tokens=0)
+                )
+            except Exception as exc:
+                answers[entry.key] = exc
+        clock = entries[0].ctx.clock
+        name = f"batches/sim-{len(self._jobs) + 1}"
+        self._jobs[name] = (clock.monotonic() + self.model.batch_latency, clock, answers)
+        return name
+
+    async def poll_batch(self, name: str) -> BatchJobState:
+        """The job's state; :class:`BatchJobLost` for a job of another process."""
+        job = self._jobs.get(name)
+        if job is None:
+            raise BatchJobLost(f"the sim backend has no batch job {name!r} (another process's)")
+        done_at, clock, answers = job
+        if clock.monotonic() < done_at:
+            return BatchJobState(name, "JOB_STATE_RUNNING", False)
+        return BatchJobState(name, "JOB_STATE_SUCCEEDED", True, answers)
+
+    def _answer(self, request: Request, ctx: StageContext) -> Response:
         m = self.model
-        if m.latency:
-            await ctx.clock.sleep(m.latency)
         temperature = params_of(ctx, SamplingParams).temperature or 0.0
         key = (m.seed, request.item_id, request.stage.name, ctx.attempt)
         if m.stop_rate and _unit(*key, "stop") < m.stop_rate:
@@ -126,7 +165,7 @@ class SimStrategy:
     def fingerprint_data(self) -> Mapping[str, object]:
         """The model's knobs but its latency and its run stops, which decide no answer."""
         knobs = attrs.asdict(self.model, recurse=False)
-        del knobs["latency"], knobs["stop_rate"]
+        del knobs["latency"], knobs["stop_rate"], knobs["batch_latency"]
         knobs["fields"] = {name: typ.__name__ for name, typ in self.model.fields.items()}
         return knobs
 
@@ -201,6 +240,9 @@ class SimSettings:
     stop_rate: float = setting(0.0, minimum=0.0, maximum=1.0)
     """The chance that a request meets a failure of the run, as a rejected key would (the run
     stops, exit 3), to try a stop and its resume; not part of the fingerprint."""
+    batch_latency: float = setting(0.0, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
+    """Seconds from a batch job's submission until it is done (``run.mode = "batch"``); not
+    part of the fingerprint."""
 
 
 @attrs.frozen
@@ -246,7 +288,7 @@ class SimBackend:
     name: Final = "sim"
     section_type: Final = SimSection
     params_type: Final = SamplingParams
-    neutral: Final = frozenset({"sim.latency", "sim.stop_rate"})
+    neutral: Final = frozenset({"sim.latency", "sim.stop_rate", "sim.batch_latency"})
     needs_api_key: Final = False
 
     def check(self, section: SimSection, job: JobInputs) -> None:

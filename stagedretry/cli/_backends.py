@@ -24,6 +24,8 @@ import attrs
 from strategies.backend import BackendError, Built, Closer, JobInputs, close_all
 
 from .. import (
+    BatchEntry,
+    BatchJobState,
     DeclaresParams,
     Outcome,
     PlanError,
@@ -32,12 +34,14 @@ from .. import (
     SharedResource,
     StageContext,
     Strategy,
+    SubmitsBatchJobs,
     UsesResources,
     Validator,
     json_pointer,
     validators,
 )
 from .._redact import ENVIRONMENT_KEYS, HoldsSecrets, Secrets
+from ._batch_mode import check_batch_backend
 from ._endpoint import LOOPBACK_KEY, is_loopback
 from ._files import FileIOError, IOFailures, cannot_write, log_write_failed, open_log, remedy
 from .pipeline import Pipeline
@@ -214,6 +218,10 @@ class RecordingStrategy:
         return inner.params_type if isinstance(inner, DeclaresParams) else None
 
     async def generate(self, request: Request, ctx: StageContext) -> Response:
+        self._log_request(request, ctx)
+        return await self._inner.generate(request, ctx)
+
+    def _log_request(self, request: Request, ctx: StageContext) -> None:
         entry = {
             "item": request.item_id,
             "stage": request.stage.name,
@@ -226,7 +234,6 @@ class RecordingStrategy:
             "time": round(time.time(), 6),
         }
         self._write(json.dumps(self._secrets.leaves(entry), default=str) + "\n")
-        return await self._inner.generate(request, ctx)
 
     def _write(self, line: str) -> None:
         file = self._file
@@ -254,6 +261,25 @@ class RecordingStrategy:
 
     def __repr__(self) -> str:
         return f"RecordingStrategy({self._inner!r})"
+
+
+class RecordingBatchStrategy(RecordingStrategy):
+    """A :class:`RecordingStrategy` over a strategy that submits batch jobs: each request of a
+    job is logged, as a request sent on its own is, before the job is submitted."""
+
+    __slots__ = ()
+
+    async def submit_batch(self, entries: Sequence[BatchEntry]) -> str:
+        for entry in entries:
+            self._log_request(entry.request, entry.ctx)
+        inner = self._inner
+        assert isinstance(inner, SubmitsBatchJobs)
+        return await inner.submit_batch(entries)
+
+    async def poll_batch(self, name: str) -> BatchJobState:
+        inner = self._inner
+        assert isinstance(inner, SubmitsBatchJobs)
+        return await inner.poll_batch(name)
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -284,6 +310,11 @@ async def build_backend(
     except (ValueError, TypeError) as exc:
         # A setting the pipeline's checks let through but the strategy refuses.
         raise BackendError(f"the {backend.kind} backend cannot be set up: {exc}") from None
+    try:
+        check_batch_backend(pipeline, built.strategy)
+    except BackendError:
+        await close_all(built.closers)
+        raise
     log_path = pipeline.run.request_log
     if log_path is None:
         return built
@@ -303,5 +334,10 @@ async def build_backend(
 
     closers: tuple[Closer, ...] = (close_log, *built.closers)
     masking = command_secrets(key) if secrets is None else secrets
-    recording = RecordingStrategy(built.strategy, file, masking, path=log_path, failures=failures)
+    wrapper = (
+        RecordingBatchStrategy
+        if isinstance(built.strategy, SubmitsBatchJobs)
+        else RecordingStrategy
+    )
+    recording = wrapper(built.strategy, file, masking, path=log_path, failures=failures)
     return attrs.evolve(built, strategy=recording, closers=closers)

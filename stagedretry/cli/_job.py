@@ -43,6 +43,7 @@ from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
 from .._stop import RunStopped
 from ._backends import build_backend, command_secrets
+from ._batch_mode import batch_mode, batch_notes
 from ._ceiling import Ceiling
 from ._exit import ExitCode, for_signal
 from ._files import IOFailures, with_journal_hint
@@ -452,16 +453,19 @@ async def _run_locked(
                     # the run's record holds cache stats known only once the backend is closed.
                     # So it keeps its own filter and run record, and commits the library's way:
                     # in the worker, before the result is handed on (on_result).
+                    batch = batch_mode(pipeline, journal)
                     runner = Runner(
                         pipeline.plan,
                         backend.strategy,
                         validator=backend.validator,
                         concurrency=pipeline.run.concurrency,
-                        resources=backend.resources,
+                        # No context cache inside batch jobs (see _batch_mode).
+                        resources=backend.resources if batch is None else (),
                         seed=pipeline.run.seed,
                         logger=log,
                         on_result=commit,
                         secrets=secrets,
+                        batch=batch,
                     )
                     failures.stop = interrupts.io_failed
                     if ceiling is not None:
@@ -486,7 +490,9 @@ async def _run_locked(
 
                     try:
                         await _until_given_up(consume(), interrupts, log)
+                        notes.extend(batch_notes(pipeline, runner.batch_stats))
                     except RunStopped as exc:
+                        notes.extend(batch_notes(pipeline, runner.batch_stats))
                         # Every result that ended is committed and shown; those it caught
                         # are `cancelled`, so the same command runs them again.
                         run_failure = exc

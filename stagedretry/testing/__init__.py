@@ -19,7 +19,16 @@ from ._classification import check_classification
 from ._clock import VirtualClock
 from ._kinds import Asks, KindReading, Skips
 from ._reference import ExpectedPath, ReferenceItem, expected_path
-from ._scripted import DEFAULT_ANSWER, RecordedRequest, ScriptedStrategy, ScriptStep, Step
+from ._scripted import (
+    DEFAULT_ANSWER,
+    JobEnd,
+    JobStep,
+    RecordedRequest,
+    ScriptedJob,
+    ScriptedStrategy,
+    ScriptStep,
+    Step,
+)
 
 if TYPE_CHECKING:
     from ._answers import NearMiss, NearMissKind, near_misses
@@ -31,6 +40,8 @@ __all__ = [
     "DEFAULT_ANSWER",
     "Asks",
     "ExpectedPath",
+    "JobEnd",
+    "JobStep",
     "KindReading",
     "NearMiss",
     "NearMissKind",
@@ -39,6 +50,7 @@ __all__ = [
     "RecordedRequest",
     "ReferenceItem",
     "ScriptStep",
+    "ScriptedJob",
     "ScriptedStrategy",
     "Skips",
     "Step",

@@ -8,6 +8,7 @@ asked for.
 
 from __future__ import annotations
 
+import enum
 import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from .._batch_jobs import BatchEntry, BatchJobLost, BatchJobState
+from .._clock import Clock
 from .._outcomes import (
     FatalError,
     FieldError,
@@ -35,8 +38,11 @@ from .._strategy import Request, Response, StageContext
 __all__ = [
     "DEFAULT_ANSWER",
     "UNREADABLE_ANSWER",
+    "JobEnd",
+    "JobStep",
     "RecordedRequest",
     "ScriptStep",
+    "ScriptedJob",
     "ScriptedStrategy",
     "Step",
     "wrong_fields",
@@ -216,6 +222,51 @@ SCRIPTED_USAGE = Usage(input_tokens=10, output_tokens=5)
 """What each scripted answer reports as its usage unless told otherwise."""
 
 
+class JobEnd(enum.Enum):
+    """How a scripted batch job ends: its state, by the names the Gemini SDK gives them,
+    or ``LOST`` (the service no longer knows it: polling raises :class:`BatchJobLost`)."""
+
+    SUCCEEDED = "JOB_STATE_SUCCEEDED"
+    FAILED = "JOB_STATE_FAILED"
+    CANCELLED = "JOB_STATE_CANCELLED"
+    EXPIRED = "JOB_STATE_EXPIRED"
+    LOST = "LOST"
+
+
+@attrs.frozen
+class JobStep:
+    """What one batch job submitted to a :class:`ScriptedStrategy` comes to.
+
+    * *end* -- how it ends (default :attr:`JobEnd.SUCCEEDED`, which answers every entry).
+    * *answered* -- for a job that does not succeed, how many of its entries (in key
+      order) it answered before it ended (default 0); a ``LOST`` job answers none.
+    * *delay* -- seconds on the runner's clock from submission to done (default: the
+      strategy's ``batch_delay``).
+    * *error* -- raised by ``submit_batch`` instead of creating the job (a 429, a 400).
+
+    An unanswered entry plays no step of its item's script: the request it stands for
+    is sent again in a later job, which plays it.
+    """
+
+    end: JobEnd = JobEnd.SUCCEEDED
+    answered: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    delay: float | None = attrs.field(default=None, kw_only=True)
+    error: BaseException | None = attrs.field(default=None, kw_only=True, eq=False)
+
+
+@attrs.frozen
+class ScriptedJob:
+    """One batch job a :class:`ScriptedStrategy` created: its entries' keys (in key order),
+    the keys it answered, the stage, the step it plays and when it is done (runner's clock)."""
+
+    name: str
+    stage: str
+    keys: tuple[str, ...]
+    answered: tuple[str, ...]
+    step: JobStep
+    done_at: float
+
+
 class ScriptedStrategy:
     """A strategy that plays each item's script of outcomes, then *default*.
 
@@ -231,6 +282,12 @@ class ScriptedStrategy:
     through the stage's real parsing and :meth:`validator`, which must be the
     runner's.  An unreadable answer to a partial request is always text: what
     the engine makes of it is the point.
+
+    It also answers through batch jobs (:class:`~stagedretry.SubmitsBatchJobs`), for
+    a runner in batch mode: each job plays the next of *jobs* (then succeeds), is
+    done *batch_delay* seconds (on the runner's clock) after it was submitted, and
+    answers each entry by its item's script, as :meth:`generate` would.  The jobs
+    are in :attr:`jobs` and :attr:`submissions` counts the calls to ``submit_batch``.
     """
 
     def __init__(
@@ -241,8 +298,16 @@ class ScriptedStrategy:
         answer: Mapping[str, Any] = DEFAULT_ANSWER,
         usage: UsageFor = SCRIPTED_USAGE,
         text_answers: bool = False,
+        jobs: Sequence[JobStep] = (),
+        batch_delay: float = 60.0,
     ) -> None:
         self.text_answers = text_answers
+        self._job_steps = tuple(jobs)
+        self.batch_delay = batch_delay
+        self.submissions = 0
+        self.jobs: dict[str, ScriptedJob] = {}
+        self._answers: dict[str, Mapping[str, Response | Exception]] = {}
+        self._clocks: dict[str, Clock] = {}
         if isinstance(scripts, Mapping):
             self._scripts: dict[str, tuple[ScriptStep, ...]] = {
                 str(k): tuple(ScriptStep.of(s) for s in v) for k, v in scripts.items()
@@ -298,6 +363,55 @@ class ScriptedStrategy:
 
     def classify(self, exc: BaseException) -> Outcome | None:
         return None  # everything raised is already one of the engine's own exceptions
+
+    # -- the SubmitsBatchJobs protocol ------------------------------------------
+
+    async def submit_batch(self, entries: Sequence[BatchEntry]) -> str:
+        """Create a job answering *entries* by their items' scripts; its :class:`JobStep`
+        decides how it ends."""
+        number = self.submissions
+        self.submissions += 1
+        step = self._job_steps[number] if number < len(self._job_steps) else JobStep()
+        if step.error is not None:
+            raise step.error.with_traceback(None)
+        ordered = sorted(entries, key=lambda e: e.key)
+        if step.end is JobEnd.SUCCEEDED:
+            reached = len(ordered)
+        elif step.end is JobEnd.LOST:
+            reached = 0
+        else:
+            reached = min(step.answered, len(ordered))
+        answers: dict[str, Response | Exception] = {}
+        for entry in ordered[:reached]:
+            try:
+                answers[entry.key] = await self.generate(entry.request, entry.ctx)
+            except Exception as exc:
+                answers[entry.key] = exc
+        clock = entries[0].ctx.clock
+        name = f"batches/scripted-{number + 1}"
+        delay = self.batch_delay if step.delay is None else step.delay
+        self.jobs[name] = ScriptedJob(
+            name,
+            entries[0].request.stage.name,
+            tuple(e.key for e in ordered),
+            tuple(answers),
+            step,
+            clock.monotonic() + delay,
+        )
+        self._answers[name] = answers
+        self._clocks[name] = clock
+        return name
+
+    async def poll_batch(self, name: str) -> BatchJobState:
+        """Look at job *name*: running until its time, then done with its answers."""
+        job = self.jobs.get(name)
+        if job is None:
+            raise BatchJobLost(f"no batch job {name!r}")
+        if self._clocks[name].monotonic() < job.done_at:
+            return BatchJobState(name, "JOB_STATE_RUNNING", False)
+        if job.step.end is JobEnd.LOST:
+            raise BatchJobLost(f"the batch job {name!r} is gone")
+        return BatchJobState(name, job.step.end.value, True, self._answers[name])
 
     # -- for subclasses ---------------------------------------------------------
 

@@ -45,6 +45,7 @@ from ._model import (
     OutputConfig,
     Pipeline,
     RunConfig,
+    RunMode,
 )
 from ._overrides import parse_override, split_key
 from ._prices import STORAGE, Price, PriceChoice, choose_price, default_price
@@ -65,6 +66,7 @@ __all__ = [
     "Price",
     "PriceChoice",
     "RunConfig",
+    "RunMode",
     "Template",
     "choose_price",
     "default_price",

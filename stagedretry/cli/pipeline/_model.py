@@ -123,6 +123,13 @@ class JournalConfig:
     path: Path
 
 
+class RunMode(enum.Enum):
+    """How a run delivers its requests: one by one, or in batch jobs (``run.mode``)."""
+
+    SYNC = "sync"
+    BATCH = "batch"
+
+
 @attrs.frozen
 class RunConfig:
     """Limits of one run: parallel items, a deadline for the whole run, an audit log.
@@ -146,6 +153,11 @@ class RunConfig:
     attempt, over every run of the job; reached: the run stops (exit 3).  ``None``: none."""
     request_log: Path | None = setting(None, settable=False)
     """A JSON-lines file with one line per request sent (an audit log); ``None``: none."""
+    mode: RunMode = setting(RunMode.SYNC)
+    """``sync``: each request is sent on its own; ``batch``: requests go out in rounds of
+    batch jobs (half the price, results within 24 hours), with the same stages, budget and
+    results, and a killed run re-attaches to its jobs.  A context cache is not used in batch
+    mode.  The backend must support batch jobs."""
 
 
 def _frozen_prices(value: Mapping[str, Price]) -> Mapping[str, Price]:

@@ -210,6 +210,7 @@ _EXAMPLES: Final[Mapping[str, object]] = {
     "run.seed": 7,
     "run.max_cost_usd": 25.0,
     "run.max_tokens": 50_000_000,
+    "run.mode": "batch",
     "cache.tag": "books-v2",
     "backend.base_url": "http://127.0.0.1:8080",
     "backend.project": "my-project",
