@@ -265,6 +265,11 @@ class BatchService:
         with self._lock:
             return self._jobs.pop(name, None) is not None
 
+    def requests_of(self, name: str) -> tuple[dict[str, Any], ...]:
+        """The requests of job *name* as the emulator read them (copies)."""
+        with self._lock:
+            return tuple(json.loads(json.dumps(e.request)) for e in self._job(name).entries)
+
     def names(self) -> tuple[str, ...]:
         """The jobs' names, in creation order."""
         with self._lock:

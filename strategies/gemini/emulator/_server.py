@@ -442,6 +442,11 @@ class GeminiEmulator:
         """Names of every batch job the emulator still knows, in creation order."""
         return self._batches.names()
 
+    def batch_requests(self, name: str) -> tuple[dict[str, Any], ...]:
+        """The ``GenerateContentRequest`` bodies of batch job *name*, as received (inlined or
+        read from its JSONL file); raises ``ApiError`` (404) for an unknown job."""
+        return self._batches.requests_of(name)
+
     def drop_batch(self, name: str) -> bool:
         """Forget a batch job server-side, as if the service lost it; True if it existed."""
         return self._batches.drop(name)
