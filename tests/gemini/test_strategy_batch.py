@@ -46,8 +46,7 @@ def camel(value: Any) -> Any:
     SDK sends some nested keys (``thinking_budget``, a schema dict's own) as given."""
     if isinstance(value, dict):
         return {
-            re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): camel(v)
-            for k, v in value.items()
+            re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): camel(v) for k, v in value.items()
         }
     if isinstance(value, list):
         return [camel(v) for v in value]
@@ -73,7 +72,9 @@ def strategy_of(client: genai.Client, **options: Any) -> GeminiStrategy:
 
 async def finish(strategy: GeminiStrategy, name: str, clock: VirtualClock) -> sr.BatchJobState:
     first = await strategy.poll_batch(name)
-    assert not first.done and first.state == "JOB_STATE_PENDING" and not first.answers
+    assert not first.done
+    assert first.state == "JOB_STATE_PENDING"
+    assert not first.answers
     clock.advance(60.0)
     return await strategy.poll_batch(name)
 
@@ -93,7 +94,9 @@ async def test_inline_job_answers_each_entry_as_generate_would(
     name = await strategy.submit_batch(batch)
     assert [r.source for r in emu.ledger.batch_jobs] == ["inline"]
     state = await finish(strategy, name, virtual_clock)
-    assert state.done and state.state == "JOB_STATE_SUCCEEDED" and state.name == name
+    assert state.done
+    assert state.state == "JOB_STATE_SUCCEEDED"
+    assert state.name == name
     assert set(state.answers) == {e.key for e in batch}
     # The same requests sent one by one: the same bodies, the same answers.
     recorded, recorder = recording_client(emu)
@@ -101,7 +104,8 @@ async def test_inline_job_answers_each_entry_as_generate_would(
     for entry in batch:
         answer = state.answers[entry.key]
         assert isinstance(answer, sr.Response)
-        assert answer.meta is not None and answer.meta.service_tier == "batch"
+        assert answer.meta is not None
+        assert answer.meta.service_tier == "batch"
         alone = await direct.generate(entry.request, entry.ctx)
         assert (answer.text, answer.usage) == (alone.text, alone.usage)
         Book.model_validate_json(answer.text or "")
@@ -128,9 +132,11 @@ async def test_over_the_inline_limit_the_requests_go_as_a_jsonl_file(
     assert set(two.answers) == {e.key for e in batch}
     for key, answer in two.answers.items():
         other = one.answers[key]
-        assert isinstance(answer, sr.Response) and isinstance(other, sr.Response)
+        assert isinstance(answer, sr.Response)
+        assert isinstance(other, sr.Response)
         assert (answer.text, answer.usage) == (other.text, other.usage)
-        assert answer.meta is not None and answer.meta.service_tier == "batch"
+        assert answer.meta is not None
+        assert answer.meta.service_tier == "batch"
 
 
 RICH = sr.Plan(
@@ -214,7 +220,9 @@ async def test_implicit_cache_hits_are_reported_as_the_server_counts_them(
     )
     state = await strategy.poll_batch(await strategy.submit_batch(entries(PROMPTS)))
     cached = [a.usage.cached_tokens for a in state.answers.values() if isinstance(a, sr.Response)]
-    assert len(cached) == len(PROMPTS) and sorted(cached)[0] == 0 and min(cached[1:]) >= 300
+    assert len(cached) == len(PROMPTS)
+    assert sorted(cached)[0] == 0
+    assert min(cached[1:]) >= 300
     assert sum(cached) == emu.ledger.batch_cached_tokens
 
 
@@ -228,12 +236,16 @@ async def test_per_request_errors_raise_what_generate_raises(
     batch = entries(PROMPTS)
     state = await finish(strategy, await strategy.submit_batch(batch), virtual_clock)
     answers = [state.answers[e.key] for e in batch]
-    assert isinstance(answers[0], sr.Response) and answers[0].text
+    assert isinstance(answers[0], sr.Response)
+    assert answers[0].text
     limited, unavailable, stopped = answers[1], answers[2], answers[3]
-    assert isinstance(limited, errors.ClientError) and limited.code == 429
+    assert isinstance(limited, errors.ClientError)
+    assert limited.code == 429
     assert limited.status == "RESOURCE_EXHAUSTED"
-    assert isinstance(unavailable, errors.ServerError) and unavailable.code == 503
-    assert isinstance(stopped, sr.Response) and stopped.text is None  # withheld, as generate
+    assert isinstance(unavailable, errors.ServerError)
+    assert unavailable.code == 503
+    assert isinstance(stopped, sr.Response)
+    assert stopped.text is None
     # Classified as generate's own exceptions for the same statuses are.
     kinds = [strategy.classify(e) for e in (limited, unavailable)]
     assert [k.kind if k else None for k in kinds] == [
@@ -245,7 +257,8 @@ async def test_per_request_errors_raise_what_generate_raises(
     with pytest.raises(errors.ClientError) as direct:
         await strategy.generate(batch[1].request, batch[1].ctx)
     outcome = strategy.classify(direct.value)
-    assert outcome is not None and outcome.kind is sr.OutcomeKind.RATE_LIMITED
+    assert outcome is not None
+    assert outcome.kind is sr.OutcomeKind.RATE_LIMITED
 
 
 @pytest.mark.parametrize("kind", [FaultKind.BATCH_FAILED, FaultKind.BATCH_EXPIRED])
@@ -263,10 +276,12 @@ async def test_a_failed_or_expired_job_gives_the_answers_it_has(
     assert sorted(state.answers) == ["item-0", "item-1"]
     # Sent again, the unanswered entries make a new job, never the failed one.
     again = await strategy.submit_batch(batch[2:])
-    assert again != state.name and len(emu.ledger.batch_jobs) == 2
+    assert again != state.name
+    assert len(emu.ledger.batch_jobs) == 2
     # Even the very same entries: a failed job is not re-attached to.
     third = await strategy.submit_batch(batch)
-    assert third not in (state.name, again) and len(emu.ledger.batch_jobs) == 3
+    assert third not in (state.name, again)
+    assert len(emu.ledger.batch_jobs) == 3
 
 
 async def test_a_lost_job_or_a_lost_responses_file(
@@ -282,7 +297,8 @@ async def test_a_lost_job_or_a_lost_responses_file(
     name = await by_file.submit_batch(entries(PROMPTS, attempt=2))
     virtual_clock.advance(60.0)
     job = await client.aio.batches.get(name=name)
-    assert job.dest is not None and job.dest.file_name
+    assert job.dest is not None
+    assert job.dest.file_name
     await client.aio.files.delete(name=job.dest.file_name)
     with pytest.raises(sr.BatchJobLost, match="responses file"):
         await by_file.poll_batch(name)
@@ -345,7 +361,8 @@ async def test_vertex_refuses_batch_mode_in_one_sentence(
         strategy = GeminiStrategy(client, MODEL)
         with pytest.raises(sr.StopRun, match="Gemini Developer API") as refused:
             await strategy.submit_batch(entries(PROMPTS[:1]))
-        assert "\n" not in str(refused.value) and str(refused.value).count(". ") == 0
+        assert "\n" not in str(refused.value)
+        assert str(refused.value).count(". ") == 0
         assert emulator.ledger.requests == ()
     finally:
         await client.aio.aclose()
