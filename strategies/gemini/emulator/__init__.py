@@ -1,8 +1,9 @@
 """A loopback emulator of the Gemini Developer API (or of Vertex AI), driven by the real SDK.
 
 It serves ``cachedContents`` and ``generateContent`` faithfully enough for the SDK (errors,
-paging, timestamps, token usage), and the Batch API with the Files API it reads and writes, answers schema requests deterministically with a tunable
-share of invalid fields, and injects faults on demand.
+paging, timestamps, token usage), and the Batch API with the Files API it reads and writes;
+it answers schema requests deterministically with a tunable share of invalid fields, and
+injects faults on demand.
 
 Each name is loaded when first used: ``BACKEND`` (the command line's spec) imports
 neither ``google.genai`` nor ``aiohttp``, which only :meth:`BACKEND.build` and the
