@@ -158,8 +158,7 @@ def wire_request(contents: Sequence[Any], config: types.GenerateContentConfig) -
             generation["responseJsonSchema"] = value
         else:
             generation[_camel(name)] = _dump(value)
-    if generation:
-        request["generationConfig"] = generation
+    request["generationConfig"] = generation  # sent even empty, as the SDK does
     return request
 
 
