@@ -209,7 +209,7 @@ def _api_error(code: int, message: str) -> errors.APIError:
     return errors.APIError(http, body)
 
 
-def read_line(line: str) -> tuple[str | None, Response | Exception]:
+def read_line(line: str, secrets: Any = None) -> tuple[str | None, Response | Exception]:
     """One line of a responses file: its key, and its answer (or the exception)."""
     try:
         row = json.loads(line)
@@ -239,4 +239,4 @@ def read_line(line: str) -> tuple[str | None, Response | Exception]:
         )
     except pydantic.ValidationError as exc:
         return key, TransientError(f"unreadable batch answer: {exc.error_count()} fields")
-    return key, answer_of(response, error)
+    return key, answer_of(response, error, secrets)

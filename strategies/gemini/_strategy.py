@@ -356,7 +356,7 @@ class GeminiStrategy:
         if found is not None:
             return found
         batches = self._client.aio.batches
-        job_config = types.CreateBatchJobConfig(display_name=name)
+        job_config = types.CreateBatchJobConfig(display_name=name, http_options=self._http_options)
         lines = [
             json.dumps({"key": e.key, "request": r}) for e, r in zip(entries, wire, strict=True)
         ]
@@ -372,7 +372,14 @@ class GeminiStrategy:
             data = ("\n".join(lines) + "\n").encode()
             uploaded = await self._client.aio.files.upload(
                 file=io.BytesIO(data),
-                config=types.UploadFileConfig(mime_type="jsonl", display_name=name),
+                config=types.UploadFileConfig(
+                    mime_type="jsonl",
+                    display_name=name,
+                    # A copy: the SDK writes the upload's headers into the options it is given.
+                    http_options=self._http_options.model_copy(deep=True)
+                    if self._http_options is not None
+                    else None,
+                ),
             )
             if uploaded.name is None:
                 raise TransientError("the Files API gave the uploaded batch requests no name")
@@ -391,7 +398,9 @@ class GeminiStrategy:
         longer has the job (404) or its responses file, and the SDK's errors otherwise.
         """
         try:
-            job = await self._client.aio.batches.get(name=name)
+            job = await self._client.aio.batches.get(
+                name=name, config=types.GetBatchJobConfig(http_options=self._http_options)
+            )
         except errors.APIError as exc:
             if exc.code == 404:
                 raise BatchJobLost(f"the service no longer has the batch job {name}") from exc
@@ -409,7 +418,10 @@ class GeminiStrategy:
                     answers[key] = answer_of(inlined.response, inlined.error, self._secrets)
         elif dest is not None and dest.file_name:
             try:
-                data = await self._client.aio.files.download(file=dest.file_name)
+                data = await self._client.aio.files.download(
+                    file=dest.file_name,
+                    config=types.DownloadFileConfig(http_options=self._http_options),
+                )
             except errors.APIError as exc:
                 if exc.code in (403, 404):
                     raise BatchJobLost(
@@ -418,7 +430,7 @@ class GeminiStrategy:
                 raise
             for line in data.decode("utf-8", "replace").splitlines():
                 if line.strip():
-                    key, answer = read_line(line)
+                    key, answer = read_line(line, self._secrets)
                     if key is not None:
                         answers[key] = answer
         return BatchJobState(name, label, True, answers)
@@ -428,7 +440,9 @@ class GeminiStrategy:
         if self._batch_lookback == 0:
             return None
         pager = await self._client.aio.batches.list(
-            config=types.ListBatchJobsConfig(page_size=min(self._batch_lookback, 1000))
+            config=types.ListBatchJobsConfig(
+                page_size=min(self._batch_lookback, 1000), http_options=self._http_options
+            )
         )
         seen = 0
         async for job in pager:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from google.genai import errors
 import stagedretry as sr
 from stagedretry.testing import VirtualClock
 from strategies.gemini import GeminiContextCache, GeminiStrategy
+from strategies.gemini._batch import INLINE_LIMIT, read_line
 from strategies.gemini.emulator import Api, Fault, FaultKind, GeminiEmulator, make_vertex_client
 
 from .conftest import MODEL, Book, Recorder
@@ -367,3 +369,49 @@ async def test_vertex_refuses_batch_mode_in_one_sentence(
     finally:
         await client.aio.aclose()
         client.close()
+
+
+@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
+async def test_http_timeout_bounds_every_batch_call(
+    connect: Callable[..., genai.Client], emu: GeminiEmulator, virtual_clock: VirtualClock
+) -> None:
+    """The strategy's http_timeout goes to create, upload, list, get and download alike."""
+    client = connect(emu)
+    for limit in (INLINE_LIMIT, 1):
+        strategy = strategy_of(client, http_timeout=5.0, batch_inline_limit=limit)
+        name = await strategy.submit_batch(entries(PROMPTS, attempt=limit))
+        virtual_clock.advance(60.0)
+        state = await strategy.poll_batch(name)
+        assert set(state.answers) == {f"item-{i}" for i in range(len(PROMPTS))}
+    emu.inject(Fault(kind=FaultKind.HANG, route="batches", times=1))
+    strategy = strategy_of(client, http_timeout=0.2)
+    with pytest.raises(Exception) as hung:
+        await strategy.poll_batch(name)
+    outcome = strategy.classify(hung.value)
+    assert outcome is not None
+    assert outcome.kind is sr.OutcomeKind.TRANSIENT
+
+
+def test_a_key_in_a_per_request_error_is_masked() -> None:
+    key = "AIzaSyD-batch-secret-key-0123456789ab"
+    line = json.dumps({"key": "k", "error": {"code": 3, "message": f"bad key {key} here"}})
+    found, answer = read_line(line, sr.Secrets([key]))
+    assert found == "k"
+    assert isinstance(answer, errors.ClientError)
+    assert answer.code == 400
+    assert key not in str(answer)
+    assert key not in (answer.message or "")
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"key": "k", "response": {"candidates": "nope"}}', "unreadable batch answer"),
+    ],
+)
+def test_an_unreadable_line_is_transient(line: str, words: str) -> None:
+    _, answer = read_line(line)
+    assert isinstance(answer, sr.TransientError)
+    assert words in str(answer)
