@@ -121,7 +121,8 @@ class EmulatorSettings:
     implicit_caching: bool = setting(False)
     """Report a request whose prefix (instructions, then contents) was sent before, at least
     ``min_cache_tokens`` long, as read from an implicit cache (``cachedContentTokenCount``),
-    as Gemini 2.5 models do."""
+    as Gemini 2.5 models do.  It changes the usage reported, never an answer: not part of the
+    fingerprint."""
     batch_completion: float = setting(
         2.0, minimum=0.0, maximum=MAX_BATCH_COMPLETION, unit="seconds"
     )
@@ -163,6 +164,7 @@ class EmulatorBackend:
             "emulator.models",
             "emulator.clock_offset",
             "emulator.quota",
+            "emulator.implicit_caching",
             "emulator.batch_completion",
             "emulator.batch_inline_limit",
             "quota",
