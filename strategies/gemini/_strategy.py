@@ -428,7 +428,8 @@ class GeminiStrategy:
                         f"the responses file {dest.file_name} of the batch job {name} is gone"
                     ) from exc
                 raise
-            for line in data.decode("utf-8", "replace").splitlines():
+            # Split on newlines only: JSON may hold U+2028 or U+0085 raw, which splitlines cuts.
+            for line in data.decode("utf-8", "replace").split("\n"):
                 if line.strip():
                     key, answer = read_line(line, self._secrets)
                     if key is not None:

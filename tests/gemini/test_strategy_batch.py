@@ -415,3 +415,15 @@ def test_an_unreadable_line_is_transient(line: str, words: str) -> None:
     _, answer = read_line(line)
     assert isinstance(answer, sr.TransientError)
     assert words in str(answer)
+
+
+def test_a_line_separator_inside_an_answer_does_not_cut_its_line() -> None:
+    """JSON may carry U+2028 and U+0085 raw; only a newline ends a JSONL line."""
+    text = "one\u2028two\u0085three"
+    body = {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}}]}
+    line = json.dumps({"key": "k", "response": body}, ensure_ascii=False)
+    (piece,) = line.split("\n")
+    key, answer = read_line(piece)
+    assert key == "k"
+    assert isinstance(answer, sr.Response)
+    assert answer.text == text

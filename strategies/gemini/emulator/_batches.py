@@ -470,7 +470,8 @@ class BatchService:
             raise invalid(f"Invalid file name: {name!r}. Expected format: files/{{file}}.")
         found = self._file(name)
         entries: list[_Entry] = []
-        for number, line in enumerate(found.data.decode("utf-8", "replace").splitlines(), 1):
+        lines = found.data.decode("utf-8", "replace").split("\n")  # JSON may hold U+2028 raw
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
