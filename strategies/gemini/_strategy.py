@@ -12,6 +12,8 @@ its safety ratings.
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -20,6 +22,9 @@ import pydantic
 from google.genai import errors, types
 
 from stagedretry import (
+    BatchEntry,
+    BatchJobLost,
+    BatchJobState,
     FieldError,
     Outcome,
     Request,
@@ -28,6 +33,7 @@ from stagedretry import (
     Secrets,
     SharedResource,
     StageContext,
+    StopRun,
     TransientError,
     Usage,
     ValidationFailed,
@@ -38,6 +44,15 @@ from .._sampling import params_of
 from .._tokens import count_tokens
 from ..backend import MAX_WAIT
 from ..quota import Quota, QuotaAdmission, make_admission
+from ._batch import (
+    DONE_STATES,
+    INLINE_LIMIT,
+    REFOUND_STATES,
+    answer_of,
+    display_name,
+    read_line,
+    wire_request,
+)
 from ._cache import CacheHandle, GeminiContextCache, fingerprint, model_path
 from ._client_check import check_client
 from ._errors import cache_gone, cache_lost, flex_shed, redact
@@ -87,6 +102,10 @@ class GeminiStrategy:
       reacted to.
     - *http_timeout*: seconds that bound each HTTP request on the SDK's side, at most
       3600 (default: none; the runner's per-attempt timeout still applies).
+    - *batch_inline_limit*: bytes; a batch job whose requests take more goes as an
+      uploaded JSONL file instead of inlined requests (default 20 MiB, the service's).
+    - *batch_lookback*: how many of the newest batch jobs :meth:`submit_batch` looks
+      through for the one it is about to create (default 100; 0: no look, one call less).
     - *api_key*: the key *client* sends, if it is not in ``GEMINI_API_KEY`` or
       ``GOOGLE_API_KEY`` (the SDK does not tell which key a client holds).  It
       is only masked: in this strategy's messages, in the runner's errors, logs
@@ -121,6 +140,8 @@ class GeminiStrategy:
         http_timeout: float | None = None,
         api_key: str | None = None,
         quota: Quota | QuotaAdmission | None = None,
+        batch_inline_limit: int = INLINE_LIMIT,
+        batch_lookback: int = 100,
     ) -> None:
         if cache is not None and system_instruction is not None:
             raise ValueError(
@@ -155,6 +176,13 @@ class GeminiStrategy:
         self._secrets = Secrets.from_environment([api_key])
         self._configs: dict[tuple[Any, ...], tuple[Any, types.GenerateContentConfig]] = {}
         self._admission = make_admission(quota)
+        if batch_inline_limit <= 0 or batch_lookback < 0:
+            raise ValueError(
+                "batch_inline_limit must be positive and batch_lookback not negative, got "
+                f"{batch_inline_limit!r} and {batch_lookback!r}"
+            )
+        self._inline_limit = batch_inline_limit
+        self._batch_lookback = batch_lookback
         check_client(client)
 
     @property
@@ -233,11 +261,18 @@ class GeminiStrategy:
 
     # -- Strategy -------------------------------------------------------------------------------
 
-    async def generate(self, request: Request, ctx: StageContext) -> Response:
-        """Send one request; return its text (``None`` when withheld) with usage and metadata."""
+    def _prepare(
+        self, request: Request, ctx: StageContext, *, inline: bool = False
+    ) -> tuple[str, Any, types.GenerateContentConfig, bool]:
+        """The model, contents and config of one request, and whether it names the cache.
+
+        *inline* sends the cache's instructions and contents inline, first, even when the
+        cache could be named (a batch job: the stable prefix first lets implicit caching
+        apply, where an explicit cache is not reliably honoured).
+        """
         params = params_of(ctx, GeminiParams)
         model = params.model or self._model
-        handle = self._handle(ctx)
+        handle = None if inline else self._handle(ctx)
         use_cache = (
             handle is not None and handle.name is not None and model_path(model) == handle.model
         )
@@ -246,6 +281,13 @@ class GeminiStrategy:
         cache = self._cache
         if not use_cache and cache is not None and cache.contents:
             contents = [*cache.contents, types.UserContent(parts=[types.Part(text=request.prompt)])]
+        return model, contents, config, use_cache
+
+    async def generate(self, request: Request, ctx: StageContext) -> Response:
+        """Send one request; return its text (``None`` when withheld) with usage and metadata."""
+        model, contents, config, use_cache = self._prepare(request, ctx)
+        tier = params_of(ctx, GeminiParams).service_tier
+        cache = self._cache
         try:
             answer = await self._aio_models.generate_content(
                 model=model, contents=contents, config=config
@@ -255,7 +297,7 @@ class GeminiStrategy:
                 # Known from the request, not only from the words: this request named the
                 # cache, so a 404 that names no model means the cache is gone (Vertex AI).
                 raise cache_lost(exc, resource=cache.name, secrets=self._secrets) from exc
-            if params.service_tier == FLEX:
+            if tier == FLEX:
                 # Known from the request: only a request sent on the flex tier can be shed;
                 # the same 503 on standard stays TRANSIENT.
                 shed = flex_shed(exc, self._secrets)
@@ -278,11 +320,146 @@ class GeminiStrategy:
             raise ValidationFailed(
                 [FieldError("", "unreadable response: nested too deeply to parse")], None
             ) from None
-        meta = response_meta(answer, params.service_tier)
+        meta = response_meta(answer, tier)
         usage = response_usage(answer)
         if meta.blocked or meta.finish_reason in SAFETY_FINISH_REASONS:
             return Response(None, usage, meta)
         return Response(answer_text(answer), usage, meta)
+
+    # -- SubmitsBatchJobs -----------------------------------------------------------------------
+
+    async def submit_batch(self, entries: Sequence[BatchEntry]) -> str:
+        """Create one batch job answering *entries* (one model); return its ``batches/…`` name.
+
+        Each request is built as :meth:`generate` builds it, but with the cache's
+        instructions inline and first (no ``cached_content``), and carries its entry's key
+        in its ``metadata`` (a JSONL line: ``key``).  Inlined while the body stays under
+        *batch_inline_limit* bytes, else uploaded as a JSONL file.  A job with the same
+        deterministic display name that is pending, running or succeeded is found with
+        one ``batches.list`` look at the newest *batch_lookback* jobs and returned instead
+        of creating another (a run restarted just after it created the job).  Raises
+        :class:`~stagedretry.StopRun` on Vertex AI (its batch jobs read Cloud Storage or
+        BigQuery), :class:`ValueError` for no entries or entries on several models, and
+        the SDK's errors as :meth:`generate` does.
+        """
+        if self._client.vertexai:
+            raise StopRun(
+                "batch mode needs the Gemini Developer API: a Vertex AI batch job reads its "
+                "requests from Cloud Storage or BigQuery, which stagedretry does not use; "
+                "run this pipeline in the synchronous mode or on the gemini backend"
+            )
+        if not entries:
+            raise ValueError("a batch job needs at least one entry")
+        prepared = [self._prepare(e.request, e.ctx, inline=True) for e in entries]
+        models = {model for model, _, _, _ in prepared}
+        if len(models) != 1:
+            raise ValueError(f"one batch job answers one model, got {sorted(models)}")
+        model = prepared[0][0]
+        configs = [_batch_config(config) for _, _, config, _ in prepared]
+        contents = [c if isinstance(c, list) else [c] for _, c, _, _ in prepared]
+        wire = [wire_request(c, config) for c, config in zip(contents, configs, strict=True)]
+        name = display_name(entries, wire)
+        found = await self._find_batch(name)
+        if found is not None:
+            return found
+        batches = self._client.aio.batches
+        job_config = types.CreateBatchJobConfig(display_name=name, http_options=self._http_options)
+        lines = [
+            json.dumps({"key": e.key, "request": r}) for e, r in zip(entries, wire, strict=True)
+        ]
+        if sum(len(line) for line in lines) + _INLINE_OVERHEAD * len(lines) <= self._inline_limit:
+            inlined = [
+                types.InlinedRequest(
+                    model=model, contents=c, config=config, metadata={"key": entry.key}
+                )
+                for entry, c, config in zip(entries, contents, configs, strict=True)
+            ]
+            job = await batches.create(model=model, src=inlined, config=job_config)
+        else:
+            data = ("\n".join(lines) + "\n").encode()
+            uploaded = await self._client.aio.files.upload(
+                file=io.BytesIO(data),
+                config=types.UploadFileConfig(
+                    mime_type="jsonl",
+                    display_name=name,
+                    # A copy: the SDK writes the upload's headers into the options it is given.
+                    http_options=self._http_options.model_copy(deep=True)
+                    if self._http_options is not None
+                    else None,
+                ),
+            )
+            if uploaded.name is None:
+                raise TransientError("the Files API gave the uploaded batch requests no name")
+            job = await batches.create(model=model, src=uploaded.name, config=job_config)
+        if job.name is None:
+            raise TransientError("the Batch API gave the new job no name")
+        return job.name
+
+    async def poll_batch(self, name: str) -> BatchJobState:
+        """Look at job *name* once with ``batches.get``; when it is done, read its answers.
+
+        Each answer is the :class:`~stagedretry.Response` :meth:`generate` would return
+        (usage with the cached tokens the server reports, ``meta.service_tier ==
+        "batch"``), each per-request error the SDK exception :meth:`generate` would raise
+        for that status.  Raises :class:`~stagedretry.BatchJobLost` when the service no
+        longer has the job (404) or its responses file, and the SDK's errors otherwise.
+        """
+        try:
+            job = await self._client.aio.batches.get(
+                name=name, config=types.GetBatchJobConfig(http_options=self._http_options)
+            )
+        except errors.APIError as exc:
+            if exc.code == 404:
+                raise BatchJobLost(f"the service no longer has the batch job {name}") from exc
+            raise
+        state = job.state
+        label = state.value if state is not None else "JOB_STATE_UNSPECIFIED"
+        if state not in DONE_STATES:
+            return BatchJobState(name, label, False)
+        answers: dict[str, Response | Exception] = {}
+        dest = job.dest
+        if dest is not None and dest.inlined_responses:
+            for inlined in dest.inlined_responses:
+                key = (inlined.metadata or {}).get("key")
+                if key is not None:
+                    answers[key] = answer_of(inlined.response, inlined.error, self._secrets)
+        elif dest is not None and dest.file_name:
+            try:
+                data = await self._client.aio.files.download(
+                    file=dest.file_name,
+                    config=types.DownloadFileConfig(http_options=self._http_options),
+                )
+            except errors.APIError as exc:
+                if exc.code in (403, 404):
+                    raise BatchJobLost(
+                        f"the responses file {dest.file_name} of the batch job {name} is gone"
+                    ) from exc
+                raise
+            # Split on newlines only: JSON may hold U+2028 or U+0085 raw, which splitlines cuts.
+            for line in data.decode("utf-8", "replace").split("\n"):
+                if line.strip():
+                    key, answer = read_line(line, self._secrets)
+                    if key is not None:
+                        answers[key] = answer
+        return BatchJobState(name, label, True, answers)
+
+    async def _find_batch(self, display: str) -> str | None:
+        """The name of a live job called *display* among the newest ones, if any."""
+        if self._batch_lookback == 0:
+            return None
+        pager = await self._client.aio.batches.list(
+            config=types.ListBatchJobsConfig(
+                page_size=min(self._batch_lookback, 1000), http_options=self._http_options
+            )
+        )
+        seen = 0
+        async for job in pager:
+            if job.display_name == display and job.state in REFOUND_STATES and job.name:
+                return job.name
+            seen += 1
+            if seen >= self._batch_lookback:
+                break
+        return None
 
     def classify(self, exc: BaseException) -> Outcome | None:
         """The user's rules first, then the Gemini rules (a lost cache names this cache)."""
@@ -375,6 +552,18 @@ class GeminiStrategy:
     def __repr__(self) -> str:
         cache = self._cache.display_name if self._cache is not None else None
         return f"GeminiStrategy(model={self._model!r}, cache={cache!r})"
+
+
+_INLINE_OVERHEAD: Final = 64
+"""Bytes an inlined request adds to its JSONL line's size (wrapping, separators)."""
+
+
+def _batch_config(config: types.GenerateContentConfig) -> types.GenerateContentConfig:
+    """A request's config inside a batch job: what only the client reads is left out, and the
+    service tier (a batch job is billed at the batch price whatever a stage's tier says)."""
+    return config.model_copy(
+        update={"http_options": None, "automatic_function_calling": None, "service_tier": None}
+    )
 
 
 def _no_settle(usage: Usage | None) -> None:

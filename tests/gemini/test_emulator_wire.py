@@ -23,6 +23,7 @@ def test_public_surface() -> None:
     assert sorted(emulator_package.__all__) == [
         "Api",
         "BACKEND",
+        "BatchRecord",
         "EmulatorQuota",
         "EmulatorSection",
         "EmulatorSettings",

@@ -1,8 +1,9 @@
 """A loopback emulator of the Gemini Developer API (or of Vertex AI), driven by the real SDK.
 
 It serves ``cachedContents`` and ``generateContent`` faithfully enough for the SDK (errors,
-paging, timestamps, token usage), answers schema requests deterministically with a tunable
-share of invalid fields, and injects faults on demand.
+paging, timestamps, token usage), and the Batch API with the Files API it reads and writes;
+it answers schema requests deterministically with a tunable share of invalid fields, and
+injects faults on demand.
 
 Each name is loaded when first used: ``BACKEND`` (the command line's spec) imports
 neither ``google.genai`` nor ``aiohttp``, which only :meth:`BACKEND.build` and the
@@ -18,7 +19,7 @@ if _typing.TYPE_CHECKING:
     from ._client import make_client, make_vertex_client
     from ._faults import Fault, FaultKind
     from ._flex import FlexSettings
-    from ._ledger import Ledger, RequestRecord, TierTotals, Usage
+    from ._ledger import BatchRecord, Ledger, RequestRecord, TierTotals, Usage
     from ._quota import EmulatorQuota, QuotaStats
     from ._server import GeminiEmulator
     from ._tokens import count_tokens
@@ -27,6 +28,7 @@ if _typing.TYPE_CHECKING:
 __all__ = [
     "BACKEND",
     "Api",
+    "BatchRecord",
     "EmulatorQuota",
     "EmulatorSection",
     "EmulatorSettings",
@@ -50,6 +52,7 @@ __all__ = [
 _MODULES = {
     "Api": "._vertex",
     "BACKEND": "._backend",
+    "BatchRecord": "._ledger",
     "EmulatorQuota": "._quota",
     "EmulatorSection": "._backend",
     "EmulatorSettings": "._backend",

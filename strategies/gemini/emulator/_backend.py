@@ -27,9 +27,18 @@ from ._quota import EmulatorQuota
 # The server (aiohttp) and the client (google.genai) are imported by build(), not here:
 # reading and checking a pipeline needs only the section and params.
 
-ROUTES: Final = ("generateContent", "cachedContents", "*")
+ROUTES: Final = (
+    "generateContent",
+    "cachedContents",
+    "batchGenerateContent",
+    "batches",
+    "files",
+    "*",
+)
 MAX_CLOCK_OFFSET: Final = 86_400.0
 """Seconds: the furthest ``clock_offset`` may set the emulated server's clock apart."""
+MAX_BATCH_COMPLETION: Final = 7 * 86_400.0
+"""Seconds: the latest a batch job may be set to end (past 48 hours it expires)."""
 
 
 @attrs.frozen
@@ -50,7 +59,10 @@ class FaultSettings:
     times: int | None = setting(None, minimum=1)
     """The most times the fault fires; ``None``: no cap."""
     route: str = setting("generateContent", choices=ROUTES)
-    """The requests it matches: ``generateContent``, ``cachedContents`` or ``*`` (all)."""
+    """The requests it matches: ``generateContent`` (and each request inside a batch job),
+    ``cachedContents``, ``batchGenerateContent`` (a job's creation: where ``batch_failed`` and
+    ``batch_expired`` fire), ``batches`` (get, list, cancel, delete), ``files`` (upload,
+    download) or ``*`` (all)."""
     retry_delay: float | None = setting(None, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
     """Seconds a 429 or 503 advises in its ``RetryInfo``; ``None``: the kind's own default
     (2 s on a rate limit, none on a 503)."""
@@ -107,6 +119,19 @@ class EmulatorSettings:
     """Seconds the emulated server's clock runs ahead of this machine's (negative: behind),
     at most a day either way: every time it reports and every cache expiry it decides is
     on that clock.  Not part of the fingerprint."""
+    implicit_caching: bool = setting(False)
+    """Report a request whose prefix (instructions, then contents) was sent before, at least
+    ``min_cache_tokens`` long, as read from an implicit cache (``cachedContentTokenCount``),
+    as Gemini 2.5 models do.  It changes the usage reported, never an answer: not part of the
+    fingerprint."""
+    batch_completion: float = setting(
+        2.0, minimum=0.0, maximum=MAX_BATCH_COMPLETION, unit="seconds"
+    )
+    """Seconds after its creation a batch job ends (pending, then running from half that
+    time); past 48 hours it expires unanswered.  Not part of the fingerprint."""
+    batch_inline_limit: int = setting(20 * 1024 * 1024, minimum=1, unit="bytes")
+    """The largest ``batchGenerateContent`` body with inlined requests (the service's 20 MiB);
+    a larger one is refused with 400.  Not part of the fingerprint."""
     faults: tuple[FaultSettings, ...] = setting(())
     """Injected faults, one ``[[backend.emulator.faults]]`` table each, tried in order."""
     quota: EmulatorQuota = setting(factory=EmulatorQuota)
@@ -145,6 +170,9 @@ class EmulatorBackend:
             "emulator.clock_offset",
             "emulator.quota",
             "emulator.flex.latency",
+            "emulator.implicit_caching",
+            "emulator.batch_completion",
+            "emulator.batch_inline_limit",
             "quota",
         }
     )
@@ -169,6 +197,9 @@ class EmulatorBackend:
             clock_offset=knobs.clock_offset,
             quota=knobs.quota,
             flex=knobs.flex,
+            implicit_caching=knobs.implicit_caching,
+            batch_completion=knobs.batch_completion,
+            batch_inline_limit=knobs.batch_inline_limit,
         )
         for fault in knobs.faults:
             emulator.inject(fault.fault())

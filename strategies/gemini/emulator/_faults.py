@@ -87,6 +87,12 @@ class FaultKind(enum.Enum):
     out; ``promptTokensDetails``, ``candidatesTokensDetails`` and ``cacheTokensDetails`` carry
     the same numbers broken down by modality (``totalTokenCount`` stays).
     """
+    BATCH_FAILED = "batch_failed"
+    """A batch job ends ``BATCH_STATE_FAILED`` at its completion time with only the first half
+    of its requests answered (route ``batchGenerateContent``: drawn when the job is created)."""
+    BATCH_EXPIRED = "batch_expired"
+    """A batch job ends ``BATCH_STATE_EXPIRED`` at its completion time with only the first half
+    of its requests answered (route ``batchGenerateContent``)."""
 
 
 CONTENT_FAULTS = frozenset(
@@ -103,7 +109,12 @@ CONTENT_FAULTS = frozenset(
 )
 """Kinds that shape a generateContent answer; they never fire on other routes."""
 
-ROUTES = frozenset({"generateContent", "cachedContents", "*"})
+JOB_FAULTS = frozenset({FaultKind.BATCH_FAILED, FaultKind.BATCH_EXPIRED})
+"""Kinds that decide how a batch job ends; they fire only on a ``batchGenerateContent``."""
+
+ROUTES = frozenset(
+    {"generateContent", "cachedContents", "batchGenerateContent", "batches", "files", "*"}
+)
 
 
 def _check_rate(
@@ -220,6 +231,8 @@ class FaultBook:
                 if fault.route not in ("*", family):
                     continue
                 if fault.kind in CONTENT_FAULTS and family != "generateContent":
+                    continue
+                if fault.kind in JOB_FAULTS and family != "batchGenerateContent":
                     continue
                 rule.seen += 1
                 if chosen is not None:

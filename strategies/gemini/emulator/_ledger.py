@@ -58,11 +58,24 @@ class TierTotals:
 
 
 @attrs.frozen(kw_only=True)
+class BatchRecord:
+    """One batch job as it was created: its name, model, display name, size and source
+    (``"inline"`` or ``"file"``)."""
+
+    name: str
+    model: str
+    display_name: str
+    requests: int
+    source: str
+
+
+@attrs.frozen(kw_only=True)
 class Ledger:
     """A consistent snapshot of the emulator's counters.
 
     Token totals cover the well-formed 200 generateContent answers only (the ones whose
     ``usageMetadata`` a client can read); ``prompt_tokens`` includes ``cached_tokens``.
+    Requests answered inside batch jobs are counted apart, in the ``batch_*`` fields.
     """
 
     requests: tuple[RequestRecord, ...] = ()
@@ -81,6 +94,18 @@ class Ledger:
     """The billed answers split by service tier, in the order tiers were first billed."""
     flex_shed: int = 0
     """Flex requests the emulator shed (503s, not billed)."""
+    batch_jobs: tuple[BatchRecord, ...] = ()
+    """Every batch job created, in order (a job submitted twice shows twice)."""
+    batches_listed: int = 0
+    batches_cancelled: int = 0
+    batches_deleted: int = 0
+    files_uploaded: int = 0
+    batch_calls: int = 0
+    """Requests answered inside batch jobs (billed at the batch price, half the standard)."""
+    batch_prompt_tokens: int = 0
+    batch_cached_tokens: int = 0
+    batch_candidates_tokens: int = 0
+    batch_thoughts_tokens: int = 0
 
     def tier(self, name: str) -> TierTotals:
         """The totals of the tier *name* (all zero when nothing was billed at it)."""
@@ -137,6 +162,23 @@ class LedgerBook:
             if usage.service_tier in order:
                 tiers = tuple(sorted(tiers, key=lambda t: order.index(t.service_tier)))
             self._state = attrs.evolve(self._state, tiers=tiers)
+
+    def bill_batch(self, usage: Usage) -> None:
+        """Add one request answered inside a batch job (kept apart: it is billed at the batch
+        price)."""
+        with self._lock:
+            self._bump(
+                batch_calls=1,
+                batch_prompt_tokens=usage.prompt_tokens,
+                batch_cached_tokens=usage.cached_tokens,
+                batch_candidates_tokens=usage.candidates_tokens,
+                batch_thoughts_tokens=usage.thoughts_tokens,
+            )
+
+    def record_batch(self, record: BatchRecord) -> None:
+        """Add one created batch job."""
+        with self._lock:
+            self._state = attrs.evolve(self._state, batch_jobs=(*self._state.batch_jobs, record))
 
     def count(self, **increments: int) -> None:
         """Add to cache counters, e.g. ``count(caches_created=1, cache_tokens_created=n)``."""

@@ -22,6 +22,7 @@ from typing import Any, Final
 import attrs
 from aiohttp import web
 
+from ._batches import INLINE_LIMIT, BatchService
 from ._caches import ExpiryStyle, cache_id_of
 from ._faults import CONTENT_FAULTS, DEEP, Fault, FaultBook, FaultKind
 from ._flex import FLEX, TIER_HEADER, FlexSettings, Shedder, request_tier, shed_error
@@ -72,6 +73,9 @@ _TOKEN_LIFETIME: Final = 3599
 _JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _GENERATE: Final = re.compile(r"^models/(?P<model>[^/:]+):generateContent$")
 _CACHE: Final = re.compile(r"^cachedContents/(?P<id>[^/]+)$")
+_BATCH_CREATE: Final = re.compile(r"^models/(?P<model>[^/:]+):batchGenerateContent$")
+_BATCH: Final = re.compile(r"^batches/(?P<id>[^/:]+)(?P<cancel>:cancel)?$")
+_FILE: Final = re.compile(r"^files/(?P<id>[^/:]+)(?P<download>:download)?$")
 _QUOTA_METRIC: Final = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
 _STARTUP_TIMEOUT: Final = 10.0
 _SHUTDOWN_TIMEOUT: Final = 1.0
@@ -129,6 +133,10 @@ def _json_response(
 
 def _error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> web.Response:
     return _json_response(error.code, error.body(), headers)
+
+
+def _reply_parts(reply: Reply) -> tuple[dict[str, Any], Any]:
+    return reply.body, reply.usage
 
 
 def _rate_limit(fault: Fault, model: str | None) -> tuple[ApiError, dict[str, str]]:
@@ -279,8 +287,11 @@ class GeminiEmulator:
     :attr:`quota_stats` tells what it served and refused).  *flex* (default: no
     shedding, no extra latency) is how it treats a request on the ``flex`` tier (see
     :class:`~strategies.gemini.emulator.FlexSettings`); every answer names its tier in
-    the ``x-gemini-service-tier`` header and ``usageMetadata.serviceTier``.  Raises
-    ``ValueError`` for an *invalid_rate* outside [0, 1] or a negative *latency*
+    the ``x-gemini-service-tier`` header and ``usageMetadata.serviceTier``.
+    *batch_completion* (seconds on *clock*, default 2) is when a batch job ends after its
+    creation (pending, then running from half that time); *batch_inline_limit* (bytes,
+    default 20 MiB) is the largest ``batchGenerateContent`` body with inlined requests
+    (Developer API only; see ``_batches``).  Raises ``ValueError`` for an *invalid_rate* outside [0, 1] or a negative *latency*
     (seconds per request).
     """
 
@@ -301,7 +312,16 @@ class GeminiEmulator:
         quota: EmulatorQuota | None = None,
         api: Api = Api.GEMINI,
         flex: FlexSettings | None = None,
+        batch_completion: float = 2.0,
+        batch_inline_limit: int = INLINE_LIMIT,
     ) -> None:
+        if not (math.isfinite(batch_completion) and batch_completion >= 0):
+            raise ValueError(
+                f"batch_completion must be a non-negative number of seconds, "
+                f"got {batch_completion!r}"
+            )
+        if batch_inline_limit <= 0:
+            raise ValueError(f"batch_inline_limit must be positive, got {batch_inline_limit!r}")
         if not 0.0 <= invalid_rate <= 1.0:
             raise ValueError(f"invalid_rate must be in [0, 1], got {invalid_rate!r}")
         if latency < 0:
@@ -339,6 +359,17 @@ class GeminiEmulator:
             implicit_caching=implicit_caching,
             ledger=self._ledger,
             api=api,
+        )
+        service = self._service
+        self._batches = BatchService(
+            seed=seed,
+            clock=self._now,
+            answer=lambda model, body, fault: _reply_parts(service.generate(model, body, fault)),
+            faults=self._faults,
+            ledger=self._ledger,
+            completion=batch_completion,
+            inline_limit=batch_inline_limit,
+            lock=service.lock,
         )
         self._life = threading.Lock()
         # Orders a late server start against start() giving up on it (see _run).
@@ -430,6 +461,19 @@ class GeminiEmulator:
     def cache_names(self) -> tuple[str, ...]:
         """Names of every stored cache, for assertions about leaks."""
         return self._service.cache_names()
+
+    def batch_names(self) -> tuple[str, ...]:
+        """Names of every batch job the emulator still knows, in creation order."""
+        return self._batches.names()
+
+    def batch_requests(self, name: str) -> tuple[dict[str, Any], ...]:
+        """The ``GenerateContentRequest`` bodies of batch job *name*, as received (inlined or
+        read from its JSONL file); raises ``ApiError`` (404) for an unknown job."""
+        return self._batches.requests_of(name)
+
+    def drop_batch(self, name: str) -> bool:
+        """Forget a batch job server-side, as if the service lost it; True if it existed."""
+        return self._batches.drop(name)
 
     def start(self) -> str:
         """Start serving in a daemon thread and return the base URL.
@@ -604,6 +648,10 @@ class GeminiEmulator:
             project, location, rest = place if place is not None else (None, None, "")
         elif version not in _DEVELOPER_VERSIONS:
             rest = ""
+        if not vertex:
+            batch = await self._respond_batches(request, exchange, rest)
+            if batch is not None:
+                return batch
         generate = _GENERATE.match(rest)
         cache = _CACHE.match(rest)
         method = request.method
@@ -708,6 +756,98 @@ class GeminiEmulator:
         return web.Response(
             status=200, text=text, headers={"Content-Type": JSON_CONTENT_TYPE, **tier_headers}
         )
+
+    async def _respond_batches(
+        self, request: web.Request, exchange: _Exchange, rest: str
+    ) -> web.Response | None:
+        """The Batch API's and the Files API's routes (Developer API); None for any other."""
+        method = request.method
+        upload = request.path.startswith("/upload/") and rest == "files" and method == "POST"
+        create = _BATCH_CREATE.match(rest) if method == "POST" else None
+        job = _BATCH.match(rest)
+        file = _FILE.match(rest)
+        if upload or (file and method in ("GET", "DELETE")):
+            family = "files"
+        elif create:
+            family = "batchGenerateContent"
+            exchange.model = f"models/{create.group('model')}"
+        elif (rest == "batches" and method == "GET") or (
+            job
+            and (
+                (job.group("cancel") and method == "POST")
+                or (not job.group("cancel") and method in ("GET", "DELETE"))
+            )
+        ):
+            family = "batches"
+        else:
+            return None
+        batches = self._batches
+        try:
+            # The upload URL is the session's credential: its chunks carry no key.
+            if not (upload and "upload_id" in request.query):
+                self._authenticate(request)
+            raw = await request.read()
+            fault = self._faults.pick(
+                family, b"%s %s\n%s" % (method.encode(), request.path.encode(), raw)
+            )
+            exchange.fault = fault.kind if fault else None
+            early = await self._early_fault(request, fault, exchange)
+            if early is not None:
+                return early
+            if upload:
+                return self._upload(request, raw)
+            if create:
+                self._check_model(exchange.model, "v1beta", "batchGenerateContent")
+                body = self._parse_body(raw)
+                return _json_response(
+                    200, batches.create(create.group("model"), body, len(raw), fault)
+                )
+            if file:
+                name = f"files/{file.group('id')}"
+                if file.group("download"):
+                    return web.Response(
+                        status=200,
+                        body=batches.download(name),
+                        content_type="application/octet-stream",
+                    )
+                if method == "DELETE":
+                    return _json_response(200, batches.delete_file(name))
+                return _json_response(200, batches.get_file(name))
+            if job is None:
+                return _json_response(200, batches.list_jobs(request.query))
+            name = f"batches/{job.group('id')}"
+            if job.group("cancel"):
+                return _json_response(200, batches.cancel(name))
+            if method == "DELETE":
+                return _json_response(200, batches.delete(name))
+            return _json_response(200, batches.get(name))
+        except ApiError as error:
+            return _error_response(error)
+
+    def _upload(self, request: web.Request, raw: bytes) -> web.Response:
+        """One step of the resumable upload protocol (``start``, ``upload``, ``finalize``)."""
+        command = request.headers.get("X-Goog-Upload-Command", "").lower()
+        upload_id = request.query.get("upload_id")
+        if upload_id is None:
+            if command != "start" or request.headers.get("X-Goog-Upload-Protocol") != "resumable":
+                raise invalid("Only the resumable upload protocol is supported.")
+            upload_id = self._batches.start_upload(
+                self._parse_body(raw),
+                request.headers.get("X-Goog-Upload-Header-Content-Length"),
+                request.headers.get("X-Goog-Upload-Header-Content-Type"),
+            )
+            query = {"upload_id": upload_id, "upload_protocol": "resumable"}
+            url = f"{self.base_url}{request.path}?{urllib.parse.urlencode(query)}"
+            return web.Response(
+                status=200,
+                headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"},
+            )
+        done = self._batches.upload_chunk(
+            upload_id, command, request.headers.get("X-Goog-Upload-Offset"), raw
+        )
+        if done is None:
+            return web.Response(status=200, headers={"X-Goog-Upload-Status": "active"})
+        return _json_response(200, done, {"X-Goog-Upload-Status": "final"})
 
     def _vertex_answer(self, reply: Reply) -> Reply:
         """A ``generateContent`` answer as Vertex shapes it: ``createTime`` and ``trafficType``."""
