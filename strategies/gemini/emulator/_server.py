@@ -291,8 +291,8 @@ class GeminiEmulator:
     *batch_completion* (seconds on *clock*, default 2) is when a batch job ends after its
     creation (pending, then running from half that time); *batch_inline_limit* (bytes,
     default 20 MiB) is the largest ``batchGenerateContent`` body with inlined requests
-    (Developer API only; see ``_batches``).  Raises ``ValueError`` for an *invalid_rate* outside [0, 1] or a negative *latency*
-    (seconds per request).
+    (Developer API only; see ``_batches``).  Raises ``ValueError`` for an *invalid_rate*
+    outside [0, 1] or a negative *latency* (seconds per request).
     """
 
     def __init__(
