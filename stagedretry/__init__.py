@@ -35,7 +35,7 @@ if _typing.TYPE_CHECKING:
     )
     from ._plan import Backoff, Plan, Stage
     from ._redact import HoldsSecrets, Secrets
-    from ._resources import RenewReason, SharedResource
+    from ._resources import RenewReason, SharedResource, StageScoped
     from ._results import (
         Attempt,
         BatchResult,
@@ -61,6 +61,7 @@ if _typing.TYPE_CHECKING:
     from ._strategy import (
         Admits,
         DeclaresParams,
+        PlansResources,
         Request,
         Response,
         StageContext,
@@ -99,6 +100,7 @@ __all__ = [
     "PartialStage",
     "Plan",
     "PlanError",
+    "PlansResources",
     "RateLimited",
     "RenewReason",
     "Request",
@@ -118,6 +120,7 @@ __all__ = [
     "Stage",
     "StageContext",
     "StageKind",
+    "StageScoped",
     "StagedRetryError",
     "StopRun",
     "Strategy",
@@ -171,6 +174,7 @@ _MODULES = {
     "PartialStage": "._stages",
     "Plan": "._plan",
     "PlanError": "._outcomes",
+    "PlansResources": "._strategy",
     "RateLimited": "._outcomes",
     "RenewReason": "._resources",
     "Request": "._strategy",
@@ -186,6 +190,7 @@ _MODULES = {
     "Scratch": "._state",
     "Secrets": "._redact",
     "SharedResource": "._resources",
+    "StageScoped": "._resources",
     "Shed": "._outcomes",
     "Stage": "._plan",
     "StageContext": "._strategy",

@@ -76,6 +76,7 @@ from ._stop import ItemError, ResourceError, RunStopped
 from ._strategy import (
     Admits,
     DeclaresParams,
+    PlansResources,
     Request,
     Response,
     Settle,
@@ -516,6 +517,9 @@ class Runner(Generic[T]):
         if isinstance(strategy, UsesResources):
             # A strategy's own resources are shared by construction, not by remembering to.
             shared += [r for r in strategy.shared_resources() if all(r is not s for s in shared)]
+        if isinstance(strategy, PlansResources):
+            planned = strategy.plan_resources(plan, self._params)
+            shared += [r for r in planned if all(r is not s for s in shared)]
         self._secrets = _run_secrets(secrets, strategy, shared, log)
         self._pool = ResourcePool(shared, self._secrets)
         self._cooldown_until = 0.0
@@ -1009,7 +1013,7 @@ class Runner(Generic[T]):
                 return DEADLINE_PASSED
         if self._pool:
             try:
-                handles, generations = await self._pool.current(clock)
+                handles, generations = await self._pool.current(clock, stage)
             except ResourceError as exc:
                 self._stop(run, exc)
                 return STOPPED
