@@ -304,6 +304,8 @@ class GeminiContextCache:
         self._display_name = ":".join([DISPLAY_PREFIX, *([tag] if tag else []), self._fingerprint])
         assert len(self._display_name) <= MAX_DISPLAY_NAME
         self._inline = False
+        # (tokens, minimum) from the service's 400 when the content was too small to cache.
+        self._too_small: tuple[int | None, int | None] | None = None
         self._server_clock = ServerClock()
         self._stats = CacheStats()
         check_client(client)
@@ -373,6 +375,17 @@ class GeminiContextCache:
     def stats(self) -> CacheStats:
         """A snapshot of the counters since this object was made."""
         return self._stats
+
+    @property
+    def inline_reason(self) -> str | None:
+        """Why requests carry the instructions inline instead of naming this cache, in one
+        phrase (``"below the model's minimum of 4096 tokens"``); ``None`` while they name it."""
+        if self._too_small is None:
+            return None
+        minimum = self._too_small[1]
+        if minimum is None:
+            return "below the model's minimum size for a cache"
+        return f"below the model's minimum of {minimum} tokens"
 
     async def prepare(self, clock: Clock) -> CacheHandle:
         """Reuse a live cache with this fingerprint, else create one (or go inline if too small)."""
@@ -570,6 +583,7 @@ class GeminiContextCache:
             if sizes is None:
                 raise
             self._inline = True
+            self._too_small = sizes
             self._bump(inline_fallbacks=1)
             _log().warning(
                 "gemini_cache_too_small",
