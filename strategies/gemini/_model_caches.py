@@ -18,7 +18,7 @@ started, how many reached each model, and how many requests each model got.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -87,15 +87,23 @@ def expected_requests(*, total: int | None, started: int, reached: int, requests
 
     *started* items made a first request, *reached* of them reached the model (the one
     about to be sent counted) with *requests* requests there (the same).  Each item still
-    to come (*total* - *started*; unknown *total*: as many again as started) reaches the
-    model as often as the items so far did, and makes as many requests there; the item
-    about to be sent is one more.
+    to come reaches the model as often as the items so far did, and makes as many requests
+    there; the item about to be sent is one more.  Items to come: *total* - *started*; with
+    *total* unknown (``None``), or passed (a count that was wrong), as many again as started.
     """
     reached = max(reached, 1)
     started = max(started, reached)
-    to_come = max(0, (total - started) if total is not None else started)
+    to_come = items_to_come(total, started)
     per_item = max(requests, reached) / reached
     return per_item * (1 + to_come * reached / started)
+
+
+def items_to_come(total: int | None, started: int) -> int:
+    """Items still to start: *total* - *started*; as many again as started when *total* is
+    unknown or already passed."""
+    if total is None or total < started:
+        return started
+    return total - started
 
 
 class Reach:
@@ -175,7 +183,7 @@ class ModelCache(GeminiContextCache):
             name=f"{primary.name}@{model.rpartition('/')[2]}",
             api_key=api_key,
         )
-        self._stages: set[str] = set()
+        self._stages = set()
         self._reach = reach
         self._tokens = tokens
         self._price = price
@@ -183,15 +191,6 @@ class ModelCache(GeminiContextCache):
         self._weighing: Weighing | None = None
         # Items that had reached this model when the choice was last weighed (0: never).
         self._weighed_at = 0
-
-    def add_stages(self, names: Iterable[str]) -> None:
-        """The stages (by name) that send to this cache's model."""
-        self._stages.update(names)
-
-    @property
-    def stages(self) -> tuple[str, ...]:
-        """The names of the stages on this cache's model, sorted."""
-        return tuple(sorted(self._stages))
 
     @property
     def weighing(self) -> Weighing | None:
@@ -208,10 +207,6 @@ class ModelCache(GeminiContextCache):
         if weighing is not None and not weighing.pays:
             return weighing.reason()
         return None
-
-    def used_by(self, stage: Stage) -> bool:
-        """Whether *stage* sends to this cache's model (:class:`stagedretry.StageScoped`)."""
-        return stage.name in self._stages
 
     async def prepare(self, clock: Clock) -> CacheHandle:
         """A live cache with this fingerprint if there is one; else a new one if it pays,
@@ -272,7 +267,7 @@ class ModelCache(GeminiContextCache):
         expected = expected_requests(
             total=total, started=started, reached=reached, requests=reach.requests(model) + 1
         )
-        to_come = max(0, (total - started) if total is not None else started)
+        to_come = items_to_come(total, started)
         pace = reach.elapsed(clock.monotonic()) / started
         hours = (pace * to_come + (self.ttl if self.on_close is ClosePolicy.KEEP else 0.0)) / _HOUR
         self._weighing = weigh(
@@ -282,7 +277,9 @@ class ModelCache(GeminiContextCache):
 
     def choice(self) -> CacheChoice:
         """Whether the stages on this model ran with a cache, and why not."""
-        return CacheChoice(self._model.removeprefix("models/"), self.stages, self.inline_reason)
+        return CacheChoice(
+            self._model.removeprefix("models/"), self.stages or (), self.inline_reason
+        )
 
     def __repr__(self) -> str:
         return f"ModelCache(model={self._model!r}, name={self.name!r}, stages={self.stages!r})"
@@ -293,6 +290,6 @@ def stage_models(stages: Iterable[Stage], params: Iterable[Any], default: str) -
     else *default*."""
     found = {}
     for stage, p in zip(stages, params, strict=True):
-        model = getattr(p, "model", None)
+        model = p.get("model") if isinstance(p, Mapping) else getattr(p, "model", None)
         found[stage.name] = model_path(model if isinstance(model, str) and model else default)
     return found

@@ -176,7 +176,6 @@ class GeminiStrategy:
         self._reach = Reach()
         # The caches of the other models the plans' stages name, by ``models/<id>``.
         self._model_caches: dict[str, ModelCache] = {}
-        self._cache_stages: set[str] = set()
         check_client(client)
 
     @property
@@ -204,10 +203,11 @@ class GeminiStrategy:
         by_model: dict[str, list[str]] = {}
         for stage, model in models.items():
             by_model.setdefault(model, []).append(stage)
+        # The job's cache serves the stages on its model, and only them (maybe none).
+        cache.add_stages(by_model.get(cache.model, ()))
         made = []
         for model, stages in by_model.items():
             if model == cache.model:
-                self._cache_stages.update(stages)
                 continue
             found = self._model_caches.get(model)
             if found is None:
@@ -247,9 +247,7 @@ class GeminiStrategy:
         if reach.requests(cache.model):
             found.append(
                 CacheChoice(
-                    cache.model.removeprefix("models/"),
-                    tuple(sorted(self._cache_stages)),
-                    cache.inline_reason,
+                    cache.model.removeprefix("models/"), cache.stages or (), cache.inline_reason
                 )
             )
         found.extend(c.choice() for c in self._model_caches.values() if reach.requests(c.model))
