@@ -97,7 +97,8 @@ async def test_the_pro_stage_reads_a_pro_cache_when_it_pays(
     assert {b.get("cachedContent") for b in pro_bodies} == {on_server[f"models/{PRO}"]}
     assert all("systemInstruction" not in b for b in pro_bodies)
     (pro_cache,) = strategy.model_caches
-    assert pro_cache.stats.created == 1 and cache.stats.created == 1
+    assert pro_cache.stats.created == 1
+    assert cache.stats.created == 1
     assert [(c.model, c.stages, c.cached) for c in strategy.cache_choices()] == [
         (MODEL, ("full_flash",), True),
         (PRO, ("full_pro",), True),
@@ -114,7 +115,7 @@ async def test_before_the_pro_stage_sent_its_instructions_inline_at_full_price(
     """The same run where the pro cache does not pay (few items, kept an hour): every pro
     request carries the instructions, and the choice says why."""
     emulator = start_on_clock(seed=5, invalid_rate=1.0)
-    client, recorder = recording_client(emulator)
+    client, _recorder = recording_client(emulator)
     runner, _, strategy = build(client, virtual_clock, expected_items=2)
     batch = await runner.run(items(2))
     pro = pro_attempts(batch)
@@ -123,7 +124,8 @@ async def test_before_the_pro_stage_sent_its_instructions_inline_at_full_price(
     assert all(a.usage.input_tokens > 2000 for a in pro)
     (flash, choice) = strategy.cache_choices()
     assert flash.cached
-    assert choice.model == PRO and not choice.cached
+    assert choice.model == PRO
+    assert not choice.cached
     # Weighed when each item reached pro: the one request about to go, and none to come.
     assert choice.reason == "1 request expected to cost $0.003 inline vs $0.012 cached"
     assert await models_on_server(client) == [f"models/{MODEL}"]
@@ -222,7 +224,8 @@ async def test_a_lost_pro_cache_is_recovered_without_touching_the_flash_one(
     assert (cache.stats.lost, pro_cache.stats.lost) == (0, 1)
     assert after[f"models/{MODEL}"] == caches[f"models/{MODEL}"]
     assert after[f"models/{PRO}"] != caches[f"models/{PRO}"]
-    assert batch.items == 8 and batch.transitions["resource_lost"] >= 1
+    assert batch.items == 8
+    assert batch.transitions["resource_lost"] >= 1
     assert all(r.prompts == 2 for r in batch.results)  # a loss spends no prompt
 
 
@@ -287,7 +290,8 @@ def test_the_break_even_is_the_formula_and_more_requests_never_undo_it(
         assert weigh(
             tokens=tokens, price=price, expected_requests=requests + more, storage_hours=hours
         ).pays
-    assert weighing.inline >= 0 and weighing.cached >= 0
+    assert weighing.inline >= 0
+    assert weighing.cached >= 0
 
 
 @given(

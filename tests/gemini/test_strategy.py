@@ -138,7 +138,8 @@ async def test_a_stage_on_another_model_sends_the_instructions_inline_when_a_cac
     assert usage_of(batch) == billed(emulator)
     (choice,) = strategy.cache_choices()
     assert (choice.model, choice.stages, choice.cached) == ("gemini-2.5-pro", ("pro",), False)
-    assert choice.reason is not None and "inline vs" in choice.reason
+    assert choice.reason is not None
+    assert "inline vs" in choice.reason
 
 
 async def test_cache_contents_go_inline_ahead_of_the_prompt_when_not_cached(
