@@ -180,7 +180,7 @@ class ModelCache(GeminiContextCache):
             renew_margin=primary.renew_margin,
             tag=primary.tag,
             on_close=primary.on_close,
-            name=f"{primary.name}@{model.rpartition('/')[2]}",
+            name=f"{primary.name}@{model_path(model).removeprefix('models/')}",
             api_key=api_key,
         )
         self._stages = set()
