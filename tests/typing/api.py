@@ -219,3 +219,22 @@ def a_gemini_strategy_paces_to_a_quota(client: Any) -> None:
     GeminiStrategy(client, "gemini-2.5-pro", quota=shared)
     seconds: float = time_under(quota.for_model("gemini-2.5-pro"), 2000, 500_000)
     del paced, seconds
+
+
+def a_gemini_strategy_keeps_a_cache_per_model(client: Any) -> None:
+    from strategies.backend import CacheChoice, CachePrice
+    from strategies.gemini import GeminiContextCache, GeminiStrategy
+
+    cache = GeminiContextCache(client, "gemini-2.5-flash", system_instruction="Be exact.")
+    strategy = GeminiStrategy(
+        client,
+        "gemini-2.5-flash",
+        cache=cache,
+        cache_prices={"gemini-2.5-pro": CachePrice(input=1.25, cached_input=0.125, storage=4.5)},
+        expected_items=300,
+    )
+    planned: sr.PlansResources = strategy
+    scoped: sr.StageScoped = cache
+    choices: tuple[CacheChoice, ...] = strategy.cache_choices()
+    reason: str | None = choices[0].reason if choices else None
+    del planned, scoped, reason
