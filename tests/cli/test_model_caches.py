@@ -186,6 +186,3 @@ def test_a_job_without_cache_and_no_pro_stage_reached_lists_nothing(
     summary = cli("run", str(pipeline), "--json").json()
     assert stage(summary, "full_pro")["attempts"] == 0
     assert summary["uncached_stages"] == []
-
-
-
