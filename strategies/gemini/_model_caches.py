@@ -152,10 +152,11 @@ class ModelCache(GeminiContextCache):
     """The cache of the job's instructions for one other model, made when it pays.
 
     Same instructions, TTL, margin, tag and ``on_close`` as *primary*; its own model,
-    fingerprint and resource name (``<primary's name>@<model id>``).  *stages* are the
-    names of the stages on *model*; *price* weighs the choice (``None``: no price known,
-    so the cache is made as the job's own is); *expected_items* is the run's item count
-    (``None``: unknown); *tokens* the instructions' size by the local count.
+    fingerprint and resource name (``<primary's name>@<model id>``).  It is used by no
+    stage until :meth:`add_stages` names the stages on *model*.  *price* weighs the choice
+    (``None``: no price known, so the cache is made as the job's own is); *expected_items*
+    is the run's item count (``None``: unknown); *tokens* the instructions' size by the
+    local count; *reach* what the strategy has seen so far.
     """
 
     def __init__(
