@@ -203,8 +203,11 @@ class GeminiStrategy:
         by_model: dict[str, list[str]] = {}
         for stage, model in models.items():
             by_model.setdefault(model, []).append(stage)
-        # The job's cache serves the stages on its model, and only them (maybe none).
-        cache.add_stages(by_model.get(cache.model, ()))
+        # The job's cache serves the stages on its model, and only them.  A plan with no stage
+        # on it prepares it at the first attempt all the same, as the cache given was made for.
+        on_its_model = by_model.get(cache.model)
+        if on_its_model:
+            cache.add_stages(on_its_model)
         made = []
         for model, stages in by_model.items():
             if model == cache.model:

@@ -243,11 +243,13 @@ async def test_on_close_delete_deletes_every_model_cache(
     assert emulator.cache_names() == ()
 
 
-async def test_a_plan_without_a_stage_on_the_job_model_makes_no_cache_for_it(
+async def test_a_plan_without_a_stage_on_the_job_model_still_prepares_the_cache_given(
     start_on_clock: Callable[..., GeminiEmulator],
     recording_client: Callable[..., tuple[genai.Client, Recorder]],
     virtual_clock: VirtualClock,
 ) -> None:
+    """The cache given is prepared at the first attempt, as it always was (a cache that
+    cannot be made stops the run before any request); the pro stage reads its own."""
     emulator = start_on_clock(seed=9)
     client, _ = recording_client(emulator)
     cache = GeminiContextCache(client, MODEL, system_instruction=SYSTEM)
@@ -255,7 +257,8 @@ async def test_a_plan_without_a_stage_on_the_job_model_makes_no_cache_for_it(
     plan = sr.Plan(stages=[sr.Stage("pro", "full", {"model": PRO})], max_prompts=1)
     batch = await ladder_runner(strategy, virtual_clock, cache=cache, plan=plan).run(items(3))
     assert batch.succeeded == 3
-    assert await models_on_server(client) == [f"models/{PRO}"]  # no price given: cached
+    assert all(a.usage.cached_tokens > 0 for r in batch.results for a in r.attempts)
+    assert await models_on_server(client) == [f"models/{MODEL}", f"models/{PRO}"]
 
 
 # -- the break-even --------------------------------------------------------------------------------

@@ -134,7 +134,9 @@ async def test_a_stage_on_another_model_sends_the_instructions_inline_when_a_cac
         assert "cachedContent" not in body
         assert body["systemInstruction"]["parts"][0]["text"] == SYSTEM
     assert batch.usage.cached_tokens == 0
-    assert emulator.ledger.caches_created == 0
+    # The one cache made is the job's own (for flash); none for pro.
+    listed = client.caches.list()
+    assert [str(c.model) for c in listed] == [f"models/{MODEL}"]
     assert usage_of(batch) == billed(emulator)
     (choice,) = strategy.cache_choices()
     assert (choice.model, choice.stages, choice.cached) == ("gemini-2.5-pro", ("pro",), False)
