@@ -36,7 +36,7 @@ if _typing.TYPE_CHECKING:
     )
     from ._plan import Backoff, Expedite, Plan, Stage
     from ._redact import HoldsSecrets, Secrets
-    from ._resources import RenewReason, SharedResource
+    from ._resources import RenewReason, SharedResource, StageScoped
     from ._results import (
         Attempt,
         BatchResult,
@@ -62,6 +62,7 @@ if _typing.TYPE_CHECKING:
     from ._strategy import (
         Admits,
         DeclaresParams,
+        PlansResources,
         Request,
         Response,
         StageContext,
@@ -103,6 +104,7 @@ __all__ = [
     "PartialStage",
     "Plan",
     "PlanError",
+    "PlansResources",
     "RateLimited",
     "RenewReason",
     "Request",
@@ -122,6 +124,7 @@ __all__ = [
     "Stage",
     "StageContext",
     "StageKind",
+    "StageScoped",
     "StagedRetryError",
     "StopRun",
     "Strategy",
@@ -178,6 +181,7 @@ _MODULES = {
     "PartialStage": "._stages",
     "Plan": "._plan",
     "PlanError": "._outcomes",
+    "PlansResources": "._strategy",
     "RateLimited": "._outcomes",
     "RenewReason": "._resources",
     "Request": "._strategy",
@@ -193,6 +197,7 @@ _MODULES = {
     "Scratch": "._state",
     "Secrets": "._redact",
     "SharedResource": "._resources",
+    "StageScoped": "._resources",
     "Shed": "._outcomes",
     "Stage": "._plan",
     "StageContext": "._strategy",

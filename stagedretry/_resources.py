@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from ._clock import Clock
 from ._describe import without_reprs
+from ._plan import Stage
 from ._redact import Secrets
 from ._stop import ResourceError
 
@@ -59,6 +60,19 @@ class SharedResource(Protocol):
 
     async def close(self, handle: Any) -> None:
         """Keep or release the resource, as its own policy says."""
+
+
+@runtime_checkable
+class StageScoped(Protocol):
+    """A shared resource that only some stages use, such as a cache for one stage's model.
+
+    The runner prepares it when the first attempt of a stage that uses it asks for it, not
+    before, and leaves it out of ``ctx.resources`` for the other stages (nor renews it for
+    them).  A resource without ``used_by`` is used by every stage.
+    """
+
+    def used_by(self, stage: Stage) -> bool:
+        """Whether attempts of *stage* use this resource (cheap, no I/O)."""
 
 
 class _Slot:
@@ -168,7 +182,7 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 class ResourcePool:
     """The runner's shared resources, by name."""
 
-    __slots__ = ("_slots",)
+    __slots__ = ("_scoped", "_slots")
 
     def __init__(self, resources: Sequence[SharedResource], secrets: Secrets | None = None) -> None:
         names = [r.name for r in resources]
@@ -177,16 +191,25 @@ class ResourcePool:
             raise ValueError(f"two shared resources are named {duplicates[0]!r}")
         secrets = Secrets() if secrets is None else secrets
         self._slots = tuple(_Slot(r, secrets) for r in resources)
+        self._scoped = tuple(r.used_by if isinstance(r, StageScoped) else None for r in resources)
 
     def __bool__(self) -> bool:
         return bool(self._slots)
 
-    async def current(self, clock: Clock) -> tuple[Mapping[str, Any], tuple[int, ...]]:
-        """The handles for one attempt, and the generation of each (to report a loss)."""
+    async def current(
+        self, clock: Clock, stage: Stage | None = None
+    ) -> tuple[Mapping[str, Any], tuple[int, ...]]:
+        """The handles for one attempt of *stage*, and the generation of each (to report a loss).
+
+        A :class:`StageScoped` resource that *stage* does not use is neither prepared nor
+        handed over (``None``: every resource is).
+        """
         if not self._slots:
             return _EMPTY, ()
         handles = {}
-        for slot in self._slots:
+        for slot, used_by in zip(self._slots, self._scoped, strict=True):
+            if used_by is not None and stage is not None and not used_by(stage):
+                continue
             handles[slot.resource.name] = await slot.current(clock)
         return handles, tuple(s.generation for s in self._slots)
 

@@ -78,6 +78,7 @@ from ._stop import ItemError, ResourceError, RunStopped
 from ._strategy import (
     Admits,
     DeclaresParams,
+    PlansResources,
     Request,
     Response,
     Settle,
@@ -548,6 +549,9 @@ class Runner(Generic[T]):
             # A strategy's own resources are shared by construction, not by remembering to.
             # Not in batch mode: a context cache inside batch jobs is not reliably supported.
             shared += [r for r in strategy.shared_resources() if all(r is not s for s in shared)]
+        if isinstance(strategy, PlansResources):
+            planned = strategy.plan_resources(plan, self._params)
+            shared += [r for r in planned if all(r is not s for s in shared)]
         self._secrets = _run_secrets(secrets, strategy, shared, log)
         self._pool = ResourcePool(shared, self._secrets)
         self._cooldown_until = 0.0
@@ -1113,7 +1117,7 @@ class Runner(Generic[T]):
                 return DEADLINE_PASSED
         if self._pool:
             try:
-                handles, generations = await self._pool.current(clock)
+                handles, generations = await self._pool.current(clock, stage)
             except ResourceError as exc:
                 self._stop(run, exc)
                 return STOPPED

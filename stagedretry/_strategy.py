@@ -111,6 +111,21 @@ class UsesResources(Protocol):
         """The resources every request of this strategy uses."""
 
 
+@runtime_checkable
+class PlansResources(Protocol):
+    """A strategy whose shared resources depend on the plan it runs: the runner adds them.
+
+    Called once when a runner is built, after :meth:`UsesResources.shared_resources`, with
+    the plan and each stage's checked params (in the plan's order); e.g. one context cache
+    for each model the stages name.  Such a resource is usually
+    :class:`~stagedretry.StageScoped`, so it
+    is prepared only when a stage that uses it is first reached.
+    """
+
+    def plan_resources(self, plan: Plan, params: Sequence[Any]) -> Sequence[SharedResource]:
+        """The resources *plan*'s stages need beyond :meth:`UsesResources.shared_resources`."""
+
+
 Settle: TypeAlias = Callable[[Usage | None], None]
 """Called once when an admitted request has ended: with its usage, or ``None`` when no
 answer came back (refused, failed, or never sent)."""

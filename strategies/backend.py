@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -37,8 +37,10 @@ __all__ = [
     "BackendError",
     "BackendSpec",
     "Built",
+    "CacheChoice",
     "CacheClose",
     "CacheOptions",
+    "CachePrice",
     "Closer",
     "JobInputs",
     "close_all",
@@ -112,6 +114,41 @@ class CacheOptions:
 
 
 @attrs.frozen
+class CachePrice:
+    """What a model's cache is weighed with, in USD per million tokens.
+
+    *input* is the full price of an input token (a cache's creation is billed at it too),
+    *cached_input* the price of one read from a cache, *storage* the price of keeping a
+    million tokens cached for an hour.  The app injects them (from its price table); a
+    provider never imports the app.
+    """
+
+    input: float
+    cached_input: float
+    storage: float
+
+
+@attrs.frozen
+class CacheChoice:
+    """Whether the stages on one model ran with a cache, and why not when they did not.
+
+    *model* as the stages name it; *stages* the plan's stage names on it; *reason* is
+    ``None`` when a cache was used, else one phrase for the summary (``"below the
+    model's minimum of 4096 tokens"``, ``"53 requests expected to cost $0.011 inline vs
+    $0.024 cached"``).
+    """
+
+    model: str
+    stages: tuple[str, ...]
+    reason: str | None = None
+
+    @property
+    def cached(self) -> bool:
+        """Whether the stages named a cache."""
+        return self.reason is None
+
+
+@attrs.frozen
 class JobInputs:
     """What every backend gets from the pipeline's common sections.
 
@@ -122,7 +159,10 @@ class JobInputs:
     *output_schema*; *output_schema* is the JSON Schema in both cases (the
     model's own), ``None`` when any JSON object will do.  *validator* checks
     an answer against that shape (``None``: the backend picks its own).
-    *api_key* is the provider's key, when the app has one.
+    *api_key* is the provider's key, when the app has one.  *cache_prices* gives the
+    :class:`CachePrice` of a model (``None``: unknown), and *expected_items* the number of
+    items the run will take (``None``: unknown): with them a provider decides whether a
+    cache for a stage's other model pays for itself.
     """
 
     model: str
@@ -132,6 +172,8 @@ class JobInputs:
     output_schema: Mapping[str, Any] | None = attrs.field(default=None, repr=False)
     validator: Validator | None = None
     api_key: str | None = attrs.field(default=None, repr=False)
+    cache_prices: Callable[[str], CachePrice | None] | None = attrs.field(default=None, repr=False)
+    expected_items: int | None = None
 
     @property
     def shared_cache(self) -> CacheOptions | None:
@@ -147,7 +189,9 @@ class Built:
 
     *closers* run newest first (the order they are given in); the app runs
     each once, after the run, and a failing one does not stop the others.
-    *cache_stats* reads the provider cache's counters (``None``: no cache).
+    *cache_stats* reads the provider cache's counters (``None``: no cache), summed over
+    the caches of every model; *cache_choices* says, per model the stages name, whether a
+    cache served them and why not (``None``: the provider does not say).
     """
 
     strategy: Strategy
@@ -157,6 +201,7 @@ class Built:
     resources: tuple[SharedResource, ...] = ()
     closers: tuple[Closer, ...] = ()
     cache_stats: Callable[[], Mapping[str, int]] | None = None
+    cache_choices: Callable[[], Sequence[CacheChoice]] | None = None
 
 
 class BackendSpec(Protocol[S_contra]):

@@ -1086,20 +1086,31 @@ def _talking_to(app: App, client: Any, doing: str) -> Iterator[None]:
         client.close()
 
 
-def _display_name_of(pipeline: Pipeline, client: Any) -> str:
+def _display_names_of(pipeline: Pipeline, client: Any) -> tuple[str, ...]:
+    """The display names of the pipeline's caches: one per model its stages name (the
+    backend's model first), in the plan's order."""
     from strategies.gemini import GeminiContextCache
 
     cache = pipeline.cache
     if cache is None or not cache.options.enabled:
         raise PlanError(f"{pipeline.source.name}: cache", "this pipeline declares no cache")
-    return GeminiContextCache(
-        client,
-        pipeline.backend.model,
-        system_instruction=cache.system_instruction,
-        ttl=cache.options.ttl,
-        renew_margin=cache.options.renew_margin,
-        tag=cache.options.tag,
-    ).display_name
+    models = [pipeline.backend.model]
+    for stage in pipeline.plan.stages:
+        model = stage.params.get("model")
+        if isinstance(model, str) and model and model not in models:
+            models.append(model)
+    names = [
+        GeminiContextCache(
+            client,
+            model,
+            system_instruction=cache.system_instruction,
+            ttl=cache.options.ttl,
+            renew_margin=cache.options.renew_margin,
+            tag=cache.options.tag,
+        ).display_name
+        for model in models
+    ]
+    return tuple(dict.fromkeys(names))
 
 
 def _ours(display_name: str | None) -> bool:
@@ -1141,7 +1152,7 @@ def caches_list(
     client = _client(app, loaded, base_url, api_version)
     rows = []
     with _talking_to(app, client, "listing the caches"):
-        wanted = _display_name_of(loaded, client) if loaded is not None else None
+        wanted = _display_names_of(loaded, client) if loaded is not None else ()
         sent = time.time()
         pager = client.caches.list(config={"page_size": 100})
         # expire_time is on the server's clock: read its now off the list's Date header.
@@ -1162,7 +1173,7 @@ def caches_list(
                     "expire_time": cached.expire_time.isoformat() if cached.expire_time else None,
                     "expires_in": left,
                     "tokens": usage.total_token_count if usage is not None else None,
-                    "matches_pipeline": wanted is not None and cached.display_name == wanted,
+                    "matches_pipeline": cached.display_name in wanted,
                 }
             )
     if as_json:
@@ -1223,14 +1234,14 @@ def caches_delete(
     with _talking_to(app, client, "deleting the caches"):
         targets = [str(cache_name(n)) for n in names]
         if loaded is not None:
-            wanted = _display_name_of(loaded, client)
+            wanted = _display_names_of(loaded, client)
             targets = [
                 c.name
                 for c in client.caches.list(config={"page_size": 100})
-                if c.display_name == wanted and c.name
+                if c.display_name in wanted and c.name
             ]
             if not targets:
-                app.out.print(Text(f"no cache matches {loaded.source.name} ({wanted})"))
+                app.out.print(Text(f"no cache matches {loaded.source.name} ({', '.join(wanted)})"))
         for name in targets:
             try:
                 client.caches.delete(name=name)

@@ -15,20 +15,22 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
 import attrs
 
-from strategies.backend import BackendError, Built, Closer, JobInputs, close_all
+from strategies.backend import BackendError, Built, CachePrice, Closer, JobInputs, close_all
 
 from .. import (
     BatchEntry,
     BatchJobState,
     DeclaresParams,
     Outcome,
+    Plan,
     PlanError,
+    PlansResources,
     Request,
     Response,
     SharedResource,
@@ -44,7 +46,7 @@ from .._redact import ENVIRONMENT_KEYS, HoldsSecrets, Secrets
 from ._batch_mode import check_batch_backend
 from ._endpoint import LOOPBACK_KEY, is_loopback
 from ._files import FileIOError, IOFailures, cannot_write, log_write_failed, open_log, remedy
-from .pipeline import Pipeline
+from .pipeline import Pipeline, choose_price
 
 API_KEY_ENV: Final = "GEMINI_API_KEY"
 API_KEY_ENVS: Final = (API_KEY_ENV, "GOOGLE_API_KEY")
@@ -135,8 +137,25 @@ def output_validator(pipeline: Pipeline) -> Validator | None:
     return None
 
 
-def job_inputs(pipeline: Pipeline, *, api_key: str | None = None) -> JobInputs:
-    """What the pipeline's common sections give every backend."""
+def cache_prices(pipeline: Pipeline) -> Callable[[str], CachePrice | None]:
+    """The price a model's cache is weighed with: the pipeline's ``[prices]`` entry, else
+    genai-prices' data with our storage table (``None``: no price known)."""
+
+    def price_of(model: str) -> CachePrice | None:
+        chosen = choose_price(model, pipeline.prices)
+        if chosen is None:
+            return None
+        price = chosen.price
+        return CachePrice(price.input, price.cached_input, price.cache_storage or 0.0)
+
+    return price_of
+
+
+def job_inputs(
+    pipeline: Pipeline, *, api_key: str | None = None, expected_items: int | None = None
+) -> JobInputs:
+    """What the pipeline's common sections give every backend; *expected_items* is the
+    number of items the run takes, when known."""
     cache = pipeline.cache
     return JobInputs(
         model=pipeline.backend.model,
@@ -146,6 +165,8 @@ def job_inputs(pipeline: Pipeline, *, api_key: str | None = None) -> JobInputs:
         output_schema=pipeline.output.shape,
         validator=output_validator(pipeline),
         api_key=api_key,
+        cache_prices=cache_prices(pipeline),
+        expected_items=expected_items,
     )
 
 
@@ -259,6 +280,11 @@ class RecordingStrategy:
         inner = self._inner
         return inner.shared_resources() if isinstance(inner, UsesResources) else ()
 
+    def plan_resources(self, plan: Plan, params: Sequence[Any]) -> Sequence[SharedResource]:
+        """The wrapped strategy's resources for *plan* (e.g. another model's cache)."""
+        inner = self._inner
+        return inner.plan_resources(plan, params) if isinstance(inner, PlansResources) else ()
+
     def __repr__(self) -> str:
         return f"RecordingStrategy({self._inner!r})"
 
@@ -291,6 +317,7 @@ async def build_backend(
     api_key: str | None,
     secrets: Secrets | None = None,
     failures: IOFailures | None = None,
+    expected_items: int | None = None,
 ) -> Built:
     """Set up the pipeline's backend; raise :class:`BackendError` with one clear sentence.
 
@@ -306,7 +333,9 @@ async def build_backend(
     backend = pipeline.backend
     key = api_key or api_key_from_env()
     try:
-        built = await backend.spec.build(backend.section, job_inputs(pipeline, api_key=key))
+        built = await backend.spec.build(
+            backend.section, job_inputs(pipeline, api_key=key, expected_items=expected_items)
+        )
     except (ValueError, TypeError) as exc:
         # A setting the pipeline's checks let through but the strategy refuses.
         raise BackendError(f"the {backend.kind} backend cannot be set up: {exc}") from None

@@ -383,7 +383,13 @@ async def _run_locked(
         try:
             # Inside the try: whatever the backend starts is closed, however the run ends.
             backend = (
-                await build_backend(pipeline, api_key=api_key, secrets=secrets, failures=failures)
+                await build_backend(
+                    pipeline,
+                    api_key=api_key,
+                    secrets=secrets,
+                    failures=failures,
+                    expected_items=len(runnable),
+                )
                 if runnable
                 else None
             )
@@ -569,6 +575,11 @@ async def _run_locked(
             given_up=interrupts.given_up.is_set(),
             notes=notes,
             run_failure=None if run_failure is None else str(run_failure),
+            cache_choices=(
+                backend.cache_choices()
+                if backend is not None and backend.cache_choices is not None
+                else ()
+            ),
         )
         log.info(
             "run_end",

@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from strategies.backend import CacheClose
+from strategies.backend import CacheChoice, CacheClose
 
 from .._journal import Journal, JournalError
 from .._outcomes import OutcomeKind
@@ -26,6 +26,7 @@ from .._results import ItemResult, ItemStatus, Usage
 from ._exit import ExitCode
 from ._reasons import JSON_TOP, Reason, group_reasons, reason_lines
 from ._tiers import STANDARD, TierCost, tier_costs, usage_by_tier
+from ._uncached import UncachedStage, uncached_lines, uncached_stages
 from .pipeline import Pipeline, Price
 
 PENDING: Final = "pending"
@@ -251,6 +252,8 @@ class Summary:
     """Why the items that did not succeed ended, equal reasons grouped, most frequent first."""
     report_path: Path | None = None
     """The report the run wrote (``stagedretry report``), if any."""
+    uncached: tuple[UncachedStage, ...] = ()
+    """The stages that sent their requests without a cache this run, and why."""
 
     @property
     def succeeded(self) -> int:
@@ -336,6 +339,7 @@ class Summary:
                 for s in self.stages
             ],
             "cache": dict(self.cache) if self.cache is not None else None,
+            "uncached_stages": [row.to_json() for row in self.uncached],
             "cost": self.cost.to_json() if self.cost is not None else None,
             "wall_time": round(self.wall_time, 3),
             "items_per_second": round(self.rate, 3),
@@ -364,8 +368,12 @@ def build_summary(
     stopped: ExitCode | None = None,
     given_up: bool = False,
     run_failure: str | None = None,
+    cache_choices: Sequence[CacheChoice] = (),
 ) -> Summary:
-    """Add up *results* (one per item of the input that has one) into a :class:`Summary`."""
+    """Add up *results* (one per item of the input that has one) into a :class:`Summary`.
+
+    *cache_choices* are the backend's word on which models' stages ran with a cache.
+    """
     results = list(results)
     counts: Counter[str] = Counter()
     prompts = attempts = input_errors = 0
@@ -438,6 +446,7 @@ def build_summary(
         run_failure=run_failure,
         given_up=given_up,
         reasons=group_reasons(results),
+        uncached=uncached_stages(cache_choices, [row.name for row in stages if row.attempts]),
     )
 
 
@@ -564,6 +573,7 @@ def render_summary(summary: Summary, console: Console) -> None:
             )
         )
         parts.append(cache)
+    parts.extend(uncached_lines(summary.uncached))
     if summary.cost is not None:
         k = summary.cost
         cost = Table(title=f"Cost ({k.model})", box=box.SIMPLE_HEAD, title_justify="left")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from google import genai
 
     from ._cache import GeminiContextCache
+    from ._strategy import GeminiStrategy
 
 # The modules that import google.genai are imported by the functions that build a client
 # or a strategy, not here: reading and checking a pipeline needs only the section and params.
@@ -121,19 +122,30 @@ def build_on_client(
         system_instruction=job.system_instruction if cache is None else None,
         api_key=job.api_key,
         quota=quota,
+        cache_prices=job.cache_prices,
+        expected_items=job.expected_items,
     )
     return Built(
         strategy=strategy,
         validator=job.validator or validators.json_object(),
         label=label,
         resources=(cache,) if cache is not None else (),
-        cache_stats=_stats_of(cache) if cache is not None else None,
+        cache_stats=_stats_of(cache, strategy) if cache is not None else None,
+        cache_choices=strategy.cache_choices if cache is not None else None,
     )
 
 
-def _stats_of(cache: GeminiContextCache) -> Callable[[], Mapping[str, int]]:
+def _stats_of(
+    cache: GeminiContextCache, strategy: GeminiStrategy
+) -> Callable[[], Mapping[str, int]]:
+    """The counters of the job's cache and of every other model's, summed."""
+
     def stats() -> Mapping[str, int]:
-        return {k: int(v) for k, v in attrs.asdict(cache.stats).items()}
+        total: dict[str, int] = {}
+        for each in (cache, *strategy.model_caches):
+            for key, value in attrs.asdict(each.stats).items():
+                total[key] = total.get(key, 0) + int(value)
+        return total
 
     return stats
 

@@ -19,14 +19,14 @@ import inspect
 import json
 import math
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import structlog
 from google.genai import errors, types
 
-from stagedretry import Backoff, Clock, OutcomeKind, RenewReason, Secrets, StopRun
+from stagedretry import Backoff, Clock, OutcomeKind, RenewReason, Secrets, Stage, StopRun
 
 from ..backend import MAX_CACHE_TTL
 from ._client_check import check_client
@@ -304,6 +304,10 @@ class GeminiContextCache:
         self._display_name = ":".join([DISPLAY_PREFIX, *([tag] if tag else []), self._fingerprint])
         assert len(self._display_name) <= MAX_DISPLAY_NAME
         self._inline = False
+        # (tokens, minimum) from the service's 400 when the content was too small to cache.
+        self._too_small: tuple[int | None, int | None] | None = None
+        # The stages (by name) that send to this cache's model; None: every stage.
+        self._stages: set[str] | None = None
         self._server_clock = ServerClock()
         self._stats = CacheStats()
         check_client(client)
@@ -373,6 +377,34 @@ class GeminiContextCache:
     def stats(self) -> CacheStats:
         """A snapshot of the counters since this object was made."""
         return self._stats
+
+    def add_stages(self, names: Iterable[str]) -> None:
+        """Mark *names* as stages on this cache's model (:meth:`GeminiStrategy.plan_resources`
+        does it); from then on only stages so marked use it."""
+        if self._stages is None:
+            self._stages = set()
+        self._stages.update(names)
+
+    @property
+    def stages(self) -> tuple[str, ...] | None:
+        """The names of the stages on this cache's model, sorted; ``None``: every stage."""
+        return None if self._stages is None else tuple(sorted(self._stages))
+
+    def used_by(self, stage: Stage) -> bool:
+        """Whether *stage* uses this cache (:class:`stagedretry.StageScoped`): a stage on its
+        model.  The runner prepares it when the first such stage is reached, not before."""
+        return self._stages is None or stage.name in self._stages
+
+    @property
+    def inline_reason(self) -> str | None:
+        """Why requests carry the instructions inline instead of naming this cache, in one
+        phrase (``"below the model's minimum of 4096 tokens"``); ``None`` while they name it."""
+        if self._too_small is None:
+            return None
+        minimum = self._too_small[1]
+        if minimum is None:
+            return "below the model's minimum size for a cache"
+        return f"below the model's minimum of {minimum} tokens"
 
     async def prepare(self, clock: Clock) -> CacheHandle:
         """Reuse a live cache with this fingerprint, else create one (or go inline if too small)."""
@@ -570,6 +602,7 @@ class GeminiContextCache:
             if sizes is None:
                 raise
             self._inline = True
+            self._too_small = sizes
             self._bump(inline_fallbacks=1)
             _log().warning(
                 "gemini_cache_too_small",

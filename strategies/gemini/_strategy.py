@@ -2,12 +2,13 @@
 
 The strategy never creates or renews the context cache itself: the runner
 injects the current :class:`~._cache.CacheHandle` into every attempt and owns
-its renewal.  A request names the cache (and then carries no system
-instruction or tools, which the service would refuse); when the content was too
-small to cache, or a stage switches to another model, the instructions travel
-inline instead.  Every answer, good or bad, comes back with its usage and
-metadata, so a blocked prompt or a SAFETY stop is an INVALID attempt that keeps
-its safety ratings.
+its renewal.  A request names the cache of its stage's model (and then carries no
+system instruction or tools, which the service would refuse): the job's cache, or
+for a stage on another model that model's own (:mod:`._model_caches`, made only when
+it pays).  When the content was too small to cache, or that model's cache does not
+pay, the instructions travel inline instead.  Every answer, good or bad, comes
+back with its usage and metadata, so a blocked prompt or a SAFETY stop is an
+INVALID attempt that keeps its safety ratings.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from stagedretry import (
     BatchJobState,
     FieldError,
     Outcome,
+    Plan,
     Request,
     Response,
     Rule,
@@ -42,7 +44,7 @@ from stagedretry import (
 
 from .._sampling import params_of
 from .._tokens import count_tokens
-from ..backend import MAX_WAIT
+from ..backend import MAX_WAIT, CacheChoice, CachePrice
 from ..quota import Quota, QuotaAdmission, make_admission
 from ._batch import (
     DONE_STATES,
@@ -58,6 +60,7 @@ from ._client_check import check_client
 from ._errors import cache_gone, cache_lost, flex_shed, redact
 from ._errors import classify as _classify
 from ._meta import SAFETY_FINISH_REASONS, answer_text, response_meta, response_usage
+from ._model_caches import ModelCache, Reach, stage_models
 from ._params import FLEX, JSON_MIME, GeminiParams
 from ._schema import ResponseSchema
 
@@ -89,7 +92,16 @@ class GeminiStrategy:
     - *cache*: a :class:`GeminiContextCache`; requests then name the cache found
       in ``ctx.resources[cache.name]`` (the runner takes it from
       :meth:`shared_resources`; passing it as ``resources=[cache]`` too is
-      harmless).  A stage on another model sends the instructions inline.
+      harmless).  A stage on another model gets that model's own cache of the same
+      instructions (:meth:`plan_resources`), made when the first item reaches it and
+      only if it pays; else it sends the instructions inline (:meth:`cache_choices`
+      says which and why).
+    - *cache_prices*: USD per million tokens of each model
+      (:class:`~strategies.backend.CachePrice`), as a mapping by model name or a
+      function of it, to weigh whether another model's cache pays; a model without a
+      price gets its cache as the job's model does.  Default: none.
+    - *expected_items*: how many items the run takes (default ``None``: unknown, taken
+      as as many again as have started), for the same choice.
     - *response_schema*: a pydantic model class or a JSON Schema dict; answers are
       asked for as JSON of that shape, and a partial stage asks for the failed
       fields only.
@@ -142,6 +154,8 @@ class GeminiStrategy:
         quota: Quota | QuotaAdmission | None = None,
         batch_inline_limit: int = INLINE_LIMIT,
         batch_lookback: int = 100,
+        cache_prices: Mapping[str, CachePrice] | Callable[[str], CachePrice | None] | None = None,
+        expected_items: int | None = None,
     ) -> None:
         if cache is not None and system_instruction is not None:
             raise ValueError(
@@ -183,6 +197,13 @@ class GeminiStrategy:
             )
         self._inline_limit = batch_inline_limit
         self._batch_lookback = batch_lookback
+        if expected_items is not None and expected_items < 0:
+            raise ValueError(f"expected_items must be 0 or more, got {expected_items!r}")
+        self._prices = _price_lookup(cache_prices)
+        self._expected_items = expected_items
+        self._reach = Reach()
+        # The caches of the other models the plans' stages name, by ``models/<id>``.
+        self._model_caches: dict[str, ModelCache] = {}
         check_client(client)
 
     @property
@@ -198,6 +219,70 @@ class GeminiStrategy:
     def shared_resources(self) -> Sequence[SharedResource]:
         """The cache, which the runner then prepares once and renews for every worker."""
         return () if self._cache is None else (self._cache,)
+
+    def plan_resources(self, plan: Plan, params: Sequence[Any]) -> Sequence[SharedResource]:
+        """A :class:`ModelCache` for each model *plan*'s stages name besides the cache's
+        (:class:`stagedretry.PlansResources`); one per model, kept across runners."""
+        cache = self._cache
+        if cache is None:
+            return ()
+        models = stage_models(plan.stages, params, self._model)
+        self._reach.stages_on(models)
+        by_model: dict[str, list[str]] = {}
+        for stage, model in models.items():
+            by_model.setdefault(model, []).append(stage)
+        # The job's cache serves the stages on its model, and only them.  A plan with no stage
+        # on it prepares it at the first attempt all the same, as the cache given was made for.
+        on_its_model = by_model.get(cache.model)
+        if on_its_model:
+            cache.add_stages(on_its_model)
+        made = []
+        for model, stages in by_model.items():
+            if model == cache.model:
+                continue
+            found = self._model_caches.get(model)
+            if found is None:
+                tokens = _instruction_tokens(cache.system_instruction) + sum(
+                    _instruction_tokens(c) for c in cache.contents
+                )
+                found = ModelCache(
+                    self._client,
+                    cache,
+                    model,
+                    reach=self._reach,
+                    tokens=tokens,
+                    price=self._prices(model.removeprefix("models/")),
+                    expected_items=self._expected_items,
+                    api_key=self._api_key,
+                )
+                self._model_caches[model] = found
+            found.add_stages(stages)
+            made.append(found)
+        return made
+
+    @property
+    def model_caches(self) -> tuple[ModelCache, ...]:
+        """The caches of the other models the plans' stages name (see :meth:`plan_resources`)."""
+        return tuple(self._model_caches.values())
+
+    def cache_choices(self) -> tuple[CacheChoice, ...]:
+        """For each model whose stages sent requests: whether they named a cache, and why not.
+
+        Empty without a cache.  A model none of whose stages was reached is left out.
+        """
+        cache = self._cache
+        if cache is None:
+            return ()
+        reach = self._reach
+        found = []
+        if reach.requests(cache.model):
+            found.append(
+                CacheChoice(
+                    cache.model.removeprefix("models/"), cache.stages or (), cache.inline_reason
+                )
+            )
+        found.extend(c.choice() for c in self._model_caches.values() if reach.requests(c.model))
+        return tuple(found)
 
     def fingerprint_data(self) -> Mapping[str, object]:
         """What decides an answer, for a journal: model, schema, safety, instructions' hashes.
@@ -244,8 +329,8 @@ class GeminiStrategy:
         cache = self._cache
         if cache is None:
             return tokens + _instruction_tokens(self._system_instruction)
-        handle = self._handle(ctx)
         model = params_of(ctx, GeminiParams).model or self._model
+        _, handle = self._handle(ctx, model)
         if (
             handle is not None
             and handle.name is not None
@@ -263,8 +348,9 @@ class GeminiStrategy:
 
     def _prepare(
         self, request: Request, ctx: StageContext, *, inline: bool = False
-    ) -> tuple[str, Any, types.GenerateContentConfig, bool]:
-        """The model, contents and config of one request, and whether it names the cache.
+    ) -> tuple[str, Any, types.GenerateContentConfig, bool, GeminiContextCache | None]:
+        """The model, contents and config of one request, whether it names its cache, and the
+        cache whose instructions it carries (named or inline).
 
         *inline* sends the cache's instructions and contents inline, first, even when the
         cache could be named (a batch job: the stable prefix first lets implicit caching
@@ -272,22 +358,26 @@ class GeminiStrategy:
         """
         params = params_of(ctx, GeminiParams)
         model = params.model or self._model
-        handle = None if inline else self._handle(ctx)
+        if inline:
+            # No cache is prepared for a batch job: the job's instructions go inline.
+            cache, handle = self._cache, None
+        else:
+            cache, handle = self._handle(ctx, model)
         use_cache = (
             handle is not None and handle.name is not None and model_path(model) == handle.model
         )
         config = self._config(request, params, handle if use_cache else None)
         contents: Any = request.prompt
-        cache = self._cache
+        if cache is not None and not inline:
+            self._reach.saw(ctx, model_path(model))
         if not use_cache and cache is not None and cache.contents:
             contents = [*cache.contents, types.UserContent(parts=[types.Part(text=request.prompt)])]
-        return model, contents, config, use_cache
+        return model, contents, config, use_cache, cache
 
     async def generate(self, request: Request, ctx: StageContext) -> Response:
         """Send one request; return its text (``None`` when withheld) with usage and metadata."""
-        model, contents, config, use_cache = self._prepare(request, ctx)
+        model, contents, config, use_cache, cache = self._prepare(request, ctx)
         tier = params_of(ctx, GeminiParams).service_tier
-        cache = self._cache
         try:
             answer = await self._aio_models.generate_content(
                 model=model, contents=contents, config=config
@@ -351,12 +441,12 @@ class GeminiStrategy:
         if not entries:
             raise ValueError("a batch job needs at least one entry")
         prepared = [self._prepare(e.request, e.ctx, inline=True) for e in entries]
-        models = {model for model, _, _, _ in prepared}
+        models = {model for model, _, _, _, _ in prepared}
         if len(models) != 1:
             raise ValueError(f"one batch job answers one model, got {sorted(models)}")
         model = prepared[0][0]
-        configs = [_batch_config(config) for _, _, config, _ in prepared]
-        contents = [c if isinstance(c, list) else [c] for _, c, _, _ in prepared]
+        configs = [_batch_config(config) for _, _, config, _, _ in prepared]
+        contents = [c if isinstance(c, list) else [c] for _, c, _, _, _ in prepared]
         wire = [wire_request(c, config) for c, config in zip(contents, configs, strict=True)]
         name = display_name(entries, wire)
         found = await self._find_batch(name)
@@ -484,10 +574,21 @@ class GeminiStrategy:
 
     # -- building requests ----------------------------------------------------------------------
 
-    def _handle(self, ctx: StageContext) -> CacheHandle | None:
+    def _handle(
+        self, ctx: StageContext, model: str
+    ) -> tuple[GeminiContextCache | None, CacheHandle | None]:
+        """The cache for *model*'s requests (the job's, or that model's own) and its handle
+        for this attempt (``None``: none, or it is not prepared for this stage)."""
         cache = self._cache
         if cache is None:
-            return None
+            return None, None
+        other = self._model_caches.get(model_path(model))
+        if other is not None:
+            found = ctx.resources.get(other.name)
+            if isinstance(found, CacheHandle):
+                return other, found
+            # Not among this runner's resources (a runner built before the plan named it):
+            # the job's cache, which a request on another model sends inline.
         handle = ctx.resources.get(cache.name)
         if handle is None:
             raise RuntimeError(
@@ -498,7 +599,7 @@ class GeminiStrategy:
             raise TypeError(
                 f"ctx.resources[{cache.name!r}] is a {type(handle).__name__}, not a CacheHandle"
             )
-        return handle
+        return cache, handle
 
     def _config(
         self, request: Request, params: GeminiParams, handle: CacheHandle | None
@@ -564,6 +665,22 @@ def _batch_config(config: types.GenerateContentConfig) -> types.GenerateContentC
     return config.model_copy(
         update={"http_options": None, "automatic_function_calling": None, "service_tier": None}
     )
+
+
+def _price_lookup(
+    prices: Mapping[str, CachePrice] | Callable[[str], CachePrice | None] | None,
+) -> Callable[[str], CachePrice | None]:
+    """*prices* as a function of a model's id (``gemini-2.5-pro``; ``models/`` is dropped)."""
+    if prices is None:
+        return _no_price
+    if callable(prices):
+        return prices
+    table = {k.removeprefix("models/"): v for k, v in prices.items()}
+    return table.get
+
+
+def _no_price(model: str) -> CachePrice | None:
+    return None
 
 
 def _no_settle(usage: Usage | None) -> None:

@@ -16,6 +16,7 @@ from google.genai import types
 
 import stagedretry as sr
 from stagedretry.testing import VirtualClock
+from strategies.backend import CachePrice
 from strategies.gemini import (
     STAGE_PARAMS,
     CacheHandle,
@@ -107,7 +108,7 @@ async def test_stage_params_map_onto_generation_config(
     assert {"temperature", "model", "thinking_budget"} <= STAGE_PARAMS
 
 
-async def test_a_stage_on_another_model_sends_the_instructions_inline(
+async def test_a_stage_on_another_model_sends_the_instructions_inline_when_a_cache_does_not_pay(
     recorded: tuple[GeminiEmulator, genai.Client, Recorder], virtual_clock: VirtualClock
 ) -> None:
     emulator, client, recorder = recorded
@@ -116,16 +117,31 @@ async def test_a_stage_on_another_model_sends_the_instructions_inline(
         stages=[sr.Stage("pro", "full", {"temperature": 0.0, "model": "gemini-2.5-pro"})],
         max_prompts=1,
     )
-    strategy = GeminiStrategy(client, MODEL, cache=cache, response_schema=Book)
+    # Two requests cannot pay for a pro cache kept an hour (break-even: about five).
+    strategy = GeminiStrategy(
+        client,
+        MODEL,
+        cache=cache,
+        response_schema=Book,
+        cache_prices={"gemini-2.5-pro": CachePrice(1.25, 0.125, 4.5)},
+        expected_items=2,
+    )
     batch = await ladder_runner(strategy, virtual_clock, cache=cache, plan=plan).run(items(2))
     assert batch.succeeded == 2
-    assert recorder.paths == ["/v1beta/models/gemini-2.5-pro:generateContent"] * 2
+    assert recorder.paths[-2:] == ["/v1beta/models/gemini-2.5-pro:generateContent"] * 2
     for body in recorder.bodies:
-        # The cache belongs to another model: naming it would be refused.
+        # The flash cache belongs to another model: naming it would be refused.
         assert "cachedContent" not in body
         assert body["systemInstruction"]["parts"][0]["text"] == SYSTEM
     assert batch.usage.cached_tokens == 0
+    # The one cache made is the job's own (for flash); none for pro.
+    listed = client.caches.list()
+    assert [str(c.model) for c in listed] == [f"models/{MODEL}"]
     assert usage_of(batch) == billed(emulator)
+    (choice,) = strategy.cache_choices()
+    assert (choice.model, choice.stages, choice.cached) == ("gemini-2.5-pro", ("pro",), False)
+    assert choice.reason is not None
+    assert "inline vs" in choice.reason
 
 
 async def test_cache_contents_go_inline_ahead_of_the_prompt_when_not_cached(

@@ -237,3 +237,22 @@ def a_flex_first_plan_is_typed() -> None:
     assert_type(plan.stages[0].on_shed, str)
     path = sr_testing.expected_path(plan, ["shed"], elapsed=lambda played: 60.0 * played)
     assert_type(path.expedited, tuple[str, ...])
+
+
+def a_gemini_strategy_keeps_a_cache_per_model(client: Any) -> None:
+    from strategies.backend import CacheChoice, CachePrice
+    from strategies.gemini import GeminiContextCache, GeminiStrategy
+
+    cache = GeminiContextCache(client, "gemini-2.5-flash", system_instruction="Be exact.")
+    strategy = GeminiStrategy(
+        client,
+        "gemini-2.5-flash",
+        cache=cache,
+        cache_prices={"gemini-2.5-pro": CachePrice(input=1.25, cached_input=0.125, storage=4.5)},
+        expected_items=300,
+    )
+    planned: sr.PlansResources = strategy
+    scoped: sr.StageScoped = cache
+    choices: tuple[CacheChoice, ...] = strategy.cache_choices()
+    reason: str | None = choices[0].reason if choices else None
+    del planned, scoped, reason
