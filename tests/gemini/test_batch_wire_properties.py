@@ -29,7 +29,7 @@ _PARAMS = st.fixed_dictionaries(
         "top_k": st.integers(1, 1000),
         "max_output_tokens": st.integers(1, 65536),
         "seed": st.integers(-(2**31), 2**31 - 1),
-        # A stop sequence of only whitespace is refused at load time, as it should be.
+        # A stop sequence of blanks alone is refused by the params (not a wire question).
         "stop_sequences": st.lists(st.text(min_size=1, max_size=5).filter(str.strip), max_size=5),
         "presence_penalty": st.floats(-2.0, 2.0),
         "frequency_penalty": st.floats(-2.0, 2.0),
