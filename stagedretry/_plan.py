@@ -742,8 +742,7 @@ def _check_expedite(stage: Stage, names: Mapping[str, int], deadline: object, wh
     if _is_number(deadline) and expedite.within > deadline:
         raise PlanError(
             f"{where}.within",
-            f"must be at most the plan's deadline ({deadline:g} seconds), "
-            f"got {expedite.within:g}",
+            f"must be at most the plan's deadline ({deadline:g} seconds), got {expedite.within:g}",
         )
     if not isinstance(expedite.to, str) or expedite.to not in names:
         raise PlanError(

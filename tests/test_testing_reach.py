@@ -83,12 +83,9 @@ def test_a_changed_last_stage_edge_is_found() -> None:
 
 def test_a_last_stage_behind_a_precise_run_of_outcomes_is_reached() -> None:
     # Most of a step's random draws walk into a repair loop that only a success leaves.
-    # 150 examples: refusals that move nothing by default (429s, and sheds since the service
-    # tiers) dilute the draws; the slow test below holds check_plan's default of 100 to its rate.
     changed, meant = LATE_CHANGES["looping on_invalid"]
-    settings = Settings(check_settings(derandomize=True), max_examples=150)
     with pytest.raises(PlanCheckFailed) as caught:
-        check_plan(changed, reference=meant, settings=settings)
+        check_plan(changed, reference=meant, settings=check_settings(derandomize=True))
     assert "at stage 'ultra_fix'" in str(caught.value)
 
 
@@ -114,10 +111,7 @@ def test_check_plan_reports_how_deep_its_examples_went() -> None:
     assert isinstance(result, PlanCheckResult)
     assert tuple(result.reached) == NAMES
     assert result.examples >= 100
-    # Every example that sent a request sent one at the first stage (hypothesis may end
-    # an example before its first step).
-    assert result.reached["flash"] == max(result.reached.values())
-    assert result.reached["flash"] >= 0.95 * result.examples
+    assert result.reached["flash"] == result.examples
     assert result.unreached == ()
     # Swarm testing: a fair share of the examples get to the last model at all.
     assert result.reached["ultra"] >= 0.15 * result.examples, result

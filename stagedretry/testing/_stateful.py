@@ -160,10 +160,10 @@ def plan_state_machine(
     ``within`` is the whole deadline moves on at once, the others never do.
 
     *outcomes* are the outcome kinds drawn, as :class:`OutcomeKind` members or
-    their names (default every kind but ``STOP_RUN``; ``kinds=`` is the
-    deprecated old name).  *stage_kinds* are your stage kinds, the mapping you
-    give ``Runner(kinds=...)``; each declares how the reference reads it
-    (:class:`KindReading`).
+    their names (default every kind but ``STOP_RUN``, and ``SHED`` only if a stage
+    declares ``on_shed``; ``kinds=`` is the deprecated old name).  *stage_kinds*
+    are your stage kinds, the mapping you give ``Runner(kinds=...)``; each
+    declares how the reference reads it (:class:`KindReading`).
 
     *errors* maps outcome kinds to exceptions your client raises (one or a
     sequence each, e.g. ``strategies.gemini.error_examples()``): a step of such
@@ -172,7 +172,9 @@ def plan_state_machine(
     so a wrong classification is reported with the script that shows it.
     Raises ``ValueError`` for a plan or kind the reference cannot follow.
     """
-    drawn = kinds = chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "plan_state_machine")
+    drawn = kinds = chosen_outcomes(
+        outcomes, kinds, _item_outcomes(plan, reference), "plan_state_machine"
+    )
     if OutcomeKind.STOP_RUN in kinds:
         raise ValueError("STOP_RUN stops the whole run: the reference model follows one item")
     engine_plan = _timeless(plan)
@@ -426,6 +428,19 @@ def plan_state_machine(
     return PlanMachine
 
 
+def _item_outcomes(plan: Plan, reference: Plan | None) -> tuple[OutcomeKind, ...]:
+    """The outcome kinds drawn by default: every kind but ``STOP_RUN``, and ``SHED`` only
+    for a plan that says where a shed request goes.  Elsewhere a shed stays on its stage
+    under the cap of a 429 (which the reference model cannot tell from one), so drawing it
+    would only thin out the draws that walk deep into the plan."""
+    declared = any(
+        s.on_shed != "retry" for p in (plan, reference) if p is not None for s in p.stages
+    )
+    if declared:
+        return ITEM_OUTCOMES
+    return tuple(k for k in ITEM_OUTCOMES if k is not OutcomeKind.SHED)
+
+
 # Long enough that no example's waits reach it (30 steps of at most 300 s by default).
 _NO_DEADLINE: Final = MAX_DEADLINE
 
@@ -512,7 +527,7 @@ def check_plan(
         plan,
         reference=reference,
         answer=answer,
-        outcomes=chosen_outcomes(outcomes, kinds, ITEM_OUTCOMES, "check_plan"),
+        outcomes=chosen_outcomes(outcomes, kinds, _item_outcomes(plan, reference), "check_plan"),
         max_steps=max_steps,
         text_answers=text_answers,
         stage_kinds=stage_kinds,
