@@ -106,7 +106,8 @@ def test_a_429_taken_for_transient_is_caught_by_check_plan(client: genai.Client)
             classifier=RateLimitsAreTransient(client, MODEL),
             max_examples=50,
         )
-    (step,) = caught.value.script
+    # The failing step ends the script (hypothesis may keep a harmless step before it).
+    step = caught.value.script[-1]
     assert step.kind is K.RATE_LIMITED
     assert isinstance(step.error, errors.ClientError)
     assert "was classified TRANSIENT, the script says RATE_LIMITED" in str(caught.value)
