@@ -15,27 +15,19 @@ notes), not from the runner, so the two can be checked against each other:
   wrong only the fields it was asked for (see :func:`wrong_fields`);
 * ``TRANSIENT`` stays, unless the stage's ``on_transient`` names a target; once
   the stage has sent ``max_attempts`` requests it gives up and follows
-  ``on_give_up`` (default ``on_invalid``);
-* ``SHED`` spends no prompt and follows the stage's ``on_shed`` (default: stay);
+  ``on_invalid``;
 * ``RATE_LIMITED`` and ``RESOURCE_LOST`` stay and spend no prompt; past
-  ``max_rate_limit_waits`` refusals in all (429s and sheds), or
-  ``max_resource_lost`` losses in a row, the item ends ``failed``; only a
-  request that was served (one that spent a prompt) breaks a row of losses, a
-  refusal does not.
+  ``max_rate_limit_waits`` refusals in all, or ``max_resource_lost`` losses in
+  a row, the item ends ``failed``; only a request that was served (one that
+  spent a prompt) breaks a row of losses, a rate-limit refusal does not.
 
-Before each request, in this order: a spent budget ends the item ``exhausted``,
-so does a passed deadline; a deadline at most ``expedite.within`` seconds away
-moves the item to ``expedite.to``; then a stage that has nothing to do is
-skipped.  Time depends on jittered waits, so the model reads it from *elapsed*
-(seconds since the item started, when it is about to send a request); without
-it no time passes: the deadline never passes, and a stage expedites only if its
-``within`` is the whole deadline.
+The plan's deadline is not modelled: it depends on jittered waits.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
@@ -61,9 +53,8 @@ class ExpectedPath:
 
     ``stages``, ``outcomes``, ``counted`` (spent a prompt) and ``fields`` (what
     was asked for: ``None`` for the whole answer) run in parallel.  ``skipped``
-    lists partial stages passed over with nothing to repair, ``expedited`` the
-    stages left for their ``expedite.to`` as the deadline neared; ``steps_used``
-    is how many script steps were played (the default step included).
+    lists partial stages passed over with nothing to repair; ``steps_used`` is
+    how many script steps were played (the default step included).
     """
 
     stages: tuple[str, ...]
@@ -74,7 +65,6 @@ class ExpectedPath:
     status: ItemStatus
     skipped: tuple[str, ...] = ()
     steps_used: int = 0
-    expedited: tuple[str, ...] = ()
 
     def differences(self, result: ItemResult) -> list[str]:
         """How *result* departs from this path (empty when it follows it)."""
@@ -119,19 +109,10 @@ class ReferenceItem:
     one.  Used by :func:`expected_path` and the stateful checker.  *stage_kinds*
     are the kinds given to the runner (default the built-in ones); each of the
     user's declares how it is read (:class:`KindReading`), else ``ValueError``.
-    *elapsed* gives the seconds since the item started, read before each request
-    when the plan has a deadline (default: no time passes).
     """
 
-    def __init__(
-        self,
-        plan: Plan,
-        stage_kinds: Mapping[str, StageKind] | None = None,
-        *,
-        elapsed: Callable[[], float] | None = None,
-    ) -> None:
+    def __init__(self, plan: Plan, stage_kinds: Mapping[str, StageKind] | None = None) -> None:
         self._readings = readings(plan, stage_kinds)
-        self._elapsed = elapsed
         self.plan = plan
         self._index = {s.name: i for i, s in enumerate(plan.stages)}
         self.state = plan.stages[0].name
@@ -146,7 +127,6 @@ class ReferenceItem:
         self.counted: list[bool] = []
         self.fields: list[tuple[FieldPath, ...] | None] = []
         self.skipped: list[str] = []
-        self.expedited: list[str] = []
         self.steps_used = 0
         self._settle()
 
@@ -181,7 +161,7 @@ class ReferenceItem:
     def fork(self) -> ReferenceItem:
         """An independent copy at the same point (to see where a step would lead)."""
         twin = copy.copy(self)
-        for name in ("sent_at", "stages", "outcomes", "counted", "fields", "skipped", "expedited"):
+        for name in ("sent_at", "stages", "outcomes", "counted", "fields", "skipped"):
             setattr(twin, name, list(getattr(self, name)))
         return twin
 
@@ -194,7 +174,7 @@ class ReferenceItem:
         assert stage is not None
         index = self._index[stage.name]
         kind = step.kind
-        spent = kind not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST, OutcomeKind.SHED)
+        spent = kind not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST)
         self.steps_used += 1
         self.stages.append(stage.name)
         self.outcomes.append(kind)
@@ -221,16 +201,13 @@ class ReferenceItem:
             self.state = self._target(index, stage.on_invalid)
         elif kind is OutcomeKind.TRANSIENT:
             if stage.max_attempts is not None and self.sent_at[index] >= stage.max_attempts:
-                give_up = stage.on_invalid if stage.on_give_up is None else stage.on_give_up
-                self.state = self._target(index, give_up)
+                self.state = self._target(index, stage.on_invalid)
             elif stage.on_transient != "retry":
                 self.state = self._target(index, stage.on_transient)
-        elif kind is OutcomeKind.RATE_LIMITED or kind is OutcomeKind.SHED:
+        elif kind is OutcomeKind.RATE_LIMITED:
             self.rate_limit_waits += 1
             if self.rate_limit_waits > self.plan.max_rate_limit_waits:
                 self.state = "failed"
-            elif kind is OutcomeKind.SHED and stage.on_shed != "retry":
-                self.state = self._target(index, stage.on_shed)
         else:  # RESOURCE_LOST
             self.lost_in_row += 1
             if self.lost_in_row > self.plan.max_resource_lost:
@@ -251,7 +228,6 @@ class ReferenceItem:
             status,
             tuple(self.skipped),
             self.steps_used,
-            tuple(self.expedited),
         )
 
     def _target(self, index: int, target: str) -> str:
@@ -267,27 +243,16 @@ class ReferenceItem:
         return target
 
     def _settle(self) -> None:
-        """Apply what happens without a request: the budget and deadline, expedites, skips."""
-        deadline = self.plan.deadline
+        """Apply what happens without a request: skips, then the budget check."""
         while not self.done:
             stage = self.stage
             assert stage is not None
-            if self.prompts >= self.plan.max_prompts:
-                self.state = "exhausted"
-                return
-            if deadline is not None:
-                left = deadline - (self._elapsed() if self._elapsed is not None else 0.0)
-                if left <= 0:
-                    self.state = "exhausted"
-                    return
-                if stage.expedite is not None and left <= stage.expedite.within:
-                    self.expedited.append(stage.name)
-                    self.state = stage.expedite.to
-                    continue
             if self._skips(self._index[stage.name]):
                 self.skipped.append(stage.name)
                 self.state = self._target(self._index[stage.name], "next")
                 continue
+            if self.prompts >= self.plan.max_prompts:
+                self.state = "exhausted"
             return
 
     def _skips(self, index: int) -> bool:
@@ -305,26 +270,15 @@ def expected_path(
     *,
     default: Step = OutcomeKind.SUCCEEDED,
     stage_kinds: Mapping[str, StageKind] | None = None,
-    elapsed: Callable[[int], float] | None = None,
 ) -> ExpectedPath:
     """What the engine must do with one item whose requests come to *script*, then *default*.
 
     *stage_kinds* are the kinds given to the runner, when the plan uses your own
-    (each declares its :class:`KindReading`).  *elapsed* maps the number of steps
-    played so far to the seconds since the item started, for a plan with a
-    deadline (default: no time passes; see :class:`ReferenceItem`).  Raises
-    ``ValueError`` for a stage whose kind the model cannot read.
+    (each declares its :class:`KindReading`).  Raises ``ValueError`` for a stage
+    whose kind the model cannot read.
     """
-    played = 0
-
-    def seconds() -> float:
-        assert elapsed is not None
-        return elapsed(played)
-
-    item = ReferenceItem(plan, stage_kinds, elapsed=None if elapsed is None else seconds)
+    item = ReferenceItem(plan, stage_kinds)
     steps: Iterator[Step] = iter(script)
     while not item.done:
-        step = next(steps, default)
-        played += 1
-        item.play(step)
+        item.play(next(steps, default))
     return item.path()
