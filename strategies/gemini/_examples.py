@@ -17,8 +17,6 @@ from google.genai import errors
 
 from stagedretry import OutcomeKind
 
-from ._errors import flex_shed
-
 __all__ = ["error_examples"]
 
 _TYPE: Final = "type.googleapis.com/google.rpc."
@@ -96,10 +94,8 @@ def error_examples() -> dict[OutcomeKind, tuple[BaseException, ...]]:
     Fresh objects on each call: ``RATE_LIMITED`` (a per-minute quota's 429 with
     and without ``RetryInfo``), ``TRANSIENT`` (500, 503, 504, a read timeout, a
     refused connection), ``RESOURCE_LOST`` (a cache not found, a cache
-    expired), ``FATAL`` (a bad request, a request too large), ``STOP_RUN``
-    (a rejected key, rejected credentials, billing disabled, a per-day quota) and
-    ``SHED`` (the :class:`~stagedretry.Shed` the strategy raises for a 503 to a request
-    sent on the flex tier).
+    expired), ``FATAL`` (a bad request, a request too large) and ``STOP_RUN``
+    (a rejected key, rejected credentials, billing disabled, a per-day quota).
     """
     request = httpx2.Request("POST", _URL)
     return {
@@ -127,20 +123,6 @@ def error_examples() -> dict[OutcomeKind, tuple[BaseException, ...]]:
             ),
             httpx2.ReadTimeout("The read operation timed out", request=request),
             httpx2.ConnectError("[Errno 111] Connection refused", request=request),
-        ),
-        OutcomeKind.SHED: tuple(
-            shed
-            for shed in (
-                flex_shed(
-                    _api_error(
-                        503,
-                        "UNAVAILABLE",
-                        "This model is currently experiencing high demand. Spikes in demand "
-                        "are usually temporary. Please try again later.",
-                    )
-                ),
-            )
-            if shed is not None
         ),
         OutcomeKind.RESOURCE_LOST: (
             _api_error(403, "PERMISSION_DENIED", "CachedContent not found (or permission denied)"),

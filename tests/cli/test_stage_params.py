@@ -25,7 +25,9 @@ FIRST = "params = { temperature = 0.0 }"
 """Stage 0's params in the test pipeline (stage 1 has the same; stage 2 has 0.25)."""
 THIRD = "params = { temperature = 0.25 }"
 
-GEMINI_ONLY = "presence_penalty, frequency_penalty, thinking_budget, response_mime_type"
+GEMINI_ONLY = (
+    "presence_penalty, frequency_penalty, thinking_budget, response_mime_type, service_tier"
+)
 SAMPLING = "temperature, top_p, top_k, max_output_tokens, seed, model, stop_sequences"
 INT32 = "[-2147483648, 2147483647]"
 

@@ -146,6 +146,10 @@ def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
+def _frozen_tiers(value: Mapping[str, TierPrice]) -> Mapping[str, TierPrice]:
+    return MappingProxyType(dict(value))
+
+
 @attrs.frozen
 class PriceChoice:
     """The price a job is billed at, and where each part of it came from.
@@ -160,6 +164,8 @@ class PriceChoice:
     price: Price
     sources: Mapping[str, str] = attrs.field(converter=_frozen)
     tier_sources: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
+    tier_prices: Mapping[str, TierPrice] = attrs.field(factory=dict, converter=_frozen_tiers)
+    """Each tier but ``standard``, every part filled (see :meth:`tier`)."""
 
     def tier(self, name: str | None) -> Price:
         """The price of tier *name* (``None``, ``"standard"`` or an unknown name: the standard
@@ -167,7 +173,7 @@ class PriceChoice:
         price = self.price
         if name is None or name not in TIERS or name == "standard":
             return price
-        given: TierPrice = getattr(price, name)
+        given = self.tier_prices.get(name, getattr(price, name))
         return attrs.evolve(
             price,
             **{
@@ -233,10 +239,10 @@ def default_price(model: str) -> PriceChoice | None:
     known = (
         {} if (batch.input, batch.output) == (standard.input, standard.output) else {"batch": batch}
     )
-    priced, tier_sources = _with_tiers(standard, known, source)
+    tier_prices, tier_sources = _with_tiers(standard, known, source)
     return PriceChoice(
         model,
-        priced,
+        standard,
         {
             "input": source,
             "cached_input": source,
@@ -244,12 +250,13 @@ def default_price(model: str) -> PriceChoice | None:
             "cache_storage": storage.source if storage is not None else "none known (0)",
         },
         tier_sources,
+        tier_prices,
     )
 
 
 def _with_tiers(
     price: Price, known: Mapping[str, TierPrice], known_source: str
-) -> tuple[Price, dict[str, str]]:
+) -> tuple[dict[str, TierPrice], dict[str, str]]:
     """*price* with every tier's parts filled: what it sets, else *known* (data from
     *known_source*), else :data:`TIER_RULES` applied to its standard parts."""
     filled: dict[str, TierPrice] = {}
@@ -272,10 +279,7 @@ def _with_tiers(
             parts[part] = value
         filled[tier] = TierPrice(**parts)
         sources[tier] = "; ".join(dict.fromkeys(used))
-    filled_price = attrs.evolve(
-        price, flex=filled["flex"], priority=filled["priority"], batch=filled["batch"]
-    )
-    return filled_price, sources
+    return filled, sources
 
 
 def choose_price(model: str, table: Mapping[str, Price]) -> PriceChoice | None:
@@ -290,11 +294,11 @@ def choose_price(model: str, table: Mapping[str, Price]) -> PriceChoice | None:
     sources = dict.fromkeys(PARTS, PIPELINE_SOURCE)
     # A tier the table leaves out follows the table's own standard price by the documented
     # ratio: genai-prices' tier data belongs with its own standard price, not this one.
-    given, tier_sources = _with_tiers(given, {}, PIPELINE_SOURCE)
+    tier_prices, tier_sources = _with_tiers(given, {}, PIPELINE_SOURCE)
     if given.cache_storage is None:
         storage = storage_price(model)
         given = attrs.evolve(
             given, cache_storage=storage.usd_per_mtok_hour if storage is not None else 0.0
         )
         sources["cache_storage"] = storage.source if storage is not None else "none known (0)"
-    return PriceChoice(model, given, sources, tier_sources)
+    return PriceChoice(model, given, sources, tier_sources, tier_prices)
