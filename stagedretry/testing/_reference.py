@@ -194,7 +194,7 @@ class ReferenceItem:
         assert stage is not None
         index = self._index[stage.name]
         kind = step.kind
-        spent = kind not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST)
+        spent = kind not in (OutcomeKind.RATE_LIMITED, OutcomeKind.RESOURCE_LOST, OutcomeKind.SHED)
         self.steps_used += 1
         self.stages.append(stage.name)
         self.outcomes.append(kind)
