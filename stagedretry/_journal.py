@@ -596,6 +596,23 @@ class Journal:
         )
         return dict(rows)
 
+    def unread_batch_items(self) -> dict[str, int]:
+        """Item id -> how many of this fingerprint's batch jobs hold a request of it that no
+        run has read the answers of (submitted by a batch-mode run that was then stopped or
+        killed).  The service bills those requests whether or not they are read: only a
+        batch-mode run re-attaches to them; a synchronous one would pay for them again.
+        Empty when no batch-mode run used the journal."""
+        tables = {row[0] for row in self._read("SELECT name FROM sqlite_master", ())}
+        if "batch_jobs" not in tables:
+            return {}
+        rows = self._read(
+            "SELECT e.item_id, COUNT(DISTINCT e.name) FROM batch_entries e JOIN batch_jobs j "
+            "ON j.fingerprint = e.fingerprint AND j.name = e.name "
+            "WHERE e.fingerprint = ? AND j.consumed = 0 GROUP BY e.item_id",
+            (self.fingerprint,),
+        )
+        return {str(item): int(count) for item, count in self._rows(rows)}
+
     def entries(self) -> Iterator[JournalEntry]:
         """Every committed result of this fingerprint with its line and digest, in input order."""
         rows = self._read(

@@ -7,6 +7,8 @@ re-attaches to its jobs) and words the summary's notes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from stagedretry import BatchMode, BatchStats, Journal, Strategy, SubmitsBatchJobs
 from strategies.backend import BackendError
 
@@ -25,6 +27,26 @@ def check_batch_backend(pipeline: Pipeline, strategy: Strategy) -> None:
         raise BackendError(
             f"{pipeline.source.name}: run.mode: the {pipeline.backend.kind} backend cannot run "
             'batch jobs; use mode = "sync" (the default), or a backend that can'
+        )
+
+
+def check_unread_jobs(pipeline: Pipeline, journal: Journal, item_ids: Iterable[str]) -> None:
+    """Raise :class:`BackendError` (one sentence naming the journal) when a synchronous run
+    would send again requests that an earlier batch-mode run's jobs still hold unread.
+
+    Those jobs are billed whether or not their answers are read: only a batch-mode run
+    re-attaches to them, so a synchronous one would pay for the same requests twice.
+    """
+    if in_batch_mode(pipeline):
+        return
+    unread = journal.unread_batch_items()
+    waiting = sorted(set(item_ids) & unread.keys())
+    if waiting:
+        raise BackendError(
+            f"{journal.path}: {len(waiting)} item(s) to run (first {waiting[0]!r}) have "
+            "requests in batch jobs an earlier batch-mode run submitted and never read, which "
+            'the service bills anyway; run with mode = "batch" (--set run.mode=batch) to '
+            "re-attach to them, or with --fresh to forget them and pay for every request again"
         )
 
 

@@ -43,7 +43,7 @@ from .._results import ItemResult, ItemStatus, WorkItem
 from .._runner import Runner
 from .._stop import RunStopped
 from ._backends import build_backend, command_secrets
-from ._batch_mode import batch_mode, batch_notes
+from ._batch_mode import batch_mode, batch_notes, check_unread_jobs
 from ._ceiling import Ceiling
 from ._exit import ExitCode, for_signal
 from ._files import IOFailures, with_journal_hint
@@ -350,6 +350,7 @@ async def _run_locked(
             from_journal=len(kept),
         )
         runnable = [r for r in todo if r.error is None]
+        check_unread_jobs(pipeline, journal, (r.id for r in runnable))
         # The job's ceilings count what the journal's earlier runs spent (see _ceiling),
         # the results a retried or cancelled item replaces included.
         ceiling = Ceiling.start(
