@@ -34,10 +34,13 @@ from strategies.backend import CacheClose, close_all
 from strategies.gemini.emulator import EmulatorQuota, EmulatorSection
 from strategies.quota import ModelQuota, Quota, time_under
 
+from .._batching import BatchMode
+from .._plan import Backoff
 from .._results import BatchResult, ItemStatus, Usage, WorkItem
 from .._runner import Runner
 from .._stop import RunStopped
 from ._backends import job_inputs
+from ._batch_mode import in_batch_mode
 from ._input import InputRecord
 from ._registry import backend_spec
 from ._summary import Cost, RunStats, price_job
@@ -202,12 +205,19 @@ def _offline(pipeline: Pipeline) -> Pipeline:
         section = pipeline.backend.section
         if isinstance(section, EmulatorSection):
             server = attrs.evolve(section.emulator, quota=EmulatorQuota())
+            if in_batch_mode(pipeline):
+                # The sample measures the mix, not the service's hours: its jobs end at once.
+                server = attrs.evolve(server, batch_completion=0.0)
             section = attrs.evolve(section, quota=Quota(), emulator=server)
         return attrs.evolve(pipeline, backend=attrs.evolve(pipeline.backend, section=section))
     spec = backend_spec("emulator")
     section = spec.section_type()
     backend = BackendConfig(spec=spec, model=pipeline.backend.model, section=section)
     return attrs.evolve(pipeline, backend=backend)
+
+
+_SAMPLE_BATCH: Final = BatchMode(poll=Backoff(initial=0.02, maximum=0.5, multiplier=1.5))
+"""The sample's batch mode: its emulator ends each job as it is made."""
 
 
 async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix | None:
@@ -217,14 +227,18 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
     built = await offline.backend.spec.build(
         offline.backend.section, job_inputs(offline, api_key=None)
     )
+    # In batch mode the sample runs in batch jobs too, as the job would: no context cache,
+    # the instructions inline (see _batch_mode); polled often, since its jobs end at once.
+    batch = _SAMPLE_BATCH if in_batch_mode(pipeline) else None
     runner = Runner(
         offline.plan,
         built.strategy,
         validator=built.validator,
         concurrency=max(1, min(offline.run.concurrency, len(records))),
-        resources=built.resources,
+        resources=built.resources if batch is None else (),
         seed=offline.run.seed,
         secrets=(),
+        batch=batch,
     )
     started = time.monotonic()
     stopped = False
@@ -281,7 +295,8 @@ def default_mix(pipeline: Pipeline) -> Mix:
     :data:`DEFAULT_OUTPUT_TOKENS` output tokens each."""
     cache = pipeline.cache
     instruction = count_tokens(cache.system_instruction) if cache is not None else 0
-    cached = cache is not None and cache.options.enabled
+    # Batch mode uses no context cache: the instructions go inline with each request.
+    cached = cache is not None and cache.options.enabled and not in_batch_mode(pipeline)
     requests = DEFAULT_REQUESTS_PER_ITEM
     return Mix(
         source="the documented defaults (--sample 0)",
@@ -321,11 +336,15 @@ def estimate(
         basis = "the sample's pace (no quota known: give --rpm/--tpm)"
     else:
         seconds, basis = None, "unknown: no quota known (give --rpm/--tpm) and no sample"
+    if in_batch_mode(pipeline):
+        # A round's jobs take the service minutes to 24 hours: no pace of ours foretells it.
+        seconds, basis = None, "batch mode: the service answers each round's jobs within 24 h"
     cost = None
     priced = pipeline.priced
     if priced is not None:
         cache = pipeline.cache
-        made = {"created": 1} if mix.cache_tokens else {}
+        batch = in_batch_mode(pipeline)
+        made = {"created": 1} if mix.cache_tokens and not batch else {}
         # A spent day quota stops the run; the same command goes on the next day, a run
         # that makes the cache again.  The cache is stored while a run works, not overnight.
         days = daily_runs(requests, quota)
@@ -338,6 +357,9 @@ def estimate(
             [run] * days,
             ttl=cache.options.ttl if cache is not None else 0.0,
             keep=cache is not None and cache.options.on_close is CacheClose.KEEP,
+            # Batch mode: every request at the batch price, as the run's report prices it.
+            by_tier={"batch": usage} if batch else None,
+            price_of=priced.tier if batch else None,
         )
         cost = attrs.evolve(cost, sources=priced.sources)
     return Estimate(
