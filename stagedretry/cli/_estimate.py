@@ -229,16 +229,16 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
     )
     # In batch mode the sample runs in batch jobs too, as the job would: no context cache,
     # the instructions inline (see _batch_mode); polled often, since its jobs end at once.
-    batch = _SAMPLE_BATCH if in_batch_mode(pipeline) else None
+    batch_mode = _SAMPLE_BATCH if in_batch_mode(pipeline) else None
     runner = Runner(
         offline.plan,
         built.strategy,
         validator=built.validator,
         concurrency=max(1, min(offline.run.concurrency, len(records))),
-        resources=built.resources if batch is None else (),
+        resources=built.resources if batch_mode is None else (),
         seed=offline.run.seed,
         secrets=(),
-        batch=batch,
+        batch=batch_mode,
     )
     started = time.monotonic()
     stopped = False
