@@ -55,3 +55,19 @@ def test_the_estimate_of_a_batch_job_has_no_cache_and_the_batch_price(
     assert ran.code in (ExitCode.OK, ExitCode.SOME_FAILED), ran.err
     measured = ran.json()["cost"]["with_cache"]
     assert guess["cost"]["with_cache"] == pytest.approx(measured, rel=0.25)
+
+
+@pytest.mark.parametrize("kind", ["batch_failed", "batch_expired"])
+def test_a_job_fault_with_no_route_fires_on_the_jobs(cli: Cli, tmp_path: Path, kind: str) -> None:
+    """A ``[[backend.emulator.faults]]`` table of a job fault needs no ``route``: it fires
+    where jobs are made (it used to match ``generateContent`` and never fire)."""
+    pipeline = _batch_demo(tmp_path / "job", items=6)
+    with pipeline.open("a", encoding="utf-8") as file:
+        file.write(f'\n[[backend.emulator.faults]]\nkind = "{kind}"\ntimes = 1\n')
+    ran = cli("run", str(pipeline), "--json", "--no-progress", "--no-report")
+    assert ran.code in (ExitCode.OK, ExitCode.SOME_FAILED), ran.err
+    summary = ran.json()
+    # The first job ended with half its 6 requests answered; the other 3 went in a new job.
+    assert summary["notes"][0].startswith("batch mode: "), summary["notes"]
+    assert " 3 request(s) sent again" in summary["notes"][0], summary["notes"]
+    assert summary["items"]["pending"] == 0

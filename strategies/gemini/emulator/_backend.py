@@ -20,7 +20,7 @@ from ...quota import Quota
 from .._backend import API_VERSIONS, build_on_client, check_shape, client_closer
 from .._params import GeminiParams
 from ._caches import ExpiryStyle
-from ._faults import Fault, FaultKind
+from ._faults import JOB_FAULTS, Fault, FaultKind
 from ._flex import FlexSettings
 from ._quota import EmulatorQuota
 
@@ -61,8 +61,8 @@ class FaultSettings:
     route: str = setting("generateContent", choices=ROUTES)
     """The requests it matches: ``generateContent`` (and each request inside a batch job),
     ``cachedContents``, ``batchGenerateContent`` (a job's creation: where ``batch_failed`` and
-    ``batch_expired`` fire), ``batches`` (get, list, cancel, delete), ``files`` (upload,
-    download) or ``*`` (all)."""
+    ``batch_expired`` fire, so they need no route), ``batches`` (get, list, cancel, delete),
+    ``files`` (upload, download) or ``*`` (all)."""
     retry_delay: float | None = setting(None, minimum=0.0, maximum=MAX_WAIT, unit="seconds")
     """Seconds a 429 or 503 advises in its ``RetryInfo``; ``None``: the kind's own default
     (2 s on a rate limit, none on a 503)."""
@@ -78,7 +78,12 @@ class FaultSettings:
             rate=self.rate,
             at=frozenset(self.at) if self.at is not None else None,
             times=self.times,
-            route=self.route,
+            # A job fault fires only where jobs are made: the default route means that one.
+            route=(
+                "batchGenerateContent"
+                if self.kind in JOB_FAULTS and self.route == "generateContent"
+                else self.route
+            ),
             retry_after_header=self.retry_after_header,
             delay=self.delay,
         )

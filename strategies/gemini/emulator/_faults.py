@@ -139,6 +139,10 @@ def _to_schedule(value: object) -> frozenset[int] | None:
     return frozenset(int(index) for index in value)
 
 
+def _default_route(fault: Fault) -> str:
+    return "batchGenerateContent" if fault.kind in JOB_FAULTS else "generateContent"
+
+
 def _default_retry_delay(fault: Fault) -> float | None:
     return 2.0 if fault.kind in (FaultKind.RATE_LIMIT, FaultKind.DAILY_QUOTA) else None
 
@@ -162,7 +166,11 @@ class Fault:
     rate: float | None = attrs.field(default=None, validator=_check_rate)
     at: frozenset[int] | None = attrs.field(default=None, converter=_to_schedule)
     times: int | None = attrs.field(default=None)
-    route: str = attrs.field(default="generateContent", validator=_check_route)
+    route: str = attrs.field(
+        default=attrs.Factory(_default_route, takes_self=True), validator=_check_route
+    )
+    """The requests it matches (see ``ROUTES``); default ``batchGenerateContent`` for a job
+    fault (the only route it fires on), else ``generateContent``."""
     retry_delay: float | None = attrs.field(
         default=attrs.Factory(_default_retry_delay, takes_self=True)
     )
