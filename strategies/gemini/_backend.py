@@ -85,13 +85,20 @@ def client_closer(client: genai.Client) -> Closer:
 
 
 def build_on_client(
-    client: genai.Client, job: JobInputs, *, label: str, quota: Quota | None = None
+    client: genai.Client,
+    job: JobInputs,
+    *,
+    label: str,
+    quota: Quota | None = None,
+    batch_inline_limit: int | None = None,
 ) -> Built:
     """The strategy (and its shared context cache) for *job* over a ready *client*.
 
-    *quota* paces every request (``None`` or an empty one: no admission).  The caller
-    owns the client: the result has no closers.
+    *quota* paces every request (``None`` or an empty one: no admission);
+    *batch_inline_limit* (bytes, default the service's 20 MiB) is the largest batch job sent
+    inline.  The caller owns the client: the result has no closers.
     """
+    from ._batch import INLINE_LIMIT
     from ._cache import ClosePolicy, GeminiContextCache
     from ._strategy import GeminiStrategy
 
@@ -124,6 +131,7 @@ def build_on_client(
         quota=quota,
         cache_prices=job.cache_prices,
         expected_items=job.expected_items,
+        batch_inline_limit=INLINE_LIMIT if batch_inline_limit is None else batch_inline_limit,
     )
     return Built(
         strategy=strategy,

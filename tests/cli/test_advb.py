@@ -71,3 +71,21 @@ def test_a_job_fault_with_no_route_fires_on_the_jobs(cli: Cli, tmp_path: Path, k
     assert summary["notes"][0].startswith("batch mode: "), summary["notes"]
     assert " 3 request(s) sent again" in summary["notes"][0], summary["notes"]
     assert summary["items"]["pending"] == 0
+
+
+def test_a_job_over_the_emulators_inline_limit_goes_as_a_file(cli: Cli, tmp_path: Path) -> None:
+    """The emulator backend's client knows its emulator's ``batch_inline_limit``: a larger job
+    is uploaded as a file (it was sent inline, refused with a 400, and every item failed)."""
+    pipeline = _batch_demo(tmp_path / "job", items=6)
+    ran = cli(
+        "run",
+        str(pipeline),
+        "--json",
+        "--no-progress",
+        "--no-report",
+        "--set",
+        "backend.emulator.batch_inline_limit=20000",  # 6 requests, each with the instructions
+    )
+    assert ran.code == ExitCode.OK, ran.err
+    summary = ran.json()
+    assert summary["items"]["succeeded"] == 6, summary["failure_reasons"]

@@ -228,6 +228,8 @@ class EmulatorBackend:
                 job,
                 label=f"emulator {job.model} (in-process, seed {knobs.seed})",
                 quota=section.quota,
+                # The client sends as a file what its emulator would refuse inline.
+                batch_inline_limit=knobs.batch_inline_limit,
             )
         except BaseException:
             await close_all(reversed(started))
