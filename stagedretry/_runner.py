@@ -1113,8 +1113,11 @@ class Runner(Generic[T]):
             await self._cool_down(run, deadline)
             if run.stop is not None:
                 return STOPPED  # woken by the stop: no resource is prepared for it either
-            if deadline is not None and clock.monotonic() >= deadline:
-                return DEADLINE_PASSED
+            if deadline is not None:
+                # The wait may have brought the deadline, or an expedite's window, closer.
+                late = before_request(state, plan, clock.monotonic(), index)
+                if late is not None:
+                    return late
         if self._pool:
             try:
                 handles, generations = await self._pool.current(clock, stage)

@@ -578,12 +578,11 @@ def reference_with_time(
     """The reference model fed the time the engine's clock shows at each check.
 
     Each request takes its latency; then the item waits the server's delay if a shed keeps
-    it on its stage, while a 429's delay is a cooldown that only holds the next request
-    back (the item's checks before it happen at once).
+    it on its stage, while a 429's delay is a cooldown that holds the next request back;
+    the checks are made again after it (a deadline or an expedite's window it reached).
     """
     now = [0.0]
     item = ReferenceItem(plan, elapsed=lambda: now[0])
-    held = 0.0  # a cooldown the next request waits out, after its checks
     steps = iter(script)
     for n in range(len(latency)):
         if item.done:
@@ -591,14 +590,14 @@ def reference_with_time(
         step = next(steps, ScriptStep(K.SUCCEEDED))
         stage = item.stage
         assert stage is not None
-        now[0] += held + latency[n]
-        held = 0.0
+        now[0] += latency[n]
         delay = step.retry_after or 0.0
         waits = item.rate_limit_waits + (step.kind in (K.SHED, K.RATE_LIMITED))
         if waits <= plan.max_rate_limit_waits:
-            if step.kind is K.RATE_LIMITED:
-                held = min(delay, plan.rate_limit_backoff.maximum)
-            elif step.kind is K.SHED and stage.on_shed in ("retry", stage.name):
+            waited = step.kind is K.RATE_LIMITED or (
+                step.kind is K.SHED and stage.on_shed in ("retry", stage.name)
+            )
+            if waited:
                 now[0] += min(delay, plan.rate_limit_backoff.maximum)
         item.play(step)
     assert item.done
