@@ -185,6 +185,29 @@ class Pipeline:
         entry, else genai-prices' bundled data (see :mod:`._prices`); ``None``: unknown."""
         return choose_price(self.backend.model, self.prices)
 
+    def stage_model(self, stage: str) -> str:
+        """The model stage *stage* sends to: its ``model`` param, else the backend's (also for
+        a stage the plan does not have)."""
+        for s in self.plan.stages:
+            if s.name == stage:
+                model = s.params.get("model")
+                if isinstance(model, str) and model:
+                    return model.removeprefix("models/")
+        return self.backend.model
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model the plan sends to: the backend's first, then the stages' in order."""
+        return tuple(
+            dict.fromkeys(
+                [self.backend.model, *(self.stage_model(s.name) for s in self.plan.stages)]
+            )
+        )
+
+    def price_for(self, model: str) -> PriceChoice | None:
+        """*model*'s price, as :attr:`priced` gives the backend's; ``None``: unknown."""
+        return choose_price(model, self.prices)
+
     def prices_warning(self, file: str) -> str | None:
         """One sentence when ``[prices]`` has entries but none for the backend's model (a typo,
         or a model switched with ``--model``), or ``None``: the table is then not used."""
