@@ -8,10 +8,13 @@ import json
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stagedretry import ItemResult, ItemStatus, ResponseMeta, Usage
 from stagedretry._outcomes import OutcomeKind
 from stagedretry._results import Attempt
+from stagedretry.cli._estimate import split_usage
 from stagedretry.cli._exit import ExitCode
 from stagedretry.cli._summary import RunStats, price_job
 from stagedretry.cli._tiers import usage_by_model_tier
@@ -187,3 +190,48 @@ def test_a_model_without_a_price_is_named_and_left_out() -> None:
     assert cost.unpriced == {"house-model-7": 2 * b.total_tokens}
     assert cost.models == (FLASH, "house-model-7")
     assert sum(t.usd for t in cost.tiers) == pytest.approx(flex_usd + standard_usd)
+
+
+@given(
+    total=st.tuples(*(st.integers(0, 10**9) for _ in range(3))),
+    shares=st.lists(st.tuples(*(st.integers(0, 10**6) for _ in range(3))), min_size=1, max_size=5),
+)
+def test_the_estimates_split_adds_up_to_its_tokens(
+    total: tuple[int, int, int], shares: list[tuple[int, int, int]]
+) -> None:
+    fresh, cached, out = total
+    usage = Usage(input_tokens=fresh + cached, cached_tokens=cached, output_tokens=out)
+    keyed = {
+        (f"m{n}", "standard"): Usage(input_tokens=f + c, cached_tokens=c, output_tokens=o)
+        for n, (f, c, o) in enumerate(shares)
+    }
+    split = split_usage(usage, keyed)
+    assert set(split) == set(keyed)
+    assert sum(split.values(), Usage()) == usage
+    assert all(u.fresh_input_tokens >= 0 and u.output_tokens >= 0 for u in split.values())
+
+
+def test_the_estimate_prices_each_stage_at_its_models_price(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
+    job = _escalating_job(make_job)
+    ran = cli("estimate", str(job.pipeline), "--sample", "16", "--json")
+    assert ran.code == ExitCode.OK, ran.err
+    found = ran.json()
+    cost = found["cost"]
+    assert cost["models"] == [FLASH, PRO]
+    rows = {(t["model"], t["tier"]): t for t in cost["tiers"]}
+    assert (PRO, "standard") in rows
+    for kind in ("input", "cached", "output"):
+        assert sum(t["tokens"][kind] for t in rows.values()) == found["tokens"][kind]
+    # Each row at its own model's price, on its tier, by hand.
+    prices = {FLASH: default_price(FLASH), PRO: default_price(PRO)}
+    expected = 0.0
+    for (model, tier), row in rows.items():
+        choice = prices[model]
+        assert choice is not None
+        expected += _usd(choice.price, row["tokens"], half=tier == "flex")
+    parts = cost["parts"]
+    assert parts["fresh_input"] + parts["cached_input"] + parts["output"] == pytest.approx(
+        expected, abs=1e-5
+    )
