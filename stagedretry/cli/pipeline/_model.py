@@ -232,8 +232,9 @@ class Pipeline:
     def fingerprint(self) -> str:
         """A hash of everything that decides an item's result.
 
-        Paths, concurrency, prices, logging and the backend settings its spec
-        calls neutral (a latency, an endpoint) are left out: changing them
+        Paths, concurrency, prices, logging, the stages' ``service_tier`` params and the
+        backend settings its spec calls neutral (a latency, an endpoint) are left out:
+        changing them
         keeps the journal's results valid.  The plan, the model, the backend's
         other settings, the instruction, the template and the output model
         (its import path and its JSON schema) are in.
@@ -251,8 +252,16 @@ class Pipeline:
                 "enabled": self.cache.options.enabled,
             }
         output = {"model": self.output.model, "shape": self.output.digest}
+        plan = self.plan.to_dict()
+        for stage in plan["stages"]:
+            # The tier changes the price and the wait, not the answer (as batch mode does
+            # not): a job resumed on another tier keeps the results it paid for.
+            params = stage.get("params", {})
+            params.pop("service_tier", None)
+            if not params:
+                stage.pop("params", None)
         data = {
-            "plan": self.plan.to_dict(),
+            "plan": plan,
             "backend": backend,
             "cache": cache,
             "template": self.input.template.text,
