@@ -19,6 +19,7 @@ from stagedretry.cli._exit import ExitCode
 from stagedretry.cli._summary import RunStats, price_job
 from stagedretry.cli._tiers import usage_by_model_tier
 from stagedretry.cli.pipeline import Price, PriceChoice, choose_price, default_price
+from stagedretry.cli.report import load_source, make_report
 
 from .conftest import Invocation, Job
 
@@ -235,3 +236,30 @@ def test_the_estimate_prices_each_stage_at_its_models_price(
     assert parts["fresh_input"] + parts["cached_input"] + parts["output"] == pytest.approx(
         expected, abs=1e-5
     )
+
+
+def test_the_report_prices_each_stage_at_its_models_price(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
+    job = _escalating_job(make_job)
+    ran = cli("run", str(job.pipeline), "--no-progress", "--json")
+    assert ran.code in (ExitCode.OK, ExitCode.SOME_FAILED), ran.err
+    summary = ran.json()
+    parts = summary["cost"]["parts"]
+    billed = parts["fresh_input"] + parts["cached_input"] + parts["output"]
+    report = make_report(load_source(job.output))
+    counted = report.traffic
+    assert counted.cost == pytest.approx(billed, abs=1e-5)
+    flash, pro = default_price(FLASH), default_price(PRO)
+    assert flash is not None
+    assert pro is not None
+    by_stage = {s.name: s for s in counted.stages}
+    tokens = {s["name"]: s["tokens"] for s in summary["stages"]}
+    assert by_stage["full_t25"].cost == pytest.approx(
+        _usd(pro.price, tokens["full_t25"], half=False), abs=1e-6
+    )
+    assert by_stage["full_t0"].cost == pytest.approx(
+        _usd(flash.price, tokens["full_t0"], half=True), abs=1e-6
+    )
+    assert report.timeline is not None
+    assert sum(a for _, a in report.timeline.spend) == pytest.approx(billed, abs=1e-5)
