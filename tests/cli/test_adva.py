@@ -47,3 +47,32 @@ def test_a_job_resumed_on_another_tier_keeps_its_paid_results(
         "plan.stages[0].params.temperature=0.5",
     )
     assert other.json()["fingerprint"] != done["fingerprint"]
+
+
+def test_a_stage_model_with_no_price_is_said_never_priced_as_another(
+    make_job: Callable[..., Job], cli: Callable[..., Invocation]
+) -> None:
+    job = _escalating_job(make_job)
+    house = "gemini-house-9"
+    job.pipeline.write_text(
+        job.pipeline.read_text("utf-8").replace("gemini-2.5-pro", house), "utf-8"
+    )
+    checked = cli("plan", "check", str(job.pipeline))
+    assert checked.code == ExitCode.OK, checked.err
+    assert f"no price for {house!r} (a stage's model)" in checked.out
+    ran = cli("run", str(job.pipeline), "--no-progress", "--json")
+    assert ran.code in (ExitCode.OK, ExitCode.SOME_FAILED), ran.err
+    summary = ran.json()
+    cost = summary["cost"]
+    stages = {s["name"]: s["tokens"] for s in summary["stages"]}
+    left_out = sum(stages[n]["input"] + stages[n]["output"] for n in ("full_t25", "partial_t25"))
+    assert left_out > 0
+    assert cost["unpriced"] == {house: left_out}
+    assert all(t["model"] != house for t in cost["tiers"])
+    # The priced rows hold exactly the other stages' tokens.
+    for kind in ("input", "cached", "output"):
+        assert sum(t["tokens"][kind] for t in cost["tiers"]) == sum(
+            stages[n][kind] for n in ("full_t0", "partial_t0")
+        )
+    human = cli("run", str(job.pipeline), "--no-progress", width=250)
+    assert f"no price for {house!r} in [prices] nor in genai-prices' data" in human.out
