@@ -841,6 +841,15 @@ def plan_check(app: App, pipeline: Path, overrides: tuple[str, ...], max_bad_rec
                 style="dim",
             )
         )
+    for model in loaded.models[1:]:
+        if loaded.price_for(model) is None:  # a stage's own model: its tokens are left out
+            app.out.print(
+                Text(
+                    f"note: no price for {model!r} (a stage's model) in [prices] nor in "
+                    "genai-prices' data: its tokens are left out of the cost report",
+                    style="dim",
+                )
+            )
     if bad and passed:
         app.out.print(
             Text(

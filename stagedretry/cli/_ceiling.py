@@ -25,7 +25,7 @@ from strategies.backend import CacheClose
 
 from .._results import ItemResult, Usage
 from ._summary import RunStats, price_job
-from ._tiers import usage_by_tier
+from ._tiers import usage_by_model_tier
 from .pipeline import Pipeline, Price
 
 
@@ -47,9 +47,11 @@ class Ceiling:
     price: Price | None
     earlier: Sequence[RunStats]
     usage: Usage = attrs.field(factory=Usage)
-    by_tier: dict[str, Usage] = attrs.field(factory=dict)
-    """:attr:`usage` by the service tier each attempt was billed at, priced at its tier's price."""
+    by_tier: dict[tuple[str, str], Usage] = attrs.field(factory=dict)
+    """:attr:`usage` by (model, service tier) of each attempt, priced at that model's price
+    on that tier."""
     cache_tokens: int = 0
+    cache_tokens_by_model: dict[str, int] = attrs.field(factory=dict)
     cache_stats: Callable[[], Mapping[str, int]] | None = None
     started: float = attrs.field(factory=time.monotonic)
     stop: Callable[[str], None] | None = None
@@ -76,7 +78,9 @@ class Ceiling:
     @property
     def cost(self) -> float | None:
         """The job's cost so far in USD (``None``: no price known), as the summary prices it."""
-        if self.price is None:
+        if self.price is None and not any(
+            self.pipeline.price_for(model) is not None for model, _ in self.by_tier
+        ):
             return None
         cache = self.pipeline.cache
         stats = self.cache_stats() if self.cache_stats is not None else None
@@ -84,26 +88,32 @@ class Ceiling:
             wall_time=time.monotonic() - self.started,
             cache=stats,
             cache_tokens=self.cache_tokens,
+            cache_tokens_by_model=dict(self.cache_tokens_by_model),
         )
-        priced = self.pipeline.priced
         return price_job(
-            self.price,
+            Price(input=0.0, cached_input=0.0, output=0.0),  # unused: each model's own price
             self.pipeline.backend.model,
             self.usage,
             [*self.earlier, now],
             ttl=cache.options.ttl if cache is not None else 0.0,
             keep=cache is not None and cache.options.on_close is CacheClose.KEEP,
-            by_tier=self.by_tier,
-            price_of=priced.tier if priced is not None else None,
+            by_model_tier=self.by_tier,
+            price_for=self.pipeline.price_for,
         ).with_cache
 
     def count(self, result: ItemResult) -> None:
         """Add *result*'s attempts to the spend."""
-        for tier, usage in usage_by_tier([result]).items():
-            self.by_tier[tier] = self.by_tier.get(tier, Usage()) + usage
+        for key, usage in usage_by_model_tier([result], self.pipeline.stage_model).items():
+            self.by_tier[key] = self.by_tier.get(key, Usage()) + usage
         for attempt in result.attempts:
             self.usage = self.usage + attempt.usage
-            self.cache_tokens = max(self.cache_tokens, attempt.usage.cached_tokens)
+            cached = attempt.usage.cached_tokens
+            self.cache_tokens = max(self.cache_tokens, cached)
+            if cached:
+                model = self.pipeline.stage_model(attempt.stage)
+                self.cache_tokens_by_model[model] = max(
+                    self.cache_tokens_by_model.get(model, 0), cached
+                )
 
     def add(self, result: ItemResult) -> None:
         """Count *result*, and stop the run the first time a ceiling is reached."""

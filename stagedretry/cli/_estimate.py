@@ -43,8 +43,9 @@ from ._backends import job_inputs
 from ._batch_mode import in_batch_mode
 from ._input import InputRecord
 from ._registry import backend_spec
-from ._summary import Cost, RunStats, price_job
-from .pipeline import BackendConfig, Pipeline
+from ._summary import Cost, RunStats, price_job, unpriced_sentence
+from ._tiers import STANDARD, usage_by_model_tier
+from .pipeline import BackendConfig, Pipeline, Price
 
 DEFAULT_SAMPLE: Final = 20
 """Items the sample runs on the emulator by default."""
@@ -77,6 +78,11 @@ class Mix:
     """The cache's size in tokens (0: no cache was used)."""
     seconds_per_item: float | None
     """The sample's wall time per item at the pipeline's concurrency; ``None``: unknown."""
+    by_model_tier: Mapping[tuple[str, str], Usage] = attrs.field(factory=dict)
+    """The sample's tokens by (model, billed tier): how the bill splits between the stages'
+    models and tiers (empty: all on the backend's model at standard)."""
+    cache_tokens_by_model: Mapping[str, int] = attrs.field(factory=dict)
+    """Each model's cache size in tokens, as the sample saw it."""
 
 
 @attrs.frozen
@@ -264,11 +270,16 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
     usage = Usage()
     billed = 0
     cache_tokens = 0
+    by_model: dict[str, int] = {}
     for result in ended:
         for attempt in result.attempts:
             usage = usage + attempt.usage
             billed += attempt.usage.input_tokens > 0
-            cache_tokens = max(cache_tokens, attempt.usage.cached_tokens)
+            cached = attempt.usage.cached_tokens
+            cache_tokens = max(cache_tokens, cached)
+            if cached:
+                model = pipeline.stage_model(attempt.stage)
+                by_model[model] = max(by_model.get(model, 0), cached)
     n = len(ended)
     kind = "its own backend" if offline.backend.spec is pipeline.backend.spec else "the emulator"
     source = f"a sample of {n} items run on {kind}"
@@ -286,6 +297,8 @@ async def run_sample(pipeline: Pipeline, records: Sequence[InputRecord]) -> Mix 
         output=(usage.output_tokens + usage.thinking_tokens) / n,
         cache_tokens=cache_tokens,
         seconds_per_item=wall / n,
+        by_model_tier=usage_by_model_tier(ended, pipeline.stage_model),
+        cache_tokens_by_model=by_model,
     )
 
 
@@ -340,28 +353,39 @@ def estimate(
         # A round's jobs take the service minutes to 24 hours: no pace of ours foretells it.
         seconds, basis = None, "batch mode: the service answers each round's jobs within 24 h"
     cost = None
-    priced = pipeline.priced
-    if priced is not None:
+    # Without a sample's split, every request is at the tier the mode bills: batch or standard.
+    tier = "batch" if in_batch_mode(pipeline) else STANDARD
+    split = split_usage(usage, mix.by_model_tier or {(pipeline.backend.model, tier): usage})
+    if any(pipeline.price_for(model) is not None for model, _ in split):
         cache = pipeline.cache
         batch = in_batch_mode(pipeline)
-        made = {"created": 1} if mix.cache_tokens and not batch else {}
+        # No context cache is made in batch mode: its requests carry the instructions inline.
+        made = (
+            {"created": len(mix.cache_tokens_by_model) or 1}
+            if mix.cache_tokens and not batch
+            else {}
+        )
         # A spent day quota stops the run; the same command goes on the next day, a run
         # that makes the cache again.  The cache is stored while a run works, not overnight.
         days = daily_runs(requests, quota)
         active = working_time(requests, usage.input_tokens, quota, mix, n, seconds)
-        run = RunStats(wall_time=active / days, items=n, cache=made, cache_tokens=mix.cache_tokens)
+        run = RunStats(
+            wall_time=active / days,
+            items=n,
+            cache=made,
+            cache_tokens=mix.cache_tokens,
+            cache_tokens_by_model=mix.cache_tokens_by_model,
+        )
         cost = price_job(
-            priced.price,
+            Price(input=0.0, cached_input=0.0, output=0.0),  # unused: each model's own price
             pipeline.backend.model,
             usage,
             [run] * days,
             ttl=cache.options.ttl if cache is not None else 0.0,
             keep=cache is not None and cache.options.on_close is CacheClose.KEEP,
-            # Batch mode: every request at the batch price, as the run's report prices it.
-            by_tier={"batch": usage} if batch else None,
-            price_of=priced.tier if batch else None,
+            by_model_tier=split,
+            price_for=pipeline.price_for,
         )
-        cost = attrs.evolve(cost, sources=priced.sources)
     return Estimate(
         pipeline=pipeline.name,
         model=pipeline.backend.model,
@@ -377,6 +401,38 @@ def estimate(
         cost=cost,
         ceilings=reached(pipeline, usage.total_tokens, cost),
     )
+
+
+def _kinds(usage: Usage) -> tuple[int, int, int]:
+    return (
+        usage.fresh_input_tokens,
+        usage.cached_tokens,
+        usage.output_tokens + usage.thinking_tokens,
+    )
+
+
+def split_usage(
+    usage: Usage, shares: Mapping[tuple[str, str], Usage]
+) -> dict[tuple[str, str], Usage]:
+    """*usage* (output holding thinking) shared out among the keys of *shares* in the
+    proportions of their fresh input, cached input and output tokens; the parts add up to
+    *usage* exactly (the last key takes the rounding, and a kind the shares lack)."""
+    keys = list(shares)
+    parts: dict[tuple[str, str], list[int]] = {k: [0, 0, 0] for k in keys}
+    for kind, total in enumerate(_kinds(usage)):
+        weights = [_kinds(shares[k])[kind] for k in keys]
+        whole = sum(weights)
+        left = total
+        for key, weight in zip(keys[:-1], weights[:-1], strict=True):
+            share = min(left, round(total * weight / whole)) if whole else 0
+            parts[key][kind] = share
+            left -= share
+        if keys:
+            parts[keys[-1]][kind] = left
+    return {
+        k: Usage(input_tokens=fresh + cached, cached_tokens=cached, output_tokens=out)
+        for k, (fresh, cached, out) in parts.items()
+    }
 
 
 def reached(pipeline: Pipeline, tokens: int, cost: Cost | None) -> tuple[str, ...]:
@@ -416,8 +472,9 @@ def _duration(seconds: float) -> str:
 def render_estimate(found: Estimate, console: Console) -> None:
     """Print *found* as one table and a few lines."""
     u = found.usage
+    models = ", ".join(found.cost.models if found.cost and found.cost.models else (found.model,))
     table = Table(
-        title=f"Estimate: {found.pipeline} ({found.model}), no request sent",
+        title=f"Estimate: {found.pipeline} ({models}), no request sent",
         box=box.SIMPLE_HEAD,
         title_justify="left",
     )
@@ -456,3 +513,9 @@ def render_estimate(found: Estimate, console: Console) -> None:
             grouped.setdefault(source, []).append(part)
         for source, parts in grouped.items():
             console.print(Text(f"prices: {', '.join(parts)} from {source}"), soft_wrap=True)
+        for model, sources in found.cost.model_sources.items():
+            for source in dict.fromkeys(sources.values()):
+                names = ", ".join(p for p, s in sources.items() if s == source)
+                console.print(Text(f"{model} prices: {names} from {source}"), soft_wrap=True)
+        for model, tokens in found.cost.unpriced.items():
+            console.print(Text(unpriced_sentence(model, tokens), style="yellow"), soft_wrap=True)

@@ -363,6 +363,7 @@ async def _run_locked(
         started = time.monotonic()
         this_run: Counter[str] = Counter()
         cache_tokens = 0
+        cache_tokens_by_model: dict[str, int] = {}
         interrupts = _Interrupts(console, log)
         # A failure of the run (the key, billing, the model, a quota): the summary says it.
         run_failure: RunStopped | None = None
@@ -493,7 +494,13 @@ async def _run_locked(
                             async for result in stream:
                                 show(result)
                                 for attempt in result.attempts:
-                                    cache_tokens = max(cache_tokens, attempt.usage.cached_tokens)
+                                    cached = attempt.usage.cached_tokens
+                                    cache_tokens = max(cache_tokens, cached)
+                                    if cached:
+                                        model = pipeline.stage_model(attempt.stage)
+                                        cache_tokens_by_model[model] = max(
+                                            cache_tokens_by_model.get(model, 0), cached
+                                        )
 
                     try:
                         await _until_given_up(consume(), interrupts, log)
@@ -521,6 +528,7 @@ async def _run_locked(
                     else None
                 ),
                 cache_tokens=cache_tokens,
+                cache_tokens_by_model=cache_tokens_by_model,
             )
             failures.stop = None
             if run_id is not None:

@@ -25,9 +25,9 @@ from .._outcomes import OutcomeKind
 from .._results import ItemResult, ItemStatus, Usage
 from ._exit import ExitCode
 from ._reasons import JSON_TOP, Reason, group_reasons, reason_lines
-from ._tiers import STANDARD, TierCost, tier_costs, usage_by_tier
+from ._tiers import STANDARD, TierCost, tier_costs, token_cost, usage_by_model_tier
 from ._uncached import UncachedStage, uncached_lines, uncached_stages
-from .pipeline import Pipeline, Price
+from .pipeline import Pipeline, Price, PriceChoice
 
 PENDING: Final = "pending"
 STATUS_ORDER: Final = (*(s.value for s in ItemStatus), PENDING)
@@ -62,6 +62,9 @@ class RunStats:
     items: int = 0
     cache: Mapping[str, int] | None = None
     cache_tokens: int = 0
+    cache_tokens_by_model: Mapping[str, int] = attrs.field(factory=dict)
+    """The largest cached-token count an attempt saw, per model (one cache per model);
+    empty in journals written before there was one cache per model."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +72,7 @@ class RunStats:
             "items": self.items,
             "cache": dict(self.cache) if self.cache is not None else None,
             "cache_tokens": self.cache_tokens,
+            "cache_tokens_by_model": dict(self.cache_tokens_by_model),
         }
 
     @classmethod
@@ -85,7 +89,17 @@ class RunStats:
             items=int(data.get("items", 0)),
             cache=cache,
             cache_tokens=int(data.get("cache_tokens", 0)),
+            cache_tokens_by_model=_token_counts(data.get("cache_tokens_by_model") or {}),
         )
+
+
+def _token_counts(value: object) -> dict[str, int]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise ValueError("cache_tokens_by_model: expected a table of token counts")
+    return dict(value)
 
 
 def run_stats(journal: Journal) -> list[RunStats]:
@@ -122,6 +136,12 @@ class Cost:
     """The token parts of the bill split by service tier (empty: all priced at standard)."""
     tier_sources: Mapping[str, str] = attrs.field(factory=dict)
     """Where each non-standard tier's price came from."""
+    models: tuple[str, ...] = ()
+    """Every model whose tokens are in the bill (empty: only *model*)."""
+    unpriced: Mapping[str, int] = attrs.field(factory=dict)
+    """Models with no known price -> their tokens, which are left out of the bill."""
+    model_sources: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    """Where each part of another model's price came from, by model."""
 
     @property
     def with_cache(self) -> float:
@@ -140,6 +160,8 @@ class Cost:
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "models": list(self.models or (self.model,)),
+            "unpriced": dict(self.unpriced),
             "with_cache": round(self.with_cache, 6),
             "without_cache": round(self.without_cache, 6),
             "saving": round(self.saving, 6),
@@ -156,6 +178,7 @@ class Cost:
             "tier_price_sources": {
                 t.tier: self.tier_sources[t.tier] for t in self.tiers if t.tier in self.tier_sources
             },
+            "model_price_sources": {m: dict(v) for m, v in self.model_sources.items()},
         }
 
 
@@ -169,6 +192,8 @@ def price_job(
     keep: bool,
     by_tier: Mapping[str, Usage] | None = None,
     price_of: Callable[[str], Price] | None = None,
+    by_model_tier: Mapping[tuple[str, str], Usage] | None = None,
+    price_for: Callable[[str], PriceChoice | None] | None = None,
 ) -> Cost:
     """Price *usage* (every attempt of every item) plus the cache's creation and storage.
 
@@ -178,7 +203,15 @@ def price_job(
     tokens by the service tier they were billed at, adding up to *usage*) and
     *price_of* (a tier's price), each tier's tokens are priced at its own price and the
     cost says so per tier; the cache's creation and storage stay at *price*.
+
+    With *by_model_tier* (the tokens by (model, tier)) and *price_for* (a model's price,
+    ``None`` when unknown), each part is priced at its own model's price on its tier, and
+    each model's cache at its model's price (a run's creations shared out evenly among the
+    models it cached for); a model with no price is left out of the bill and named in
+    ``Cost.unpriced``, never priced as another.
     """
+    if by_model_tier is not None and price_for is not None:
+        return _price_models(model, runs, by_model_tier, price_for, ttl=ttl, keep=keep)
     creation_tokens = 0
     storage_token_hours = 0.0
     storage_hours = 0.0
@@ -213,6 +246,86 @@ def price_job(
         storage_hours=storage_hours,
         without_cache=without / _MILLION,
         tiers=tiers,
+    )
+
+
+def _price_models(
+    model: str,
+    runs: Sequence[RunStats],
+    by_model_tier: Mapping[tuple[str, str], Usage],
+    price_for: Callable[[str], PriceChoice | None],
+    *,
+    ttl: float,
+    keep: bool,
+) -> Cost:
+    """:func:`price_job` for tokens by (model, tier): see there."""
+    choices: dict[str, PriceChoice | None] = {}
+
+    def choice(name: str) -> PriceChoice | None:
+        if name not in choices:
+            choices[name] = price_for(name)
+        return choices[name]
+
+    unpriced: dict[str, int] = {}
+    order = sorted(by_model_tier, key=lambda k: (k[0] != model, k[0], k[1] != STANDARD, k[1]))
+    models = tuple(dict.fromkeys(m for m, _ in order))
+    named = len(models) > 1 or (bool(models) and models[0] != model)
+    tiers: list[TierCost] = []
+    fresh = cached = output = without = 0.0
+    for name, tier in order:
+        used = by_model_tier[(name, tier)]
+        found = choice(name)
+        if found is None:
+            unpriced[name] = unpriced.get(name, 0) + used.total_tokens
+            continue
+        paid = found.tier(tier)
+        out_tokens = used.output_tokens + used.thinking_tokens
+        fresh += used.fresh_input_tokens * paid.input
+        cached += used.cached_tokens * paid.cached_input
+        output += out_tokens * paid.output
+        without += used.input_tokens * paid.input + out_tokens * paid.output
+        tiers.append(
+            TierCost(
+                tier=tier,
+                usage=used,
+                usd=token_cost(paid, used),
+                at_standard=token_cost(found.price, used),
+                model=name if named else "",
+            )
+        )
+    creation = storage = storage_hours = 0.0
+    for run in runs:
+        stats = run.cache or {}
+        made = int(stats.get("created", 0))
+        extended = int(stats.get("updated", 0))
+        if not (made or extended):
+            continue
+        per_model = dict(run.cache_tokens_by_model) or {model: run.cache_tokens}
+        hours = (run.wall_time + (ttl if keep else 0.0)) / _HOUR
+        storage_hours += hours
+        for name, tokens in per_model.items():
+            found = choice(name)
+            if found is None:
+                unpriced.setdefault(name, 0)
+                continue
+            creation += made / len(per_model) * tokens * found.price.input
+            storage += tokens * hours * (found.price.cache_storage or 0.0)
+    own = choice(model)
+    return Cost(
+        model=model,
+        fresh_input=fresh / _MILLION,
+        cached_input=cached / _MILLION,
+        output=output / _MILLION,
+        cache_creation=creation / _MILLION,
+        cache_storage=storage / _MILLION,
+        storage_hours=storage_hours,
+        without_cache=without / _MILLION,
+        tiers=tuple(tiers),
+        tier_sources=own.tier_sources if own is not None else {},
+        models=models,
+        unpriced=unpriced,
+        sources=own.sources if own is not None else {},
+        model_sources={m: c.sources for m, c in choices.items() if c is not None and m != model},
     )
 
 
@@ -406,21 +519,23 @@ def build_summary(
         )
         for name, outcomes in per_stage.items()
     )
-    priced = pipeline.priced
     cost = None
-    if priced is not None:
+    by_model_tier = usage_by_model_tier(results, pipeline.stage_model)
+    if any(
+        pipeline.price_for(m) is not None
+        for m in {pipeline.backend.model, *(m for m, _ in by_model_tier)}
+    ):
         cache_config = pipeline.cache
         cost = price_job(
-            priced.price,
+            Price(input=0.0, cached_input=0.0, output=0.0),  # unused: each model's own price
             pipeline.backend.model,
             usage,
             runs,
             ttl=cache_config.options.ttl if cache_config is not None else 0.0,
             keep=cache_config is not None and cache_config.options.on_close is CacheClose.KEEP,
-            by_tier=usage_by_tier(results),
-            price_of=priced.tier,
+            by_model_tier=by_model_tier,
+            price_for=pipeline.price_for,
         )
-        cost = attrs.evolve(cost, sources=priced.sources, tier_sources=priced.tier_sources)
     return Summary(
         pipeline=pipeline.name,
         fingerprint=pipeline.fingerprint,
@@ -455,15 +570,20 @@ def build_summary(
 
 def _tier_parts(cost: Cost) -> list[Any]:
     """The bill by service tier, when any token was billed at another tier than standard."""
-    if all(t.tier == STANDARD for t in cost.tiers):
+    named = any(t.model for t in cost.tiers)
+    if all(t.tier == STANDARD for t in cost.tiers) and not named:
         return []
-    table = Table(title="By service tier", box=box.SIMPLE_HEAD, title_justify="left")
+    title = "By model and service tier" if named else "By service tier"
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    if named:
+        table.add_column("model")
     table.add_column("tier")
     for header in ("input", "from cache", "output + thinking", "cost", "on standard"):
         table.add_column(header, justify="right")
     for t in cost.tiers:
         u = t.usage
         table.add_row(
+            *((t.model,) if named else ()),
             t.tier,
             _n(u.input_tokens),
             _n(u.cached_tokens),
@@ -485,6 +605,14 @@ def _tier_parts(cost: Cost) -> list[Any]:
         if t.tier in cost.tier_sources
     )
     return lines
+
+
+def unpriced_sentence(model: str, tokens: int) -> str:
+    """One sentence for a model the cost report has no price for."""
+    return (
+        f"no price for {model!r} in [prices] nor in genai-prices' data: its {tokens:,} tokens "
+        f'(and its cache) are not in the cost; add [prices."{model}"] to count them'
+    )
 
 
 def _money(value: float) -> str:
@@ -576,7 +704,11 @@ def render_summary(summary: Summary, console: Console) -> None:
     parts.extend(uncached_lines(summary.uncached))
     if summary.cost is not None:
         k = summary.cost
-        cost = Table(title=f"Cost ({k.model})", box=box.SIMPLE_HEAD, title_justify="left")
+        cost = Table(
+            title=f"Cost ({', '.join(k.models or (k.model,))})",
+            box=box.SIMPLE_HEAD,
+            title_justify="left",
+        )
         cost.add_column("")
         cost.add_column("with the cache", justify="right")
         cost.add_column("without", justify="right")
@@ -598,6 +730,15 @@ def render_summary(summary: Summary, console: Console) -> None:
         parts.extend(
             Text(f"prices: {', '.join(names)} from {source}", style="dim")
             for source, names in _by_source(k.sources)
+        )
+        parts.extend(
+            Text(f"{model} prices: {', '.join(names)} from {source}", style="dim")
+            for model, sources in k.model_sources.items()
+            for source, names in _by_source(sources)
+        )
+        parts.extend(
+            Text(unpriced_sentence(model, tokens), style="yellow")
+            for model, tokens in k.unpriced.items()
         )
     else:
         parts.append(

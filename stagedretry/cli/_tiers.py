@@ -16,7 +16,14 @@ import attrs
 from .._results import ItemResult, Usage
 from .pipeline import Price
 
-__all__ = ["STANDARD", "TierCost", "tier_costs", "token_cost", "usage_by_tier"]
+__all__ = [
+    "STANDARD",
+    "TierCost",
+    "tier_costs",
+    "token_cost",
+    "usage_by_model_tier",
+    "usage_by_tier",
+]
 
 STANDARD: Final = "standard"
 _MILLION: Final = 1_000_000
@@ -31,6 +38,8 @@ class TierCost:
     usage: Usage
     usd: float
     at_standard: float
+    model: str = ""
+    """The model the tokens were sent to ("": the job's one model)."""
 
     @property
     def saving(self) -> float:
@@ -40,6 +49,7 @@ class TierCost:
     def to_json(self) -> dict[str, Any]:
         u = self.usage
         return {
+            **({"model": self.model} if self.model else {}),
             "tier": self.tier,
             "tokens": {
                 "input": u.input_tokens,
@@ -65,6 +75,26 @@ def usage_by_tier(results: Iterable[ItemResult[Any]]) -> dict[str, Usage]:
             meta = attempt.meta
             tier = (meta.service_tier if meta is not None else None) or STANDARD
             found[tier] = found.get(tier, Usage()) + attempt.usage
+    return found
+
+
+def usage_by_model_tier(
+    results: Iterable[ItemResult[Any]], model_of: Callable[[str], str]
+) -> dict[tuple[str, str], Usage]:
+    """As :func:`usage_by_tier`, keyed by (model, tier): *model_of* names the model a stage
+    sends to (its ``model`` param, else the backend's)."""
+    found: dict[tuple[str, str], Usage] = {}
+    empty = Usage()
+    for result in results:
+        for attempt in result.attempts:
+            if attempt.usage == empty:
+                continue
+            meta = attempt.meta
+            key = (
+                model_of(attempt.stage),
+                (meta.service_tier if meta is not None else None) or STANDARD,
+            )
+            found[key] = found.get(key, Usage()) + attempt.usage
     return found
 
 

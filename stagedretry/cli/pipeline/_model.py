@@ -185,6 +185,29 @@ class Pipeline:
         entry, else genai-prices' bundled data (see :mod:`._prices`); ``None``: unknown."""
         return choose_price(self.backend.model, self.prices)
 
+    def stage_model(self, stage: str) -> str:
+        """The model stage *stage* sends to: its ``model`` param, else the backend's (also for
+        a stage the plan does not have)."""
+        for s in self.plan.stages:
+            if s.name == stage:
+                model = s.params.get("model")
+                if isinstance(model, str) and model:
+                    return model.removeprefix("models/")
+        return self.backend.model
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model the plan sends to: the backend's first, then the stages' in order."""
+        return tuple(
+            dict.fromkeys(
+                [self.backend.model, *(self.stage_model(s.name) for s in self.plan.stages)]
+            )
+        )
+
+    def price_for(self, model: str) -> PriceChoice | None:
+        """*model*'s price, as :attr:`priced` gives the backend's; ``None``: unknown."""
+        return choose_price(model, self.prices)
+
     def prices_warning(self, file: str) -> str | None:
         """One sentence when ``[prices]`` has entries but none for the backend's model (a typo,
         or a model switched with ``--model``), or ``None``: the table is then not used."""
@@ -209,8 +232,9 @@ class Pipeline:
     def fingerprint(self) -> str:
         """A hash of everything that decides an item's result.
 
-        Paths, concurrency, prices, logging and the backend settings its spec
-        calls neutral (a latency, an endpoint) are left out: changing them
+        Paths, concurrency, prices, logging, the stages' ``service_tier`` params and the
+        backend settings its spec calls neutral (a latency, an endpoint) are left out:
+        changing them
         keeps the journal's results valid.  The plan, the model, the backend's
         other settings, the instruction, the template and the output model
         (its import path and its JSON schema) are in.
@@ -228,8 +252,16 @@ class Pipeline:
                 "enabled": self.cache.options.enabled,
             }
         output = {"model": self.output.model, "shape": self.output.digest}
+        plan = self.plan.to_dict()
+        for stage in plan["stages"]:
+            # The tier changes the price and the wait, not the answer (as batch mode does
+            # not): a job resumed on another tier keeps the results it paid for.
+            params = stage.get("params", {})
+            params.pop("service_tier", None)
+            if not params:
+                stage.pop("params", None)
         data = {
-            "plan": self.plan.to_dict(),
+            "plan": plan,
             "backend": backend,
             "cache": cache,
             "template": self.input.template.text,

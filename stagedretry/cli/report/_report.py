@@ -44,12 +44,14 @@ def make_report(source: Source) -> Report:
     """Add up *source*'s results on its plan (recorded, or as the attempts show it)."""
     recorded = source.recorded
     results = [e.result for e in source.entries]
-    counted = traffic(results, recorded.plan, recorded.price)
+    counted = traffic(results, recorded.plan, recorded.price, price_of=recorded.price_of)
     return Report(
         source=source,
         traffic=counted,
         mermaid=annotated_mermaid(counted),
-        timeline=timeline(source.entries, source.runs, source.anchors, recorded.price),
+        timeline=timeline(
+            source.entries, source.runs, source.anchors, recorded.price, price_of=recorded.price_of
+        ),
     )
 
 

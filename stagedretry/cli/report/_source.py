@@ -21,7 +21,9 @@ import attrs
 from ..._journal import Journal, JournalEntry, RunRecord
 from ..._outcomes import PlanError, StagedRetryError
 from ..._plan import Plan
+from ..._results import Attempt
 from ..pipeline import Pipeline, Price
+from ..pipeline._prices import PARTS, TIERS
 
 RECORD_KEY: Final = "report"
 """The key of a run's statistics that holds :func:`run_record`."""
@@ -40,8 +42,11 @@ def run_record(pipeline: Pipeline) -> dict[str, Any]:
     model, plan, price and output path, and the clock's two readings at the run's end (so the
     attempts' monotonic times can be placed on the wall clock)."""
     price = pipeline.price
+    prices, stage_models = _stage_prices(pipeline)
     return {
         RECORD_KEY: {
+            "prices": {model: dict(by_tier) for model, by_tier in prices.items()},
+            "stage_models": stage_models,
             "pipeline": pipeline.name,
             "backend": pipeline.backend.kind,
             "model": pipeline.backend.model,
@@ -51,6 +56,22 @@ def run_record(pipeline: Pipeline) -> dict[str, Any]:
             "clock": {"wall": time.time(), "monotonic": time.monotonic()},
         }
     }
+
+
+def _stage_prices(
+    pipeline: Pipeline,
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, str]]:
+    """Each model's price on each tier (plain data; a model with no price is left out), and
+    each stage's model."""
+    prices: dict[str, dict[str, dict[str, float]]] = {}
+    for model in pipeline.models:
+        choice = pipeline.price_for(model)
+        if choice is not None:
+            prices[model] = {
+                tier: {part: getattr(choice.tier(tier), part) or 0.0 for part in PARTS}
+                for tier in TIERS
+            }
+    return prices, {s.name: pipeline.stage_model(s.name) for s in pipeline.plan.stages}
 
 
 @attrs.frozen
@@ -63,6 +84,19 @@ class Recorded:
     plan: Plan | None = None
     price: Price | None = None
     output: Path | None = None
+    prices: Mapping[tuple[str, str], Price] = attrs.field(factory=dict)
+    """(model, tier) -> price; empty in records made before each stage's model was priced."""
+    stage_models: Mapping[str, str] = attrs.field(factory=dict)
+    """Each stage's model (a stage missing here is on :attr:`model`)."""
+
+    def price_of(self, attempt: Attempt) -> Price | None:
+        """The price *attempt* was billed at: its stage's model on its billed tier (``None``:
+        unknown; the backend's price for a record that holds no table)."""
+        if not self.prices:
+            return self.price
+        model = self.stage_models.get(attempt.stage, self.model or "")
+        tier = (attempt.meta.service_tier if attempt.meta is not None else None) or "standard"
+        return self.prices.get((model, tier), self.prices.get((model, "standard")))
 
 
 @attrs.frozen
@@ -228,6 +262,7 @@ def _read(
 
 
 def _from_pipeline(pipeline: Pipeline) -> Recorded:
+    prices, stage_models = _stage_prices(pipeline)
     return Recorded(
         pipeline=pipeline.name,
         backend=pipeline.backend.kind,
@@ -235,6 +270,12 @@ def _from_pipeline(pipeline: Pipeline) -> Recorded:
         plan=pipeline.plan,
         price=pipeline.price,
         output=pipeline.output.path,
+        prices={
+            (model, tier): _price(parts) or Price(input=0.0, cached_input=0.0, output=0.0)
+            for model, by_tier in prices.items()
+            for tier, parts in by_tier.items()
+        },
+        stage_models=stage_models,
     )
 
 
@@ -256,6 +297,8 @@ def _recorded(runs: Sequence[RunRecord]) -> Recorded:
             plan=_plan(data.get("plan")),
             price=_price(data.get("price")),
             output=Path(data["output"]) if isinstance(data.get("output"), str) else None,
+            prices=_prices(data.get("prices")),
+            stage_models=_names(data.get("stage_models")),
         )
     return Recorded()
 
@@ -275,6 +318,29 @@ def _plan(data: object) -> Plan | None:
         return Plan.from_dict(data, kinds=[k for k in kinds if isinstance(k, str)] or ["full"])
     except PlanError:
         return None
+
+
+def _prices(data: object) -> dict[tuple[str, str], Price]:
+    """A recorded ``prices`` table; a damaged one is left out whole (the backend's price is
+    then used, as for an older record)."""
+    if not isinstance(data, Mapping):
+        return {}
+    found: dict[tuple[str, str], Price] = {}
+    for model, by_tier in data.items():
+        if not isinstance(model, str) or not isinstance(by_tier, Mapping):
+            return {}
+        for tier, parts in by_tier.items():
+            price = _price(parts)
+            if not isinstance(tier, str) or price is None:
+                return {}
+            found[(model, tier)] = price
+    return found
+
+
+def _names(data: object) -> dict[str, str]:
+    if not isinstance(data, Mapping):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _price(data: object) -> Price | None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 import attrs
 
 from ..._journal import JournalEntry, RunRecord
-from ..._results import ItemStatus
+from ..._results import Attempt, ItemStatus
 from ..pipeline import Price
 from ._traffic import token_cost
 
@@ -52,8 +52,12 @@ def timeline(
     runs: Sequence[RunRecord],
     anchors: Mapping[int, tuple[float, float]],
     price: Price | None,
+    *,
+    price_of: Callable[[Attempt], Price | None] | None = None,
 ) -> Timeline | None:
-    """Place every attempt of *entries* on the wall clock; ``None`` if none was sent."""
+    """Place every attempt of *entries* on the wall clock; ``None`` if none was sent.
+
+    Spend is each attempt's tokens at *price_of* the attempt, else at *price*."""
     offsets = _offsets(entries, runs, anchors)
     finished: list[tuple[float, str]] = []
     spend: list[tuple[float, float]] = []
@@ -64,7 +68,9 @@ def timeline(
         offset = offsets[entry.run]
         for attempt in attempts:
             usage = attempt.usage
-            cost = token_cost(price, usage)
+            # One unit for the whole line: with no backend price it counts tokens.
+            paid = price_of(attempt) if price_of is not None and price is not None else price
+            cost = token_cost(paid, usage)
             amount = (
                 cost
                 if cost is not None

@@ -13,7 +13,7 @@ of all transitions add up to the prompts of all items.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -248,9 +248,18 @@ class _Tally:
 
 
 def traffic(
-    results: Iterable[ItemResult], plan: Plan | None, price: Price | None = None
+    results: Iterable[ItemResult],
+    plan: Plan | None,
+    price: Price | None = None,
+    *,
+    price_of: Callable[[Attempt], Price | None] | None = None,
 ) -> Traffic:
-    """Add up *results* on *plan*'s machine (``None``: stages in the order they were seen)."""
+    """Add up *results* on *plan*'s machine (``None``: stages in the order they were seen).
+
+    Costs are each attempt's tokens at *price_of* the attempt (its stage's model on its
+    billed tier), else at *price*; a stage with an attempt of no known price has none."""
+    pricer: Callable[[Attempt], Price | None] = price_of or (lambda _: price)
+    costs: dict[str, float | None] = {}
     graph = _Graph(plan)
     kinds = {s.name: s.kind for s in plan.stages} if plan is not None else {}
     order = [s.name for s in plan.stages] if plan is not None else []
@@ -278,6 +287,9 @@ def traffic(
                     order.append(attempt.stage)
             outcomes[attempt.stage][attempt.outcome.value] += 1
             usage[attempt.stage] = usage[attempt.stage] + attempt.usage
+            before = costs.get(attempt.stage, 0.0)
+            paid = token_cost(pricer(attempt), attempt.usage)
+            costs[attempt.stage] = None if before is None or paid is None else before + paid
             attempts += 1
             prompts += attempt.counted
             spent[attempt.stage] += attempt.counted
@@ -313,10 +325,11 @@ def traffic(
             outcomes=dict(outcomes.get(name, Counter())),
             succeeded=succeeded[name],
             usage=usage.get(name, Usage()),
-            cost=token_cost(price, usage.get(name, Usage())),
+            cost=costs.get(name, None if price_of is None and price is None else 0.0),
         )
         for name in order
     )
+    spent_usd = [s.cost for s in stages]
     total = sum((s.usage for s in stages), Usage())
     return Traffic(
         initial=initial if initial is not None else (order[0] if order else None),
@@ -327,7 +340,7 @@ def traffic(
         prompts=prompts,
         attempts=attempts,
         usage=total,
-        cost=token_cost(price, total),
+        cost=None if None in spent_usd else sum(c for c in spent_usd if c is not None),
     )
 
 
