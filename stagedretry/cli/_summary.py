@@ -25,7 +25,7 @@ from .._outcomes import OutcomeKind
 from .._results import ItemResult, ItemStatus, Usage
 from ._exit import ExitCode
 from ._reasons import JSON_TOP, Reason, group_reasons, reason_lines
-from ._tiers import STANDARD, TierCost, tier_costs, token_cost, usage_by_model_tier
+from ._tiers import STANDARD, TierCost, token_cost, usage_by_model_tier
 from ._uncached import UncachedStage, uncached_lines, uncached_stages
 from .pipeline import Pipeline, Price, PriceChoice
 
@@ -190,8 +190,6 @@ def price_job(
     *,
     ttl: float,
     keep: bool,
-    by_tier: Mapping[str, Usage] | None = None,
-    price_of: Callable[[str], Price] | None = None,
     by_model_tier: Mapping[tuple[str, str], Usage] | None = None,
     price_for: Callable[[str], PriceChoice | None] | None = None,
 ) -> Cost:
@@ -199,10 +197,8 @@ def price_job(
 
     Output and thinking tokens are billed at the output price.  Storage is an
     estimate: a run that created or extended the cache paid for its wall time,
-    and, when the cache is kept, for one more TTL after the run.  With *by_tier* (the
-    tokens by the service tier they were billed at, adding up to *usage*) and
-    *price_of* (a tier's price), each tier's tokens are priced at its own price and the
-    cost says so per tier; the cache's creation and storage stay at *price*.
+    and, when the cache is kept, for one more TTL after the run.  Without the two
+    arguments below, every token is priced at *price* (the standard tier).
 
     With *by_model_tier* (the tokens by (model, tier)) and *price_for* (a model's price,
     ``None`` when unknown), each part is priced at its own model's price on its tier, and
@@ -224,29 +220,32 @@ def price_job(
             hours = (run.wall_time + (ttl if keep else 0.0)) / _HOUR
             storage_hours += hours
             storage_token_hours += run.cache_tokens * hours
-    parts = {STANDARD: (usage, price)}
-    tiers: tuple[TierCost, ...] = ()
-    if by_tier and price_of is not None:
-        tiers = tier_costs(by_tier, price_of, price)
-        parts = {t.tier: (t.usage, price_of(t.tier)) for t in tiers}
-    fresh = cached = output = without = 0.0
-    for used, paid in parts.values():
-        out_tokens = used.output_tokens + used.thinking_tokens
-        fresh += used.fresh_input_tokens * paid.input
-        cached += used.cached_tokens * paid.cached_input
-        output += out_tokens * paid.output
-        without += used.input_tokens * paid.input + out_tokens * paid.output
+    parts = _TokenParts()
+    parts.add(usage, price)
     return Cost(
         model=model,
-        fresh_input=fresh / _MILLION,
-        cached_input=cached / _MILLION,
-        output=output / _MILLION,
+        fresh_input=parts.fresh / _MILLION,
+        cached_input=parts.cached / _MILLION,
+        output=parts.output / _MILLION,
         cache_creation=creation_tokens * price.input / _MILLION,
         cache_storage=storage_token_hours * (price.cache_storage or 0.0) / _MILLION,
         storage_hours=storage_hours,
-        without_cache=without / _MILLION,
-        tiers=tiers,
+        without_cache=parts.without / _MILLION,
     )
+
+
+class _TokenParts:
+    """The token parts of a bill, added up per priced share (per million tokens)."""
+
+    def __init__(self) -> None:
+        self.fresh = self.cached = self.output = self.without = 0.0
+
+    def add(self, used: Usage, paid: Price) -> None:
+        out_tokens = used.output_tokens + used.thinking_tokens
+        self.fresh += used.fresh_input_tokens * paid.input
+        self.cached += used.cached_tokens * paid.cached_input
+        self.output += out_tokens * paid.output
+        self.without += used.input_tokens * paid.input + out_tokens * paid.output
 
 
 def _price_models(
@@ -271,7 +270,7 @@ def _price_models(
     models = tuple(dict.fromkeys(m for m, _ in order))
     named = len(models) > 1 or (bool(models) and models[0] != model)
     tiers: list[TierCost] = []
-    fresh = cached = output = without = 0.0
+    parts = _TokenParts()
     for name, tier in order:
         used = by_model_tier[(name, tier)]
         found = choice(name)
@@ -279,11 +278,7 @@ def _price_models(
             unpriced[name] = unpriced.get(name, 0) + used.total_tokens
             continue
         paid = found.tier(tier)
-        out_tokens = used.output_tokens + used.thinking_tokens
-        fresh += used.fresh_input_tokens * paid.input
-        cached += used.cached_tokens * paid.cached_input
-        output += out_tokens * paid.output
-        without += used.input_tokens * paid.input + out_tokens * paid.output
+        parts.add(used, paid)
         tiers.append(
             TierCost(
                 tier=tier,
@@ -313,13 +308,13 @@ def _price_models(
     own = choice(model)
     return Cost(
         model=model,
-        fresh_input=fresh / _MILLION,
-        cached_input=cached / _MILLION,
-        output=output / _MILLION,
+        fresh_input=parts.fresh / _MILLION,
+        cached_input=parts.cached / _MILLION,
+        output=parts.output / _MILLION,
         cache_creation=creation / _MILLION,
         cache_storage=storage / _MILLION,
         storage_hours=storage_hours,
-        without_cache=without / _MILLION,
+        without_cache=parts.without / _MILLION,
         tiers=tuple(tiers),
         tier_sources=own.tier_sources if own is not None else {},
         models=models,

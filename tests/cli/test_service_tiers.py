@@ -171,7 +171,14 @@ def test_an_attempt_that_names_no_tier_is_billed_as_standard() -> None:
     assert [c.tier for c in costs] == ["standard", "batch", "flex"]
     assert sum(c.usd for c in costs) < sum(c.at_standard for c in costs)
     cost = price_job(
-        price, MODEL, a + b + a + b, [], ttl=0.0, keep=False, by_tier=by_tier, price_of=choice.tier
+        price,
+        MODEL,
+        a + b + a + b,
+        [],
+        ttl=0.0,
+        keep=False,
+        by_model_tier={(MODEL, tier): used for tier, used in by_tier.items()},
+        price_for=lambda model: choice,
     )
     assert cost.fresh_input + cost.cached_input + cost.output == pytest.approx(
         sum(c.usd for c in costs)
